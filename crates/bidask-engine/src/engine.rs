@@ -1,0 +1,732 @@
+//! The engine: one product's markets, its orders, and the commands on them.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use rustc_hash::FxHashMap;
+use slab::Slab;
+
+use crate::book::{Book, Level, NIL, sort_key};
+use crate::error::EngineError;
+use crate::event::{Amended, Event, LevelChange, LevelView, OrderUpdate, Trade};
+use crate::order::{
+    CancelReason, MarketId, NewOrder, OrderId, OrderStatus, RestingOrder, Side, TimeInForce,
+    Timestamp, UserId,
+};
+use crate::price::{Price, Quantity};
+
+/// A command, for callers that queue or replay them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// See [`Engine::place`].
+    Place(NewOrder),
+    /// See [`Engine::cancel`].
+    Cancel(OrderId),
+    /// See [`Engine::amend`].
+    Amend {
+        /// The resting order to change.
+        id: OrderId,
+        /// The new limit price, if it changes.
+        price: Option<Price>,
+        /// The new total quantity, if it changes.
+        quantity: Option<Quantity>,
+    },
+    /// See [`Engine::expire`].
+    Expire,
+}
+
+/// The books of every size of one product.
+///
+/// Orders live in one slab, each linked into its price level's queue; an
+/// id-to-slab map gives O(1) cancel; a min-heap of expiry times gives the
+/// next order to expire in O(1) (entries of orders that left early are
+/// skipped when they surface, and the heap is rebuilt once they outnumber
+/// the live ones). In steady state nothing is allocated per command: slab
+/// slots, levels and map buckets are reused, and events go into a vector
+/// the caller keeps.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    /// One book per size.
+    books: Vec<Book>,
+    /// Every price level of every book.
+    levels: Slab<Level>,
+    /// Every resting order.
+    orders: Slab<Node>,
+    /// Resting order id to its slab key.
+    index: FxHashMap<OrderId, u32>,
+    /// `(expires_at, id)` of resting orders, earliest first; may hold
+    /// entries of orders that have since left the book.
+    expiries: BinaryHeap<Reverse<(Timestamp, OrderId)>>,
+}
+
+/// A resting order in the slab.
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    id: OrderId,
+    user: UserId,
+    price: Price,
+    expires_at: Timestamp,
+    quantity: Quantity,
+    /// Still for trade; at least 1 while the order rests.
+    remaining: u32,
+    /// Neighbours in the level's queue (slab keys, [`NIL`] at the ends).
+    prev: u32,
+    next: u32,
+    /// Slab key of the level the order rests in.
+    level: u32,
+    market: MarketId,
+    side: Side,
+}
+
+impl Node {
+    fn view(&self) -> RestingOrder {
+        RestingOrder {
+            id: self.id,
+            user: self.user,
+            market: self.market,
+            side: self.side,
+            price: self.price,
+            quantity: self.quantity,
+            remaining: self.remaining,
+            expires_at: self.expires_at,
+        }
+    }
+
+    fn update(&self, status: OrderStatus, remaining: u32) -> Event {
+        Event::OrderUpdated(OrderUpdate {
+            order: self.id,
+            user: self.user,
+            market: self.market,
+            side: self.side,
+            status,
+            remaining,
+        })
+    }
+}
+
+/// The part of an incoming order that matching needs.
+#[derive(Debug, Clone, Copy)]
+struct Taker {
+    id: OrderId,
+    user: UserId,
+    market: MarketId,
+    side: Side,
+    limit: Price,
+}
+
+/// How matching ended for the taker.
+#[derive(Debug, Clone, Copy)]
+struct Outcome {
+    remaining: u32,
+    /// Matching stopped at one of the taker's own resting orders.
+    self_trade: bool,
+}
+
+impl Engine {
+    /// An empty engine for a product with `markets` sizes.
+    pub fn new(markets: u16) -> Self {
+        Self::with_capacity(markets, 0)
+    }
+
+    /// An empty engine with room for `orders` resting orders before it
+    /// allocates.
+    pub fn with_capacity(markets: u16, orders: usize) -> Self {
+        Self {
+            books: vec![Book::default(); usize::from(markets)],
+            levels: Slab::with_capacity(orders.min(1 << 16)),
+            orders: Slab::with_capacity(orders),
+            index: FxHashMap::with_capacity_and_hasher(orders, Default::default()),
+            expiries: BinaryHeap::with_capacity(orders),
+        }
+    }
+
+    /// Rebuilds an engine from resting orders listed in their original
+    /// priority (per level, oldest first), giving exactly the books they
+    /// formed. Fails if the list could not have been a book.
+    pub fn restore(
+        markets: u16,
+        orders: impl IntoIterator<Item = RestingOrder>,
+    ) -> Result<Self, EngineError> {
+        let mut engine = Self::new(markets);
+        for order in orders {
+            let market = engine.market(order.market)?;
+            if engine.index.contains_key(&order.id) {
+                return Err(EngineError::DuplicateOrder(order.id));
+            }
+            if order.remaining == 0 || order.remaining > order.quantity.units() {
+                return Err(EngineError::InvalidRemaining(order.id));
+            }
+            let opposite = engine.books[market].side(order.side.opposite()).best();
+            if let Some(level) = opposite
+                && order
+                    .side
+                    .crosses(order.price, engine.levels[level as usize].price)
+            {
+                return Err(EngineError::RestoreCrossed(order.id));
+            }
+            engine.rest(market, order, true);
+        }
+        Ok(engine)
+    }
+
+    /// Carries out `command` at time `now`, appending what it caused to `events`.
+    pub fn execute(
+        &mut self,
+        command: Command,
+        now: Timestamp,
+        events: &mut Vec<Event>,
+    ) -> Result<(), EngineError> {
+        match command {
+            Command::Place(order) => self.place(order, now, events),
+            Command::Cancel(id) => self.cancel(id, events),
+            Command::Amend {
+                id,
+                price,
+                quantity,
+            } => self.amend(id, price, quantity, events),
+            Command::Expire => {
+                self.expire(now, events);
+                Ok(())
+            }
+        }
+    }
+
+    /// Places an order at time `now`: it trades with the opposite side at
+    /// the resting prices while it crosses, then its remainder rests
+    /// (good-till-cancelled) or is cancelled (immediate-or-cancel); a
+    /// fill-or-kill order trades its whole quantity or nothing.
+    ///
+    /// The engine does not expire orders on its own: the caller runs
+    /// [`Engine::expire`] with the same `now` first, as the market actor does.
+    pub fn place(
+        &mut self,
+        order: NewOrder,
+        now: Timestamp,
+        events: &mut Vec<Event>,
+    ) -> Result<(), EngineError> {
+        let market = self.market(order.market)?;
+        if self.index.contains_key(&order.id) {
+            return Err(EngineError::DuplicateOrder(order.id));
+        }
+        if order.time_in_force == TimeInForce::GoodTillCancelled && order.expires_at <= now {
+            return Err(EngineError::AlreadyExpired);
+        }
+        events.push(Event::Accepted(order));
+        let taker = Taker {
+            id: order.id,
+            user: order.user,
+            market: order.market,
+            side: order.side,
+            limit: order.price,
+        };
+        let quantity = order.quantity.units();
+        if order.time_in_force == TimeInForce::FillOrKill
+            && let Some(reason) = self.fill_or_kill_obstacle(market, taker, quantity)
+        {
+            events.push(taker_update(order, OrderStatus::Cancelled(reason), 0));
+            return Ok(());
+        }
+        let outcome = self.take(market, taker, quantity, events);
+        let traded = outcome.remaining < quantity;
+        if outcome.remaining == 0 {
+            events.push(taker_update(order, OrderStatus::Filled, 0));
+        } else if outcome.self_trade {
+            let status = OrderStatus::Cancelled(CancelReason::SelfTrade);
+            events.push(taker_update(order, status, 0));
+        } else if order.time_in_force == TimeInForce::GoodTillCancelled {
+            if traded {
+                let status = OrderStatus::PartiallyFilled;
+                events.push(taker_update(order, status, outcome.remaining));
+            }
+            let resting = RestingOrder {
+                id: order.id,
+                user: order.user,
+                market: order.market,
+                side: order.side,
+                price: order.price,
+                quantity: order.quantity,
+                remaining: outcome.remaining,
+                expires_at: order.expires_at,
+            };
+            let change = self.rest(market, resting, true);
+            events.push(Event::LevelChanged(change));
+        } else {
+            let status = OrderStatus::Cancelled(CancelReason::ImmediateOrCancel);
+            events.push(taker_update(order, status, 0));
+        }
+        Ok(())
+    }
+
+    /// Cancels a resting order at its owner's request.
+    pub fn cancel(&mut self, id: OrderId, events: &mut Vec<Event>) -> Result<(), EngineError> {
+        let key = self
+            .index
+            .remove(&id)
+            .ok_or(EngineError::UnknownOrder(id))?;
+        let (node, change) = self.detach(key);
+        let status = OrderStatus::Cancelled(CancelReason::Requested);
+        events.push(node.update(status, 0));
+        events.push(Event::LevelChanged(change));
+        Ok(())
+    }
+
+    /// Changes a resting order's price and/or total quantity.
+    ///
+    /// A smaller quantity at the same price keeps the order's place in its
+    /// queue. A new price or a larger quantity is a cancel and replace: the
+    /// order (same id) goes through matching again as a taker and rests at
+    /// the back of its new level. The new quantity counts what has already
+    /// filled, so it must exceed that. Asking for what the order already is
+    /// changes nothing and emits nothing.
+    pub fn amend(
+        &mut self,
+        id: OrderId,
+        price: Option<Price>,
+        quantity: Option<Quantity>,
+        events: &mut Vec<Event>,
+    ) -> Result<(), EngineError> {
+        let key = *self.index.get(&id).ok_or(EngineError::UnknownOrder(id))?;
+        let node = self.orders[key as usize];
+        let new_price = price.unwrap_or(node.price);
+        let new_quantity = quantity.unwrap_or(node.quantity);
+        let filled = node.quantity.units() - node.remaining;
+        if new_quantity.units() <= filled {
+            return Err(EngineError::QuantityNotAboveFilled { filled });
+        }
+        if new_price == node.price && new_quantity == node.quantity {
+            return Ok(());
+        }
+        let remaining = new_quantity.units() - filled;
+        let market = usize::from(node.market.0);
+        let requeued = new_price != node.price || new_quantity > node.quantity;
+        events.push(Event::Amended(Amended {
+            order: id,
+            user: node.user,
+            market: node.market,
+            side: node.side,
+            price: new_price,
+            quantity: new_quantity,
+            remaining,
+            requeued,
+        }));
+        if !requeued {
+            let shrink = u64::from(node.remaining - remaining);
+            let slot = &mut self.orders[key as usize];
+            slot.remaining = remaining;
+            slot.quantity = new_quantity;
+            let level = &mut self.levels[node.level as usize];
+            level.quantity -= shrink;
+            let change = self.level_change(market, node.market, node.side, node.level);
+            events.push(Event::LevelChanged(change));
+            return Ok(());
+        }
+        self.index.remove(&id);
+        let (_, change) = self.detach(key);
+        events.push(Event::LevelChanged(change));
+        let taker = Taker {
+            id,
+            user: node.user,
+            market: node.market,
+            side: node.side,
+            limit: new_price,
+        };
+        let outcome = self.take(market, taker, remaining, events);
+        let replaced = Node {
+            price: new_price,
+            quantity: new_quantity,
+            ..node
+        };
+        if outcome.remaining == 0 {
+            events.push(replaced.update(OrderStatus::Filled, 0));
+        } else if outcome.self_trade {
+            let status = OrderStatus::Cancelled(CancelReason::SelfTrade);
+            events.push(replaced.update(status, 0));
+        } else {
+            if outcome.remaining < remaining {
+                let status = OrderStatus::PartiallyFilled;
+                events.push(replaced.update(status, outcome.remaining));
+            }
+            let resting = RestingOrder {
+                remaining: outcome.remaining,
+                ..replaced.view()
+            };
+            // The order's expiry entry is still in the heap and still valid.
+            let change = self.rest(market, resting, false);
+            events.push(Event::LevelChanged(change));
+        }
+        Ok(())
+    }
+
+    /// Takes every order whose `expires_at` is at or before `now` off the
+    /// book, earliest first. Returns how many expired.
+    pub fn expire(&mut self, now: Timestamp, events: &mut Vec<Event>) -> usize {
+        let mut expired = 0;
+        while let Some(&Reverse((expires_at, id))) = self.expiries.peek() {
+            if expires_at > now {
+                break;
+            }
+            self.expiries.pop();
+            let Some(&key) = self.index.get(&id) else {
+                continue;
+            };
+            if self.orders[key as usize].expires_at != expires_at {
+                continue;
+            }
+            self.index.remove(&id);
+            let (node, change) = self.detach(key);
+            events.push(node.update(OrderStatus::Expired, 0));
+            events.push(Event::LevelChanged(change));
+            expired += 1;
+        }
+        expired
+    }
+
+    /// The earliest time at which [`Engine::expire`] may have work to do:
+    /// when to set the actor's timer. It may be earlier than any live
+    /// order's expiry (then `expire` finds nothing and moves it on).
+    pub fn next_expiry(&self) -> Option<Timestamp> {
+        self.expiries.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// The best level of one side of a market, in O(1).
+    pub fn best(&self, market: MarketId, side: Side) -> Option<LevelView> {
+        let book = self.books.get(usize::from(market.0))?;
+        book.side(side).best().map(|level| self.level_view(level))
+    }
+
+    /// The highest bid of a market.
+    pub fn best_bid(&self, market: MarketId) -> Option<LevelView> {
+        self.best(market, Side::Bid)
+    }
+
+    /// The lowest ask of a market.
+    pub fn best_ask(&self, market: MarketId) -> Option<LevelView> {
+        self.best(market, Side::Ask)
+    }
+
+    /// Up to `levels` price levels of one side, best first.
+    pub fn depth(
+        &self,
+        market: MarketId,
+        side: Side,
+        levels: usize,
+    ) -> impl Iterator<Item = LevelView> + '_ {
+        self.books
+            .get(usize::from(market.0))
+            .into_iter()
+            .flat_map(move |book| book.side(side).best_first())
+            .take(levels)
+            .map(|level| self.level_view(level))
+    }
+
+    /// One resting order.
+    pub fn order(&self, id: OrderId) -> Option<RestingOrder> {
+        let key = *self.index.get(&id)?;
+        Some(self.orders[key as usize].view())
+    }
+
+    /// Every resting order of one side of a market, in priority order:
+    /// best level first, oldest first within a level. Restoring them in this
+    /// order rebuilds the same book.
+    pub fn resting_orders(
+        &self,
+        market: MarketId,
+        side: Side,
+    ) -> impl Iterator<Item = RestingOrder> + '_ {
+        self.books
+            .get(usize::from(market.0))
+            .into_iter()
+            .flat_map(move |book| book.side(side).best_first())
+            .flat_map(move |level| {
+                let mut key = self.levels[level as usize].head;
+                std::iter::from_fn(move || {
+                    let node = self.orders.get(key as usize)?;
+                    key = node.next;
+                    Some(node.view())
+                })
+            })
+    }
+
+    /// Number of resting orders over all markets.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether no order rests anywhere.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Number of sizes (markets) of the product.
+    pub fn markets(&self) -> u16 {
+        // The constructor takes a u16, so the count always fits.
+        u16::try_from(self.books.len()).unwrap_or(u16::MAX)
+    }
+
+    fn market(&self, market: MarketId) -> Result<usize, EngineError> {
+        let index = usize::from(market.0);
+        if index < self.books.len() {
+            Ok(index)
+        } else {
+            Err(EngineError::UnknownMarket(market))
+        }
+    }
+
+    /// Why a fill-or-kill taker could not fill `quantity` now, if it could not.
+    fn fill_or_kill_obstacle(
+        &self,
+        market: usize,
+        taker: Taker,
+        quantity: u32,
+    ) -> Option<CancelReason> {
+        let mut available = 0u32;
+        for level in self.books[market].side(taker.side.opposite()).best_first() {
+            let level = &self.levels[level as usize];
+            if !taker.side.crosses(taker.limit, level.price) {
+                break;
+            }
+            let mut key = level.head;
+            while key != NIL {
+                let maker = &self.orders[key as usize];
+                if maker.user == taker.user {
+                    return Some(CancelReason::SelfTrade);
+                }
+                available += maker.remaining;
+                if available >= quantity {
+                    return None;
+                }
+                key = maker.next;
+            }
+        }
+        Some(CancelReason::FillOrKill)
+    }
+
+    /// Matches a taker against the opposite side while it crosses, oldest
+    /// maker first at each price, each trade at the maker's price. Stops at
+    /// the taker's own resting order (self-trade prevention).
+    #[inline]
+    fn take(
+        &mut self,
+        market: usize,
+        taker: Taker,
+        quantity: u32,
+        events: &mut Vec<Event>,
+    ) -> Outcome {
+        let makers_side = taker.side.opposite();
+        let mut remaining = quantity;
+        let mut self_trade = false;
+        while remaining > 0 && !self_trade {
+            let ladder = self.books[market].side_mut(makers_side);
+            let Some(level_key) = ladder.best() else {
+                break;
+            };
+            let level = &mut self.levels[level_key as usize];
+            if !taker.side.crosses(taker.limit, level.price) {
+                break;
+            }
+            let price = level.price;
+            let mut traded_here = false;
+            while remaining > 0 && level.head != NIL {
+                let maker_key = level.head;
+                let maker = &mut self.orders[maker_key as usize];
+                if maker.user == taker.user {
+                    self_trade = true;
+                    break;
+                }
+                let quantity = remaining.min(maker.remaining);
+                remaining -= quantity;
+                maker.remaining -= quantity;
+                level.quantity -= u64::from(quantity);
+                traded_here = true;
+                events.push(Event::Trade(Trade {
+                    market: taker.market,
+                    price,
+                    quantity,
+                    maker_order: maker.id,
+                    maker_user: maker.user,
+                    taker_order: taker.id,
+                    taker_user: taker.user,
+                    taker_side: taker.side,
+                }));
+                if maker.remaining == 0 {
+                    let next = maker.next;
+                    let maker = *maker;
+                    level.head = next;
+                    level.orders -= 1;
+                    if next == NIL {
+                        level.tail = NIL;
+                    } else {
+                        self.orders[next as usize].prev = NIL;
+                    }
+                    self.orders.remove(maker_key as usize);
+                    self.index.remove(&maker.id);
+                    events.push(maker.update(OrderStatus::Filled, 0));
+                } else {
+                    events.push(maker.update(OrderStatus::PartiallyFilled, maker.remaining));
+                }
+            }
+            if !traded_here {
+                break;
+            }
+            let (level_quantity, level_orders) = (level.quantity, level.orders);
+            let ladder = self.books[market].side_mut(makers_side);
+            if level_orders == 0 {
+                ladder.remove(sort_key(makers_side, price));
+                self.levels.remove(level_key as usize);
+            }
+            let best = self.books[market]
+                .side(makers_side)
+                .best()
+                .map(|level| self.level_view(level));
+            events.push(Event::LevelChanged(LevelChange {
+                market: taker.market,
+                side: makers_side,
+                price,
+                quantity: level_quantity,
+                orders: level_orders,
+                best,
+            }));
+        }
+        Outcome {
+            remaining,
+            self_trade,
+        }
+    }
+
+    /// Queues `order` at the back of its price level, creating the level if
+    /// needed, and returns the level's change.
+    #[inline]
+    fn rest(&mut self, market: usize, order: RestingOrder, track_expiry: bool) -> LevelChange {
+        let key = sort_key(order.side, order.price);
+        let ladder = self.books[market].side_mut(order.side);
+        let level_key = match ladder.find(key) {
+            Ok(position) => ladder.level_at(position),
+            Err(position) => {
+                let level_key = slab_key(self.levels.insert(Level::new(order.price)));
+                ladder.insert(position, key, level_key);
+                level_key
+            }
+        };
+        let level = &mut self.levels[level_key as usize];
+        let order_key = slab_key(self.orders.insert(Node {
+            id: order.id,
+            user: order.user,
+            price: order.price,
+            expires_at: order.expires_at,
+            quantity: order.quantity,
+            remaining: order.remaining,
+            prev: level.tail,
+            next: NIL,
+            level: level_key,
+            market: order.market,
+            side: order.side,
+        }));
+        if level.tail == NIL {
+            level.head = order_key;
+        } else {
+            self.orders[level.tail as usize].next = order_key;
+        }
+        level.tail = order_key;
+        level.orders += 1;
+        level.quantity += u64::from(order.remaining);
+        self.index.insert(order.id, order_key);
+        if track_expiry {
+            self.track_expiry(order.expires_at, order.id);
+        }
+        self.level_change(market, order.market, order.side, level_key)
+    }
+
+    fn track_expiry(&mut self, expires_at: Timestamp, id: OrderId) {
+        // Entries of orders that left early pile up; once they outnumber
+        // the live orders, rebuild the heap from the live ones (amortized O(1)).
+        if self.expiries.len() > 2 * self.index.len() + 1024 {
+            let live = self
+                .orders
+                .iter()
+                .map(|(_, node)| Reverse((node.expires_at, node.id)));
+            self.expiries = live.collect();
+        } else {
+            self.expiries.push(Reverse((expires_at, id)));
+        }
+    }
+
+    /// Unlinks a resting order (already removed from the index) from its
+    /// level, dropping the level if it empties, and frees its slot.
+    fn detach(&mut self, key: u32) -> (Node, LevelChange) {
+        let node = self.orders.remove(key as usize);
+        let level = &mut self.levels[node.level as usize];
+        if node.prev == NIL {
+            level.head = node.next;
+        } else {
+            self.orders[node.prev as usize].next = node.next;
+        }
+        if node.next == NIL {
+            level.tail = node.prev;
+        } else {
+            self.orders[node.next as usize].prev = node.prev;
+        }
+        level.orders -= 1;
+        level.quantity -= u64::from(node.remaining);
+        let market = usize::from(node.market.0);
+        let change = if level.orders == 0 {
+            self.books[market]
+                .side_mut(node.side)
+                .remove(sort_key(node.side, node.price));
+            self.levels.remove(node.level as usize);
+            LevelChange {
+                market: node.market,
+                side: node.side,
+                price: node.price,
+                quantity: 0,
+                orders: 0,
+                best: self.best(node.market, node.side),
+            }
+        } else {
+            self.level_change(market, node.market, node.side, node.level)
+        };
+        (node, change)
+    }
+
+    fn level_change(&self, market: usize, id: MarketId, side: Side, level: u32) -> LevelChange {
+        let view = self.level_view(level);
+        let best = self.books[market]
+            .side(side)
+            .best()
+            .map(|best| self.level_view(best));
+        LevelChange {
+            market: id,
+            side,
+            price: view.price,
+            quantity: view.quantity,
+            orders: view.orders,
+            best,
+        }
+    }
+
+    #[inline]
+    fn level_view(&self, level: u32) -> LevelView {
+        let level = &self.levels[level as usize];
+        LevelView {
+            price: level.price,
+            quantity: level.quantity,
+            orders: level.orders,
+        }
+    }
+}
+
+fn taker_update(order: NewOrder, status: OrderStatus, remaining: u32) -> Event {
+    Event::OrderUpdated(OrderUpdate {
+        order: order.id,
+        user: order.user,
+        market: order.market,
+        side: order.side,
+        status,
+        remaining,
+    })
+}
+
+/// Slab keys are stored as `u32` to halve the links; four billion live
+/// orders or levels in one product is far beyond what memory holds anyway.
+fn slab_key(key: usize) -> u32 {
+    u32::try_from(key).expect("fewer than 2^32 live orders and levels per product")
+}
