@@ -4,15 +4,21 @@
 //! doubly linked list through the order slab, so appending, taking the head
 //! and unlinking any order by its slab key are all O(1) and allocate nothing.
 //!
-//! A ladder is one side of one market: the prices that have resting orders,
-//! in a sorted vector with the *best price last*. Orders cluster near the
-//! best price, so the common operations touch the end of the vector: reading
-//! the best level is O(1), popping an emptied best level is O(1), and finding
-//! the level for a new order scans a few entries back from the end before it
-//! falls back to a binary search. Inserting or removing a level away from the
-//! top moves the entries above it — a `memmove` of a few cache lines for the
-//! hundreds of levels a real market has, which beats a tree's pointer chasing
-//! on every lookup.
+//! A ladder is one side of one market: its price levels in a sorted vector
+//! with the *best price last*. Orders cluster near the best price, so the
+//! common operations touch the end of the vector: reading the best level is
+//! O(1), popping an emptied best level is O(1), and finding the level for a
+//! new order scans a few entries back from the end before it falls back to
+//! a binary search over keys packed eight to a cache line.
+//!
+//! A level that empties away from the top is not removed: it stays in the
+//! ladder, empty, ready for the next order at its price, because prices
+//! come back and removing it would move every entry above it. Empty levels
+//! are dropped when they surface at the top, and all at once when they
+//! outnumber the live ones (amortized O(1)). So the best level is never
+//! empty, and readers skip empty levels.
+
+use slab::Slab;
 
 use crate::order::Side;
 use crate::price::Price;
@@ -60,6 +66,8 @@ pub(crate) struct Ladder {
     keys: Vec<u64>,
     /// Slab keys of the levels, in the same order as `keys`.
     levels: Vec<u32>,
+    /// How many of the levels are empty (never the best one).
+    empty: usize,
 }
 
 /// Maps a price to a key that grows as the price gets better for `side`:
@@ -113,21 +121,66 @@ impl Ladder {
         }
     }
 
-    /// Drops the level with `key`, which must be present.
+    /// Notes that an empty level found by [`Ladder::find`] gets an order again.
     #[inline]
-    pub(crate) fn remove(&mut self, key: u64) {
+    pub(crate) fn revive(&mut self) {
+        self.empty -= 1;
+    }
+
+    /// Notes that the level with `key` has just lost its last order: the
+    /// best level is dropped at once (with any empty ones behind it),
+    /// another is kept, empty, until it surfaces or the empties pile up.
+    #[inline]
+    pub(crate) fn emptied(&mut self, key: u64, levels: &mut Slab<Level>) {
         if self.keys.last() == Some(&key) {
-            self.keys.pop();
-            self.levels.pop();
-        } else if let Ok(position) = self.find(key) {
-            self.keys.remove(position);
-            self.levels.remove(position);
+            self.pop_into(levels);
+            while let Some(&level) = self.levels.last() {
+                if levels[level as usize].orders != 0 {
+                    break;
+                }
+                self.pop_into(levels);
+                self.empty -= 1;
+            }
+        } else {
+            self.empty += 1;
+            if self.empty > self.levels.len() / 2 + 64 {
+                self.compact(levels);
+            }
         }
     }
 
-    /// Slab keys of the levels, best first.
-    pub(crate) fn best_first(&self) -> impl Iterator<Item = u32> + '_ {
-        self.levels.iter().rev().copied()
+    fn pop_into(&mut self, levels: &mut Slab<Level>) {
+        self.keys.pop();
+        if let Some(level) = self.levels.pop() {
+            levels.remove(level as usize);
+        }
+    }
+
+    /// Drops every empty level.
+    fn compact(&mut self, levels: &mut Slab<Level>) {
+        let mut kept = 0;
+        for position in 0..self.levels.len() {
+            let level = self.levels[position];
+            if levels[level as usize].orders == 0 {
+                levels.remove(level as usize);
+            } else {
+                self.keys[kept] = self.keys[position];
+                self.levels[kept] = level;
+                kept += 1;
+            }
+        }
+        self.keys.truncate(kept);
+        self.levels.truncate(kept);
+        self.empty = 0;
+    }
+
+    /// Slab keys of the non-empty levels, best first.
+    pub(crate) fn best_first<'a>(
+        &'a self,
+        levels: &'a Slab<Level>,
+    ) -> impl Iterator<Item = u32> + 'a {
+        let live = move |level: &u32| levels[*level as usize].orders != 0;
+        self.levels.iter().rev().copied().filter(live)
     }
 }
 
@@ -166,25 +219,73 @@ mod tests {
         Price::from_ticks(ticks).expect("non-zero")
     }
 
+    /// Builds a ladder with one order's worth of level at each price.
+    fn ladder(side: Side, prices: &[u64], levels: &mut Slab<Level>) -> Ladder {
+        let mut ladder = Ladder::default();
+        for &ticks in prices {
+            let key = sort_key(side, price(ticks));
+            let position = ladder.find(key).expect_err("new price");
+            let mut level = Level::new(price(ticks));
+            level.orders = 1;
+            let level = levels.insert(level) as u32;
+            ladder.insert(position, key, level);
+        }
+        ladder
+    }
+
+    fn empty_out(ladder: &mut Ladder, side: Side, ticks: u64, levels: &mut Slab<Level>) {
+        let key = sort_key(side, price(ticks));
+        let position = ladder.find(key).expect("present");
+        levels[ladder.level_at(position) as usize].orders = 0;
+        ladder.emptied(key, levels);
+    }
+
+    fn live_prices(ladder: &Ladder, levels: &Slab<Level>) -> Vec<u64> {
+        let prices = ladder
+            .best_first(levels)
+            .map(|level| levels[level as usize].price.ticks());
+        prices.collect()
+    }
+
     #[test]
     fn ladder_keeps_the_best_price_last_on_both_sides() {
-        for (side, expected_best) in [(Side::Bid, 30), (Side::Ask, 10)] {
-            let mut ladder = Ladder::default();
-            let prices = [20, 10, 30, 25, 15];
-            for (level, &ticks) in prices.iter().enumerate() {
-                let key = sort_key(side, price(ticks));
-                let position = ladder.find(key).expect_err("new price");
-                ladder.insert(position, key, level as u32);
-            }
+        for (side, best_first) in [
+            (Side::Bid, [30, 25, 20, 15, 10]),
+            (Side::Ask, [10, 15, 20, 25, 30]),
+        ] {
+            let mut levels = Slab::new();
+            let mut ladder = ladder(side, &[20, 10, 30, 25, 15], &mut levels);
+            assert_eq!(live_prices(&ladder, &levels), best_first);
             let best = ladder.best().expect("levels present") as usize;
-            assert_eq!(prices[best], expected_best);
+            assert_eq!(levels[best].price.ticks(), best_first[0]);
+            // An emptied inner level stays, empty and skipped, until it surfaces.
+            empty_out(&mut ladder, side, best_first[1], &mut levels);
             assert_eq!(ladder.keys.len(), 5);
-            ladder.remove(sort_key(side, price(expected_best)));
-            ladder.remove(sort_key(side, price(20)));
+            assert_eq!(live_prices(&ladder, &levels).len(), 4);
+            // Emptying the best drops it and the empty level behind it.
+            empty_out(&mut ladder, side, best_first[0], &mut levels);
             assert_eq!(ladder.keys.len(), 3);
-            assert!(ladder.find(sort_key(side, price(20))).is_err());
-            assert!(ladder.find(sort_key(side, price(25))).is_ok());
+            assert_eq!(levels.len(), 3);
+            let best = ladder.best().expect("levels left") as usize;
+            assert_eq!(levels[best].price.ticks(), best_first[2]);
+            assert_eq!(ladder.empty, 0);
         }
+    }
+
+    #[test]
+    fn empty_levels_are_compacted_once_they_pile_up() {
+        let mut levels = Slab::new();
+        let prices: Vec<u64> = (1..=300).collect();
+        let mut ladder = ladder(Side::Bid, &prices, &mut levels);
+        // The 215th empty level outnumbers half the ladder plus 64: all go.
+        for ticks in 1..=250 {
+            empty_out(&mut ladder, Side::Bid, ticks, &mut levels);
+        }
+        assert_eq!(ladder.keys.len(), 300 - 215);
+        assert_eq!(ladder.empty, 250 - 215);
+        let live: Vec<u64> = (251..=300).rev().collect();
+        assert_eq!(live_prices(&ladder, &levels), live);
+        assert_eq!(levels.len(), ladder.keys.len());
     }
 
     #[test]

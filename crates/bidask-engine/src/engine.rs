@@ -414,7 +414,7 @@ impl Engine {
         self.books
             .get(usize::from(market.0))
             .into_iter()
-            .flat_map(move |book| book.side(side).best_first())
+            .flat_map(move |book| book.side(side).best_first(&self.levels))
             .take(levels)
             .map(|level| self.level_view(level))
     }
@@ -436,7 +436,7 @@ impl Engine {
         self.books
             .get(usize::from(market.0))
             .into_iter()
-            .flat_map(move |book| book.side(side).best_first())
+            .flat_map(move |book| book.side(side).best_first(&self.levels))
             .flat_map(move |level| {
                 let mut key = self.levels[level as usize].head;
                 std::iter::from_fn(move || {
@@ -480,7 +480,8 @@ impl Engine {
         quantity: u32,
     ) -> Option<CancelReason> {
         let mut available = 0u32;
-        for level in self.books[market].side(taker.side.opposite()).best_first() {
+        let makers = self.books[market].side(taker.side.opposite());
+        for level in makers.best_first(&self.levels) {
             let level = &self.levels[level as usize];
             if !taker.side.crosses(taker.limit, level.price) {
                 break;
@@ -569,10 +570,9 @@ impl Engine {
                 break;
             }
             let (level_quantity, level_orders) = (level.quantity, level.orders);
-            let ladder = self.books[market].side_mut(makers_side);
             if level_orders == 0 {
-                ladder.remove(sort_key(makers_side, price));
-                self.levels.remove(level_key as usize);
+                let ladder = self.books[market].side_mut(makers_side);
+                ladder.emptied(sort_key(makers_side, price), &mut self.levels);
             }
             let best = self.books[market]
                 .side(makers_side)
@@ -600,7 +600,13 @@ impl Engine {
         let key = sort_key(order.side, order.price);
         let ladder = self.books[market].side_mut(order.side);
         let level_key = match ladder.find(key) {
-            Ok(position) => ladder.level_at(position),
+            Ok(position) => {
+                let level_key = ladder.level_at(position);
+                if self.levels[level_key as usize].orders == 0 {
+                    ladder.revive();
+                }
+                level_key
+            }
             Err(position) => {
                 let level_key = slab_key(self.levels.insert(Level::new(order.price)));
                 ladder.insert(position, key, level_key);
@@ -671,8 +677,7 @@ impl Engine {
         let change = if level.orders == 0 {
             self.books[market]
                 .side_mut(node.side)
-                .remove(sort_key(node.side, node.price));
-            self.levels.remove(node.level as usize);
+                .emptied(sort_key(node.side, node.price), &mut self.levels);
             LevelChange {
                 market: node.market,
                 side: node.side,
