@@ -143,7 +143,11 @@ pub fn generate(spec: WorkloadSpec, mut progress: impl FnMut(usize)) -> Workload
         let building = index < spec.resting_orders;
         // Nudge the mix a point either way to hold the books at their
         // target size; the counts in the stats are the mix that resulted.
-        let passive_share = if model.len() > spec.resting_orders { 49 } else { 51 };
+        let passive_share = if model.len() > spec.resting_orders {
+            49
+        } else {
+            51
+        };
         let roll = rng.random_range(0..100u32);
         let command = if building || roll < passive_share {
             next_id += 1;

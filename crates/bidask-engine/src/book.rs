@@ -18,8 +18,7 @@
 //! outnumber the live ones (amortized O(1)). So the best level is never
 //! empty, and readers skip empty levels.
 
-use slab::Slab;
-
+use crate::arena::Arena;
 use crate::order::Side;
 use crate::price::Price;
 
@@ -29,8 +28,10 @@ pub(crate) const NIL: u32 = u32::MAX;
 /// How many entries a ladder scans back from the best before it bisects.
 const SCAN_FROM_BEST: usize = 8;
 
-/// The orders resting at one price, oldest first.
+/// The orders resting at one price, oldest first. Aligned so that one
+/// level never straddles two cache lines.
 #[derive(Debug, Clone, Copy)]
+#[repr(align(32))]
 pub(crate) struct Level {
     /// The level's price.
     pub price: Price,
@@ -131,11 +132,11 @@ impl Ladder {
     /// best level is dropped at once (with any empty ones behind it),
     /// another is kept, empty, until it surfaces or the empties pile up.
     #[inline]
-    pub(crate) fn emptied(&mut self, key: u64, levels: &mut Slab<Level>) {
+    pub(crate) fn emptied(&mut self, key: u64, levels: &mut Arena<Level>) {
         if self.keys.last() == Some(&key) {
             self.pop_into(levels);
             while let Some(&level) = self.levels.last() {
-                if levels[level as usize].orders != 0 {
+                if levels[level].orders != 0 {
                     break;
                 }
                 self.pop_into(levels);
@@ -149,20 +150,20 @@ impl Ladder {
         }
     }
 
-    fn pop_into(&mut self, levels: &mut Slab<Level>) {
+    fn pop_into(&mut self, levels: &mut Arena<Level>) {
         self.keys.pop();
         if let Some(level) = self.levels.pop() {
-            levels.remove(level as usize);
+            levels.remove(level);
         }
     }
 
     /// Drops every empty level.
-    fn compact(&mut self, levels: &mut Slab<Level>) {
+    fn compact(&mut self, levels: &mut Arena<Level>) {
         let mut kept = 0;
         for position in 0..self.levels.len() {
             let level = self.levels[position];
-            if levels[level as usize].orders == 0 {
-                levels.remove(level as usize);
+            if levels[level].orders == 0 {
+                levels.remove(level);
             } else {
                 self.keys[kept] = self.keys[position];
                 self.levels[kept] = level;
@@ -177,9 +178,9 @@ impl Ladder {
     /// Slab keys of the non-empty levels, best first.
     pub(crate) fn best_first<'a>(
         &'a self,
-        levels: &'a Slab<Level>,
+        levels: &'a Arena<Level>,
     ) -> impl Iterator<Item = u32> + 'a {
-        let live = move |level: &u32| levels[*level as usize].orders != 0;
+        let live = move |level: &u32| levels[*level].orders != 0;
         self.levels.iter().rev().copied().filter(live)
     }
 }
@@ -220,30 +221,30 @@ mod tests {
     }
 
     /// Builds a ladder with one order's worth of level at each price.
-    fn ladder(side: Side, prices: &[u64], levels: &mut Slab<Level>) -> Ladder {
+    fn ladder(side: Side, prices: &[u64], levels: &mut Arena<Level>) -> Ladder {
         let mut ladder = Ladder::default();
         for &ticks in prices {
             let key = sort_key(side, price(ticks));
             let position = ladder.find(key).expect_err("new price");
             let mut level = Level::new(price(ticks));
             level.orders = 1;
-            let level = levels.insert(level) as u32;
+            let level = levels.insert(level);
             ladder.insert(position, key, level);
         }
         ladder
     }
 
-    fn empty_out(ladder: &mut Ladder, side: Side, ticks: u64, levels: &mut Slab<Level>) {
+    fn empty_out(ladder: &mut Ladder, side: Side, ticks: u64, levels: &mut Arena<Level>) {
         let key = sort_key(side, price(ticks));
         let position = ladder.find(key).expect("present");
-        levels[ladder.level_at(position) as usize].orders = 0;
+        levels[ladder.level_at(position)].orders = 0;
         ladder.emptied(key, levels);
     }
 
-    fn live_prices(ladder: &Ladder, levels: &Slab<Level>) -> Vec<u64> {
+    fn live_prices(ladder: &Ladder, levels: &Arena<Level>) -> Vec<u64> {
         let prices = ladder
             .best_first(levels)
-            .map(|level| levels[level as usize].price.ticks());
+            .map(|level| levels[level].price.ticks());
         prices.collect()
     }
 
@@ -253,10 +254,10 @@ mod tests {
             (Side::Bid, [30, 25, 20, 15, 10]),
             (Side::Ask, [10, 15, 20, 25, 30]),
         ] {
-            let mut levels = Slab::new();
+            let mut levels = Arena::with_capacity(0);
             let mut ladder = ladder(side, &[20, 10, 30, 25, 15], &mut levels);
             assert_eq!(live_prices(&ladder, &levels), best_first);
-            let best = ladder.best().expect("levels present") as usize;
+            let best = ladder.best().expect("levels present");
             assert_eq!(levels[best].price.ticks(), best_first[0]);
             // An emptied inner level stays, empty and skipped, until it surfaces.
             empty_out(&mut ladder, side, best_first[1], &mut levels);
@@ -266,7 +267,7 @@ mod tests {
             empty_out(&mut ladder, side, best_first[0], &mut levels);
             assert_eq!(ladder.keys.len(), 3);
             assert_eq!(levels.len(), 3);
-            let best = ladder.best().expect("levels left") as usize;
+            let best = ladder.best().expect("levels left");
             assert_eq!(levels[best].price.ticks(), best_first[2]);
             assert_eq!(ladder.empty, 0);
         }
@@ -274,7 +275,7 @@ mod tests {
 
     #[test]
     fn empty_levels_are_compacted_once_they_pile_up() {
-        let mut levels = Slab::new();
+        let mut levels = Arena::with_capacity(0);
         let prices: Vec<u64> = (1..=300).collect();
         let mut ladder = ladder(Side::Bid, &prices, &mut levels);
         // The 215th empty level outnumbers half the ladder plus 64: all go.

@@ -4,8 +4,8 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use rustc_hash::FxHashMap;
-use slab::Slab;
 
+use crate::arena::Arena;
 use crate::book::{Book, Level, NIL, sort_key};
 use crate::error::EngineError;
 use crate::event::{Amended, Event, LevelChange, LevelView, OrderUpdate, Trade};
@@ -37,11 +37,11 @@ pub enum Command {
 
 /// The books of every size of one product.
 ///
-/// Orders live in one slab, each linked into its price level's queue; an
-/// id-to-slab map gives O(1) cancel; a min-heap of expiry times gives the
+/// Orders live in one arena, each linked into its price level's queue; an
+/// id-to-key map gives O(1) cancel; a min-heap of expiry times gives the
 /// next order to expire in O(1) (entries of orders that left early are
 /// skipped when they surface, and the heap is rebuilt once they outnumber
-/// the live ones). In steady state nothing is allocated per command: slab
+/// the live ones). In steady state nothing is allocated per command: arena
 /// slots, levels and map buckets are reused, and events go into a vector
 /// the caller keeps.
 #[derive(Debug, Clone)]
@@ -49,18 +49,19 @@ pub struct Engine {
     /// One book per size.
     books: Vec<Book>,
     /// Every price level of every book.
-    levels: Slab<Level>,
+    levels: Arena<Level>,
     /// Every resting order.
-    orders: Slab<Node>,
-    /// Resting order id to its slab key.
+    orders: Arena<Node>,
+    /// Resting order id to its arena key.
     index: FxHashMap<OrderId, u32>,
     /// `(expires_at, id)` of resting orders, earliest first; may hold
     /// entries of orders that have since left the book.
     expiries: BinaryHeap<Reverse<(Timestamp, OrderId)>>,
 }
 
-/// A resting order in the slab.
+/// A resting order in the arena: one cache line exactly.
 #[derive(Debug, Clone, Copy)]
+#[repr(align(64))]
 struct Node {
     id: OrderId,
     user: UserId,
@@ -69,10 +70,10 @@ struct Node {
     quantity: Quantity,
     /// Still for trade; at least 1 while the order rests.
     remaining: u32,
-    /// Neighbours in the level's queue (slab keys, [`NIL`] at the ends).
+    /// Neighbours in the level's queue (arena keys, [`NIL`] at the ends).
     prev: u32,
     next: u32,
-    /// Slab key of the level the order rests in.
+    /// Arena key of the level the order rests in.
     level: u32,
     market: MarketId,
     side: Side,
@@ -133,8 +134,8 @@ impl Engine {
     pub fn with_capacity(markets: u16, orders: usize) -> Self {
         Self {
             books: vec![Book::default(); usize::from(markets)],
-            levels: Slab::with_capacity(orders.min(1 << 16)),
-            orders: Slab::with_capacity(orders),
+            levels: Arena::with_capacity(orders.min(1 << 16)),
+            orders: Arena::with_capacity(orders),
             index: FxHashMap::with_capacity_and_hasher(orders, Default::default()),
             expiries: BinaryHeap::with_capacity(orders),
         }
@@ -158,9 +159,7 @@ impl Engine {
             }
             let opposite = engine.books[market].side(order.side.opposite()).best();
             if let Some(level) = opposite
-                && order
-                    .side
-                    .crosses(order.price, engine.levels[level as usize].price)
+                && order.side.crosses(order.price, engine.levels[level].price)
             {
                 return Err(EngineError::RestoreCrossed(order.id));
             }
@@ -286,7 +285,7 @@ impl Engine {
         events: &mut Vec<Event>,
     ) -> Result<(), EngineError> {
         let key = *self.index.get(&id).ok_or(EngineError::UnknownOrder(id))?;
-        let node = self.orders[key as usize];
+        let node = self.orders[key];
         let new_price = price.unwrap_or(node.price);
         let new_quantity = quantity.unwrap_or(node.quantity);
         let filled = node.quantity.units() - node.remaining;
@@ -311,10 +310,10 @@ impl Engine {
         }));
         if !requeued {
             let shrink = u64::from(node.remaining - remaining);
-            let slot = &mut self.orders[key as usize];
+            let slot = &mut self.orders[key];
             slot.remaining = remaining;
             slot.quantity = new_quantity;
-            let level = &mut self.levels[node.level as usize];
+            let level = &mut self.levels[node.level];
             level.quantity -= shrink;
             let change = self.level_change(market, node.market, node.side, node.level);
             events.push(Event::LevelChanged(change));
@@ -369,7 +368,7 @@ impl Engine {
             let Some(&key) = self.index.get(&id) else {
                 continue;
             };
-            if self.orders[key as usize].expires_at != expires_at {
+            if self.orders[key].expires_at != expires_at {
                 continue;
             }
             self.index.remove(&id);
@@ -422,7 +421,7 @@ impl Engine {
     /// One resting order.
     pub fn order(&self, id: OrderId) -> Option<RestingOrder> {
         let key = *self.index.get(&id)?;
-        Some(self.orders[key as usize].view())
+        Some(self.orders[key].view())
     }
 
     /// Every resting order of one side of a market, in priority order:
@@ -438,9 +437,12 @@ impl Engine {
             .into_iter()
             .flat_map(move |book| book.side(side).best_first(&self.levels))
             .flat_map(move |level| {
-                let mut key = self.levels[level as usize].head;
+                let mut key = self.levels[level].head;
                 std::iter::from_fn(move || {
-                    let node = self.orders.get(key as usize)?;
+                    if key == NIL {
+                        return None;
+                    }
+                    let node = &self.orders[key];
                     key = node.next;
                     Some(node.view())
                 })
@@ -482,13 +484,13 @@ impl Engine {
         let mut available = 0u32;
         let makers = self.books[market].side(taker.side.opposite());
         for level in makers.best_first(&self.levels) {
-            let level = &self.levels[level as usize];
+            let level = &self.levels[level];
             if !taker.side.crosses(taker.limit, level.price) {
                 break;
             }
             let mut key = level.head;
             while key != NIL {
-                let maker = &self.orders[key as usize];
+                let maker = &self.orders[key];
                 if maker.user == taker.user {
                     return Some(CancelReason::SelfTrade);
                 }
@@ -521,7 +523,7 @@ impl Engine {
             let Some(level_key) = ladder.best() else {
                 break;
             };
-            let level = &mut self.levels[level_key as usize];
+            let level = &mut self.levels[level_key];
             if !taker.side.crosses(taker.limit, level.price) {
                 break;
             }
@@ -529,7 +531,7 @@ impl Engine {
             let mut traded_here = false;
             while remaining > 0 && level.head != NIL {
                 let maker_key = level.head;
-                let maker = &mut self.orders[maker_key as usize];
+                let maker = &mut self.orders[maker_key];
                 if maker.user == taker.user {
                     self_trade = true;
                     break;
@@ -557,9 +559,9 @@ impl Engine {
                     if next == NIL {
                         level.tail = NIL;
                     } else {
-                        self.orders[next as usize].prev = NIL;
+                        self.orders[next].prev = NIL;
                     }
-                    self.orders.remove(maker_key as usize);
+                    self.orders.remove(maker_key);
                     self.index.remove(&maker.id);
                     events.push(maker.update(OrderStatus::Filled, 0));
                 } else {
@@ -602,19 +604,19 @@ impl Engine {
         let level_key = match ladder.find(key) {
             Ok(position) => {
                 let level_key = ladder.level_at(position);
-                if self.levels[level_key as usize].orders == 0 {
+                if self.levels[level_key].orders == 0 {
                     ladder.revive();
                 }
                 level_key
             }
             Err(position) => {
-                let level_key = slab_key(self.levels.insert(Level::new(order.price)));
+                let level_key = self.levels.insert(Level::new(order.price));
                 ladder.insert(position, key, level_key);
                 level_key
             }
         };
-        let level = &mut self.levels[level_key as usize];
-        let order_key = slab_key(self.orders.insert(Node {
+        let level = &mut self.levels[level_key];
+        let order_key = self.orders.insert(Node {
             id: order.id,
             user: order.user,
             price: order.price,
@@ -626,11 +628,11 @@ impl Engine {
             level: level_key,
             market: order.market,
             side: order.side,
-        }));
+        });
         if level.tail == NIL {
             level.head = order_key;
         } else {
-            self.orders[level.tail as usize].next = order_key;
+            self.orders[level.tail].next = order_key;
         }
         level.tail = order_key;
         level.orders += 1;
@@ -646,10 +648,11 @@ impl Engine {
         // Entries of orders that left early pile up; once they outnumber
         // the live orders, rebuild the heap from the live ones (amortized O(1)).
         if self.expiries.len() > 2 * self.index.len() + 1024 {
-            let live = self
-                .orders
-                .iter()
-                .map(|(_, node)| Reverse((node.expires_at, node.id)));
+            let orders = &self.orders;
+            let live = self.index.values().map(|&key| {
+                let node = &orders[key];
+                Reverse((node.expires_at, node.id))
+            });
             self.expiries = live.collect();
         } else {
             self.expiries.push(Reverse((expires_at, id)));
@@ -659,17 +662,17 @@ impl Engine {
     /// Unlinks a resting order (already removed from the index) from its
     /// level, dropping the level if it empties, and frees its slot.
     fn detach(&mut self, key: u32) -> (Node, LevelChange) {
-        let node = self.orders.remove(key as usize);
-        let level = &mut self.levels[node.level as usize];
+        let node = self.orders.remove(key);
+        let level = &mut self.levels[node.level];
         if node.prev == NIL {
             level.head = node.next;
         } else {
-            self.orders[node.prev as usize].next = node.next;
+            self.orders[node.prev].next = node.next;
         }
         if node.next == NIL {
             level.tail = node.prev;
         } else {
-            self.orders[node.next as usize].prev = node.prev;
+            self.orders[node.next].prev = node.prev;
         }
         level.orders -= 1;
         level.quantity -= u64::from(node.remaining);
@@ -710,7 +713,7 @@ impl Engine {
 
     #[inline]
     fn level_view(&self, level: u32) -> LevelView {
-        let level = &self.levels[level as usize];
+        let level = &self.levels[level];
         LevelView {
             price: level.price,
             quantity: level.quantity,
@@ -728,10 +731,4 @@ fn taker_update(order: NewOrder, status: OrderStatus, remaining: u32) -> Event {
         status,
         remaining,
     })
-}
-
-/// Slab keys are stored as `u32` to halve the links; four billion live
-/// orders or levels in one product is far beyond what memory holds anyway.
-fn slab_key(key: usize) -> u32 {
-    u32::try_from(key).expect("fewer than 2^32 live orders and levels per product")
 }

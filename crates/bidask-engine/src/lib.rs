@@ -48,6 +48,7 @@ pub mod event;
 pub mod order;
 pub mod price;
 
+mod arena;
 mod book;
 
 #[cfg(feature = "reference-model")]
