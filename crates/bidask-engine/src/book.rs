@@ -19,7 +19,7 @@
 //! empty, and readers skip empty levels.
 
 use crate::arena::Arena;
-use crate::order::Side;
+use crate::order::{MarketId, Side};
 use crate::price::Price;
 
 /// "No order": the end of a level's list.
@@ -35,6 +35,10 @@ const SCAN_FROM_BEST: usize = 8;
 pub(crate) struct Level {
     /// The level's price.
     pub price: Price,
+    /// The market and side the level belongs to, which are also those of
+    /// every order in it.
+    pub market: MarketId,
+    pub side: Side,
     /// Sum of the resting orders' remaining quantities.
     pub quantity: u64,
     /// Number of resting orders.
@@ -46,9 +50,11 @@ pub(crate) struct Level {
 }
 
 impl Level {
-    pub(crate) const fn new(price: Price) -> Self {
+    pub(crate) const fn new(price: Price, market: MarketId, side: Side) -> Self {
         Self {
             price,
+            market,
+            side,
             quantity: 0,
             orders: 0,
             head: NIL,
@@ -226,7 +232,7 @@ mod tests {
         for &ticks in prices {
             let key = sort_key(side, price(ticks));
             let position = ladder.find(key).expect_err("new price");
-            let mut level = Level::new(price(ticks));
+            let mut level = Level::new(price(ticks), MarketId(0), side);
             level.orders = 1;
             let level = levels.insert(level);
             ladder.insert(position, key, level);

@@ -3,7 +3,10 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use rustc_hash::FxHashMap;
+use std::hash::Hasher;
+
+use hashbrown::HashTable;
+use rustc_hash::FxHasher;
 
 use crate::arena::Arena;
 use crate::book::{Book, Level, NIL, sort_key};
@@ -37,8 +40,11 @@ pub enum Command {
 
 /// The books of every size of one product.
 ///
-/// Orders live in one arena, each linked into its price level's queue; an
-/// id-to-key map gives O(1) cancel; a min-heap of expiry times gives the
+/// Orders live in one arena, each linked into its price level's queue; the
+/// hot part of an order (what matching and cancelling touch) is 32 bytes,
+/// its cold terms (expiry, original quantity) sit in a parallel vector, and
+/// its price, market and side are its level's. An index of arena keys,
+/// hashed by order id, gives O(1) cancel; a min-heap of expiry times gives the
 /// next order to expire in O(1) (entries of orders that left early are
 /// skipped when they surface, and the heap is rebuilt once they outnumber
 /// the live ones). In steady state nothing is allocated per command: arena
@@ -50,24 +56,24 @@ pub struct Engine {
     books: Vec<Book>,
     /// Every price level of every book.
     levels: Arena<Level>,
-    /// Every resting order.
+    /// Every resting order: the part matching touches.
     orders: Arena<Node>,
-    /// Resting order id to its arena key.
-    index: FxHashMap<OrderId, u32>,
+    /// The rest of every resting order, by the same key as `orders`.
+    terms: Vec<Terms>,
+    /// Arena keys of the resting orders, hashed by order id (the id itself
+    /// is read from the order, so an entry is four bytes).
+    index: HashTable<u32>,
     /// `(expires_at, id)` of resting orders, earliest first; may hold
     /// entries of orders that have since left the book.
     expiries: BinaryHeap<Reverse<(Timestamp, OrderId)>>,
 }
 
-/// A resting order in the arena: one cache line exactly.
+/// What matching and cancelling read of a resting order: two to a cache line.
 #[derive(Debug, Clone, Copy)]
-#[repr(align(64))]
+#[repr(align(32))]
 struct Node {
     id: OrderId,
     user: UserId,
-    price: Price,
-    expires_at: Timestamp,
-    quantity: Quantity,
     /// Still for trade; at least 1 while the order rests.
     remaining: u32,
     /// Neighbours in the level's queue (arena keys, [`NIL`] at the ends).
@@ -75,34 +81,13 @@ struct Node {
     next: u32,
     /// Arena key of the level the order rests in.
     level: u32,
-    market: MarketId,
-    side: Side,
 }
 
-impl Node {
-    fn view(&self) -> RestingOrder {
-        RestingOrder {
-            id: self.id,
-            user: self.user,
-            market: self.market,
-            side: self.side,
-            price: self.price,
-            quantity: self.quantity,
-            remaining: self.remaining,
-            expires_at: self.expires_at,
-        }
-    }
-
-    fn update(&self, status: OrderStatus, remaining: u32) -> Event {
-        Event::OrderUpdated(OrderUpdate {
-            order: self.id,
-            user: self.user,
-            market: self.market,
-            side: self.side,
-            status,
-            remaining,
-        })
-    }
+/// What only amendments, expiry and queries read of a resting order.
+#[derive(Debug, Clone, Copy)]
+struct Terms {
+    expires_at: Timestamp,
+    quantity: Quantity,
 }
 
 /// The part of an incoming order that matching needs.
@@ -136,7 +121,8 @@ impl Engine {
             books: vec![Book::default(); usize::from(markets)],
             levels: Arena::with_capacity(orders.min(1 << 16)),
             orders: Arena::with_capacity(orders),
-            index: FxHashMap::with_capacity_and_hasher(orders, Default::default()),
+            terms: Vec::with_capacity(orders),
+            index: HashTable::with_capacity(orders),
             expiries: BinaryHeap::with_capacity(orders),
         }
     }
@@ -151,7 +137,7 @@ impl Engine {
         let mut engine = Self::new(markets);
         for order in orders {
             let market = engine.market(order.market)?;
-            if engine.index.contains_key(&order.id) {
+            if engine.key_of(order.id).is_some() {
                 return Err(EngineError::DuplicateOrder(order.id));
             }
             if order.remaining == 0 || order.remaining > order.quantity.units() {
@@ -204,7 +190,7 @@ impl Engine {
         events: &mut Vec<Event>,
     ) -> Result<(), EngineError> {
         let market = self.market(order.market)?;
-        if self.index.contains_key(&order.id) {
+        if self.key_of(order.id).is_some() {
             return Err(EngineError::DuplicateOrder(order.id));
         }
         if order.time_in_force == TimeInForce::GoodTillCancelled && order.expires_at <= now {
@@ -258,13 +244,10 @@ impl Engine {
 
     /// Cancels a resting order at its owner's request.
     pub fn cancel(&mut self, id: OrderId, events: &mut Vec<Event>) -> Result<(), EngineError> {
-        let key = self
-            .index
-            .remove(&id)
-            .ok_or(EngineError::UnknownOrder(id))?;
-        let (node, change) = self.detach(key);
+        let key = self.unindex(id).ok_or(EngineError::UnknownOrder(id))?;
+        let (order, change) = self.detach(key);
         let status = OrderStatus::Cancelled(CancelReason::Requested);
-        events.push(node.update(status, 0));
+        events.push(update(&order, status, 0));
         events.push(Event::LevelChanged(change));
         Ok(())
     }
@@ -284,8 +267,8 @@ impl Engine {
         quantity: Option<Quantity>,
         events: &mut Vec<Event>,
     ) -> Result<(), EngineError> {
-        let key = *self.index.get(&id).ok_or(EngineError::UnknownOrder(id))?;
-        let node = self.orders[key];
+        let key = self.key_of(id).ok_or(EngineError::UnknownOrder(id))?;
+        let node = self.resting(key);
         let new_price = price.unwrap_or(node.price);
         let new_quantity = quantity.unwrap_or(node.quantity);
         let filled = node.quantity.units() - node.remaining;
@@ -312,14 +295,14 @@ impl Engine {
             let shrink = u64::from(node.remaining - remaining);
             let slot = &mut self.orders[key];
             slot.remaining = remaining;
-            slot.quantity = new_quantity;
-            let level = &mut self.levels[node.level];
-            level.quantity -= shrink;
-            let change = self.level_change(market, node.market, node.side, node.level);
+            let level_key = slot.level;
+            self.terms[key as usize].quantity = new_quantity;
+            self.levels[level_key].quantity -= shrink;
+            let change = self.level_change(market, node.market, node.side, level_key);
             events.push(Event::LevelChanged(change));
             return Ok(());
         }
-        self.index.remove(&id);
+        self.unindex(id);
         let (_, change) = self.detach(key);
         events.push(Event::LevelChanged(change));
         let taker = Taker {
@@ -330,24 +313,24 @@ impl Engine {
             limit: new_price,
         };
         let outcome = self.take(market, taker, remaining, events);
-        let replaced = Node {
+        let replaced = RestingOrder {
             price: new_price,
             quantity: new_quantity,
             ..node
         };
         if outcome.remaining == 0 {
-            events.push(replaced.update(OrderStatus::Filled, 0));
+            events.push(update(&replaced, OrderStatus::Filled, 0));
         } else if outcome.self_trade {
             let status = OrderStatus::Cancelled(CancelReason::SelfTrade);
-            events.push(replaced.update(status, 0));
+            events.push(update(&replaced, status, 0));
         } else {
             if outcome.remaining < remaining {
                 let status = OrderStatus::PartiallyFilled;
-                events.push(replaced.update(status, outcome.remaining));
+                events.push(update(&replaced, status, outcome.remaining));
             }
             let resting = RestingOrder {
                 remaining: outcome.remaining,
-                ..replaced.view()
+                ..replaced
             };
             // The order's expiry entry is still in the heap and still valid.
             let change = self.rest(market, resting, false);
@@ -365,15 +348,15 @@ impl Engine {
                 break;
             }
             self.expiries.pop();
-            let Some(&key) = self.index.get(&id) else {
+            let Some(key) = self.key_of(id) else {
                 continue;
             };
-            if self.orders[key].expires_at != expires_at {
+            if self.terms[key as usize].expires_at != expires_at {
                 continue;
             }
-            self.index.remove(&id);
-            let (node, change) = self.detach(key);
-            events.push(node.update(OrderStatus::Expired, 0));
+            self.unindex(id);
+            let (order, change) = self.detach(key);
+            events.push(update(&order, OrderStatus::Expired, 0));
             events.push(Event::LevelChanged(change));
             expired += 1;
         }
@@ -420,8 +403,7 @@ impl Engine {
 
     /// One resting order.
     pub fn order(&self, id: OrderId) -> Option<RestingOrder> {
-        let key = *self.index.get(&id)?;
-        Some(self.orders[key].view())
+        self.key_of(id).map(|key| self.resting(key))
     }
 
     /// Every resting order of one side of a market, in priority order:
@@ -442,9 +424,9 @@ impl Engine {
                     if key == NIL {
                         return None;
                     }
-                    let node = &self.orders[key];
-                    key = node.next;
-                    Some(node.view())
+                    let order = self.resting(key);
+                    key = self.orders[key].next;
+                    Some(order)
                 })
             })
     }
@@ -463,6 +445,38 @@ impl Engine {
     pub fn markets(&self) -> u16 {
         // The constructor takes a u16, so the count always fits.
         u16::try_from(self.books.len()).unwrap_or(u16::MAX)
+    }
+
+    /// The full record of the resting order at `key`.
+    fn resting(&self, key: u32) -> RestingOrder {
+        let node = &self.orders[key];
+        let terms = &self.terms[key as usize];
+        let level = &self.levels[node.level];
+        RestingOrder {
+            id: node.id,
+            user: node.user,
+            market: level.market,
+            side: level.side,
+            price: level.price,
+            quantity: terms.quantity,
+            remaining: node.remaining,
+            expires_at: terms.expires_at,
+        }
+    }
+
+    /// The arena key of a resting order.
+    #[inline]
+    fn key_of(&self, id: OrderId) -> Option<u32> {
+        let orders = &self.orders;
+        self.index
+            .find(hash(id), |&key| orders[key].id == id)
+            .copied()
+    }
+
+    /// Takes a resting order out of the index, returning its arena key.
+    #[inline]
+    fn unindex(&mut self, id: OrderId) -> Option<u32> {
+        unindex(&mut self.index, &self.orders, id)
     }
 
     fn market(&self, market: MarketId) -> Result<usize, EngineError> {
@@ -551,22 +565,29 @@ impl Engine {
                     taker_user: taker.user,
                     taker_side: taker.side,
                 }));
-                if maker.remaining == 0 {
-                    let next = maker.next;
-                    let maker = *maker;
-                    level.head = next;
+                let maker = *maker;
+                let (status, left) = if maker.remaining == 0 {
+                    level.head = maker.next;
                     level.orders -= 1;
-                    if next == NIL {
+                    if maker.next == NIL {
                         level.tail = NIL;
                     } else {
-                        self.orders[next].prev = NIL;
+                        self.orders[maker.next].prev = NIL;
                     }
+                    unindex(&mut self.index, &self.orders, maker.id);
                     self.orders.remove(maker_key);
-                    self.index.remove(&maker.id);
-                    events.push(maker.update(OrderStatus::Filled, 0));
+                    (OrderStatus::Filled, 0)
                 } else {
-                    events.push(maker.update(OrderStatus::PartiallyFilled, maker.remaining));
-                }
+                    (OrderStatus::PartiallyFilled, maker.remaining)
+                };
+                events.push(Event::OrderUpdated(OrderUpdate {
+                    order: maker.id,
+                    user: maker.user,
+                    market: taker.market,
+                    side: makers_side,
+                    status,
+                    remaining: left,
+                }));
             }
             if !traded_here {
                 break;
@@ -610,7 +631,9 @@ impl Engine {
                 level_key
             }
             Err(position) => {
-                let level_key = self.levels.insert(Level::new(order.price));
+                let level_key =
+                    self.levels
+                        .insert(Level::new(order.price, order.market, order.side));
                 ladder.insert(position, key, level_key);
                 level_key
             }
@@ -619,16 +642,20 @@ impl Engine {
         let order_key = self.orders.insert(Node {
             id: order.id,
             user: order.user,
-            price: order.price,
-            expires_at: order.expires_at,
-            quantity: order.quantity,
             remaining: order.remaining,
             prev: level.tail,
             next: NIL,
             level: level_key,
-            market: order.market,
-            side: order.side,
         });
+        let terms = Terms {
+            expires_at: order.expires_at,
+            quantity: order.quantity,
+        };
+        // Arena keys are dense, so a new key is the next index of `terms`.
+        match self.terms.get_mut(order_key as usize) {
+            Some(slot) => *slot = terms,
+            None => self.terms.push(terms),
+        }
         if level.tail == NIL {
             level.head = order_key;
         } else {
@@ -637,7 +664,9 @@ impl Engine {
         level.tail = order_key;
         level.orders += 1;
         level.quantity += u64::from(order.remaining);
-        self.index.insert(order.id, order_key);
+        let orders = &self.orders;
+        self.index
+            .insert_unique(hash(order.id), order_key, |&key| hash(orders[key].id));
         if track_expiry {
             self.track_expiry(order.expires_at, order.id);
         }
@@ -648,11 +677,11 @@ impl Engine {
         // Entries of orders that left early pile up; once they outnumber
         // the live orders, rebuild the heap from the live ones (amortized O(1)).
         if self.expiries.len() > 2 * self.index.len() + 1024 {
-            let orders = &self.orders;
-            let live = self.index.values().map(|&key| {
-                let node = &orders[key];
-                Reverse((node.expires_at, node.id))
-            });
+            let (orders, terms) = (&self.orders, &self.terms);
+            let live = self
+                .index
+                .iter()
+                .map(|&key| Reverse((terms[key as usize].expires_at, orders[key].id)));
             self.expiries = live.collect();
         } else {
             self.expiries.push(Reverse((expires_at, id)));
@@ -661,7 +690,8 @@ impl Engine {
 
     /// Unlinks a resting order (already removed from the index) from its
     /// level, dropping the level if it empties, and frees its slot.
-    fn detach(&mut self, key: u32) -> (Node, LevelChange) {
+    fn detach(&mut self, key: u32) -> (RestingOrder, LevelChange) {
+        let order = self.resting(key);
         let node = self.orders.remove(key);
         let level = &mut self.levels[node.level];
         if node.prev == NIL {
@@ -676,23 +706,23 @@ impl Engine {
         }
         level.orders -= 1;
         level.quantity -= u64::from(node.remaining);
-        let market = usize::from(node.market.0);
+        let market = usize::from(order.market.0);
         let change = if level.orders == 0 {
             self.books[market]
-                .side_mut(node.side)
-                .emptied(sort_key(node.side, node.price), &mut self.levels);
+                .side_mut(order.side)
+                .emptied(sort_key(order.side, order.price), &mut self.levels);
             LevelChange {
-                market: node.market,
-                side: node.side,
-                price: node.price,
+                market: order.market,
+                side: order.side,
+                price: order.price,
                 quantity: 0,
                 orders: 0,
-                best: self.best(node.market, node.side),
+                best: self.best(order.market, order.side),
             }
         } else {
-            self.level_change(market, node.market, node.side, node.level)
+            self.level_change(market, order.market, order.side, node.level)
         };
-        (node, change)
+        (order, change)
     }
 
     fn level_change(&self, market: usize, id: MarketId, side: Side, level: u32) -> LevelChange {
@@ -731,4 +761,33 @@ fn taker_update(order: NewOrder, status: OrderStatus, remaining: u32) -> Event {
         status,
         remaining,
     })
+}
+
+fn update(order: &RestingOrder, status: OrderStatus, remaining: u32) -> Event {
+    Event::OrderUpdated(OrderUpdate {
+        order: order.id,
+        user: order.user,
+        market: order.market,
+        side: order.side,
+        status,
+        remaining,
+    })
+}
+
+/// The index's hash of an order id.
+#[inline]
+fn hash(id: OrderId) -> u64 {
+    let mut hasher = FxHasher::default();
+    hasher.write_u64(id.0);
+    hasher.finish()
+}
+
+/// Removes `id` from `index`, returning its arena key. A free function so
+/// that matching can call it while it holds a level.
+#[inline]
+fn unindex(index: &mut HashTable<u32>, orders: &Arena<Node>, id: OrderId) -> Option<u32> {
+    let entry = index
+        .find_entry(hash(id), |&key| orders[key].id == id)
+        .ok()?;
+    Some(entry.remove().0)
 }
