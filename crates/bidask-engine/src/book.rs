@@ -7,9 +7,11 @@
 //! A ladder is one side of one market: its price levels in a sorted vector
 //! with the *best price last*. Orders cluster near the best price, so the
 //! common operations touch the end of the vector: reading the best level is
-//! O(1), popping an emptied best level is O(1), and finding the level for a
-//! new order scans a few entries back from the end before it falls back to
-//! a binary search over keys packed eight to a cache line.
+//! O(1), popping an emptied best level is O(1), and the level for a new
+//! order's price is found in O(1) through a small hash table by price. Only
+//! a price the ladder has never held needs a position in the vector: found
+//! by scanning a few entries back from the best, then by bisecting keys
+//! packed eight to a cache line.
 //!
 //! A level that empties away from the top is not removed: it stays in the
 //! ladder, empty, ready for the next order at its price, because prices
@@ -17,6 +19,11 @@
 //! are dropped when they surface at the top, and all at once when they
 //! outnumber the live ones (amortized O(1)). So the best level is never
 //! empty, and readers skip empty levels.
+
+use std::hash::Hasher;
+
+use hashbrown::HashTable;
+use rustc_hash::FxHasher;
 
 use crate::arena::Arena;
 use crate::order::{MarketId, Side};
@@ -75,6 +82,8 @@ pub(crate) struct Ladder {
     levels: Vec<u32>,
     /// How many of the levels are empty (never the best one).
     empty: usize,
+    /// The same levels' keys, hashed by price.
+    by_price: HashTable<u32>,
 }
 
 /// Maps a price to a key that grows as the price gets better for `side`:
@@ -110,22 +119,33 @@ impl Ladder {
         self.keys[..scan_start].binary_search(&key)
     }
 
-    /// Slab key of the level at `position` (from [`Ladder::find`]).
+    /// Arena key of the level at `price`, empty or not, if the ladder has one.
     #[inline]
-    pub(crate) fn level_at(&self, position: usize) -> u32 {
-        self.levels[position]
+    pub(crate) fn level(&self, price: Price, levels: &Arena<Level>) -> Option<u32> {
+        let found = self
+            .by_price
+            .find(hash(price), |&level| levels[level].price == price);
+        found.copied()
     }
 
-    /// Adds a level at `position` (from a failed [`Ladder::find`]).
+    /// Adds the level `level` (already in `levels`) with sort key `key`,
+    /// which the ladder must not hold yet.
     #[inline]
-    pub(crate) fn insert(&mut self, position: usize, key: u64, level: u32) {
-        if position == self.keys.len() {
-            self.keys.push(key);
-            self.levels.push(level);
-        } else {
-            self.keys.insert(position, key);
-            self.levels.insert(position, level);
+    pub(crate) fn add(&mut self, key: u64, level: u32, levels: &Arena<Level>) {
+        match self.find(key) {
+            Err(position) if position == self.keys.len() => {
+                self.keys.push(key);
+                self.levels.push(level);
+            }
+            Err(position) => {
+                self.keys.insert(position, key);
+                self.levels.insert(position, level);
+            }
+            Ok(_) => return,
         }
+        let price = levels[level].price;
+        self.by_price
+            .insert_unique(hash(price), level, |&level| hash(levels[level].price));
     }
 
     /// Notes that an empty level found by [`Ladder::find`] gets an order again.
@@ -159,7 +179,18 @@ impl Ladder {
     fn pop_into(&mut self, levels: &mut Arena<Level>) {
         self.keys.pop();
         if let Some(level) = self.levels.pop() {
+            self.unhash(level, levels);
             levels.remove(level);
+        }
+    }
+
+    fn unhash(&mut self, level: u32, levels: &Arena<Level>) {
+        let price = levels[level].price;
+        if let Ok(entry) = self
+            .by_price
+            .find_entry(hash(price), |&other| other == level)
+        {
+            entry.remove();
         }
     }
 
@@ -169,6 +200,7 @@ impl Ladder {
         for position in 0..self.levels.len() {
             let level = self.levels[position];
             if levels[level].orders == 0 {
+                self.unhash(level, levels);
                 levels.remove(level);
             } else {
                 self.keys[kept] = self.keys[position];
@@ -189,6 +221,14 @@ impl Ladder {
         let live = move |level: &u32| levels[*level].orders != 0;
         self.levels.iter().rev().copied().filter(live)
     }
+}
+
+/// The hash of a price in a ladder's table.
+#[inline]
+fn hash(price: Price) -> u64 {
+    let mut hasher = FxHasher::default();
+    hasher.write_u64(price.ticks());
+    hasher.finish()
 }
 
 /// Both sides of one market.
@@ -230,21 +270,18 @@ mod tests {
     fn ladder(side: Side, prices: &[u64], levels: &mut Arena<Level>) -> Ladder {
         let mut ladder = Ladder::default();
         for &ticks in prices {
-            let key = sort_key(side, price(ticks));
-            let position = ladder.find(key).expect_err("new price");
             let mut level = Level::new(price(ticks), MarketId(0), side);
             level.orders = 1;
             let level = levels.insert(level);
-            ladder.insert(position, key, level);
+            ladder.add(sort_key(side, price(ticks)), level, levels);
         }
         ladder
     }
 
     fn empty_out(ladder: &mut Ladder, side: Side, ticks: u64, levels: &mut Arena<Level>) {
-        let key = sort_key(side, price(ticks));
-        let position = ladder.find(key).expect("present");
-        levels[ladder.level_at(position)].orders = 0;
-        ladder.emptied(key, levels);
+        let level = ladder.level(price(ticks), levels).expect("present");
+        levels[level].orders = 0;
+        ladder.emptied(sort_key(side, price(ticks)), levels);
     }
 
     fn live_prices(ladder: &Ladder, levels: &Arena<Level>) -> Vec<u64> {
@@ -269,6 +306,8 @@ mod tests {
             empty_out(&mut ladder, side, best_first[1], &mut levels);
             assert_eq!(ladder.keys.len(), 5);
             assert_eq!(live_prices(&ladder, &levels).len(), 4);
+            // The empty level is still found by price, ready for reuse.
+            assert!(ladder.level(price(best_first[1]), &levels).is_some());
             // Emptying the best drops it and the empty level behind it.
             empty_out(&mut ladder, side, best_first[0], &mut levels);
             assert_eq!(ladder.keys.len(), 3);
@@ -293,16 +332,16 @@ mod tests {
         let live: Vec<u64> = (251..=300).rev().collect();
         assert_eq!(live_prices(&ladder, &levels), live);
         assert_eq!(levels.len(), ladder.keys.len());
+        assert_eq!(ladder.by_price.len(), ladder.keys.len());
+        assert!(ladder.level(price(100), &levels).is_none());
+        assert!(ladder.level(price(240), &levels).is_some());
     }
 
     #[test]
     fn find_agrees_with_binary_search_beyond_the_scanned_window() {
-        let mut ladder = Ladder::default();
-        for ticks in (2..200).step_by(2) {
-            let key = sort_key(Side::Bid, price(ticks));
-            let position = ladder.find(key).expect_err("new price");
-            ladder.insert(position, key, ticks as u32);
-        }
+        let mut levels = Arena::with_capacity(0);
+        let prices: Vec<u64> = (2..200).step_by(2).collect();
+        let ladder = ladder(Side::Bid, &prices, &mut levels);
         for ticks in 1..210 {
             let key = sort_key(Side::Bid, price(ticks));
             assert_eq!(

@@ -46,7 +46,7 @@ pub enum Command {
 /// its price, market and side are its level's. An index of arena keys,
 /// hashed by order id, gives O(1) cancel; a min-heap of expiry times gives the
 /// next order to expire in O(1) (entries of orders that left early are
-/// skipped when they surface, and the heap is rebuilt once they outnumber
+/// skipped when they surface, and the heap is pruned once they outnumber
 /// the live ones). In steady state nothing is allocated per command: arena
 /// slots, levels and map buckets are reused, and events go into a vector
 /// the caller keeps.
@@ -65,7 +65,10 @@ pub struct Engine {
     index: HashTable<u32>,
     /// `(expires_at, id)` of resting orders, earliest first; may hold
     /// entries of orders that have since left the book.
-    expiries: BinaryHeap<Reverse<(Timestamp, OrderId)>>,
+    /// The arena key is there to check an entry without hashing: it is live
+    /// while the order at that key has that id, that expiry and something
+    /// left to trade.
+    expiries: BinaryHeap<Reverse<(Timestamp, OrderId, u32)>>,
 }
 
 /// What matching and cancelling read of a resting order: two to a cache line.
@@ -149,7 +152,7 @@ impl Engine {
             {
                 return Err(EngineError::RestoreCrossed(order.id));
             }
-            engine.rest(market, order, true);
+            engine.rest(market, order);
         }
         Ok(engine)
     }
@@ -233,7 +236,7 @@ impl Engine {
                 remaining: outcome.remaining,
                 expires_at: order.expires_at,
             };
-            let change = self.rest(market, resting, true);
+            let change = self.rest(market, resting);
             events.push(Event::LevelChanged(change));
         } else {
             let status = OrderStatus::Cancelled(CancelReason::ImmediateOrCancel);
@@ -332,8 +335,7 @@ impl Engine {
                 remaining: outcome.remaining,
                 ..replaced
             };
-            // The order's expiry entry is still in the heap and still valid.
-            let change = self.rest(market, resting, false);
+            let change = self.rest(market, resting);
             events.push(Event::LevelChanged(change));
         }
         Ok(())
@@ -343,15 +345,13 @@ impl Engine {
     /// book, earliest first. Returns how many expired.
     pub fn expire(&mut self, now: Timestamp, events: &mut Vec<Event>) -> usize {
         let mut expired = 0;
-        while let Some(&Reverse((expires_at, id))) = self.expiries.peek() {
+        while let Some(&Reverse(entry)) = self.expiries.peek() {
+            let (expires_at, id, key) = entry;
             if expires_at > now {
                 break;
             }
             self.expiries.pop();
-            let Some(key) = self.key_of(id) else {
-                continue;
-            };
-            if self.terms[key as usize].expires_at != expires_at {
+            if !live_expiry(&self.orders, &self.terms, entry) {
                 continue;
             }
             self.unindex(id);
@@ -367,7 +367,7 @@ impl Engine {
     /// when to set the actor's timer. It may be earlier than any live
     /// order's expiry (then `expire` finds nothing and moves it on).
     pub fn next_expiry(&self) -> Option<Timestamp> {
-        self.expiries.peek().map(|Reverse((at, _))| *at)
+        self.expiries.peek().map(|Reverse((at, _, _))| *at)
     }
 
     /// The best level of one side of a market, in O(1).
@@ -619,22 +619,20 @@ impl Engine {
     /// Queues `order` at the back of its price level, creating the level if
     /// needed, and returns the level's change.
     #[inline]
-    fn rest(&mut self, market: usize, order: RestingOrder, track_expiry: bool) -> LevelChange {
+    fn rest(&mut self, market: usize, order: RestingOrder) -> LevelChange {
         let key = sort_key(order.side, order.price);
         let ladder = self.books[market].side_mut(order.side);
-        let level_key = match ladder.find(key) {
-            Ok(position) => {
-                let level_key = ladder.level_at(position);
+        let level_key = match ladder.level(order.price, &self.levels) {
+            Some(level_key) => {
                 if self.levels[level_key].orders == 0 {
                     ladder.revive();
                 }
                 level_key
             }
-            Err(position) => {
-                let level_key =
-                    self.levels
-                        .insert(Level::new(order.price, order.market, order.side));
-                ladder.insert(position, key, level_key);
+            None => {
+                let level = Level::new(order.price, order.market, order.side);
+                let level_key = self.levels.insert(level);
+                ladder.add(key, level_key, &self.levels);
                 level_key
             }
         };
@@ -667,25 +665,19 @@ impl Engine {
         let orders = &self.orders;
         self.index
             .insert_unique(hash(order.id), order_key, |&key| hash(orders[key].id));
-        if track_expiry {
-            self.track_expiry(order.expires_at, order.id);
-        }
+        self.track_expiry((order.expires_at, order.id, order_key));
         self.level_change(market, order.market, order.side, level_key)
     }
 
-    fn track_expiry(&mut self, expires_at: Timestamp, id: OrderId) {
+    fn track_expiry(&mut self, entry: (Timestamp, OrderId, u32)) {
         // Entries of orders that left early pile up; once they outnumber
-        // the live orders, rebuild the heap from the live ones (amortized O(1)).
+        // the live orders, drop them all (amortized O(1) per order).
         if self.expiries.len() > 2 * self.index.len() + 1024 {
             let (orders, terms) = (&self.orders, &self.terms);
-            let live = self
-                .index
-                .iter()
-                .map(|&key| Reverse((terms[key as usize].expires_at, orders[key].id)));
-            self.expiries = live.collect();
-        } else {
-            self.expiries.push(Reverse((expires_at, id)));
+            self.expiries
+                .retain(|&Reverse(entry)| live_expiry(orders, terms, entry));
         }
+        self.expiries.push(Reverse(entry));
     }
 
     /// Unlinks a resting order (already removed from the index) from its
@@ -693,6 +685,8 @@ impl Engine {
     fn detach(&mut self, key: u32) -> (RestingOrder, LevelChange) {
         let order = self.resting(key);
         let node = self.orders.remove(key);
+        // A freed slot has nothing left to trade: its expiry entries are dead.
+        self.orders[key].remaining = 0;
         let level = &mut self.levels[node.level];
         if node.prev == NIL {
             level.head = node.next;
@@ -790,4 +784,15 @@ fn unindex(index: &mut HashTable<u32>, orders: &Arena<Node>, id: OrderId) -> Opt
         .find_entry(hash(id), |&key| orders[key].id == id)
         .ok()?;
     Some(entry.remove().0)
+}
+
+/// Whether an expiry entry still stands for a resting order.
+#[inline]
+fn live_expiry(
+    orders: &Arena<Node>,
+    terms: &[Terms],
+    (expires_at, id, key): (Timestamp, OrderId, u32),
+) -> bool {
+    let node = &orders[key];
+    node.remaining > 0 && node.id == id && terms[key as usize].expires_at == expires_at
 }
