@@ -7,11 +7,11 @@
 use std::time::Instant;
 
 use bidask_engine_bench::measure::{self, Latency};
-use bidask_engine_bench::peers::{self, LevelBook};
+use bidask_engine_bench::peers::{self, LevelBook, Peer};
 use bidask_engine_bench::replay::EngineReplay;
 use bidask_engine_bench::workload::{self, Workload, WorkloadSpec, WorkloadStats};
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 /// Command-line options.
@@ -41,6 +41,7 @@ struct StreamReport {
     p999_ns: u64,
     max_ns: u64,
     mean_ns: f64,
+    /// Heap bytes of the engine's structures at their largest.
     peak_memory_bytes: u64,
     agrees: bool,
     workload: WorkloadStats,
@@ -67,6 +68,9 @@ struct Summary<'a> {
     p99_ns: u64,
     p999_ns: u64,
     peak_memory_bytes: u64,
+    /// Peak resident memory of the whole benchmark process (streams and
+    /// reference model included), from the kernel.
+    process_peak_resident_bytes: u64,
     agrees: bool,
     peers: &'a [PeerReport],
     fastest_agreeing_peer_ratio: Option<f64>,
@@ -107,14 +111,24 @@ fn main() {
             seed: options.seed + 2,
         },
     ];
+    let workloads = generate_all(&specs);
     let overhead = measure::timer_overhead_ns();
     println!(
         "engine-bench: {} commands per stream, seed {}, timer overhead {overhead} ns (subtracted)",
         options.commands, options.seed
     );
-    let reports: Vec<StreamReport> = specs
+    // The slow peer replays only the first stream (see `peers::fast`).
+    let reports: Vec<StreamReport> = workloads
         .iter()
-        .map(|spec| run_stream(*spec, overhead, !options.no_peers))
+        .enumerate()
+        .map(|(index, workload)| {
+            let peers = match (options.no_peers, index) {
+                (true, _) => Vec::new(),
+                (false, 0) => peers::all(workload.spec.markets as usize),
+                (false, _) => peers::fast(workload.spec.markets as usize),
+            };
+            run_stream(workload, overhead, peers)
+        })
         .collect();
     let Some(first) = reports.first() else {
         return;
@@ -132,6 +146,7 @@ fn main() {
         p99_ns: first.p99_ns,
         p999_ns: first.p999_ns,
         peak_memory_bytes: first.peak_memory_bytes,
+        process_peak_resident_bytes: measure::peak_resident_bytes(),
         agrees: first.agrees,
         peers: &first.peers,
         fastest_agreeing_peer_ratio,
@@ -151,14 +166,45 @@ fn main() {
     }
 }
 
-fn run_stream(spec: WorkloadSpec, overhead: u64, with_peers: bool) -> StreamReport {
-    let bar = progress(spec.commands as u64, &format!("generate {}", spec.name));
-    let workload = workload::generate(spec, |done| bar.set_position(done as u64));
-    bar.finish_and_clear();
+/// Generates every stream, two at a time (one per core): generation drives
+/// the reference model and is the slowest part of the run. Nothing is
+/// measured while it runs.
+fn generate_all(specs: &[WorkloadSpec]) -> Vec<Workload> {
+    let bars = MultiProgress::new();
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut workloads = Vec::with_capacity(specs.len());
+    for batch in specs.chunks(workers.max(1)) {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = batch
+                .iter()
+                .map(|spec| {
+                    let bar = bars.add(progress(
+                        spec.commands as u64,
+                        &format!("generate {}", spec.name),
+                    ));
+                    scope.spawn(move || {
+                        let workload =
+                            workload::generate(*spec, |done| bar.set_position(done as u64));
+                        bar.finish_and_clear();
+                        workload
+                    })
+                })
+                .collect();
+            for handle in handles {
+                match handle.join() {
+                    Ok(workload) => workloads.push(workload),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+        });
+    }
+    workloads
+}
+
+fn run_stream(workload: &Workload, overhead: u64, peers: Vec<Box<dyn Peer>>) -> StreamReport {
+    let spec = workload.spec;
     let commands = &workload.commands;
 
-    measure::reset_peak_resident();
-    let baseline = measure::resident_bytes();
     let mut engine = EngineReplay::new(&spec);
     let bar = progress(commands.len() as u64, "bidask-engine throughput");
     let ops_per_sec = measure::throughput(
@@ -167,7 +213,7 @@ fn run_stream(spec: WorkloadSpec, overhead: u64, with_peers: bool) -> StreamRepo
         |done| bar.set_position(done as u64),
     );
     bar.finish_and_clear();
-    let peak_memory_bytes = measure::peak_resident_bytes().saturating_sub(baseline);
+    let peak_memory_bytes = engine.allocated_bytes() as u64;
     let agrees = engine.books(spec.markets) == workload.final_books;
     let resting_at_end = engine.resting_orders();
     drop(engine);
@@ -183,11 +229,7 @@ fn run_stream(spec: WorkloadSpec, overhead: u64, with_peers: bool) -> StreamRepo
     bar.finish_and_clear();
     drop(timed);
 
-    let peers = if with_peers {
-        run_peers(&workload, ops_per_sec)
-    } else {
-        Vec::new()
-    };
+    let peers = run_peers(workload, peers, ops_per_sec);
     let report = StreamReport {
         stream: spec.name,
         markets: spec.markets,
@@ -207,9 +249,8 @@ fn run_stream(spec: WorkloadSpec, overhead: u64, with_peers: bool) -> StreamRepo
     report
 }
 
-fn run_peers(workload: &Workload, ours: f64) -> Vec<PeerReport> {
-    let markets = workload.spec.markets as usize;
-    peers::all(markets)
+fn run_peers(workload: &Workload, peers: Vec<Box<dyn Peer>>, ours: f64) -> Vec<PeerReport> {
+    peers
         .into_iter()
         .map(|mut peer| {
             let name = peer.name();
@@ -256,7 +297,7 @@ fn print_stream(report: &StreamReport, resting_at_end: usize, latency: &Latency)
         resting_at_end
     );
     println!(
-        "  bidask-engine: {:>12.0} commands/s   p50 {} ns  p99 {} ns  p99.9 {} ns  max {} ns  mean {:.1} ns   peak memory {:.1} MiB   agrees with reference: {}",
+        "  bidask-engine: {:>12.0} commands/s   p50 {} ns  p99 {} ns  p99.9 {} ns  max {} ns  mean {:.1} ns   engine memory {:.2} MiB   agrees with reference: {}",
         report.ops_per_sec,
         latency.p50_ns,
         latency.p99_ns,

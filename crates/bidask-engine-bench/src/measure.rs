@@ -1,5 +1,5 @@
 //! Clocks and memory: throughput, per-command latency with the timer's own
-//! cost taken out, and the peak resident memory of one run.
+//! cost taken out, and the process's peak resident memory.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -85,19 +85,7 @@ fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Resets the kernel's peak-resident-memory mark of this process, so the
-/// next [`peak_resident_bytes`] covers only what ran since. Linux only;
-/// elsewhere the peak covers the whole process.
-pub fn reset_peak_resident() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-/// Resident memory now, in bytes (0 where `/proc` is missing).
-pub fn resident_bytes() -> u64 {
-    status_kib("VmRSS:") * 1024
-}
-
-/// Peak resident memory since the last reset, in bytes.
+/// Peak resident memory of this process, in bytes (0 where `/proc` is missing).
 pub fn peak_resident_bytes() -> u64 {
     status_kib("VmHWM:") * 1024
 }

@@ -64,6 +64,15 @@ impl EngineReplay {
             .collect()
     }
 
+    /// Heap bytes the engines' structures hold (their peak: they never shrink).
+    pub fn allocated_bytes(&self) -> usize {
+        self.engines
+            .iter()
+            .map(Engine::allocated_bytes)
+            .sum::<usize>()
+            + self.engines.capacity() * size_of::<Engine>()
+    }
+
     /// Resting orders over all engines.
     pub fn resting_orders(&self) -> usize {
         self.engines.iter().map(Engine::len).sum()

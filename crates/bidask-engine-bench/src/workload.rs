@@ -118,7 +118,7 @@ pub struct WorkloadStats {
 ///
 /// The generator drives the reference model as it goes, so it knows the
 /// real best prices and which orders still rest: cancels hit live orders
-/// (but for a market with none, where a cancel arrives after the fill, as
+/// (unless none rests anywhere; then the cancel arrives after the fill, as
 /// happens in real markets). To hold the books near their target size the
 /// passive share moves between 49% and 51%.
 pub fn generate(spec: WorkloadSpec, mut progress: impl FnMut(usize)) -> Workload {
@@ -129,7 +129,9 @@ pub fn generate(spec: WorkloadSpec, mut progress: impl FnMut(usize)) -> Workload
     // enough that levels hold tens of orders, as real books do.
     let reach = (per_market as u64 / 8).clamp(4, 2_000);
     let mut model = ReferenceModel::new(u16::try_from(markets).unwrap_or(u16::MAX));
-    let mut live: Vec<Vec<u64>> = vec![Vec::new(); markets as usize];
+    // Orders placed that may still rest, as `(market, id)`: a cancel picks
+    // one at random, so busier markets see more cancels.
+    let mut live: Vec<(u32, u64)> = Vec::new();
     let mut dead: Vec<u64> = Vec::new();
     let mut events = Vec::new();
     let mut commands = Vec::with_capacity(spec.commands);
@@ -139,7 +141,6 @@ pub fn generate(spec: WorkloadSpec, mut progress: impl FnMut(usize)) -> Workload
     let mut next_id = 0u64;
     for index in 0..spec.commands {
         let market = rng.random_range(0..markets);
-        let m = market as usize;
         let building = index < spec.resting_orders;
         // Nudge the mix a point either way to hold the books at their
         // target size; the counts in the stats are the mix that resulted.
@@ -174,10 +175,10 @@ pub fn generate(spec: WorkloadSpec, mut progress: impl FnMut(usize)) -> Workload
             }
         } else {
             stats.cancels += 1;
-            let target = live_order(&mut rng, &model, &mut live[m], &mut dead);
-            let order_id = target.unwrap_or_else(|| {
+            let target = live_order(&mut rng, &model, &mut live, &mut dead);
+            let (market, order_id) = target.unwrap_or_else(|| {
                 stats.late_cancels += 1;
-                dead.last().copied().unwrap_or(0)
+                (market, dead.last().copied().unwrap_or(0))
             });
             StreamCommand::Cancel { market, order_id }
         };
@@ -190,9 +191,9 @@ pub fn generate(spec: WorkloadSpec, mut progress: impl FnMut(usize)) -> Workload
             }
         }
         if let StreamCommand::Place { order_id, .. } = command
-            && model.order(OrderId(order_id)).is_some()
+            && model.contains(OrderId(order_id))
         {
-            live[m].push(order_id);
+            live.push((market, order_id));
         }
         if !building {
             resting_sum += model.len() as u64;
@@ -363,19 +364,19 @@ fn crossing(
     })
 }
 
-/// A random order that still rests in the market, forgetting (and
+/// A random order that still rests, with its market, forgetting (and
 /// remembering as dead) the ones that have filled since they were placed.
 fn live_order(
     rng: &mut Pcg64Mcg,
     model: &ReferenceModel,
-    live: &mut Vec<u64>,
+    live: &mut Vec<(u32, u64)>,
     dead: &mut Vec<u64>,
-) -> Option<u64> {
+) -> Option<(u32, u64)> {
     while !live.is_empty() {
         let position = rng.random_range(0..live.len());
-        let id = live.swap_remove(position);
-        if model.order(OrderId(id)).is_some() {
-            return Some(id);
+        let (market, id) = live.swap_remove(position);
+        if model.contains(OrderId(id)) {
+            return Some((market, id));
         }
         if dead.len() >= 1_024 {
             dead.clear();

@@ -46,6 +46,11 @@ impl<T: Copy> Arena<T> {
         value
     }
 
+    /// Bytes of heap memory the arena holds.
+    pub(crate) fn allocated_bytes(&self) -> usize {
+        self.items.capacity() * size_of::<T>() + self.free.capacity() * size_of::<u32>()
+    }
+
     /// Number of live values.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {

@@ -213,6 +213,13 @@ impl Ladder {
         self.empty = 0;
     }
 
+    /// Bytes of heap memory the ladder holds.
+    pub(crate) fn allocated_bytes(&self) -> usize {
+        self.keys.capacity() * size_of::<u64>()
+            + self.levels.capacity() * size_of::<u32>()
+            + self.by_price.allocation_size()
+    }
+
     /// Slab keys of the non-empty levels, best first.
     pub(crate) fn best_first<'a>(
         &'a self,

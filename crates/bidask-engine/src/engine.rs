@@ -441,6 +441,23 @@ impl Engine {
         self.index.is_empty()
     }
 
+    /// Bytes of heap memory the engine's structures hold. They keep their
+    /// capacity once grown, so this is also the most they ever held.
+    pub fn allocated_bytes(&self) -> usize {
+        let ladders: usize = self
+            .books
+            .iter()
+            .map(|book| book.bids.allocated_bytes() + book.asks.allocated_bytes())
+            .sum();
+        ladders
+            + self.books.capacity() * size_of::<Book>()
+            + self.levels.allocated_bytes()
+            + self.orders.allocated_bytes()
+            + self.terms.capacity() * size_of::<Terms>()
+            + self.index.allocation_size()
+            + self.expiries.capacity() * size_of::<Reverse<(Timestamp, OrderId, u32)>>()
+    }
+
     /// Number of sizes (markets) of the product.
     pub fn markets(&self) -> u16 {
         // The constructor takes a u16, so the count always fits.

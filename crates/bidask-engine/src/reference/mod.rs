@@ -35,11 +35,19 @@ type LevelKey = (MarketId, u8, Price);
 pub struct ReferenceModel {
     markets: u16,
     /// Every price level of every market, its orders oldest first.
-    levels: BTreeMap<LevelKey, VecDeque<RestingOrder>>,
+    levels: BTreeMap<LevelKey, Queue>,
     /// Where each resting order is.
     locations: HashMap<OrderId, LevelKey>,
     /// `(expires_at, id)` of every resting order.
     expiries: BTreeSet<(Timestamp, OrderId)>,
+}
+
+/// The orders at one price, oldest first, and their remaining units (kept
+/// so that reading a level does not walk it).
+#[derive(Debug, Clone, Default)]
+struct Queue {
+    orders: VecDeque<RestingOrder>,
+    units: u64,
 }
 
 fn level_key(market: MarketId, side: Side, price: Price) -> LevelKey {
@@ -165,11 +173,11 @@ impl ReferenceModel {
         }));
         if keeps_priority {
             let key = level_key(order.market, order.side, order.price);
-            if let Some(slot) = self
-                .levels
-                .get_mut(&key)
-                .and_then(|queue| queue.iter_mut().find(|queued| queued.id == id))
+            if let Some(queue) = self.levels.get_mut(&key)
+                && let Some(slot) = queue.orders.iter_mut().find(|queued| queued.id == id)
             {
+                queue.units -= u64::from(slot.remaining);
+                queue.units += u64::from(amended.remaining);
                 *slot = amended;
             }
             events.push(self.level_changed(order.market, order.side, order.price));
@@ -202,9 +210,17 @@ impl ReferenceModel {
 
     /// The best level of one side of a market.
     pub fn best(&self, market: MarketId, side: Side) -> Option<LevelView> {
-        self.levels_best_first(market, side)
-            .next()
-            .map(|(&(_, _, price), queue)| view(price, queue))
+        let mut levels = self.side_levels(market, side);
+        let best = match side {
+            Side::Bid => levels.next_back(),
+            Side::Ask => levels.next(),
+        };
+        best.map(|(&(_, _, price), queue)| view(price, queue))
+    }
+
+    /// Whether an order with this id rests.
+    pub fn contains(&self, id: OrderId) -> bool {
+        self.locations.contains_key(&id)
     }
 
     /// One resting order.
@@ -212,6 +228,7 @@ impl ReferenceModel {
         let key = self.locations.get(&id)?;
         self.levels
             .get(key)?
+            .orders
             .iter()
             .find(|order| order.id == id)
             .copied()
@@ -224,7 +241,7 @@ impl ReferenceModel {
         side: Side,
     ) -> impl Iterator<Item = RestingOrder> + '_ {
         self.levels_best_first(market, side)
-            .flat_map(|(_, queue)| queue.iter().copied())
+            .flat_map(|(_, queue)| queue.orders.iter().copied())
     }
 
     /// Every level of one side of a market, best first.
@@ -248,28 +265,37 @@ impl ReferenceModel {
         &self,
         market: MarketId,
         side: Side,
-    ) -> Box<dyn Iterator<Item = (&LevelKey, &VecDeque<RestingOrder>)> + '_> {
-        let lowest = Price::from_ticks(1).unwrap_or_else(|| unreachable!("1 is not zero"));
-        let highest = Price::from_ticks(u64::MAX).unwrap_or_else(|| unreachable!("not zero"));
-        let range = self
-            .levels
-            .range(level_key(market, side, lowest)..=level_key(market, side, highest));
+    ) -> Box<dyn Iterator<Item = (&LevelKey, &Queue)> + '_> {
+        let range = self.side_levels(market, side);
         match side {
             Side::Bid => Box::new(range.rev()),
             Side::Ask => Box::new(range),
         }
     }
 
+    /// The levels of one side of a market, lowest price first.
+    fn side_levels(
+        &self,
+        market: MarketId,
+        side: Side,
+    ) -> std::collections::btree_map::Range<'_, LevelKey, Queue> {
+        let lowest = Price::from_ticks(1).unwrap_or_else(|| unreachable!("1 is not zero"));
+        let highest = Price::from_ticks(u64::MAX).unwrap_or_else(|| unreachable!("not zero"));
+        self.levels
+            .range(level_key(market, side, lowest)..=level_key(market, side, highest))
+    }
+
     /// Removes a resting order from its level (and the level if it empties).
     fn take_out(&mut self, id: OrderId) -> Option<RestingOrder> {
         let key = self.locations.remove(&id)?;
         let queue = self.levels.get_mut(&key)?;
-        let position = queue.iter().position(|order| order.id == id)?;
-        let order = queue.remove(position);
-        if queue.is_empty() {
+        let position = queue.orders.iter().position(|order| order.id == id)?;
+        let order = queue.orders.remove(position)?;
+        queue.units -= u64::from(order.remaining);
+        if queue.orders.is_empty() {
             self.levels.remove(&key);
         }
-        order
+        Some(order)
     }
 
     fn fill_or_kill_obstacle(&self, taker: &RestingOrder) -> Option<CancelReason> {
@@ -311,7 +337,10 @@ impl ReferenceModel {
             let key = level_key(taker.market, makers_side, best.price);
             let mut traded_here = false;
             while taker.remaining > 0 {
-                let Some(maker) = self.levels.get_mut(&key).and_then(VecDeque::front_mut) else {
+                let Some(queue) = self.levels.get_mut(&key) else {
+                    break;
+                };
+                let Some(maker) = queue.orders.front_mut() else {
                     break;
                 };
                 if maker.user == taker.user {
@@ -321,6 +350,7 @@ impl ReferenceModel {
                 let quantity = taker.remaining.min(maker.remaining);
                 taker.remaining -= quantity;
                 maker.remaining -= quantity;
+                queue.units -= u64::from(quantity);
                 traded_here = true;
                 let maker = *maker;
                 events.push(Event::Trade(Trade {
@@ -360,7 +390,9 @@ impl ReferenceModel {
                 events.push(update(&taker, status, taker.remaining));
             }
             let key = level_key(taker.market, taker.side, taker.price);
-            self.levels.entry(key).or_default().push_back(taker);
+            let queue = self.levels.entry(key).or_default();
+            queue.orders.push_back(taker);
+            queue.units += u64::from(taker.remaining);
             self.locations.insert(taker.id, key);
             if new_expiry {
                 self.expiries.insert((taker.expires_at, taker.id));
@@ -395,11 +427,11 @@ impl ReferenceModel {
     }
 }
 
-fn view(price: Price, queue: &VecDeque<RestingOrder>) -> LevelView {
+fn view(price: Price, queue: &Queue) -> LevelView {
     LevelView {
         price,
-        quantity: queue.iter().map(|order| u64::from(order.remaining)).sum(),
-        orders: u32::try_from(queue.len()).unwrap_or(u32::MAX),
+        quantity: queue.units,
+        orders: u32::try_from(queue.orders.len()).unwrap_or(u32::MAX),
     }
 }
 
