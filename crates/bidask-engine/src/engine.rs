@@ -1,8 +1,5 @@
 //! The engine: one product's markets, its orders, and the commands on them.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-
 use std::hash::Hasher;
 
 use hashbrown::HashTable;
@@ -12,6 +9,7 @@ use crate::arena::Arena;
 use crate::book::{Book, Level, NIL, sort_key};
 use crate::error::EngineError;
 use crate::event::{Amended, Event, LevelChange, LevelView, OrderUpdate, Trade};
+use crate::expiry::{Entry, ExpiryQueue};
 use crate::order::{
     CancelReason, MarketId, NewOrder, OrderId, OrderStatus, RestingOrder, Side, TimeInForce,
     Timestamp, UserId,
@@ -44,10 +42,11 @@ pub enum Command {
 /// hot part of an order (what matching and cancelling touch) is 32 bytes,
 /// its cold terms (expiry, original quantity) sit in a parallel vector, and
 /// its price, market and side are its level's. An index of arena keys,
-/// hashed by order id, gives O(1) cancel; a min-heap of expiry times gives the
+/// hashed by order id, gives O(1) cancel; an expiry queue (a sorted deque
+/// for the usual increasing expiry times, a heap for the rest) gives the
 /// next order to expire in O(1) (entries of orders that left early are
-/// skipped when they surface, and the heap is pruned once they outnumber
-/// the live ones). In steady state nothing is allocated per command: arena
+/// skipped when they surface, and pruned once they could outnumber the
+/// live ones). In steady state nothing is allocated per command: arena
 /// slots, levels and map buckets are reused, and events go into a vector
 /// the caller keeps.
 #[derive(Debug, Clone)]
@@ -65,10 +64,12 @@ pub struct Engine {
     index: HashTable<u32>,
     /// `(expires_at, id)` of resting orders, earliest first; may hold
     /// entries of orders that have since left the book.
-    /// The arena key is there to check an entry without hashing: it is live
-    /// while the order at that key has that id, that expiry and something
-    /// left to trade.
-    expiries: BinaryHeap<Reverse<(Timestamp, OrderId, u32)>>,
+    /// When each resting order expires (with dead entries of orders that
+    /// left early, skipped when they surface).
+    expiries: ExpiryQueue,
+    /// Per arena slot, how many times it has been freed: an expiry entry
+    /// is live while its slot's generation is the one it recorded.
+    generations: Vec<u32>,
 }
 
 /// What matching and cancelling read of a resting order: two to a cache line.
@@ -126,7 +127,8 @@ impl Engine {
             orders: Arena::with_capacity(orders),
             terms: Vec::with_capacity(orders),
             index: HashTable::with_capacity(orders),
-            expiries: BinaryHeap::with_capacity(orders),
+            expiries: ExpiryQueue::with_capacity(orders),
+            generations: Vec::with_capacity(orders),
         }
     }
 
@@ -345,13 +347,13 @@ impl Engine {
     /// book, earliest first. Returns how many expired.
     pub fn expire(&mut self, now: Timestamp, events: &mut Vec<Event>) -> usize {
         let mut expired = 0;
-        while let Some(&Reverse(entry)) = self.expiries.peek() {
-            let (expires_at, id, key) = entry;
+        while let Some(entry) = self.expiries.peek() {
+            let (expires_at, id, key, generation) = entry;
             if expires_at > now {
                 break;
             }
             self.expiries.pop();
-            if !live_expiry(&self.orders, &self.terms, entry) {
+            if self.generations[key as usize] != generation {
                 continue;
             }
             self.unindex(id);
@@ -367,7 +369,7 @@ impl Engine {
     /// when to set the actor's timer. It may be earlier than any live
     /// order's expiry (then `expire` finds nothing and moves it on).
     pub fn next_expiry(&self) -> Option<Timestamp> {
-        self.expiries.peek().map(|Reverse((at, _, _))| *at)
+        self.expiries.peek().map(|(at, _, _, _)| at)
     }
 
     /// The best level of one side of a market, in O(1).
@@ -455,7 +457,8 @@ impl Engine {
             + self.orders.allocated_bytes()
             + self.terms.capacity() * size_of::<Terms>()
             + self.index.allocation_size()
-            + self.expiries.capacity() * size_of::<Reverse<(Timestamp, OrderId, u32)>>()
+            + self.expiries.allocated_bytes()
+            + self.generations.capacity() * size_of::<u32>()
     }
 
     /// Number of sizes (markets) of the product.
@@ -592,6 +595,8 @@ impl Engine {
                         self.orders[maker.next].prev = NIL;
                     }
                     unindex(&mut self.index, &self.orders, maker.id);
+                    self.generations[maker_key as usize] =
+                        self.generations[maker_key as usize].wrapping_add(1);
                     self.orders.remove(maker_key);
                     (OrderStatus::Filled, 0)
                 } else {
@@ -669,7 +674,10 @@ impl Engine {
         // Arena keys are dense, so a new key is the next index of `terms`.
         match self.terms.get_mut(order_key as usize) {
             Some(slot) => *slot = terms,
-            None => self.terms.push(terms),
+            None => {
+                self.terms.push(terms);
+                self.generations.push(0);
+            }
         }
         if level.tail == NIL {
             level.head = order_key;
@@ -682,28 +690,34 @@ impl Engine {
         let orders = &self.orders;
         self.index
             .insert_unique(hash(order.id), order_key, |&key| hash(orders[key].id));
-        self.track_expiry((order.expires_at, order.id, order_key));
+        let generation = self.generations[order_key as usize];
+        self.track_expiry((order.expires_at, order.id, order_key, generation));
         self.level_change(market, order.market, order.side, level_key)
     }
 
-    fn track_expiry(&mut self, entry: (Timestamp, OrderId, u32)) {
-        // Entries of orders that left early pile up; once they outnumber
-        // the live orders, drop them all (amortized O(1) per order).
+    fn track_expiry(&mut self, entry: Entry) {
+        // Entries of orders that left early pile up; once they could
+        // outnumber the live orders, drop them all (amortized O(1) per order).
         if self.expiries.len() > 2 * self.index.len() + 1024 {
-            let (orders, terms) = (&self.orders, &self.terms);
+            let generations = &self.generations;
             self.expiries
-                .retain(|&Reverse(entry)| live_expiry(orders, terms, entry));
+                .prune(|&(_, _, key, generation)| generations[key as usize] == generation);
         }
-        self.expiries.push(Reverse(entry));
+        self.expiries.push(entry);
+    }
+
+    /// Frees an order's arena slot and retires its expiry entry.
+    #[inline]
+    fn free(&mut self, key: u32) -> Node {
+        self.generations[key as usize] = self.generations[key as usize].wrapping_add(1);
+        self.orders.remove(key)
     }
 
     /// Unlinks a resting order (already removed from the index) from its
     /// level, dropping the level if it empties, and frees its slot.
     fn detach(&mut self, key: u32) -> (RestingOrder, LevelChange) {
         let order = self.resting(key);
-        let node = self.orders.remove(key);
-        // A freed slot has nothing left to trade: its expiry entries are dead.
-        self.orders[key].remaining = 0;
+        let node = self.free(key);
         let level = &mut self.levels[node.level];
         if node.prev == NIL {
             level.head = node.next;
@@ -801,15 +815,4 @@ fn unindex(index: &mut HashTable<u32>, orders: &Arena<Node>, id: OrderId) -> Opt
         .find_entry(hash(id), |&key| orders[key].id == id)
         .ok()?;
     Some(entry.remove().0)
-}
-
-/// Whether an expiry entry still stands for a resting order.
-#[inline]
-fn live_expiry(
-    orders: &Arena<Node>,
-    terms: &[Terms],
-    (expires_at, id, key): (Timestamp, OrderId, u32),
-) -> bool {
-    let node = &orders[key];
-    node.remaining > 0 && node.id == id && terms[key as usize].expires_at == expires_at
 }

@@ -68,11 +68,11 @@
 //! | operation | cost |
 //! |---|---|
 //! | best bid / best ask | O(1): the last entry of a sorted ladder |
-//! | place that rests at a price the ladder holds | O(1): price hash lookup + queue append + id index insert + heap push (O(1) for increasing expiries) |
+//! | place that rests at a price the ladder holds | O(1): price hash lookup + queue append + id index insert + expiry push (O(1) for increasing expiries) |
 //! | place at a price the ladder never held | the same, plus finding its position (≤ 8 entries from the best, else O(log L)) and moving the entries better than it |
 //! | each fill | O(1): pop the level's head |
 //! | cancel by id | O(1): id hash lookup and unlink; a level that empties inside the book stays for reuse (empties are compacted in amortized O(1)) |
-//! | expire | O(log n) per expired order (binary heap) |
+//! | expire | O(1) per expired order from the sorted deque, O(log n) for the rare out-of-order expiry in the heap |
 //!
 //! Orders and levels live in arenas with free lists and link to each other
 //! by 32-bit keys; the part of an order that matching reads is 32 bytes, two
@@ -94,6 +94,7 @@ pub mod price;
 
 mod arena;
 mod book;
+mod expiry;
 
 #[cfg(feature = "reference-model")]
 pub mod reference;
