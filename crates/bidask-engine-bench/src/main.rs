@@ -166,39 +166,34 @@ fn main() {
     }
 }
 
-/// Generates every stream, two at a time (one per core): generation drives
-/// the reference model and is the slowest part of the run. Nothing is
-/// measured while it runs.
+/// Generates every stream at once, one thread each: generation drives the
+/// reference model and is the slowest part of the run, and the threads
+/// share the cores between them. Nothing is measured while it runs.
 fn generate_all(specs: &[WorkloadSpec]) -> Vec<Workload> {
     let bars = MultiProgress::new();
-    let workers = std::thread::available_parallelism().map_or(1, usize::from);
-    let mut workloads = Vec::with_capacity(specs.len());
-    for batch in specs.chunks(workers.max(1)) {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = batch
-                .iter()
-                .map(|spec| {
-                    let bar = bars.add(progress(
-                        spec.commands as u64,
-                        &format!("generate {}", spec.name),
-                    ));
-                    scope.spawn(move || {
-                        let workload =
-                            workload::generate(*spec, |done| bar.set_position(done as u64));
-                        bar.finish_and_clear();
-                        workload
-                    })
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = specs
+            .iter()
+            .map(|spec| {
+                let bar = bars.add(progress(
+                    spec.commands as u64,
+                    &format!("generate {}", spec.name),
+                ));
+                scope.spawn(move || {
+                    let workload = workload::generate(*spec, |done| bar.set_position(done as u64));
+                    bar.finish_and_clear();
+                    workload
                 })
-                .collect();
-            for handle in handles {
-                match handle.join() {
-                    Ok(workload) => workloads.push(workload),
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
-            }
-        });
-    }
-    workloads
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| match handle.join() {
+                Ok(workload) => workload,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
 }
 
 fn run_stream(workload: &Workload, overhead: u64, peers: Vec<Box<dyn Peer>>) -> StreamReport {
