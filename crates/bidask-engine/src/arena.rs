@@ -1,7 +1,7 @@
 //! A typed arena with a free list: the storage behind orders and levels.
 //!
 //! Like a slab, but without a tag per slot, so a slot is exactly its
-//! value's size: with orders aligned to a cache line, reaching an order
+//! value's size: with 32-byte orders aligned to 32 bytes, reaching an order
 //! costs one cache line, never two. Keys are `u32` to keep the links
 //! between orders and levels small. Keys are only ever handed out and
 //! used by the engine itself, which never reads a freed slot.
@@ -31,8 +31,11 @@ impl<T: Copy> Arena<T> {
             self.items[key as usize] = value;
             key
         } else {
+            // The last u32 is the "no order" link, so it is never a key.
             let key = u32::try_from(self.items.len())
-                .expect("fewer than 2^32 live orders and levels per product");
+                .ok()
+                .filter(|&key| key != u32::MAX)
+                .expect("fewer than 2^32 - 1 live orders and levels per product");
             self.items.push(value);
             key
         }

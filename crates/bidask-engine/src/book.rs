@@ -1,8 +1,8 @@
 //! Price levels and the sorted ladders that hold them.
 //!
 //! A level is a FIFO queue of orders at one price, kept as an intrusive
-//! doubly linked list through the order slab, so appending, taking the head
-//! and unlinking any order by its slab key are all O(1) and allocate nothing.
+//! doubly linked list through the order arena, so appending, taking the head
+//! and unlinking any order by its arena key are all O(1) and allocate nothing.
 //!
 //! A ladder is one side of one market: its price levels in a sorted vector
 //! with the *best price last*. Orders cluster near the best price, so the
@@ -42,17 +42,17 @@ const SCAN_FROM_BEST: usize = 8;
 pub(crate) struct Level {
     /// The level's price.
     pub price: Price,
-    /// The market and side the level belongs to, which are also those of
-    /// every order in it.
+    /// The market the level (and every order in it) belongs to.
     pub market: MarketId,
+    /// The side the level (and every order in it) is on.
     pub side: Side,
     /// Sum of the resting orders' remaining quantities.
     pub quantity: u64,
     /// Number of resting orders.
     pub orders: u32,
-    /// Slab key of the oldest order: the next to trade.
+    /// Arena key of the oldest order: the next to trade.
     pub head: u32,
-    /// Slab key of the newest order: where an arrival queues.
+    /// Arena key of the newest order: where an arrival queues.
     pub tail: u32,
 }
 
@@ -70,15 +70,16 @@ impl Level {
     }
 }
 
-/// The active price levels of one side of one market, best last.
+/// The price levels of one side of one market (empty ones included, but
+/// never at the best position), best last.
 ///
-/// Keys and level slab keys are kept in two parallel vectors so that a
+/// Keys and level arena keys are kept in two parallel vectors so that a
 /// search reads eight keys per cache line.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Ladder {
     /// Sort keys, ascending: better prices have larger keys.
     keys: Vec<u64>,
-    /// Slab keys of the levels, in the same order as `keys`.
+    /// Arena keys of the levels, in the same order as `keys`.
     levels: Vec<u32>,
     /// How many of the levels are empty (never the best one).
     empty: usize,
@@ -96,7 +97,7 @@ pub(crate) const fn sort_key(side: Side, price: Price) -> u64 {
 }
 
 impl Ladder {
-    /// Slab key of the best level, if the side has any.
+    /// Arena key of the best level, if the side has any.
     #[inline]
     pub(crate) fn best(&self) -> Option<u32> {
         self.levels.last().copied()
@@ -141,14 +142,14 @@ impl Ladder {
                 self.keys.insert(position, key);
                 self.levels.insert(position, level);
             }
-            Ok(_) => return,
+            Ok(_) => unreachable!("a ladder only adds prices it does not hold"),
         }
         let price = levels[level].price;
         self.by_price
             .insert_unique(hash(price), level, |&level| hash(levels[level].price));
     }
 
-    /// Notes that an empty level found by [`Ladder::find`] gets an order again.
+    /// Notes that an empty level found by [`Ladder::level`] gets an order again.
     #[inline]
     pub(crate) fn revive(&mut self) {
         self.empty -= 1;
@@ -220,7 +221,7 @@ impl Ladder {
             + self.by_price.allocation_size()
     }
 
-    /// Slab keys of the non-empty levels, best first.
+    /// Arena keys of the non-empty levels, best first.
     pub(crate) fn best_first<'a>(
         &'a self,
         levels: &'a Arena<Level>,
@@ -233,8 +234,16 @@ impl Ladder {
 /// The hash of a price in a ladder's table.
 #[inline]
 fn hash(price: Price) -> u64 {
+    fx_hash(price.ticks())
+}
+
+/// `FxHasher` over one integer: the fastest good hash for ids and prices,
+/// which are not chosen by an attacker to collide (the server assigns ids,
+/// and a product has at most a few thousand price levels).
+#[inline]
+pub(crate) fn fx_hash(value: u64) -> u64 {
     let mut hasher = FxHasher::default();
-    hasher.write_u64(price.ticks());
+    hasher.write_u64(value);
     hasher.finish()
 }
 

@@ -1,12 +1,9 @@
 //! The engine: one product's markets, its orders, and the commands on them.
 
-use std::hash::Hasher;
-
 use hashbrown::HashTable;
-use rustc_hash::FxHasher;
 
 use crate::arena::Arena;
-use crate::book::{Book, Level, NIL, sort_key};
+use crate::book::{Book, Level, NIL, fx_hash, sort_key};
 use crate::error::EngineError;
 use crate::event::{Amended, Event, LevelChange, LevelView, OrderUpdate, Trade};
 use crate::expiry::{Entry, ExpiryQueue};
@@ -40,7 +37,7 @@ pub enum Command {
 ///
 /// Orders live in one arena, each linked into its price level's queue; the
 /// hot part of an order (what matching and cancelling touch) is 32 bytes,
-/// its cold terms (expiry, original quantity) sit in a parallel vector, and
+/// its cold terms (expiry, total quantity) sit in a parallel vector, and
 /// its price, market and side are its level's. An index of arena keys,
 /// hashed by order id, gives O(1) cancel; an expiry queue (a sorted deque
 /// for the usual increasing expiry times, a heap for the rest) gives the
@@ -62,8 +59,6 @@ pub struct Engine {
     /// Arena keys of the resting orders, hashed by order id (the id itself
     /// is read from the order, so an entry is four bytes).
     index: HashTable<u32>,
-    /// `(expires_at, id)` of resting orders, earliest first; may hold
-    /// entries of orders that have since left the book.
     /// When each resting order expires (with dead entries of orders that
     /// left early, skipped when they surface).
     expiries: ExpiryQueue,
@@ -82,6 +77,7 @@ struct Node {
     remaining: u32,
     /// Neighbours in the level's queue (arena keys, [`NIL`] at the ends).
     prev: u32,
+    /// The order behind this one: the next to trade at this price.
     next: u32,
     /// Arena key of the level the order rests in.
     level: u32,
@@ -90,7 +86,10 @@ struct Node {
 /// What only amendments, expiry and queries read of a resting order.
 #[derive(Debug, Clone, Copy)]
 struct Terms {
+    /// When the order leaves the book; also checked when an expiry entry surfaces.
     expires_at: Timestamp,
+    /// The total quantity, filled part included, as amended: what an
+    /// amendment's new quantity is measured against.
     quantity: Quantity,
 }
 
@@ -107,6 +106,7 @@ struct Taker {
 /// How matching ended for the taker.
 #[derive(Debug, Clone, Copy)]
 struct Outcome {
+    /// What the taker has left after matching.
     remaining: u32,
     /// Matching stopped at one of the taker's own resting orders.
     self_trade: bool,
@@ -202,6 +202,16 @@ impl Engine {
             return Err(EngineError::AlreadyExpired);
         }
         events.push(Event::Accepted(order));
+        let incoming = RestingOrder {
+            id: order.id,
+            user: order.user,
+            market: order.market,
+            side: order.side,
+            price: order.price,
+            quantity: order.quantity,
+            remaining: order.quantity.units(),
+            expires_at: order.expires_at,
+        };
         let taker = Taker {
             id: order.id,
             user: order.user,
@@ -213,36 +223,41 @@ impl Engine {
         if order.time_in_force == TimeInForce::FillOrKill
             && let Some(reason) = self.fill_or_kill_obstacle(market, taker, quantity)
         {
-            events.push(taker_update(order, OrderStatus::Cancelled(reason), 0));
+            events.push(update(&incoming, OrderStatus::Cancelled(reason), 0));
             return Ok(());
         }
         let outcome = self.take(market, taker, quantity, events);
-        let traded = outcome.remaining < quantity;
         if outcome.remaining == 0 {
-            events.push(taker_update(order, OrderStatus::Filled, 0));
+            events.push(update(&incoming, OrderStatus::Filled, 0));
         } else if outcome.self_trade {
             let status = OrderStatus::Cancelled(CancelReason::SelfTrade);
-            events.push(taker_update(order, status, 0));
-        } else if order.time_in_force == TimeInForce::GoodTillCancelled {
-            if traded {
-                let status = OrderStatus::PartiallyFilled;
-                events.push(taker_update(order, status, outcome.remaining));
-            }
-            let resting = RestingOrder {
-                id: order.id,
-                user: order.user,
-                market: order.market,
-                side: order.side,
-                price: order.price,
-                quantity: order.quantity,
-                remaining: outcome.remaining,
-                expires_at: order.expires_at,
-            };
-            let change = self.rest(market, resting);
-            events.push(Event::LevelChanged(change));
+            events.push(update(&incoming, status, 0));
         } else {
-            let status = OrderStatus::Cancelled(CancelReason::ImmediateOrCancel);
-            events.push(taker_update(order, status, 0));
+            match order.time_in_force {
+                TimeInForce::GoodTillCancelled => {
+                    if outcome.remaining < quantity {
+                        let status = OrderStatus::PartiallyFilled;
+                        events.push(update(&incoming, status, outcome.remaining));
+                    }
+                    let resting = RestingOrder {
+                        remaining: outcome.remaining,
+                        ..incoming
+                    };
+                    let change = self.rest(market, resting);
+                    events.push(Event::LevelChanged(change));
+                }
+                TimeInForce::ImmediateOrCancel => {
+                    let status = OrderStatus::Cancelled(CancelReason::ImmediateOrCancel);
+                    events.push(update(&incoming, status, 0));
+                }
+                TimeInForce::FillOrKill => {
+                    // The pre-check found enough to fill it, and matching
+                    // walks the same orders, so it cannot end up here.
+                    debug_assert!(false, "fill-or-kill order {:?} partly filled", order.id);
+                    let status = OrderStatus::Cancelled(CancelReason::FillOrKill);
+                    events.push(update(&incoming, status, 0));
+                }
+            }
         }
         Ok(())
     }
@@ -265,6 +280,11 @@ impl Engine {
     /// the back of its new level. The new quantity counts what has already
     /// filled, so it must exceed that. Asking for what the order already is
     /// changes nothing and emits nothing.
+    ///
+    /// Like [`Engine::place`], amending does not look at the clock: the
+    /// caller runs [`Engine::expire`] first, so an order past its expiry is
+    /// gone (and the amendment refused as `UnknownOrder`) before it could
+    /// trade again.
     pub fn amend(
         &mut self,
         id: OrderId,
@@ -595,9 +615,7 @@ impl Engine {
                         self.orders[maker.next].prev = NIL;
                     }
                     unindex(&mut self.index, &self.orders, maker.id);
-                    self.generations[maker_key as usize] =
-                        self.generations[maker_key as usize].wrapping_add(1);
-                    self.orders.remove(maker_key);
+                    free(&mut self.orders, &mut self.generations, maker_key);
                     (OrderStatus::Filled, 0)
                 } else {
                     (OrderStatus::PartiallyFilled, maker.remaining)
@@ -706,18 +724,11 @@ impl Engine {
         self.expiries.push(entry);
     }
 
-    /// Frees an order's arena slot and retires its expiry entry.
-    #[inline]
-    fn free(&mut self, key: u32) -> Node {
-        self.generations[key as usize] = self.generations[key as usize].wrapping_add(1);
-        self.orders.remove(key)
-    }
-
     /// Unlinks a resting order (already removed from the index) from its
     /// level, dropping the level if it empties, and frees its slot.
     fn detach(&mut self, key: u32) -> (RestingOrder, LevelChange) {
         let order = self.resting(key);
-        let node = self.free(key);
+        let node = free(&mut self.orders, &mut self.generations, key);
         let level = &mut self.levels[node.level];
         if node.prev == NIL {
             level.head = node.next;
@@ -777,17 +788,6 @@ impl Engine {
     }
 }
 
-fn taker_update(order: NewOrder, status: OrderStatus, remaining: u32) -> Event {
-    Event::OrderUpdated(OrderUpdate {
-        order: order.id,
-        user: order.user,
-        market: order.market,
-        side: order.side,
-        status,
-        remaining,
-    })
-}
-
 fn update(order: &RestingOrder, status: OrderStatus, remaining: u32) -> Event {
     Event::OrderUpdated(OrderUpdate {
         order: order.id,
@@ -802,9 +802,15 @@ fn update(order: &RestingOrder, status: OrderStatus, remaining: u32) -> Event {
 /// The index's hash of an order id.
 #[inline]
 fn hash(id: OrderId) -> u64 {
-    let mut hasher = FxHasher::default();
-    hasher.write_u64(id.0);
-    hasher.finish()
+    fx_hash(id.0)
+}
+
+/// Frees an order's arena slot and retires its expiry entry. A free
+/// function so that matching can call it while it holds a level.
+#[inline]
+fn free(orders: &mut Arena<Node>, generations: &mut [u32], key: u32) -> Node {
+    generations[key as usize] = generations[key as usize].wrapping_add(1);
+    orders.remove(key)
 }
 
 /// Removes `id` from `index`, returning its arena key. A free function so

@@ -10,9 +10,13 @@
 //!   decimals at the edge with the product's [`TickSize`];
 //! - [`order`]: ids, sides, time in force, statuses and the [`NewOrder`] command;
 //! - [`event`]: the [`Event`]s every command returns, in order;
+//! - `arena`: the storage of orders and levels, with 32-bit keys;
 //! - `book`: price levels (FIFO queues) and the sorted ladders that hold them;
+//! - `expiry`: the queue that says which order expires next;
 //! - [`engine`]: the commands (place, cancel, amend, expire, restore) and queries;
-//! - [`error`]: why a command was refused.
+//! - [`error`]: why a command was refused;
+//! - `reference` (feature `reference-model`): the simple model the engine is
+//!   tested against, and the harness that runs both side by side.
 //!
 //! # Example
 //!

@@ -1,4 +1,5 @@
-//! Prices and quantities: integer newtypes that cannot hold an invalid value.
+//! Prices and quantities: integer newtypes; a `Price` is never zero and a
+//! `Quantity` is always 1 to 10,000.
 //!
 //! Money crosses the engine's edge as `rust_decimal::Decimal` and lives inside
 //! as a whole number of ticks of the product's tick size, so matching compares
@@ -18,9 +19,10 @@ pub const MAX_QUANTITY: u32 = 10_000;
 
 /// A positive price, counted in ticks of its product's [`TickSize`].
 ///
-/// The only ways in are [`TickSize::price`] (from a decimal, checked against
-/// the tick and the contract's ceiling) and [`Price::from_ticks`], so every
-/// `Price` is above zero.
+/// The engine only needs prices to be positive integers, and that is all
+/// the type guarantees: [`Price::from_ticks`] refuses zero. Prices from
+/// outside come in through [`TickSize::price`], which also enforces the
+/// contract's tick and ceiling, so no price above 1,000,000 reaches a book.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Price(NonZeroU64);
 
@@ -81,8 +83,6 @@ pub enum QuantityError {
 pub struct TickSize {
     /// The step itself, normalized (no trailing zeros) so that scales compare.
     step: Decimal,
-    /// The highest price in ticks that stays at or below [`MAX_PRICE`].
-    max_ticks: u64,
 }
 
 /// Why a decimal is not a valid price or tick size.
@@ -106,7 +106,6 @@ impl TickSize {
     /// The contract's default tick: one cent.
     pub const CENT: Self = Self {
         step: Decimal::from_parts(1, 0, 0, false, 2),
-        max_ticks: 100_000_000,
     };
 
     /// A tick size of `step`, which must be positive and at most [`MAX_PRICE`].
@@ -114,22 +113,22 @@ impl TickSize {
         if step <= Decimal::ZERO || step > MAX_PRICE {
             return Err(PriceError::InvalidTickSize);
         }
-        let step = step.normalize();
-        let max_ticks = (MAX_PRICE / step)
-            .trunc()
-            .to_u64()
-            .ok_or(PriceError::InvalidTickSize)?;
-        Ok(Self { step, max_ticks })
+        // A step so small that the ceiling is more ticks than a u64 holds
+        // could never be priced: refuse it here rather than overflow later.
+        let ticks_in_ceiling = MAX_PRICE
+            .checked_div(step)
+            .and_then(|ticks| ticks.trunc().to_u64());
+        if ticks_in_ceiling.is_none() {
+            return Err(PriceError::InvalidTickSize);
+        }
+        Ok(Self {
+            step: step.normalize(),
+        })
     }
 
     /// The step as a decimal.
     pub const fn step(self) -> Decimal {
         self.step
-    }
-
-    /// The highest valid price of this tick size, in ticks.
-    pub const fn max_ticks(self) -> u64 {
-        self.max_ticks
     }
 
     /// Parses a decimal price: positive, on the tick, at most [`MAX_PRICE`].
@@ -209,6 +208,9 @@ mod tests {
 
     #[test]
     fn tick_sizes_must_be_positive_and_below_the_ceiling() {
+        // So fine that the ceiling would be more ticks than a u64 holds.
+        let absurd = Decimal::new(1, 28);
+        assert_eq!(TickSize::new(absurd), Err(PriceError::InvalidTickSize));
         assert_eq!(TickSize::new(dec!(0)), Err(PriceError::InvalidTickSize));
         assert_eq!(TickSize::new(dec!(-0.01)), Err(PriceError::InvalidTickSize));
         assert_eq!(

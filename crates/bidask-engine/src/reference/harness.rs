@@ -6,7 +6,7 @@ use std::fmt;
 
 use crate::engine::{Command, Engine};
 use crate::event::Event;
-use crate::order::{MarketId, OrderId, OrderStatus, Side, Timestamp};
+use crate::order::{MarketId, OrderId, OrderStatus, Side, Timestamp, UserId};
 use crate::price::Price;
 
 use super::ReferenceModel;
@@ -45,10 +45,15 @@ impl std::error::Error for Divergence {}
 /// - at each price, the oldest resting order trades first.
 #[derive(Debug, Clone)]
 pub struct Harness {
+    /// The engine under test.
     engine: Engine,
+    /// What the engine must agree with.
     model: ReferenceModel,
+    /// A third, event-only account of the live orders.
     ledger: Ledger,
+    /// Commands run so far, to say where a divergence happened.
     steps: u64,
+    /// Reused event buffers, one per side.
     engine_events: Vec<Event>,
     model_events: Vec<Event>,
 }
@@ -56,12 +61,15 @@ pub struct Harness {
 /// What the events say about every live order, kept independently of both books.
 #[derive(Debug, Clone, Default)]
 struct Ledger {
+    /// What the events say about each live order.
     orders: HashMap<OrderId, LedgerEntry>,
     /// Units of all orders placed, counting amendments of their quantity.
     placed: u64,
     /// Units filled, counted once per order (so twice per trade).
     filled: u64,
+    /// Units that left the book in a cancellation.
     cancelled: u64,
+    /// Units that left the book by expiring.
     expired: u64,
     /// Hands out queue positions: a larger number joined its level later.
     arrivals: u64,
@@ -71,9 +79,12 @@ struct Ledger {
 
 #[derive(Debug, Clone, Copy)]
 struct LedgerEntry {
+    /// Where the order is and who owns it, as accepted or amended.
+    user: UserId,
     market: MarketId,
     side: Side,
     price: Price,
+    /// Total and unfilled units.
     quantity: u32,
     remaining: u32,
     /// When the order joined (or rejoined) its level's queue.
@@ -93,14 +104,25 @@ impl Harness {
         }
     }
 
-    /// The engine under test.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
-    }
-
-    /// Number of commands run so far.
-    pub fn steps(&self) -> u64 {
-        self.steps
+    /// Rebuilds the engine from its own resting orders, as a restart
+    /// would from the database, and checks that nothing changed: the
+    /// commands after it then show that the rebuilt books also behave the same.
+    pub fn restore(&mut self) -> Result<(), Divergence> {
+        let markets = self.engine.markets();
+        let resting: Vec<_> = (0..markets)
+            .map(MarketId)
+            .flat_map(|market| [(market, Side::Bid), (market, Side::Ask)])
+            .flat_map(|(market, side)| self.engine.resting_orders(market, side))
+            .collect();
+        let diverge = |what: String| Divergence {
+            step: self.steps,
+            command: Command::Expire,
+            what,
+        };
+        self.engine = Engine::restore(markets, resting).map_err(|error| {
+            diverge(format!("restoring the engine's own orders failed: {error}"))
+        })?;
+        self.check_books(|_| true).map_err(diverge)
     }
 
     /// Runs one command at `now` through both and checks everything.
@@ -134,7 +156,8 @@ impl Harness {
         for event in &self.engine_events {
             self.ledger.record(event).map_err(&diverge)?;
         }
-        let full = self.steps.is_multiple_of(FULL_CHECK_EVERY);
+        // A refused command must have changed nothing anywhere.
+        let full = self.steps.is_multiple_of(FULL_CHECK_EVERY) || engine_result.is_err();
         let events = &self.engine_events;
         let touched = |market: MarketId| {
             full || command_market(&command) == Some(market)
@@ -216,6 +239,7 @@ impl Ledger {
                 self.placed += u64::from(order.quantity.units());
                 self.arrivals += 1;
                 let entry = LedgerEntry {
+                    user: order.user,
                     market: order.market,
                     side: order.side,
                     price: order.price,
@@ -260,10 +284,30 @@ impl Ledger {
                         maker.price
                     ));
                 }
-                if !taker.side.crosses(taker.price, trade.price) || maker.side == taker.side {
+                // Compared here without the engine's `Side::crosses`, so a
+                // mistake there cannot hide.
+                let within_limit = match taker.side {
+                    Side::Bid => trade.price <= taker.price,
+                    Side::Ask => trade.price >= taker.price,
+                };
+                if !within_limit {
                     return Err(format!(
                         "{trade:?} is outside the taker's limit {:?}",
                         taker.price
+                    ));
+                }
+                if maker.side == taker.side || trade.taker_side != taker.side {
+                    return Err(format!("{trade:?} does not pair a bid with an ask"));
+                }
+                if trade.market != maker.market || trade.market != taker.market {
+                    return Err(format!("{trade:?} crosses markets"));
+                }
+                if maker.user == taker.user
+                    || trade.maker_user != maker.user
+                    || trade.taker_user != taker.user
+                {
+                    return Err(format!(
+                        "{trade:?} trades a user with themself or names the wrong users"
                     ));
                 }
                 let oldest = self
@@ -298,6 +342,9 @@ impl Ledger {
                     OrderStatus::Cancelled(_) => self.cancelled += u64::from(entry.remaining),
                     OrderStatus::Expired => self.expired += u64::from(entry.remaining),
                     _ => {}
+                }
+                if !update.status.is_resting() && update.remaining != 0 {
+                    return Err(format!("{update:?} left the book with units remaining"));
                 }
                 if !update.status.is_resting() {
                     self.orders.remove(&update.order);

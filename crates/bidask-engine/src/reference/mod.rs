@@ -2,12 +2,15 @@
 //! (and other order books) against.
 //!
 //! It is the textbook order book: a `BTreeMap` from `(market, side, price)`
-//! to a `VecDeque` of orders, oldest first, a `HashMap` from id to where an
-//! order rests, and a `BTreeSet` of expiry times. It shares nothing with the
-//! engine's ladders, slabs and intrusive queues, so agreement between the two
+//! to a `VecDeque` of orders, oldest first (with their total), a `HashMap`
+//! from id to where an order rests, and a `BTreeSet` of expiry times. It shares nothing with the
+//! engine's ladders, arenas and intrusive queues, so agreement between the two
 //! means the engine's structures are right. It emits the same events, in the
-//! order the engine documents, and is fast enough (O(log n) per command) to
-//! replay the benchmark's ten-million-command streams.
+//! order the engine documents, and is fast enough (O(log n) to find a level,
+//! O(orders at that price) to find an order in it) to replay the
+//! benchmark's ten-million-command streams. Its fill-or-kill check walks
+//! the makers as the engine's does; if the two ever disagreed with matching,
+//! the model would report the order as killed and the harness would see it.
 //!
 //! [`Harness`] runs the engine and the model side by side and checks the
 //! book's invariants after every command.
