@@ -3,7 +3,7 @@
 
 use bidask_engine::{Engine, Event, MarketId, Side};
 
-use crate::peers::LevelBook;
+use crate::peers::{LevelBook, Peer};
 use crate::workload::{PLACED_AT, StreamCommand, WorkloadSpec, local_market, to_engine_command};
 
 /// The engines of every product of a stream.
@@ -21,10 +21,9 @@ impl EngineReplay {
         let per_product = spec.markets_per_product.max(1);
         let products = spec.markets.div_ceil(per_product) as usize;
         let sizes = u16::try_from(per_product).unwrap_or(u16::MAX);
+        // Not pre-sized: the peers are not either.
         Self {
-            engines: (0..products)
-                .map(|_| Engine::with_capacity(sizes, spec.resting_orders / products + 1024))
-                .collect(),
+            engines: (0..products).map(|_| Engine::new(sizes)).collect(),
             markets_per_product: per_product,
             events: Vec::with_capacity(256),
         }
@@ -76,5 +75,22 @@ impl EngineReplay {
     /// Resting orders over all engines.
     pub fn resting_orders(&self) -> usize {
         self.engines.iter().map(Engine::len).sum()
+    }
+}
+
+/// The engine is measured through the same trait object as the peers, so
+/// no one gets inlining the others do not.
+impl Peer for EngineReplay {
+    fn name(&self) -> &'static str {
+        "bidask-engine"
+    }
+
+    fn apply(&mut self, command: &StreamCommand) {
+        EngineReplay::apply(self, command);
+    }
+
+    fn books(&self) -> Vec<LevelBook> {
+        let markets = self.engines.len() as u32 * self.markets_per_product;
+        EngineReplay::books(self, markets)
     }
 }

@@ -236,11 +236,13 @@ pub fn to_engine_command(command: &StreamCommand, markets_per_product: u32) -> C
             user: UserId(order_id),
             market: MarketId(local_market(market, markets_per_product)),
             side: engine_side(side),
-            price: Price::from_ticks(price.max(1)).expect("at least one tick"),
+            // The generator only makes prices of at least one tick and
+            // quantities of 1 to 20; anything else is a bug in it.
+            price: Price::from_ticks(price).expect("stream prices are positive"),
             quantity: u32::try_from(quantity)
                 .ok()
                 .and_then(|units| Quantity::new(units).ok())
-                .unwrap_or(Quantity::ONE),
+                .expect("stream quantities are 1 to 20"),
             time_in_force: if immediate_or_cancel {
                 TimeInForce::ImmediateOrCancel
             } else {

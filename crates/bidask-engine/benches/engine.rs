@@ -1,5 +1,6 @@
-//! Micro-benchmarks of the engine's three hot paths: resting a new order,
-//! cancelling one, and an incoming order sweeping several price levels.
+//! Micro-benchmarks of the engine's hot paths: resting a new order,
+//! cancelling one (from the top of the book and from anywhere in it), an
+//! incoming order sweeping several price levels, and expiring orders.
 
 use std::hint::black_box;
 
@@ -92,16 +93,70 @@ fn place_resting(c: &mut Criterion) {
 }
 
 fn cancel(c: &mut Criterion) {
-    c.bench_function("cancel 1,000 resting orders (2,000 resting)", |b| {
+    c.bench_function(
+        "cancel 1,000 resting orders from the top (2,000 resting)",
+        |b| {
+            b.iter_batched_ref(
+                || (seeded(1_000), Vec::with_capacity(64)),
+                |(engine, events)| {
+                    for n in 0..1_000 {
+                        engine
+                            .cancel(black_box(OrderId(2 * n + 1)), events)
+                            .expect("cancel");
+                        events.clear();
+                    }
+                },
+                BatchSize::LargeInput,
+            )
+        },
+    );
+}
+
+fn cancel_scattered(c: &mut Criterion) {
+    c.bench_function(
+        "cancel 1,000 resting orders in scattered order (2,000 resting)",
+        |b| {
+            b.iter_batched_ref(
+                || (seeded(1_000), Vec::with_capacity(64)),
+                |(engine, events)| {
+                    // 7 is coprime with 1,000, so this visits every ask once, all over the book.
+                    for n in 0..1_000 {
+                        let ask = (n * 7) % 1_000;
+                        engine
+                            .cancel(black_box(OrderId(2 * ask + 1)), events)
+                            .expect("cancel");
+                        events.clear();
+                    }
+                },
+                BatchSize::LargeInput,
+            )
+        },
+    );
+}
+
+fn expire(c: &mut Criterion) {
+    c.bench_function("expire 1,000 of 2,000 resting orders", |b| {
         b.iter_batched_ref(
-            || (seeded(1_000), Vec::with_capacity(64)),
-            |(engine, events)| {
-                for n in 0..1_000 {
-                    engine
-                        .cancel(black_box(OrderId(2 * n + 1)), events)
-                        .expect("cancel");
-                    events.clear();
+            || {
+                let mut engine = seeded(1_000);
+                let mut events = Vec::with_capacity(4_096);
+                for n in 0..1_000u64 {
+                    let mut bid = order(
+                        2_000_000 + n,
+                        Side::Bid,
+                        19_000 - n % 50,
+                        1,
+                        TimeInForce::GoodTillCancelled,
+                    );
+                    bid.expires_at = Timestamp(NOW.0 + 1 + n as i64);
+                    engine.place(bid, NOW, &mut events).expect("place");
                 }
+                events.clear();
+                (engine, events)
+            },
+            |(engine, events)| {
+                let expired = engine.expire(black_box(Timestamp(NOW.0 + 1_000)), events);
+                assert_eq!(expired, 1_000);
             },
             BatchSize::LargeInput,
         )
@@ -127,5 +182,13 @@ fn sweep(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, place_and_cancel, place_resting, cancel, sweep);
+criterion_group!(
+    benches,
+    place_and_cancel,
+    place_resting,
+    cancel,
+    cancel_scattered,
+    sweep,
+    expire
+);
 criterion_main!(benches);
