@@ -6,7 +6,7 @@ use std::fmt;
 
 use crate::engine::{Command, Engine};
 use crate::event::Event;
-use crate::order::{MarketId, OrderId, OrderStatus, Side, Timestamp, UserId};
+use crate::order::{MarketId, OrderId, OrderStatus, Side, TimeInForce, Timestamp, UserId};
 use crate::price::Price;
 
 use super::ReferenceModel;
@@ -42,7 +42,8 @@ impl std::error::Error for Divergence {}
 /// - no market is crossed;
 /// - every unit placed is filled, resting, cancelled or expired, exactly once;
 /// - every trade is at the maker's resting price, within the taker's limit;
-/// - at each price, the oldest resting order trades first.
+/// - at each price, the oldest resting order trades first;
+/// - no user trades with themself, and a fill-or-kill order trades all or nothing.
 #[derive(Debug, Clone)]
 pub struct Harness {
     /// The engine under test.
@@ -89,6 +90,8 @@ struct LedgerEntry {
     remaining: u32,
     /// When the order joined (or rejoined) its level's queue.
     arrival: u64,
+    /// A fill-or-kill order must trade all of its quantity or none of it.
+    fill_or_kill: bool,
 }
 
 impl Harness {
@@ -246,6 +249,7 @@ impl Ledger {
                     quantity: order.quantity.units(),
                     remaining: order.quantity.units(),
                     arrival: self.arrivals,
+                    fill_or_kill: order.time_in_force == TimeInForce::FillOrKill,
                 };
                 if self.orders.insert(order.id, entry).is_some() {
                     return Err(format!("order {} accepted twice", order.id.0));
@@ -342,6 +346,14 @@ impl Ledger {
                     OrderStatus::Cancelled(_) => self.cancelled += u64::from(entry.remaining),
                     OrderStatus::Expired => self.expired += u64::from(entry.remaining),
                     _ => {}
+                }
+                if entry.fill_or_kill
+                    && matches!(update.status, OrderStatus::Cancelled(_))
+                    && entry.remaining != entry.quantity
+                {
+                    return Err(format!(
+                        "fill-or-kill {update:?} traded part of its quantity"
+                    ));
                 }
                 if !update.status.is_resting() && update.remaining != 0 {
                     return Err(format!("{update:?} left the book with units remaining"));
