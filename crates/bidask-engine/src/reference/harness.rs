@@ -38,7 +38,7 @@ impl std::error::Error for Divergence {}
 /// each one:
 /// - both returned the same result and the same events;
 /// - both hold the same orders, in the same priority, in every market the
-///   command touched (and, every [`FULL_CHECK_EVERY`] commands, in all);
+///   command touched (and, every 64 commands or after a refused one, in all);
 /// - no market is crossed;
 /// - every unit placed is filled, resting, cancelled or expired, exactly once;
 /// - every trade is at the maker's resting price, within the taker's limit;
