@@ -12,7 +12,7 @@ use crate::price::Price;
 use super::ReferenceModel;
 
 /// How often the harness compares the markets a command did not touch.
-pub const FULL_CHECK_EVERY: u64 = 64;
+const FULL_CHECK_EVERY: u64 = 64;
 
 /// The first way in which the engine disagreed with the model or broke an
 /// invariant, with enough context to reproduce it.
