@@ -128,7 +128,9 @@ pub fn generate(spec: WorkloadSpec, mut progress: impl FnMut(usize)) -> Workload
     // How far from the best price passive orders reach, in ticks: deep
     // enough that levels hold tens of orders, as real books do.
     let reach = (per_market as u64 / 8).clamp(4, 2_000);
-    let mut model = ReferenceModel::new(u16::try_from(markets).unwrap_or(u16::MAX));
+    // The model holds every market as a size of one product.
+    let model_markets = u16::try_from(markets).expect("a stream has at most 65,535 markets");
+    let mut model = ReferenceModel::new(model_markets);
     // Orders placed that may still rest, as `(market, id)`: a cancel picks
     // one at random, so busier markets see more cancels.
     let mut live: Vec<(u32, u64)> = Vec::new();
@@ -267,8 +269,14 @@ pub fn engine_side(side: StreamSide) -> Side {
     }
 }
 
+/// The reference model numbers a stream's markets as they are, all in one
+/// product; `generate` has checked that they fit its `u16`.
+fn model_market(market: u32) -> MarketId {
+    MarketId(u16::try_from(market).expect("generate checks the market count"))
+}
+
 fn reference_book(model: &ReferenceModel, market: u32) -> LevelBook {
-    let market = MarketId(local_market(market, u32::MAX));
+    let market = model_market(market);
     let levels = |side| {
         model
             .levels(market, side)
@@ -283,7 +291,7 @@ fn reference_book(model: &ReferenceModel, market: u32) -> LevelBook {
 }
 
 fn best_ticks(model: &ReferenceModel, market: u32, side: Side) -> Option<u64> {
-    let market = MarketId(local_market(market, u32::MAX));
+    let market = model_market(market);
     model.best(market, side).map(|level| level.price.ticks())
 }
 

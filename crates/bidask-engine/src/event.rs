@@ -39,7 +39,9 @@ pub struct Amended {
     pub price: Price,
     /// The new total quantity (filled part included).
     pub quantity: Quantity,
-    /// What is now for trade.
+    /// What is for trade after the amendment, before a requeued order is
+    /// matched again (the trades and the `OrderUpdated` after it say what
+    /// that matching took).
     pub remaining: u32,
     /// True when the order lost its time priority (new price or larger
     /// quantity) and went through matching again; false when it kept its

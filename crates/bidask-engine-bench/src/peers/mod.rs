@@ -29,11 +29,9 @@ pub trait Peer {
 /// Every published order book this crate can drive, each with one empty book
 /// for each of `markets` markets, in report order.
 pub fn all(markets: usize) -> Vec<Box<dyn Peer>> {
-    vec![
-        Box::new(lobster::LobsterPeer::new(markets)),
-        Box::new(matchcore::MatchcorePeer::new(markets)),
-        Box::new(orderbook_rs::OrderbookRsPeer::new(markets)),
-    ]
+    let mut peers = fast(markets);
+    peers.push(Box::new(orderbook_rs::OrderbookRsPeer::new(markets)));
+    peers
 }
 
 /// The peers fast enough to replay every stream within the benchmark's

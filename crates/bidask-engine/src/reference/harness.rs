@@ -20,15 +20,19 @@ const FULL_CHECK_EVERY: u64 = 64;
 pub struct Divergence {
     /// How many commands had run before the one that diverged.
     pub step: u64,
-    /// The command that diverged.
-    pub command: Command,
+    /// The command that diverged, or `None` when rebuilding the engine
+    /// from its resting orders did.
+    pub command: Option<Command>,
     /// What was wrong.
     pub what: String,
 }
 
 impl fmt::Display for Divergence {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "step {} ({:?}): {}", self.step, self.command, self.what)
+        match &self.command {
+            Some(command) => write!(f, "step {} ({command:?}): {}", self.step, self.what),
+            None => write!(f, "step {} (restore): {}", self.step, self.what),
+        }
     }
 }
 
@@ -119,7 +123,7 @@ impl Harness {
             .collect();
         let diverge = |what: String| Divergence {
             step: self.steps,
-            command: Command::Expire,
+            command: None,
             what,
         };
         self.engine = Engine::restore(markets, resting).map_err(|error| {
@@ -136,7 +140,7 @@ impl Harness {
         let model_result = self.model.execute(command, now, &mut self.model_events);
         let diverge = |what: String| Divergence {
             step: self.steps,
-            command,
+            command: Some(command),
             what,
         };
         if engine_result != model_result {
