@@ -1,0 +1,82 @@
+//! What can stop a load run. These are failures around the measured phase
+//! (a bad setting, an unreachable server, an empty catalog, a user that
+//! cannot sign in); a single request failing inside the measured phase is
+//! a figure in the report, never one of these.
+
+/// Why a run could not start or could not finish its bookkeeping.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadgenError {
+    /// The `--url` setting is not one the generator can talk to.
+    #[error("invalid --url {url:?}: {reason}")]
+    Url {
+        /// The setting as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The HTTP client could not be built (for instance, no TLS backend).
+    #[error("could not build the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+
+    /// A setup request got no answer at all.
+    #[error(
+        "{step}: no answer from the server at {url} ({source}); is `bidask serve` running there?"
+    )]
+    Unreachable {
+        /// The setup step, for the message (`"register lg…-3"`).
+        step: String,
+        /// The base URL, so the message says where the generator looked.
+        url: String,
+        /// What the transport said.
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// A setup request was answered with a status the step cannot go on from.
+    #[error("{step}: the server answered {status}: {message}")]
+    Rejected {
+        /// The setup step, for the message.
+        step: String,
+        /// The HTTP status code.
+        status: u16,
+        /// The contract's `error.message`, or the start of the body.
+        message: String,
+    },
+
+    /// A setup answer was not the JSON the contract describes.
+    #[error("{step}: the server's answer is not the expected JSON: {source}")]
+    Decode {
+        /// The setup step, for the message.
+        step: String,
+        /// Where the JSON stopped making sense.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// There is nothing to trade on.
+    #[error(
+        "the catalog at {url} has no product with a size to trade on; start the server with `bidask serve --demo` (or BIDASK_DEMO=1), or create products first"
+    )]
+    EmptyCatalog {
+        /// The base URL, so the message says which server is empty.
+        url: String,
+    },
+
+    /// Histogram bounds were refused; the bounds are constants, so this
+    /// means a bug in the generator.
+    #[error("could not create a latency histogram: {0}")]
+    Histogram(#[from] hdrhistogram::CreationError),
+
+    /// Per-trader histograms could not be merged; as above, a bug.
+    #[error("could not merge latency histograms: {0}")]
+    Merge(#[from] hdrhistogram::AdditionError),
+
+    /// A trader task panicked or was cancelled.
+    #[error("a trader task stopped abnormally: {0}")]
+    Trader(#[from] tokio::task::JoinError),
+
+    /// The report could not be written as JSON.
+    #[error("could not encode the report as JSON: {0}")]
+    Encode(#[source] serde_json::Error),
+}

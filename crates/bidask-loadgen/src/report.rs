@@ -1,0 +1,436 @@
+//! What a run measured and how it is shown: latency histograms (kept in
+//! microseconds, shown in milliseconds), error counts by kind, and the
+//! `orders` report, printed as a readable summary and as the one JSON line
+//! that ends the output for scripts and CI to read.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::error::LoadgenError;
+
+/// Highest latency a histogram tells apart, in microseconds (one hour);
+/// anything slower is recorded as this. Requests time out long before.
+const MAX_TRACKED_MICROS: u64 = 3_600_000_000;
+
+/// Latencies of one kind of request, in microseconds, to three significant
+/// digits: fine enough for a p99.9 of loopback requests, small enough to
+/// keep one per trader and merge at the end instead of sharing a lock.
+#[derive(Debug, Clone)]
+pub struct Latencies {
+    histogram: Histogram<u64>,
+}
+
+/// Percentiles of one kind of request, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct LatencySummary {
+    /// Requests timed (answered ones only; a transport failure has no
+    /// latency to speak of).
+    pub count: u64,
+    /// Median.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// 99.9th percentile.
+    pub p999_ms: f64,
+    /// Slowest.
+    pub max_ms: f64,
+    /// Mean.
+    pub mean_ms: f64,
+}
+
+/// Why a measured request did not do what it asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The server answered with this non-2xx status.
+    Status(u16),
+    /// No complete answer within the timeout.
+    Timeout,
+    /// Refused, reset, or not HTTP.
+    Connection,
+    /// A 2xx whose body is not what the contract describes.
+    Decode,
+}
+
+/// Errors counted by kind, keyed for JSON (`http_422`, `timeout`, …) and in
+/// a stable order, so two reports line up.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct ErrorCounts(BTreeMap<String, u64>);
+
+/// Everything an `orders` run measured. Serialised as the last line of
+/// the output; the field names are the JSON keys.
+#[derive(Debug, Clone, Serialize)]
+pub struct OrdersReport {
+    /// Always `"orders"`, so a collector of several scenarios' lines can
+    /// tell them apart.
+    pub scenario: &'static str,
+    /// The server measured.
+    pub url: String,
+    /// The usernames' prefix (`lg<run_id>-<i>`), to find the run's users
+    /// and orders on the server afterwards.
+    pub run_id: String,
+    /// Seed of the order stream.
+    pub seed: u64,
+    /// Concurrent traders.
+    pub traders: usize,
+    /// Products traded on.
+    pub products: usize,
+    /// Markets (product and size) traded on.
+    pub markets: usize,
+    /// Length of the measured phase, from the first request to the last
+    /// answer: the denominator of every rate.
+    pub duration_s: f64,
+    /// Place and cancel requests sent.
+    pub requests: u64,
+    /// Place requests sent.
+    pub place_requests: u64,
+    /// Orders the server accepted (201).
+    pub accepted: u64,
+    /// Accepted orders per second: the headline figure.
+    pub orders_per_sec: f64,
+    /// Matches the accepted orders made on arrival.
+    pub matches: u64,
+    /// Accepted orders that self-trade prevention cut short; expected now
+    /// and then, since every trader trades every market.
+    pub self_trade_cancels: u64,
+    /// Cancel requests sent.
+    pub cancel_requests: u64,
+    /// Orders cancelled (200).
+    pub cancels: u64,
+    /// Cancels per second.
+    pub cancels_per_sec: f64,
+    /// Cancels answered 409: the order had filled or gone first. Part of a
+    /// realistic stream, so not an error.
+    pub cancel_conflicts: u64,
+    /// Place latency, median, in milliseconds.
+    pub p50_ms: f64,
+    /// Place latency, 99th percentile.
+    pub p99_ms: f64,
+    /// Place latency, 99.9th percentile.
+    pub p999_ms: f64,
+    /// Slowest place.
+    pub max_ms: f64,
+    /// Mean place latency.
+    pub mean_ms: f64,
+    /// Cancel latency, median.
+    pub cancel_p50_ms: f64,
+    /// Cancel latency, 99th percentile.
+    pub cancel_p99_ms: f64,
+    /// Cancel latency, 99.9th percentile.
+    pub cancel_p999_ms: f64,
+    /// Slowest cancel.
+    pub cancel_max_ms: f64,
+    /// Requests that failed: any non-2xx but a cancel's 409, transport
+    /// failures, and unreadable 2xx bodies.
+    pub errors: u64,
+    /// Of `errors`, how many were 429s: a rate limiter, not a fault.
+    pub rate_limited: u64,
+    /// `errors` by kind.
+    pub errors_by_kind: ErrorCounts,
+    /// `errors` over `requests` (0 when nothing was sent), what
+    /// `--max-error-rate` is compared with.
+    pub error_rate: f64,
+}
+
+impl Latencies {
+    /// An empty histogram.
+    pub fn new() -> Result<Self, LoadgenError> {
+        let histogram = Histogram::new_with_bounds(1, MAX_TRACKED_MICROS, 3)?;
+        Ok(Self { histogram })
+    }
+
+    /// Records one request; sub-microsecond requests count as 1 µs and
+    /// ones past the bound as the bound.
+    pub fn record(&mut self, elapsed: Duration) {
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.histogram.saturating_record(micros.max(1));
+    }
+
+    /// Adds another trader's latencies to these.
+    pub fn merge(&mut self, other: &Self) -> Result<(), LoadgenError> {
+        self.histogram.add(&other.histogram)?;
+        Ok(())
+    }
+
+    /// The percentiles, in milliseconds (all zero when nothing was recorded).
+    pub fn summary(&self) -> LatencySummary {
+        if self.histogram.is_empty() {
+            return LatencySummary::default();
+        }
+        LatencySummary {
+            count: self.histogram.len(),
+            p50_ms: micros_to_ms(self.histogram.value_at_quantile(0.5)),
+            p99_ms: micros_to_ms(self.histogram.value_at_quantile(0.99)),
+            p999_ms: micros_to_ms(self.histogram.value_at_quantile(0.999)),
+            max_ms: micros_to_ms(self.histogram.max()),
+            mean_ms: self.histogram.mean() / 1_000.0,
+        }
+    }
+}
+
+/// Microseconds to milliseconds, kept fractional: loopback latencies are
+/// often well under one millisecond.
+pub fn micros_to_ms(micros: u64) -> f64 {
+    micros as f64 / 1_000.0
+}
+
+impl ErrorKind {
+    /// The key it is counted under.
+    pub fn key(self) -> String {
+        match self {
+            Self::Status(status) => format!("http_{status}"),
+            Self::Timeout => "timeout".to_owned(),
+            Self::Connection => "connection".to_owned(),
+            Self::Decode => "decode".to_owned(),
+        }
+    }
+}
+
+impl ErrorCounts {
+    /// Counts one error.
+    pub fn add(&mut self, kind: ErrorKind) {
+        *self.0.entry(kind.key()).or_default() += 1;
+    }
+
+    /// Adds another trader's counts to these.
+    pub fn merge(&mut self, other: &Self) {
+        for (key, count) in &other.0 {
+            *self.0.entry(key.clone()).or_default() += count;
+        }
+    }
+
+    /// All errors.
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+
+    /// How many of one kind.
+    pub fn get(&self, kind: ErrorKind) -> u64 {
+        self.0.get(&kind.key()).copied().unwrap_or(0)
+    }
+
+    /// `(key, count)` pairs in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.0.iter().map(|(key, count)| (key.as_str(), *count))
+    }
+}
+
+impl OrdersReport {
+    /// Whether the run stayed within an error-rate budget (0..=1).
+    pub fn within_error_budget(&self, max_error_rate: f64) -> bool {
+        self.error_rate <= max_error_rate
+    }
+
+    /// The readable summary, several lines.
+    pub fn summary_text(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail; the results are ignored.
+        let _ = writeln!(
+            text,
+            "bidask-loadgen orders: {} traders on {} markets ({} products) at {} for {:.2} s (run {}, seed {})",
+            self.traders,
+            self.markets,
+            self.products,
+            self.url,
+            self.duration_s,
+            self.run_id,
+            self.seed
+        );
+        let _ = writeln!(
+            text,
+            "  orders   {:>10} accepted  {:>10.1}/s   of {} sent; {} matches, {} cut short by self-trade prevention",
+            self.accepted,
+            self.orders_per_sec,
+            self.place_requests,
+            self.matches,
+            self.self_trade_cancels
+        );
+        let _ = writeln!(
+            text,
+            "  cancels  {:>10} done      {:>10.1}/s   of {} sent; {} already filled or gone (409)",
+            self.cancels, self.cancels_per_sec, self.cancel_requests, self.cancel_conflicts
+        );
+        let _ = writeln!(
+            text,
+            "  place  latency ms   p50 {:>8.3}   p99 {:>8.3}   p99.9 {:>8.3}   max {:>8.3}   mean {:>8.3}",
+            self.p50_ms, self.p99_ms, self.p999_ms, self.max_ms, self.mean_ms
+        );
+        let _ = writeln!(
+            text,
+            "  cancel latency ms   p50 {:>8.3}   p99 {:>8.3}   p99.9 {:>8.3}   max {:>8.3}",
+            self.cancel_p50_ms, self.cancel_p99_ms, self.cancel_p999_ms, self.cancel_max_ms
+        );
+        let kinds: Vec<String> = self
+            .errors_by_kind
+            .iter()
+            .map(|(key, count)| format!("{key} {count}"))
+            .collect();
+        let _ = write!(
+            text,
+            "  errors   {:>10} ({:.3}% of {} requests); rate limited (429) {}",
+            self.errors,
+            self.error_rate * 100.0,
+            self.requests,
+            self.rate_limited
+        );
+        if !kinds.is_empty() {
+            let _ = write!(text, "; by kind: {}", kinds.join(", "));
+        }
+        text
+    }
+
+    /// The report as one line of JSON.
+    pub fn json_line(&self) -> Result<String, LoadgenError> {
+        serde_json::to_string(self).map_err(LoadgenError::Encode)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    fn sample_report() -> OrdersReport {
+        let mut errors_by_kind = ErrorCounts::default();
+        errors_by_kind.add(ErrorKind::Status(429));
+        errors_by_kind.add(ErrorKind::Status(422));
+        errors_by_kind.add(ErrorKind::Timeout);
+        OrdersReport {
+            scenario: "orders",
+            url: "http://127.0.0.1:8080".to_owned(),
+            run_id: "abc123".to_owned(),
+            seed: 42,
+            traders: 64,
+            products: 5,
+            markets: 50,
+            duration_s: 10.0,
+            requests: 3_000,
+            place_requests: 1_800,
+            accepted: 1_797,
+            orders_per_sec: 179.7,
+            matches: 120,
+            self_trade_cancels: 2,
+            cancel_requests: 1_200,
+            cancels: 1_100,
+            cancels_per_sec: 110.0,
+            cancel_conflicts: 100,
+            p50_ms: 1.2,
+            p99_ms: 4.5,
+            p999_ms: 9.0,
+            max_ms: 12.0,
+            mean_ms: 1.4,
+            cancel_p50_ms: 0.9,
+            cancel_p99_ms: 3.0,
+            cancel_p999_ms: 5.0,
+            cancel_max_ms: 6.0,
+            errors: 3,
+            rate_limited: 1,
+            errors_by_kind,
+            error_rate: 0.001,
+        }
+    }
+
+    #[test]
+    fn the_json_line_has_the_keys_ci_reads() {
+        let line = sample_report()
+            .json_line()
+            .map_err(|error| error.to_string());
+        let Ok(line) = line else {
+            panic!("the report does not encode: {line:?}");
+        };
+        assert!(!line.contains('\n'), "the JSON must be one line");
+        let json: Value = match serde_json::from_str(&line) {
+            Ok(json) => json,
+            Err(error) => panic!("not JSON: {error}"),
+        };
+        for key in [
+            "orders_per_sec",
+            "p50_ms",
+            "p99_ms",
+            "p999_ms",
+            "errors",
+            "accepted",
+            "cancels_per_sec",
+            "matches",
+            "duration_s",
+            "traders",
+            "rate_limited",
+            "cancel_conflicts",
+            "error_rate",
+        ] {
+            assert!(json[key].is_number(), "{key} is {:?}", json[key]);
+        }
+        assert_eq!(json["scenario"], "orders");
+        assert_eq!(
+            json["errors_by_kind"],
+            serde_json::json!({"http_422": 1, "http_429": 1, "timeout": 1})
+        );
+    }
+
+    #[test]
+    fn the_summary_names_every_figure() {
+        let text = sample_report().summary_text();
+        for needle in [
+            "179.7/s",
+            "110.0/s",
+            "p99.9",
+            "120 matches",
+            "rate limited (429) 1",
+            "http_422 1",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn microseconds_become_fractional_milliseconds() {
+        assert_eq!(micros_to_ms(0), 0.0);
+        assert_eq!(micros_to_ms(1), 0.001);
+        assert_eq!(micros_to_ms(1_500), 1.5);
+        assert_eq!(micros_to_ms(2_000_000), 2_000.0);
+    }
+
+    #[test]
+    fn latencies_report_percentiles_in_milliseconds() {
+        let Ok(mut latencies) = Latencies::new() else {
+            panic!("histogram bounds are valid");
+        };
+        assert_eq!(latencies.summary(), LatencySummary::default());
+        for micros in 1..=1_000 {
+            latencies.record(Duration::from_micros(micros));
+        }
+        let summary = latencies.summary();
+        assert_eq!(summary.count, 1_000);
+        assert!((summary.p50_ms - 0.5).abs() < 0.002, "{summary:?}");
+        assert!((summary.p99_ms - 0.99).abs() < 0.002, "{summary:?}");
+        assert!((summary.p999_ms - 0.999).abs() < 0.002, "{summary:?}");
+        assert!((summary.max_ms - 1.0).abs() < 0.002, "{summary:?}");
+    }
+
+    #[test]
+    fn merged_latencies_count_both_sides() {
+        let (Ok(mut first), Ok(mut second)) = (Latencies::new(), Latencies::new()) else {
+            panic!("histogram bounds are valid");
+        };
+        first.record(Duration::from_millis(1));
+        second.record(Duration::from_millis(3));
+        second.record(Duration::from_secs(7_200));
+        assert!(first.merge(&second).is_ok());
+        let summary = first.summary();
+        assert_eq!(summary.count, 3);
+        assert!(summary.max_ms >= 3_600_000.0 * 0.999, "{summary:?}");
+    }
+
+    #[test]
+    fn error_budgets_compare_rates() {
+        let report = sample_report();
+        assert!(report.within_error_budget(1.0));
+        assert!(report.within_error_budget(0.001));
+        assert!(!report.within_error_budget(0.0));
+    }
+}

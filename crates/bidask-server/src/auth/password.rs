@@ -1,0 +1,61 @@
+//! Argon2id password hashes.
+//!
+//! Hashing takes tens of milliseconds of CPU on purpose, so it runs on the
+//! blocking pool, never on the threads that serve requests.
+
+use argon2::Argon2;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+
+use super::Password;
+
+/// Hashing or verification could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// The hasher failed (e.g. no randomness for the salt).
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+    /// The blocking task did not finish.
+    #[error("password hashing task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// The PHC string of `password` with a fresh random salt.
+pub async fn hash(password: Password) -> Result<String, PasswordError> {
+    tokio::task::spawn_blocking(move || {
+        Argon2::default()
+            .hash_password(password.expose().as_bytes())
+            .map(|hash| hash.to_string())
+            .map_err(|error| PasswordError::Hash(error.to_string()))
+    })
+    .await?
+}
+
+/// Whether `password` matches the stored PHC string. A malformed stored
+/// hash does not match anything.
+pub async fn verify(password: Password, stored: String) -> Result<bool, PasswordError> {
+    Ok(tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&stored).is_ok_and(|parsed| {
+            Argon2::default()
+                .verify_password(password.expose().as_bytes(), &parsed)
+                .is_ok()
+        })
+    })
+    .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_hash_verifies_its_password_only() {
+        let password = Password::parse("correct horse").expect("valid");
+        let stored = hash(password.clone()).await.expect("hashes");
+        assert!(stored.starts_with("$argon2id$"));
+        assert!(verify(password, stored.clone()).await.expect("runs"));
+        let wrong = Password::parse("battery staple").expect("valid");
+        assert!(!verify(wrong.clone(), stored).await.expect("runs"));
+        assert!(!verify(wrong, "not a hash".to_owned()).await.expect("runs"));
+    }
+}

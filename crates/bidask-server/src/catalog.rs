@@ -1,0 +1,199 @@
+//! The catalog in memory: products, their sizes and tick sizes.
+//!
+//! Products are few and change rarely, while every order needs its
+//! product's sizes and tick size; so the catalog is loaded at start, kept
+//! here, and grows when a new product's commit succeeds.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use bidask_engine::{MarketId, Price, PriceError, TickSize};
+use bidask_store::ProductRecord;
+use rust_decimal::Decimal;
+
+/// Prices are shown with at least this many decimals.
+pub const MIN_SCALE: u32 = 2;
+
+/// A product as the server uses it.
+#[derive(Debug, Clone)]
+pub struct Product {
+    /// Its id.
+    pub id: i64,
+    /// Unique stock-keeping unit.
+    pub sku: String,
+    /// Display name.
+    pub name: String,
+    /// Brand.
+    pub brand: String,
+    /// Parses prices into engine ticks.
+    pub tick: TickSize,
+    /// Decimals shown in prices.
+    pub scale: u32,
+    /// Sizes; size `i` is engine market `i`.
+    pub sizes: Vec<String>,
+    /// Microseconds since the epoch.
+    pub created_at: i64,
+}
+
+/// Why a stored or requested tick size is unusable.
+#[derive(Debug, thiserror::Error)]
+#[error("tick size must be a positive decimal with at most 8 decimals")]
+pub struct InvalidTickSize;
+
+impl Product {
+    /// The product a stored record describes.
+    pub fn from_record(record: ProductRecord) -> Result<Self, InvalidTickSize> {
+        let step =
+            Decimal::try_new(record.tick_units, record.scale).map_err(|_| InvalidTickSize)?;
+        Ok(Self {
+            id: record.id,
+            sku: record.sku,
+            name: record.name,
+            brand: record.brand,
+            tick: TickSize::new(step).map_err(|_| InvalidTickSize)?,
+            scale: record.scale,
+            sizes: record.sizes,
+            created_at: record.created_at,
+        })
+    }
+
+    /// The stored form of a tick size: `(tick_units, scale)`.
+    pub fn tick_parts(step: Decimal) -> Result<(i64, u32), InvalidTickSize> {
+        let step = step.normalize();
+        if step <= Decimal::ZERO || step.scale() > 8 {
+            return Err(InvalidTickSize);
+        }
+        TickSize::new(step).map_err(|_| InvalidTickSize)?;
+        let scale = step.scale().max(MIN_SCALE);
+        let mut scaled = step;
+        scaled.rescale(scale);
+        let units = i64::try_from(scaled.mantissa()).map_err(|_| InvalidTickSize)?;
+        Ok((units, scale))
+    }
+
+    /// The engine market of a size.
+    pub fn market(&self, size: &str) -> Option<MarketId> {
+        let index = self.sizes.iter().position(|candidate| candidate == size)?;
+        u16::try_from(index).ok().map(MarketId)
+    }
+
+    /// The size of an engine market.
+    pub fn size(&self, market: i64) -> &str {
+        usize::try_from(market)
+            .ok()
+            .and_then(|index| self.sizes.get(index))
+            .map_or("", String::as_str)
+    }
+
+    /// Parses a price: positive, on the tick, at most 1,000,000.
+    pub fn price(&self, value: Decimal) -> Result<Price, PriceError> {
+        self.tick.price(value)
+    }
+
+    /// A price as the API shows it: a decimal string with the product's scale.
+    pub fn format_price(&self, price: Price) -> String {
+        let value = self.tick.decimal(price);
+        format!("{value:.prec$}", prec = self.scale as usize)
+    }
+
+    /// [`Product::format_price`] for stored ticks.
+    pub fn format_ticks(&self, ticks: i64) -> String {
+        u64::try_from(ticks)
+            .ok()
+            .and_then(Price::from_ticks)
+            .map_or_else(String::new, |price| self.format_price(price))
+    }
+
+    /// The tick size as the API shows it.
+    pub fn tick_size(&self) -> String {
+        let value = self.tick.step();
+        format!("{value:.prec$}", prec = self.scale as usize)
+    }
+}
+
+/// Every product, by id.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    products: RwLock<BTreeMap<i64, Arc<Product>>>,
+}
+
+impl Catalog {
+    /// A catalog of these products.
+    pub fn new(products: impl IntoIterator<Item = Product>) -> Self {
+        Self {
+            products: RwLock::new(
+                products
+                    .into_iter()
+                    .map(|product| (product.id, Arc::new(product)))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// One product.
+    pub fn get(&self, id: i64) -> Option<Arc<Product>> {
+        self.read().get(&id).cloned()
+    }
+
+    /// Adds a product whose creation has been committed.
+    pub fn insert(&self, product: Product) -> Arc<Product> {
+        let product = Arc::new(product);
+        self.write().insert(product.id, Arc::clone(&product));
+        product
+    }
+
+    /// Whether a SKU is taken.
+    pub fn has_sku(&self, sku: &str) -> bool {
+        self.read().values().any(|product| product.sku == sku)
+    }
+
+    /// Whether there are no products.
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+
+    /// Every product, oldest first.
+    pub fn all(&self) -> Vec<Arc<Product>> {
+        self.read().values().cloned().collect()
+    }
+
+    /// Newest first, ids below `before`, matching `query` (case-insensitive,
+    /// in name, brand or SKU), at most `limit`.
+    pub fn search(
+        &self,
+        query: Option<&str>,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Vec<Arc<Product>> {
+        let query = query.map(str::to_lowercase);
+        let products = self.read();
+        products
+            .range(..before.unwrap_or(i64::MAX))
+            .rev()
+            .map(|(_, product)| product)
+            .filter(|product| {
+                query.as_deref().is_none_or(|query| {
+                    product.name.to_lowercase().contains(query)
+                        || product.brand.to_lowercase().contains(query)
+                        || product.sku.to_lowercase().contains(query)
+                })
+            })
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<i64, Arc<Product>>> {
+        // A panic while holding the lock cannot leave the map half-changed
+        // (every change is one insert), so a poisoned lock is still sound.
+        self.products
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<i64, Arc<Product>>> {
+        self.products
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}

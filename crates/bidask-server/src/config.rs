@@ -1,0 +1,108 @@
+//! The command line and environment: one [`ServeConfig`] passed down, never
+//! read from the environment deeper in.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::builder::BoolishValueParser;
+use clap::{Args, Parser, Subcommand};
+
+/// `bidask`: a bid/ask marketplace server.
+#[derive(Debug, Parser)]
+#[command(
+    name = "bidask",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The settings of `serve`, when no subcommand is given.
+    #[command(flatten)]
+    pub serve: ServeConfig,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve(ServeConfig),
+    /// Apply the database migrations and exit.
+    Migrate(DatabaseConfig),
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseConfig {
+    /// `postgres://…` for PostgreSQL; by default the embedded SQLite file
+    /// `bidask.db` in the working directory.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://bidask.db",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+}
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "BIDASK_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    /// Seed a small sneaker catalog when the catalog is empty.
+    #[arg(long, env = "BIDASK_DEMO", value_parser = BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub demo: bool,
+    /// HS256 secret for tokens; generated and kept beside the embedded
+    /// database when unset.
+    #[arg(long, env = "BIDASK_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Lifetime of issued tokens, in seconds.
+    #[arg(long, env = "BIDASK_TOKEN_LIFETIME_SECS", default_value_t = 86_400)]
+    pub token_lifetime_secs: i64,
+    /// With `BIDASK_ADMIN_PASSWORD`: make sure this admin account exists.
+    #[arg(long, env = "BIDASK_ADMIN_USERNAME")]
+    pub admin_username: Option<String>,
+    /// The admin account's password.
+    #[arg(long, env = "BIDASK_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    /// Browser origins allowed to call the API, comma-separated (default:
+    /// same origin only).
+    #[arg(long, env = "BIDASK_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+    /// `json` for JSON logs; human-readable otherwise. Level: `RUST_LOG`.
+    #[arg(long, env = "BIDASK_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "BIDASK_BODY_LIMIT", default_value_t = 16 * 1024)]
+    pub body_limit: usize,
+    /// Database connections.
+    #[arg(long, env = "BIDASK_DB_CONNECTIONS", default_value_t = 8)]
+    pub db_connections: u32,
+    /// Most commands committed in one transaction.
+    #[arg(long, env = "BIDASK_MAX_BATCH", default_value_t = 2_048)]
+    pub max_batch: usize,
+    /// Seconds to wait for in-flight requests at shutdown.
+    #[arg(long, env = "BIDASK_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
+    pub shutdown_timeout_secs: u64,
+}
+
+impl ServeConfig {
+    /// How long shutdown waits for requests in flight.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+}
+
+impl Cli {
+    /// The configuration of the command to run.
+    pub fn command(self) -> Command {
+        self.command.unwrap_or(Command::Serve(self.serve))
+    }
+}

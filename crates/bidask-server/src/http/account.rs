@@ -1,0 +1,84 @@
+//! The caller's own matches and notifications.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use bidask_store::reads::Page as StorePage;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::error::ApiError;
+use super::extract::User;
+use super::json::Query;
+use super::{AppState, Page, page_cursor, page_limit};
+use crate::views::MatchView;
+
+/// The routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/matches", get(matches))
+        .route("/notifications", get(notifications))
+}
+
+#[derive(Deserialize)]
+struct MatchesQuery {
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+async fn matches(
+    State(state): State<AppState>,
+    user: User,
+    Query(query): Query<MatchesQuery>,
+) -> Result<Json<Page<MatchView>>, ApiError> {
+    let limit = page_limit(query.limit)?;
+    let before = page_cursor(query.cursor.as_deref())?;
+    let records = state
+        .store
+        .user_matches(user.id, StorePage { before, limit })
+        .await?;
+    let last = records.last().map(|record| record.id);
+    let items = records
+        .iter()
+        .filter_map(|record| {
+            state
+                .catalog
+                .get(record.product_id)
+                .map(|product| MatchView::for_user(record, &product, user.id))
+        })
+        .collect();
+    Ok(Json(Page::new(items, limit, last)))
+}
+
+#[derive(Deserialize)]
+struct NotificationsQuery {
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// Notifications are the `MATCH_CREATED` messages of the user's channel,
+/// returned exactly as they were sent, oldest first.
+async fn notifications(
+    State(state): State<AppState>,
+    user: User,
+    Query(query): Query<NotificationsQuery>,
+) -> Result<Json<Page<Box<RawValue>>>, ApiError> {
+    let limit = page_limit(query.limit)?;
+    let after = query.after.unwrap_or(0);
+    if after < 0 {
+        return Err(ApiError::invalid(
+            "after",
+            "after must be a notification id",
+        ));
+    }
+    let records = state.store.notifications(user.id, after, limit).await?;
+    let last = records.last().map(|record| record.id);
+    let items = records
+        .into_iter()
+        .map(|record| {
+            RawValue::from_string(record.payload)
+                .map_err(|error| ApiError::Internal(format!("stored notification: {error}")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Json(Page::new(items, limit, last)))
+}

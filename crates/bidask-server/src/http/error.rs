@@ -1,0 +1,197 @@
+//! The one error type of the API, and how each case becomes the contract's
+//! `{"error": {"code", "message"}}` response.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bidask_engine::EngineError;
+use bidask_store::StoreError;
+use serde::Serialize;
+
+use crate::auth::TokenError;
+use crate::market::actor::MarketError;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the body is not JSON, or the request is malformed.
+    #[error("{message}")]
+    Malformed {
+        /// snake_case code.
+        code: &'static str,
+        /// A sentence.
+        message: String,
+    },
+    /// 401: no valid credentials.
+    #[error("{message}")]
+    Unauthorized {
+        /// snake_case code.
+        code: &'static str,
+        /// A sentence.
+        message: &'static str,
+    },
+    /// 403: authenticated, but not allowed.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// 404: nothing there (or nothing of the caller's).
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// 405: the path exists, the method does not.
+    #[error("this endpoint does not take that method")]
+    MethodNotAllowed,
+    /// 409: the request conflicts with the current state.
+    #[error("{message}")]
+    Conflict {
+        /// snake_case code.
+        code: &'static str,
+        /// A sentence.
+        message: String,
+    },
+    /// 413: the body is larger than the configured limit.
+    #[error("the request body is too large")]
+    TooLarge,
+    /// 422: a field has an invalid value.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The offending field.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// 429: too many requests; try again after this many seconds.
+    #[error("too many requests")]
+    RateLimited {
+        /// Seconds until a request will be accepted.
+        retry_after: u64,
+    },
+    /// 503: the database is unreachable or a commit failed.
+    #[error("storage is unavailable, try again shortly")]
+    Unavailable,
+    /// 500: a bug. The cause is logged, never returned.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// A 422 for `field`.
+    pub fn invalid(field: impl Into<String>, message: impl ToString) -> Self {
+        Self::Invalid {
+            field: field.into(),
+            message: message.to_string(),
+        }
+    }
+
+    /// A 409.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Detail<'a>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    code: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, field) = match &self {
+            Self::Malformed { code, .. } => (StatusCode::BAD_REQUEST, *code, None),
+            Self::Unauthorized { code, .. } => (StatusCode::UNAUTHORIZED, *code, None),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None),
+            Self::Conflict { code, .. } => (StatusCode::CONFLICT, *code, None),
+            Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None),
+            Self::Invalid { field, .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                Some(field.as_str()),
+            ),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", None),
+            Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", None),
+            Self::Internal(cause) => {
+                tracing::error!(%cause, "internal error");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None)
+            }
+        };
+        let body = Body {
+            error: Detail {
+                code,
+                message: self.to_string(),
+                field,
+            },
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Self::RateLimited { retry_after } = self
+            && let Ok(value) = HeaderValue::from_str(&retry_after.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(%cause, "database unavailable");
+                Self::Unavailable
+            }
+            StoreError::Conflict { constraint } => {
+                Self::conflict("conflict", format!("already exists ({constraint})"))
+            }
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(error: TokenError) -> Self {
+        match error {
+            TokenError::Expired => Self::Unauthorized {
+                code: "token_expired",
+                message: "the token has expired; log in again",
+            },
+            TokenError::Invalid => Self::Unauthorized {
+                code: "invalid_token",
+                message: "the token is not valid",
+            },
+        }
+    }
+}
+
+impl From<MarketError> for ApiError {
+    fn from(error: MarketError) -> Self {
+        match error {
+            MarketError::NotOpen | MarketError::Rejected(EngineError::UnknownOrder(_)) => {
+                Self::conflict(
+                    "order_not_open",
+                    "the order is already filled, cancelled or expired",
+                )
+            }
+            MarketError::NotFound => Self::NotFound("no such order"),
+            MarketError::Unavailable => Self::Unavailable,
+            MarketError::Rejected(EngineError::UnknownMarket(_)) => {
+                Self::invalid("size", "the product has no such size")
+            }
+            MarketError::Rejected(EngineError::AlreadyExpired) => {
+                Self::invalid("expires_at", EngineError::AlreadyExpired)
+            }
+            MarketError::Rejected(error @ EngineError::QuantityNotAboveFilled { .. }) => {
+                Self::invalid("quantity", error)
+            }
+            MarketError::Rejected(error) => Self::Internal(error.to_string()),
+        }
+    }
+}

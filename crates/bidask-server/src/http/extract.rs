@@ -1,0 +1,87 @@
+//! The caller's identity, from `Authorization: Bearer <token>`.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::auth::Role;
+
+/// An authenticated user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct User {
+    /// The user id.
+    pub id: i64,
+    /// What the token allows.
+    pub role: Role,
+}
+
+impl FromRequestParts<AppState> for User {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or(ApiError::Unauthorized {
+                code: "missing_token",
+                message: "send Authorization: Bearer <token>",
+            })?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or(ApiError::Unauthorized {
+                code: "invalid_token",
+                message: "the Authorization header must be Bearer <token>",
+            })?;
+        let claims = state.tokens.verify(token)?;
+        let id = claims.user_id().ok_or(ApiError::Unauthorized {
+            code: "invalid_token",
+            message: "the token is not valid",
+        })?;
+        ensure_known(state, id).await?;
+        Ok(Self {
+            id,
+            role: claims.role,
+        })
+    }
+}
+
+/// Refuses tokens of users the database does not have (a token signed
+/// with the same secret for a database that was reset, say).
+async fn ensure_known(state: &AppState, id: i64) -> Result<(), ApiError> {
+    let known = state
+        .known_users
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .contains(&id);
+    if known {
+        return Ok(());
+    }
+    if state.store.user_by_id(id).await?.is_none() {
+        return Err(ApiError::Unauthorized {
+            code: "invalid_token",
+            message: "the token's user does not exist",
+        });
+    }
+    state
+        .known_users
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(id);
+    Ok(())
+}
+
+impl User {
+    /// Refuses anyone but admins.
+    pub fn require_admin(self) -> Result<Self, ApiError> {
+        if self.role == Role::Admin {
+            Ok(self)
+        } else {
+            Err(ApiError::Forbidden("only admins may do this"))
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! The REST API: shared state, the router, and the layers around it.
+//!
+//! Each route module exposes `router()`; [`router`] merges them under
+//! `/api/v1` beside the operational endpoints.
+
+pub mod account;
+pub mod error;
+pub mod extract;
+pub mod json;
+pub mod ops;
+pub mod orders;
+pub mod products;
+pub mod users;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use bidask_store::Store;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::auth::Tokens;
+use crate::catalog::Catalog;
+use crate::market::Markets;
+use error::ApiError;
+
+/// Limits of the API.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Largest request body, in bytes.
+    pub body_limit: usize,
+    /// Browser origins allowed to call the API (empty: same origin only).
+    pub allowed_origins: Vec<String>,
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database, for reads and accounts.
+    pub store: Store,
+    /// Products in memory.
+    pub catalog: Arc<Catalog>,
+    /// The market actors and the writer.
+    pub markets: Arc<Markets>,
+    /// Token issuing and verification.
+    pub tokens: Tokens,
+    /// Prometheus text for `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// Users known to exist, so that a valid token of a user the database
+    /// does not have is refused before any of its orders reach a batch.
+    pub known_users: Arc<Mutex<HashSet<i64>>>,
+    /// Idempotency keys whose first request is still running: a second
+    /// request with the same key waits for nothing and gets 409.
+    pub keys_in_flight: Arc<Mutex<HashSet<(i64, String)>>>,
+    /// One product creation at a time, so a duplicate SKU is caught before
+    /// it reaches a batch.
+    pub catalog_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// The whole application's router.
+pub fn router(state: AppState, settings: &ApiSettings) -> Router {
+    let api = Router::new()
+        .merge(users::router())
+        .merge(products::router())
+        .merge(orders::router())
+        .merge(account::router())
+        .layer(cors(settings));
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .nest("/api/v1", api)
+        .merge(ops::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(settings.body_limit))
+        .layer(middleware::from_fn(record_latency))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                let id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or_default();
+                tracing::info_span!("request", method = %request.method(), uri = %request.uri(), request_id = %id)
+            }),
+        )
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+fn cors(settings: &ApiSettings) -> CorsLayer {
+    let origins: Vec<HeaderValue> = settings
+        .allowed_origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allow_headers([
+            axum::http::header::AUTHORIZATION,
+            axum::http::header::CONTENT_TYPE,
+            HeaderName::from_static("idempotency-key"),
+        ])
+        .max_age(Duration::from_secs(600))
+}
+
+/// Records every request's latency per route and status.
+async fn record_latency(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    metrics::histogram!(
+        "bidask_http_request_duration_seconds",
+        "method" => method,
+        "route" => route,
+        "status" => response.status().as_u16().to_string(),
+    )
+    .record(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn not_found(State(_): State<AppState>) -> ApiError {
+    ApiError::NotFound("no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// `limit` of list endpoints: at most 100, default 50.
+pub fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(50),
+        Some(limit) if (1..=100).contains(&limit) => Ok(limit),
+        Some(_) => Err(ApiError::invalid("limit", "limit must be from 1 to 100")),
+    }
+}
+
+/// A `cursor` of a newest-first list: the last id of the previous page.
+pub fn page_cursor(cursor: Option<&str>) -> Result<Option<i64>, ApiError> {
+    cursor
+        .map(|text| {
+            text.parse::<i64>()
+                .ok()
+                .filter(|id| *id > 0)
+                .ok_or_else(|| ApiError::invalid("cursor", "cursor must come from next_cursor"))
+        })
+        .transpose()
+}
+
+/// `{"items": [...], "next_cursor": ...}`.
+#[derive(Debug, serde::Serialize)]
+pub struct Page<T> {
+    /// This page.
+    pub items: Vec<T>,
+    /// Pass as `cursor` (or `after`) for the next page; null on the last.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// A page of `items` that asked for `limit`; when full, the next page
+    /// starts after `last`.
+    pub fn new(items: Vec<T>, limit: i64, last: Option<i64>) -> Self {
+        let full = i64::try_from(items.len()).is_ok_and(|len| len == limit);
+        Self {
+            items,
+            next_cursor: last.filter(|_| full).map(|id| id.to_string()),
+        }
+    }
+}

@@ -1,0 +1,414 @@
+//! Placing, listing, amending and cancelling orders.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bidask_engine::{Quantity, Side, TimeInForce};
+use bidask_store::OrderRecord;
+use bidask_store::reads::Page as StorePage;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::error::ApiError;
+use super::extract::User;
+use super::json::{self, Query};
+use super::products::{decimal, string_or_number};
+use super::{AppState, Page, page_cursor, page_limit};
+use crate::catalog::Product;
+use crate::clock::{DAY, now_micros, parse_rfc3339};
+use crate::market::actor::{PlaceOrder, Request};
+use crate::market::writer::IdempotencyDraft;
+use crate::views::OrderView;
+
+/// The routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/bids", post(place_bid))
+        .route("/asks", post(place_ask))
+        .route("/orders", get(list))
+        .route("/orders/{id}", get(show).patch(amend).delete(cancel))
+}
+
+/// How long an order rests when the request does not say.
+const DEFAULT_LIFETIME: i64 = 30 * DAY;
+/// The longest an order may rest.
+const MAX_LIFETIME: i64 = 365 * DAY;
+/// How long an idempotency key is remembered.
+const KEY_LIFETIME: i64 = DAY;
+
+#[derive(Deserialize)]
+struct PlaceBody {
+    product_id: i64,
+    size: Box<RawValue>,
+    price: Box<RawValue>,
+    quantity: Option<i64>,
+    time_in_force: Option<TimeInForceBody>,
+    expires_at: Option<String>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum TimeInForceBody {
+    Gtc,
+    Ioc,
+    Fok,
+}
+
+async fn place_bid(
+    state: State<AppState>,
+    user: User,
+    headers: HeaderMap,
+    body: json::Json<PlaceBody>,
+) -> Result<Response, ApiError> {
+    place(state, user, headers, body, Side::Bid).await
+}
+
+async fn place_ask(
+    state: State<AppState>,
+    user: User,
+    headers: HeaderMap,
+    body: json::Json<PlaceBody>,
+) -> Result<Response, ApiError> {
+    place(state, user, headers, body, Side::Ask).await
+}
+
+fn quantity(value: i64) -> Result<Quantity, ApiError> {
+    u32::try_from(value)
+        .ok()
+        .and_then(|units| Quantity::new(units).ok())
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "quantity",
+                "quantity must be a whole number from 1 to 10000",
+            )
+        })
+}
+
+fn price(product: &Product, raw: &RawValue) -> Result<bidask_engine::Price, ApiError> {
+    let value = decimal(raw)
+        .ok_or_else(|| ApiError::invalid("price", "price must be a decimal such as \"210.00\""))?;
+    product
+        .price(value)
+        .map_err(|error| ApiError::invalid("price", error))
+}
+
+async fn place(
+    State(state): State<AppState>,
+    user: User,
+    headers: HeaderMap,
+    json::Json(body): json::Json<PlaceBody>,
+    side: Side,
+) -> Result<Response, ApiError> {
+    let product = state
+        .catalog
+        .get(body.product_id)
+        .ok_or_else(|| ApiError::invalid("product_id", "no product has this id"))?;
+    let size = string_or_number(&body.size)
+        .ok_or_else(|| ApiError::invalid("size", "size must be a string such as \"10.5\""))?;
+    let market = product
+        .market(&size)
+        .ok_or_else(|| ApiError::invalid("size", format!("the product has no size {size}")))?;
+    let price = price(&product, &body.price)?;
+    let quantity = quantity(body.quantity.unwrap_or(1))?;
+    let time_in_force = match body.time_in_force.unwrap_or(TimeInForceBody::Gtc) {
+        TimeInForceBody::Gtc => TimeInForce::GoodTillCancelled,
+        TimeInForceBody::Ioc => TimeInForce::ImmediateOrCancel,
+        TimeInForceBody::Fok => TimeInForce::FillOrKill,
+    };
+    let now = now_micros();
+    let expires_at = match &body.expires_at {
+        None => now + DEFAULT_LIFETIME,
+        Some(text) => {
+            let at = parse_rfc3339(text).ok_or_else(|| {
+                ApiError::invalid("expires_at", "expires_at must be an RFC 3339 time")
+            })?;
+            if at <= now {
+                return Err(ApiError::invalid(
+                    "expires_at",
+                    "expires_at must be in the future",
+                ));
+            }
+            if at > now + MAX_LIFETIME {
+                return Err(ApiError::invalid(
+                    "expires_at",
+                    "expires_at must be at most 365 days away",
+                ));
+            }
+            at
+        }
+    };
+
+    let key = idempotency_key(&headers)?;
+    let request_hash = format!(
+        "{}|{}|{}|{}|{}|{:?}|{}",
+        if side == Side::Bid { "bid" } else { "ask" },
+        product.id,
+        size,
+        price.ticks(),
+        quantity.units(),
+        time_in_force,
+        body.expires_at.as_deref().unwrap_or("default"),
+    );
+    let _guard = match &key {
+        Some(key) => {
+            if let Some(stored) = state
+                .store
+                .idempotency(user.id, key, now - KEY_LIFETIME)
+                .await?
+            {
+                if stored.request_hash != request_hash {
+                    return Err(ApiError::conflict(
+                        "idempotency_key_reused",
+                        "this Idempotency-Key was used with a different request",
+                    ));
+                }
+                let status = u16::try_from(stored.status)
+                    .ok()
+                    .and_then(|status| StatusCode::from_u16(status).ok())
+                    .unwrap_or(StatusCode::CREATED);
+                return Ok(json_response(status, stored.response));
+            }
+            Some(KeyGuard::claim(&state, user.id, key)?)
+        }
+        None => None,
+    };
+    let committed = state
+        .markets
+        .request(product.id, |reply| Request::Place {
+            order: PlaceOrder {
+                user_id: user.id,
+                market,
+                side,
+                price,
+                quantity,
+                time_in_force,
+                expires_at,
+                idempotency: key.map(|key| IdempotencyDraft {
+                    user_id: user.id,
+                    key,
+                    request_hash,
+                }),
+            },
+            reply,
+        })
+        .await?;
+    metrics::counter!("bidask_orders_accepted_total").increment(1);
+    Ok(json_response(
+        StatusCode::CREATED,
+        committed.body.unwrap_or_default(),
+    ))
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|key| (1..=255).contains(&key.len()))
+        .map(|key| Some(key.to_owned()))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "Idempotency-Key",
+                "the key must be 1 to 255 visible ASCII characters",
+            )
+        })
+}
+
+/// Marks a key as in use until the request that claimed it ends.
+struct KeyGuard {
+    state: AppState,
+    key: (i64, String),
+}
+
+impl KeyGuard {
+    fn claim(state: &AppState, user_id: i64, key: &str) -> Result<Self, ApiError> {
+        let key = (user_id, key.to_owned());
+        let fresh = state
+            .keys_in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key.clone());
+        if !fresh {
+            return Err(ApiError::conflict(
+                "idempotency_key_in_use",
+                "a request with this Idempotency-Key is still being processed",
+            ));
+        }
+        Ok(Self {
+            state: state.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for KeyGuard {
+    fn drop(&mut self) {
+        self.state
+            .keys_in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.key);
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    product_id: Option<i64>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    user: User,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Page<OrderView>>, ApiError> {
+    if let Some(status) = &query.status
+        && !["open", "partially_filled", "filled", "cancelled", "expired"]
+            .contains(&status.as_str())
+    {
+        return Err(ApiError::invalid(
+            "status",
+            "status must be open, partially_filled, filled, cancelled or expired",
+        ));
+    }
+    let limit = page_limit(query.limit)?;
+    let before = page_cursor(query.cursor.as_deref())?;
+    let records = state
+        .store
+        .user_orders(
+            user.id,
+            query.status.as_deref(),
+            query.product_id,
+            StorePage { before, limit },
+        )
+        .await?;
+    let last = records.last().map(|record| record.id);
+    let items = records
+        .iter()
+        .filter_map(|record| {
+            state
+                .catalog
+                .get(record.product_id)
+                .map(|product| OrderView::new(record, &product))
+        })
+        .collect();
+    Ok(Json(Page::new(items, limit, last)))
+}
+
+/// The caller's order `id`: anyone else's is 404, like one that does not exist.
+async fn own_order(
+    state: &AppState,
+    user: User,
+    id: &str,
+) -> Result<(OrderRecord, Arc<Product>), ApiError> {
+    let not_found = ApiError::NotFound("no such order");
+    let Ok(id) = id.parse::<i64>() else {
+        return Err(not_found);
+    };
+    let order = state
+        .store
+        .order(id)
+        .await?
+        .ok_or(ApiError::NotFound("no such order"))?;
+    if order.user_id != user.id {
+        return Err(not_found);
+    }
+    let product = state
+        .catalog
+        .get(order.product_id)
+        .ok_or_else(|| ApiError::Internal(format!("order {id} of unknown product")))?;
+    Ok((order, product))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+) -> Result<Json<OrderView>, ApiError> {
+    let (order, product) = own_order(&state, user, &id).await?;
+    Ok(Json(OrderView::new(&order, &product)))
+}
+
+fn ensure_open(order: &OrderRecord) -> Result<(), ApiError> {
+    if matches!(order.status.as_str(), "open" | "partially_filled") {
+        Ok(())
+    } else {
+        Err(ApiError::conflict(
+            "order_not_open",
+            format!("the order is already {}", order.status),
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+struct AmendBody {
+    price: Option<Box<RawValue>>,
+    quantity: Option<i64>,
+}
+
+async fn amend(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+    json::Json(body): json::Json<AmendBody>,
+) -> Result<Response, ApiError> {
+    let (order, product) = own_order(&state, user, &id).await?;
+    if body.price.is_none() && body.quantity.is_none() {
+        return Err(ApiError::invalid("body", "send price, quantity or both"));
+    }
+    let new_price = body
+        .price
+        .as_deref()
+        .map(|raw| price(&product, raw))
+        .transpose()?;
+    let new_quantity = body.quantity.map(quantity).transpose()?;
+    ensure_open(&order)?;
+    let committed = state
+        .markets
+        .request(product.id, |reply| Request::Amend {
+            order_id: order.id,
+            user_id: user.id,
+            price: new_price,
+            quantity: new_quantity,
+            reply,
+        })
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        committed.body.unwrap_or_default(),
+    ))
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (order, product) = own_order(&state, user, &id).await?;
+    ensure_open(&order)?;
+    let committed = state
+        .markets
+        .request(product.id, |reply| Request::Cancel {
+            order_id: order.id,
+            user_id: user.id,
+            reply,
+        })
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        committed.body.unwrap_or_default(),
+    ))
+}

@@ -1,0 +1,336 @@
+//! The catalog: products, their markets, books and public matches.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use bidask_store::ProductRecord;
+use bidask_store::reads::Page as StorePage;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::error::ApiError;
+use super::extract::User;
+use super::json::{self, Query};
+use super::{AppState, Page, page_cursor, page_limit};
+use crate::catalog::{MIN_SCALE, Product};
+use crate::clock::{format_micros, now_micros};
+use crate::views::MatchView;
+
+/// The routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/products", get(list).post(create))
+        .route("/products/{id}", get(show))
+        .route("/products/{id}/book", get(book))
+        .route("/products/{id}/matches", get(matches))
+}
+
+/// One market of a product at a glance.
+#[derive(Debug, Serialize)]
+struct MarketView {
+    size: String,
+    highest_bid: Option<String>,
+    lowest_ask: Option<String>,
+    last_sale: Option<String>,
+    bid_count: u64,
+    ask_count: u64,
+}
+
+/// A product as the API shows it.
+#[derive(Debug, Serialize)]
+struct ProductView {
+    id: i64,
+    sku: String,
+    name: String,
+    brand: String,
+    tick_size: String,
+    sizes: Vec<String>,
+    created_at: String,
+    markets: Vec<MarketView>,
+    /// The product feed `seq` the market summaries are current to.
+    seq: i64,
+}
+
+fn view(state: &AppState, product: &Product) -> ProductView {
+    let (seq, summaries) = state
+        .markets
+        .replicas()
+        .summaries(product.id)
+        .unwrap_or_default();
+    let price = |ticks: Option<u64>| {
+        ticks.map(|ticks| product.format_ticks(ticks.try_into().unwrap_or(i64::MAX)))
+    };
+    ProductView {
+        id: product.id,
+        sku: product.sku.clone(),
+        name: product.name.clone(),
+        brand: product.brand.clone(),
+        tick_size: product.tick_size(),
+        sizes: product.sizes.clone(),
+        created_at: format_micros(product.created_at),
+        markets: product
+            .sizes
+            .iter()
+            .enumerate()
+            .map(|(market, size)| {
+                let summary = summaries.get(market);
+                MarketView {
+                    size: size.clone(),
+                    highest_bid: price(summary.and_then(|summary| summary.highest_bid)),
+                    lowest_ask: price(summary.and_then(|summary| summary.lowest_ask)),
+                    last_sale: price(summary.and_then(|summary| summary.last_sale)),
+                    bid_count: summary.map_or(0, |summary| summary.bid_count),
+                    ask_count: summary.map_or(0, |summary| summary.ask_count),
+                }
+            })
+            .collect(),
+        seq,
+    }
+}
+
+fn product(state: &AppState, id: &str) -> Result<Arc<Product>, ApiError> {
+    id.parse()
+        .ok()
+        .and_then(|id| state.catalog.get(id))
+        .ok_or(ApiError::NotFound("no such product"))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    q: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Page<ProductView>>, ApiError> {
+    let limit = page_limit(query.limit)?;
+    let before = page_cursor(query.cursor.as_deref())?;
+    let products = state.catalog.search(
+        query.q.as_deref().filter(|q| !q.is_empty()),
+        before,
+        usize::try_from(limit).unwrap_or(50),
+    );
+    let last = products.last().map(|product| product.id);
+    let items = products
+        .iter()
+        .map(|product| view(&state, product))
+        .collect();
+    Ok(Json(Page::new(items, limit, last)))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ProductView>, ApiError> {
+    let product = product(&state, &id)?;
+    Ok(Json(view(&state, &product)))
+}
+
+#[derive(Deserialize)]
+struct NewProductBody {
+    sku: String,
+    name: String,
+    brand: String,
+    sizes: Vec<Box<RawValue>>,
+    tick_size: Option<Box<RawValue>>,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    user: User,
+    json::Json(body): json::Json<NewProductBody>,
+) -> Result<(StatusCode, Json<ProductView>), ApiError> {
+    user.require_admin()?;
+    let text = |field: &'static str, value: &str, max: usize| {
+        let value = value.trim();
+        if value.is_empty() || value.chars().count() > max {
+            Err(ApiError::invalid(
+                field,
+                format!("{field} must be 1 to {max} characters"),
+            ))
+        } else {
+            Ok(value.to_owned())
+        }
+    };
+    let sku = text("sku", &body.sku, 64)?;
+    let name = text("name", &body.name, 200)?;
+    let brand = text("brand", &body.brand, 100)?;
+    if body.sizes.is_empty() || body.sizes.len() > 100 {
+        return Err(ApiError::invalid("sizes", "a product has 1 to 100 sizes"));
+    }
+    let mut sizes = Vec::with_capacity(body.sizes.len());
+    for (index, raw) in body.sizes.iter().enumerate() {
+        let field = format!("sizes[{index}]");
+        let size = string_or_number(raw)
+            .ok_or_else(|| ApiError::invalid(field.clone(), "a size is a string or a number"))?;
+        let size = size.trim().to_owned();
+        if size.is_empty() || size.chars().count() > 16 {
+            return Err(ApiError::invalid(field, "a size is 1 to 16 characters"));
+        }
+        if sizes.contains(&size) {
+            return Err(ApiError::invalid(
+                field,
+                format!("size {size} is listed twice"),
+            ));
+        }
+        sizes.push(size);
+    }
+    let tick = match &body.tick_size {
+        None => Decimal::new(1, MIN_SCALE),
+        Some(raw) => decimal(raw).ok_or_else(|| {
+            ApiError::invalid("tick_size", "tick_size must be a decimal such as \"0.01\"")
+        })?,
+    };
+    let (tick_units, scale) =
+        Product::tick_parts(tick).map_err(|error| ApiError::invalid("tick_size", error))?;
+
+    let _one_at_a_time = state.catalog_lock.lock().await;
+    if state.catalog.has_sku(&sku) {
+        return Err(ApiError::conflict(
+            "sku_taken",
+            format!("a product with SKU {sku} exists"),
+        ));
+    }
+    let record = ProductRecord {
+        id: state.markets.next_product_id(),
+        sku,
+        name,
+        brand,
+        tick_units,
+        scale,
+        sizes,
+        created_at: now_micros(),
+    };
+    let product = state.markets.create_product(record).await?;
+    Ok((StatusCode::CREATED, Json(view(&state, &product))))
+}
+
+/// The text of a JSON string, or the literal of a JSON number.
+pub fn string_or_number(raw: &RawValue) -> Option<String> {
+    let text = raw.get();
+    if text.starts_with('"') {
+        serde_json::from_str::<String>(text).ok()
+    } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        Some(text.to_owned())
+    } else {
+        None
+    }
+}
+
+/// A decimal from a JSON string or number, exactly as written (a number
+/// is never read through a float).
+pub fn decimal(raw: &RawValue) -> Option<Decimal> {
+    let text = string_or_number(raw)?;
+    let text = text.trim();
+    if text.contains(['e', 'E']) {
+        Decimal::from_scientific(text).ok()
+    } else {
+        text.parse::<Decimal>().ok()
+    }
+}
+
+#[derive(Deserialize)]
+struct BookQuery {
+    size: Option<String>,
+    depth: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct LevelView {
+    price: String,
+    quantity: u64,
+    orders: u32,
+}
+
+#[derive(Serialize)]
+struct BookView {
+    product_id: i64,
+    size: String,
+    seq: i64,
+    bids: Vec<LevelView>,
+    asks: Vec<LevelView>,
+}
+
+async fn book(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<BookQuery>,
+) -> Result<Json<BookView>, ApiError> {
+    let product = product(&state, &id)?;
+    let size = query
+        .size
+        .ok_or_else(|| ApiError::invalid("size", "size is required"))?;
+    let market = product
+        .market(&size)
+        .ok_or_else(|| ApiError::invalid("size", "the product has no such size"))?;
+    let depth = query.depth.unwrap_or(50);
+    if !(1..=1_000).contains(&depth) {
+        return Err(ApiError::invalid("depth", "depth must be from 1 to 1000"));
+    }
+    let (seq, bids, asks) = state
+        .markets
+        .replicas()
+        .depth(product.id, usize::from(market.0), depth)
+        .ok_or(ApiError::Unavailable)?;
+    let levels = |levels: Vec<crate::market::replica::Level>| {
+        levels
+            .into_iter()
+            .map(|level| LevelView {
+                price: product.format_ticks(level.ticks.try_into().unwrap_or(i64::MAX)),
+                quantity: level.quantity,
+                orders: level.orders,
+            })
+            .collect()
+    };
+    Ok(Json(BookView {
+        product_id: product.id,
+        size,
+        seq,
+        bids: levels(bids),
+        asks: levels(asks),
+    }))
+}
+
+#[derive(Deserialize)]
+struct MatchesQuery {
+    size: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+async fn matches(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<MatchesQuery>,
+) -> Result<Json<Page<MatchView>>, ApiError> {
+    let product = product(&state, &id)?;
+    let market = query
+        .size
+        .as_deref()
+        .map(|size| {
+            product
+                .market(size)
+                .map(|market| i64::from(market.0))
+                .ok_or_else(|| ApiError::invalid("size", "the product has no such size"))
+        })
+        .transpose()?;
+    let limit = page_limit(query.limit)?;
+    let before = page_cursor(query.cursor.as_deref())?;
+    let records = state
+        .store
+        .market_matches(product.id, market, StorePage { before, limit })
+        .await?;
+    let last = records.last().map(|record| record.id);
+    let items = records
+        .iter()
+        .map(|record| MatchView::new(record, &product))
+        .collect();
+    Ok(Json(Page::new(items, limit, last)))
+}

@@ -1,0 +1,144 @@
+//! Registration, login and `GET /me`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bidask_store::{NewUser, StoreError, UserRecord};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::User;
+use super::json;
+use crate::auth::credentials::CredentialError;
+use crate::auth::{Password, Role, Username, password};
+use crate::clock::{SECOND, format_micros, now_micros};
+
+/// The routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/register", post(register))
+        .route("/auth/login", post(login))
+        .route("/me", get(me))
+}
+
+#[derive(Deserialize)]
+struct Credentials {
+    username: String,
+    password: String,
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    id: i64,
+    username: String,
+    role: String,
+    created_at: String,
+}
+
+impl From<&UserRecord> for UserView {
+    fn from(user: &UserRecord) -> Self {
+        Self {
+            id: user.id,
+            username: user.username.clone(),
+            role: user.role.clone(),
+            created_at: format_micros(user.created_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Session {
+    user: UserView,
+    token: String,
+    expires_at: String,
+}
+
+fn parse_credentials(body: &Credentials) -> Result<(Username, Password), ApiError> {
+    let username = Username::parse(&body.username)
+        .map_err(|error: CredentialError| ApiError::invalid("username", error))?;
+    let password =
+        Password::parse(&body.password).map_err(|error| ApiError::invalid("password", error))?;
+    Ok((username, password))
+}
+
+fn session(state: &AppState, user: &UserRecord) -> Result<Session, ApiError> {
+    let role = Role::parse(&user.role)
+        .ok_or_else(|| ApiError::Internal(format!("user {} has role {:?}", user.id, user.role)))?;
+    let (token, expires_at) = state
+        .tokens
+        .issue(user.id, role, now_micros() / SECOND)
+        .map_err(|error| ApiError::Internal(error.to_string()))?;
+    Ok(Session {
+        user: UserView::from(user),
+        token,
+        expires_at: format_micros(expires_at * SECOND),
+    })
+}
+
+async fn register(
+    State(state): State<AppState>,
+    json::Json(body): json::Json<Credentials>,
+) -> Result<(StatusCode, Json<Session>), ApiError> {
+    let (username, password) = parse_credentials(&body)?;
+    let password_hash = password::hash(password)
+        .await
+        .map_err(|error| ApiError::Internal(error.to_string()))?;
+    let user = state
+        .store
+        .create_user(&NewUser {
+            username: username.to_string(),
+            password_hash,
+            role: Role::Trader.as_str().to_owned(),
+            created_at: now_micros(),
+        })
+        .await
+        .map_err(|error| match error {
+            StoreError::Conflict { .. } => {
+                ApiError::conflict("username_taken", "that username is taken")
+            }
+            other => other.into(),
+        })?;
+    Ok((StatusCode::CREATED, Json(session(&state, &user)?)))
+}
+
+async fn login(
+    State(state): State<AppState>,
+    json::Json(body): json::Json<Credentials>,
+) -> Result<Json<Session>, ApiError> {
+    let refused = ApiError::Unauthorized {
+        code: "invalid_credentials",
+        message: "wrong username or password",
+    };
+    // Malformed credentials cannot belong to anyone.
+    let Ok((username, password)) = parse_credentials(&body) else {
+        return Err(refused);
+    };
+    let user = state.store.user_by_name(username.as_str()).await?;
+    // Verify against a real hash even for unknown users, so the response
+    // time does not tell which usernames exist.
+    let stored = user
+        .as_ref()
+        .map_or_else(|| DECOY_HASH.to_owned(), |user| user.password_hash.clone());
+    let matches = password::verify(password, stored)
+        .await
+        .map_err(|error| ApiError::Internal(error.to_string()))?;
+    match user {
+        Some(user) if matches => Ok(Json(session(&state, &user)?)),
+        _ => Err(refused),
+    }
+}
+
+/// An argon2id hash of a random password nobody knows.
+const DECOY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$yLvPRqCKLEu4n6LsY4oJHRcXKVIgMCw4p9YJm3g2NRY";
+
+async fn me(State(state): State<AppState>, user: User) -> Result<Json<UserView>, ApiError> {
+    let record = state
+        .store
+        .user_by_id(user.id)
+        .await?
+        .ok_or(ApiError::NotFound("no such user"))?;
+    Ok(Json(UserView::from(&record)))
+}

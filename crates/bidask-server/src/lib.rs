@@ -1,0 +1,32 @@
+//! The bidask server: REST API, JWT auth and per-product matching actors
+//! over PostgreSQL or an embedded SQLite file.
+//!
+//! Read in this order:
+//! - [`config`] and [`cli`]: the command line and environment;
+//! - [`startup`]: building the application (bind first, run later) and
+//!   shutting it down in order;
+//! - [`catalog`]: products and their sizes in memory;
+//! - [`market`]: one actor per product, the group-commit writer, the
+//!   committed book replica;
+//! - [`feed`] and [`bus`]: the events and where they go after commit;
+//! - [`auth`]: passwords and tokens;
+//! - [`http`]: the routes, the request parsing and the one error type;
+//! - [`views`] and [`clock`]: the JSON shapes and times of the contract;
+//! - [`demo`]: the sample catalog of `--demo`.
+//!
+//! The invariant everything here keeps: nothing is published or answered
+//! before it is committed, and no book runs ahead of what a restart would
+//! rebuild from the database.
+
+pub mod auth;
+pub mod bus;
+pub mod catalog;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod feed;
+pub mod http;
+pub mod market;
+pub mod startup;
+pub mod views;

@@ -1,0 +1,727 @@
+//! The market actor: the one task that owns a product's engine.
+//!
+//! Requests arrive over a bounded channel and are handled one at a time:
+//! expire what is due, run the command, turn the engine's events into
+//! rows, feed events and a response, and hand them to the writer. The
+//! actor does not wait for the commit (the request's handler does), so
+//! the next command runs while the previous batch is being written; it
+//! never awaits I/O except to rebuild its engine after a failed commit.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bidask_engine::{
+    CancelReason, Engine, EngineError, Event, MarketId, NewOrder, OrderId, OrderStatus, Price,
+    Quantity, RestingOrder, Side, TimeInForce, Timestamp, UserId,
+};
+use bidask_store::{MatchRecord, OrderRecord, Store, StoreError};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::catalog::Product;
+use crate::clock::now_micros;
+use crate::feed::{
+    Best, Channel, FeedBody, LevelUpdated, OrderUpdated, PendingEvent, PriceDrop, PublicMatch,
+    UserMatch,
+};
+use crate::market::ids::Ids;
+use crate::market::writer::{Committed, IdempotencyDraft, Reply, Response, Unit};
+use crate::views::{MatchView, OrderView};
+
+/// A new order, parsed and checked at the edge.
+#[derive(Debug, Clone)]
+pub struct PlaceOrder {
+    /// The owner.
+    pub user_id: i64,
+    /// The size.
+    pub market: MarketId,
+    /// Bid or ask.
+    pub side: Side,
+    /// Limit price.
+    pub price: Price,
+    /// Units.
+    pub quantity: Quantity,
+    /// gtc, ioc or fok.
+    pub time_in_force: TimeInForce,
+    /// Microseconds since the epoch.
+    pub expires_at: i64,
+    /// Record the response under this key.
+    pub idempotency: Option<IdempotencyDraft>,
+}
+
+/// What a handler asks of a market.
+#[derive(Debug)]
+pub enum Request {
+    /// `POST /bids`, `POST /asks`.
+    Place {
+        /// The order.
+        order: PlaceOrder,
+        /// The outcome.
+        reply: oneshot::Sender<Result<Committed, MarketError>>,
+    },
+    /// `DELETE /orders/{id}`.
+    Cancel {
+        /// The order.
+        order_id: i64,
+        /// Who asks: only the owner may.
+        user_id: i64,
+        /// The outcome.
+        reply: oneshot::Sender<Result<Committed, MarketError>>,
+    },
+    /// `PATCH /orders/{id}`.
+    Amend {
+        /// The order.
+        order_id: i64,
+        /// Who asks: only the owner may.
+        user_id: i64,
+        /// A new price.
+        price: Option<Price>,
+        /// A new total quantity.
+        quantity: Option<Quantity>,
+        /// The outcome.
+        reply: oneshot::Sender<Result<Committed, MarketError>>,
+    },
+}
+
+/// Why a market did not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum MarketError {
+    /// The engine refused the command.
+    #[error(transparent)]
+    Rejected(#[from] EngineError),
+    /// The order is not resting any more (filled, cancelled or expired).
+    #[error("the order is no longer open")]
+    NotOpen,
+    /// The order belongs to someone else.
+    #[error("no such order")]
+    NotFound,
+    /// The commit failed, or the book could not be rebuilt after one.
+    #[error("storage is unavailable")]
+    Unavailable,
+}
+
+/// The actor's state.
+pub struct Actor {
+    product: Arc<Product>,
+    store: Store,
+    ids: Arc<Ids>,
+    writer: mpsc::Sender<Unit>,
+    engine: Engine,
+    /// Every resting order's full row, and for the length of one command
+    /// the orders it finished.
+    live: HashMap<i64, OrderRecord>,
+    /// The lowest ask of each market, to notice price drops.
+    lowest_asks: Vec<Option<Price>>,
+    /// Set by the writer to the highest epoch whose commit failed.
+    stale_up_to: Arc<AtomicU64>,
+    /// The epoch of the engine's current state.
+    epoch: u64,
+    /// The last time used, so times never go backwards within a product.
+    last_now: i64,
+    /// Do not retry a failed rebuild before this.
+    retry_rebuild_at: Option<Instant>,
+    events: Vec<Event>,
+}
+
+/// The results of one command, before they become a [`Unit`].
+#[derive(Default)]
+struct Outcome {
+    orders: Vec<OrderRecord>,
+    matches: Vec<MatchRecord>,
+    events: Vec<PendingEvent>,
+}
+
+impl Actor {
+    /// An actor for `product`, restored from `open_orders` (in priority order).
+    pub fn new(
+        product: Arc<Product>,
+        store: Store,
+        ids: Arc<Ids>,
+        writer: mpsc::Sender<Unit>,
+        open_orders: Vec<OrderRecord>,
+        stale_up_to: Arc<AtomicU64>,
+    ) -> Result<Self, StoreError> {
+        let mut actor = Self {
+            engine: Engine::new(0),
+            lowest_asks: Vec::new(),
+            live: HashMap::new(),
+            product,
+            store,
+            ids,
+            writer,
+            stale_up_to,
+            epoch: 1,
+            last_now: 0,
+            retry_rebuild_at: None,
+            events: Vec::new(),
+        };
+        actor.restore(open_orders)?;
+        Ok(actor)
+    }
+
+    /// The engine's book of one market, for the replica at start.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Serves requests until the channel closes, expiring orders on time.
+    pub async fn run(mut self, mut requests: mpsc::Receiver<Request>) {
+        // Orders that expired while the server was down leave first.
+        self.expire().await;
+        loop {
+            let deadline = self.engine.next_expiry().map(|at| {
+                let wait = u64::try_from(at.0.saturating_sub(now_micros())).unwrap_or(0);
+                Instant::now() + Duration::from_micros(wait)
+            });
+            tokio::select! {
+                request = requests.recv() => match request {
+                    Some(request) => self.handle(request).await,
+                    None => break,
+                },
+                () = sleep_until(deadline) => self.expire().await,
+            }
+        }
+        tracing::debug!(product = self.product.id, "market actor stopped");
+    }
+
+    async fn handle(&mut self, request: Request) {
+        if let Err(error) = self.ensure_current().await {
+            let reply = match request {
+                Request::Place { reply, .. }
+                | Request::Cancel { reply, .. }
+                | Request::Amend { reply, .. } => reply,
+            };
+            let _ = reply.send(Err(error));
+            return;
+        }
+        self.expire().await;
+        match request {
+            Request::Place { order, reply } => self.place(order, reply).await,
+            Request::Cancel {
+                order_id,
+                user_id,
+                reply,
+            } => {
+                if let Err(error) = self.owned(order_id, user_id) {
+                    let _ = reply.send(Err(error));
+                    return;
+                }
+                let mut events = std::mem::take(&mut self.events);
+                events.clear();
+                let result = self
+                    .engine
+                    .cancel(OrderId(order_id.unsigned_abs()), &mut events);
+                self.finish(events, result, order_id, reply, None, |order, _| {
+                    Response::Cancelled { order }
+                })
+                .await;
+            }
+            Request::Amend {
+                order_id,
+                user_id,
+                price,
+                quantity,
+                reply,
+            } => {
+                if let Err(error) = self.owned(order_id, user_id) {
+                    let _ = reply.send(Err(error));
+                    return;
+                }
+                let mut events = std::mem::take(&mut self.events);
+                events.clear();
+                let result = self.engine.amend(
+                    OrderId(order_id.unsigned_abs()),
+                    price,
+                    quantity,
+                    &mut events,
+                );
+                self.finish(events, result, order_id, reply, None, |order, matches| {
+                    Response::Amended { order, matches }
+                })
+                .await;
+            }
+        }
+    }
+
+    async fn place(
+        &mut self,
+        order: PlaceOrder,
+        reply: oneshot::Sender<Result<Committed, MarketError>>,
+    ) {
+        let now = self.now();
+        let id = self.ids.order();
+        let priority = self.ids.priority();
+        self.live.insert(
+            id,
+            OrderRecord {
+                id,
+                user_id: order.user_id,
+                product_id: self.product.id,
+                market: i64::from(order.market.0),
+                side: side_name(order.side).to_owned(),
+                price_ticks: ticks(order.price),
+                quantity: i64::from(order.quantity.units()),
+                remaining_quantity: i64::from(order.quantity.units()),
+                status: "open".to_owned(),
+                time_in_force: time_in_force_name(order.time_in_force).to_owned(),
+                cancel_reason: None,
+                expires_at: order.expires_at,
+                created_at: now,
+                updated_at: now,
+                priority,
+            },
+        );
+        let mut events = std::mem::take(&mut self.events);
+        events.clear();
+        let result = self.engine.place(
+            NewOrder {
+                id: OrderId(id.unsigned_abs()),
+                user: UserId(order.user_id.unsigned_abs()),
+                market: order.market,
+                side: order.side,
+                price: order.price,
+                quantity: order.quantity,
+                time_in_force: order.time_in_force,
+                expires_at: Timestamp(order.expires_at),
+            },
+            Timestamp(now),
+            &mut events,
+        );
+        if result.is_err() {
+            self.live.remove(&id);
+        }
+        self.finish(
+            events,
+            result,
+            id,
+            reply,
+            order.idempotency,
+            |order, matches| Response::Placed { order, matches },
+        )
+        .await;
+    }
+
+    /// Checks that `order_id` rests here and belongs to `user_id`.
+    fn owned(&self, order_id: i64, user_id: i64) -> Result<RestingOrder, MarketError> {
+        let resting = self
+            .engine
+            .order(OrderId(order_id.unsigned_abs()))
+            .ok_or(MarketError::NotOpen)?;
+        if resting.user.0 != user_id.unsigned_abs() {
+            return Err(MarketError::NotFound);
+        }
+        Ok(resting)
+    }
+
+    /// Turns a command's events into a unit for the writer, whose commit
+    /// answers `sender`; a refused command answers at once.
+    async fn finish(
+        &mut self,
+        events: Vec<Event>,
+        result: Result<(), EngineError>,
+        order_id: i64,
+        sender: oneshot::Sender<Result<Committed, MarketError>>,
+        idempotency: Option<IdempotencyDraft>,
+        response: impl FnOnce(OrderView, Vec<MatchView>) -> Response,
+    ) {
+        if let Err(error) = result {
+            self.events = events;
+            let _ = sender.send(Err(MarketError::Rejected(error)));
+            return;
+        }
+        let now = self.last_now;
+        let outcome = self.translate(&events, now);
+        self.events = events;
+        let order = outcome
+            .orders
+            .iter()
+            .find(|order| order.id == order_id)
+            .map(|order| OrderView::new(order, &self.product));
+        let Some(order) = order else {
+            // Every accepted command touches its own order.
+            tracing::error!(order_id, "command left no trace of its order");
+            let _ = sender.send(Err(MarketError::Unavailable));
+            return;
+        };
+        let matches = outcome
+            .matches
+            .iter()
+            .map(|trade| MatchView::new(trade, &self.product))
+            .collect();
+        let unit = Unit {
+            channel: Channel::Product(self.product.id),
+            epoch: Some((Arc::clone(&self.stale_up_to), self.epoch)),
+            product: None,
+            orders: outcome.orders,
+            matches: outcome.matches,
+            events: outcome.events,
+            reply: Some(Reply {
+                response: Some(response(order, matches)),
+                idempotency,
+                sender,
+            }),
+        };
+        if let Err(mpsc::error::SendError(unit)) = self.writer.send(unit).await
+            && let Some(reply) = unit.reply
+        {
+            let _ = reply.sender.send(Err(MarketError::Unavailable));
+        }
+    }
+
+    /// Expires what is due and sends the result to the writer.
+    async fn expire(&mut self) {
+        if self.is_stale() {
+            return;
+        }
+        let Some(next) = self.engine.next_expiry() else {
+            return;
+        };
+        let now = self.now();
+        if next.0 > now {
+            return;
+        }
+        let mut events = std::mem::take(&mut self.events);
+        events.clear();
+        self.engine.expire(Timestamp(now), &mut events);
+        let outcome = self.translate(&events, now);
+        self.events = events;
+        if outcome.orders.is_empty() {
+            return;
+        }
+        metrics::counter!("bidask_orders_expired_total").increment(outcome.orders.len() as u64);
+        let unit = Unit {
+            channel: Channel::Product(self.product.id),
+            epoch: Some((Arc::clone(&self.stale_up_to), self.epoch)),
+            product: None,
+            orders: outcome.orders,
+            matches: outcome.matches,
+            events: outcome.events,
+            reply: None,
+        };
+        // A closed writer means shutdown; the orders expire again on start.
+        let _ = self.writer.send(unit).await;
+    }
+
+    fn is_stale(&self) -> bool {
+        self.stale_up_to.load(Ordering::Acquire) >= self.epoch
+    }
+
+    /// Rebuilds the engine from the database if a commit of this product
+    /// failed, so the book never runs ahead of what is committed.
+    async fn ensure_current(&mut self) -> Result<(), MarketError> {
+        if !self.is_stale() {
+            return Ok(());
+        }
+        if self
+            .retry_rebuild_at
+            .is_some_and(|retry_at| Instant::now() < retry_at)
+        {
+            return Err(MarketError::Unavailable);
+        }
+        let failed_epoch = self.stale_up_to.load(Ordering::Acquire);
+        let rebuilt = match self.store.open_orders(self.product.id).await {
+            Ok(orders) => self.restore(orders),
+            Err(error) => Err(error),
+        };
+        match rebuilt {
+            Ok(()) => {
+                self.epoch = failed_epoch + 1;
+                self.retry_rebuild_at = None;
+                tracing::info!(product = self.product.id, "book rebuilt from the database");
+                Ok(())
+            }
+            Err(error) => {
+                tracing::warn!(product = self.product.id, %error, "cannot rebuild the book yet");
+                self.retry_rebuild_at = Some(Instant::now() + Duration::from_millis(250));
+                Err(MarketError::Unavailable)
+            }
+        }
+    }
+
+    fn restore(&mut self, open_orders: Vec<OrderRecord>) -> Result<(), StoreError> {
+        let markets = u16::try_from(self.product.sizes.len())
+            .map_err(|_| StoreError::Corrupt("more sizes than markets".to_owned()))?;
+        let resting = open_orders
+            .iter()
+            .map(|order| resting_order(order, &self.product))
+            .collect::<Result<Vec<_>, _>>()?;
+        let engine = Engine::restore(markets, resting)
+            .map_err(|error| StoreError::Corrupt(format!("stored book: {error}")))?;
+        self.lowest_asks = (0..markets)
+            .map(|market| engine.best_ask(MarketId(market)).map(|level| level.price))
+            .collect();
+        self.engine = engine;
+        self.live = open_orders
+            .into_iter()
+            .map(|record| (record.id, record))
+            .collect();
+        Ok(())
+    }
+
+    fn now(&mut self) -> i64 {
+        self.last_now = self.last_now.max(now_micros());
+        self.last_now
+    }
+
+    /// Turns engine events into rows and feed events, keeping `live` in step.
+    fn translate(&mut self, events: &[Event], now: i64) -> Outcome {
+        let product = Arc::clone(&self.product);
+        let mut outcome = Outcome::default();
+        let mut touched: Vec<i64> = Vec::new();
+        for event in events {
+            match *event {
+                Event::Accepted(order) => touched.push(order_key(order.id)),
+                Event::Trade(trade) => {
+                    let match_id = self.ids.matches();
+                    let quantity = i64::from(trade.quantity);
+                    for id in [trade.maker_order, trade.taker_order] {
+                        if let Some(record) = self.live.get_mut(&order_key(id)) {
+                            record.remaining_quantity -= quantity;
+                        }
+                        touched.push(order_key(id));
+                    }
+                    let (bid_order, buyer) = trade.buyer();
+                    let (ask_order, seller) = trade.seller();
+                    let size = product.size(i64::from(trade.market.0)).to_owned();
+                    let price = product.format_price(trade.price);
+                    outcome.matches.push(MatchRecord {
+                        id: match_id,
+                        product_id: product.id,
+                        market: i64::from(trade.market.0),
+                        price_ticks: ticks(trade.price),
+                        quantity,
+                        bid_order_id: order_key(bid_order),
+                        ask_order_id: order_key(ask_order),
+                        buyer_id: user_key(buyer),
+                        seller_id: user_key(seller),
+                        taker_side: side_name(trade.taker_side).to_owned(),
+                        created_at: now,
+                    });
+                    outcome.events.push(PendingEvent {
+                        channel: Channel::Product(product.id),
+                        body: FeedBody::PublicMatch(PublicMatch {
+                            match_id,
+                            product_id: product.id,
+                            size: size.clone(),
+                            price: price.clone(),
+                            quantity: trade.quantity,
+                            taker_side: side_name(trade.taker_side),
+                            market: trade.market.0,
+                            ticks: trade.price.ticks(),
+                        }),
+                    });
+                    for (role, order, user) in
+                        [("seller", ask_order, seller), ("buyer", bid_order, buyer)]
+                    {
+                        let message = if role == "seller" {
+                            format!("Your {} (size {size}) sold for ${price}!", product.name)
+                        } else {
+                            format!("You bought {} (size {size}) for ${price}!", product.name)
+                        };
+                        outcome.events.push(PendingEvent {
+                            channel: Channel::User(user_key(user)),
+                            body: FeedBody::UserMatch(UserMatch {
+                                match_id,
+                                notification_id: self.ids.notification(),
+                                role,
+                                order_id: order_key(order),
+                                product_id: product.id,
+                                size: size.clone(),
+                                price: price.clone(),
+                                quantity: trade.quantity,
+                                message,
+                                user_id: user_key(user),
+                            }),
+                        });
+                    }
+                }
+                Event::OrderUpdated(update) => {
+                    let id = order_key(update.order);
+                    touched.push(id);
+                    let Some(record) = self.live.get_mut(&id) else {
+                        continue;
+                    };
+                    let (status, reason) = status_names(update.status);
+                    record.status = status.to_owned();
+                    record.cancel_reason = reason.map(str::to_owned);
+                    if matches!(
+                        update.status,
+                        OrderStatus::Open | OrderStatus::PartiallyFilled | OrderStatus::Filled
+                    ) {
+                        record.remaining_quantity = i64::from(update.remaining);
+                    }
+                    outcome.events.push(PendingEvent {
+                        channel: Channel::User(user_key(update.user)),
+                        body: FeedBody::OrderUpdated(OrderUpdated {
+                            order_id: id,
+                            product_id: product.id,
+                            size: product.size(record.market).to_owned(),
+                            side: side_name(update.side),
+                            status,
+                            remaining_quantity: u32::try_from(record.remaining_quantity)
+                                .unwrap_or(0),
+                            cancel_reason: reason,
+                        }),
+                    });
+                }
+                Event::Amended(amended) => {
+                    let id = order_key(amended.order);
+                    touched.push(id);
+                    let priority = amended.requeued.then(|| self.ids.priority());
+                    if let Some(record) = self.live.get_mut(&id) {
+                        record.price_ticks = ticks(amended.price);
+                        record.quantity = i64::from(amended.quantity.units());
+                        record.remaining_quantity = i64::from(amended.remaining);
+                        if let Some(priority) = priority {
+                            record.priority = priority;
+                        }
+                    }
+                }
+                Event::LevelChanged(change) => {
+                    let market = change.market.0;
+                    if change.side == Side::Ask {
+                        let new_best = change.best.map(|best| best.price);
+                        if let Some(slot) = self.lowest_asks.get_mut(usize::from(market)) {
+                            if let (Some(old), Some(new)) = (*slot, new_best)
+                                && new < old
+                            {
+                                outcome.events.push(PendingEvent {
+                                    channel: Channel::Products,
+                                    body: FeedBody::PriceDrop(PriceDrop {
+                                        product_id: product.id,
+                                        size: product.size(i64::from(market)).to_owned(),
+                                        old_price: product.format_price(old),
+                                        new_price: product.format_price(new),
+                                    }),
+                                });
+                            }
+                            *slot = new_best;
+                        }
+                    }
+                    outcome.events.push(PendingEvent {
+                        channel: Channel::Product(product.id),
+                        body: FeedBody::Level(LevelUpdated {
+                            product_id: product.id,
+                            market,
+                            size: product.size(i64::from(market)).to_owned(),
+                            side: change.side,
+                            ticks: change.price.ticks(),
+                            price: product.format_price(change.price),
+                            quantity: change.quantity,
+                            orders: change.orders,
+                            best: change.best.map(|best| Best {
+                                price: product.format_price(best.price),
+                                quantity: best.quantity,
+                                ticks: best.price.ticks(),
+                            }),
+                        }),
+                    });
+                }
+            }
+        }
+        let mut seen = std::collections::HashSet::with_capacity(touched.len());
+        for id in touched {
+            if !seen.insert(id) {
+                continue;
+            }
+            let Some(record) = self.live.get_mut(&id) else {
+                continue;
+            };
+            record.updated_at = now;
+            let record = record.clone();
+            if !matches!(record.status.as_str(), "open" | "partially_filled") {
+                self.live.remove(&id);
+            }
+            outcome.orders.push(record);
+        }
+        outcome
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn resting_order(order: &OrderRecord, product: &Product) -> Result<RestingOrder, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("order {}: {what}", order.id));
+    Ok(RestingOrder {
+        id: OrderId(u64::try_from(order.id).map_err(|_| corrupt("negative id"))?),
+        user: UserId(u64::try_from(order.user_id).map_err(|_| corrupt("negative user"))?),
+        market: MarketId(
+            u16::try_from(order.market)
+                .ok()
+                .filter(|market| usize::from(*market) < product.sizes.len())
+                .ok_or_else(|| corrupt("unknown market"))?,
+        ),
+        side: match order.side.as_str() {
+            "bid" => Side::Bid,
+            "ask" => Side::Ask,
+            _ => return Err(corrupt("unknown side")),
+        },
+        price: u64::try_from(order.price_ticks)
+            .ok()
+            .and_then(Price::from_ticks)
+            .ok_or_else(|| corrupt("price out of range"))?,
+        quantity: u32::try_from(order.quantity)
+            .ok()
+            .and_then(|units| Quantity::new(units).ok())
+            .ok_or_else(|| corrupt("quantity out of range"))?,
+        remaining: u32::try_from(order.remaining_quantity)
+            .map_err(|_| corrupt("remaining quantity out of range"))?,
+        expires_at: Timestamp(order.expires_at),
+    })
+}
+
+fn order_key(id: OrderId) -> i64 {
+    i64::try_from(id.0).unwrap_or(i64::MAX)
+}
+
+fn user_key(id: UserId) -> i64 {
+    i64::try_from(id.0).unwrap_or(i64::MAX)
+}
+
+fn ticks(price: Price) -> i64 {
+    i64::try_from(price.ticks()).unwrap_or(i64::MAX)
+}
+
+/// `bid` or `ask`.
+pub fn side_name(side: Side) -> &'static str {
+    match side {
+        Side::Bid => "bid",
+        Side::Ask => "ask",
+    }
+}
+
+/// `gtc`, `ioc` or `fok`.
+pub fn time_in_force_name(time_in_force: TimeInForce) -> &'static str {
+    match time_in_force {
+        TimeInForce::GoodTillCancelled => "gtc",
+        TimeInForce::ImmediateOrCancel => "ioc",
+        TimeInForce::FillOrKill => "fok",
+    }
+}
+
+/// The status and cancel reason words of the API.
+fn status_names(status: OrderStatus) -> (&'static str, Option<&'static str>) {
+    match status {
+        OrderStatus::Open => ("open", None),
+        OrderStatus::PartiallyFilled => ("partially_filled", None),
+        OrderStatus::Filled => ("filled", None),
+        OrderStatus::Expired => ("expired", None),
+        OrderStatus::Cancelled(reason) => (
+            "cancelled",
+            Some(match reason {
+                CancelReason::Requested => "requested",
+                CancelReason::SelfTrade => "self_trade",
+                CancelReason::ImmediateOrCancel => "immediate_or_cancel",
+                CancelReason::FillOrKill => "fill_or_kill",
+            }),
+        ),
+    }
+}

@@ -1,0 +1,252 @@
+//! The per-product market runtime: one actor per product owns its engine,
+//! one writer commits what all of them decide.
+//!
+//! - [`actor`]: the single-threaded owner of one product's books;
+//! - [`writer`]: group commit, `seq` assignment, publication after commit;
+//! - [`replica`]: the committed public books that reads and snapshots use;
+//! - [`ids`]: ids the server assigns before commit.
+
+pub mod actor;
+pub mod ids;
+pub mod replica;
+pub mod writer;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use bidask_engine::{MarketId, Side};
+use bidask_store::{ProductRecord, Store, StoreError};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::bus::Bus;
+use crate::catalog::{Catalog, Product};
+use crate::feed::{Channel, FeedBody, NewProduct, PendingEvent};
+use actor::{Actor, MarketError, Request};
+use ids::Ids;
+use replica::Replicas;
+use writer::{Committed, Reply, Unit, Writer};
+
+/// Sizes of the runtime's queues.
+#[derive(Debug, Clone, Copy)]
+pub struct RuntimeOptions {
+    /// Requests a product's actor may have queued before senders wait.
+    pub actor_queue: usize,
+    /// Units the writer may have queued before actors wait.
+    pub writer_queue: usize,
+    /// Most units in one commit.
+    pub max_batch: usize,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self {
+            actor_queue: 4_096,
+            writer_queue: 16_384,
+            max_batch: 2_048,
+        }
+    }
+}
+
+/// Every product's actor, the writer, and what they share.
+pub struct Markets {
+    store: Store,
+    catalog: Arc<Catalog>,
+    replicas: Arc<Replicas>,
+    ids: Arc<Ids>,
+    options: RuntimeOptions,
+    actors: RwLock<HashMap<i64, mpsc::Sender<Request>>>,
+    /// Taken at shutdown, so the writer sees its last sender go.
+    writer: Mutex<Option<mpsc::Sender<Unit>>>,
+    /// The last committed `seq` of each product channel at start.
+    start_seqs: HashMap<Channel, i64>,
+}
+
+impl Markets {
+    /// Rebuilds every product's book from the database and starts the
+    /// actors and the writer. Returns the writer's task, which ends once
+    /// [`Markets::close`] was called and everything queued is committed.
+    pub async fn start(
+        store: Store,
+        catalog: Arc<Catalog>,
+        replicas: Arc<Replicas>,
+        bus: Arc<dyn Bus>,
+        options: RuntimeOptions,
+    ) -> Result<(Arc<Self>, JoinHandle<()>), StoreError> {
+        let seqs: HashMap<Channel, i64> = store
+            .last_seqs()
+            .await?
+            .into_iter()
+            .filter_map(|(channel, seq)| Channel::parse(&channel).map(|channel| (channel, seq)))
+            .collect();
+        let ids = Arc::new(Ids::after(store.last_ids().await?));
+        let (sender, receiver) = mpsc::channel(options.writer_queue);
+        let writer = Writer::new(
+            store.clone(),
+            receiver,
+            seqs.clone(),
+            Arc::clone(&replicas),
+            bus,
+            options.max_batch,
+        );
+        let writer = tokio::spawn(writer.run());
+        let markets = Arc::new(Self {
+            store,
+            catalog: Arc::clone(&catalog),
+            replicas,
+            ids,
+            options,
+            actors: RwLock::new(HashMap::new()),
+            writer: Mutex::new(Some(sender)),
+            start_seqs: seqs,
+        });
+        for product in catalog.all() {
+            markets.spawn_actor(product).await?;
+        }
+        Ok((markets, writer))
+    }
+
+    /// Starts the actor of `product` from its committed open orders.
+    async fn spawn_actor(&self, product: Arc<Product>) -> Result<(), StoreError> {
+        let writer = self
+            .writer_sender()
+            .ok_or_else(|| StoreError::Corrupt("the market runtime is shutting down".to_owned()))?;
+        let open_orders = self.store.open_orders(product.id).await?;
+        let last_sales: HashMap<i64, i64> = self
+            .store
+            .last_sales(product.id)
+            .await?
+            .into_iter()
+            .collect();
+        let actor = Actor::new(
+            Arc::clone(&product),
+            self.store.clone(),
+            Arc::clone(&self.ids),
+            writer,
+            open_orders,
+            Arc::new(AtomicU64::new(0)),
+        )?;
+        let markets = (0..product.sizes.len())
+            .map(|market| {
+                let id = MarketId(u16::try_from(market).unwrap_or(u16::MAX));
+                let engine = actor.engine();
+                (
+                    engine.depth(id, Side::Bid, usize::MAX).collect(),
+                    engine.depth(id, Side::Ask, usize::MAX).collect(),
+                    i64::try_from(market)
+                        .ok()
+                        .and_then(|market| last_sales.get(&market))
+                        .and_then(|ticks| u64::try_from(*ticks).ok()),
+                )
+            })
+            .collect();
+        let seq = self
+            .start_seqs
+            .get(&Channel::Product(product.id))
+            .copied()
+            .unwrap_or(0);
+        self.replicas.load(product.id, seq, markets);
+        let (sender, receiver) = mpsc::channel(self.options.actor_queue);
+        tokio::spawn(actor.run(receiver));
+        self.actors
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(product.id, sender);
+        Ok(())
+    }
+
+    /// Sends a request to a product's actor and waits for its commit.
+    pub async fn request(
+        &self,
+        product_id: i64,
+        request: impl FnOnce(oneshot::Sender<Result<Committed, MarketError>>) -> Request,
+    ) -> Result<Committed, MarketError> {
+        let actor = self
+            .actors
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&product_id)
+            .cloned()
+            .ok_or(MarketError::Unavailable)?;
+        let (sender, receiver) = oneshot::channel();
+        actor
+            .send(request(sender))
+            .await
+            .map_err(|_| MarketError::Unavailable)?;
+        receiver.await.unwrap_or(Err(MarketError::Unavailable))
+    }
+
+    /// Commits a new product with its `NEW_PRODUCT` event, then opens its
+    /// markets.
+    pub async fn create_product(&self, record: ProductRecord) -> Result<Arc<Product>, MarketError> {
+        let product = Product::from_record(record.clone()).map_err(|_| MarketError::Unavailable)?;
+        let writer = self.writer_sender().ok_or(MarketError::Unavailable)?;
+        let (sender, receiver) = oneshot::channel();
+        let event = PendingEvent {
+            channel: Channel::Products,
+            body: FeedBody::NewProduct(NewProduct {
+                product_id: product.id,
+                sku: product.sku.clone(),
+                name: product.name.clone(),
+                brand: product.brand.clone(),
+                sizes: product.sizes.clone(),
+                tick_size: product.tick_size(),
+            }),
+        };
+        let unit = Unit {
+            channel: Channel::Products,
+            epoch: None,
+            product: Some(record),
+            orders: Vec::new(),
+            matches: Vec::new(),
+            events: vec![event],
+            reply: Some(Reply {
+                response: None,
+                idempotency: None,
+                sender,
+            }),
+        };
+        writer
+            .send(unit)
+            .await
+            .map_err(|_| MarketError::Unavailable)?;
+        receiver.await.unwrap_or(Err(MarketError::Unavailable))?;
+        let product = self.catalog.insert(product);
+        self.spawn_actor(Arc::clone(&product)).await.map_err(|error| {
+            tracing::error!(%error, product = product.id, "cannot open the new product's markets");
+            MarketError::Unavailable
+        })?;
+        Ok(product)
+    }
+
+    /// A new product id.
+    pub fn next_product_id(&self) -> i64 {
+        self.ids.product()
+    }
+
+    /// The committed books.
+    pub fn replicas(&self) -> &Replicas {
+        &self.replicas
+    }
+
+    /// Stops taking requests: the actors finish what is queued and exit,
+    /// then the writer commits the rest and its task ends.
+    pub fn close(&self) {
+        self.actors
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+
+    fn writer_sender(&self) -> Option<mpsc::Sender<Unit>> {
+        self.writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}

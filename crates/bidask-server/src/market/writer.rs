@@ -1,0 +1,327 @@
+//! The group-commit writer: the one place where results become durable.
+//!
+//! Every market actor (and the catalog) sends its results here as
+//! [`Unit`]s. The writer takes whatever has queued up (up to a bound),
+//! gives each event its channel's next `seq`, writes the lot in one
+//! transaction, and only then applies the events to the book replica,
+//! publishes them on the bus and answers the waiting requests. While one
+//! batch commits the next one gathers, so batches grow with load and a
+//! lone request is not kept waiting for company.
+//!
+//! A failed commit answers every request of the batch with 503 and marks
+//! the batch's products stale up to the epochs they had: their actors
+//! rebuild from the database before taking another command, and any later
+//! unit from a stale epoch is refused rather than written, because it was
+//! decided on top of the state that was lost.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bidask_store::{
+    Batch, FeedEventRecord, IdempotencyRecord, MatchRecord, NotificationRecord, OrderRecord,
+    ProductRecord, Store,
+};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::bus::{Bus, Published};
+use crate::clock::{format_micros, now_micros};
+use crate::feed::{Channel, FeedBody, PendingEvent};
+use crate::market::actor::MarketError;
+use crate::market::replica::Replicas;
+use crate::views::{MatchView, OrderView};
+
+/// The results of one command, to be committed together.
+#[derive(Debug)]
+pub struct Unit {
+    /// The channel whose `seq` the reply reports: the product's, or
+    /// `products` for a new product.
+    pub channel: Channel,
+    /// The product's staleness marker and the epoch the actor decided in
+    /// (`None` for catalog units).
+    pub epoch: Option<(Arc<AtomicU64>, u64)>,
+    /// A new product.
+    pub product: Option<ProductRecord>,
+    /// Orders as they stand after the command.
+    pub orders: Vec<OrderRecord>,
+    /// Trades it made.
+    pub matches: Vec<MatchRecord>,
+    /// Events it caused, in order.
+    pub events: Vec<PendingEvent>,
+    /// Who waits for the commit, if anyone (expiry runs wait for nobody).
+    pub reply: Option<Reply>,
+}
+
+/// A request waiting for its unit's commit.
+#[derive(Debug)]
+pub struct Reply {
+    /// The body to answer with, given its `seq` once committed.
+    pub response: Option<Response>,
+    /// Stores the response under the caller's idempotency key.
+    pub idempotency: Option<IdempotencyDraft>,
+    /// Where the outcome goes.
+    pub sender: oneshot::Sender<Result<Committed, MarketError>>,
+}
+
+/// An `Idempotency-Key` to record with the response.
+#[derive(Debug, Clone)]
+pub struct IdempotencyDraft {
+    /// Keys are per user.
+    pub user_id: i64,
+    /// The key.
+    pub key: String,
+    /// The request digest.
+    pub request_hash: String,
+}
+
+/// A response body that still lacks its `seq`.
+#[derive(Debug, Clone)]
+pub enum Response {
+    /// `POST /bids`, `POST /asks`: `{order, matches, seq}`.
+    Placed {
+        /// The order after matching.
+        order: OrderView,
+        /// The matches it made.
+        matches: Vec<MatchView>,
+    },
+    /// `PATCH /orders/{id}`: the order, with `matches` and `seq` added.
+    Amended {
+        /// The order after the amendment and any matching.
+        order: OrderView,
+        /// The matches it made.
+        matches: Vec<MatchView>,
+    },
+    /// `DELETE /orders/{id}`: the order, with `seq` added.
+    Cancelled {
+        /// The cancelled order.
+        order: OrderView,
+    },
+}
+
+impl Response {
+    fn to_body(&self, seq: i64) -> String {
+        #[derive(Serialize)]
+        struct Placed<'a> {
+            order: &'a OrderView,
+            matches: &'a [MatchView],
+            seq: i64,
+        }
+        #[derive(Serialize)]
+        struct Amended<'a> {
+            #[serde(flatten)]
+            order: &'a OrderView,
+            matches: &'a [MatchView],
+            seq: i64,
+        }
+        #[derive(Serialize)]
+        struct Cancelled<'a> {
+            #[serde(flatten)]
+            order: &'a OrderView,
+            seq: i64,
+        }
+        let body = match self {
+            Self::Placed { order, matches } => serde_json::to_string(&Placed {
+                order,
+                matches,
+                seq,
+            }),
+            Self::Amended { order, matches } => serde_json::to_string(&Amended {
+                order,
+                matches,
+                seq,
+            }),
+            Self::Cancelled { order } => serde_json::to_string(&Cancelled { order, seq }),
+        };
+        // Plain structs of strings and numbers always serialize.
+        body.unwrap_or_default()
+    }
+}
+
+/// A committed unit.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// The `seq` of the last event the unit caused on its channel (or the
+    /// channel's current `seq` if it caused none there).
+    pub seq: i64,
+    /// The response body, when the unit had a [`Response`].
+    pub body: Option<String>,
+}
+
+/// The writer task's state.
+pub struct Writer {
+    store: Store,
+    units: mpsc::Receiver<Unit>,
+    /// The last committed `seq` of every channel.
+    seqs: HashMap<Channel, i64>,
+    replicas: Arc<Replicas>,
+    bus: Arc<dyn Bus>,
+    /// Most units one transaction takes.
+    max_batch: usize,
+}
+
+impl Writer {
+    /// A writer continuing after the committed `seqs`.
+    pub fn new(
+        store: Store,
+        units: mpsc::Receiver<Unit>,
+        seqs: HashMap<Channel, i64>,
+        replicas: Arc<Replicas>,
+        bus: Arc<dyn Bus>,
+        max_batch: usize,
+    ) -> Self {
+        Self {
+            store,
+            units,
+            seqs,
+            replicas,
+            bus,
+            max_batch: max_batch.max(1),
+        }
+    }
+
+    /// Commits batches until every sender is gone and the queue is empty,
+    /// which is how shutdown drains it.
+    pub async fn run(mut self) {
+        let mut units = Vec::with_capacity(self.max_batch);
+        let mut batch = Batch::default();
+        while self.units.recv_many(&mut units, self.max_batch).await > 0 {
+            self.commit(&mut units, &mut batch).await;
+            units.clear();
+            batch.clear();
+        }
+        tracing::info!("writer stopped: every accepted command is committed");
+    }
+
+    async fn commit(&mut self, units: &mut Vec<Unit>, batch: &mut Batch) {
+        // Results decided on top of a failed commit are refused.
+        units.retain_mut(|unit| {
+            let stale = unit
+                .epoch
+                .as_ref()
+                .is_some_and(|(stale_up_to, epoch)| *epoch <= stale_up_to.load(Ordering::Acquire));
+            if stale {
+                if let Some(reply) = unit.reply.take() {
+                    let _ = reply.sender.send(Err(MarketError::Unavailable));
+                }
+                metrics::counter!("bidask_units_refused_stale_total").increment(1);
+            }
+            !stale
+        });
+        if units.is_empty() {
+            return;
+        }
+        let now = now_micros();
+        let ts = format_micros(now);
+        let mut seqs: HashMap<Channel, i64> = HashMap::new();
+        let mut published: Vec<(usize, usize, i64, Arc<str>)> = Vec::new();
+        let mut replies: Vec<(usize, i64, Option<String>)> = Vec::new();
+        let mut order_slots: HashMap<i64, usize> = HashMap::new();
+        for (index, unit) in units.iter().enumerate() {
+            if let Some(product) = &unit.product {
+                batch.products.push(product.clone());
+            }
+            for order in &unit.orders {
+                match order_slots.get(&order.id) {
+                    Some(&slot) => batch.orders[slot] = order.clone(),
+                    None => {
+                        order_slots.insert(order.id, batch.orders.len());
+                        batch.orders.push(order.clone());
+                    }
+                }
+            }
+            batch.matches.extend(unit.matches.iter().cloned());
+            for (event_index, event) in unit.events.iter().enumerate() {
+                let last = *seqs
+                    .entry(event.channel)
+                    .or_insert_with(|| self.seqs.get(&event.channel).copied().unwrap_or(0));
+                let seq = last + 1;
+                seqs.insert(event.channel, seq);
+                let payload = event.to_json(seq, &ts);
+                if let FeedBody::UserMatch(notice) = &event.body {
+                    batch.notifications.push(NotificationRecord {
+                        id: notice.notification_id,
+                        user_id: notice.user_id,
+                        match_id: notice.match_id,
+                        order_id: notice.order_id,
+                        payload: payload.clone(),
+                        created_at: now,
+                    });
+                }
+                batch.events.push(FeedEventRecord {
+                    channel: event.channel.to_string(),
+                    seq,
+                    event_type: event.body.event_type().to_owned(),
+                    payload: payload.clone(),
+                    created_at: now,
+                });
+                published.push((index, event_index, seq, payload.into()));
+            }
+            if let Some(reply) = &unit.reply {
+                let seq = seqs
+                    .get(&unit.channel)
+                    .or_else(|| self.seqs.get(&unit.channel))
+                    .copied()
+                    .unwrap_or(0);
+                let body = reply
+                    .response
+                    .as_ref()
+                    .map(|response| response.to_body(seq));
+                if let (Some(draft), Some(body)) = (&reply.idempotency, &body) {
+                    batch.idempotency.push(IdempotencyRecord {
+                        user_id: draft.user_id,
+                        key: draft.key.clone(),
+                        request_hash: draft.request_hash.clone(),
+                        status: 201,
+                        response: body.clone(),
+                        created_at: now,
+                    });
+                }
+                replies.push((index, seq, body));
+            }
+        }
+
+        let started = Instant::now();
+        let result = self.store.commit(batch).await;
+        metrics::histogram!("bidask_commit_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("bidask_commit_batch_units").record(units.len() as f64);
+        if let Err(error) = result {
+            tracing::error!(
+                %error,
+                units = units.len(),
+                orders = batch.orders.len(),
+                "batch commit failed; its products rebuild from the database"
+            );
+            metrics::counter!("bidask_commit_failures_total").increment(1);
+            for unit in units.iter_mut() {
+                if let Some((stale_up_to, epoch)) = &unit.epoch {
+                    stale_up_to.fetch_max(*epoch, Ordering::AcqRel);
+                }
+                if let Some(reply) = unit.reply.take() {
+                    let _ = reply.sender.send(Err(MarketError::Unavailable));
+                }
+            }
+            return;
+        }
+
+        self.seqs.extend(seqs);
+        for (index, event_index, seq, message) in published {
+            let event = &units[index].events[event_index];
+            if let Channel::Product(product_id) = event.channel {
+                self.replicas.apply(product_id, seq, &event.body);
+            }
+            self.bus.publish(Published {
+                channel: event.channel,
+                seq,
+                message,
+            });
+        }
+        metrics::counter!("bidask_events_published_total").increment(batch.events.len() as u64);
+        for (index, seq, body) in replies {
+            if let Some(reply) = units[index].reply.take() {
+                let _ = reply.sender.send(Ok(Committed { seq, body }));
+            }
+        }
+    }
+}

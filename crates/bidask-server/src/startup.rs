@@ -1,0 +1,316 @@
+//! Building the application and running it until shutdown.
+//!
+//! [`Application::build`] does everything that can fail (connect, migrate,
+//! bootstrap accounts, rebuild every book, bind the port) before anything
+//! is served, so tests can start it on port 0 and read the address.
+//!
+//! Shutdown drains in this order: stop accepting connections and let
+//! in-flight requests finish; close the market actors' queues so they
+//! finish what is queued; let the writer commit everything that was
+//! accepted; close the database pool.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bidask_store::{Backend, NewUser, Store, StoreError, StoreOptions};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::auth::{Password, Role, Tokens, Username, password};
+use crate::bus::LocalBus;
+use crate::catalog::{Catalog, Product};
+use crate::clock::{DAY, now_micros};
+use crate::config::{DatabaseConfig, ServeConfig};
+use crate::http::{ApiSettings, AppState};
+use crate::market::replica::Replicas;
+use crate::market::{Markets, RuntimeOptions};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The database refused or is unreachable.
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    /// The port could not be bound, or serving failed.
+    #[error("network: {0}")]
+    Io(#[from] std::io::Error),
+    /// A setting is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// A built application, bound and ready to run.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    markets: Arc<Markets>,
+    writer: JoinHandle<()>,
+    store: Store,
+    shutdown_timeout: Duration,
+}
+
+/// Applies the migrations of the configured database.
+pub async fn migrate(config: &DatabaseConfig) -> Result<(), StartupError> {
+    let store = Store::connect_lazy(&config.database_url, &StoreOptions::default())?;
+    store.migrate().await?;
+    store.close().await;
+    Ok(())
+}
+
+impl Application {
+    /// Connects, migrates, bootstraps and rebuilds everything, then binds.
+    pub async fn build(config: ServeConfig) -> Result<Self, StartupError> {
+        let store = Store::connect_lazy(
+            &config.database.database_url,
+            &StoreOptions {
+                max_connections: config.db_connections.max(2),
+                ..StoreOptions::default()
+            },
+        )?;
+        store.migrate().await?;
+        let secret = jwt_secret(&config, store.backend())?;
+        let tokens = Tokens::new(&secret, config.token_lifetime_secs);
+        ensure_admin(&store, &config).await?;
+
+        let products = store
+            .products()
+            .await?
+            .into_iter()
+            .map(Product::from_record)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        let catalog = Arc::new(Catalog::new(products));
+        let replicas = Arc::new(Replicas::default());
+        let bus = Arc::new(LocalBus::new(1_024));
+        let (markets, writer) = Markets::start(
+            store.clone(),
+            Arc::clone(&catalog),
+            replicas,
+            bus,
+            RuntimeOptions {
+                max_batch: config.max_batch,
+                ..RuntimeOptions::default()
+            },
+        )
+        .await?;
+        if config.demo && catalog.is_empty() {
+            for record in crate::demo::catalog(|| markets.next_product_id(), now_micros()) {
+                markets.create_product(record).await.map_err(|error| {
+                    StartupError::Config(format!("seeding the demo catalog: {error}"))
+                })?;
+            }
+            tracing::info!(products = catalog.all().len(), "seeded the demo catalog");
+        }
+        spawn_idempotency_pruning(store.clone());
+
+        let state = AppState {
+            store: store.clone(),
+            catalog,
+            markets: Arc::clone(&markets),
+            tokens,
+            metrics: metrics_handle(),
+            known_users: Arc::new(Mutex::new(HashSet::new())),
+            keys_in_flight: Arc::new(Mutex::new(HashSet::new())),
+            catalog_lock: Arc::new(tokio::sync::Mutex::new(())),
+        };
+        let router = crate::http::router(
+            state,
+            &ApiSettings {
+                body_limit: config.body_limit,
+                allowed_origins: config.allowed_origins.clone(),
+            },
+        );
+        let listener = TcpListener::bind(config.listen).await?;
+        Ok(Self {
+            listener,
+            router,
+            markets,
+            writer,
+            store,
+            shutdown_timeout: config.shutdown_timeout(),
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> Result<SocketAddr, StartupError> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Serves until `shutdown` resolves, then drains in order (see the
+    /// module docs).
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
+        let Self {
+            listener,
+            router,
+            markets,
+            writer,
+            store,
+            shutdown_timeout,
+        } = self;
+        let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stopping.send(());
+        });
+        let server = tokio::spawn(async move { server.await });
+        // In-flight requests get `shutdown_timeout` to finish once the
+        // signal came; the server task ends sooner when they do.
+        let server_result = async {
+            let _ = stopped.await;
+            tokio::time::timeout(shutdown_timeout, server).await
+        };
+        let outcome = server_result.await;
+        markets.close();
+        if writer.await.is_err() {
+            tracing::error!("the writer task failed during shutdown");
+        }
+        store.close().await;
+        match outcome {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(error))) => Err(StartupError::Io(error)),
+            Ok(Err(join)) => Err(StartupError::Config(format!("server task: {join}"))),
+            Err(_) => {
+                tracing::warn!("shutdown timed out with requests still in flight");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One Prometheus recorder per process, shared by every application in it
+/// (tests start several).
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+                    0.25, 0.5, 1.0, 2.5,
+                ])
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (a test harness);
+            // then this handle renders nothing, which is all we can do.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// The token secret: configured, or generated once and kept beside the
+/// embedded database.
+fn jwt_secret(config: &ServeConfig, backend: Backend) -> Result<Vec<u8>, StartupError> {
+    if let Some(secret) = &config.jwt_secret {
+        if secret.len() < 32 {
+            return Err(StartupError::Config(
+                "BIDASK_JWT_SECRET must be at least 32 characters".to_owned(),
+            ));
+        }
+        return Ok(secret.as_bytes().to_vec());
+    }
+    let Some(path) = secret_path(&config.database.database_url, backend) else {
+        tracing::warn!(
+            "BIDASK_JWT_SECRET is not set: using a random secret for this run; tokens will not \
+             survive a restart"
+        );
+        return random_secret();
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(secret) if secret.trim().len() >= 32 => Ok(secret.trim().as_bytes().to_vec()),
+        _ => {
+            let secret = random_secret()?;
+            write_private(&path, &secret)?;
+            tracing::warn!(
+                path = %path.display(),
+                "BIDASK_JWT_SECRET is not set: generated a secret and kept it beside the database"
+            );
+            Ok(secret)
+        }
+    }
+}
+
+/// `bidask.db` → `bidask.db.jwt-secret`; none for PostgreSQL or memory.
+fn secret_path(url: &str, backend: Backend) -> Option<PathBuf> {
+    if backend != Backend::Sqlite || url.contains(":memory:") {
+        return None;
+    }
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()?;
+    Some(PathBuf::from(format!("{path}.jwt-secret")))
+}
+
+fn random_secret() -> Result<Vec<u8>, StartupError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|error| StartupError::Config(format!("no randomness for a secret: {error}")))?;
+    Ok(bytes
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect::<String>()
+        .into_bytes())
+}
+
+fn write_private(path: &Path, secret: &[u8]) -> Result<(), StartupError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(secret)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+async fn ensure_admin(store: &Store, config: &ServeConfig) -> Result<(), StartupError> {
+    let (Some(username), Some(password)) = (&config.admin_username, &config.admin_password) else {
+        return Ok(());
+    };
+    let username = Username::parse(username)
+        .map_err(|error| StartupError::Config(format!("BIDASK_ADMIN_USERNAME: {error}")))?;
+    let password = Password::parse(password)
+        .map_err(|error| StartupError::Config(format!("BIDASK_ADMIN_PASSWORD: {error}")))?;
+    let password_hash = password::hash(password)
+        .await
+        .map_err(|error| StartupError::Config(error.to_string()))?;
+    store
+        .ensure_admin(&NewUser {
+            username: username.to_string(),
+            password_hash,
+            role: Role::Admin.as_str().to_owned(),
+            created_at: now_micros(),
+        })
+        .await?;
+    tracing::info!(%username, "admin account ready");
+    Ok(())
+}
+
+/// Forgets idempotency keys older than a day, hourly.
+fn spawn_idempotency_pruning(store: Store) {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_secs(3_600));
+        loop {
+            interval.tick().await;
+            match store.prune_idempotency(now_micros() - DAY).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::debug!(pruned, "forgot old idempotency keys"),
+                Err(error) => tracing::warn!(%error, "cannot prune idempotency keys"),
+            }
+        }
+    });
+}

@@ -1,0 +1,69 @@
+//! What can go wrong in the store, sorted by what the caller should do.
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached (connection refused, pool timeout,
+    /// connection lost): the caller answers 503 and tries again later.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// A unique constraint refused the write (a taken username, a reused
+    /// key): the caller answers 409.
+    #[error("a unique constraint refused the write ({constraint})")]
+    Conflict {
+        /// The name of the constraint, or the database's message when the
+        /// backend does not name it (SQLite).
+        constraint: String,
+    },
+    /// The database URL names no backend this store speaks.
+    #[error("the database URL must start with postgres://, postgresql:// or sqlite: (got {0:?})")]
+    InvalidUrl(String),
+    /// A stored value does not fit the schema this code expects.
+    #[error("stored data is not valid: {0}")]
+    Corrupt(String),
+    /// Any other database error: a bug, or a broken database.
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    /// The migrations could not be applied.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// Whether retrying later can help: the database was unreachable
+    /// rather than refusing what was asked.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_) => Self::Unavailable(error),
+            sqlx::Error::Database(ref database) if database.is_unique_violation() => {
+                Self::Conflict {
+                    constraint: database
+                        .constraint()
+                        .map_or_else(|| database.message().to_owned(), str::to_owned),
+                }
+            }
+            // PostgreSQL reports a server shutting down or restarting as
+            // database errors of class 57 (operator intervention) and 08
+            // (connection exception); they pass like a lost connection.
+            sqlx::Error::Database(ref database)
+                if database
+                    .code()
+                    .is_some_and(|code| code.starts_with("57") || code.starts_with("08")) =>
+            {
+                Self::Unavailable(error)
+            }
+            error => Self::Database(error),
+        }
+    }
+}

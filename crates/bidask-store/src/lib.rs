@@ -1,0 +1,37 @@
+//! Persistence for bidask: the database is the log.
+//!
+//! The server keeps every book in memory and writes what its matching
+//! actors decided here, in batches: [`Store::commit`] writes one [`Batch`]
+//! (orders, matches, feed events, notifications, new products, idempotent
+//! responses from many requests) in one transaction, so a request's reply
+//! can wait for exactly the commit that made it durable. On start the books
+//! are rebuilt from [`Store::open_orders`] and the feed's sequence numbers
+//! continue from [`Store::last_seqs`].
+//!
+//! Read in this order:
+//! - [`pool`]: connecting to PostgreSQL or the embedded SQLite file, and
+//!   running the migrations of the matching backend;
+//! - [`records`]: the rows, as plain values (ids, integer ticks, microsecond
+//!   times) that mean the same on both backends;
+//! - [`batch`]: the group-commit write;
+//! - [`reads`]: what the API and recovery read back;
+//! - [`error`]: what can go wrong, sorted by what a caller should do.
+//!
+//! Both backends go through sqlx's `Any` driver with one set of SQL
+//! statements (numbered `$N` parameters, which both understand), so they
+//! cannot drift apart; the schema itself lives in `migrations/postgres` and
+//! `migrations/sqlite` and differs only where the two dialects do.
+
+pub mod batch;
+pub mod error;
+pub mod pool;
+pub mod reads;
+pub mod records;
+
+pub use batch::Batch;
+pub use error::StoreError;
+pub use pool::{Backend, Store, StoreOptions};
+pub use records::{
+    FeedEventRecord, IdempotencyRecord, MatchRecord, NewUser, NotificationRecord, OrderRecord,
+    ProductRecord, UserRecord,
+};

@@ -1,0 +1,405 @@
+//! What the API and recovery read back, and the few writes that do not go
+//! through the group commit (accounts are not part of any book).
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::error::StoreError;
+use crate::pool::Store;
+use crate::records::{
+    IdempotencyRecord, MatchRecord, NewUser, NotificationRecord, OrderRecord, ProductRecord,
+    UserRecord,
+};
+
+/// The largest ids in use, so the server continues after them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LastIds {
+    /// Largest product id, 0 if none.
+    pub product: i64,
+    /// Largest order id.
+    pub order: i64,
+    /// Largest match id.
+    pub matches: i64,
+    /// Largest notification id.
+    pub notification: i64,
+    /// Largest queue priority.
+    pub priority: i64,
+}
+
+/// One page of a newest-first list: rows with ids below `before`.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    /// Only rows with a smaller id (the previous page's last id).
+    pub before: Option<i64>,
+    /// At most this many rows.
+    pub limit: i64,
+}
+
+const ORDER_COLUMNS: &str = "id, user_id, product_id, market, side, price_ticks, quantity, \
+    remaining_quantity, status, time_in_force, cancel_reason, expires_at, created_at, \
+    updated_at, priority";
+const MATCH_COLUMNS: &str = "id, product_id, market, price_ticks, quantity, bid_order_id, \
+    ask_order_id, buyer_id, seller_id, taker_side, created_at";
+
+impl Store {
+    /// Creates an account; a taken username is [`StoreError::Conflict`].
+    pub async fn create_user(&self, user: &NewUser) -> Result<UserRecord, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO users (username, password_hash, role, created_at) \
+             VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(user.username.clone())
+        .bind(user.password_hash.clone())
+        .bind(user.role.clone())
+        .bind(user.created_at)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(UserRecord {
+            id: row.try_get(0)?,
+            username: user.username.clone(),
+            password_hash: user.password_hash.clone(),
+            role: user.role.clone(),
+            created_at: user.created_at,
+        })
+    }
+
+    /// Makes sure `user` exists as an admin with this password hash.
+    pub async fn ensure_admin(&self, user: &NewUser) -> Result<UserRecord, StoreError> {
+        sqlx::query(
+            "INSERT INTO users (username, password_hash, role, created_at) \
+             VALUES ($1, $2, 'admin', $3) ON CONFLICT (username) DO UPDATE \
+             SET password_hash = excluded.password_hash, role = 'admin'",
+        )
+        .bind(user.username.clone())
+        .bind(user.password_hash.clone())
+        .bind(user.created_at)
+        .execute(&self.pool)
+        .await?;
+        self.user_by_name(&user.username)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("admin user vanished after upsert".to_owned()))
+    }
+
+    /// The account with this username.
+    pub async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        sqlx::query(
+            "SELECT id, username, password_hash, role, created_at FROM users WHERE username = $1",
+        )
+        .bind(username.to_owned())
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|row| user(&row))
+        .transpose()
+    }
+
+    /// The account with this id.
+    pub async fn user_by_id(&self, id: i64) -> Result<Option<UserRecord>, StoreError> {
+        sqlx::query("SELECT id, username, password_hash, role, created_at FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| user(&row))
+            .transpose()
+    }
+
+    /// Every product with its sizes, oldest first.
+    pub async fn products(&self) -> Result<Vec<ProductRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, sku, name, brand, tick_units, scale, created_at FROM products ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut products = rows
+            .iter()
+            .map(|row| {
+                Ok(ProductRecord {
+                    id: row.try_get("id")?,
+                    sku: row.try_get("sku")?,
+                    name: row.try_get("name")?,
+                    brand: row.try_get("brand")?,
+                    tick_units: row.try_get("tick_units")?,
+                    scale: u32::try_from(row.try_get::<i64, _>("scale")?)
+                        .map_err(|_| StoreError::Corrupt("negative product scale".to_owned()))?,
+                    sizes: Vec::new(),
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let sizes =
+            sqlx::query("SELECT product_id, size FROM product_sizes ORDER BY product_id, market")
+                .fetch_all(&self.pool)
+                .await?;
+        for row in &sizes {
+            let product_id: i64 = row.try_get("product_id")?;
+            let index = products
+                .binary_search_by_key(&product_id, |product| product.id)
+                .map_err(|_| {
+                    StoreError::Corrupt(format!("size of unknown product {product_id}"))
+                })?;
+            products[index].sizes.push(row.try_get("size")?);
+        }
+        Ok(products)
+    }
+
+    /// The resting orders of one product in queue priority: restoring them
+    /// in this order rebuilds its books exactly.
+    pub async fn open_orders(&self, product_id: i64) -> Result<Vec<OrderRecord>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE product_id = $1 \
+             AND status IN ('open', 'partially_filled') ORDER BY priority"
+        )))
+        .bind(product_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(order)
+        .collect()
+    }
+
+    /// The last sequence number of every feed channel.
+    pub async fn last_seqs(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        sqlx::query("SELECT channel, MAX(seq) FROM feed_events GROUP BY channel")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+
+    /// The largest ids in use.
+    pub async fn last_ids(&self) -> Result<LastIds, StoreError> {
+        let row = sqlx::query(
+            "SELECT \
+               (SELECT COALESCE(MAX(id), 0) FROM products), \
+               (SELECT COALESCE(MAX(id), 0) FROM orders), \
+               (SELECT COALESCE(MAX(id), 0) FROM matches), \
+               (SELECT COALESCE(MAX(id), 0) FROM notifications), \
+               (SELECT COALESCE(MAX(priority), 0) FROM orders)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(LastIds {
+            product: row.try_get(0)?,
+            order: row.try_get(1)?,
+            matches: row.try_get(2)?,
+            notification: row.try_get(3)?,
+            priority: row.try_get(4)?,
+        })
+    }
+
+    /// One order.
+    pub async fn order(&self, id: i64) -> Result<Option<OrderRecord>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(order)
+        .transpose()
+    }
+
+    /// A user's orders, newest first, optionally of one status and product.
+    pub async fn user_orders(
+        &self,
+        user_id: i64,
+        status: Option<&str>,
+        product_id: Option<i64>,
+        page: Page,
+    ) -> Result<Vec<OrderRecord>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = $1 \
+             AND (CAST($2 AS TEXT) IS NULL OR status = $2) \
+             AND (CAST($3 AS BIGINT) IS NULL OR product_id = $3) \
+             AND (CAST($4 AS BIGINT) IS NULL OR id < $4) \
+             ORDER BY id DESC LIMIT $5"
+        )))
+        .bind(user_id)
+        .bind(status.map(str::to_owned))
+        .bind(product_id)
+        .bind(page.before)
+        .bind(page.limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(order)
+        .collect()
+    }
+
+    /// A user's trades as buyer or seller, newest first.
+    pub async fn user_matches(
+        &self,
+        user_id: i64,
+        page: Page,
+    ) -> Result<Vec<MatchRecord>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {MATCH_COLUMNS} FROM matches WHERE (buyer_id = $1 OR seller_id = $1) \
+             AND (CAST($2 AS BIGINT) IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+        )))
+        .bind(user_id)
+        .bind(page.before)
+        .bind(page.limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(trade)
+        .collect()
+    }
+
+    /// A product's public trades, newest first, optionally of one size.
+    pub async fn market_matches(
+        &self,
+        product_id: i64,
+        market: Option<i64>,
+        page: Page,
+    ) -> Result<Vec<MatchRecord>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {MATCH_COLUMNS} FROM matches WHERE product_id = $1 \
+             AND (CAST($2 AS BIGINT) IS NULL OR market = $2) \
+             AND (CAST($3 AS BIGINT) IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
+        )))
+        .bind(product_id)
+        .bind(market)
+        .bind(page.before)
+        .bind(page.limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(trade)
+        .collect()
+    }
+
+    /// The price of the last trade of each market of a product that has
+    /// traded: `(market, price_ticks)`.
+    pub async fn last_sales(&self, product_id: i64) -> Result<Vec<(i64, i64)>, StoreError> {
+        sqlx::query(
+            "SELECT m.market, m.price_ticks FROM matches m \
+             JOIN (SELECT market, MAX(id) AS id FROM matches WHERE product_id = $1 GROUP BY market) \
+             last ON m.id = last.id",
+        )
+        .bind(product_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
+    }
+
+    /// A user's notifications after id `after`, oldest first.
+    pub async fn notifications(
+        &self,
+        user_id: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<NotificationRecord>, StoreError> {
+        sqlx::query(
+            "SELECT id, user_id, match_id, order_id, payload, created_at FROM notifications \
+             WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(user_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(NotificationRecord {
+                id: row.try_get("id")?,
+                user_id: row.try_get("user_id")?,
+                match_id: row.try_get("match_id")?,
+                order_id: row.try_get("order_id")?,
+                payload: row.try_get("payload")?,
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .collect()
+    }
+
+    /// The stored first response to `key` from this user, if it was made
+    /// at or after `since`.
+    pub async fn idempotency(
+        &self,
+        user_id: i64,
+        key: &str,
+        since: i64,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        sqlx::query(
+            "SELECT user_id, key, request_hash, status, response, created_at \
+             FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND created_at >= $3",
+        )
+        .bind(user_id)
+        .bind(key.to_owned())
+        .bind(since)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|row| {
+            Ok(IdempotencyRecord {
+                user_id: row.try_get("user_id")?,
+                key: row.try_get("key")?,
+                request_hash: row.try_get("request_hash")?,
+                status: row.try_get("status")?,
+                response: row.try_get("response")?,
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Forgets idempotency keys made before `before`; returns how many.
+    pub async fn prune_idempotency(&self, before: i64) -> Result<u64, StoreError> {
+        Ok(
+            sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+                .bind(before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+}
+
+fn user(row: &AnyRow) -> Result<UserRecord, StoreError> {
+    Ok(UserRecord {
+        id: row.try_get("id")?,
+        username: row.try_get("username")?,
+        password_hash: row.try_get("password_hash")?,
+        role: row.try_get("role")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn order(row: &AnyRow) -> Result<OrderRecord, StoreError> {
+    Ok(OrderRecord {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        product_id: row.try_get("product_id")?,
+        market: row.try_get("market")?,
+        side: row.try_get("side")?,
+        price_ticks: row.try_get("price_ticks")?,
+        quantity: row.try_get("quantity")?,
+        remaining_quantity: row.try_get("remaining_quantity")?,
+        status: row.try_get("status")?,
+        time_in_force: row.try_get("time_in_force")?,
+        cancel_reason: row.try_get("cancel_reason")?,
+        expires_at: row.try_get("expires_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        priority: row.try_get("priority")?,
+    })
+}
+
+fn trade(row: &AnyRow) -> Result<MatchRecord, StoreError> {
+    Ok(MatchRecord {
+        id: row.try_get("id")?,
+        product_id: row.try_get("product_id")?,
+        market: row.try_get("market")?,
+        price_ticks: row.try_get("price_ticks")?,
+        quantity: row.try_get("quantity")?,
+        bid_order_id: row.try_get("bid_order_id")?,
+        ask_order_id: row.try_get("ask_order_id")?,
+        buyer_id: row.try_get("buyer_id")?,
+        seller_id: row.try_get("seller_id")?,
+        taker_side: row.try_get("taker_side")?,
+        created_at: row.try_get("created_at")?,
+    })
+}

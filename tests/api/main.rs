@@ -1,0 +1,3 @@
+//! The REST API end to end, each scenario against SQLite and PostgreSQL.
+
+mod trading;

@@ -1,0 +1,133 @@
+//! Accounts and the core trade: a seller's ask, a buyer's crossing bid.
+
+use bidask_tests::{Backend, on_both_backends, spawn_app};
+use serde_json::json;
+
+on_both_backends!(register_login_and_me, ask_then_crossing_bid_makes_one_match);
+
+async fn register_login_and_me(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ann = app.register("ann").await;
+
+    let again = app
+        .post(
+            "/api/v1/auth/register",
+            None,
+            &json!({"username": "ann", "password": "another-password"}),
+        )
+        .await;
+    assert_eq!((again.status, again.code()), (409, "username_taken"));
+
+    let login = app
+        .post(
+            "/api/v1/auth/login",
+            None,
+            &json!({"username": "ann", "password": "password-of-ann"}),
+        )
+        .await;
+    assert_eq!(login.status, 200, "{:?}", login.body);
+    assert!(
+        login.body["expires_at"]
+            .as_str()
+            .is_some_and(|at| at.ends_with('Z'))
+    );
+    let wrong = app
+        .post(
+            "/api/v1/auth/login",
+            None,
+            &json!({"username": "ann", "password": "wrong-password"}),
+        )
+        .await;
+    assert_eq!((wrong.status, wrong.code()), (401, "invalid_credentials"));
+    let nobody = app
+        .post(
+            "/api/v1/auth/login",
+            None,
+            &json!({"username": "nobody", "password": "wrong-password"}),
+        )
+        .await;
+    assert_eq!((nobody.status, nobody.code()), (401, "invalid_credentials"));
+
+    let me = app.get("/api/v1/me", Some(&ann.token)).await;
+    assert_eq!(me.status, 200);
+    assert_eq!(me.body["id"], ann.id);
+    assert_eq!(me.body["username"], "ann");
+    assert_eq!(me.body["role"], "trader");
+    let anonymous = app.get("/api/v1/me", None).await;
+    assert_eq!((anonymous.status, anonymous.code()), (401, "missing_token"));
+    app.stop().await;
+}
+
+async fn ask_then_crossing_bid_makes_one_match(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let product = app.create_product("AJ1-CHI", &["9", "10", "10.5"]).await;
+    let seller = app.register("seller").await;
+    let buyer = app.register("buyer").await;
+
+    let ask = app.order(&seller, "ask", product, "10", "220.00").await;
+    assert_eq!(ask.status, 201, "{:?}", ask.body);
+    assert_eq!(ask.body["order"]["status"], "open");
+    assert_eq!(ask.body["order"]["price"], "220.00");
+    assert_eq!(ask.body["matches"], json!([]));
+    let ask_id = ask.body["order"]["id"].as_i64().expect("an id");
+
+    let bid = app
+        .place(
+            &buyer,
+            "bid",
+            &json!({"product_id": product, "size": "10", "price": 225, "quantity": 1}),
+        )
+        .await;
+    assert_eq!(bid.status, 201, "{:?}", bid.body);
+    assert_eq!(bid.body["order"]["status"], "filled");
+    assert_eq!(bid.body["order"]["remaining_quantity"], 0);
+    let matches = bid.body["matches"].as_array().expect("matches");
+    assert_eq!(matches.len(), 1);
+    assert_eq!(matches[0]["price"], "220.00", "trades at the resting price");
+    assert_eq!(matches[0]["ask_order_id"], ask_id);
+    assert_eq!(matches[0]["taker_side"], "bid");
+    assert!(
+        bid.body["seq"]
+            .as_i64()
+            .is_some_and(|seq| seq > ask.body["seq"].as_i64().unwrap_or(0))
+    );
+
+    let ask_now = app
+        .get(&format!("/api/v1/orders/{ask_id}"), Some(&seller.token))
+        .await;
+    assert_eq!(ask_now.body["status"], "filled");
+
+    let book = app.book(product, "10").await;
+    assert_eq!(book["bids"], json!([]));
+    assert_eq!(book["asks"], json!([]));
+    assert_eq!(book["seq"], bid.body["seq"]);
+
+    let summary = app.get(&format!("/api/v1/products/{product}"), None).await;
+    let market = &summary.body["markets"][1];
+    assert_eq!(market["size"], "10");
+    assert_eq!(market["last_sale"], "220.00");
+    assert_eq!(market["highest_bid"], json!(null));
+
+    let seller_matches = app.get("/api/v1/matches", Some(&seller.token)).await;
+    assert_eq!(seller_matches.body["items"][0]["role"], "seller");
+    let buyer_matches = app.get("/api/v1/matches", Some(&buyer.token)).await;
+    assert_eq!(buyer_matches.body["items"][0]["role"], "buyer");
+
+    let notes = app.get("/api/v1/notifications", Some(&seller.token)).await;
+    assert_eq!(notes.status, 200, "{:?}", notes.body);
+    let note = &notes.body["items"][0];
+    assert_eq!(note["type"], "MATCH_CREATED");
+    assert_eq!(note["role"], "seller");
+    assert_eq!(note["channel"], format!("user:{}", seller.id));
+    assert_eq!(
+        note["message"],
+        "Your Sneaker AJ1-CHI (size 10) sold for $220.00!"
+    );
+
+    let public = app
+        .get(&format!("/api/v1/products/{product}/matches?size=10"), None)
+        .await;
+    assert_eq!(public.body["items"].as_array().map(Vec::len), Some(1));
+    assert!(public.body["items"][0].get("buyer_id").is_none());
+    app.stop().await;
+}

@@ -1,0 +1,384 @@
+//! The end-to-end test harness: a real server on port 0 against a fresh
+//! database, and a typed client so that tests read like their scenarios.
+//!
+//! PostgreSQL tests need `BIDASK_TEST_POSTGRES_URL`, a URL of a server
+//! where the tests may create databases; `scripts/test` starts a private
+//! one and sets it. Without it those tests fail, they do not skip.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use bidask_server::config::{DatabaseConfig, ServeConfig};
+use bidask_server::startup::Application;
+use serde_json::{Value, json};
+use sqlx::Connection;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The admin account every test server bootstraps.
+pub const ADMIN: (&str, &str) = ("admin", "admin-password");
+/// The token secret of every test server.
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret!";
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded default, in a temporary directory.
+    Sqlite,
+    /// A fresh database on the test PostgreSQL server.
+    Postgres,
+}
+
+/// A fresh, empty database that lives as long as this value.
+#[derive(Debug)]
+pub struct TestDatabase {
+    /// Its URL.
+    pub url: String,
+    /// The SQLite file's directory.
+    _directory: Option<TempDir>,
+}
+
+/// The URL of the test PostgreSQL server's maintenance database.
+pub fn postgres_admin_url() -> String {
+    std::env::var("BIDASK_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!(
+            "BIDASK_TEST_POSTGRES_URL is not set: run the tests with scripts/test, which starts \
+             a private PostgreSQL server (or point it at a server where tests may create databases)"
+        )
+    })
+}
+
+impl TestDatabase {
+    /// A new empty database of `backend`.
+    pub async fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let directory = tempfile::tempdir().expect("a temporary directory");
+                let url = format!("sqlite://{}/bidask.db", directory.path().display());
+                Self {
+                    url,
+                    _directory: Some(directory),
+                }
+            }
+            Backend::Postgres => {
+                static COUNTER: AtomicU32 = AtomicU32::new(0);
+                let admin_url = postgres_admin_url();
+                let name = format!(
+                    "bidask_test_{}_{}_{}",
+                    std::process::id(),
+                    COUNTER.fetch_add(1, Ordering::Relaxed),
+                    bidask_server::clock::now_micros() % 1_000_000
+                );
+                sqlx::any::install_default_drivers();
+                let mut connection = sqlx::AnyConnection::connect(&admin_url)
+                    .await
+                    .expect("the test PostgreSQL server (BIDASK_TEST_POSTGRES_URL) answers");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut connection)
+                    .await
+                    .expect("a fresh test database");
+                let base = admin_url
+                    .rsplit_once('/')
+                    .map_or(admin_url.as_str(), |(base, _)| base);
+                Self {
+                    url: format!("{base}/{name}"),
+                    _directory: None,
+                }
+            }
+        }
+    }
+}
+
+/// The configuration of a test server on `database`.
+pub fn test_config(database: &TestDatabase) -> ServeConfig {
+    ServeConfig {
+        listen: "127.0.0.1:0".parse().expect("a socket address"),
+        database: DatabaseConfig {
+            database_url: database.url.clone(),
+        },
+        demo: false,
+        jwt_secret: Some(JWT_SECRET.to_owned()),
+        token_lifetime_secs: 3_600,
+        admin_username: Some(ADMIN.0.to_owned()),
+        admin_password: Some(ADMIN.1.to_owned()),
+        allowed_origins: Vec::new(),
+        log_format: "text".to_owned(),
+        body_limit: 16 * 1024,
+        db_connections: 4,
+        max_batch: 2_048,
+        shutdown_timeout_secs: 10,
+    }
+}
+
+/// A running server and a client for it.
+pub struct TestApp {
+    /// `http://127.0.0.1:port`.
+    pub address: String,
+    /// Keep-alive client.
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+    /// The database, kept alive (and reusable after [`TestApp::stop`]).
+    pub database: Option<TestDatabase>,
+    admin_token: Option<String>,
+}
+
+/// A registered trader.
+#[derive(Debug, Clone)]
+pub struct Trader {
+    /// The user id.
+    pub id: i64,
+    /// The name.
+    pub username: String,
+    /// A bearer token.
+    pub token: String,
+}
+
+/// A response: status and JSON body (`Value::Null` if the body is not JSON).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// The HTTP status.
+    pub status: u16,
+    /// The body.
+    pub body: Value,
+    /// `Retry-After`, if any.
+    pub retry_after: Option<String>,
+}
+
+impl Reply {
+    /// The error code of a contract error body.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or_default()
+    }
+}
+
+/// Starts a server on a fresh database of `backend`.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_on(TestDatabase::new(backend).await, |_| {}).await
+}
+
+/// Starts a server on `database`, with `configure` applied to its settings.
+pub async fn spawn_app_on(
+    database: TestDatabase,
+    configure: impl FnOnce(&mut ServeConfig),
+) -> TestApp {
+    let mut config = test_config(&database);
+    configure(&mut config);
+    let application = Application::build(config).await.expect("the server starts");
+    let address = format!("http://{}", application.local_addr().expect("bound"));
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        application
+            .run_until_stopped(async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("the server runs and stops cleanly");
+    });
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("an HTTP client"),
+        shutdown: Some(shutdown),
+        server: Some(server),
+        database: Some(database),
+        admin_token: None,
+    }
+}
+
+impl TestApp {
+    /// Stops the server gracefully and waits until it has drained; returns
+    /// the database for a restart.
+    pub async fn stop(mut self) -> TestDatabase {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("the server task ends");
+        }
+        self.database.take().expect("the database")
+    }
+
+    /// Sends a request with an optional bearer token and JSON body text.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<String>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.address));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("the server answers");
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let text = response.text().await.expect("a body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            body,
+            retry_after,
+        }
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.send(reqwest::Method::GET, path, token, None, &[])
+            .await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
+        self.send(
+            reqwest::Method::POST,
+            path,
+            token,
+            Some(body.to_string()),
+            &[],
+        )
+        .await
+    }
+
+    /// `PATCH path` with a JSON body.
+    pub async fn patch(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
+        self.send(
+            reqwest::Method::PATCH,
+            path,
+            token,
+            Some(body.to_string()),
+            &[],
+        )
+        .await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Reply {
+        self.send(reqwest::Method::DELETE, path, token, None, &[])
+            .await
+    }
+
+    /// Registers `username` (password `password-of-<username>`).
+    pub async fn register(&self, username: &str) -> Trader {
+        let reply = self
+            .post(
+                "/api/v1/auth/register",
+                None,
+                &json!({"username": username, "password": format!("password-of-{username}")}),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "register {username}: {:?}", reply.body);
+        Trader {
+            id: reply.body["user"]["id"].as_i64().expect("a user id"),
+            username: username.to_owned(),
+            token: reply.body["token"].as_str().expect("a token").to_owned(),
+        }
+    }
+
+    /// A token of the bootstrapped admin.
+    pub async fn admin_token(&mut self) -> String {
+        if let Some(token) = &self.admin_token {
+            return token.clone();
+        }
+        let reply = self
+            .post(
+                "/api/v1/auth/login",
+                None,
+                &json!({"username": ADMIN.0, "password": ADMIN.1}),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "admin login: {:?}", reply.body);
+        let token = reply.body["token"].as_str().expect("a token").to_owned();
+        self.admin_token = Some(token.clone());
+        token
+    }
+
+    /// Creates a product with `sizes` (one-cent tick) and returns its id.
+    pub async fn create_product(&mut self, sku: &str, sizes: &[&str]) -> i64 {
+        let token = self.admin_token().await;
+        let reply = self
+            .post(
+                "/api/v1/products",
+                Some(&token),
+                &json!({"sku": sku, "name": format!("Sneaker {sku}"), "brand": "Nike", "sizes": sizes}),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "create product: {:?}", reply.body);
+        reply.body["id"].as_i64().expect("a product id")
+    }
+
+    /// `POST /bids` or `/asks` (`side` is `bid` or `ask`) with `body`.
+    pub async fn place(&self, trader: &Trader, side: &str, body: &Value) -> Reply {
+        self.post(&format!("/api/v1/{side}s"), Some(&trader.token), body)
+            .await
+    }
+
+    /// Places a one-unit gtc order at `price` and returns the reply.
+    pub async fn order(
+        &self,
+        trader: &Trader,
+        side: &str,
+        product_id: i64,
+        size: &str,
+        price: &str,
+    ) -> Reply {
+        self.place(
+            trader,
+            side,
+            &json!({"product_id": product_id, "size": size, "price": price}),
+        )
+        .await
+    }
+
+    /// The book of one market.
+    pub async fn book(&self, product_id: i64, size: &str) -> Value {
+        let reply = self
+            .get(
+                &format!("/api/v1/products/{product_id}/book?size={size}"),
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, 200, "book: {:?}", reply.body);
+        reply.body
+    }
+}
+
+/// Runs a scenario against both backends: `on_both_backends!(name, ...)`
+/// makes a module per scenario with a `sqlite` and a `postgres` test.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$scenario($crate::Backend::Sqlite).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$scenario($crate::Backend::Postgres).await;
+                }
+            }
+        )*
+    };
+}
