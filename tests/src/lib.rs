@@ -5,6 +5,10 @@
 //! where the tests may create databases; `scripts/test` starts a private
 //! one and sets it. Without it those tests fail, they do not skip.
 
+pub mod audit;
+pub mod cluster;
+pub mod process;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -50,6 +54,14 @@ pub fn postgres_admin_url() -> String {
 }
 
 impl TestDatabase {
+    /// A database someone else made (and cleans up).
+    pub fn at(url: String) -> Self {
+        Self {
+            url,
+            _directory: None,
+        }
+    }
+
     /// A new empty database of `backend`.
     pub async fn new(backend: Backend) -> Self {
         match backend {
@@ -153,6 +165,20 @@ impl Reply {
     }
 }
 
+/// Server logs go to the test's captured output (shown when it fails);
+/// `RUST_LOG` sets the level, warnings by default.
+fn init_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
 /// Starts a server on a fresh database of `backend`.
 pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_on(TestDatabase::new(backend).await, |_| {}).await
@@ -163,6 +189,7 @@ pub async fn spawn_app_on(
     database: TestDatabase,
     configure: impl FnOnce(&mut ServeConfig),
 ) -> TestApp {
+    init_logging();
     let mut config = test_config(&database);
     configure(&mut config);
     let application = Application::build(config).await.expect("the server starts");
@@ -190,6 +217,21 @@ pub async fn spawn_app_on(
 }
 
 impl TestApp {
+    /// A client for a server running elsewhere (another process).
+    pub fn connect(address: String) -> Self {
+        Self {
+            address,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("an HTTP client"),
+            shutdown: None,
+            server: None,
+            database: None,
+            admin_token: None,
+        }
+    }
+
     /// Stops the server gracefully and waits until it has drained; returns
     /// the database for a restart.
     pub async fn stop(mut self) -> TestDatabase {
@@ -199,7 +241,7 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             server.await.expect("the server task ends");
         }
-        self.database.take().expect("the database")
+        self.database.take().expect("a database this app started")
     }
 
     /// Sends a request with an optional bearer token and JSON body text.
@@ -351,9 +393,14 @@ impl TestApp {
 
     /// The book of one market.
     pub async fn book(&self, product_id: i64, size: &str) -> Value {
+        self.book_depth(product_id, size, 50).await
+    }
+
+    /// The book of one market, `depth` levels a side.
+    pub async fn book_depth(&self, product_id: i64, size: &str, depth: usize) -> Value {
         let reply = self
             .get(
-                &format!("/api/v1/products/{product_id}/book?size={size}"),
+                &format!("/api/v1/products/{product_id}/book?size={size}&depth={depth}"),
                 None,
             )
             .await;

@@ -1,0 +1,275 @@
+//! Crash safety: `kill -9` mid-stream, and the database going away
+//! mid-stream. After either, what got a 201 is there with its matches,
+//! nothing is half-written, the books are exactly what was committed, and
+//! `seq` continues without reuse.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bidask_tests::audit::audit;
+use bidask_tests::cluster::Cluster;
+use bidask_tests::process::ServerProcess;
+use bidask_tests::{Backend, TestApp, TestDatabase, Trader, spawn_app_on};
+use serde_json::{Value, json};
+
+/// The `bidask` command line, built as this package's binary.
+const SERVER: &str = env!("CARGO_BIN_EXE_bidask-under-test");
+const SIZES: [&str; 3] = ["9", "10", "11"];
+const TRADERS: usize = 6;
+
+/// One trader's stream: alternating passive and crossing orders around
+/// 100.00, at most `orders` of them, until `stop` is set.
+async fn trade(
+    app: Arc<TestApp>,
+    trader: Trader,
+    product_id: i64,
+    orders: usize,
+    stop: Arc<AtomicBool>,
+) -> Vec<Value> {
+    let mut acknowledged = Vec::new();
+    for step in 0..orders {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let side = if (step + trader.username.len()).is_multiple_of(2) {
+            "bid"
+        } else {
+            "ask"
+        };
+        let offset = i64::try_from(step % 7).unwrap_or(0);
+        // Every third order crosses the middle, the rest rest near it.
+        let cents = match (side, step.is_multiple_of(3)) {
+            ("bid", false) => 9_990 - offset * 5,
+            ("bid", true) => 10_020 + offset,
+            (_, false) => 10_010 + offset * 5,
+            (_, true) => 9_980 - offset,
+        };
+        let body = json!({
+            "product_id": product_id,
+            "size": SIZES[step % SIZES.len()],
+            "price": format!("{}.{:02}", cents / 100, cents % 100),
+            "quantity": 1 + step % 3,
+        });
+        let request = app
+            .client
+            .post(format!("{}/api/v1/{side}s", app.address))
+            .bearer_auth(&trader.token)
+            .json(&body);
+        match request.send().await {
+            Ok(response) if response.status().as_u16() == 201 => {
+                if let Ok(body) = response.json::<Value>().await {
+                    acknowledged.push(body);
+                }
+            }
+            Ok(_) => {}
+            // The server is gone (killed) or the database is: keep
+            // trying until told to stop, so the stream spans the failure.
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    acknowledged
+}
+
+async fn setup(app: &mut TestApp) -> (i64, Vec<Trader>) {
+    let product_id = app.create_product("CRASH-1", &SIZES).await;
+    let mut traders = Vec::new();
+    for index in 0..TRADERS {
+        traders.push(app.register(&format!("trader{index}")).await);
+    }
+    (product_id, traders)
+}
+
+/// Checks that every acknowledged order survived with the matches its
+/// reply listed, then audits the books; returns the highest `seq` any
+/// acknowledged reply carried.
+async fn check_acknowledged(
+    app: &TestApp,
+    traders: &[Trader],
+    product_id: i64,
+    acknowledged: &[Value],
+) -> i64 {
+    let findings = audit(app, traders, product_id, &SIZES).await;
+    assert!(
+        !findings.matches.is_empty(),
+        "the stream made no matches to check"
+    );
+    let mut highest_seq = 0;
+    for reply in acknowledged {
+        let id = reply["order"]["id"].as_i64().expect("an order id");
+        assert!(
+            findings.orders.contains_key(&id),
+            "acknowledged order {id} is missing"
+        );
+        for trade in reply["matches"].as_array().expect("matches") {
+            let match_id = trade["id"].as_i64().expect("a match id");
+            assert_eq!(
+                findings
+                    .matches
+                    .get(&match_id)
+                    .map(|found| &found["quantity"]),
+                Some(&trade["quantity"]),
+                "acknowledged match {match_id} is missing or different"
+            );
+        }
+        highest_seq = highest_seq.max(reply["seq"].as_i64().expect("a seq"));
+    }
+    assert!(
+        findings.seq >= highest_seq,
+        "the rebuilt book is at seq {} but seq {highest_seq} was acknowledged",
+        findings.seq
+    );
+    findings.seq
+}
+
+async fn kill_9_mid_stream(backend: Backend) {
+    let database = TestDatabase::new(backend).await;
+    let server = ServerProcess::start(SERVER, &database.url);
+    let mut app = TestApp::connect(server.address.clone());
+    let (product_id, traders) = setup(&mut app).await;
+    let app = Arc::new(app);
+    let stop = Arc::new(AtomicBool::new(false));
+    let streams: Vec<_> = traders
+        .iter()
+        .map(|trader| {
+            tokio::spawn(trade(
+                Arc::clone(&app),
+                trader.clone(),
+                product_id,
+                400,
+                Arc::clone(&stop),
+            ))
+        })
+        .collect();
+    // Let a few hundred orders through, then pull the plug.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1_500) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut acknowledged = Vec::new();
+    for stream in streams {
+        acknowledged.extend(stream.await.expect("a trading task"));
+    }
+    assert!(
+        !acknowledged.is_empty(),
+        "no order got through before the kill"
+    );
+    assert!(
+        acknowledged.len() < TRADERS * 400,
+        "every order finished before the kill: the crash was not mid-stream"
+    );
+    eprintln!("{} orders acknowledged before kill -9", acknowledged.len());
+
+    let server = ServerProcess::start(SERVER, &database.url);
+    let app = TestApp::connect(server.address.clone());
+    let seq = check_acknowledged(&app, &traders, product_id, &acknowledged).await;
+
+    // seq continues after the last committed one.
+    let next = app
+        .order(&traders[0], "bid", product_id, "10", "1.00")
+        .await;
+    assert_eq!(next.status, 201, "{:?}", next.body);
+    assert!(
+        next.body["seq"].as_i64().expect("a seq") > seq,
+        "seq was reused after the crash"
+    );
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_stream_sqlite() {
+    kill_9_mid_stream(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_stream_postgres() {
+    kill_9_mid_stream(Backend::Postgres).await;
+}
+
+/// PostgreSQL stops mid-stream (as in a crash) and comes back: requests
+/// fail fast with 503 meanwhile, and the server recovers by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_outage_mid_stream_postgres() {
+    let cluster = Cluster::start();
+    let mut app = spawn_app_on(TestDatabase::at(cluster.url()), |_| {}).await;
+    let (product_id, traders) = setup(&mut app).await;
+    let app = Arc::new(app);
+    let stop = Arc::new(AtomicBool::new(false));
+    let streams: Vec<_> = traders
+        .iter()
+        .map(|trader| {
+            tokio::spawn(trade(
+                Arc::clone(&app),
+                trader.clone(),
+                product_id,
+                100_000,
+                Arc::clone(&stop),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    cluster.halt();
+
+    // While it is down: a clear 503, quickly, and readiness says so.
+    let started = Instant::now();
+    let refused = app
+        .order(&traders[0], "ask", product_id, "9", "500.00")
+        .await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (503, "storage_unavailable"),
+        "{:?}",
+        refused.body
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "503 took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(app.get("/readyz", None).await.status, 503);
+    assert_eq!(app.get("/healthz", None).await.status, 200);
+
+    cluster.resume();
+    let resumed = Instant::now();
+    // It recovers by itself: orders are accepted again within a bound.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let reply = app
+            .order(&traders[1], "ask", product_id, "9", "600.00")
+            .await;
+        if reply.status == 201 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recovery within 60 s: {} {:?}",
+            reply.status,
+            reply.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "recovered {:?} after the database came back",
+        resumed.elapsed()
+    );
+    assert_eq!(app.get("/readyz", None).await.status, 200);
+    stop.store(true, Ordering::Relaxed);
+    let mut acknowledged = Vec::new();
+    for stream in streams {
+        acknowledged.extend(stream.await.expect("a trading task"));
+    }
+    check_acknowledged(&app, &traders, product_id, &acknowledged).await;
+
+    // And what the running server shows is what a restart rebuilds.
+    let app = Arc::try_unwrap(app).unwrap_or_else(|_| panic!("all streams ended"));
+    let before = audit(&app, &traders, product_id, &SIZES).await;
+    let database = app.stop().await;
+    let app = spawn_app_on(database, |_| {}).await;
+    let after = audit(&app, &traders, product_id, &SIZES).await;
+    assert_eq!(before.orders, after.orders);
+    assert_eq!(before.seq, after.seq);
+    app.stop().await;
+}

@@ -1,0 +1,148 @@
+//! A private PostgreSQL server that a test may stop and start, for the
+//! outage tests (stopping the shared test server would break the others).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use tempfile::TempDir;
+
+/// A PostgreSQL cluster in a temporary directory.
+pub struct Cluster {
+    directory: TempDir,
+    bin: PathBuf,
+    port: u16,
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| output.stdout.trim_ascii() == b"0")
+}
+
+impl Cluster {
+    /// Creates and starts a cluster. Needs `BIDASK_TEST_PG_BIN` (set by
+    /// `scripts/test-postgres`), the directory of `initdb` and `pg_ctl`.
+    pub fn start() -> Self {
+        let bin = PathBuf::from(std::env::var("BIDASK_TEST_PG_BIN").unwrap_or_else(|_| {
+            panic!("BIDASK_TEST_PG_BIN is not set: run the tests with scripts/test")
+        }));
+        let directory = tempfile::Builder::new()
+            .prefix("bidask-outage-")
+            .tempdir_in("/tmp")
+            .expect("a temporary directory");
+        let port = free_port();
+        let cluster = Self {
+            directory,
+            bin,
+            port,
+        };
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(cluster.directory.path())
+                .status()
+                .expect("chown runs");
+            assert!(status.success(), "chown of the cluster directory failed");
+        }
+        cluster.run(
+            "initdb",
+            &[
+                "-D",
+                &cluster.data(),
+                "-U",
+                "bidask",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ],
+        );
+        cluster.resume();
+        cluster
+    }
+
+    /// The URL of its `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgres://bidask@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops the server at once, as a crash would (`-m immediate`).
+    pub fn halt(&self) {
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
+    }
+
+    /// Starts (or restarts) the server and waits until it accepts connections.
+    pub fn resume(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.directory.path().display()
+        );
+        let log = self.directory.path().join("server.log");
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-l",
+                &log.display().to_string(),
+                "-o",
+                &options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        );
+    }
+
+    fn data(&self) -> String {
+        self.directory.path().join("data").display().to_string()
+    }
+
+    /// A PostgreSQL tool, run as the `postgres` user when we are root
+    /// (PostgreSQL refuses to run as root).
+    fn command(&self, program: &str) -> Command {
+        let program = self.bin.join(program);
+        if is_root() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program);
+            command
+        } else {
+            Command::new(program)
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let output = self
+            .command(program)
+            .args(args)
+            .output()
+            .expect("a PostgreSQL tool runs");
+        assert!(
+            output.status.success(),
+            "{program} {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .args(["-D", &self.data(), "-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+/// A port nothing listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}

@@ -1,0 +1,78 @@
+//! The server as a process of its own, so a test can `kill -9` it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::{ADMIN, JWT_SECRET};
+
+/// A running `bidask serve` process.
+pub struct ServerProcess {
+    child: Child,
+    /// `http://127.0.0.1:port`.
+    pub address: String,
+}
+
+impl ServerProcess {
+    /// Starts the server binary `program` (a test's
+    /// `env!("CARGO_BIN_EXE_bidask-under-test")`) on `database_url` and
+    /// waits until it listens.
+    pub fn start(program: &str, database_url: &str) -> Self {
+        let mut child = Command::new(program)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("DATABASE_URL", database_url)
+            .env("BIDASK_JWT_SECRET", JWT_SECRET)
+            .env("BIDASK_ADMIN_USERNAME", ADMIN.0)
+            .env("BIDASK_ADMIN_PASSWORD", ADMIN.1)
+            .env("BIDASK_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the server binary starts");
+        let stdout = child.stdout.take().expect("the server's stdout");
+        let (sender, receiver) = mpsc::channel();
+        // Keep draining the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sender = Some(sender);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(address) = listening_address(&line)
+                    && let Some(sender) = sender.take()
+                {
+                    let _ = sender.send(address);
+                }
+            }
+        });
+        let address = match receiver.recv_timeout(Duration::from_secs(60)) {
+            Ok(address) => address,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the server did not report its address within 60 s");
+            }
+        };
+        Self { child, address }
+    }
+
+    /// `kill -9`: no shutdown, no drain.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL is delivered");
+        self.child.wait().expect("the killed server is reaped");
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The address in the JSON log line `bidask listening on http://…`.
+fn listening_address(line: &str) -> Option<String> {
+    let log: serde_json::Value = serde_json::from_str(line).ok()?;
+    let message = log["fields"]["message"].as_str()?;
+    let address = message.strip_prefix("bidask listening on ")?;
+    Some(address.to_owned())
+}
