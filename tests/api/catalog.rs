@@ -23,7 +23,12 @@ async fn create_product(app: &mut TestApp, body: &Value) -> bidask_tests::Reply 
 fn ids(page: &Value) -> Vec<i64> {
     page["items"]
         .as_array()
-        .map(|items| items.iter().filter_map(|item| item["id"].as_i64()).collect())
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| item["id"].as_i64())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -133,9 +138,7 @@ async fn products_are_listed_newest_first_in_pages_and_searchable(backend: Backe
     assert_eq!(ids(&all.body), newest_first);
     assert_eq!(all.body["next_cursor"], json!(null));
     assert_eq!(
-        all.body["items"][0]["markets"]
-            .as_array()
-            .map(Vec::len),
+        all.body["items"][0]["markets"].as_array().map(Vec::len),
         Some(2),
         "each listed product has its market summaries"
     );
@@ -174,7 +177,11 @@ async fn products_are_listed_newest_first_in_pages_and_searchable(backend: Backe
             reply.body
         );
         let field = bad.split('=').next().unwrap_or_default();
-        assert_eq!(reply.body["error"]["field"], field, "{bad}: {:?}", reply.body);
+        assert_eq!(
+            reply.body["error"]["field"], field,
+            "{bad}: {:?}",
+            reply.body
+        );
     }
     app.stop().await;
 }
@@ -259,7 +266,10 @@ async fn book_levels_aggregate_orders_best_first_at_the_last_seq(backend: Backen
     let book = app.book(product, "10").await;
     assert_eq!(book["product_id"], product);
     assert_eq!(book["size"], "10");
-    assert_eq!(book["seq"], last_seq, "the book is current to the last order");
+    assert_eq!(
+        book["seq"], last_seq,
+        "the book is current to the last order"
+    );
     assert_eq!(
         book["bids"],
         json!([
@@ -335,7 +345,11 @@ async fn unknown_products_and_sizes_are_refused(backend: Backend) {
             "{query}: {:?}",
             reply.body
         );
-        assert_eq!(reply.body["error"]["field"], field, "{query}: {:?}", reply.body);
+        assert_eq!(
+            reply.body["error"]["field"], field,
+            "{query}: {:?}",
+            reply.body
+        );
     }
     app.stop().await;
 }

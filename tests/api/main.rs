@@ -1,3 +1,10 @@
 //! The REST API end to end, each scenario against SQLite and PostgreSQL.
 
+mod bad_input;
+mod catalog;
+mod idempotency;
+mod limits;
+mod matching;
+mod ops;
+mod orders;
 mod trading;

@@ -116,6 +116,10 @@ pub fn test_config(database: &TestDatabase) -> ServeConfig {
         admin_password: Some(ADMIN.1.to_owned()),
         allowed_origins: Vec::new(),
         log_format: "text".to_owned(),
+        // Load from the tests would trip the production limits; the
+        // rate-limit test turns them on.
+        rate_limit_user: 0,
+        rate_limit_address: 0,
         body_limit: 16 * 1024,
         db_connections: 4,
         max_batch: 2_048,

@@ -79,6 +79,14 @@ pub struct ServeConfig {
     /// `json` for JSON logs; human-readable otherwise. Level: `RUST_LOG`.
     #[arg(long, env = "BIDASK_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+    /// Requests per second each user may make (bursts to twice that); 0
+    /// turns the limit off.
+    #[arg(long, env = "BIDASK_RATE_LIMIT_USER", default_value_t = 100)]
+    pub rate_limit_user: u32,
+    /// Requests per second each client address may make to the API
+    /// (bursts to twice that); 0 turns the limit off.
+    #[arg(long, env = "BIDASK_RATE_LIMIT_ADDRESS", default_value_t = 1_000)]
+    pub rate_limit_address: u32,
     /// Largest request body, in bytes.
     #[arg(long, env = "BIDASK_BODY_LIMIT", default_value_t = 16 * 1024)]
     pub body_limit: usize,

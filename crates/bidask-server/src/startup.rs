@@ -26,6 +26,7 @@ use crate::bus::LocalBus;
 use crate::catalog::{Catalog, Product};
 use crate::clock::{DAY, now_micros};
 use crate::config::{DatabaseConfig, ServeConfig};
+use crate::http::limits::RateLimits;
 use crate::http::{ApiSettings, AppState};
 use crate::market::replica::Replicas;
 use crate::market::{Markets, RuntimeOptions};
@@ -117,6 +118,7 @@ impl Application {
             known_users: Arc::new(Mutex::new(HashSet::new())),
             keys_in_flight: Arc::new(Mutex::new(HashSet::new())),
             catalog_lock: Arc::new(tokio::sync::Mutex::new(())),
+            limits: RateLimits::new(config.rate_limit_user, config.rate_limit_address),
         };
         let router = crate::http::router(
             state,
@@ -156,7 +158,8 @@ impl Application {
             shutdown_timeout,
         } = self;
         let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum::serve(listener, service).with_graceful_shutdown(async move {
             shutdown.await;
             let _ = stopping.send(());
         });

@@ -3,12 +3,13 @@
 
 use bidask_store::{MatchRecord, OrderRecord};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::catalog::Product;
 use crate::clock::format_micros;
 
 /// An order as the API shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct OrderView {
     /// Its id.
     pub id: i64,
@@ -63,7 +64,7 @@ impl OrderView {
 }
 
 /// A match (a sale) as the API shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct MatchView {
     /// Its id.
     pub id: i64,
@@ -85,6 +86,7 @@ pub struct MatchView {
     pub created_at: String,
     /// `buyer` or `seller`, in the caller's own list of matches.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub role: Option<&'static str>,
 }
 

@@ -7,7 +7,7 @@ use bidask_store::reads::Page as StorePage;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::User;
 use super::json::Query;
 use super::{AppState, Page, page_cursor, page_limit};
@@ -26,6 +26,9 @@ struct MatchesQuery {
     cursor: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/matches", tag = "account", security(("bearer" = [])),
+    params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = Page<MatchView>), (status = 401, body = ErrorBody)))]
 async fn matches(
     State(state): State<AppState>,
     user: User,
@@ -58,6 +61,9 @@ struct NotificationsQuery {
 
 /// Notifications are the `MATCH_CREATED` messages of the user's channel,
 /// returned exactly as they were sent, oldest first.
+#[utoipa::path(get, path = "/api/v1/notifications", tag = "account", security(("bearer" = [])),
+    params(("after" = Option<i64>, Query), ("limit" = Option<i64>, Query)),
+    responses((status = 200, description = "The user's MATCH_CREATED messages as published, oldest first", body = Object), (status = 401, body = ErrorBody)))]
 async fn notifications(
     State(state): State<AppState>,
     user: User,

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use bidask_engine::EngineError;
 use bidask_store::StoreError;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::auth::TokenError;
 use crate::market::actor::MarketError;
@@ -89,15 +90,20 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// Every error response: `{"error": {"code", "message"}}`.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody<'a> {
     error: Detail<'a>,
 }
 
-#[derive(Serialize)]
+/// What went wrong.
+#[derive(Serialize, ToSchema)]
 struct Detail<'a> {
+    /// snake_case, stable: programs branch on it.
     code: &'a str,
+    /// A sentence for people.
     message: String,
+    /// The offending field of a 422.
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
 }
@@ -124,7 +130,7 @@ impl IntoResponse for ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None)
             }
         };
-        let body = Body {
+        let body = ErrorBody {
             error: Detail {
                 code,
                 message: self.to_string(),

@@ -42,6 +42,7 @@ impl FromRequestParts<AppState> for User {
             code: "invalid_token",
             message: "the token is not valid",
         })?;
+        state.limits.check_user(id)?;
         ensure_known(state, id).await?;
         Ok(Self {
             id,

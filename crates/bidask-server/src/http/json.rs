@@ -33,8 +33,23 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     }
 }
 
-/// Parses a JSON document into `T`.
+/// Parses a JSON object into `T`.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // serde would fill a struct from an array by position; the API takes
+    // objects only.
+    match bytes.iter().find(|byte| !byte.is_ascii_whitespace()) {
+        None => {
+            return Err(ApiError::Malformed {
+                code: "malformed_json",
+                message: "the body is empty; send a JSON object".to_owned(),
+            });
+        }
+        Some(b'{') => {}
+        Some(_) if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() => {
+            return Err(ApiError::invalid("body", "the body must be a JSON object"));
+        }
+        Some(_) => {}
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();

@@ -7,6 +7,8 @@ pub mod account;
 pub mod error;
 pub mod extract;
 pub mod json;
+pub mod limits;
+pub mod openapi;
 pub mod ops;
 pub mod orders;
 pub mod products;
@@ -60,6 +62,8 @@ pub struct AppState {
     /// Idempotency keys whose first request is still running: a second
     /// request with the same key waits for nothing and gets 409.
     pub keys_in_flight: Arc<Mutex<HashSet<(i64, String)>>>,
+    /// Requests per second per user and per client address.
+    pub limits: Arc<limits::RateLimits>,
     /// One product creation at a time, so a duplicate SKU is caught before
     /// it reaches a batch.
     pub catalog_lock: Arc<tokio::sync::Mutex<()>>,
@@ -72,11 +76,16 @@ pub fn router(state: AppState, settings: &ApiSettings) -> Router {
         .merge(products::router())
         .merge(orders::router())
         .merge(account::router())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::limit_address,
+        ))
         .layer(cors(settings));
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .nest("/api/v1", api)
         .merge(ops::router())
+        .merge(openapi::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(settings.body_limit))
@@ -162,7 +171,7 @@ pub fn page_cursor(cursor: Option<&str>) -> Result<Option<i64>, ApiError> {
 }
 
 /// `{"items": [...], "next_cursor": ...}`.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     /// This page.
     pub items: Vec<T>,

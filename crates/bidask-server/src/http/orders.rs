@@ -12,10 +12,12 @@ use bidask_store::OrderRecord;
 use bidask_store::reads::Page as StorePage;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::User;
 use super::json::{self, Query};
+use super::openapi::{AmendedOrder, CancelledOrder, PlacedOrder};
 use super::products::{decimal, string_or_number};
 use super::{AppState, Page, page_cursor, page_limit};
 use crate::catalog::Product;
@@ -40,24 +42,27 @@ const MAX_LIFETIME: i64 = 365 * DAY;
 /// How long an idempotency key is remembered.
 const KEY_LIFETIME: i64 = DAY;
 
-#[derive(Deserialize)]
-struct PlaceBody {
+/// A new bid or ask.
+#[derive(Deserialize, ToSchema)]
+pub struct PlaceBody {
     product_id: i64,
+    /// A string or a number, one of the product's sizes.
+    #[schema(value_type = String)]
     size: Box<RawValue>,
+    /// A decimal string or number, e.g. `"210.00"`.
+    #[schema(value_type = String)]
     price: Box<RawValue>,
     quantity: Option<i64>,
-    time_in_force: Option<TimeInForceBody>,
+    /// `gtc` (default), `ioc` or `fok`.
+    #[schema(value_type = Option<String>)]
+    time_in_force: Option<serde_json::Value>,
     expires_at: Option<String>,
 }
 
-#[derive(Deserialize, Clone, Copy)]
-#[serde(rename_all = "snake_case")]
-enum TimeInForceBody {
-    Gtc,
-    Ioc,
-    Fok,
-}
-
+#[utoipa::path(post, path = "/api/v1/bids", tag = "orders", security(("bearer" = [])),
+    request_body = PlaceBody, params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = PlacedOrder), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn place_bid(
     state: State<AppState>,
     user: User,
@@ -67,6 +72,10 @@ async fn place_bid(
     place(state, user, headers, body, Side::Bid).await
 }
 
+#[utoipa::path(post, path = "/api/v1/asks", tag = "orders", security(("bearer" = [])),
+    request_body = PlaceBody, params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = PlacedOrder), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn place_ask(
     state: State<AppState>,
     user: User,
@@ -114,10 +123,19 @@ async fn place(
         .ok_or_else(|| ApiError::invalid("size", format!("the product has no size {size}")))?;
     let price = price(&product, &body.price)?;
     let quantity = quantity(body.quantity.unwrap_or(1))?;
-    let time_in_force = match body.time_in_force.unwrap_or(TimeInForceBody::Gtc) {
-        TimeInForceBody::Gtc => TimeInForce::GoodTillCancelled,
-        TimeInForceBody::Ioc => TimeInForce::ImmediateOrCancel,
-        TimeInForceBody::Fok => TimeInForce::FillOrKill,
+    // Parsed here rather than by serde, whose error for a non-string
+    // enum value reads as a syntax error.
+    let time_in_force = match body.time_in_force.as_ref().map(|value| value.as_str()) {
+        None => TimeInForce::GoodTillCancelled,
+        Some(Some("gtc")) => TimeInForce::GoodTillCancelled,
+        Some(Some("ioc")) => TimeInForce::ImmediateOrCancel,
+        Some(Some("fok")) => TimeInForce::FillOrKill,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "time_in_force",
+                "time_in_force must be \"gtc\", \"ioc\" or \"fok\"",
+            ));
+        }
     };
     let now = now_micros();
     let expires_at = match &body.expires_at {
@@ -270,6 +288,9 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])),
+    params(("status" = Option<String>, Query), ("product_id" = Option<i64>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = Page<OrderView>), (status = 401, body = ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
     user: User,
@@ -333,6 +354,8 @@ async fn own_order(
     Ok((order, product))
 }
 
+#[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = OrderView), (status = 404, body = ErrorBody)))]
 async fn show(
     State(state): State<AppState>,
     user: User,
@@ -353,12 +376,17 @@ fn ensure_open(order: &OrderRecord) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Deserialize)]
-struct AmendBody {
+/// A new price, a new total quantity, or both.
+#[derive(Deserialize, ToSchema)]
+pub struct AmendBody {
+    #[schema(value_type = Option<String>)]
     price: Option<Box<RawValue>>,
     quantity: Option<i64>,
 }
 
+#[utoipa::path(patch, path = "/api/v1/orders/{id}", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
+    request_body = AmendBody,
+    responses((status = 200, body = AmendedOrder), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn amend(
     State(state): State<AppState>,
     user: User,
@@ -392,6 +420,8 @@ async fn amend(
     ))
 }
 
+#[utoipa::path(delete, path = "/api/v1/orders/{id}", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = CancelledOrder), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn cancel(
     State(state): State<AppState>,
     user: User,

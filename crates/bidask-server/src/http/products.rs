@@ -11,8 +11,9 @@ use bidask_store::reads::Page as StorePage;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::User;
 use super::json::{self, Query};
 use super::{AppState, Page, page_cursor, page_limit};
@@ -30,8 +31,8 @@ pub fn router() -> Router<AppState> {
 }
 
 /// One market of a product at a glance.
-#[derive(Debug, Serialize)]
-struct MarketView {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MarketView {
     size: String,
     highest_bid: Option<String>,
     lowest_ask: Option<String>,
@@ -41,8 +42,8 @@ struct MarketView {
 }
 
 /// A product as the API shows it.
-#[derive(Debug, Serialize)]
-struct ProductView {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProductView {
     id: i64,
     sku: String,
     name: String,
@@ -106,6 +107,9 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/products", tag = "products",
+    params(("q" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = Page<ProductView>), (status = 422, body = ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
@@ -125,6 +129,8 @@ async fn list(
     Ok(Json(Page::new(items, limit, last)))
 }
 
+#[utoipa::path(get, path = "/api/v1/products/{id}", tag = "products", params(("id" = i64, Path)),
+    responses((status = 200, body = ProductView), (status = 404, body = ErrorBody)))]
 async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -133,15 +139,23 @@ async fn show(
     Ok(Json(view(&state, &product)))
 }
 
-#[derive(Deserialize)]
-struct NewProductBody {
+/// A new product.
+#[derive(Deserialize, ToSchema)]
+pub struct NewProductBody {
     sku: String,
     name: String,
     brand: String,
+    /// Strings or numbers, e.g. `["9", "9.5", 10]`.
+    #[schema(value_type = Vec<String>)]
     sizes: Vec<Box<RawValue>>,
+    /// Default `"0.01"`.
+    #[schema(value_type = Option<String>)]
     tick_size: Option<Box<RawValue>>,
 }
 
+#[utoipa::path(post, path = "/api/v1/products", tag = "products", security(("bearer" = [])),
+    request_body = NewProductBody,
+    responses((status = 201, body = ProductView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
     user: User,
@@ -242,15 +256,17 @@ struct BookQuery {
     depth: Option<usize>,
 }
 
-#[derive(Serialize)]
-struct LevelView {
+/// One price level.
+#[derive(Serialize, ToSchema)]
+pub struct LevelView {
     price: String,
     quantity: u64,
     orders: u32,
 }
 
-#[derive(Serialize)]
-struct BookView {
+/// A market's book as of `seq`.
+#[derive(Serialize, ToSchema)]
+pub struct BookView {
     product_id: i64,
     size: String,
     seq: i64,
@@ -258,6 +274,9 @@ struct BookView {
     asks: Vec<LevelView>,
 }
 
+#[utoipa::path(get, path = "/api/v1/products/{id}/book", tag = "products",
+    params(("id" = i64, Path), ("size" = String, Query), ("depth" = Option<usize>, Query)),
+    responses((status = 200, body = BookView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn book(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -305,6 +324,9 @@ struct MatchesQuery {
     cursor: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/products/{id}/matches", tag = "products",
+    params(("id" = i64, Path), ("size" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = Page<MatchView>), (status = 404, body = ErrorBody)))]
 async fn matches(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -6,9 +6,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bidask_store::{NewUser, StoreError, UserRecord};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::User;
 use super::json;
 use crate::auth::credentials::CredentialError;
@@ -23,14 +24,15 @@ pub fn router() -> Router<AppState> {
         .route("/me", get(me))
 }
 
-#[derive(Deserialize)]
-struct Credentials {
+/// A username and password.
+#[derive(Deserialize, ToSchema)]
+pub struct Credentials {
     username: String,
     password: String,
 }
 
 /// A user as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserView {
     id: i64,
     username: String,
@@ -49,8 +51,9 @@ impl From<&UserRecord> for UserView {
     }
 }
 
-#[derive(Serialize)]
-struct Session {
+/// A user with a fresh token.
+#[derive(Serialize, ToSchema)]
+pub struct Session {
     user: UserView,
     token: String,
     expires_at: String,
@@ -78,6 +81,8 @@ fn session(state: &AppState, user: &UserRecord) -> Result<Session, ApiError> {
     })
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = Credentials,
+    responses((status = 201, body = Session), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn register(
     State(state): State<AppState>,
     json::Json(body): json::Json<Credentials>,
@@ -104,6 +109,8 @@ async fn register(
     Ok((StatusCode::CREATED, Json(session(&state, &user)?)))
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Credentials,
+    responses((status = 200, body = Session), (status = 401, body = ErrorBody)))]
 async fn login(
     State(state): State<AppState>,
     json::Json(body): json::Json<Credentials>,
@@ -134,6 +141,8 @@ async fn login(
 /// An argon2id hash of a random password nobody knows.
 const DECOY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$yLvPRqCKLEu4n6LsY4oJHRcXKVIgMCw4p9YJm3g2NRY";
 
+#[utoipa::path(get, path = "/api/v1/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = UserView), (status = 401, body = ErrorBody)))]
 async fn me(State(state): State<AppState>, user: User) -> Result<Json<UserView>, ApiError> {
     let record = state
         .store

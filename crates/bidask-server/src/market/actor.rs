@@ -334,13 +334,15 @@ impl Actor {
         let now = self.last_now;
         let outcome = self.translate(&events, now);
         self.events = events;
+        // An amendment to the terms the order already has changes nothing
+        // and emits nothing; its answer is the order as it rests.
         let order = outcome
             .orders
             .iter()
             .find(|order| order.id == order_id)
+            .or_else(|| self.live.get(&order_id))
             .map(|order| OrderView::new(order, &self.product));
         let Some(order) = order else {
-            // Every accepted command touches its own order.
             tracing::error!(order_id, "command left no trace of its order");
             let _ = sender.send(Err(MarketError::Unavailable));
             return;

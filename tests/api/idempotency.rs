@@ -1,0 +1,235 @@
+//! `Idempotency-Key` on `POST /bids` and `POST /asks`: a retried request
+//! gets the first answer and places nothing new.
+
+use bidask_tests::{Backend, Reply, TestApp, Trader, on_both_backends, spawn_app};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+on_both_backends!(
+    the_same_key_and_body_return_the_first_response_and_place_once,
+    the_same_key_with_another_body_is_a_conflict,
+    the_same_key_of_another_user_is_independent,
+    a_key_must_be_one_to_255_characters,
+);
+
+/// `POST /{side}s` as `trader` with `body` and `Idempotency-Key: key`.
+async fn place_with_key(
+    app: &TestApp,
+    trader: &Trader,
+    side: &str,
+    body: &Value,
+    key: &str,
+) -> Reply {
+    app.send(
+        Method::POST,
+        &format!("/api/v1/{side}s"),
+        Some(&trader.token),
+        Some(body.to_string()),
+        &[("Idempotency-Key", key)],
+    )
+    .await
+}
+
+/// The ids of `trader`'s orders, newest first.
+async fn order_ids(app: &TestApp, trader: &Trader) -> Vec<i64> {
+    let reply = app.get("/api/v1/orders", Some(&trader.token)).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    reply.body["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| item["id"].as_i64())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn the_same_key_and_body_return_the_first_response_and_place_once(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let product = app.create_product("AJ1-CHI", &["10"]).await;
+    let ann = app.register("ann").await;
+    let bob = app.register("bob").await;
+    let body = json!({"product_id": product, "size": "10", "price": "200.00", "quantity": 2});
+
+    let first = place_with_key(&app, &ann, "bid", &body, "ann-bid-1").await;
+    assert_eq!(first.status, 201, "{:?}", first.body);
+    let second = place_with_key(&app, &ann, "bid", &body, "ann-bid-1").await;
+    assert_eq!(second.status, 201, "{:?}", second.body);
+    assert_eq!(second.body, first.body, "the replay is the first response");
+    assert_eq!(second.body["order"]["id"], first.body["order"]["id"]);
+    assert_eq!(second.body["seq"], first.body["seq"]);
+    let order = first.body["order"]["id"].as_i64().expect("an id");
+    assert_eq!(order_ids(&app, &ann).await, vec![order]);
+    let book = app.book(product, "10").await;
+    assert_eq!(
+        book["bids"],
+        json!([{"price": "200.00", "quantity": 2, "orders": 1}])
+    );
+    assert_eq!(book["seq"], first.body["seq"]);
+
+    // A retried crossing ask: one sale, and the replay shows the same match.
+    let ask = json!({"product_id": product, "size": "10", "price": "195.00"});
+    let sold = place_with_key(&app, &bob, "ask", &ask, "bob-ask-1").await;
+    assert_eq!(sold.status, 201, "{:?}", sold.body);
+    assert_eq!(sold.body["matches"].as_array().map(Vec::len), Some(1));
+    let replay = place_with_key(&app, &bob, "ask", &ask, "bob-ask-1").await;
+    assert_eq!(replay.status, 201, "{:?}", replay.body);
+    assert_eq!(replay.body, sold.body);
+    let bob_matches = app.get("/api/v1/matches", Some(&bob.token)).await;
+    assert_eq!(
+        bob_matches.body["items"].as_array().map(Vec::len),
+        Some(1),
+        "the replay traded nothing: {:?}",
+        bob_matches.body
+    );
+    assert_eq!(order_ids(&app, &bob).await.len(), 1);
+    let book = app.book(product, "10").await;
+    assert_eq!(
+        book["bids"],
+        json!([{"price": "200.00", "quantity": 1, "orders": 1}])
+    );
+    assert_eq!(book["seq"], sold.body["seq"]);
+
+    // The replay is of the first response, not of the order as it is now.
+    let later = place_with_key(&app, &ann, "bid", &body, "ann-bid-1").await;
+    assert_eq!(later.body, first.body);
+    let now = app
+        .get(&format!("/api/v1/orders/{order}"), Some(&ann.token))
+        .await;
+    assert_eq!(now.body["status"], "partially_filled");
+
+    // Without a key the same body is a new order.
+    let again = app.place(&ann, "bid", &body).await;
+    assert_eq!(again.status, 201, "{:?}", again.body);
+    assert_ne!(again.body["order"]["id"], first.body["order"]["id"]);
+    assert_eq!(order_ids(&app, &ann).await.len(), 2);
+    app.stop().await;
+}
+
+async fn the_same_key_with_another_body_is_a_conflict(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let product = app.create_product("AJ1-CHI", &["10", "11"]).await;
+    let ann = app.register("ann").await;
+    let body = json!({"product_id": product, "size": "10", "price": "200.00"});
+    let first = place_with_key(&app, &ann, "bid", &body, "key-1").await;
+    assert_eq!(first.status, 201, "{:?}", first.body);
+    let book_before = app.book(product, "10").await;
+
+    for (what, side, other) in [
+        (
+            "another price",
+            "bid",
+            json!({"product_id": product, "size": "10", "price": "201.00"}),
+        ),
+        (
+            "another size",
+            "bid",
+            json!({"product_id": product, "size": "11", "price": "200.00"}),
+        ),
+        (
+            "another quantity",
+            "bid",
+            json!({"product_id": product, "size": "10", "price": "200.00", "quantity": 2}),
+        ),
+        (
+            "another time in force",
+            "bid",
+            json!({"product_id": product, "size": "10", "price": "200.00", "time_in_force": "ioc"}),
+        ),
+        ("the other side", "ask", body.clone()),
+    ] {
+        let reply = place_with_key(&app, &ann, side, &other, "key-1").await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (409, "idempotency_key_reused"),
+            "{what}: {:?}",
+            reply.body
+        );
+    }
+    assert_eq!(
+        order_ids(&app, &ann).await,
+        vec![first.body["order"]["id"].as_i64().expect("an id")]
+    );
+    assert_eq!(app.book(product, "10").await, book_before);
+    assert_eq!(app.book(product, "11").await["bids"], json!([]));
+
+    let replay = place_with_key(&app, &ann, "bid", &body, "key-1").await;
+    assert_eq!(replay.body, first.body, "the key still replays its request");
+    app.stop().await;
+}
+
+async fn the_same_key_of_another_user_is_independent(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let product = app.create_product("AJ1-CHI", &["10"]).await;
+    let ann = app.register("ann").await;
+    let bob = app.register("bob").await;
+    let body = json!({"product_id": product, "size": "10", "price": "200.00"});
+
+    let anns = place_with_key(&app, &ann, "bid", &body, "shared-key").await;
+    assert_eq!(anns.status, 201, "{:?}", anns.body);
+    let bobs = place_with_key(&app, &bob, "bid", &body, "shared-key").await;
+    assert_eq!(bobs.status, 201, "{:?}", bobs.body);
+    assert_ne!(bobs.body["order"]["id"], anns.body["order"]["id"]);
+    let ann_ids = order_ids(&app, &ann).await;
+    let bob_ids = order_ids(&app, &bob).await;
+    assert_eq!(ann_ids.len(), 1);
+    assert_eq!(bob_ids.len(), 1);
+    assert_ne!(ann_ids, bob_ids);
+    assert_eq!(
+        app.book(product, "10").await["bids"],
+        json!([{"price": "200.00", "quantity": 2, "orders": 2}])
+    );
+
+    // And Bob's key with a body of his own is his own business.
+    let bob_other = place_with_key(
+        &app,
+        &bob,
+        "ask",
+        &json!({"product_id": product, "size": "10", "price": "250.00"}),
+        "bob-first",
+    )
+    .await;
+    assert_eq!(bob_other.status, 201, "{:?}", bob_other.body);
+    let ann_same_key = place_with_key(&app, &ann, "bid", &body, "bob-first").await;
+    assert_eq!(ann_same_key.status, 201, "{:?}", ann_same_key.body);
+    assert_eq!(order_ids(&app, &ann).await.len(), 2);
+    app.stop().await;
+}
+
+async fn a_key_must_be_one_to_255_characters(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let product = app.create_product("AJ1-CHI", &["10"]).await;
+    let ann = app.register("ann").await;
+    let body = json!({"product_id": product, "size": "10", "price": "200.00"});
+
+    for (what, key) in [
+        ("256 characters", "k".repeat(256)),
+        ("empty", String::new()),
+    ] {
+        let reply = place_with_key(&app, &ann, "bid", &body, &key).await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (422, "validation_failed"),
+            "{what}: {:?}",
+            reply.body
+        );
+        assert!(
+            reply.body["error"]["field"]
+                .as_str()
+                .is_some_and(|field| field.eq_ignore_ascii_case("idempotency-key")),
+            "{what}: {:?}",
+            reply.body
+        );
+    }
+    assert_eq!(order_ids(&app, &ann).await, Vec::<i64>::new());
+    assert_eq!(app.book(product, "10").await["bids"], json!([]));
+
+    let longest = "k".repeat(255);
+    let first = place_with_key(&app, &ann, "bid", &body, &longest).await;
+    assert_eq!(first.status, 201, "{:?}", first.body);
+    let replay = place_with_key(&app, &ann, "bid", &body, &longest).await;
+    assert_eq!(replay.body, first.body);
+    assert_eq!(order_ids(&app, &ann).await.len(), 1);
+    app.stop().await;
+}

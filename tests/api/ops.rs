@@ -1,0 +1,88 @@
+//! The operational endpoints: health, readiness, metrics, the OpenAPI
+//! document, request ids.
+
+use bidask_tests::{Backend, on_both_backends, spawn_app};
+
+on_both_backends!(health_metrics_openapi_and_request_ids);
+
+async fn health_metrics_openapi_and_request_ids(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    assert_eq!(app.get("/healthz", None).await.body["status"], "ok");
+    assert_eq!(app.get("/readyz", None).await.body["status"], "ready");
+
+    let product = app.create_product("OPS-1", &["10"]).await;
+    let ann = app.register("ann").await;
+    let placed = app.order(&ann, "ask", product, "10", "100.00").await;
+    assert_eq!(placed.status, 201);
+
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .expect("metrics answer");
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.expect("metrics text");
+    for name in [
+        "bidask_orders_accepted_total",
+        "bidask_commit_seconds_bucket",
+        "bidask_commit_batch_units",
+        "bidask_http_request_duration_seconds_bucket",
+    ] {
+        assert!(text.contains(name), "/metrics lacks {name}");
+    }
+    assert!(
+        text.contains("route=\"/api/v1/asks\""),
+        "no per-route latency for /asks"
+    );
+
+    let document = app.get("/api/openapi.json", None).await;
+    assert_eq!(document.status, 200);
+    assert!(
+        document.body["openapi"]
+            .as_str()
+            .is_some_and(|version| version.starts_with('3'))
+    );
+    for path in [
+        "/api/v1/bids",
+        "/api/v1/asks",
+        "/api/v1/orders/{id}",
+        "/api/v1/products/{id}/book",
+    ] {
+        assert!(
+            document.body["paths"].get(path).is_some(),
+            "OpenAPI lacks {path}"
+        );
+    }
+    assert!(
+        document.body["components"]["schemas"]
+            .get("OrderView")
+            .is_some()
+    );
+
+    let response = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(
+        response
+            .headers()
+            .get("x-request-id")
+            .and_then(|value| value.to_str().ok()),
+        Some("trace-me-42")
+    );
+    let generated = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .expect("an answer");
+    assert!(
+        generated.headers().get("x-request-id").is_some(),
+        "no generated request id"
+    );
+    app.stop().await;
+}

@@ -1,0 +1,69 @@
+//! The load generator against a real server on PostgreSQL: every request
+//! of a short concurrent run succeeds, and afterwards every book is
+//! exactly its resting orders and every order's fills equal its matches.
+
+use std::time::Duration;
+
+use bidask_loadgen::OrdersConfig;
+use bidask_tests::audit::audit;
+use bidask_tests::{Backend, TestDatabase, Trader, spawn_app_on};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_orders_run_has_no_errors_and_leaves_consistent_books() {
+    let database = TestDatabase::new(Backend::Postgres).await;
+    let app = spawn_app_on(database, |config| config.demo = true).await;
+    let report = bidask_loadgen::run(OrdersConfig {
+        traders: 8,
+        duration: Duration::from_secs(3),
+        run_id: Some("ci".parse().expect("a run id")),
+        progress: false,
+        ..OrdersConfig::new(app.address.clone())
+    })
+    .await
+    .expect("the run completes");
+    assert!(
+        report.accepted > 100,
+        "only {} orders accepted",
+        report.accepted
+    );
+    assert!(report.matches > 0, "the mix made no matches");
+    assert_eq!(report.errors, 0, "errors: {:?}", report.errors_by_kind);
+
+    // Log in as the run's traders and audit every product they traded.
+    let mut traders = Vec::new();
+    for index in 0..8 {
+        let username = format!("lgci-{index}");
+        let reply = app
+            .post(
+                "/api/v1/auth/login",
+                None,
+                &json!({"username": username, "password": format!("loadgen-{username}")}),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{username}: {:?}", reply.body);
+        traders.push(Trader {
+            id: reply.body["user"]["id"].as_i64().expect("an id"),
+            username,
+            token: reply.body["token"].as_str().expect("a token").to_owned(),
+        });
+    }
+    let products = app.get("/api/v1/products?limit=100", None).await;
+    for product in products.body["items"].as_array().expect("products") {
+        let sizes: Vec<String> = product["sizes"]
+            .as_array()
+            .expect("sizes")
+            .iter()
+            .map(|size| size.as_str().expect("a size").to_owned())
+            .collect();
+        let sizes: Vec<&str> = sizes.iter().map(String::as_str).collect();
+        audit(
+            &app,
+            &traders,
+            product["id"].as_i64().expect("an id"),
+            &sizes,
+        )
+        .await;
+    }
+    app.stop().await;
+}
