@@ -17,9 +17,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bidask_store::{Backend, NewUser, Store, StoreError, StoreOptions};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 use crate::auth::{Password, Role, Tokens, Username, password};
 use crate::bus::LocalBus;
@@ -29,7 +28,7 @@ use crate::config::{DatabaseConfig, ServeConfig};
 use crate::http::limits::RateLimits;
 use crate::http::{ApiSettings, AppState};
 use crate::market::replica::Replicas;
-use crate::market::{Markets, RuntimeOptions};
+use crate::market::{Markets, RuntimeOptions, WriterDone};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +49,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     markets: Arc<Markets>,
-    writer: JoinHandle<()>,
+    writer: WriterDone,
     store: Store,
     shutdown_timeout: Duration,
 }
@@ -88,8 +87,18 @@ impl Application {
         let catalog = Arc::new(Catalog::new(products));
         let replicas = Arc::new(Replicas::default());
         let bus = Arc::new(LocalBus::new(1_024));
+        let writer_url = config.database.database_url.clone();
         let (markets, writer) = Markets::start(
             store.clone(),
+            move || {
+                Store::connect_lazy(
+                    &writer_url,
+                    &StoreOptions {
+                        max_connections: 1,
+                        ..StoreOptions::default()
+                    },
+                )
+            },
             Arc::clone(&catalog),
             replicas,
             bus,
@@ -113,7 +122,7 @@ impl Application {
             store: store.clone(),
             catalog,
             markets: Arc::clone(&markets),
-            tokens,
+            tokens: Arc::new(tokens),
             metrics: metrics_handle(),
             known_users: Arc::new(Mutex::new(HashSet::new())),
             keys_in_flight: Arc::new(Mutex::new(HashSet::new())),
@@ -173,7 +182,7 @@ impl Application {
         let outcome = server_result.await;
         markets.close();
         if writer.await.is_err() {
-            tracing::error!("the writer task failed during shutdown");
+            tracing::error!("the writer thread ended without finishing its queue");
         }
         store.close().await;
         match outcome {
@@ -194,17 +203,39 @@ fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
+            // Latencies in seconds; batch sizes in commands.
+            let seconds = [
+                0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                0.5, 1.0, 2.5,
+            ];
+            let units = [
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1_024.0, 2_048.0,
+            ];
             let builder = PrometheusBuilder::new()
-                .set_buckets(&[
-                    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
-                    0.25, 0.5, 1.0, 2.5,
-                ])
+                .set_buckets(&seconds)
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(
+                        Matcher::Full("bidask_commit_batch_units".to_owned()),
+                        &units,
+                    )
+                })
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
             // Another recorder may already be installed (a test harness);
             // then this handle renders nothing, which is all we can do.
             let _ = metrics::set_global_recorder(recorder);
+            // Histogram samples pile up until they are folded into their
+            // buckets; without a scraper nobody would fold them.
+            let upkeep = handle.clone();
+            let _ = std::thread::Builder::new()
+                .name("bidask-metrics".to_owned())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(Duration::from_secs(5));
+                        upkeep.run_upkeep();
+                    }
+                });
             handle
         })
         .clone()

@@ -3,9 +3,12 @@
 //! Hashing takes tens of milliseconds of CPU on purpose, so it runs on the
 //! blocking pool, never on the threads that serve requests.
 
+use std::sync::LazyLock;
+
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use tokio::sync::Semaphore;
 
 use super::Password;
 
@@ -18,10 +21,20 @@ pub enum PasswordError {
     /// The blocking task did not finish.
     #[error("password hashing task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The limit on concurrent hashing was closed (never, in practice).
+    #[error("password hashing is shut down")]
+    Closed(#[from] tokio::sync::AcquireError),
 }
+
+/// Argon2 takes 19 MiB and tens of milliseconds of one core per hash; a
+/// burst of registrations or logins hashing all at once would take memory
+/// without bound and starve everything else. This many at a time.
+static HASHING: LazyLock<Semaphore> =
+    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(2, usize::from)));
 
 /// The PHC string of `password` with a fresh random salt.
 pub async fn hash(password: Password) -> Result<String, PasswordError> {
+    let _permit = HASHING.acquire().await?;
     tokio::task::spawn_blocking(move || {
         Argon2::default()
             .hash_password(password.expose().as_bytes())
@@ -34,6 +47,7 @@ pub async fn hash(password: Password) -> Result<String, PasswordError> {
 /// Whether `password` matches the stored PHC string. A malformed stored
 /// hash does not match anything.
 pub async fn verify(password: Password, stored: String) -> Result<bool, PasswordError> {
+    let _permit = HASHING.acquire().await?;
     Ok(tokio::task::spawn_blocking(move || {
         PasswordHash::new(&stored).is_ok_and(|parsed| {
             Argon2::default()

@@ -6,8 +6,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use serde::de::DeserializeOwned;
-use serde_json::error::Category;
+use serde::de::{DeserializeOwned, IgnoredAny};
 
 use super::error::ApiError;
 
@@ -34,50 +33,36 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 }
 
 /// Parses a JSON object into `T`.
+///
+/// The document is checked for well-formedness first, so that every error
+/// of the typed pass is about a value: serde_json reports some wrong types
+/// (a number where an enum's string belongs) as syntax errors.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if let Err(error) = serde_json::from_slice::<IgnoredAny>(bytes) {
+        return Err(ApiError::Malformed {
+            code: "malformed_json",
+            message: format!("the body is not valid JSON: {error}"),
+        });
+    }
     // serde would fill a struct from an array by position; the API takes
     // objects only.
-    match bytes.iter().find(|byte| !byte.is_ascii_whitespace()) {
-        None => {
-            return Err(ApiError::Malformed {
-                code: "malformed_json",
-                message: "the body is empty; send a JSON object".to_owned(),
-            });
-        }
-        Some(b'{') => {}
-        Some(_) if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() => {
-            return Err(ApiError::invalid("body", "the body must be a JSON object"));
-        }
-        Some(_) => {}
+    if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::invalid("body", "the body must be a JSON object"));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
-        let inner = error.into_inner();
-        match inner.classify() {
-            Category::Syntax | Category::Eof | Category::Io => ApiError::Malformed {
-                code: "malformed_json",
-                message: format!("the body is not valid JSON: {inner}"),
-            },
-            Category::Data => {
-                let message = inner.to_string();
-                // serde reports a missing field at the object's path; the
-                // field's name is in its message.
-                let field = missing_field(&message).map_or(path, str::to_owned);
-                let field = if field == "." {
-                    "body".to_owned()
-                } else {
-                    field
-                };
-                ApiError::invalid(field, strip_position(&message))
-            }
-        }
-    })?;
-    deserializer.end().map_err(|error| ApiError::Malformed {
-        code: "malformed_json",
-        message: format!("the body is not valid JSON: {error}"),
-    })?;
-    Ok(value)
+        let message = error.into_inner().to_string();
+        // serde reports a missing field at the object's path; the field's
+        // name is in its message.
+        let field = missing_field(&message).map_or(path, str::to_owned);
+        let field = if field == "." {
+            "body".to_owned()
+        } else {
+            field
+        };
+        ApiError::invalid(field, strip_position(&message))
+    })
 }
 
 fn missing_field(message: &str) -> Option<&str> {

@@ -53,7 +53,7 @@ pub struct AppState {
     /// The market actors and the writer.
     pub markets: Arc<Markets>,
     /// Token issuing and verification.
-    pub tokens: Tokens,
+    pub tokens: Arc<Tokens>,
     /// Prometheus text for `/metrics`.
     pub metrics: PrometheusHandle,
     /// Users known to exist, so that a valid token of a user the database

@@ -151,3 +151,17 @@ async fn me(State(state): State<AppState>, user: User) -> Result<Json<UserView>,
         .ok_or(ApiError::NotFound("no such user"))?;
     Ok(Json(UserView::from(&record)))
 }
+
+#[cfg(test)]
+mod tests {
+    use argon2::password_hash::phc::PasswordHash;
+
+    use super::DECOY_HASH;
+
+    #[test]
+    fn the_decoy_is_a_real_hash_so_unknown_users_cost_a_full_verification() {
+        let parsed = PasswordHash::new(DECOY_HASH).expect("a valid PHC string");
+        assert_eq!(parsed.algorithm.as_str(), "argon2id");
+        assert!(parsed.hash.is_some());
+    }
+}

@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use bidask_engine::{MarketId, Side};
 use bidask_store::{ProductRecord, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 use crate::bus::Bus;
 use crate::catalog::{Catalog, Product};
@@ -49,6 +48,46 @@ impl Default for RuntimeOptions {
     }
 }
 
+/// Resolves when the writer has committed everything and stopped.
+pub type WriterDone = oneshot::Receiver<()>;
+
+/// Runs the writer on a thread of its own, with a single-threaded runtime
+/// and a connection pool created there.
+fn spawn_writer(
+    writer_store: impl FnOnce() -> Result<Store, StoreError> + Send + 'static,
+    units: mpsc::Receiver<Unit>,
+    seqs: HashMap<Channel, i64>,
+    replicas: Arc<Replicas>,
+    bus: Arc<dyn Bus>,
+    max_batch: usize,
+) -> Result<WriterDone, StoreError> {
+    let (done, done_receiver) = oneshot::channel();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| {
+            StoreError::Corrupt(format!("cannot start the writer runtime: {error}"))
+        })?;
+    std::thread::Builder::new()
+        .name("bidask-writer".to_owned())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match writer_store() {
+                    Ok(store) => {
+                        Writer::new(store.clone(), units, seqs, replicas, bus, max_batch)
+                            .run()
+                            .await;
+                        store.close().await;
+                    }
+                    Err(error) => tracing::error!(%error, "the writer cannot connect"),
+                }
+            });
+            let _ = done.send(());
+        })
+        .map_err(|error| StoreError::Corrupt(format!("cannot start the writer thread: {error}")))?;
+    Ok(done_receiver)
+}
+
 /// Every product's actor, the writer, and what they share.
 pub struct Markets {
     store: Store,
@@ -67,13 +106,19 @@ impl Markets {
     /// Rebuilds every product's book from the database and starts the
     /// actors and the writer. Returns the writer's task, which ends once
     /// [`Markets::close`] was called and everything queued is committed.
+    ///
+    /// The writer gets a thread of its own with its own connection, made by
+    /// `writer_store` inside that thread: the commit path is the
+    /// throughput bottleneck, and on the shared runtime every database
+    /// round trip of a commit waited in the run queue behind HTTP work.
     pub async fn start(
         store: Store,
+        writer_store: impl FnOnce() -> Result<Store, StoreError> + Send + 'static,
         catalog: Arc<Catalog>,
         replicas: Arc<Replicas>,
         bus: Arc<dyn Bus>,
         options: RuntimeOptions,
-    ) -> Result<(Arc<Self>, JoinHandle<()>), StoreError> {
+    ) -> Result<(Arc<Self>, WriterDone), StoreError> {
         let seqs: HashMap<Channel, i64> = store
             .last_seqs()
             .await?
@@ -82,15 +127,14 @@ impl Markets {
             .collect();
         let ids = Arc::new(Ids::after(store.last_ids().await?));
         let (sender, receiver) = mpsc::channel(options.writer_queue);
-        let writer = Writer::new(
-            store.clone(),
+        let writer = spawn_writer(
+            writer_store,
             receiver,
             seqs.clone(),
             Arc::clone(&replicas),
             bus,
             options.max_batch,
-        );
-        let writer = tokio::spawn(writer.run());
+        )?;
         let markets = Arc::new(Self {
             store,
             catalog: Arc::clone(&catalog),
