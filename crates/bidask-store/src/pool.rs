@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, Executor};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{AnyPool, Executor, PgPool};
 
 use crate::error::StoreError;
 
@@ -58,6 +59,11 @@ impl Default for StoreOptions {
 #[derive(Debug, Clone)]
 pub struct Store {
     pub(crate) pool: AnyPool,
+    /// PostgreSQL's native driver, for the group commit only: it binds
+    /// whole columns as arrays, which the `Any` driver cannot (see
+    /// [`crate::batch`]). Lazy, so a store that never commits never
+    /// connects through it.
+    pub(crate) postgres: Option<PgPool>,
     backend: Backend,
 }
 
@@ -101,7 +107,21 @@ impl Store {
             })
             .connect_lazy(&url)
             .map_err(StoreError::from)?;
-        Ok(Self { pool, backend })
+        let postgres = match backend {
+            Backend::Postgres => Some(
+                PgPoolOptions::new()
+                    .max_connections(options.max_connections)
+                    .acquire_timeout(options.acquire_timeout)
+                    .connect_lazy(&url)
+                    .map_err(StoreError::from)?,
+            ),
+            Backend::Sqlite => None,
+        };
+        Ok(Self {
+            pool,
+            postgres,
+            backend,
+        })
     }
 
     /// Which database this is.
@@ -128,5 +148,8 @@ impl Store {
     /// Closes every connection; queries after this fail.
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(postgres) = &self.postgres {
+            postgres.close().await;
+        }
     }
 }

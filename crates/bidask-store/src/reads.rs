@@ -166,6 +166,15 @@ impl Store {
             .collect()
     }
 
+    /// The last sequence number of one channel, 0 if it has none.
+    pub async fn channel_seq(&self, channel: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM feed_events WHERE channel = $1")
+            .bind(channel.to_owned())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
     /// The largest ids in use.
     pub async fn last_ids(&self) -> Result<LastIds, StoreError> {
         let row = sqlx::query(

@@ -27,6 +27,7 @@ use crate::feed::{
     UserMatch,
 };
 use crate::market::ids::Ids;
+use crate::market::replica::Replicas;
 use crate::market::writer::{Committed, IdempotencyDraft, Reply, Response, Unit};
 use crate::views::{MatchView, OrderView};
 
@@ -108,6 +109,8 @@ pub struct Actor {
     store: Store,
     ids: Arc<Ids>,
     writer: mpsc::Sender<Unit>,
+    /// The committed public books, reloaded with the engine after a failure.
+    replicas: Arc<Replicas>,
     engine: Engine,
     /// Every resting order's full row, and for the length of one command
     /// the orders it finished.
@@ -134,14 +137,14 @@ struct Outcome {
 }
 
 impl Actor {
-    /// An actor for `product`, restored from `open_orders` (in priority order).
-    pub fn new(
+    /// An actor for `product`, its books restored from the database and
+    /// its public replica loaded from them.
+    pub async fn load(
         product: Arc<Product>,
         store: Store,
         ids: Arc<Ids>,
         writer: mpsc::Sender<Unit>,
-        open_orders: Vec<OrderRecord>,
-        stale_up_to: Arc<AtomicU64>,
+        replicas: Arc<Replicas>,
     ) -> Result<Self, StoreError> {
         let mut actor = Self {
             engine: Engine::new(0),
@@ -151,19 +154,15 @@ impl Actor {
             store,
             ids,
             writer,
-            stale_up_to,
+            replicas,
+            stale_up_to: Arc::new(AtomicU64::new(0)),
             epoch: 1,
             last_now: 0,
             retry_rebuild_at: None,
             events: Vec::new(),
         };
-        actor.restore(open_orders)?;
+        actor.reload().await?;
         Ok(actor)
-    }
-
-    /// The engine's book of one market, for the replica at start.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
     }
 
     /// Serves requests until the channel closes, expiring orders on time.
@@ -423,11 +422,7 @@ impl Actor {
             return Err(MarketError::Unavailable);
         }
         let failed_epoch = self.stale_up_to.load(Ordering::Acquire);
-        let rebuilt = match self.store.open_orders(self.product.id).await {
-            Ok(orders) => self.restore(orders),
-            Err(error) => Err(error),
-        };
-        match rebuilt {
+        match self.reload().await {
             Ok(()) => {
                 self.epoch = failed_epoch + 1;
                 self.retry_rebuild_at = None;
@@ -440,6 +435,40 @@ impl Actor {
                 Err(MarketError::Unavailable)
             }
         }
+    }
+
+    /// Rebuilds the engine and the product's replica from what is
+    /// committed. A failed commit may still have landed (the connection
+    /// can die after the server committed), so both are read back rather
+    /// than assumed.
+    async fn reload(&mut self) -> Result<(), StoreError> {
+        let open_orders = self.store.open_orders(self.product.id).await?;
+        let last_sales: HashMap<i64, i64> = self
+            .store
+            .last_sales(self.product.id)
+            .await?
+            .into_iter()
+            .collect();
+        let seq = self
+            .store
+            .channel_seq(&Channel::Product(self.product.id).to_string())
+            .await?;
+        self.restore(open_orders)?;
+        let markets = (0..self.product.sizes.len())
+            .map(|market| {
+                let id = MarketId(u16::try_from(market).unwrap_or(u16::MAX));
+                (
+                    self.engine.depth(id, Side::Bid, usize::MAX).collect(),
+                    self.engine.depth(id, Side::Ask, usize::MAX).collect(),
+                    i64::try_from(market)
+                        .ok()
+                        .and_then(|market| last_sales.get(&market))
+                        .and_then(|ticks| u64::try_from(*ticks).ok()),
+                )
+            })
+            .collect();
+        self.replicas.load(self.product.id, seq, markets);
+        Ok(())
     }
 
     fn restore(&mut self, open_orders: Vec<OrderRecord>) -> Result<(), StoreError> {

@@ -12,10 +12,8 @@ pub mod replica;
 pub mod writer;
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use bidask_engine::{MarketId, Side};
 use bidask_store::{ProductRecord, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
@@ -98,8 +96,6 @@ pub struct Markets {
     actors: RwLock<HashMap<i64, mpsc::Sender<Request>>>,
     /// Taken at shutdown, so the writer sees its last sender go.
     writer: Mutex<Option<mpsc::Sender<Unit>>>,
-    /// The last committed `seq` of each product channel at start.
-    start_seqs: HashMap<Channel, i64>,
 }
 
 impl Markets {
@@ -130,7 +126,7 @@ impl Markets {
         let writer = spawn_writer(
             writer_store,
             receiver,
-            seqs.clone(),
+            seqs,
             Arc::clone(&replicas),
             bus,
             options.max_batch,
@@ -143,7 +139,6 @@ impl Markets {
             options,
             actors: RwLock::new(HashMap::new()),
             writer: Mutex::new(Some(sender)),
-            start_seqs: seqs,
         });
         for product in catalog.all() {
             markets.spawn_actor(product).await?;
@@ -156,41 +151,14 @@ impl Markets {
         let writer = self
             .writer_sender()
             .ok_or_else(|| StoreError::Corrupt("the market runtime is shutting down".to_owned()))?;
-        let open_orders = self.store.open_orders(product.id).await?;
-        let last_sales: HashMap<i64, i64> = self
-            .store
-            .last_sales(product.id)
-            .await?
-            .into_iter()
-            .collect();
-        let actor = Actor::new(
+        let actor = Actor::load(
             Arc::clone(&product),
             self.store.clone(),
             Arc::clone(&self.ids),
             writer,
-            open_orders,
-            Arc::new(AtomicU64::new(0)),
-        )?;
-        let markets = (0..product.sizes.len())
-            .map(|market| {
-                let id = MarketId(u16::try_from(market).unwrap_or(u16::MAX));
-                let engine = actor.engine();
-                (
-                    engine.depth(id, Side::Bid, usize::MAX).collect(),
-                    engine.depth(id, Side::Ask, usize::MAX).collect(),
-                    i64::try_from(market)
-                        .ok()
-                        .and_then(|market| last_sales.get(&market))
-                        .and_then(|ticks| u64::try_from(*ticks).ok()),
-                )
-            })
-            .collect();
-        let seq = self
-            .start_seqs
-            .get(&Channel::Product(product.id))
-            .copied()
-            .unwrap_or(0);
-        self.replicas.load(product.id, seq, markets);
+            Arc::clone(&self.replicas),
+        )
+        .await?;
         let (sender, receiver) = mpsc::channel(self.options.actor_queue);
         tokio::spawn(actor.run(receiver));
         self.actors

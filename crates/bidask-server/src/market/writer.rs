@@ -149,6 +149,19 @@ pub struct Committed {
     pub body: Option<String>,
 }
 
+/// Answers every unit of a batch that was not written with 503, and marks
+/// its products stale up to the epochs the units were decided in.
+fn fail(units: &mut [Unit]) {
+    for unit in units {
+        if let Some((stale_up_to, epoch)) = &unit.epoch {
+            stale_up_to.fetch_max(*epoch, Ordering::AcqRel);
+        }
+        if let Some(reply) = unit.reply.take() {
+            let _ = reply.sender.send(Err(MarketError::Unavailable));
+        }
+    }
+}
+
 /// The writer task's state.
 pub struct Writer {
     store: Store,
@@ -159,6 +172,10 @@ pub struct Writer {
     bus: Arc<dyn Bus>,
     /// Most units one transaction takes.
     max_batch: usize,
+    /// Set when a commit failed: whether it landed is unknown (the
+    /// connection can die after the server committed), so the counters are
+    /// read back from the database before the next batch takes a `seq`.
+    resync: bool,
 }
 
 impl Writer {
@@ -178,6 +195,7 @@ impl Writer {
             replicas,
             bus,
             max_batch: max_batch.max(1),
+            resync: false,
         }
     }
 
@@ -211,6 +229,24 @@ impl Writer {
         });
         if units.is_empty() {
             return;
+        }
+        if self.resync {
+            match self.store.last_seqs().await {
+                Ok(seqs) => {
+                    self.seqs = seqs
+                        .into_iter()
+                        .filter_map(|(channel, seq)| {
+                            Channel::parse(&channel).map(|channel| (channel, seq))
+                        })
+                        .collect();
+                    self.resync = false;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the feed back yet; refusing the batch");
+                    fail(units);
+                    return;
+                }
+            }
         }
         let now = now_micros();
         let ts = format_micros(now);
@@ -294,14 +330,8 @@ impl Writer {
                 "batch commit failed; its products rebuild from the database"
             );
             metrics::counter!("bidask_commit_failures_total").increment(1);
-            for unit in units.iter_mut() {
-                if let Some((stale_up_to, epoch)) = &unit.epoch {
-                    stale_up_to.fetch_max(*epoch, Ordering::AcqRel);
-                }
-                if let Some(reply) = unit.reply.take() {
-                    let _ = reply.sender.send(Err(MarketError::Unavailable));
-                }
-            }
+            self.resync = true;
+            fail(units);
             return;
         }
 
