@@ -189,6 +189,58 @@ async fn kill_9_mid_stream_postgres() {
     kill_9_mid_stream(Backend::Postgres).await;
 }
 
+/// `SIGTERM` mid-stream: in-flight requests finish, what was accepted is
+/// committed, the process exits 0, and a restart has every acknowledged
+/// order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_exits_cleanly() {
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let server = ServerProcess::start(SERVER, &database.url);
+    let mut app = TestApp::connect(server.address.clone());
+    let (product_id, traders) = setup(&mut app).await;
+    let app = Arc::new(app);
+    let stop = Arc::new(AtomicBool::new(false));
+    let streams: Vec<_> = traders
+        .iter()
+        .map(|trader| {
+            tokio::spawn(trade(
+                Arc::clone(&app),
+                trader.clone(),
+                product_id,
+                400,
+                Arc::clone(&stop),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let code = tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .expect("the signal task");
+    assert_eq!(code, Some(0), "the server did not exit 0 after SIGTERM");
+    stop.store(true, Ordering::Relaxed);
+    let mut acknowledged = Vec::new();
+    for stream in streams {
+        acknowledged.extend(stream.await.expect("a trading task"));
+    }
+    let server = ServerProcess::start(SERVER, &database.url);
+    let app = TestApp::connect(server.address.clone());
+    check_acknowledged(&app, &traders, product_id, &acknowledged).await;
+}
+
+/// `bidask migrate` creates the schema and exits 0; `serve` then starts on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_then_serve() {
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let status = std::process::Command::new(SERVER)
+        .args(["migrate", "--database-url", &database.url])
+        .status()
+        .expect("the binary runs");
+    assert!(status.success(), "bidask migrate failed: {status}");
+    let server = ServerProcess::start(SERVER, &database.url);
+    let app = TestApp::connect(server.address.clone());
+    assert_eq!(app.get("/readyz", None).await.status, 200);
+}
+
 /// PostgreSQL stops mid-stream (as in a crash) and comes back: requests
 /// fail fast with 503 meanwhile, and the server recovers by itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

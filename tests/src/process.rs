@@ -55,6 +55,24 @@ impl ServerProcess {
         Self { child, address }
     }
 
+    /// `SIGTERM`, then waits (at most 60 s) for the process to exit;
+    /// returns its exit code.
+    pub fn terminate(mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "SIGTERM was not delivered");
+        for _ in 0..600 {
+            if let Some(status) = self.child.try_wait().expect("the server can be waited for") {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the server did not exit within 60 s of SIGTERM");
+    }
+
     /// `kill -9`: no shutdown, no drain.
     pub fn kill(mut self) {
         self.child.kill().expect("SIGKILL is delivered");
