@@ -7,4 +7,5 @@ mod limits;
 mod matching;
 mod ops;
 mod orders;
+mod restart;
 mod trading;

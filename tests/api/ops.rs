@@ -14,6 +14,8 @@ async fn health_metrics_openapi_and_request_ids(backend: Backend) {
     let ann = app.register("ann").await;
     let placed = app.order(&ann, "ask", product, "10", "100.00").await;
     assert_eq!(placed.status, 201);
+    let refused = app.order(&ann, "ask", product, "10", "100.001").await;
+    assert_eq!(refused.status, 422);
 
     let metrics = app
         .client
@@ -25,6 +27,7 @@ async fn health_metrics_openapi_and_request_ids(backend: Backend) {
     let text = metrics.text().await.expect("metrics text");
     for name in [
         "bidask_orders_accepted_total",
+        "bidask_orders_rejected_total{reason=\"validation_failed\"}",
         "bidask_commit_seconds_bucket",
         "bidask_commit_batch_units",
         "bidask_http_request_duration_seconds_bucket",

@@ -108,9 +108,10 @@ struct Detail<'a> {
     field: Option<&'a str>,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code, field) = match &self {
+impl ApiError {
+    /// The status, the contract's code and the offending field.
+    fn parts(&self) -> (StatusCode, &str, Option<&str>) {
+        match self {
             Self::Malformed { code, .. } => (StatusCode::BAD_REQUEST, *code, None),
             Self::Unauthorized { code, .. } => (StatusCode::UNAUTHORIZED, *code, None),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
@@ -125,11 +126,22 @@ impl IntoResponse for ApiError {
             ),
             Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", None),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", None),
-            Self::Internal(cause) => {
-                tracing::error!(%cause, "internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None)
-            }
-        };
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None),
+        }
+    }
+
+    /// The contract's snake_case code, e.g. for a metric label.
+    pub fn code(&self) -> &str {
+        self.parts().1
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(cause) = &self {
+            tracing::error!(%cause, "internal error");
+        }
+        let (status, code, field) = self.parts();
         let body = ErrorBody {
             error: Detail {
                 code,

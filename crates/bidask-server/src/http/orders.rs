@@ -67,9 +67,9 @@ async fn place_bid(
     state: State<AppState>,
     user: User,
     headers: HeaderMap,
-    body: json::Json<PlaceBody>,
+    body: Result<json::Json<PlaceBody>, ApiError>,
 ) -> Result<Response, ApiError> {
-    place(state, user, headers, body, Side::Bid).await
+    counted(place(state, user, headers, body, Side::Bid).await)
 }
 
 #[utoipa::path(post, path = "/api/v1/asks", tag = "orders", security(("bearer" = [])),
@@ -80,9 +80,19 @@ async fn place_ask(
     state: State<AppState>,
     user: User,
     headers: HeaderMap,
-    body: json::Json<PlaceBody>,
+    body: Result<json::Json<PlaceBody>, ApiError>,
 ) -> Result<Response, ApiError> {
-    place(state, user, headers, body, Side::Ask).await
+    counted(place(state, user, headers, body, Side::Ask).await)
+}
+
+/// Counts refused orders by reason. (Requests refused for their token
+/// never reach the handler; they count in the per-route metric by status.)
+fn counted(result: Result<Response, ApiError>) -> Result<Response, ApiError> {
+    if let Err(error) = &result {
+        metrics::counter!("bidask_orders_rejected_total", "reason" => error.code().to_owned())
+            .increment(1);
+    }
+    result
 }
 
 fn quantity(value: i64) -> Result<Quantity, ApiError> {
@@ -109,9 +119,10 @@ async fn place(
     State(state): State<AppState>,
     user: User,
     headers: HeaderMap,
-    json::Json(body): json::Json<PlaceBody>,
+    body: Result<json::Json<PlaceBody>, ApiError>,
     side: Side,
 ) -> Result<Response, ApiError> {
+    let json::Json(body) = body?;
     let product = state
         .catalog
         .get(body.product_id)

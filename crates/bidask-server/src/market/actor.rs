@@ -165,10 +165,21 @@ impl Actor {
         Ok(actor)
     }
 
+    /// Expires the orders that came due while the server was down and
+    /// waits until that is committed, so the books are current before the
+    /// server takes its first request.
+    pub async fn expire_overdue(&mut self) -> Result<(), MarketError> {
+        let (sender, receiver) = oneshot::channel();
+        self.expire_with(Some(sender)).await;
+        match receiver.await {
+            Ok(result) => result.map(|_| ()),
+            // Nothing was due: the sender was dropped unused.
+            Err(_) => Ok(()),
+        }
+    }
+
     /// Serves requests until the channel closes, expiring orders on time.
     pub async fn run(mut self, mut requests: mpsc::Receiver<Request>) {
-        // Orders that expired while the server was down leave first.
-        self.expire().await;
         loop {
             let deadline = self.engine.next_expiry().map(|at| {
                 let wait = u64::try_from(at.0.saturating_sub(now_micros())).unwrap_or(0);
@@ -373,6 +384,14 @@ impl Actor {
 
     /// Expires what is due and sends the result to the writer.
     async fn expire(&mut self) {
+        self.expire_with(None).await;
+    }
+
+    /// [`Actor::expire`], telling `committed` when the expiry is durable.
+    async fn expire_with(
+        &mut self,
+        committed: Option<oneshot::Sender<Result<Committed, MarketError>>>,
+    ) {
         if self.is_stale() {
             return;
         }
@@ -399,7 +418,11 @@ impl Actor {
             orders: outcome.orders,
             matches: outcome.matches,
             events: outcome.events,
-            reply: None,
+            reply: committed.map(|sender| Reply {
+                response: None,
+                idempotency: None,
+                sender,
+            }),
         };
         // A closed writer means shutdown; the orders expire again on start.
         let _ = self.writer.send(unit).await;

@@ -151,7 +151,7 @@ impl Markets {
         let writer = self
             .writer_sender()
             .ok_or_else(|| StoreError::Corrupt("the market runtime is shutting down".to_owned()))?;
-        let actor = Actor::load(
+        let mut actor = Actor::load(
             Arc::clone(&product),
             self.store.clone(),
             Arc::clone(&self.ids),
@@ -159,6 +159,10 @@ impl Markets {
             Arc::clone(&self.replicas),
         )
         .await?;
+        if let Err(error) = actor.expire_overdue().await {
+            // The product is marked stale and retries on its first request.
+            tracing::warn!(product = product.id, %error, "cannot expire overdue orders yet");
+        }
         let (sender, receiver) = mpsc::channel(self.options.actor_queue);
         tokio::spawn(actor.run(receiver));
         self.actors

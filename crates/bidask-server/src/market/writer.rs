@@ -348,6 +348,7 @@ impl Writer {
             });
         }
         metrics::counter!("bidask_events_published_total").increment(batch.events.len() as u64);
+        metrics::counter!("bidask_matches_total").increment(batch.matches.len() as u64);
         for (index, seq, body) in replies {
             if let Some(reply) = units[index].reply.take() {
                 let _ = reply.sender.send(Ok(Committed { seq, body }));
