@@ -26,7 +26,7 @@ use crate::catalog::{Catalog, Product};
 use crate::clock::{DAY, now_micros};
 use crate::config::{DatabaseConfig, ServeConfig};
 use crate::http::limits::RateLimits;
-use crate::http::{ApiSettings, AppState};
+use crate::http::{ApiSettings, AppContext, AppState};
 use crate::market::replica::Replicas;
 use crate::market::{Markets, RuntimeOptions, WriterDone};
 
@@ -118,17 +118,17 @@ impl Application {
         }
         spawn_idempotency_pruning(store.clone());
 
-        let state = AppState {
+        let state = AppState::new(AppContext {
             store: store.clone(),
             catalog,
             markets: Arc::clone(&markets),
-            tokens: Arc::new(tokens),
+            tokens,
             metrics: metrics_handle(),
             known_users: Arc::new(Mutex::new(HashSet::new())),
             keys_in_flight: Arc::new(Mutex::new(HashSet::new())),
             catalog_lock: Arc::new(tokio::sync::Mutex::new(())),
             limits: RateLimits::new(config.rate_limit_user, config.rate_limit_address),
-        };
+        });
         let router = crate::http::router(
             state,
             &ApiSettings {

@@ -2,7 +2,6 @@
 //! through the group commit (accounts are not part of any book).
 
 use sqlx::Row;
-use sqlx::any::AnyRow;
 
 use crate::error::StoreError;
 use crate::pool::Store;
@@ -82,24 +81,22 @@ impl Store {
 
     /// The account with this username.
     pub async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
-        sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, username, password_hash, role, created_at FROM users WHERE username = $1",
         )
         .bind(username.to_owned())
         .fetch_optional(&self.pool)
-        .await?
-        .map(|row| user(&row))
-        .transpose()
+        .await?)
     }
 
     /// The account with this id.
     pub async fn user_by_id(&self, id: i64) -> Result<Option<UserRecord>, StoreError> {
-        sqlx::query("SELECT id, username, password_hash, role, created_at FROM users WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|row| user(&row))
-            .transpose()
+        Ok(sqlx::query_as(
+            "SELECT id, username, password_hash, role, created_at FROM users WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// Every product with its sizes, oldest first.
@@ -144,16 +141,13 @@ impl Store {
     /// The resting orders of one product in queue priority: restoring them
     /// in this order rebuilds its books exactly.
     pub async fn open_orders(&self, product_id: i64) -> Result<Vec<OrderRecord>, StoreError> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE product_id = $1 \
              AND status IN ('open', 'partially_filled') ORDER BY priority"
         )))
         .bind(product_id)
         .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(order)
-        .collect()
+        .await?)
     }
 
     /// The last sequence number of every feed channel.
@@ -198,15 +192,12 @@ impl Store {
 
     /// One order.
     pub async fn order(&self, id: i64) -> Result<Option<OrderRecord>, StoreError> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"
         )))
         .bind(id)
         .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(order)
-        .transpose()
+        .await?)
     }
 
     /// A user's orders, newest first, optionally of one status and product.
@@ -217,7 +208,7 @@ impl Store {
         product_id: Option<i64>,
         page: Page,
     ) -> Result<Vec<OrderRecord>, StoreError> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = $1 \
              AND (CAST($2 AS TEXT) IS NULL OR status = $2) \
              AND (CAST($3 AS BIGINT) IS NULL OR product_id = $3) \
@@ -230,10 +221,7 @@ impl Store {
         .bind(page.before)
         .bind(page.limit)
         .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(order)
-        .collect()
+        .await?)
     }
 
     /// A user's trades as buyer or seller, newest first.
@@ -242,7 +230,7 @@ impl Store {
         user_id: i64,
         page: Page,
     ) -> Result<Vec<MatchRecord>, StoreError> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {MATCH_COLUMNS} FROM matches WHERE (buyer_id = $1 OR seller_id = $1) \
              AND (CAST($2 AS BIGINT) IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
         )))
@@ -250,10 +238,7 @@ impl Store {
         .bind(page.before)
         .bind(page.limit)
         .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(trade)
-        .collect()
+        .await?)
     }
 
     /// A product's public trades, newest first, optionally of one size.
@@ -263,7 +248,7 @@ impl Store {
         market: Option<i64>,
         page: Page,
     ) -> Result<Vec<MatchRecord>, StoreError> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {MATCH_COLUMNS} FROM matches WHERE product_id = $1 \
              AND (CAST($2 AS BIGINT) IS NULL OR market = $2) \
              AND (CAST($3 AS BIGINT) IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
@@ -273,10 +258,7 @@ impl Store {
         .bind(page.before)
         .bind(page.limit)
         .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(trade)
-        .collect()
+        .await?)
     }
 
     /// The price of the last trade of each market of a product that has
@@ -302,7 +284,7 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> Result<Vec<NotificationRecord>, StoreError> {
-        sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT id, user_id, match_id, order_id, payload, created_at FROM notifications \
              WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT $3",
         )
@@ -310,19 +292,7 @@ impl Store {
         .bind(after)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|row| {
-            Ok(NotificationRecord {
-                id: row.try_get("id")?,
-                user_id: row.try_get("user_id")?,
-                match_id: row.try_get("match_id")?,
-                order_id: row.try_get("order_id")?,
-                payload: row.try_get("payload")?,
-                created_at: row.try_get("created_at")?,
-            })
-        })
-        .collect()
+        .await?)
     }
 
     /// The stored first response to `key` from this user, if it was made
@@ -333,7 +303,7 @@ impl Store {
         key: &str,
         since: i64,
     ) -> Result<Option<IdempotencyRecord>, StoreError> {
-        sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT user_id, key, request_hash, status, response, created_at \
              FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND created_at >= $3",
         )
@@ -341,18 +311,7 @@ impl Store {
         .bind(key.to_owned())
         .bind(since)
         .fetch_optional(&self.pool)
-        .await?
-        .map(|row| {
-            Ok(IdempotencyRecord {
-                user_id: row.try_get("user_id")?,
-                key: row.try_get("key")?,
-                request_hash: row.try_get("request_hash")?,
-                status: row.try_get("status")?,
-                response: row.try_get("response")?,
-                created_at: row.try_get("created_at")?,
-            })
-        })
-        .transpose()
+        .await?)
     }
 
     /// Forgets idempotency keys made before `before`; returns how many.
@@ -365,50 +324,4 @@ impl Store {
                 .rows_affected(),
         )
     }
-}
-
-fn user(row: &AnyRow) -> Result<UserRecord, StoreError> {
-    Ok(UserRecord {
-        id: row.try_get("id")?,
-        username: row.try_get("username")?,
-        password_hash: row.try_get("password_hash")?,
-        role: row.try_get("role")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-fn order(row: &AnyRow) -> Result<OrderRecord, StoreError> {
-    Ok(OrderRecord {
-        id: row.try_get("id")?,
-        user_id: row.try_get("user_id")?,
-        product_id: row.try_get("product_id")?,
-        market: row.try_get("market")?,
-        side: row.try_get("side")?,
-        price_ticks: row.try_get("price_ticks")?,
-        quantity: row.try_get("quantity")?,
-        remaining_quantity: row.try_get("remaining_quantity")?,
-        status: row.try_get("status")?,
-        time_in_force: row.try_get("time_in_force")?,
-        cancel_reason: row.try_get("cancel_reason")?,
-        expires_at: row.try_get("expires_at")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        priority: row.try_get("priority")?,
-    })
-}
-
-fn trade(row: &AnyRow) -> Result<MatchRecord, StoreError> {
-    Ok(MatchRecord {
-        id: row.try_get("id")?,
-        product_id: row.try_get("product_id")?,
-        market: row.try_get("market")?,
-        price_ticks: row.try_get("price_ticks")?,
-        quantity: row.try_get("quantity")?,
-        bid_order_id: row.try_get("bid_order_id")?,
-        ask_order_id: row.try_get("ask_order_id")?,
-        buyer_id: row.try_get("buyer_id")?,
-        seller_id: row.try_get("seller_id")?,
-        taker_side: row.try_get("taker_side")?,
-        created_at: row.try_get("created_at")?,
-    })
 }

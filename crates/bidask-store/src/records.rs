@@ -4,7 +4,7 @@
 //! microseconds since the Unix epoch, as in the matching engine; enums are
 //! stored as the snake_case words of the API. Turning these into domain
 //! types is the server's business, so this crate does not depend on the
-//! engine.
+//! engine. Rows read back map onto these by column name (`FromRow`).
 
 /// A new account, before the database gives it an id.
 #[derive(Debug, Clone)]
@@ -20,7 +20,7 @@ pub struct NewUser {
 }
 
 /// An account.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct UserRecord {
     /// The `sub` of the user's tokens.
     pub id: i64,
@@ -56,7 +56,7 @@ pub struct ProductRecord {
 }
 
 /// An order as it stands after the command that last changed it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct OrderRecord {
     /// Assigned by the server.
     pub id: i64,
@@ -91,7 +91,7 @@ pub struct OrderRecord {
 }
 
 /// A trade between one bid and one ask.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct MatchRecord {
     /// Assigned by the server.
     pub id: i64,
@@ -133,7 +133,7 @@ pub struct FeedEventRecord {
 }
 
 /// A stored match notification for one side of a trade.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct NotificationRecord {
     /// Assigned by the server; `GET /notifications?after=` pages by it.
     pub id: i64,
@@ -150,7 +150,7 @@ pub struct NotificationRecord {
 }
 
 /// The first response to a request that carried an `Idempotency-Key`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct IdempotencyRecord {
     /// Keys are per user.
     pub user_id: i64,

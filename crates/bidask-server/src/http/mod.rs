@@ -43,9 +43,28 @@ pub struct ApiSettings {
     pub allowed_origins: Vec<String>,
 }
 
-/// What every handler can reach.
+/// What every handler can reach. axum clones the state for every
+/// extractor of every request, so it is one `Arc`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppContext>);
+
+impl AppState {
+    /// The state of an application.
+    pub fn new(context: AppContext) -> Self {
+        Self(Arc::new(context))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppContext;
+
+    fn deref(&self) -> &AppContext {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct AppContext {
     /// The database, for reads and accounts.
     pub store: Store,
     /// Products in memory.
@@ -53,7 +72,7 @@ pub struct AppState {
     /// The market actors and the writer.
     pub markets: Arc<Markets>,
     /// Token issuing and verification.
-    pub tokens: Arc<Tokens>,
+    pub tokens: Tokens,
     /// Prometheus text for `/metrics`.
     pub metrics: PrometheusHandle,
     /// Users known to exist, so that a valid token of a user the database

@@ -214,18 +214,13 @@ impl Actor {
                 user_id,
                 reply,
             } => {
-                if let Err(error) = self.owned(order_id, user_id) {
-                    let _ = reply.send(Err(error));
-                    return;
-                }
-                let mut events = std::mem::take(&mut self.events);
-                events.clear();
-                let result = self
-                    .engine
-                    .cancel(OrderId(order_id.unsigned_abs()), &mut events);
-                self.finish(events, result, order_id, reply, None, |order, _| {
-                    Response::Cancelled { order }
-                })
+                self.on_own_order(
+                    order_id,
+                    user_id,
+                    reply,
+                    |engine, id, events| engine.cancel(id, events),
+                    |order, _| Response::Cancelled { order },
+                )
                 .await;
             }
             Request::Amend {
@@ -235,24 +230,41 @@ impl Actor {
                 quantity,
                 reply,
             } => {
-                if let Err(error) = self.owned(order_id, user_id) {
-                    let _ = reply.send(Err(error));
-                    return;
-                }
-                let mut events = std::mem::take(&mut self.events);
-                events.clear();
-                let result = self.engine.amend(
-                    OrderId(order_id.unsigned_abs()),
-                    price,
-                    quantity,
-                    &mut events,
-                );
-                self.finish(events, result, order_id, reply, None, |order, matches| {
-                    Response::Amended { order, matches }
-                })
+                self.on_own_order(
+                    order_id,
+                    user_id,
+                    reply,
+                    |engine, id, events| engine.amend(id, price, quantity, events),
+                    |order, matches| Response::Amended { order, matches },
+                )
                 .await;
             }
         }
+    }
+
+    /// Runs `command` on a resting order of `user_id`'s; anyone else's is
+    /// refused as not found.
+    async fn on_own_order(
+        &mut self,
+        order_id: i64,
+        user_id: i64,
+        reply: oneshot::Sender<Result<Committed, MarketError>>,
+        command: impl FnOnce(&mut Engine, OrderId, &mut Vec<Event>) -> Result<(), EngineError>,
+        response: impl FnOnce(OrderView, Vec<MatchView>) -> Response,
+    ) {
+        if let Err(error) = self.owned(order_id, user_id) {
+            let _ = reply.send(Err(error));
+            return;
+        }
+        let mut events = std::mem::take(&mut self.events);
+        events.clear();
+        let result = command(
+            &mut self.engine,
+            OrderId(order_id.unsigned_abs()),
+            &mut events,
+        );
+        self.finish(events, result, order_id, reply, None, response)
+            .await;
     }
 
     async fn place(
