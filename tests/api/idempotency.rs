@@ -10,6 +10,8 @@ on_both_backends!(
     the_same_key_with_another_body_is_a_conflict,
     the_same_key_of_another_user_is_independent,
     a_key_must_be_one_to_255_characters,
+    a_retry_is_answered_from_the_key_even_after_its_expiry_passed,
+    a_key_older_than_a_day_may_be_used_again,
 );
 
 /// `POST /{side}s` as `trader` with `body` and `Idempotency-Key: key`.
@@ -230,6 +232,57 @@ async fn a_key_must_be_one_to_255_characters(backend: Backend) {
     assert_eq!(first.status, 201, "{:?}", first.body);
     let replay = place_with_key(&app, &ann, "bid", &body, &longest).await;
     assert_eq!(replay.body, first.body);
+    assert_eq!(order_ids(&app, &ann).await.len(), 1);
+    app.stop().await;
+}
+
+/// The stored response answers a retry without validating the body again:
+/// its `expires_at` may have passed since the first request.
+async fn a_retry_is_answered_from_the_key_even_after_its_expiry_passed(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let product = app.create_product("AJ1-CHI", &["10"]).await;
+    let ann = app.register("ann").await;
+    let soon = bidask_server::clock::format_micros(
+        bidask_server::clock::now_micros() + bidask_server::clock::SECOND,
+    );
+    let body = json!({"product_id": product, "size": "10", "price": "200.00", "expires_at": soon});
+    let first = place_with_key(&app, &ann, "bid", &body, "retry-late").await;
+    assert_eq!(first.status, 201, "{:?}", first.body);
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let retry = place_with_key(&app, &ann, "bid", &body, "retry-late").await;
+    assert_eq!((retry.status, &retry.body), (201, &first.body));
+    app.stop().await;
+}
+
+/// Keys are remembered for 24 hours; an older one, not yet pruned, is
+/// replaced by its next use instead of failing the commit.
+async fn a_key_older_than_a_day_may_be_used_again(backend: Backend) {
+    use sqlx::Connection;
+
+    let mut app = spawn_app(backend).await;
+    let product = app.create_product("AJ1-CHI", &["10"]).await;
+    let ann = app.register("ann").await;
+    let url = app.database.as_ref().expect("a database").url.clone();
+    sqlx::any::install_default_drivers();
+    let mut connection = sqlx::AnyConnection::connect(&url)
+        .await
+        .expect("the test database");
+    let two_days_ago =
+        bidask_server::clock::now_micros() - 2 * 86_400 * bidask_server::clock::SECOND;
+    sqlx::query(
+        "INSERT INTO idempotency_keys (user_id, key, request_hash, status, response, created_at) \
+         VALUES ($1, 'old-key', 'sha256:other', 201, '{}', $2)",
+    )
+    .bind(ann.id)
+    .bind(two_days_ago)
+    .execute(&mut connection)
+    .await
+    .expect("an old key");
+    let body = json!({"product_id": product, "size": "10", "price": "200.00"});
+    let placed = place_with_key(&app, &ann, "bid", &body, "old-key").await;
+    assert_eq!(placed.status, 201, "{:?}", placed.body);
+    let replay = place_with_key(&app, &ann, "bid", &body, "old-key").await;
+    assert_eq!(replay.body, placed.body);
     assert_eq!(order_ids(&app, &ann).await.len(), 1);
     app.stop().await;
 }

@@ -17,6 +17,7 @@ on_both_backends!(
     fill_or_kill_trades_everything_or_nothing,
     an_order_never_trades_with_its_owners_own_order,
     an_order_expires_on_time_without_being_touched,
+    orders_expiring_within_microseconds_are_accepted_or_refused_never_unavailable,
 );
 
 /// Places `quantity` units at `price` with extra fields from `extra`.
@@ -471,5 +472,36 @@ async fn an_order_expires_on_time_without_being_touched(backend: Backend) {
     assert_eq!(still_open.body["status"], "open");
     let cancel = app.delete(&path, Some(&ann.token)).await;
     assert_eq!((cancel.status, cancel.code()), (409, "order_not_open"));
+    app.stop().await;
+}
+
+/// An `expires_at` only just ahead of the handler's clock may be behind the
+/// market's by the time the order arrives; whatever its time in force, the
+/// answer is a 201 or a 422, never a failed commit.
+async fn orders_expiring_within_microseconds_are_accepted_or_refused_never_unavailable(
+    backend: Backend,
+) {
+    let mut app = spawn_app(backend).await;
+    let product = app.create_product("EDGE-1", &["10"]).await;
+    let ann = app.register("ann").await;
+    for index in 0..60_i64 {
+        let at = bidask_server::clock::format_micros(
+            bidask_server::clock::now_micros() + 50 + index * 25,
+        );
+        let tif = ["gtc", "ioc", "fok"][usize::try_from(index % 3).unwrap_or(0)];
+        let reply = app
+            .place(
+                &ann,
+                "bid",
+                &json!({"product_id": product, "size": "10", "price": "10.00", "time_in_force": tif, "expires_at": at}),
+            )
+            .await;
+        assert!(
+            matches!(reply.status, 201 | 422),
+            "{tif} expiring at {at}: {} {:?}",
+            reply.status,
+            reply.body
+        );
+    }
     app.stop().await;
 }

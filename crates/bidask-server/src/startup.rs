@@ -172,14 +172,15 @@ impl Application {
             shutdown.await;
             let _ = stopping.send(());
         });
-        let server = tokio::spawn(async move { server.await });
+        let mut server = tokio::spawn(async move { server.await });
         // In-flight requests get `shutdown_timeout` to finish once the
-        // signal came; the server task ends sooner when they do.
-        let server_result = async {
-            let _ = stopped.await;
-            tokio::time::timeout(shutdown_timeout, server).await
-        };
-        let outcome = server_result.await;
+        // signal came; the server task ends sooner when they do, and is
+        // aborted (dropping what is left) when they do not.
+        let _ = stopped.await;
+        let outcome = tokio::time::timeout(shutdown_timeout, &mut server).await;
+        if outcome.is_err() {
+            server.abort();
+        }
         markets.close();
         if writer.await.is_err() {
             tracing::error!("the writer thread ended without finishing its queue");

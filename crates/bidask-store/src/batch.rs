@@ -181,7 +181,7 @@ impl Store {
             connection,
             "INSERT INTO idempotency_keys (user_id, key, request_hash, status, response, \
              created_at) VALUES ",
-            "",
+            IDEMPOTENCY_UPSERT,
             6,
             &batch.idempotency,
             |query, record| {
@@ -199,6 +199,12 @@ impl Store {
         Ok(())
     }
 }
+
+/// A key older than its 24 hours may still be stored (pruning is hourly);
+/// a new use of it replaces it.
+const IDEMPOTENCY_UPSERT: &str = " ON CONFLICT (user_id, key) DO UPDATE SET \
+    request_hash = excluded.request_hash, status = excluded.status, \
+    response = excluded.response, created_at = excluded.created_at";
 
 /// The PostgreSQL batch statement; see the module docs.
 const POSTGRES_BATCH: &str = "\
@@ -230,6 +236,8 @@ WITH new_orders AS (
     INSERT INTO idempotency_keys (user_id, key, request_hash, status, response, created_at)
     SELECT * FROM UNNEST($38::bigint[], $39::text[], $40::text[], $41::bigint[], $42::text[],
         $43::bigint[])
+    ON CONFLICT (user_id, key) DO UPDATE SET request_hash = excluded.request_hash,
+        status = excluded.status, response = excluded.response, created_at = excluded.created_at
 )
 SELECT 1";
 

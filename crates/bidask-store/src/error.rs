@@ -55,11 +55,13 @@ impl From<sqlx::Error> for StoreError {
             }
             // PostgreSQL reports a server shutting down or restarting as
             // database errors of class 57 (operator intervention) and 08
-            // (connection exception); they pass like a lost connection.
+            // (connection exception); SQLite reports a lock held past the
+            // busy timeout as SQLITE_BUSY (5) or SQLITE_LOCKED (6). All pass
+            // like a lost connection.
             sqlx::Error::Database(ref database)
-                if database
-                    .code()
-                    .is_some_and(|code| code.starts_with("57") || code.starts_with("08")) =>
+                if database.code().is_some_and(|code| {
+                    code.starts_with("57") || code.starts_with("08") || code == "5" || code == "6"
+                }) =>
             {
                 Self::Unavailable(error)
             }

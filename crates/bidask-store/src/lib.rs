@@ -17,9 +17,10 @@
 //! - [`reads`]: what the API and recovery read back;
 //! - [`error`]: what can go wrong, sorted by what a caller should do.
 //!
-//! Both backends go through sqlx's `Any` driver with one set of SQL
-//! statements (numbered `$N` parameters, which both understand), so they
-//! cannot drift apart; the schema itself lives in `migrations/postgres` and
+//! Reads go through sqlx's `Any` driver with one set of SQL statements
+//! (numbered `$N` parameters, which both understand). The batch write has
+//! a PostgreSQL statement of its own, which binds whole columns as arrays
+//! (see [`batch`]); the schema lives in `migrations/postgres` and
 //! `migrations/sqlite` and differs only where the two dialects do.
 
 pub mod batch;

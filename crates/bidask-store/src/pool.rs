@@ -37,8 +37,8 @@ impl Backend {
 /// How to connect.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// Connections in the pool. The group-commit writer uses one at a time;
-    /// the rest serve reads.
+    /// Connections in the pool (the server's group-commit writer has a
+    /// store of its own).
     pub max_connections: u32,
     /// How long a caller waits for a connection before the store reports
     /// itself unavailable. Short, so requests fail fast while the database

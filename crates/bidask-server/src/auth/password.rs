@@ -3,7 +3,7 @@
 //! Hashing takes tens of milliseconds of CPU on purpose, so it runs on the
 //! blocking pool, never on the threads that serve requests.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
@@ -29,13 +29,18 @@ pub enum PasswordError {
 /// Argon2 takes 19 MiB and tens of milliseconds of one core per hash; a
 /// burst of registrations or logins hashing all at once would take memory
 /// without bound and starve everything else. This many at a time.
-static HASHING: LazyLock<Semaphore> =
-    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(2, usize::from)));
+static HASHING: LazyLock<Arc<Semaphore>> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    Arc::new(Semaphore::new(cores))
+});
 
 /// The PHC string of `password` with a fresh random salt.
 pub async fn hash(password: Password) -> Result<String, PasswordError> {
-    let _permit = HASHING.acquire().await?;
+    // The permit moves into the blocking job: a request that is dropped
+    // while it hashes does not free a slot the job still uses.
+    let permit = Arc::clone(&HASHING).acquire_owned().await?;
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         Argon2::default()
             .hash_password(password.expose().as_bytes())
             .map(|hash| hash.to_string())
@@ -47,8 +52,9 @@ pub async fn hash(password: Password) -> Result<String, PasswordError> {
 /// Whether `password` matches the stored PHC string. A malformed stored
 /// hash does not match anything.
 pub async fn verify(password: Password, stored: String) -> Result<bool, PasswordError> {
-    let _permit = HASHING.acquire().await?;
+    let permit = Arc::clone(&HASHING).acquire_owned().await?;
     Ok(tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         PasswordHash::new(&stored).is_ok_and(|parsed| {
             Argon2::default()
                 .verify_password(password.expose().as_bytes(), &parsed)

@@ -50,8 +50,8 @@ pub enum ApiError {
     /// 413: the body is larger than the configured limit.
     #[error("the request body is too large")]
     TooLarge,
-    /// 422: a field has an invalid value.
-    #[error("{field}: {message}")]
+    /// 422: a field has an invalid value (named in the body's `field`).
+    #[error("{message}")]
     Invalid {
         /// The offending field.
         field: String,

@@ -28,11 +28,13 @@ impl FromRequestParts<AppState> for User {
                 code: "missing_token",
                 message: "send Authorization: Bearer <token>",
             })?;
+        // The scheme is case-insensitive (RFC 7235).
         let token = header
             .to_str()
             .ok()
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .ok_or(ApiError::Unauthorized {
                 code: "invalid_token",
                 message: "the Authorization header must be Bearer <token>",

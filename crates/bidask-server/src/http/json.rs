@@ -18,17 +18,30 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes =
-            Bytes::from_request(request, state)
-                .await
-                .map_err(|rejection| match rejection {
-                    BytesRejection::FailedToBufferBody(_) => ApiError::TooLarge,
-                    other => ApiError::Malformed {
-                        code: "malformed_request",
-                        message: other.body_text(),
-                    },
-                })?;
+        let Body(bytes) = Body::from_request(request, state).await?;
         parse(&bytes).map(Json)
+    }
+}
+
+/// A body as sent, within the size limit, for handlers that need its
+/// bytes (an idempotency key is tied to them) before parsing it.
+#[derive(Debug, Clone)]
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(request, state)
+            .await
+            .map(Body)
+            .map_err(|rejection| match rejection {
+                BytesRejection::FailedToBufferBody(_) => ApiError::TooLarge,
+                other => ApiError::Malformed {
+                    code: "malformed_request",
+                    message: other.body_text(),
+                },
+            })
     }
 }
 

@@ -12,6 +12,7 @@ use bidask_store::OrderRecord;
 use bidask_store::reads::Page as StorePage;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
@@ -22,7 +23,7 @@ use super::products::{decimal, string_or_number};
 use super::{AppState, Page, page_cursor, page_limit};
 use crate::catalog::Product;
 use crate::clock::{DAY, now_micros, parse_rfc3339};
-use crate::market::actor::{PlaceOrder, Request};
+use crate::market::actor::{PlaceOrder, Request, side_name};
 use crate::market::writer::IdempotencyDraft;
 use crate::views::OrderView;
 
@@ -67,7 +68,7 @@ async fn place_bid(
     state: State<AppState>,
     user: User,
     headers: HeaderMap,
-    body: Result<json::Json<PlaceBody>, ApiError>,
+    body: Result<json::Body, ApiError>,
 ) -> Result<Response, ApiError> {
     counted(place(state, user, headers, body, Side::Bid).await)
 }
@@ -80,7 +81,7 @@ async fn place_ask(
     state: State<AppState>,
     user: User,
     headers: HeaderMap,
-    body: Result<json::Json<PlaceBody>, ApiError>,
+    body: Result<json::Body, ApiError>,
 ) -> Result<Response, ApiError> {
     counted(place(state, user, headers, body, Side::Ask).await)
 }
@@ -119,10 +120,67 @@ async fn place(
     State(state): State<AppState>,
     user: User,
     headers: HeaderMap,
-    body: Result<json::Json<PlaceBody>, ApiError>,
+    body: Result<json::Body, ApiError>,
     side: Side,
 ) -> Result<Response, ApiError> {
-    let json::Json(body) = body?;
+    let json::Body(body) = body?;
+    let Some(key) = idempotency_key(&headers)? else {
+        let order = parse_order(&state, user, &body, side, None)?;
+        return submit(&state, order).await;
+    };
+    // The key is claimed before anything else, and the rest runs in a task
+    // of its own that holds it: a client that disconnects cannot cancel the
+    // request half-way, and its retry finds the key in use or the stored
+    // response, never a second order.
+    let guard = KeyGuard::claim(&state, user.id, &key)?;
+    let task = tokio::spawn(async move {
+        let _guard = guard;
+        let request_hash = request_hash(side, &body);
+        let since = now_micros() - KEY_LIFETIME;
+        if let Some(stored) = state.store.idempotency(user.id, &key, since).await? {
+            if stored.request_hash != request_hash {
+                return Err(ApiError::conflict(
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used with a different request",
+                ));
+            }
+            let status = u16::try_from(stored.status)
+                .ok()
+                .and_then(|status| StatusCode::from_u16(status).ok())
+                .unwrap_or(StatusCode::CREATED);
+            return Ok(json_response(status, stored.response));
+        }
+        let draft = IdempotencyDraft {
+            user_id: user.id,
+            key,
+            request_hash,
+        };
+        let order = parse_order(&state, user, &body, side, Some(draft))?;
+        submit(&state, order).await
+    });
+    task.await
+        .map_err(|error| ApiError::Internal(format!("order task: {error}")))?
+}
+
+/// What identifies a request under its idempotency key: the side and the
+/// body exactly as sent.
+fn request_hash(side: Side, body: &[u8]) -> String {
+    let mut digest = Sha256::new();
+    digest.update(side_name(side).as_bytes());
+    digest.update(b"\n");
+    digest.update(body);
+    format!("sha256:{:x}", digest.finalize())
+}
+
+/// Parses and checks an order body: every 4xx is decided here.
+fn parse_order(
+    state: &AppState,
+    user: User,
+    body: &[u8],
+    side: Side,
+    idempotency: Option<IdempotencyDraft>,
+) -> Result<(i64, PlaceOrder), ApiError> {
+    let body: PlaceBody = json::parse(body)?;
     let product = state
         .catalog
         .get(body.product_id)
@@ -170,60 +228,30 @@ async fn place(
             at
         }
     };
-
-    let key = idempotency_key(&headers)?;
-    let request_hash = format!(
-        "{}|{}|{}|{}|{}|{:?}|{}",
-        if side == Side::Bid { "bid" } else { "ask" },
+    Ok((
         product.id,
-        size,
-        price.ticks(),
-        quantity.units(),
-        time_in_force,
-        body.expires_at.as_deref().unwrap_or("default"),
-    );
-    let _guard = match &key {
-        Some(key) => {
-            if let Some(stored) = state
-                .store
-                .idempotency(user.id, key, now - KEY_LIFETIME)
-                .await?
-            {
-                if stored.request_hash != request_hash {
-                    return Err(ApiError::conflict(
-                        "idempotency_key_reused",
-                        "this Idempotency-Key was used with a different request",
-                    ));
-                }
-                let status = u16::try_from(stored.status)
-                    .ok()
-                    .and_then(|status| StatusCode::from_u16(status).ok())
-                    .unwrap_or(StatusCode::CREATED);
-                return Ok(json_response(status, stored.response));
-            }
-            Some(KeyGuard::claim(&state, user.id, key)?)
-        }
-        None => None,
-    };
+        PlaceOrder {
+            user_id: user.id,
+            market,
+            side,
+            price,
+            quantity,
+            time_in_force,
+            expires_at,
+            idempotency,
+        },
+    ))
+}
+
+/// Sends a checked order to its product's actor and answers with the
+/// committed result.
+async fn submit(
+    state: &AppState,
+    (product_id, order): (i64, PlaceOrder),
+) -> Result<Response, ApiError> {
     let committed = state
         .markets
-        .request(product.id, |reply| Request::Place {
-            order: PlaceOrder {
-                user_id: user.id,
-                market,
-                side,
-                price,
-                quantity,
-                time_in_force,
-                expires_at,
-                idempotency: key.map(|key| IdempotencyDraft {
-                    user_id: user.id,
-                    key,
-                    request_hash,
-                }),
-            },
-            reply,
-        })
+        .request(product_id, |reply| Request::Place { order, reply })
         .await?;
     metrics::counter!("bidask_orders_accepted_total").increment(1);
     Ok(json_response(

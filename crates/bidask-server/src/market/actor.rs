@@ -181,16 +181,28 @@ impl Actor {
     /// Serves requests until the channel closes, expiring orders on time.
     pub async fn run(mut self, mut requests: mpsc::Receiver<Request>) {
         loop {
-            let deadline = self.engine.next_expiry().map(|at| {
-                let wait = u64::try_from(at.0.saturating_sub(now_micros())).unwrap_or(0);
-                Instant::now() + Duration::from_micros(wait)
-            });
+            // A stale book waits for its next rebuild attempt, not for an
+            // expiry it cannot commit.
+            let deadline = if self.is_stale() {
+                Some(self.retry_rebuild_at.unwrap_or_else(Instant::now))
+            } else {
+                self.engine.next_expiry().map(|at| {
+                    let wait = u64::try_from(at.0.saturating_sub(now_micros())).unwrap_or(0);
+                    Instant::now() + Duration::from_micros(wait)
+                })
+            };
             tokio::select! {
                 request = requests.recv() => match request {
                     Some(request) => self.handle(request).await,
                     None => break,
                 },
-                () = sleep_until(deadline) => self.expire().await,
+                () = sleep_until(deadline) => {
+                    // Orders leave on time even when no request comes to
+                    // trigger the rebuild after a failed commit.
+                    if self.ensure_current().await.is_ok() {
+                        self.expire().await;
+                    }
+                }
             }
         }
         tracing::debug!(product = self.product.id, "market actor stopped");
@@ -256,6 +268,8 @@ impl Actor {
             let _ = reply.send(Err(error));
             return;
         }
+        // Stamps the change (`updated_at`, match times) with this moment.
+        self.now();
         let mut events = std::mem::take(&mut self.events);
         events.clear();
         let result = command(
@@ -273,6 +287,13 @@ impl Actor {
         reply: oneshot::Sender<Result<Committed, MarketError>>,
     ) {
         let now = self.now();
+        // The engine refuses a past expiry only for orders that rest; the
+        // stored row must satisfy `expires_at > created_at` whatever the
+        // time in force, and the handler's clock ran a little earlier.
+        if order.expires_at <= now {
+            let _ = reply.send(Err(MarketError::Rejected(EngineError::AlreadyExpired)));
+            return;
+        }
         let id = self.ids.order();
         let priority = self.ids.priority();
         self.live.insert(

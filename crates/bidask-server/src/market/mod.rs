@@ -100,7 +100,7 @@ pub struct Markets {
 
 impl Markets {
     /// Rebuilds every product's book from the database and starts the
-    /// actors and the writer. Returns the writer's task, which ends once
+    /// actors and the writer. The returned [`WriterDone`] resolves once
     /// [`Markets::close`] was called and everything queued is committed.
     ///
     /// The writer gets a thread of its own with its own connection, made by

@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use bidask_store::{
     Batch, FeedEventRecord, IdempotencyRecord, MatchRecord, NotificationRecord, OrderRecord,
-    ProductRecord, Store,
+    ProductRecord, Store, StoreError,
 };
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
@@ -248,6 +248,50 @@ impl Writer {
                 }
             }
         }
+        batch.clear();
+        match self.write(units, batch).await {
+            Ok(()) => {}
+            Err(error) if error.is_unavailable() => {
+                tracing::error!(%error, units = units.len(), "batch commit failed; its products rebuild from the database");
+                metrics::counter!("bidask_commit_failures_total").increment(1);
+                // It may have landed: read the counters back before the next batch.
+                self.resync = true;
+                fail(units);
+            }
+            Err(error) => {
+                // The database refused something (a constraint), so nothing
+                // landed. One product's bad unit must not fail the others:
+                // commit each product's units on their own.
+                tracing::error!(%error, units = units.len(), "batch refused; committing its products one by one");
+                metrics::counter!("bidask_commit_failures_total").increment(1);
+                let mut groups: Vec<Vec<Unit>> = Vec::new();
+                for unit in units.drain(..) {
+                    match groups
+                        .iter_mut()
+                        .find(|group| group[0].channel == unit.channel)
+                    {
+                        Some(group) => group.push(unit),
+                        None => groups.push(vec![unit]),
+                    }
+                }
+                for mut group in groups {
+                    batch.clear();
+                    if let Err(error) = self.write(&mut group, batch).await {
+                        tracing::error!(%error, channel = %group[0].channel, "units refused by the database");
+                        if error.is_unavailable() {
+                            self.resync = true;
+                        }
+                        fail(&mut group);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes `units` as one batch; once it is committed, applies and
+    /// publishes their events and answers them. On error nothing is
+    /// answered and no counter moves.
+    async fn write(&mut self, units: &mut [Unit], batch: &mut Batch) -> Result<(), StoreError> {
         let now = now_micros();
         let ts = format_micros(now);
         let mut seqs: HashMap<Channel, i64> = HashMap::new();
@@ -322,18 +366,7 @@ impl Writer {
         let result = self.store.commit(batch).await;
         metrics::histogram!("bidask_commit_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("bidask_commit_batch_units").record(units.len() as f64);
-        if let Err(error) = result {
-            tracing::error!(
-                %error,
-                units = units.len(),
-                orders = batch.orders.len(),
-                "batch commit failed; its products rebuild from the database"
-            );
-            metrics::counter!("bidask_commit_failures_total").increment(1);
-            self.resync = true;
-            fail(units);
-            return;
-        }
+        result?;
 
         self.seqs.extend(seqs);
         for (index, event_index, seq, message) in published {
@@ -354,5 +387,6 @@ impl Writer {
                 let _ = reply.sender.send(Ok(Committed { seq, body }));
             }
         }
+        Ok(())
     }
 }
