@@ -6,6 +6,9 @@
 //! actor does not wait for the commit (the request's handler does), so
 //! the next command runs while the previous batch is being written; it
 //! never awaits I/O except to rebuild its engine after a failed commit.
+//! How events become rows and feed messages is in the `translate` module.
+
+mod translate;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,19 +16,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bidask_engine::{
-    CancelReason, Engine, EngineError, Event, MarketId, NewOrder, OrderId, OrderStatus, Price,
-    Quantity, RestingOrder, Side, TimeInForce, Timestamp, UserId,
+    Engine, EngineError, Event, MarketId, NewOrder, OrderId, Price, Quantity, RestingOrder, Side,
+    TimeInForce, Timestamp, UserId,
 };
-use bidask_store::{MatchRecord, OrderRecord, Store, StoreError};
+use bidask_store::{OrderRecord, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::catalog::Product;
 use crate::clock::now_micros;
-use crate::feed::{
-    Best, Channel, FeedBody, LevelUpdated, OrderUpdated, PendingEvent, PriceDrop, PublicMatch,
-    UserMatch,
-};
+use crate::feed::Channel;
 use crate::market::ids::Ids;
 use crate::market::replica::Replicas;
 use crate::market::writer::{Committed, IdempotencyDraft, Reply, Response, Unit};
@@ -126,14 +126,6 @@ pub struct Actor {
     /// Do not retry a failed rebuild before this.
     retry_rebuild_at: Option<Instant>,
     events: Vec<Event>,
-}
-
-/// The results of one command, before they become a [`Unit`].
-#[derive(Default)]
-struct Outcome {
-    orders: Vec<OrderRecord>,
-    matches: Vec<MatchRecord>,
-    events: Vec<PendingEvent>,
 }
 
 impl Actor {
@@ -551,180 +543,6 @@ impl Actor {
         self.last_now = self.last_now.max(now_micros());
         self.last_now
     }
-
-    /// Turns engine events into rows and feed events, keeping `live` in step.
-    fn translate(&mut self, events: &[Event], now: i64) -> Outcome {
-        let product = Arc::clone(&self.product);
-        let mut outcome = Outcome::default();
-        let mut touched: Vec<i64> = Vec::new();
-        for event in events {
-            match *event {
-                Event::Accepted(order) => touched.push(order_key(order.id)),
-                Event::Trade(trade) => {
-                    let match_id = self.ids.matches();
-                    let quantity = i64::from(trade.quantity);
-                    for id in [trade.maker_order, trade.taker_order] {
-                        if let Some(record) = self.live.get_mut(&order_key(id)) {
-                            record.remaining_quantity -= quantity;
-                        }
-                        touched.push(order_key(id));
-                    }
-                    let (bid_order, buyer) = trade.buyer();
-                    let (ask_order, seller) = trade.seller();
-                    let size = product.size(i64::from(trade.market.0)).to_owned();
-                    let price = product.format_price(trade.price);
-                    outcome.matches.push(MatchRecord {
-                        id: match_id,
-                        product_id: product.id,
-                        market: i64::from(trade.market.0),
-                        price_ticks: ticks(trade.price),
-                        quantity,
-                        bid_order_id: order_key(bid_order),
-                        ask_order_id: order_key(ask_order),
-                        buyer_id: user_key(buyer),
-                        seller_id: user_key(seller),
-                        taker_side: side_name(trade.taker_side).to_owned(),
-                        created_at: now,
-                    });
-                    outcome.events.push(PendingEvent {
-                        channel: Channel::Product(product.id),
-                        body: FeedBody::PublicMatch(PublicMatch {
-                            match_id,
-                            product_id: product.id,
-                            size: size.clone(),
-                            price: price.clone(),
-                            quantity: trade.quantity,
-                            taker_side: side_name(trade.taker_side),
-                            market: trade.market.0,
-                            ticks: trade.price.ticks(),
-                        }),
-                    });
-                    for (role, order, user) in
-                        [("seller", ask_order, seller), ("buyer", bid_order, buyer)]
-                    {
-                        let message = if role == "seller" {
-                            format!("Your {} (size {size}) sold for ${price}!", product.name)
-                        } else {
-                            format!("You bought {} (size {size}) for ${price}!", product.name)
-                        };
-                        outcome.events.push(PendingEvent {
-                            channel: Channel::User(user_key(user)),
-                            body: FeedBody::UserMatch(UserMatch {
-                                match_id,
-                                notification_id: self.ids.notification(),
-                                role,
-                                order_id: order_key(order),
-                                product_id: product.id,
-                                size: size.clone(),
-                                price: price.clone(),
-                                quantity: trade.quantity,
-                                message,
-                                user_id: user_key(user),
-                            }),
-                        });
-                    }
-                }
-                Event::OrderUpdated(update) => {
-                    let id = order_key(update.order);
-                    touched.push(id);
-                    let Some(record) = self.live.get_mut(&id) else {
-                        continue;
-                    };
-                    let (status, reason) = status_names(update.status);
-                    record.status = status.to_owned();
-                    record.cancel_reason = reason.map(str::to_owned);
-                    if matches!(
-                        update.status,
-                        OrderStatus::Open | OrderStatus::PartiallyFilled | OrderStatus::Filled
-                    ) {
-                        record.remaining_quantity = i64::from(update.remaining);
-                    }
-                    outcome.events.push(PendingEvent {
-                        channel: Channel::User(user_key(update.user)),
-                        body: FeedBody::OrderUpdated(OrderUpdated {
-                            order_id: id,
-                            product_id: product.id,
-                            size: product.size(record.market).to_owned(),
-                            side: side_name(update.side),
-                            status,
-                            remaining_quantity: u32::try_from(record.remaining_quantity)
-                                .unwrap_or(0),
-                            cancel_reason: reason,
-                        }),
-                    });
-                }
-                Event::Amended(amended) => {
-                    let id = order_key(amended.order);
-                    touched.push(id);
-                    let priority = amended.requeued.then(|| self.ids.priority());
-                    if let Some(record) = self.live.get_mut(&id) {
-                        record.price_ticks = ticks(amended.price);
-                        record.quantity = i64::from(amended.quantity.units());
-                        record.remaining_quantity = i64::from(amended.remaining);
-                        if let Some(priority) = priority {
-                            record.priority = priority;
-                        }
-                    }
-                }
-                Event::LevelChanged(change) => {
-                    let market = change.market.0;
-                    if change.side == Side::Ask {
-                        let new_best = change.best.map(|best| best.price);
-                        if let Some(slot) = self.lowest_asks.get_mut(usize::from(market)) {
-                            if let (Some(old), Some(new)) = (*slot, new_best)
-                                && new < old
-                            {
-                                outcome.events.push(PendingEvent {
-                                    channel: Channel::Products,
-                                    body: FeedBody::PriceDrop(PriceDrop {
-                                        product_id: product.id,
-                                        size: product.size(i64::from(market)).to_owned(),
-                                        old_price: product.format_price(old),
-                                        new_price: product.format_price(new),
-                                    }),
-                                });
-                            }
-                            *slot = new_best;
-                        }
-                    }
-                    outcome.events.push(PendingEvent {
-                        channel: Channel::Product(product.id),
-                        body: FeedBody::Level(LevelUpdated {
-                            product_id: product.id,
-                            market,
-                            size: product.size(i64::from(market)).to_owned(),
-                            side: change.side,
-                            ticks: change.price.ticks(),
-                            price: product.format_price(change.price),
-                            quantity: change.quantity,
-                            orders: change.orders,
-                            best: change.best.map(|best| Best {
-                                price: product.format_price(best.price),
-                                quantity: best.quantity,
-                                ticks: best.price.ticks(),
-                            }),
-                        }),
-                    });
-                }
-            }
-        }
-        let mut seen = std::collections::HashSet::with_capacity(touched.len());
-        for id in touched {
-            if !seen.insert(id) {
-                continue;
-            }
-            let Some(record) = self.live.get_mut(&id) else {
-                continue;
-            };
-            record.updated_at = now;
-            let record = record.clone();
-            if !matches!(record.status.as_str(), "open" | "partially_filled") {
-                self.live.remove(&id);
-            }
-            outcome.orders.push(record);
-        }
-        outcome
-    }
 }
 
 /// Sleeps until `deadline`, or forever without one.
@@ -765,14 +583,6 @@ fn resting_order(order: &OrderRecord, product: &Product) -> Result<RestingOrder,
     })
 }
 
-fn order_key(id: OrderId) -> i64 {
-    i64::try_from(id.0).unwrap_or(i64::MAX)
-}
-
-fn user_key(id: UserId) -> i64 {
-    i64::try_from(id.0).unwrap_or(i64::MAX)
-}
-
 fn ticks(price: Price) -> i64 {
     i64::try_from(price.ticks()).unwrap_or(i64::MAX)
 }
@@ -791,24 +601,5 @@ pub fn time_in_force_name(time_in_force: TimeInForce) -> &'static str {
         TimeInForce::GoodTillCancelled => "gtc",
         TimeInForce::ImmediateOrCancel => "ioc",
         TimeInForce::FillOrKill => "fok",
-    }
-}
-
-/// The status and cancel reason words of the API.
-fn status_names(status: OrderStatus) -> (&'static str, Option<&'static str>) {
-    match status {
-        OrderStatus::Open => ("open", None),
-        OrderStatus::PartiallyFilled => ("partially_filled", None),
-        OrderStatus::Filled => ("filled", None),
-        OrderStatus::Expired => ("expired", None),
-        OrderStatus::Cancelled(reason) => (
-            "cancelled",
-            Some(match reason {
-                CancelReason::Requested => "requested",
-                CancelReason::SelfTrade => "self_trade",
-                CancelReason::ImmediateOrCancel => "immediate_or_cancel",
-                CancelReason::FillOrKill => "fill_or_kill",
-            }),
-        ),
     }
 }
