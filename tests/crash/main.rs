@@ -71,6 +71,43 @@ async fn trade(
     acknowledged
 }
 
+/// One trading task per trader.
+struct Streams {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<Vec<Value>>>,
+}
+
+impl Streams {
+    /// Starts `orders` orders per trader.
+    fn start(app: &Arc<TestApp>, traders: &[Trader], product_id: i64, orders: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = traders
+            .iter()
+            .map(|trader| {
+                let task = trade(
+                    Arc::clone(app),
+                    trader.clone(),
+                    product_id,
+                    orders,
+                    Arc::clone(&stop),
+                );
+                tokio::spawn(task)
+            })
+            .collect();
+        Self { stop, tasks }
+    }
+
+    /// Stops the streams; returns every acknowledged (201) reply.
+    async fn stop(self) -> Vec<Value> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut acknowledged = Vec::new();
+        for task in self.tasks {
+            acknowledged.extend(task.await.expect("a trading task"));
+        }
+        acknowledged
+    }
+}
+
 async fn setup(app: &mut TestApp) -> (i64, Vec<Trader>) {
     let product_id = app.create_product("CRASH-1", &SIZES).await;
     let mut traders = Vec::new();
@@ -128,19 +165,7 @@ async fn kill_9_mid_stream(backend: Backend) {
     let mut app = TestApp::connect(server.address.clone());
     let (product_id, traders) = setup(&mut app).await;
     let app = Arc::new(app);
-    let stop = Arc::new(AtomicBool::new(false));
-    let streams: Vec<_> = traders
-        .iter()
-        .map(|trader| {
-            tokio::spawn(trade(
-                Arc::clone(&app),
-                trader.clone(),
-                product_id,
-                400,
-                Arc::clone(&stop),
-            ))
-        })
-        .collect();
+    let streams = Streams::start(&app, &traders, product_id, 400);
     // Let a few hundred orders through, then pull the plug.
     let started = Instant::now();
     while started.elapsed() < Duration::from_millis(1_500) {
@@ -148,11 +173,7 @@ async fn kill_9_mid_stream(backend: Backend) {
     }
     server.kill();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut acknowledged = Vec::new();
-    for stream in streams {
-        acknowledged.extend(stream.await.expect("a trading task"));
-    }
+    let acknowledged = streams.stop().await;
     assert!(
         !acknowledged.is_empty(),
         "no order got through before the kill"
@@ -199,29 +220,13 @@ async fn sigterm_drains_and_exits_cleanly() {
     let mut app = TestApp::connect(server.address.clone());
     let (product_id, traders) = setup(&mut app).await;
     let app = Arc::new(app);
-    let stop = Arc::new(AtomicBool::new(false));
-    let streams: Vec<_> = traders
-        .iter()
-        .map(|trader| {
-            tokio::spawn(trade(
-                Arc::clone(&app),
-                trader.clone(),
-                product_id,
-                400,
-                Arc::clone(&stop),
-            ))
-        })
-        .collect();
+    let streams = Streams::start(&app, &traders, product_id, 400);
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     let code = tokio::task::spawn_blocking(move || server.terminate())
         .await
         .expect("the signal task");
     assert_eq!(code, Some(0), "the server did not exit 0 after SIGTERM");
-    stop.store(true, Ordering::Relaxed);
-    let mut acknowledged = Vec::new();
-    for stream in streams {
-        acknowledged.extend(stream.await.expect("a trading task"));
-    }
+    let acknowledged = streams.stop().await;
     let server = ServerProcess::start(SERVER, &database.url);
     let app = TestApp::connect(server.address.clone());
     check_acknowledged(&app, &traders, product_id, &acknowledged).await;
@@ -249,19 +254,7 @@ async fn database_outage_mid_stream_postgres() {
     let mut app = spawn_app_on(TestDatabase::at(cluster.url()), |_| {}).await;
     let (product_id, traders) = setup(&mut app).await;
     let app = Arc::new(app);
-    let stop = Arc::new(AtomicBool::new(false));
-    let streams: Vec<_> = traders
-        .iter()
-        .map(|trader| {
-            tokio::spawn(trade(
-                Arc::clone(&app),
-                trader.clone(),
-                product_id,
-                100_000,
-                Arc::clone(&stop),
-            ))
-        })
-        .collect();
+    let streams = Streams::start(&app, &traders, product_id, 100_000);
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     cluster.halt();
 
@@ -308,11 +301,7 @@ async fn database_outage_mid_stream_postgres() {
         resumed.elapsed()
     );
     assert_eq!(app.get("/readyz", None).await.status, 200);
-    stop.store(true, Ordering::Relaxed);
-    let mut acknowledged = Vec::new();
-    for stream in streams {
-        acknowledged.extend(stream.await.expect("a trading task"));
-    }
+    let acknowledged = streams.stop().await;
     check_acknowledged(&app, &traders, product_id, &acknowledged).await;
 
     // And what the running server shows is what a restart rebuilds.

@@ -387,19 +387,14 @@ impl Actor {
             .iter()
             .map(|trade| MatchView::new(trade, &self.product))
             .collect();
-        let unit = Unit {
-            channel: Channel::Product(self.product.id),
-            epoch: Some((Arc::clone(&self.stale_up_to), self.epoch)),
-            product: None,
-            orders: outcome.orders,
-            matches: outcome.matches,
-            events: outcome.events,
-            reply: Some(Reply {
+        let unit = self.unit(
+            outcome,
+            Some(Reply {
                 response: Some(response(order, matches)),
                 idempotency,
                 sender,
             }),
-        };
+        );
         if let Err(mpsc::error::SendError(unit)) = self.writer.send(unit).await
             && let Some(reply) = unit.reply
         {
@@ -436,21 +431,29 @@ impl Actor {
             return;
         }
         metrics::counter!("bidask_orders_expired_total").increment(outcome.orders.len() as u64);
-        let unit = Unit {
+        let unit = self.unit(
+            outcome,
+            committed.map(|sender| Reply {
+                response: None,
+                idempotency: None,
+                sender,
+            }),
+        );
+        // A closed writer means shutdown; the orders expire again on start.
+        let _ = self.writer.send(unit).await;
+    }
+
+    /// A command's results as a unit of this product's current epoch.
+    fn unit(&self, outcome: translate::Outcome, reply: Option<Reply>) -> Unit {
+        Unit {
             channel: Channel::Product(self.product.id),
             epoch: Some((Arc::clone(&self.stale_up_to), self.epoch)),
             product: None,
             orders: outcome.orders,
             matches: outcome.matches,
             events: outcome.events,
-            reply: committed.map(|sender| Reply {
-                response: None,
-                idempotency: None,
-                sender,
-            }),
-        };
-        // A closed writer means shutdown; the orders expire again on start.
-        let _ = self.writer.send(unit).await;
+            reply,
+        }
     }
 
     fn is_stale(&self) -> bool {
