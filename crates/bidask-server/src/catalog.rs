@@ -136,10 +136,8 @@ impl Catalog {
     }
 
     /// Adds a product whose creation has been committed.
-    pub fn insert(&self, product: Product) -> Arc<Product> {
-        let product = Arc::new(product);
-        self.write().insert(product.id, Arc::clone(&product));
-        product
+    pub fn insert(&self, product: Arc<Product>) {
+        self.write().insert(product.id, product);
     }
 
     /// Whether a SKU is taken.

@@ -7,6 +7,10 @@ pub enum StoreError {
     /// connection lost): the caller answers 503 and tries again later.
     #[error("the database is unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
+    /// The database did not answer within the caller's bound; what was
+    /// asked may or may not have happened.
+    #[error("the database did not answer in time")]
+    TimedOut,
     /// A unique constraint refused the write (a taken username, a reused
     /// key): the caller answers 409.
     #[error("a unique constraint refused the write ({constraint})")]
@@ -33,7 +37,7 @@ impl StoreError {
     /// Whether retrying later can help: the database was unreachable
     /// rather than refusing what was asked.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
+        matches!(self, Self::Unavailable(_) | Self::TimedOut)
     }
 }
 

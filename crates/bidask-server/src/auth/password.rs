@@ -4,6 +4,7 @@
 //! blocking pool, never on the threads that serve requests.
 
 use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
@@ -12,9 +13,15 @@ use tokio::sync::Semaphore;
 
 use super::Password;
 
+/// How long a request waits for a hashing slot before it is turned away.
+const WAIT: Duration = Duration::from_secs(5);
+
 /// Hashing or verification could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
+    /// Every slot stayed busy for longer than [`WAIT`].
+    #[error("password hashing is busy")]
+    Busy,
     /// The hasher failed (e.g. no randomness for the salt).
     #[error("password hashing failed: {0}")]
     Hash(String),
@@ -38,7 +45,9 @@ static HASHING: LazyLock<Arc<Semaphore>> = LazyLock::new(|| {
 pub async fn hash(password: Password) -> Result<String, PasswordError> {
     // The permit moves into the blocking job: a request that is dropped
     // while it hashes does not free a slot the job still uses.
-    let permit = Arc::clone(&HASHING).acquire_owned().await?;
+    let permit = tokio::time::timeout(WAIT, Arc::clone(&HASHING).acquire_owned())
+        .await
+        .map_err(|_| PasswordError::Busy)??;
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
         Argon2::default()
@@ -52,7 +61,9 @@ pub async fn hash(password: Password) -> Result<String, PasswordError> {
 /// Whether `password` matches the stored PHC string. A malformed stored
 /// hash does not match anything.
 pub async fn verify(password: Password, stored: String) -> Result<bool, PasswordError> {
-    let permit = Arc::clone(&HASHING).acquire_owned().await?;
+    let permit = tokio::time::timeout(WAIT, Arc::clone(&HASHING).acquire_owned())
+        .await
+        .map_err(|_| PasswordError::Busy)??;
     Ok(tokio::task::spawn_blocking(move || {
         let _permit = permit;
         PasswordHash::new(&stored).is_ok_and(|parsed| {

@@ -166,6 +166,10 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(%cause, "database unavailable");
                 Self::Unavailable
             }
+            StoreError::TimedOut => {
+                tracing::warn!("database timed out");
+                Self::Unavailable
+            }
             StoreError::Conflict { constraint } => {
                 Self::conflict("conflict", format!("already exists ({constraint})"))
             }

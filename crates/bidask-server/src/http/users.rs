@@ -13,6 +13,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::User;
 use super::json;
 use crate::auth::credentials::CredentialError;
+use crate::auth::password::PasswordError;
 use crate::auth::{Password, Role, Username, password};
 use crate::clock::{SECOND, format_micros, now_micros};
 
@@ -88,9 +89,7 @@ async fn register(
     json::Json(body): json::Json<Credentials>,
 ) -> Result<(StatusCode, Json<Session>), ApiError> {
     let (username, password) = parse_credentials(&body)?;
-    let password_hash = password::hash(password)
-        .await
-        .map_err(|error| ApiError::Internal(error.to_string()))?;
+    let password_hash = password::hash(password).await.map_err(hashing_error)?;
     let user = state
         .store
         .create_user(&NewUser {
@@ -131,10 +130,18 @@ async fn login(
         .map_or_else(|| DECOY_HASH.to_owned(), |user| user.password_hash.clone());
     let matches = password::verify(password, stored)
         .await
-        .map_err(|error| ApiError::Internal(error.to_string()))?;
+        .map_err(hashing_error)?;
     match user {
         Some(user) if matches => Ok(Json(session(&state, &user)?)),
         _ => Err(refused),
+    }
+}
+
+/// Hashing slots busy past their wait are a 429; anything else is a bug.
+fn hashing_error(error: PasswordError) -> ApiError {
+    match error {
+        PasswordError::Busy => ApiError::RateLimited { retry_after: 1 },
+        other => ApiError::Internal(other.to_string()),
     }
 }
 

@@ -453,6 +453,7 @@ impl Actor {
             matches: outcome.matches,
             events: outcome.events,
             reply,
+            on_commit: None,
         }
     }
 

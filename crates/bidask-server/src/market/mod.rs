@@ -23,7 +23,7 @@ use crate::feed::{Channel, FeedBody, NewProduct, PendingEvent};
 use actor::{Actor, MarketError, Request};
 use ids::Ids;
 use replica::Replicas;
-use writer::{Committed, Reply, Unit, Writer};
+use writer::{Committed, OnCommit, Reply, Unit, Writer};
 
 /// Sizes of the runtime's queues.
 #[derive(Debug, Clone, Copy)]
@@ -93,7 +93,7 @@ pub struct Markets {
     replicas: Arc<Replicas>,
     ids: Arc<Ids>,
     options: RuntimeOptions,
-    actors: RwLock<HashMap<i64, mpsc::Sender<Request>>>,
+    actors: Arc<RwLock<HashMap<i64, mpsc::Sender<Request>>>>,
     /// Taken at shutdown, so the writer sees its last sender go.
     writer: Mutex<Option<mpsc::Sender<Unit>>>,
 }
@@ -137,7 +137,7 @@ impl Markets {
             replicas,
             ids,
             options,
-            actors: RwLock::new(HashMap::new()),
+            actors: Arc::new(RwLock::new(HashMap::new())),
             writer: Mutex::new(Some(sender)),
         });
         for product in catalog.all() {
@@ -146,8 +146,24 @@ impl Markets {
         Ok((markets, writer))
     }
 
-    /// Starts the actor of `product` from its committed open orders.
+    /// Starts the actor of `product` from its committed open orders and
+    /// makes it reachable.
     async fn spawn_actor(&self, product: Arc<Product>) -> Result<(), StoreError> {
+        let id = product.id;
+        let sender = self.start_actor(product).await?;
+        self.actors
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, sender);
+        Ok(())
+    }
+
+    /// Loads `product`'s actor, expires its overdue orders, and runs it;
+    /// returns the sender of its queue.
+    async fn start_actor(
+        &self,
+        product: Arc<Product>,
+    ) -> Result<mpsc::Sender<Request>, StoreError> {
         let writer = self
             .writer_sender()
             .ok_or_else(|| StoreError::Corrupt("the market runtime is shutting down".to_owned()))?;
@@ -160,16 +176,12 @@ impl Markets {
         )
         .await?;
         if let Err(error) = actor.expire_overdue().await {
-            // The product is marked stale and retries on its first request.
+            // The product is marked stale and retries on its timer.
             tracing::warn!(product = product.id, %error, "cannot expire overdue orders yet");
         }
         let (sender, receiver) = mpsc::channel(self.options.actor_queue);
         tokio::spawn(actor.run(receiver));
-        self.actors
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(product.id, sender);
-        Ok(())
+        Ok(sender)
     }
 
     /// Sends a request to a product's actor and waits for its commit.
@@ -193,11 +205,20 @@ impl Markets {
         receiver.await.unwrap_or(Err(MarketError::Unavailable))
     }
 
-    /// Commits a new product with its `NEW_PRODUCT` event, then opens its
-    /// markets.
+    /// Commits a new product with its `NEW_PRODUCT` event. Its (empty)
+    /// markets are opened first and become reachable, with the catalog
+    /// entry, the moment the commit succeeds and before the event is
+    /// published, so whoever hears of the product can trade it.
     pub async fn create_product(&self, record: ProductRecord) -> Result<Arc<Product>, MarketError> {
-        let product = Product::from_record(record.clone()).map_err(|_| MarketError::Unavailable)?;
+        let product = Arc::new(Product::from_record(record.clone()).map_err(|error| {
+            tracing::error!(%error, "a checked product record does not parse");
+            MarketError::Unavailable
+        })?);
         let writer = self.writer_sender().ok_or(MarketError::Unavailable)?;
+        let actor = self.start_actor(Arc::clone(&product)).await.map_err(|error| {
+            tracing::error!(%error, product = product.id, "cannot open the new product's markets");
+            MarketError::Unavailable
+        })?;
         let (sender, receiver) = oneshot::channel();
         let event = PendingEvent {
             channel: Channel::Products,
@@ -210,6 +231,11 @@ impl Markets {
                 tick_size: product.tick_size(),
             }),
         };
+        let (catalog, actors, opened) = (
+            Arc::clone(&self.catalog),
+            Arc::clone(&self.actors),
+            Arc::clone(&product),
+        );
         let unit = Unit {
             channel: Channel::Products,
             epoch: None,
@@ -222,17 +248,21 @@ impl Markets {
                 idempotency: None,
                 sender,
             }),
+            on_commit: Some(OnCommit(Box::new(move || {
+                actors
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(opened.id, actor);
+                catalog.insert(opened);
+            }))),
         };
         writer
             .send(unit)
             .await
             .map_err(|_| MarketError::Unavailable)?;
+        // On failure the hook is dropped with the actor's only sender, and
+        // the actor stops.
         receiver.await.unwrap_or(Err(MarketError::Unavailable))?;
-        let product = self.catalog.insert(product);
-        self.spawn_actor(Arc::clone(&product)).await.map_err(|error| {
-            tracing::error!(%error, product = product.id, "cannot open the new product's markets");
-            MarketError::Unavailable
-        })?;
         Ok(product)
     }
 

@@ -52,6 +52,17 @@ pub struct Unit {
     pub events: Vec<PendingEvent>,
     /// Who waits for the commit, if anyone (expiry runs wait for nobody).
     pub reply: Option<Reply>,
+    /// Runs once the unit is committed, before its events are published.
+    pub on_commit: Option<OnCommit>,
+}
+
+/// What a committed unit makes visible before anyone hears of it.
+pub struct OnCommit(pub Box<dyn FnOnce() + Send>);
+
+impl std::fmt::Debug for OnCommit {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("OnCommit(..)")
+    }
 }
 
 /// A request waiting for its unit's commit.
@@ -148,6 +159,9 @@ pub struct Committed {
     /// The response body, when the unit had a [`Response`].
     pub body: Option<String>,
 }
+
+/// The longest a batch may take to commit.
+const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Answers every unit of a batch that was not written with 503, and marks
 /// its products stale up to the epochs the units were decided in.
@@ -363,12 +377,23 @@ impl Writer {
         }
 
         let started = Instant::now();
-        let result = self.store.commit(batch).await;
+        // A database that hangs instead of failing must not hold every
+        // request: past the bound the commit counts as failed, and since it
+        // may still land, the counters are read back (see `resync`).
+        let result = match tokio::time::timeout(COMMIT_TIMEOUT, self.store.commit(batch)).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::TimedOut),
+        };
         metrics::histogram!("bidask_commit_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("bidask_commit_batch_units").record(units.len() as f64);
         result?;
 
         self.seqs.extend(seqs);
+        for unit in units.iter_mut() {
+            if let Some(OnCommit(hook)) = unit.on_commit.take() {
+                hook();
+            }
+        }
         for (index, event_index, seq, message) in published {
             let event = &units[index].events[event_index];
             if let Channel::Product(product_id) = event.channel {
