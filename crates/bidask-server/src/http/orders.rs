@@ -13,6 +13,7 @@ use bidask_store::reads::Page as StorePage;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
@@ -23,7 +24,8 @@ use super::products::{decimal, string_or_number};
 use super::{AppState, Page, page_cursor, page_limit};
 use crate::catalog::Product;
 use crate::clock::{DAY, now_micros, parse_rfc3339};
-use crate::market::actor::{PlaceOrder, Request, side_name};
+use crate::market::actor::{MarketError, PlaceOrder, Request, side_name};
+use crate::market::writer::Committed;
 use crate::market::writer::IdempotencyDraft;
 use crate::views::OrderView;
 
@@ -432,27 +434,25 @@ async fn amend(
     Path(id): Path<String>,
     json::Json(body): json::Json<AmendBody>,
 ) -> Result<Response, ApiError> {
-    let (order, product) = own_order(&state, user, &id).await?;
     if body.price.is_none() && body.quantity.is_none() {
         return Err(ApiError::invalid("body", "send price, quantity or both"));
     }
-    let new_price = body
-        .price
-        .as_deref()
-        .map(|raw| price(&product, raw))
-        .transpose()?;
     let new_quantity = body.quantity.map(quantity).transpose()?;
-    ensure_open(&order)?;
-    let committed = state
-        .markets
-        .request(product.id, |reply| Request::Amend {
-            order_id: order.id,
+    let committed = on_open_order(&state, user, &id, |order_id, product| {
+        let new_price = body
+            .price
+            .as_deref()
+            .map(|raw| price(product, raw))
+            .transpose()?;
+        Ok(move |reply| Request::Amend {
+            order_id,
             user_id: user.id,
             price: new_price,
             quantity: new_quantity,
             reply,
         })
-        .await?;
+    })
+    .await?;
     Ok(json_response(
         StatusCode::OK,
         committed.body.unwrap_or_default(),
@@ -466,18 +466,55 @@ async fn cancel(
     user: User,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (order, product) = own_order(&state, user, &id).await?;
-    ensure_open(&order)?;
-    let committed = state
-        .markets
-        .request(product.id, |reply| Request::Cancel {
-            order_id: order.id,
+    let committed = on_open_order(&state, user, &id, |order_id, _| {
+        Ok(move |reply| Request::Cancel {
+            order_id,
             user_id: user.id,
             reply,
         })
-        .await?;
+    })
+    .await?;
     Ok(json_response(
         StatusCode::OK,
         committed.body.unwrap_or_default(),
     ))
+}
+
+/// Sends the request `make` builds to the actor of the caller's open order
+/// `id`. The resting index finds the order's product without a database
+/// read (the actor checks the owner); when the index does not know the
+/// order, or the actor no longer has it, the database decides between 404
+/// (none of the caller's) and 409 (already done).
+async fn on_open_order<R>(
+    state: &AppState,
+    user: User,
+    id: &str,
+    make: impl Fn(i64, &Product) -> Result<R, ApiError>,
+) -> Result<Committed, ApiError>
+where
+    R: FnOnce(oneshot::Sender<Result<Committed, MarketError>>) -> Request,
+{
+    let Ok(order_id) = id.parse::<i64>() else {
+        return Err(ApiError::NotFound("no such order"));
+    };
+    // A request that does not parse goes the database way too, which
+    // checks the owner first: its 422 must not tell others that an order
+    // rests.
+    if let Some((product, request)) = state
+        .markets
+        .resting_product(order_id)
+        .and_then(|product_id| state.catalog.get(product_id))
+        .and_then(|product| Some((product.id, make(order_id, &product).ok()?)))
+    {
+        match state.markets.request(product, request).await {
+            Err(MarketError::NotOpen) => {}
+            outcome => return outcome.map_err(ApiError::from),
+        }
+    }
+    let (order, product) = own_order(state, user, id).await?;
+    ensure_open(&order)?;
+    Ok(state
+        .markets
+        .request(product.id, make(order.id, &product)?)
+        .await?)
 }

@@ -27,6 +27,7 @@ use crate::catalog::Product;
 use crate::clock::now_micros;
 use crate::feed::Channel;
 use crate::market::ids::Ids;
+use crate::market::index::RestingIndex;
 use crate::market::replica::Replicas;
 use crate::market::writer::{Committed, IdempotencyDraft, Reply, Response, Unit};
 use crate::views::{MatchView, OrderView};
@@ -111,6 +112,8 @@ pub struct Actor {
     writer: mpsc::Sender<Unit>,
     /// The committed public books, reloaded with the engine after a failure.
     replicas: Arc<Replicas>,
+    /// Where every product's resting orders are; this actor keeps its own.
+    resting: Arc<RestingIndex>,
     engine: Engine,
     /// Every resting order's full row, and for the length of one command
     /// the orders it finished.
@@ -137,6 +140,7 @@ impl Actor {
         ids: Arc<Ids>,
         writer: mpsc::Sender<Unit>,
         replicas: Arc<Replicas>,
+        resting: Arc<RestingIndex>,
     ) -> Result<Self, StoreError> {
         let mut actor = Self {
             engine: Engine::new(0),
@@ -147,6 +151,7 @@ impl Actor {
             ids,
             writer,
             replicas,
+            resting,
             stale_up_to: Arc::new(AtomicU64::new(0)),
             epoch: 1,
             last_now: 0,
@@ -536,10 +541,16 @@ impl Actor {
             .map(|market| engine.best_ask(MarketId(market)).map(|level| level.price))
             .collect();
         self.engine = engine;
+        for id in self.live.keys() {
+            self.resting.remove(*id);
+        }
         self.live = open_orders
             .into_iter()
             .map(|record| (record.id, record))
             .collect();
+        for id in self.live.keys() {
+            self.resting.insert(*id, self.product.id);
+        }
         Ok(())
     }
 

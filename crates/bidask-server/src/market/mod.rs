@@ -4,10 +4,12 @@
 //! - [`actor`]: the single-threaded owner of one product's books;
 //! - [`writer`]: group commit, `seq` assignment, publication after commit;
 //! - [`replica`]: the committed public books that reads and snapshots use;
-//! - [`ids`]: ids the server assigns before commit.
+//! - [`ids`]: ids the server assigns before commit;
+//! - [`index`]: which product a resting order is in.
 
 pub mod actor;
 pub mod ids;
+pub mod index;
 pub mod replica;
 pub mod writer;
 
@@ -22,6 +24,7 @@ use crate::catalog::{Catalog, Product};
 use crate::feed::{Channel, FeedBody, NewProduct, PendingEvent};
 use actor::{Actor, MarketError, Request};
 use ids::Ids;
+use index::RestingIndex;
 use replica::Replicas;
 use writer::{Committed, OnCommit, Reply, Unit, Writer};
 
@@ -92,6 +95,7 @@ pub struct Markets {
     catalog: Arc<Catalog>,
     replicas: Arc<Replicas>,
     ids: Arc<Ids>,
+    resting: Arc<RestingIndex>,
     options: RuntimeOptions,
     actors: Arc<RwLock<HashMap<i64, mpsc::Sender<Request>>>>,
     /// Taken at shutdown, so the writer sees its last sender go.
@@ -136,6 +140,7 @@ impl Markets {
             catalog: Arc::clone(&catalog),
             replicas,
             ids,
+            resting: Arc::new(RestingIndex::default()),
             options,
             actors: Arc::new(RwLock::new(HashMap::new())),
             writer: Mutex::new(Some(sender)),
@@ -173,6 +178,7 @@ impl Markets {
             Arc::clone(&self.ids),
             writer,
             Arc::clone(&self.replicas),
+            Arc::clone(&self.resting),
         )
         .await?;
         if let Err(error) = actor.expire_overdue().await {
@@ -264,6 +270,12 @@ impl Markets {
         // the actor stops.
         receiver.await.unwrap_or(Err(MarketError::Unavailable))?;
         Ok(product)
+    }
+
+    /// The product `order_id` rests in, as far as the actors know (a hint:
+    /// see [`index`]).
+    pub fn resting_product(&self, order_id: i64) -> Option<i64> {
+        self.resting.product_of(order_id)
     }
 
     /// A new product id.

@@ -187,8 +187,11 @@ impl Actor {
             };
             record.updated_at = now;
             let record = record.clone();
-            if !matches!(record.status.as_str(), "open" | "partially_filled") {
+            if matches!(record.status.as_str(), "open" | "partially_filled") {
+                self.resting.insert(id, product.id);
+            } else {
                 self.live.remove(&id);
+                self.resting.remove(id);
             }
             outcome.orders.push(record);
         }
