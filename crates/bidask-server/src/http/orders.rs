@@ -56,10 +56,20 @@ pub struct PlaceBody {
     #[schema(value_type = String)]
     price: Box<RawValue>,
     quantity: Option<i64>,
-    /// `gtc` (default), `ioc` or `fok`.
-    #[schema(value_type = Option<String>)]
-    time_in_force: Option<serde_json::Value>,
+    time_in_force: Option<TimeInForceBody>,
     expires_at: Option<String>,
+}
+
+/// `gtc` (default), `ioc` or `fok`.
+#[derive(Deserialize, Clone, Copy, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeInForceBody {
+    /// Good till cancelled (or expired).
+    Gtc,
+    /// Immediate or cancel: trade what crosses now, cancel the rest.
+    Ioc,
+    /// Fill or kill: all of it now, or nothing.
+    Fok,
 }
 
 #[utoipa::path(post, path = "/api/v1/bids", tag = "orders", security(("bearer" = [])),
@@ -194,19 +204,10 @@ fn parse_order(
         .ok_or_else(|| ApiError::invalid("size", format!("the product has no size {size}")))?;
     let price = price(&product, &body.price)?;
     let quantity = quantity(body.quantity.unwrap_or(1))?;
-    // Parsed here rather than by serde, whose error for a non-string
-    // enum value reads as a syntax error.
-    let time_in_force = match body.time_in_force.as_ref().map(|value| value.as_str()) {
-        None => TimeInForce::GoodTillCancelled,
-        Some(Some("gtc")) => TimeInForce::GoodTillCancelled,
-        Some(Some("ioc")) => TimeInForce::ImmediateOrCancel,
-        Some(Some("fok")) => TimeInForce::FillOrKill,
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "time_in_force",
-                "time_in_force must be \"gtc\", \"ioc\" or \"fok\"",
-            ));
-        }
+    let time_in_force = match body.time_in_force.unwrap_or(TimeInForceBody::Gtc) {
+        TimeInForceBody::Gtc => TimeInForce::GoodTillCancelled,
+        TimeInForceBody::Ioc => TimeInForce::ImmediateOrCancel,
+        TimeInForceBody::Fok => TimeInForce::FillOrKill,
     };
     let now = now_micros();
     let expires_at = match &body.expires_at {

@@ -234,9 +234,7 @@ impl Writer {
                 .as_ref()
                 .is_some_and(|(stale_up_to, epoch)| *epoch <= stale_up_to.load(Ordering::Acquire));
             if stale {
-                if let Some(reply) = unit.reply.take() {
-                    let _ = reply.sender.send(Err(MarketError::Unavailable));
-                }
+                fail(std::slice::from_mut(unit));
                 metrics::counter!("bidask_units_refused_stale_total").increment(1);
             }
             !stale
