@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod cluster;
 pub mod process;
+pub mod ws;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -124,6 +125,12 @@ pub fn test_config(database: &TestDatabase) -> ServeConfig {
         db_connections: 4,
         max_batch: 2_048,
         shutdown_timeout_secs: 10,
+        ws_heartbeat_ms: 5_000,
+        ws_queue: 1_024,
+        ws_max_connections: 1_000,
+        ws_max_subscriptions: 64,
+        ws_messages_per_sec: 0,
+        ws_max_message_bytes: 16 * 1024,
     }
 }
 

@@ -34,7 +34,7 @@ async fn run() -> ExitCode {
         Command::Migrate(config) => migrate(&config).await.map(|()| {
             tracing::info!("migrations applied");
         }),
-        Command::Serve(config) => serve(config).await,
+        Command::Serve(config) => serve(*config).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

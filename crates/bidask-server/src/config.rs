@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (the default).
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Apply the database migrations and exit.
     Migrate(DatabaseConfig),
 }
@@ -96,12 +96,46 @@ pub struct ServeConfig {
     /// Most commands committed in one transaction.
     #[arg(long, env = "BIDASK_MAX_BATCH", default_value_t = 2_048)]
     pub max_batch: usize,
+    /// Milliseconds between WebSocket heartbeats (and pings); a client
+    /// silent for three of them is dropped.
+    #[arg(long, env = "BIDASK_WS_HEARTBEAT_MS", default_value_t = 5_000)]
+    pub ws_heartbeat_ms: u64,
+    /// Events a WebSocket client may have waiting before it is closed
+    /// with 4008.
+    #[arg(long, env = "BIDASK_WS_QUEUE", default_value_t = 1_024)]
+    pub ws_queue: usize,
+    /// WebSocket connections held at once; upgrades beyond get 503. A
+    /// process here may hold 20,000 open files in all.
+    #[arg(long, env = "BIDASK_WS_MAX_CONNECTIONS", default_value_t = 19_000)]
+    pub ws_max_connections: usize,
+    /// Subscriptions per WebSocket connection.
+    #[arg(long, env = "BIDASK_WS_MAX_SUBSCRIPTIONS", default_value_t = 64)]
+    pub ws_max_subscriptions: usize,
+    /// Messages per second a WebSocket client may send (0: unlimited).
+    #[arg(long, env = "BIDASK_WS_MESSAGES_PER_SEC", default_value_t = 20)]
+    pub ws_messages_per_sec: u32,
+    /// Largest WebSocket message a client may send, in bytes.
+    #[arg(long, env = "BIDASK_WS_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024)]
+    pub ws_max_message_bytes: usize,
     /// Seconds to wait for in-flight requests at shutdown.
     #[arg(long, env = "BIDASK_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
 }
 
 impl ServeConfig {
+    /// The WebSocket gateway's limits.
+    pub fn gateway(&self) -> crate::gateway::GatewaySettings {
+        crate::gateway::GatewaySettings {
+            heartbeat: Duration::from_millis(self.ws_heartbeat_ms.max(10)),
+            queue: self.ws_queue.max(1),
+            max_connections: self.ws_max_connections,
+            max_subscriptions: self.ws_max_subscriptions,
+            messages_per_sec: self.ws_messages_per_sec,
+            max_message_bytes: self.ws_max_message_bytes.max(64),
+            allowed_origins: self.allowed_origins.clone(),
+        }
+    }
+
     /// How long shutdown waits for requests in flight.
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
@@ -111,6 +145,6 @@ impl ServeConfig {
 impl Cli {
     /// The configuration of the command to run.
     pub fn command(self) -> Command {
-        self.command.unwrap_or(Command::Serve(self.serve))
+        self.command.unwrap_or(Command::Serve(Box::new(self.serve)))
     }
 }

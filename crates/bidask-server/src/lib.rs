@@ -9,6 +9,7 @@
 //! - [`market`]: one actor per product, the group-commit writer, the
 //!   committed book replica;
 //! - [`feed`] and [`bus`]: the events and where they go after commit;
+//! - [`gateway`]: the WebSocket feed that streams them to clients;
 //! - [`auth`]: passwords and tokens;
 //! - [`http`]: the routes, the request parsing and the one error type;
 //! - [`views`] and [`clock`]: the JSON shapes and times of the contract;
@@ -26,6 +27,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod feed;
+pub mod gateway;
 pub mod http;
 pub mod market;
 pub mod startup;

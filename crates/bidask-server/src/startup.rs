@@ -4,8 +4,8 @@
 //! bootstrap accounts, rebuild every book, bind the port) before anything
 //! is served, so tests can start it on port 0 and read the address.
 //!
-//! Shutdown drains in this order: stop accepting connections and let
-//! in-flight requests finish; close the market actors' queues so they
+//! Shutdown drains in this order: stop accepting connections, close
+//! WebSockets with 1001 and let in-flight requests finish; close the market actors' queues so they
 //! finish what is queued; let the writer commit everything that was
 //! accepted; close the database pool.
 
@@ -21,10 +21,11 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
 use crate::auth::{Password, Role, Tokens, Username, password};
-use crate::bus::LocalBus;
 use crate::catalog::{Catalog, Product};
 use crate::clock::{DAY, now_micros};
 use crate::config::{DatabaseConfig, ServeConfig};
+use crate::gateway::Gateway;
+use crate::gateway::hub::{Hub, Windows};
 use crate::http::limits::RateLimits;
 use crate::http::{ApiSettings, AppContext, AppState};
 use crate::market::replica::Replicas;
@@ -51,6 +52,7 @@ pub struct Application {
     markets: Arc<Markets>,
     writer: WriterDone,
     store: Store,
+    hub: Arc<Hub>,
     shutdown_timeout: Duration,
 }
 
@@ -86,7 +88,8 @@ impl Application {
             .map_err(|error| StoreError::Corrupt(error.to_string()))?;
         let catalog = Arc::new(Catalog::new(products));
         let replicas = Arc::new(Replicas::default());
-        let bus = Arc::new(LocalBus::new(1_024));
+        let gateway_settings = config.gateway();
+        let hub = Hub::start(Windows::default(), gateway_settings.heartbeat);
         let writer_url = config.database.database_url.clone();
         let (markets, writer) = Markets::start(
             store.clone(),
@@ -101,7 +104,7 @@ impl Application {
             },
             Arc::clone(&catalog),
             replicas,
-            bus,
+            Arc::clone(&hub) as Arc<dyn crate::bus::Bus>,
             RuntimeOptions {
                 max_batch: config.max_batch,
                 ..RuntimeOptions::default()
@@ -127,6 +130,10 @@ impl Application {
             known_users: Arc::new(Mutex::new(HashSet::new())),
             keys_in_flight: Arc::new(Mutex::new(HashSet::new())),
             catalog_lock: Arc::new(tokio::sync::Mutex::new(())),
+            gateway: Arc::new(Gateway {
+                hub: Arc::clone(&hub),
+                settings: gateway_settings,
+            }),
             limits: RateLimits::new(config.rate_limit_user, config.rate_limit_address),
         });
         let router = crate::http::router(
@@ -143,6 +150,7 @@ impl Application {
             markets,
             writer,
             store,
+            hub,
             shutdown_timeout: config.shutdown_timeout(),
         })
     }
@@ -164,6 +172,7 @@ impl Application {
             markets,
             writer,
             store,
+            hub,
             shutdown_timeout,
         } = self;
         let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -177,9 +186,22 @@ impl Application {
         // signal came; the server task ends sooner when they do, and is
         // aborted (dropping what is left) when they do not.
         let _ = stopped.await;
-        let outcome = tokio::time::timeout(shutdown_timeout, &mut server).await;
+        // WebSockets are upgraded out of the server's connection tracking:
+        // they are told to close with 1001, and waited for beside requests.
+        hub.stop();
+        let deadline = tokio::time::Instant::now() + shutdown_timeout;
+        let outcome = tokio::time::timeout_at(deadline, &mut server).await;
         if outcome.is_err() {
             server.abort();
+        }
+        while hub
+            .counters
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         markets.close();
         if writer.await.is_err() {

@@ -169,6 +169,53 @@ impl Store {
         Ok(row.try_get(0)?)
     }
 
+    /// Up to `limit` events of `channel` after `after`, in `seq` order, as
+    /// `(seq, payload)`: what a WebSocket resume replays.
+    pub async fn feed_events(
+        &self,
+        channel: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        sqlx::query(
+            "SELECT seq, payload FROM feed_events WHERE channel = $1 AND seq > $2 \
+             ORDER BY seq LIMIT $3",
+        )
+        .bind(channel.to_owned())
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
+    }
+
+    /// The last `seq` of `user:{user_id}` delivered over a WebSocket, 0 if
+    /// none.
+    pub async fn delivered_seq(&self, user_id: i64) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM deliveries WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Records that `user:{user_id}` was delivered up to `seq`; never moves
+    /// the mark back (two connections of one user may report out of order).
+    pub async fn mark_delivered(&self, user_id: i64, seq: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO deliveries (user_id, seq) VALUES ($1, $2) ON CONFLICT (user_id) \
+             DO UPDATE SET seq = CASE WHEN deliveries.seq < excluded.seq \
+             THEN excluded.seq ELSE deliveries.seq END",
+        )
+        .bind(user_id)
+        .bind(seq)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// The largest ids in use.
     pub async fn last_ids(&self) -> Result<LastIds, StoreError> {
         let row = sqlx::query(

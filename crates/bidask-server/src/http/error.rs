@@ -64,6 +64,9 @@ pub enum ApiError {
         /// Seconds until a request will be accepted.
         retry_after: u64,
     },
+    /// 503: the server is at a configured capacity (WebSocket connections).
+    #[error("{0}")]
+    AtCapacity(&'static str),
     /// 503: the database is unreachable or a commit failed.
     #[error("storage is unavailable, try again shortly")]
     Unavailable,
@@ -125,6 +128,7 @@ impl ApiError {
                 Some(field.as_str()),
             ),
             Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", None),
+            Self::AtCapacity(_) => (StatusCode::SERVICE_UNAVAILABLE, "at_capacity", None),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", None),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None),
         }

@@ -83,6 +83,8 @@ pub struct AppContext {
     pub keys_in_flight: Arc<Mutex<HashSet<(i64, String)>>>,
     /// Requests per second per user and per client address.
     pub limits: Arc<limits::RateLimits>,
+    /// The WebSocket feed.
+    pub gateway: Arc<crate::gateway::Gateway>,
     /// One product creation at a time, so a duplicate SKU is caught before
     /// it reaches a batch.
     pub catalog_lock: Arc<tokio::sync::Mutex<()>>,
@@ -95,6 +97,7 @@ pub fn router(state: AppState, settings: &ApiSettings) -> Router {
         .merge(products::router())
         .merge(orders::router())
         .merge(account::router())
+        .merge(crate::gateway::api_router())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             limits::limit_address,
@@ -104,6 +107,7 @@ pub fn router(state: AppState, settings: &ApiSettings) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .merge(ops::router())
+        .merge(crate::gateway::router())
         .merge(openapi::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -67,7 +67,7 @@ impl Modify for BearerAuth {
 /// The document.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "bidask", description = "A bid/ask marketplace: REST trading API. See docs/api.md."),
+    info(title = "bidask", description = "A bid/ask marketplace: REST trading API. The WebSocket feed (GET /ws) is described in docs/api.md."),
     paths(
         super::users::register,
         super::users::login,
@@ -85,6 +85,7 @@ impl Modify for BearerAuth {
         super::orders::cancel,
         super::account::matches,
         super::account::notifications,
+        crate::gateway::stats,
         super::ops::healthz,
         super::ops::readyz,
         super::ops::metrics_text,

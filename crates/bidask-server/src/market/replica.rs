@@ -1,5 +1,5 @@
 //! The public books as committed: what `GET /products/{id}/book`, the
-//! product summaries and (later) WebSocket snapshots read.
+//! product summaries and WebSocket snapshots read.
 //!
 //! The engine may already hold results that are not committed yet, so
 //! snapshots never come from it. This replica changes only when the writer
@@ -86,6 +86,17 @@ pub struct MarketSummary {
     pub bid_count: u64,
     /// Resting ask orders.
     pub ask_count: u64,
+}
+
+/// One market's levels, best first, and its last sale, in ticks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarketLevels {
+    /// Bid levels, highest first.
+    pub bids: Vec<Level>,
+    /// Ask levels, lowest first.
+    pub asks: Vec<Level>,
+    /// The price of the last match.
+    pub last_sale: Option<u64>,
 }
 
 /// One product's markets and the `seq` they are current to.
@@ -204,6 +215,24 @@ impl Replicas {
             levels.depth(Side::Bid, depth),
             levels.depth(Side::Ask, depth),
         ))
+    }
+
+    /// Every market's levels (`depth` per side) and last sale, taken
+    /// under one lock so that all of them are current to the returned
+    /// `seq`: a WebSocket snapshot.
+    pub fn snapshot(&self, product_id: i64, depth: usize) -> Option<(i64, Vec<MarketLevels>)> {
+        let book = self.product(product_id)?;
+        let book = book.lock().unwrap_or_else(PoisonError::into_inner);
+        let markets = book
+            .markets
+            .iter()
+            .map(|market| MarketLevels {
+                bids: market.depth(Side::Bid, depth),
+                asks: market.depth(Side::Ask, depth),
+                last_sale: market.last_sale,
+            })
+            .collect();
+        Some((book.seq, markets))
     }
 
     fn product(&self, product_id: i64) -> Option<Arc<Mutex<ProductBook>>> {

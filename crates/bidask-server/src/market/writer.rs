@@ -307,7 +307,7 @@ impl Writer {
         let now = now_micros();
         let ts = format_micros(now);
         let mut seqs: HashMap<Channel, i64> = HashMap::new();
-        let mut published: Vec<(usize, usize, i64, Arc<str>)> = Vec::new();
+        let mut published: Vec<(usize, usize, i64, String)> = Vec::new();
         let mut replies: Vec<(usize, i64, Option<String>)> = Vec::new();
         let mut order_slots: HashMap<i64, usize> = HashMap::new();
         for (index, unit) in units.iter().enumerate() {
@@ -348,7 +348,7 @@ impl Writer {
                     payload: payload.clone(),
                     created_at: now,
                 });
-                published.push((index, event_index, seq, payload.into()));
+                published.push((index, event_index, seq, payload));
             }
             if let Some(reply) = &unit.reply {
                 let seq = seqs

@@ -1,0 +1,781 @@
+//! One WebSocket connection: a single task that reads the client's
+//! messages, writes its subscriptions' events from a bounded outbox, and
+//! sends heartbeats.
+//!
+//! A subscription remembers the last `seq` written per channel. Every event
+//! passes that filter, so a snapshot (or a replay from the window or the
+//! database) and the live events after it join without a gap or a
+//! duplicate: the connection joins the hub *before* it reads the snapshot,
+//! and drops the live events the snapshot already holds.
+//!
+//! Everything that can block on the client (a write to a socket nobody
+//! reads) races the hub's "slow" mark, so a stuck client is closed with
+//! 4008 as soon as its outbox overflows.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use bidask_store::StoreError;
+use futures_util::SinkExt;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde_json::{Map, Value, json};
+use tokio::sync::{mpsc, watch};
+
+use super::hub::{Joined, Peer, SharedFrame, Signal};
+use super::protocol::{self, Command, Refusal, Request};
+use super::{Gateway, Identity};
+use crate::clock::{format_micros, now_micros};
+use crate::feed::Channel;
+use crate::http::AppState;
+
+/// Levels per side in a product snapshot.
+pub const SNAPSHOT_DEPTH: usize = 100;
+/// Events read from the database per query of a resume.
+const REPLAY_PAGE: i64 = 500;
+/// Events written before the connection looks at its other work again.
+const WRITE_BATCH: usize = 64;
+/// Heartbeats without a frame from the client before it is dropped.
+const SILENT_BEATS: u32 = 3;
+/// How long a closing handshake may take.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
+/// Close codes.
+mod code {
+    pub const GOING_AWAY: u16 = 1001;
+    pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
+    pub const SLOW: u16 = 4008;
+}
+
+/// Why the connection ends.
+#[derive(Debug)]
+enum End {
+    /// The client closed it or the network broke it.
+    Gone,
+    /// Its outbox overflowed.
+    Slow,
+    /// The server is stopping.
+    Stopping,
+    /// It stopped answering pings.
+    Silent,
+    /// It kept sending past its message rate.
+    Flood,
+    /// It sent a message over the size limit.
+    TooBig,
+}
+
+impl From<axum::Error> for End {
+    fn from(_: axum::Error) -> Self {
+        Self::Gone
+    }
+}
+
+/// What woke the connection.
+enum Wake {
+    Beat,
+    Incoming(Option<Result<Message, axum::Error>>),
+    Frame(SharedFrame),
+}
+
+struct Subscription {
+    channel: Channel,
+    /// The last `seq` written to the client.
+    seq: i64,
+}
+
+/// See the module docs.
+pub struct Connection {
+    id: u64,
+    state: AppState,
+    gateway: Arc<Gateway>,
+    user: Option<Identity>,
+    subscriptions: Vec<Subscription>,
+    outbox_sender: mpsc::Sender<SharedFrame>,
+    outbox: mpsc::Receiver<SharedFrame>,
+    peer: Arc<Peer>,
+    limiter: Option<DefaultDirectRateLimiter>,
+    strikes: u32,
+    silent_beats: u32,
+    /// The user channel's `seq` last recorded as delivered.
+    marked: i64,
+    /// Messages written since the counter was last updated.
+    unsent_count: u64,
+}
+
+impl Connection {
+    /// A connection of `user` (if it authenticated at the upgrade).
+    pub fn new(state: AppState, gateway: Arc<Gateway>, user: Option<Identity>) -> Self {
+        let (outbox_sender, outbox) = mpsc::channel(gateway.settings.queue.max(1));
+        let limiter = std::num::NonZeroU32::new(gateway.settings.messages_per_sec)
+            .map(|rate| RateLimiter::direct(Quota::per_second(rate)));
+        Self {
+            id: gateway.hub.connection_id(),
+            state,
+            gateway,
+            user,
+            subscriptions: Vec::new(),
+            outbox_sender,
+            outbox,
+            peer: Arc::new(Peer::default()),
+            limiter,
+            strikes: 0,
+            silent_beats: 0,
+            marked: 0,
+            unsent_count: 0,
+        }
+    }
+
+    /// Serves the connection until it ends, then closes it.
+    pub async fn run(mut self, mut socket: WebSocket) {
+        let mut signals = self.gateway.hub.signals();
+        let end = self.serve(&mut socket, &mut signals).await;
+        self.finish(&mut socket, end).await;
+    }
+
+    async fn serve(
+        &mut self,
+        socket: &mut WebSocket,
+        signals: &mut watch::Receiver<Signal>,
+    ) -> End {
+        let peer = Arc::clone(&self.peer);
+        let greeting = Box::pin(self.greet(socket));
+        if let Err(end) = race(&peer, greeting).await {
+            return end;
+        }
+        loop {
+            let wake = tokio::select! {
+                biased;
+                () = peer.slowed() => return End::Slow,
+                changed = signals.changed() => {
+                    if changed.is_err() || signals.borrow_and_update().stopping {
+                        return End::Stopping;
+                    }
+                    Wake::Beat
+                }
+                incoming = socket.recv() => Wake::Incoming(incoming),
+                Some(frame) = self.outbox.recv() => Wake::Frame(frame),
+            };
+            let outcome = match wake {
+                Wake::Frame(frame) => race(&peer, self.forward(socket, frame)).await,
+                Wake::Beat => race(&peer, self.beat(socket)).await,
+                Wake::Incoming(incoming) => {
+                    race(&peer, Box::pin(self.receive(socket, incoming))).await
+                }
+            };
+            if let Err(end) = outcome {
+                return end;
+            }
+            self.count_sent();
+        }
+    }
+
+    /// `welcome`, then the user's own channel from where it was left.
+    async fn greet(&mut self, socket: &mut WebSocket) -> Result<(), End> {
+        let welcome = json!({
+            "type": "welcome",
+            "connection_id": self.id,
+            "user": self.user.as_ref().map(Identity::to_json),
+            "heartbeat_interval_ms": self.gateway.settings.heartbeat.as_millis() as u64,
+        });
+        self.send(socket, welcome.to_string()).await?;
+        self.join_own_channel(socket).await
+    }
+
+    /// Writes `first` and whatever else is queued, up to a batch, then
+    /// flushes once.
+    async fn forward(&mut self, socket: &mut WebSocket, first: SharedFrame) -> Result<(), End> {
+        let mut next = Some(first);
+        let mut written = 0;
+        while let Some(frame) = next.take() {
+            if self.advance(frame.channel, frame.seq) {
+                socket.feed(Message::Text(frame.text.clone())).await?;
+                written += 1;
+            }
+            if written < WRITE_BATCH {
+                next = self.outbox.try_recv().ok();
+            }
+        }
+        if written > 0 {
+            socket.flush().await?;
+            self.unsent_count += written as u64;
+            let lag = self.gateway.settings.queue - self.outbox_sender.capacity();
+            metrics::histogram!("bidask_ws_queue_depth").record(lag as f64);
+            self.record_delivery();
+        }
+        Ok(())
+    }
+
+    /// Moves `channel`'s mark to `seq` if that is its next event; false
+    /// for an event the client already has or no longer wants.
+    fn advance(&mut self, channel: Channel, seq: i64) -> bool {
+        let Some(subscription) = self
+            .subscriptions
+            .iter_mut()
+            .find(|subscription| subscription.channel == channel)
+        else {
+            return false;
+        };
+        if seq <= subscription.seq {
+            return false;
+        }
+        if seq != subscription.seq + 1 {
+            tracing::error!(%channel, expected = subscription.seq + 1, seq, "feed gap");
+        }
+        subscription.seq = seq;
+        true
+    }
+
+    /// A heartbeat with every subscription's `seq`, and a ping; drops a
+    /// client that has been silent for too long.
+    async fn beat(&mut self, socket: &mut WebSocket) -> Result<(), End> {
+        self.silent_beats += 1;
+        if self.silent_beats > SILENT_BEATS {
+            return Err(End::Silent);
+        }
+        self.record_delivery();
+        let seqs: Map<String, Value> = self
+            .subscriptions
+            .iter()
+            .map(|subscription| (subscription.channel.to_string(), subscription.seq.into()))
+            .collect();
+        let heartbeat =
+            json!({"type": "heartbeat", "ts": format_micros(now_micros()), "seqs": seqs});
+        socket
+            .feed(Message::Text(heartbeat.to_string().into()))
+            .await?;
+        socket.feed(Message::Ping(axum::body::Bytes::new())).await?;
+        socket.flush().await?;
+        self.unsent_count += 1;
+        Ok(())
+    }
+
+    async fn receive(
+        &mut self,
+        socket: &mut WebSocket,
+        incoming: Option<Result<Message, axum::Error>>,
+    ) -> Result<(), End> {
+        let message = match incoming {
+            None => return Err(End::Gone),
+            Some(Err(error)) => return Err(classify(error)),
+            Some(Ok(message)) => message,
+        };
+        self.silent_beats = 0;
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Binary(_) => {
+                let refusal = Refusal::new("unsupported_frame", "send JSON in text frames", None);
+                return self.send(socket, refusal.to_message()).await;
+            }
+            Message::Ping(_) | Message::Pong(_) => return Ok(()),
+            Message::Close(_) => return Err(End::Gone),
+        };
+        if let Some(limiter) = &self.limiter
+            && limiter.check().is_err()
+        {
+            self.strikes += 1;
+            if self.strikes > self.gateway.settings.messages_per_sec {
+                return Err(End::Flood);
+            }
+            let refusal = Refusal::new(
+                "rate_limited",
+                format!(
+                    "at most {} messages per second; this one was ignored",
+                    self.gateway.settings.messages_per_sec
+                ),
+                None,
+            );
+            return self.send(socket, refusal.to_message()).await;
+        }
+        self.strikes = 0;
+        match protocol::parse(&text) {
+            Ok(request) => self.execute(socket, request).await,
+            Err(refusal) => self.send(socket, refusal.to_message()).await,
+        }
+    }
+
+    async fn execute(&mut self, socket: &mut WebSocket, request: Request) -> Result<(), End> {
+        let Request { id, command } = request;
+        let outcome = match command {
+            Command::Ping => {
+                let mut pong = json!({"type": "pong"});
+                protocol::with_id(&mut pong, id.as_ref());
+                return self.send(socket, pong.to_string()).await;
+            }
+            Command::Auth { token } => self.authenticate(socket, &token, id.as_ref()).await,
+            Command::Subscribe {
+                channels,
+                since_seq,
+            } => {
+                self.subscribe(socket, &channels, since_seq, id.as_ref())
+                    .await
+            }
+            Command::Unsubscribe { channels } => {
+                self.unsubscribe(socket, &channels, id.as_ref()).await
+            }
+        };
+        match outcome {
+            Ok(result) => result,
+            Err(refusal) => self.send(socket, refusal.to_message()).await,
+        }
+    }
+
+    /// The `auth` message: who the connection is, once.
+    async fn authenticate(
+        &mut self,
+        socket: &mut WebSocket,
+        token: &str,
+        id: Option<&Value>,
+    ) -> Result<Result<(), End>, Refusal> {
+        let identity = super::identify(&self.state, token)
+            .await
+            .map_err(|refusal| Refusal {
+                id: id.cloned(),
+                ..refusal
+            })?;
+        match &self.user {
+            Some(user) if user.id != identity.id => {
+                return Err(Refusal::new(
+                    "already_authenticated",
+                    "this connection belongs to another user; open a new one",
+                    id.cloned(),
+                ));
+            }
+            Some(_) => {}
+            None => self.user = Some(identity.clone()),
+        }
+        let mut reply = json!({"type": "authenticated", "user": identity.to_json()});
+        protocol::with_id(&mut reply, id);
+        if let Err(end) = self.send(socket, reply.to_string()).await {
+            return Ok(Err(end));
+        }
+        Ok(self.join_own_channel(socket).await)
+    }
+
+    /// Subscribes an authenticated connection to its `user:{id}`, resuming
+    /// after the last event delivered to any of the user's connections.
+    async fn join_own_channel(&mut self, socket: &mut WebSocket) -> Result<(), End> {
+        let Some(user) = &self.user else {
+            return Ok(());
+        };
+        let channel = Channel::User(user.id);
+        if self.is_subscribed(channel) {
+            return Ok(());
+        }
+        let outcome = match self.state.store.delivered_seq(user.id).await {
+            Ok(delivered) => {
+                self.marked = delivered;
+                self.join(socket, channel, Some(delivered), None).await
+            }
+            Err(error) => Err(unavailable(&error, None)),
+        };
+        match outcome {
+            Ok(result) => result,
+            Err(refusal) => self.send(socket, refusal.to_message()).await,
+        }
+    }
+
+    async fn subscribe(
+        &mut self,
+        socket: &mut WebSocket,
+        names: &[String],
+        since_seq: Option<i64>,
+        id: Option<&Value>,
+    ) -> Result<Result<(), End>, Refusal> {
+        let channels = protocol::channels(names, id)?;
+        for channel in &channels {
+            match channel {
+                Channel::User(user) if self.user.as_ref().is_none_or(|me| me.id != *user) => {
+                    return Err(Refusal::new(
+                        "forbidden",
+                        format!("{channel} is another user's channel; authenticate as its owner"),
+                        id.cloned(),
+                    ));
+                }
+                Channel::Product(product) if self.state.catalog.get(*product).is_none() => {
+                    return Err(Refusal::new(
+                        "unknown_channel",
+                        format!("there is no product {product}"),
+                        id.cloned(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let mut added: Vec<Channel> = channels
+            .iter()
+            .copied()
+            .filter(|channel| !self.is_subscribed(*channel))
+            .collect();
+        added.sort_unstable();
+        added.dedup();
+        let limit = self.gateway.settings.max_subscriptions;
+        if self.subscriptions.len() + added.len() > limit {
+            return Err(Refusal::new(
+                "too_many_subscriptions",
+                format!("at most {limit} subscriptions per connection"),
+                id.cloned(),
+            ));
+        }
+        let mut seen = Vec::with_capacity(channels.len());
+        for channel in channels {
+            if seen.contains(&channel) {
+                continue;
+            }
+            seen.push(channel);
+            match self.join(socket, channel, since_seq, id).await {
+                Ok(Ok(())) => {}
+                Ok(Err(end)) => return Ok(Err(end)),
+                Err(refusal) => {
+                    if let Err(end) = self.send(socket, refusal.to_message()).await {
+                        return Ok(Err(end));
+                    }
+                }
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Joins one channel: its `subscribed` reply, then (on a resume) the
+    /// events after `since`.
+    async fn join(
+        &mut self,
+        socket: &mut WebSocket,
+        channel: Channel,
+        since: Option<i64>,
+        id: Option<&Value>,
+    ) -> Result<Result<(), End>, Refusal> {
+        let joined =
+            self.gateway
+                .hub
+                .join(channel, self.id, &self.outbox_sender, &self.peer, since);
+        if self.is_subscribed(channel) {
+            self.mark(channel, since.unwrap_or(i64::MAX));
+        } else {
+            self.subscriptions.push(Subscription {
+                channel,
+                seq: i64::MAX,
+            });
+            let counters = &self.gateway.hub.counters;
+            counters.subscriptions.fetch_add(1, Ordering::Relaxed);
+        }
+        let result = match since {
+            Some(since) => self.resume(socket, channel, joined, since, id).await,
+            None => self.start(socket, channel, &joined, id, false).await,
+        };
+        match &result {
+            Err(_) => self.drop_subscription(channel),
+            Ok(Ok(())) => self.record_delivery(),
+            Ok(Err(_)) => {}
+        }
+        result
+    }
+
+    /// `subscribed` with the channel's current state: a product's
+    /// snapshot, or just the `seq` of the others.
+    async fn start(
+        &mut self,
+        socket: &mut WebSocket,
+        channel: Channel,
+        joined: &Joined,
+        id: Option<&Value>,
+        reset: bool,
+    ) -> Result<Result<(), End>, Refusal> {
+        let (seq, snapshot) = match channel {
+            Channel::Product(product_id) => {
+                let (seq, snapshot) = super::snapshot::product(&self.state, product_id)
+                    .ok_or_else(|| {
+                        Refusal::new(
+                            "unknown_channel",
+                            format!("there is no product {product_id}"),
+                            id.cloned(),
+                        )
+                    })?;
+                (seq, snapshot)
+            }
+            _ => {
+                let committed = self
+                    .state
+                    .store
+                    .channel_seq(&channel.to_string())
+                    .await
+                    .map_err(|error| unavailable(&error, id))?;
+                (committed.max(joined.seq), Value::Null)
+            }
+        };
+        self.mark(channel, seq);
+        let mut reply = json!({"type": "subscribed", "channel": channel.to_string(), "seq": seq, "snapshot": snapshot});
+        if reset {
+            reply["reset"] = Value::Bool(true);
+        }
+        protocol::with_id(&mut reply, id);
+        Ok(self.send(socket, reply.to_string()).await)
+    }
+
+    /// `subscribed` without a snapshot, then every event after `since`:
+    /// from the hub's window, else from the database; a `reset` snapshot
+    /// when they are gone.
+    async fn resume(
+        &mut self,
+        socket: &mut WebSocket,
+        channel: Channel,
+        joined: Joined,
+        since: i64,
+        id: Option<&Value>,
+    ) -> Result<Result<(), End>, Refusal> {
+        self.mark(channel, since);
+        if let Some(backlog) = joined.backlog {
+            if let Err(end) = self.send(socket, subscribed(channel, since, id)).await {
+                return Ok(Err(end));
+            }
+            for frame in backlog {
+                if self.advance(frame.channel, frame.seq)
+                    && let Err(end) = socket.feed(Message::Text(frame.text.clone())).await
+                {
+                    return Ok(Err(end.into()));
+                }
+            }
+            return Ok(socket.flush().await.map_err(End::from));
+        }
+        let name = channel.to_string();
+        let store = self.state.store.clone();
+        let mut page = store
+            .feed_events(&name, since, REPLAY_PAGE)
+            .await
+            .map_err(|error| unavailable(&error, id))?;
+        let gone = match page.first() {
+            Some((first, _)) => *first != since + 1,
+            None => {
+                let committed = store
+                    .channel_seq(&name)
+                    .await
+                    .map_err(|error| unavailable(&error, id))?;
+                since > committed.max(joined.seq)
+            }
+        };
+        if gone {
+            return self.start(socket, channel, &joined, id, true).await;
+        }
+        if let Err(end) = self.send(socket, subscribed(channel, since, id)).await {
+            return Ok(Err(end));
+        }
+        loop {
+            let full = page.len() as i64 == REPLAY_PAGE;
+            let mut last = since;
+            for (seq, payload) in page {
+                last = seq;
+                if self.advance(channel, seq)
+                    && let Err(end) = socket.feed(Message::Text(payload.into())).await
+                {
+                    return Ok(Err(end.into()));
+                }
+            }
+            if let Err(end) = socket.flush().await {
+                return Ok(Err(end.into()));
+            }
+            if !full {
+                return Ok(Ok(()));
+            }
+            page = store
+                .feed_events(&name, last, REPLAY_PAGE)
+                .await
+                .map_err(|error| unavailable(&error, id))?;
+        }
+    }
+
+    async fn unsubscribe(
+        &mut self,
+        socket: &mut WebSocket,
+        names: &[String],
+        id: Option<&Value>,
+    ) -> Result<Result<(), End>, Refusal> {
+        let channels = protocol::channels(names, id)?;
+        for channel in &channels {
+            self.drop_subscription(*channel);
+        }
+        let names: Vec<String> = channels.iter().map(Channel::to_string).collect();
+        let mut reply = json!({"type": "unsubscribed", "channels": names});
+        protocol::with_id(&mut reply, id);
+        Ok(self.send(socket, reply.to_string()).await)
+    }
+
+    fn is_subscribed(&self, channel: Channel) -> bool {
+        self.subscriptions
+            .iter()
+            .any(|subscription| subscription.channel == channel)
+    }
+
+    fn mark(&mut self, channel: Channel, seq: i64) {
+        if let Some(subscription) = self
+            .subscriptions
+            .iter_mut()
+            .find(|subscription| subscription.channel == channel)
+        {
+            subscription.seq = seq;
+        }
+    }
+
+    fn drop_subscription(&mut self, channel: Channel) {
+        let before = self.subscriptions.len();
+        self.subscriptions
+            .retain(|subscription| subscription.channel != channel);
+        if self.subscriptions.len() < before {
+            self.gateway.hub.leave(channel, self.id);
+            let counters = &self.gateway.hub.counters;
+            counters.subscriptions.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records how far the user's channel was delivered, off the
+    /// connection's path: right after each write of it, so that the next
+    /// connection of the user starts after what this one received.
+    fn record_delivery(&mut self) {
+        let Some(user) = &self.user else { return };
+        let Some(subscription) = self
+            .subscriptions
+            .iter()
+            .find(|subscription| subscription.channel == Channel::User(user.id))
+        else {
+            return;
+        };
+        if subscription.seq <= self.marked || subscription.seq == i64::MAX {
+            return;
+        }
+        self.marked = subscription.seq;
+        let (store, user_id, seq) = (self.state.store.clone(), user.id, subscription.seq);
+        tokio::spawn(async move {
+            if let Err(error) = store.mark_delivered(user_id, seq).await {
+                tracing::warn!(%error, user_id, seq, "could not record a delivery; it will be sent again");
+            }
+        });
+    }
+
+    async fn send(&mut self, socket: &mut WebSocket, text: String) -> Result<(), End> {
+        socket.send(Message::Text(text.into())).await?;
+        self.unsent_count += 1;
+        Ok(())
+    }
+
+    fn count_sent(&mut self) {
+        if self.unsent_count > 0 {
+            let counters = &self.gateway.hub.counters;
+            counters
+                .messages_sent
+                .fetch_add(self.unsent_count, Ordering::Relaxed);
+            metrics::counter!("bidask_ws_messages_sent_total").increment(self.unsent_count);
+            self.unsent_count = 0;
+        }
+    }
+
+    /// Leaves every channel, records the delivery and closes with the
+    /// code that says why.
+    async fn finish(mut self, socket: &mut WebSocket, end: End) {
+        self.count_sent();
+        self.record_delivery();
+        let counters = &self.gateway.hub.counters;
+        let mut messages = Vec::new();
+        let close = match end {
+            End::Gone => None,
+            End::Slow => {
+                counters.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("bidask_ws_slow_disconnects_total").increment(1);
+                let seqs: Map<String, Value> = self
+                    .subscriptions
+                    .iter()
+                    .map(|subscription| (subscription.channel.to_string(), subscription.seq.into()))
+                    .collect();
+                messages.push(Message::Text(
+                    json!({
+                        "type": "error",
+                        "code": "slow_consumer",
+                        "message": "you fell too far behind; resubscribe with since_seq",
+                        "seqs": seqs,
+                    })
+                    .to_string()
+                    .into(),
+                ));
+                Some((code::SLOW, self.slow_reason()))
+            }
+            End::Stopping => Some((code::GOING_AWAY, "server shutting down".to_owned())),
+            End::Silent => {
+                counters.ping_timeouts.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("bidask_ws_ping_timeouts_total").increment(1);
+                Some((code::POLICY, "no answer to pings".to_owned()))
+            }
+            End::Flood => Some((code::POLICY, "too many messages".to_owned())),
+            End::TooBig => Some((code::TOO_BIG, "message too big".to_owned())),
+        };
+        for subscription in std::mem::take(&mut self.subscriptions) {
+            self.gateway.hub.leave(subscription.channel, self.id);
+            counters.subscriptions.fetch_sub(1, Ordering::Relaxed);
+        }
+        let Some((code, reason)) = close else { return };
+        messages.push(Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from(reason),
+        })));
+        let closing = async {
+            for message in messages {
+                socket.feed(message).await?;
+            }
+            socket.flush().await?;
+            // Read until the client's close (or its end), so unread input
+            // does not turn the close into a reset.
+            while let Some(Ok(message)) = socket.recv().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+            Ok::<_, axum::Error>(())
+        };
+        let _ = tokio::time::timeout(CLOSE_WAIT, closing).await;
+    }
+
+    /// `last seq product:42=1240 user:7=3`, cut at a channel to fit the
+    /// 123 bytes a close reason may have.
+    fn slow_reason(&self) -> String {
+        let mut reason = String::from("slow consumer; last seq");
+        for subscription in &self.subscriptions {
+            let part = format!(" {}={}", subscription.channel, subscription.seq);
+            if reason.len() + part.len() > 123 {
+                break;
+            }
+            reason.push_str(&part);
+        }
+        reason
+    }
+}
+
+/// Runs `work` unless the connection is marked slow first.
+async fn race<F: Future<Output = Result<(), End>>>(peer: &Peer, work: F) -> Result<(), End> {
+    tokio::select! {
+        biased;
+        () = peer.slowed() => Err(End::Slow),
+        outcome = work => outcome,
+    }
+}
+
+fn subscribed(channel: Channel, seq: i64, id: Option<&Value>) -> String {
+    let mut reply = json!({"type": "subscribed", "channel": channel.to_string(), "seq": seq});
+    protocol::with_id(&mut reply, id);
+    reply.to_string()
+}
+
+fn unavailable(error: &StoreError, id: Option<&Value>) -> Refusal {
+    tracing::warn!(%error, "a subscription could not read the feed");
+    Refusal::new(
+        "unavailable",
+        "storage is unavailable; subscribe again shortly",
+        id.cloned(),
+    )
+}
+
+/// A read error: an over-long message, or a broken connection.
+fn classify(error: axum::Error) -> End {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    match error.into_inner().downcast_ref::<WsError>() {
+        Some(WsError::Capacity(_)) => End::TooBig,
+        _ => End::Gone,
+    }
+}

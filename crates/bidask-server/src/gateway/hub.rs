@@ -1,0 +1,415 @@
+//! The hub between the writer and the connections: per channel, the last
+//! published `seq`, a window of recent events for resumes, and the
+//! connections subscribed to it.
+//!
+//! The writer hands committed events to [`Hub::publish`], which only queues
+//! them; one fan-out task moves them into every subscriber's bounded
+//! outbox with `try_send`. A full outbox marks its connection slow (it is
+//! closed with 4008) and drops it from the channel, so neither the writer
+//! nor any other connection ever waits for a slow reader.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::{Notify, mpsc, watch};
+
+use crate::bus::{Bus, Published};
+use crate::feed::Channel;
+
+/// One committed event as every subscriber receives it: serialized once,
+/// shared by reference.
+#[derive(Debug)]
+pub struct Frame {
+    /// Its channel.
+    pub channel: Channel,
+    /// Its `seq` on that channel.
+    pub seq: i64,
+    /// The JSON text.
+    pub text: Utf8Bytes,
+}
+
+/// What an outbox holds: a pointer, so a slot costs 8 bytes however large
+/// the event.
+pub type SharedFrame = Arc<Frame>;
+
+/// The hub's side of one connection.
+#[derive(Debug, Default)]
+pub struct Peer {
+    slow: AtomicBool,
+    wake: Notify,
+}
+
+impl Peer {
+    /// Whether the connection fell too far behind.
+    pub fn is_slow(&self) -> bool {
+        self.slow.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the connection has been marked slow.
+    pub async fn slowed(&self) {
+        while !self.is_slow() {
+            self.wake.notified().await;
+        }
+    }
+
+    fn mark_slow(&self) {
+        self.slow.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+}
+
+/// How many recent events each kind of channel keeps for resumes; older
+/// ones are read back from the database.
+#[derive(Debug, Clone, Copy)]
+pub struct Windows {
+    /// `product:{id}` channels.
+    pub product: usize,
+    /// `user:{id}` channels: many of them, each quiet, so few.
+    pub user: usize,
+    /// The `products` channel.
+    pub products: usize,
+}
+
+impl Default for Windows {
+    fn default() -> Self {
+        Self {
+            product: 1_024,
+            user: 16,
+            products: 256,
+        }
+    }
+}
+
+impl Windows {
+    fn of(&self, channel: Channel) -> usize {
+        match channel {
+            Channel::Product(_) => self.product,
+            Channel::User(_) => self.user,
+            Channel::Products => self.products,
+        }
+    }
+}
+
+struct Subscriber {
+    connection: u64,
+    outbox: mpsc::Sender<SharedFrame>,
+    peer: Arc<Peer>,
+}
+
+#[derive(Default)]
+struct ChannelState {
+    /// The last `seq` fanned out since the process started (0: none yet).
+    seq: i64,
+    recent: VecDeque<SharedFrame>,
+    subscribers: Vec<Subscriber>,
+}
+
+/// A connection's place on a channel, as the hub saw it when it joined.
+#[derive(Debug)]
+pub struct Joined {
+    /// The last `seq` fanned out on the channel (0 if none since start);
+    /// every later event reaches the connection's outbox.
+    pub seq: i64,
+    /// With a resume point the window covers: the events after it, up to
+    /// `seq`. `None` when the window does not reach back that far.
+    pub backlog: Option<Vec<SharedFrame>>,
+}
+
+/// What `/realtime/stats` reports, as counters.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Open WebSocket connections.
+    pub connections: AtomicUsize,
+    /// Subscriptions across connections.
+    pub subscriptions: AtomicUsize,
+    /// Events the hub received from the writer.
+    pub events_published: AtomicU64,
+    /// Messages written to clients (events, replies, heartbeats).
+    pub messages_sent: AtomicU64,
+    /// Connections closed with 4008.
+    pub slow_disconnects: AtomicU64,
+    /// Connections dropped for not answering pings.
+    pub ping_timeouts: AtomicU64,
+    /// Upgrades refused because the server held its maximum.
+    pub refused_connections: AtomicU64,
+}
+
+/// A heartbeat tick or the order to close: what every connection watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Signal {
+    /// Counts heartbeats.
+    pub beat: u64,
+    /// The server is shutting down: close with 1001.
+    pub stopping: bool,
+}
+
+/// See the module docs.
+pub struct Hub {
+    channels: Mutex<HashMap<Channel, ChannelState>>,
+    inbox: mpsc::UnboundedSender<Published>,
+    windows: Windows,
+    signal: watch::Sender<Signal>,
+    next_connection: AtomicU64,
+    /// The counters of `/realtime/stats`.
+    pub counters: Counters,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Hub")
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// A hub, its fan-out task and its heartbeat clock; both run until the
+    /// hub is dropped.
+    pub fn start(windows: Windows, heartbeat: Duration) -> Arc<Self> {
+        let (inbox, events) = mpsc::unbounded_channel();
+        let hub = Arc::new(Self {
+            channels: Mutex::new(HashMap::new()),
+            inbox,
+            windows,
+            signal: watch::Sender::new(Signal::default()),
+            next_connection: AtomicU64::new(1),
+            counters: Counters::default(),
+        });
+        tokio::spawn(fan_out(Arc::downgrade(&hub), events));
+        tokio::spawn(beat(Arc::downgrade(&hub), heartbeat));
+        hub
+    }
+
+    /// A new connection's id.
+    pub fn connection_id(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Heartbeats and shutdown, for a connection to watch.
+    pub fn signals(&self) -> watch::Receiver<Signal> {
+        self.signal.subscribe()
+    }
+
+    /// Tells every connection to send its heartbeat.
+    pub fn beat(&self) {
+        self.signal.send_modify(|signal| signal.beat += 1);
+    }
+
+    /// Tells every connection to close with 1001.
+    pub fn stop(&self) {
+        self.signal.send_modify(|signal| signal.stopping = true);
+    }
+
+    /// Adds a connection to `channel`. With `since`, the events after it
+    /// that the window still holds come back as the backlog.
+    pub fn join(
+        &self,
+        channel: Channel,
+        connection: u64,
+        outbox: &mpsc::Sender<SharedFrame>,
+        peer: &Arc<Peer>,
+        since: Option<i64>,
+    ) -> Joined {
+        let mut channels = self.lock();
+        let state = channels.entry(channel).or_default();
+        state
+            .subscribers
+            .retain(|subscriber| subscriber.connection != connection);
+        state.subscribers.push(Subscriber {
+            connection,
+            outbox: outbox.clone(),
+            peer: Arc::clone(peer),
+        });
+        let backlog = since.and_then(|since| {
+            let first = state
+                .recent
+                .front()
+                .map_or(state.seq + 1, |frame| frame.seq);
+            (state.seq > 0 && first <= since + 1 && since <= state.seq).then(|| {
+                state
+                    .recent
+                    .iter()
+                    .filter(|frame| frame.seq > since)
+                    .cloned()
+                    .collect()
+            })
+        });
+        Joined {
+            seq: state.seq,
+            backlog,
+        }
+    }
+
+    /// Removes a connection from `channel`.
+    pub fn leave(&self, channel: Channel, connection: u64) {
+        let mut channels = self.lock();
+        if let Some(state) = channels.get_mut(&channel) {
+            state
+                .subscribers
+                .retain(|subscriber| subscriber.connection != connection);
+        }
+    }
+
+    /// The deepest outbox across connections: how far the slowest reader
+    /// is behind, in messages.
+    pub fn max_lag(&self) -> usize {
+        self.lock()
+            .values()
+            .flat_map(|state| &state.subscribers)
+            .map(|subscriber| subscriber.outbox.max_capacity() - subscriber.outbox.capacity())
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<Channel, ChannelState>> {
+        self.channels.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn deliver(&self, channels: &mut HashMap<Channel, ChannelState>, event: Published) {
+        let window = self.windows.of(event.channel);
+        let state = channels.entry(event.channel).or_default();
+        let frame = Arc::new(Frame {
+            channel: event.channel,
+            seq: event.seq,
+            text: Utf8Bytes::from(event.message),
+        });
+        state.seq = event.seq;
+        if state.recent.len() == window {
+            state.recent.pop_front();
+        }
+        if window > 0 {
+            state.recent.push_back(Arc::clone(&frame));
+        }
+        state.subscribers.retain(|subscriber| {
+            match subscriber.outbox.try_send(Arc::clone(&frame)) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    subscriber.peer.mark_slow();
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
+    }
+}
+
+impl Bus for Hub {
+    fn publish(&self, event: Published) {
+        // Only fails once the fan-out task is gone, that is at shutdown.
+        let _ = self.inbox.send(event);
+    }
+}
+
+/// One clock for every connection's heartbeat, rather than a timer each.
+async fn beat(hub: std::sync::Weak<Hub>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(hub) = hub.upgrade() else { return };
+        hub.beat();
+    }
+}
+
+/// Moves queued events into the outboxes, a batch per lock.
+async fn fan_out(hub: std::sync::Weak<Hub>, mut events: mpsc::UnboundedReceiver<Published>) {
+    let mut batch = Vec::with_capacity(256);
+    while events.recv_many(&mut batch, 256).await > 0 {
+        let Some(hub) = hub.upgrade() else { return };
+        let count = batch.len() as u64;
+        {
+            let mut channels = hub.lock();
+            for event in batch.drain(..) {
+                hub.deliver(&mut channels, event);
+            }
+        }
+        hub.counters
+            .events_published
+            .fetch_add(count, Ordering::Relaxed);
+        metrics::counter!("bidask_ws_events_fanned_out_total").increment(count);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(channel: Channel, seq: i64) -> Published {
+        Published {
+            channel,
+            seq,
+            message: format!("{{\"seq\":{seq}}}"),
+        }
+    }
+
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn subscribers_get_their_channel_only_in_order() {
+        let hub = Hub::start(Windows::default(), Duration::from_secs(5));
+        let (outbox, mut frames) = mpsc::channel(16);
+        let peer = Arc::new(Peer::default());
+        hub.join(Channel::Product(1), 1, &outbox, &peer, None);
+        for seq in 1..=3 {
+            hub.publish(event(Channel::Product(1), seq));
+            hub.publish(event(Channel::Product(2), seq));
+        }
+        settle().await;
+        for seq in 1..=3 {
+            let frame = frames.recv().await.expect("a frame");
+            assert_eq!((frame.channel, frame.seq), (Channel::Product(1), seq));
+        }
+        assert!(frames.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_full_outbox_marks_the_connection_slow_and_drops_it() {
+        let hub = Hub::start(Windows::default(), Duration::from_secs(5));
+        let (outbox, _frames) = mpsc::channel(2);
+        let peer = Arc::new(Peer::default());
+        hub.join(Channel::Product(1), 1, &outbox, &peer, None);
+        for seq in 1..=3 {
+            hub.publish(event(Channel::Product(1), seq));
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(5), peer.slowed())
+            .await
+            .expect("marked slow");
+        assert_eq!(hub.max_lag(), 0, "a slow connection leaves the channel");
+    }
+
+    #[tokio::test]
+    async fn the_window_serves_a_resume_it_covers_and_only_that() {
+        let windows = Windows {
+            product: 4,
+            ..Windows::default()
+        };
+        let hub = Hub::start(windows, Duration::from_secs(5));
+        for seq in 1..=6 {
+            hub.publish(event(Channel::Product(1), seq));
+        }
+        settle().await;
+        let (outbox, _frames) = mpsc::channel(16);
+        let peer = Arc::new(Peer::default());
+        let joined = hub.join(Channel::Product(1), 1, &outbox, &peer, Some(3));
+        let seqs: Vec<i64> = joined
+            .backlog
+            .expect("covered")
+            .iter()
+            .map(|frame| frame.seq)
+            .collect();
+        assert_eq!((joined.seq, seqs), (6, vec![4, 5, 6]));
+        let joined = hub.join(Channel::Product(1), 1, &outbox, &peer, Some(1));
+        assert!(joined.backlog.is_none(), "seq 2 has left the window");
+        let joined = hub.join(Channel::Product(1), 1, &outbox, &peer, Some(9));
+        assert!(joined.backlog.is_none(), "a resume from the future");
+    }
+}

@@ -1,0 +1,326 @@
+//! The WebSocket feed (`GET /ws`) and `/realtime/stats`.
+//!
+//! Read in this order:
+//! - [`hub`]: committed events from the writer to every subscriber's
+//!   bounded outbox, a window of recent events per channel, the counters;
+//! - [`connection`]: one task per connection, its subscriptions, resumes,
+//!   heartbeats and closes;
+//! - [`protocol`]: the client's messages and the error replies;
+//! - [`snapshot`]: a product's book as of a `seq`.
+//!
+//! Each event is serialized once by the writer; every subscriber's outbox
+//! holds a pointer to the same bytes.
+
+pub mod connection;
+pub mod hub;
+pub mod protocol;
+pub mod snapshot;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::http::HeaderMap;
+use axum::http::header::{AUTHORIZATION, HOST, ORIGIN};
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use crate::http::AppState;
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::json::Query;
+use connection::Connection;
+use hub::Hub;
+
+/// The gateway's limits.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// How often each connection gets a heartbeat and a ping.
+    pub heartbeat: Duration,
+    /// Events a connection may have queued before it is closed with 4008.
+    pub queue: usize,
+    /// Connections held at once; upgrades beyond get 503.
+    pub max_connections: usize,
+    /// Subscriptions per connection.
+    pub max_subscriptions: usize,
+    /// Client messages per second per connection (0: unlimited).
+    pub messages_per_sec: u32,
+    /// Largest client message, in bytes.
+    pub max_message_bytes: usize,
+    /// Browser origins allowed besides the server's own.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_secs(5),
+            queue: 1_024,
+            max_connections: 19_000,
+            max_subscriptions: 64,
+            messages_per_sec: 20,
+            max_message_bytes: 16 * 1024,
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+/// The hub and the limits, shared by every connection.
+#[derive(Debug)]
+pub struct Gateway {
+    /// Where committed events arrive.
+    pub hub: Arc<Hub>,
+    /// The limits.
+    pub settings: GatewaySettings,
+}
+
+/// Who a connection belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The user id.
+    pub id: i64,
+    /// The username.
+    pub username: String,
+}
+
+impl Identity {
+    /// `{id, username}`.
+    pub fn to_json(&self) -> Value {
+        json!({"id": self.id, "username": self.username})
+    }
+}
+
+/// The user a token names, if it is valid and the user exists.
+pub async fn identify(state: &AppState, token: &str) -> Result<Identity, protocol::Refusal> {
+    let refuse = |error: ApiError| protocol::Refusal::new(code_of(&error), error.to_string(), None);
+    let claims = state
+        .tokens
+        .verify(token)
+        .map_err(|error| refuse(error.into()))?;
+    let invalid = ApiError::Unauthorized {
+        code: "invalid_token",
+        message: "the token is not valid",
+    };
+    let id = claims.user_id().ok_or_else(|| refuse(invalid))?;
+    let user = state
+        .store
+        .user_by_id(id)
+        .await
+        .map_err(|error| refuse(error.into()))?
+        .ok_or_else(|| {
+            refuse(ApiError::Unauthorized {
+                code: "invalid_token",
+                message: "the token's user does not exist",
+            })
+        })?;
+    Ok(Identity {
+        id: user.id,
+        username: user.username,
+    })
+}
+
+fn code_of(error: &ApiError) -> &'static str {
+    match error.code() {
+        "token_expired" => "token_expired",
+        "storage_unavailable" => "unavailable",
+        _ => "invalid_token",
+    }
+}
+
+/// `/ws`, outside `/api/v1`.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/ws", get(upgrade))
+}
+
+/// `/realtime/stats`, under `/api/v1`.
+pub fn api_router() -> Router<AppState> {
+    Router::new().route("/realtime/stats", get(stats))
+}
+
+#[derive(Deserialize)]
+struct UpgradeQuery {
+    token: Option<String>,
+}
+
+/// One held connection; dropping it frees the place.
+struct Slot(Arc<Gateway>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0
+            .hub
+            .counters
+            .connections
+            .fetch_sub(1, Ordering::Relaxed);
+        metrics::gauge!("bidask_ws_connections").decrement(1.0);
+    }
+}
+
+async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<UpgradeQuery>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let gateway = Arc::clone(&state.gateway);
+    check_origin(&headers, &gateway.settings.allowed_origins)?;
+    let upgrade = upgrade.map_err(|rejection| ApiError::Malformed {
+        code: "websocket_required",
+        message: format!(
+            "GET /ws takes a WebSocket upgrade: {}",
+            rejection.body_text()
+        ),
+    })?;
+    let token = bearer(&headers).or(query.token);
+    let user = match token {
+        Some(token) => Some(identify(&state, &token).await.map_err(
+            |refusal| match refusal.code {
+                "unavailable" => ApiError::Unavailable,
+                "token_expired" => ApiError::Unauthorized {
+                    code: "token_expired",
+                    message: "the token has expired; log in again",
+                },
+                _ => ApiError::Unauthorized {
+                    code: "invalid_token",
+                    message: "the token is not valid",
+                },
+            },
+        )?),
+        None => None,
+    };
+    let counters = &gateway.hub.counters;
+    if counters.connections.fetch_add(1, Ordering::Relaxed) >= gateway.settings.max_connections {
+        counters.connections.fetch_sub(1, Ordering::Relaxed);
+        counters.refused_connections.fetch_add(1, Ordering::Relaxed);
+        return Err(ApiError::AtCapacity(
+            "the server holds all the connections it can; retry later",
+        ));
+    }
+    metrics::gauge!("bidask_ws_connections").increment(1.0);
+    let slot = Slot(Arc::clone(&gateway));
+    let limit = gateway.settings.max_message_bytes;
+    Ok(upgrade
+        // A client sends small messages; a server with thousands of
+        // connections must not give each one tungstenite's 128 KiB buffers.
+        .read_buffer_size(1024)
+        .write_buffer_size(16 * 1024)
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| async move {
+            Connection::new(state, Arc::clone(&gateway), user)
+                .run(socket)
+                .await;
+            drop(slot);
+        }))
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_owned())
+}
+
+/// Browsers send `Origin`; a page of another site may not open a feed
+/// with the user's token unless that origin is allowed. Clients that are
+/// not browsers send no `Origin` and are not concerned.
+fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), ApiError> {
+    let Some(origin) = headers.get(ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or_default();
+    let host = headers
+        .get(HOST)
+        .and_then(|host| host.to_str().ok())
+        .unwrap_or_default();
+    let same_origin = origin
+        .split_once("://")
+        .is_some_and(|(_, authority)| !host.is_empty() && authority.eq_ignore_ascii_case(host));
+    if same_origin || allowed.iter().any(|allowed| allowed == origin) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "this origin may not open the feed; see BIDASK_ALLOWED_ORIGINS",
+        ))
+    }
+}
+
+/// `GET /realtime/stats`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RealtimeStats {
+    /// Open WebSocket connections.
+    pub connected_clients: usize,
+    /// Subscriptions across them.
+    pub subscriptions: usize,
+    /// Events received from the writer since start.
+    pub events_published: u64,
+    /// Messages written to clients since start.
+    pub messages_sent: u64,
+    /// Connections closed with 4008 for not reading.
+    pub slow_consumer_disconnects: u64,
+    /// Connections dropped for not answering pings.
+    pub ping_timeouts: u64,
+    /// Upgrades refused at the connection limit.
+    pub refused_connections: u64,
+    /// The deepest outbox now, in messages: the slowest reader's lag.
+    pub max_queue_depth: usize,
+}
+
+/// Live feed counters.
+#[utoipa::path(get, path = "/api/v1/realtime/stats", tag = "realtime",
+    responses((status = 200, body = RealtimeStats), (status = 429, body = ErrorBody)))]
+pub async fn stats(State(state): State<AppState>) -> Json<RealtimeStats> {
+    let hub = &state.gateway.hub;
+    let counters = &hub.counters;
+    Json(RealtimeStats {
+        connected_clients: counters.connections.load(Ordering::Relaxed),
+        subscriptions: counters.subscriptions.load(Ordering::Relaxed),
+        events_published: counters.events_published.load(Ordering::Relaxed),
+        messages_sent: counters.messages_sent.load(Ordering::Relaxed),
+        slow_consumer_disconnects: counters.slow_disconnects.load(Ordering::Relaxed),
+        ping_timeouts: counters.ping_timeouts.load(Ordering::Relaxed),
+        refused_connections: counters.refused_connections.load(Ordering::Relaxed),
+        max_queue_depth: hub.max_lag(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(origin: &str, host: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            ORIGIN,
+            HeaderValue::from_str(origin).unwrap_or(HeaderValue::from_static("")),
+        );
+        headers.insert(
+            HOST,
+            HeaderValue::from_str(host).unwrap_or(HeaderValue::from_static("")),
+        );
+        headers
+    }
+
+    #[test]
+    fn same_origin_and_allowed_origins_pass_others_do_not() {
+        assert!(
+            check_origin(&HeaderMap::new(), &[]).is_ok(),
+            "no Origin: not a browser"
+        );
+        assert!(check_origin(&headers("http://127.0.0.1:8080", "127.0.0.1:8080"), &[]).is_ok());
+        assert!(check_origin(&headers("https://evil.example", "127.0.0.1:8080"), &[]).is_err());
+        assert!(check_origin(&headers("null", "127.0.0.1:8080"), &[]).is_err());
+        let allowed = ["https://shop.example".to_owned()];
+        assert!(check_origin(&headers("https://shop.example", "api.example"), &allowed).is_ok());
+    }
+}

@@ -1,0 +1,179 @@
+//! A WebSocket test client over tokio-tungstenite, the same library a Rust
+//! client of the feed would use.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, Response};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::TestApp;
+
+/// How long a test waits for one message before it fails.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// One feed connection.
+pub struct WsClient {
+    stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// How a client connects.
+#[derive(Debug, Default, Clone)]
+pub struct Connect<'a> {
+    /// Sent as `Authorization: Bearer`.
+    pub header_token: Option<&'a str>,
+    /// Sent as `?token=`.
+    pub query_token: Option<&'a str>,
+    /// Sent as `Origin`.
+    pub origin: Option<&'a str>,
+    /// The socket's receive buffer, for a client meant to fall behind.
+    pub receive_buffer: Option<u32>,
+}
+
+impl WsClient {
+    /// Connects anonymously.
+    pub async fn connect(app: &TestApp) -> Self {
+        Self::connect_with(app, &Connect::default())
+            .await
+            .expect("the upgrade succeeds")
+    }
+
+    /// Connects with `token` in the query string.
+    pub async fn connect_as(app: &TestApp, token: &str) -> Self {
+        Self::connect_with(
+            app,
+            &Connect {
+                query_token: Some(token),
+                ..Connect::default()
+            },
+        )
+        .await
+        .expect("the upgrade succeeds")
+    }
+
+    /// Connects as `how` says; a refused upgrade is the HTTP response.
+    pub async fn connect_with(
+        app: &TestApp,
+        how: &Connect<'_>,
+    ) -> Result<Self, Box<Response<Option<Vec<u8>>>>> {
+        let authority = app.address.trim_start_matches("http://");
+        let mut url = format!("ws://{authority}/ws");
+        if let Some(token) = how.query_token {
+            url.push_str(&format!("?token={token}"));
+        }
+        let mut request = url.into_client_request().expect("a request");
+        if let Some(token) = how.header_token {
+            request.headers_mut().insert(
+                "authorization",
+                HeaderValue::from_str(&format!("Bearer {token}")).expect("a header"),
+            );
+        }
+        if let Some(origin) = how.origin {
+            request
+                .headers_mut()
+                .insert("origin", HeaderValue::from_str(origin).expect("a header"));
+        }
+        let socket = TcpSocket::new_v4().expect("a socket");
+        if let Some(size) = how.receive_buffer {
+            socket.set_recv_buffer_size(size).expect("a buffer size");
+        }
+        let tcp = socket
+            .connect(authority.parse().expect("a socket address"))
+            .await
+            .expect("the server accepts");
+        match tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(tcp)).await {
+            Ok((stream, _)) => Ok(Self { stream }),
+            Err(tungstenite::Error::Http(response)) => Err(response),
+            Err(error) => panic!("upgrade failed: {error}"),
+        }
+    }
+
+    /// Sends a JSON message.
+    pub async fn send(&mut self, message: &Value) {
+        self.send_raw(Message::Text(message.to_string().into()))
+            .await;
+    }
+
+    /// Sends any frame.
+    pub async fn send_raw(&mut self, message: Message) {
+        self.stream.send(message).await.expect("the frame is sent");
+    }
+
+    /// The next frame, heartbeats included; `None` at the end of the stream.
+    pub async fn next_frame(&mut self) -> Option<Message> {
+        match tokio::time::timeout(WAIT, self.stream.next()).await {
+            Ok(Some(Ok(message))) => Some(message),
+            Ok(Some(Err(_)) | None) => None,
+            Err(_) => panic!("no message within {WAIT:?}"),
+        }
+    }
+
+    /// The next JSON message that is not a heartbeat.
+    pub async fn next(&mut self) -> Value {
+        loop {
+            let value = self.next_any().await;
+            if value["type"] != "heartbeat" {
+                return value;
+            }
+        }
+    }
+
+    /// The next JSON message, heartbeats included.
+    pub async fn next_any(&mut self) -> Value {
+        loop {
+            match self.next_frame().await {
+                Some(Message::Text(text)) => {
+                    return serde_json::from_str(&text).expect("messages are JSON");
+                }
+                Some(Message::Ping(_) | Message::Pong(_)) => {}
+                other => panic!("expected a text message, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next message, which must be of `kind`.
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        let message = self.next().await;
+        assert_eq!(message["type"], kind, "expected {kind}, got {message}");
+        message
+    }
+
+    /// Reads until the server closes; the close frame, if it sent one.
+    pub async fn closed(&mut self) -> Option<CloseFrame> {
+        loop {
+            match self.next_frame().await {
+                Some(Message::Close(frame)) => return frame,
+                None => return None,
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Reads every event of `channel` until `until` (inclusive), checking
+    /// that their `seq`s follow `after` without a gap or a repeat.
+    pub async fn events_until(&mut self, channel: &str, after: i64, until: i64) -> Vec<Value> {
+        let mut events = Vec::new();
+        let mut last = after;
+        while last < until {
+            let message = self.next().await;
+            if message["channel"] != channel {
+                continue;
+            }
+            let seq = message["seq"].as_i64().expect("events carry seq");
+            assert_eq!(seq, last + 1, "{channel}: after {last} came {message}");
+            last = seq;
+            events.push(message);
+        }
+        events
+    }
+
+    /// Closes from the client's side.
+    pub async fn close(mut self) {
+        let _ = self.stream.close(None).await;
+    }
+}

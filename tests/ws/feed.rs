@@ -1,0 +1,261 @@
+//! Snapshots, deltas and private events: what a product page and a seller
+//! see, and that they agree with REST at every `seq`.
+
+use std::collections::BTreeMap;
+
+use bidask_tests::ws::WsClient;
+use bidask_tests::{Backend, TestApp, on_both_backends, spawn_app};
+use serde_json::{Value, json};
+
+use crate::book::BookModel;
+
+on_both_backends!(
+    snapshot_then_deltas_and_private_matches,
+    concurrent_orders_reach_every_subscriber_exactly_once,
+    new_products_reach_the_catalog_channel,
+);
+
+async fn subscribe(client: &mut WsClient, channel: &str) -> Value {
+    client
+        .send(&json!({"type": "subscribe", "channels": [channel], "id": 1}))
+        .await;
+    let subscribed = client.expect("subscribed").await;
+    assert_eq!(subscribed["channel"], channel, "{subscribed}");
+    assert_eq!(subscribed["id"], 1);
+    subscribed
+}
+
+async fn rest_books(app: &TestApp, product: i64, sizes: &[&str]) -> (i64, BookModel) {
+    let mut books = Vec::new();
+    for size in sizes {
+        books.push(app.book_depth(product, size, 100).await);
+    }
+    let seq = books[0]["seq"].as_i64().expect("a seq");
+    assert!(
+        books.iter().all(|book| book["seq"] == seq),
+        "one seq per product"
+    );
+    (seq, BookModel::from_rest(&books))
+}
+
+async fn snapshot_then_deltas_and_private_matches(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let product = app.create_product("WS-FEED", &["9", "10"]).await;
+    let channel = format!("product:{product}");
+    let seller = app.register("seller").await;
+    let buyer = app.register("buyer").await;
+    let other = app.register("other").await;
+    assert_eq!(
+        app.order(&seller, "ask", product, "10", "220").await.status,
+        201
+    );
+    assert_eq!(
+        app.order(&buyer, "bid", product, "10", "200").await.status,
+        201
+    );
+
+    let mut page = WsClient::connect(&app).await;
+    page.expect("welcome").await;
+    let subscribed = subscribe(&mut page, &channel).await;
+    let (seq, rest) = rest_books(&app, product, &["9", "10"]).await;
+    assert_eq!(subscribed["seq"], seq);
+    assert_eq!(BookModel::from_snapshot(&subscribed["snapshot"]), rest);
+    let markets = &subscribed["snapshot"]["markets"];
+    assert_eq!(markets[1]["size"], "10");
+    assert_eq!(
+        markets[1]["asks"],
+        json!([{"price": "220.00", "quantity": 1, "orders": 1}])
+    );
+    assert_eq!(markets[1]["last_sale"], Value::Null);
+
+    let mut seller_feed = WsClient::connect_as(&app, &seller.token).await;
+    seller_feed.expect("welcome").await;
+    let own = seller_feed.expect("subscribed").await;
+    let mut bystander = WsClient::connect_as(&app, &other.token).await;
+    bystander.expect("welcome").await;
+    bystander.expect("subscribed").await;
+
+    // The buyer is offline: its notification waits for its next connection.
+    let placed = app.order(&buyer, "bid", product, "10", "225").await;
+    assert_eq!(placed.status, 201, "{:?}", placed.body);
+    let placed_seq = placed.body["seq"].as_i64().expect("a seq");
+    let events = page.events_until(&channel, seq, placed_seq).await;
+    let trade = events
+        .iter()
+        .find(|event| event["type"] == "MATCH_CREATED")
+        .expect("a public match");
+    assert_eq!(trade["price"], "220.00");
+    assert_eq!(trade["quantity"], 1);
+    assert_eq!(trade["taker_side"], "bid");
+    assert_eq!(trade["size"], "10");
+    assert!(trade.get("buyer_id").is_none() && trade.get("seller_id").is_none());
+    assert!(
+        events.iter().any(|event| event["type"] == "ASK_UPDATED"
+            && event["price"] == "220.00"
+            && event["quantity"] == 0
+            && event["lowest_ask"].is_null()),
+        "{events:?}"
+    );
+    for event in &events {
+        assert!(
+            event["ts"].as_str().is_some_and(|ts| ts.ends_with('Z')),
+            "{event}"
+        );
+    }
+
+    let own_channel = format!("user:{}", seller.id);
+    let own_seq = own["seq"].as_i64().expect("a seq");
+    let private = seller_feed
+        .events_until(&own_channel, own_seq, own_seq + 2)
+        .await;
+    let sold = &private[0];
+    assert_eq!(sold["type"], "MATCH_CREATED");
+    assert_eq!(sold["role"], "seller");
+    assert_eq!(
+        sold["message"],
+        "Your Sneaker WS-FEED (size 10) sold for $220.00!"
+    );
+    assert!(sold["notification_id"].as_i64().is_some());
+    assert_eq!(private[1]["type"], "ORDER_UPDATED");
+    assert_eq!(private[1]["status"], "filled");
+
+    // The offline buyer gets both of its events on connecting, in order...
+    let mut buyer_feed = WsClient::connect_as(&app, &buyer.token).await;
+    buyer_feed.expect("welcome").await;
+    let resumed = buyer_feed.expect("subscribed").await;
+    assert_eq!(resumed["seq"], 0);
+    let buyer_channel = format!("user:{}", buyer.id);
+    let missed = buyer_feed.events_until(&buyer_channel, 0, 2).await;
+    assert_eq!(missed[0]["role"], "buyer");
+    assert_eq!(
+        missed[0]["message"],
+        "You bought Sneaker WS-FEED (size 10) for $220.00!"
+    );
+    assert_eq!(missed[1]["type"], "ORDER_UPDATED");
+    buyer_feed.close().await;
+    // ...once: the next connection starts after them.
+    let delivered = wait_for_delivery(&app, &buyer.token, 2).await;
+    assert_eq!(delivered, 2);
+
+    // Nobody else saw a private event.
+    bystander.send(&json!({"type": "ping"})).await;
+    assert_eq!(bystander.next().await["type"], "pong");
+    page.send(&json!({"type": "ping"})).await;
+    assert_eq!(page.next().await["type"], "pong");
+}
+
+/// Connects as the owner of `token` until its channel resumes at `seq`
+/// (the previous connection records its delivery as it closes).
+async fn wait_for_delivery(app: &TestApp, token: &str, seq: i64) -> i64 {
+    for _ in 0..100 {
+        let mut client = WsClient::connect_as(app, token).await;
+        client.expect("welcome").await;
+        let subscribed = client.expect("subscribed").await;
+        client.send(&json!({"type": "ping"})).await;
+        let next = client.next().await;
+        client.close().await;
+        if subscribed["seq"] == seq {
+            assert_eq!(next["type"], "pong", "nothing is delivered twice: {next}");
+            return seq;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the delivery was never recorded");
+}
+
+async fn concurrent_orders_reach_every_subscriber_exactly_once(backend: Backend) {
+    const TRADERS: usize = 4;
+    const ORDERS: usize = 40;
+    let mut app = spawn_app(backend).await;
+    let sizes = ["9", "10"];
+    let product = app.create_product("WS-LOAD", &sizes).await;
+    let channel = format!("product:{product}");
+    let mut early = WsClient::connect(&app).await;
+    early.expect("welcome").await;
+    let first = subscribe(&mut early, &channel).await;
+    let start = first["seq"].as_i64().expect("a seq");
+    let mut model = BookModel::from_snapshot(&first["snapshot"]);
+
+    let mut traders = Vec::new();
+    for index in 0..TRADERS {
+        traders.push(app.register(&format!("trader{index}")).await);
+    }
+    let app = std::sync::Arc::new(app);
+    let mut placing = Vec::new();
+    for (index, trader) in traders.into_iter().enumerate() {
+        let app = std::sync::Arc::clone(&app);
+        placing.push(tokio::spawn(async move {
+            for n in 0..ORDERS {
+                // Bids 100–107 and asks 104–111 cross in the middle.
+                let step = (index * 7 + n * 3) % 8;
+                let (side, price) = if (index + n) % 2 == 0 {
+                    ("bid", 100 + step)
+                } else {
+                    ("ask", 104 + step)
+                };
+                let size = sizes[n % 2];
+                let reply = app
+                    .order(&trader, side, product, size, &price.to_string())
+                    .await;
+                assert_eq!(reply.status, 201, "{:?}", reply.body);
+            }
+        }));
+    }
+
+    // Late subscribers join while orders stream in; each snapshot must be
+    // the early subscriber's book at the snapshot's seq.
+    let mut snapshots: Vec<(i64, BookModel)> = Vec::new();
+    let mut late = None;
+    for round in 0..4 {
+        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+        let mut client = WsClient::connect(&app).await;
+        client.expect("welcome").await;
+        let subscribed = subscribe(&mut client, &channel).await;
+        let seq = subscribed["seq"].as_i64().expect("a seq");
+        snapshots.push((seq, BookModel::from_snapshot(&subscribed["snapshot"])));
+        if round == 0 {
+            late = Some((
+                client,
+                seq,
+                BookModel::from_snapshot(&subscribed["snapshot"]),
+            ));
+        }
+    }
+    for task in placing {
+        task.await.expect("the traders finish");
+    }
+    let (end, rest) = rest_books(&app, product, &sizes).await;
+
+    let mut books_at: BTreeMap<i64, BookModel> = BTreeMap::new();
+    books_at.insert(start, model.clone());
+    for event in early.events_until(&channel, start, end).await {
+        model.apply(&event);
+        books_at.insert(event["seq"].as_i64().expect("a seq"), model.clone());
+    }
+    assert_eq!(model, rest, "snapshot + deltas = the REST book at {end}");
+    for (seq, snapshot) in &snapshots {
+        assert_eq!(Some(snapshot), books_at.get(seq), "the snapshot at {seq}");
+    }
+    let (mut client, seq, mut late_model) = late.expect("a late subscriber");
+    for event in client.events_until(&channel, seq, end).await {
+        late_model.apply(&event);
+    }
+    assert_eq!(late_model, rest, "a late subscriber converges too");
+}
+
+async fn new_products_reach_the_catalog_channel(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let mut catalog = WsClient::connect(&app).await;
+    catalog.expect("welcome").await;
+    let subscribed = subscribe(&mut catalog, "products").await;
+    assert_eq!(subscribed["snapshot"], Value::Null);
+    let seq = subscribed["seq"].as_i64().expect("a seq");
+    let product = app.create_product("WS-NEW", &["8", "9"]).await;
+    let event = catalog
+        .events_until("products", seq, seq + 1)
+        .await
+        .remove(0);
+    assert_eq!(event["type"], "NEW_PRODUCT");
+    assert_eq!(event["product_id"], product);
+    assert_eq!(event["sizes"], json!(["8", "9"]));
+}

@@ -1,0 +1,163 @@
+//! Protection: origins, connection and subscription bounds, floods, huge
+//! frames, and a plain GET of `/ws`.
+
+use std::time::Duration;
+
+use bidask_tests::ws::{Connect, WsClient};
+use bidask_tests::{Backend, TestDatabase, spawn_app_on};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origins_are_checked_and_a_plain_get_is_refused() {
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let app = spawn_app_on(database, |config| {
+        config.allowed_origins = vec!["https://shop.example".to_owned()];
+    })
+    .await;
+    let own = app.address.clone();
+    for (origin, allowed) in [
+        (own.as_str(), true),
+        ("https://shop.example", true),
+        ("https://evil.example", false),
+        ("null", false),
+    ] {
+        let outcome = WsClient::connect_with(
+            &app,
+            &Connect {
+                origin: Some(origin),
+                ..Connect::default()
+            },
+        )
+        .await;
+        match outcome {
+            Ok(mut client) => {
+                assert!(allowed, "{origin} must be refused");
+                client.expect("welcome").await;
+            }
+            Err(response) => {
+                assert!(!allowed, "{origin} must be allowed");
+                assert_eq!(response.status(), 403);
+                let body: Value =
+                    serde_json::from_slice(response.body().as_deref().unwrap_or_default())
+                        .expect("JSON");
+                assert_eq!(body["error"]["code"], "forbidden");
+            }
+        }
+    }
+    let plain = app.get("/ws", None).await;
+    assert_eq!(plain.status, 400);
+    assert_eq!(plain.code(), "websocket_required");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_and_subscriptions_are_bounded() {
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let mut app = spawn_app_on(database, |config| {
+        config.ws_max_connections = 2;
+        config.ws_max_subscriptions = 2;
+    })
+    .await;
+    let first = app.create_product("WS-LIM-1", &["10"]).await;
+    let second = app.create_product("WS-LIM-2", &["10"]).await;
+    let mut one = WsClient::connect(&app).await;
+    one.expect("welcome").await;
+    let mut two = WsClient::connect(&app).await;
+    two.expect("welcome").await;
+    let refused = WsClient::connect_with(&app, &Connect::default())
+        .await
+        .err()
+        .expect("a third connection is refused");
+    assert_eq!(refused.status(), 503);
+    let body: Value =
+        serde_json::from_slice(refused.body().as_deref().unwrap_or_default()).expect("JSON");
+    assert_eq!(body["error"]["code"], "at_capacity");
+    let stats = app.get("/api/v1/realtime/stats", None).await;
+    assert_eq!(stats.body["refused_connections"], 1);
+
+    one.send(&json!({"type": "subscribe", "channels": [format!("product:{first}"), format!("product:{second}"), "products"], "id": 1}))
+        .await;
+    let error = one.expect("error").await;
+    assert_eq!(
+        (error["code"].as_str(), error["id"].as_i64()),
+        (Some("too_many_subscriptions"), Some(1))
+    );
+    one.send(&json!({"type": "subscribe", "channels": [format!("product:{first}"), "products"]}))
+        .await;
+    one.expect("subscribed").await;
+    one.expect("subscribed").await;
+    one.send(&json!({"type": "subscribe", "channels": [format!("product:{second}")]}))
+        .await;
+    assert_eq!(one.expect("error").await["code"], "too_many_subscriptions");
+    one.send(&json!({"type": "unsubscribe", "channels": ["products"], "id": 2}))
+        .await;
+    assert_eq!(
+        one.expect("unsubscribed").await,
+        json!({"type": "unsubscribed", "channels": ["products"], "id": 2})
+    );
+    one.send(&json!({"type": "subscribe", "channels": [format!("product:{second}")]}))
+        .await;
+    one.expect("subscribed").await;
+
+    // A closed connection frees its place.
+    two.close().await;
+    let mut reconnected = None;
+    for _ in 0..100 {
+        if let Ok(client) = WsClient::connect_with(&app, &Connect::default()).await {
+            reconnected = Some(client);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    reconnected.expect("a place again").expect("welcome").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_and_huge_frames_close_the_connection() {
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let app = spawn_app_on(database, |config| {
+        config.ws_messages_per_sec = 5;
+        config.ws_max_message_bytes = 1024;
+    })
+    .await;
+    let mut flooder = WsClient::connect(&app).await;
+    flooder.expect("welcome").await;
+    for _ in 0..50 {
+        flooder.send(&json!({"type": "ping"})).await;
+    }
+    let mut limited = 0;
+    let close = loop {
+        match flooder.next_frame().await {
+            Some(Message::Text(text)) => {
+                let message: Value = serde_json::from_str(&text).expect("JSON");
+                if message["type"] == "error" {
+                    assert_eq!(message["code"], "rate_limited");
+                    limited += 1;
+                }
+            }
+            Some(Message::Close(frame)) => break frame,
+            Some(_) => {}
+            None => panic!("closed without a close frame"),
+        }
+    };
+    assert!(
+        limited > 0,
+        "the flood was answered with rate_limited first"
+    );
+    assert_eq!(close.map(|frame| frame.code), Some(CloseCode::Policy));
+
+    let mut big = WsClient::connect(&app).await;
+    big.expect("welcome").await;
+    big.send_raw(Message::Text("x".repeat(4096).into())).await;
+    assert_eq!(
+        big.closed().await.map(|frame| frame.code),
+        Some(CloseCode::Size)
+    );
+
+    // The server is fine.
+    let mut after = WsClient::connect(&app).await;
+    after.expect("welcome").await;
+    after.send(&json!({"type": "ping"})).await;
+    assert_eq!(after.next().await["type"], "pong");
+}

@@ -1,0 +1,188 @@
+//! Every message type of the protocol, its errors, and the three ways to
+//! authenticate.
+
+use bidask_tests::ws::{Connect, WsClient};
+use bidask_tests::{Backend, on_both_backends, spawn_app};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+on_both_backends!(
+    welcome_ping_and_bad_messages,
+    authentication_by_header_query_and_message
+);
+
+async fn welcome_ping_and_bad_messages(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    app.create_product("WS-PROTO", &["10"]).await;
+    let mut client = WsClient::connect(&app).await;
+    let welcome = client.expect("welcome").await;
+    assert!(welcome["connection_id"].as_u64().is_some(), "{welcome}");
+    assert_eq!(welcome["user"], Value::Null);
+    assert_eq!(welcome["heartbeat_interval_ms"], 5_000);
+
+    client.send(&json!({"type": "ping", "id": 7})).await;
+    assert_eq!(client.next().await, json!({"type": "pong", "id": 7}));
+
+    let bad: [(&str, &str, Value); 13] = [
+        ("not json", "invalid_json", Value::Null),
+        ("[1, 2]", "invalid_message", Value::Null),
+        (r#"{"id": 1}"#, "invalid_message", json!(1)),
+        (r#"{"type": 5, "id": 2}"#, "invalid_message", json!(2)),
+        (
+            r#"{"type": "dance", "id": "x"}"#,
+            "unknown_type",
+            json!("x"),
+        ),
+        (
+            r#"{"type": "subscribe", "id": 3}"#,
+            "invalid_message",
+            json!(3),
+        ),
+        (
+            r#"{"type": "subscribe", "channels": "product:1", "id": 4}"#,
+            "invalid_message",
+            json!(4),
+        ),
+        (
+            r#"{"type": "subscribe", "channels": ["product:1"], "since_seq": "x"}"#,
+            "invalid_message",
+            Value::Null,
+        ),
+        (
+            r#"{"type": "subscribe", "channels": ["orders:1"], "id": 5}"#,
+            "unknown_channel",
+            json!(5),
+        ),
+        (
+            r#"{"type": "subscribe", "channels": ["product:999999"], "id": 6}"#,
+            "unknown_channel",
+            json!(6),
+        ),
+        (
+            r#"{"type": "subscribe", "channels": ["user:1"], "id": 7}"#,
+            "forbidden",
+            json!(7),
+        ),
+        (
+            r#"{"type": "auth", "token": "garbage", "id": 8}"#,
+            "invalid_token",
+            json!(8),
+        ),
+        (
+            r#"{"type": "unsubscribe", "channels": [1]}"#,
+            "invalid_message",
+            Value::Null,
+        ),
+    ];
+    for (frame, code, id) in bad {
+        client.send_raw(Message::Text(frame.into())).await;
+        let error = client.expect("error").await;
+        assert_eq!(error["code"], code, "{frame} → {error}");
+        assert_eq!(
+            error.get("id").cloned().unwrap_or(Value::Null),
+            id,
+            "{frame} → {error}"
+        );
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    client.send_raw(Message::Binary(vec![1, 2, 3].into())).await;
+    assert_eq!(client.expect("error").await["code"], "unsupported_frame");
+
+    // None of that closed the connection.
+    client.send(&json!({"type": "ping"})).await;
+    assert_eq!(client.next().await, json!({"type": "pong"}));
+    let stats = app.get("/api/v1/realtime/stats", None).await;
+    assert_eq!(stats.status, 200);
+    assert_eq!(stats.body["connected_clients"], 1, "{:?}", stats.body);
+    for field in [
+        "subscriptions",
+        "events_published",
+        "messages_sent",
+        "slow_consumer_disconnects",
+        "max_queue_depth",
+    ] {
+        assert!(stats.body[field].is_u64(), "{field}: {:?}", stats.body);
+    }
+    client.close().await;
+}
+
+async fn authentication_by_header_query_and_message(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let own_channel = |id: i64| format!("user:{id}");
+
+    let mut by_header = WsClient::connect_with(
+        &app,
+        &Connect {
+            header_token: Some(&alice.token),
+            ..Connect::default()
+        },
+    )
+    .await
+    .expect("upgraded");
+    let welcome = by_header.expect("welcome").await;
+    assert_eq!(
+        welcome["user"],
+        json!({"id": alice.id, "username": "alice"})
+    );
+    let subscribed = by_header.expect("subscribed").await;
+    assert_eq!(subscribed["channel"], own_channel(alice.id));
+    assert_eq!(subscribed["seq"], 0);
+    by_header
+        .send(&json!({"type": "subscribe", "channels": [own_channel(bob.id)], "id": 1}))
+        .await;
+    assert_eq!(by_header.expect("error").await["code"], "forbidden");
+
+    let mut by_query = WsClient::connect_as(&app, &bob.token).await;
+    assert_eq!(by_query.expect("welcome").await["user"]["id"], bob.id);
+    assert_eq!(
+        by_query.expect("subscribed").await["channel"],
+        own_channel(bob.id)
+    );
+
+    let mut by_message = WsClient::connect(&app).await;
+    assert_eq!(by_message.expect("welcome").await["user"], Value::Null);
+    by_message
+        .send(&json!({"type": "auth", "token": bob.token, "id": "a"}))
+        .await;
+    let authenticated = by_message.expect("authenticated").await;
+    assert_eq!(authenticated["user"]["username"], "bob");
+    assert_eq!(authenticated["id"], "a");
+    assert_eq!(
+        by_message.expect("subscribed").await["channel"],
+        own_channel(bob.id)
+    );
+    by_message
+        .send(&json!({"type": "auth", "token": alice.token}))
+        .await;
+    assert_eq!(
+        by_message.expect("error").await["code"],
+        "already_authenticated"
+    );
+    // Subscribing to one's own channel again is acknowledged, not doubled.
+    by_message
+        .send(&json!({"type": "subscribe", "channels": [own_channel(bob.id)]}))
+        .await;
+    assert_eq!(
+        by_message.expect("subscribed").await["channel"],
+        own_channel(bob.id)
+    );
+
+    for token in ["garbage", &format!("{}x", alice.token)] {
+        let refused = WsClient::connect_with(
+            &app,
+            &Connect {
+                query_token: Some(token),
+                ..Connect::default()
+            },
+        )
+        .await
+        .err()
+        .expect("refused");
+        assert_eq!(refused.status(), 401);
+        let body: Value =
+            serde_json::from_slice(refused.body().as_deref().unwrap_or_default()).expect("JSON");
+        assert_eq!(body["error"]["code"], "invalid_token", "{body}");
+    }
+}

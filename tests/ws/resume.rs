@@ -1,0 +1,105 @@
+//! `since_seq`: a client that disconnects mid-stream resumes with nothing
+//! lost and nothing repeated, from the window, from the database after a
+//! restart, and with a `reset` snapshot when its `seq` is unknown.
+
+use bidask_tests::ws::WsClient;
+use bidask_tests::{Backend, TestApp, Trader, on_both_backends, spawn_app, spawn_app_on};
+use serde_json::{Value, json};
+
+on_both_backends!(resume_after_disconnect_and_restart);
+
+async fn place_some(
+    app: &TestApp,
+    trader: &Trader,
+    product: i64,
+    prices: std::ops::Range<u32>,
+) -> i64 {
+    let mut seq = 0;
+    for price in prices {
+        let reply = app
+            .order(trader, "bid", product, "10", &price.to_string())
+            .await;
+        assert_eq!(reply.status, 201, "{:?}", reply.body);
+        seq = reply.body["seq"].as_i64().expect("a seq");
+    }
+    seq
+}
+
+async fn resume(app: &TestApp, channel: &str, since: i64) -> WsClient {
+    let mut client = WsClient::connect(app).await;
+    client.expect("welcome").await;
+    client
+        .send(&json!({"type": "subscribe", "channels": [channel], "since_seq": since}))
+        .await;
+    let subscribed = client.expect("subscribed").await;
+    assert_eq!(subscribed["seq"], since, "{subscribed}");
+    assert!(
+        subscribed.get("snapshot").is_none_or(Value::is_null),
+        "{subscribed}"
+    );
+    assert!(subscribed.get("reset").is_none(), "{subscribed}");
+    client
+}
+
+async fn resume_after_disconnect_and_restart(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let product = app.create_product("WS-RESUME", &["10"]).await;
+    let channel = format!("product:{product}");
+    let trader = app.register("trader").await;
+
+    let mut steady = WsClient::connect(&app).await;
+    steady.expect("welcome").await;
+    steady
+        .send(&json!({"type": "subscribe", "channels": [channel]}))
+        .await;
+    let start = steady.expect("subscribed").await["seq"]
+        .as_i64()
+        .expect("a seq");
+    let mut leaving = WsClient::connect(&app).await;
+    leaving.expect("welcome").await;
+    leaving
+        .send(&json!({"type": "subscribe", "channels": [channel]}))
+        .await;
+    leaving.expect("subscribed").await;
+
+    let middle = place_some(&app, &trader, product, 100..110).await;
+    leaving.events_until(&channel, start, middle).await;
+    leaving.close().await;
+    let end = place_some(&app, &trader, product, 110..120).await;
+    let everything = steady.events_until(&channel, start, end).await;
+
+    // From the in-memory window.
+    let mut back = resume(&app, &channel, middle).await;
+    let missed = back.events_until(&channel, middle, end).await;
+    assert_eq!(missed, everything[(middle - start) as usize..]);
+    back.send(&json!({"type": "ping"})).await;
+    assert_eq!(
+        back.next().await["type"],
+        "pong",
+        "nothing after the last event"
+    );
+
+    // From the database, after a restart.
+    let database = app.stop().await;
+    let app = spawn_app_on(database, |_| {}).await;
+    let mut back = resume(&app, &channel, start).await;
+    let replayed = back.events_until(&channel, start, end).await;
+    assert_eq!(replayed, everything);
+    let next = place_some(&app, &trader, product, 120..121).await;
+    assert_eq!(next, end + 1, "seq continues across the restart");
+    let live = back.events_until(&channel, end, next).await;
+    assert_eq!(live[0]["type"], "BID_UPDATED");
+
+    // A seq the server never had: a fresh snapshot, marked as a reset.
+    let mut lost = WsClient::connect(&app).await;
+    lost.expect("welcome").await;
+    lost.send(&json!({"type": "subscribe", "channels": [channel], "since_seq": next + 1000}))
+        .await;
+    let reset = lost.expect("subscribed").await;
+    assert_eq!(reset["reset"], true, "{reset}");
+    assert_eq!(reset["seq"], next);
+    assert_eq!(
+        reset["snapshot"]["markets"][0]["bids"][0]["price"],
+        "120.00"
+    );
+}

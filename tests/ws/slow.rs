@@ -1,0 +1,163 @@
+//! Clients that do not keep up: a reader that stops reading is closed with
+//! 4008 and its last `seq`, without holding back anyone else; a client that
+//! stops answering pings is dropped; shutdown closes with 1001.
+
+use std::time::{Duration, Instant};
+
+use bidask_tests::ws::{Connect, WsClient};
+use bidask_tests::{Backend, TestApp, TestDatabase, spawn_app_on};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+async fn stat(app: &TestApp, field: &str) -> u64 {
+    let stats = app.get("/api/v1/realtime/stats", None).await;
+    stats.body[field].as_u64().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_is_closed_with_4008_and_others_get_everything() {
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let mut app = spawn_app_on(database, |config| config.ws_queue = 8).await;
+    let product = app.create_product("WS-SLOW", &["10"]).await;
+    let channel = format!("product:{product}");
+    let trader = app.register("trader").await;
+
+    let mut stuck = WsClient::connect_with(
+        &app,
+        &Connect {
+            receive_buffer: Some(4096),
+            ..Connect::default()
+        },
+    )
+    .await
+    .expect("upgraded");
+    stuck.expect("welcome").await;
+    stuck
+        .send(&json!({"type": "subscribe", "channels": [channel]}))
+        .await;
+    let start = stuck.expect("subscribed").await["seq"]
+        .as_i64()
+        .expect("a seq");
+    let mut healthy = WsClient::connect(&app).await;
+    healthy.expect("welcome").await;
+    healthy
+        .send(&json!({"type": "subscribe", "channels": [channel]}))
+        .await;
+    assert_eq!(healthy.expect("subscribed").await["seq"], start);
+
+    // Orders until the stuck client is cut off, bounded in count and time.
+    let began = Instant::now();
+    let mut end = start;
+    let mut placed = 0;
+    while stat(&app, "slow_consumer_disconnects").await == 0 {
+        assert!(
+            placed < 20_000 && began.elapsed() < Duration::from_secs(120),
+            "never cut off"
+        );
+        for price in 0..50 {
+            let price = format!("{}.{:02}", 100 + placed % 50, price);
+            let reply = app.order(&trader, "bid", product, "10", &price).await;
+            assert_eq!(reply.status, 201, "{:?}", reply.body);
+            end = reply.body["seq"].as_i64().expect("a seq");
+            placed += 1;
+        }
+        // The healthy client keeps up as it goes.
+        healthy.events_until(&channel, end - 50, end).await;
+    }
+    println!("the stuck client was cut off after {placed} orders");
+
+    // The stuck client finally reads: what was written, a slow_consumer
+    // error with its seqs, and the 4008 close naming them.
+    let mut last = start;
+    let mut told = None;
+    let close = loop {
+        match stuck.next_frame().await {
+            Some(tokio_tungstenite::tungstenite::Message::Text(text)) => {
+                let message: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+                if message["type"] == "error" {
+                    assert_eq!(message["code"], "slow_consumer");
+                    told = message["seqs"][&channel].as_i64();
+                } else if message["channel"] == channel.as_str() {
+                    let seq = message["seq"].as_i64().expect("a seq");
+                    assert_eq!(seq, last + 1);
+                    last = seq;
+                }
+            }
+            Some(tokio_tungstenite::tungstenite::Message::Close(frame)) => break frame,
+            Some(_) => {}
+            None => panic!("the connection ended without a close frame"),
+        }
+    };
+    let close = close.expect("a close frame");
+    assert_eq!(close.code, CloseCode::from(4008));
+    assert!(
+        close.reason.contains(&format!("{channel}={last}")),
+        "{}",
+        close.reason
+    );
+    assert_eq!(told, Some(last));
+
+    // It resumes from there and misses nothing.
+    let mut back = WsClient::connect(&app).await;
+    back.expect("welcome").await;
+    back.send(&json!({"type": "subscribe", "channels": [channel], "since_seq": last}))
+        .await;
+    back.expect("subscribed").await;
+    back.events_until(&channel, last, end).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_carry_seqs_and_silent_clients_are_dropped() {
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let mut app = spawn_app_on(database, |config| config.ws_heartbeat_ms = 100).await;
+    let product = app.create_product("WS-BEAT", &["10"]).await;
+    let channel = format!("product:{product}");
+    let mut listening = WsClient::connect(&app).await;
+    assert_eq!(
+        listening.expect("welcome").await["heartbeat_interval_ms"],
+        100
+    );
+    listening
+        .send(&json!({"type": "subscribe", "channels": [channel]}))
+        .await;
+    let seq = listening.expect("subscribed").await["seq"].clone();
+    let heartbeat = loop {
+        let message = listening.next_any().await;
+        if message["type"] == "heartbeat" {
+            break message;
+        }
+    };
+    assert_eq!(heartbeat["seqs"], json!({channel.clone(): seq}));
+    assert!(heartbeat["ts"].is_string());
+
+    // This one never reads, so it never answers a ping.
+    let mut silent = WsClient::connect(&app).await;
+    let began = Instant::now();
+    while stat(&app, "ping_timeouts").await == 0 {
+        assert!(began.elapsed() < Duration::from_secs(10), "never dropped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The listening client answers pings by reading.
+        let _ = listening.next_any().await;
+    }
+    assert_eq!(silent.expect("welcome").await["type"], "welcome");
+    let frame = silent.closed().await;
+    assert_eq!(frame.map(|frame| frame.code), Some(CloseCode::Policy));
+    listening.send(&json!({"type": "ping"})).await;
+    assert_eq!(
+        listening.next().await["type"],
+        "pong",
+        "the reading client stays"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_feeds_with_1001() {
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let app = spawn_app_on(database, |_| {}).await;
+    let mut client = WsClient::connect(&app).await;
+    client.expect("welcome").await;
+    let stopping = tokio::spawn(app.stop());
+    let frame = client.closed().await;
+    assert_eq!(frame.map(|frame| frame.code), Some(CloseCode::Away));
+    stopping.await.expect("the server stops");
+}
