@@ -13,7 +13,8 @@
 //! - [`auth`]: passwords and tokens;
 //! - [`http`]: the routes, the request parsing and the one error type;
 //! - [`views`] and [`clock`]: the JSON shapes and times of the contract;
-//! - [`demo`]: the sample catalog of `--demo`.
+//! - [`demo`]: the sample catalog of `--demo`;
+//! - [`web`]: the product page served at `/`.
 //!
 //! The invariant everything here keeps: nothing is published or answered
 //! before it is committed, and no book runs ahead of what a restart would
@@ -32,3 +33,4 @@ pub mod http;
 pub mod market;
 pub mod startup;
 pub mod views;
+pub mod web;

@@ -108,6 +108,7 @@ pub fn router(state: AppState, settings: &ApiSettings) -> Router {
         .nest("/api/v1", api)
         .merge(ops::router())
         .merge(crate::gateway::router())
+        .merge(crate::web::router())
         .merge(openapi::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

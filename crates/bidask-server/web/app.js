@@ -1,0 +1,510 @@
+// The bidask product page: the catalog at `/`, a product at
+// `/products/{id}`. Plain JavaScript against the public API (REST under
+// /api/v1 and the WebSocket feed at /ws), no build step.
+//
+// Prices stay the decimal strings the API sends; they are compared as
+// numbers only to sort levels, never added up.
+'use strict';
+
+const TOKEN_KEY = 'bidask.session';
+
+/** Builds an element: h('td', {class: 'bid'}, '210.00'). Text is never HTML. */
+function h(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === false || value === null || value === undefined) continue;
+    if (name.startsWith('on')) element.addEventListener(name.slice(2), value);
+    else element.setAttribute(name, value === true ? '' : value);
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined && child !== false) {
+      element.append(child instanceof Node ? child : String(child));
+    }
+  }
+  return element;
+}
+
+const money = (price) => (price === null || price === undefined ? '—' : `$${price}`);
+
+// ---- session ---------------------------------------------------------------
+
+const session = {
+  load() {
+    try {
+      return JSON.parse(localStorage.getItem(TOKEN_KEY)) || null;
+    } catch {
+      return null;
+    }
+  },
+  save(value) {
+    if (value) localStorage.setItem(TOKEN_KEY, JSON.stringify(value));
+    else localStorage.removeItem(TOKEN_KEY);
+  },
+};
+
+let current = session.load(); // {token, user: {id, username}} or null
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (current) headers.Authorization = `Bearer ${current.token}`;
+  const response = await fetch(`/api/v1${path}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const payload = await response.json().catch(() => null);
+  if (!response.ok) {
+    const error = payload && payload.error ? payload.error : {};
+    if (response.status === 401 && current) signOut();
+    throw new ApiError(response.status, error.code || 'error', error.message || response.statusText);
+  }
+  return payload;
+}
+
+function signOut() {
+  current = null;
+  session.save(null);
+  renderAccount();
+  if (feed) feed.restart();
+  if (page) page.refreshOrders();
+}
+
+function renderAccount() {
+  const account = document.getElementById('account');
+  account.replaceChildren();
+  if (current) {
+    account.append(
+      h('span', { 'data-testid': 'signed-in' }, current.user.username),
+      h('button', { class: 'secondary', onclick: signOut }, 'Sign out'),
+    );
+    return;
+  }
+  const form = document.getElementById('sign-in').content.firstElementChild.cloneNode(true);
+  const error = h('p', { class: 'error' });
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const register = event.submitter && event.submitter.name === 'register';
+    const username = form.elements.username.value.trim();
+    const password = form.elements.password.value;
+    try {
+      const reply = await api('POST', register ? '/auth/register' : '/auth/login', { username, password });
+      current = { token: reply.token, user: reply.user };
+      session.save(current);
+      renderAccount();
+      if (feed) feed.restart();
+      if (page) page.refreshOrders();
+    } catch (failure) {
+      error.textContent = failure.message;
+    }
+  });
+  account.append(form, error);
+}
+
+// ---- toasts ----------------------------------------------------------------
+
+const MAX_TOASTS = 3;
+
+function toast(message) {
+  const toasts = document.getElementById('toasts');
+  const item = h('div', { class: 'toast', role: 'status', 'data-testid': 'toast' }, message);
+  toasts.append(item);
+  while (toasts.children.length > MAX_TOASTS) toasts.firstElementChild.remove();
+  setTimeout(() => item.remove(), 8000);
+}
+
+// ---- live indicator --------------------------------------------------------
+
+function setLive(state) {
+  const live = document.getElementById('live');
+  live.className = `live ${state}`;
+  live.textContent = { on: 'Live', retry: 'Reconnecting…', off: 'Offline' }[state];
+}
+
+// ---- the feed --------------------------------------------------------------
+
+/**
+ * One WebSocket to /ws: authenticates (browsers cannot set headers, so with
+ * an `auth` message), follows one product channel, and reconnects with
+ * backoff, resuming with `since_seq` so nothing is missed or repeated.
+ */
+class Feed {
+  constructor(productId, handlers) {
+    this.channel = productId ? `product:${productId}` : null;
+    this.handlers = handlers;
+    this.seq = 0; // last applied seq of the product channel; 0 = none yet
+    this.attempt = 0;
+    this.socket = null;
+    this.timer = null;
+  }
+
+  connect() {
+    clearTimeout(this.timer);
+    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+    const socket = new WebSocket(`${scheme}://${location.host}/ws`);
+    this.socket = socket;
+    socket.onmessage = (event) => {
+      let message;
+      try {
+        message = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      this.receive(message);
+    };
+    socket.onclose = () => {
+      if (this.socket !== socket) return;
+      setLive('retry');
+      // 0.5 s, 1 s, 2 s … up to 15 s, with jitter so a restarted server
+      // is not met by every page at once.
+      const delay = Math.min(15000, 500 * 2 ** this.attempt) * (0.75 + Math.random() / 2);
+      this.attempt += 1;
+      this.timer = setTimeout(() => this.connect(), delay);
+    };
+  }
+
+  /** Reconnects now (after signing in or out). */
+  restart() {
+    const old = this.socket;
+    this.socket = null;
+    if (old) old.close();
+    this.connect();
+  }
+
+  send(message) {
+    if (this.socket && this.socket.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify(message));
+  }
+
+  subscribe() {
+    if (!this.channel) return;
+    const message = { type: 'subscribe', channels: [this.channel] };
+    if (this.seq > 0) message.since_seq = this.seq;
+    this.send(message);
+  }
+
+  receive(message) {
+    switch (message.type) {
+      case 'welcome':
+        if (current) this.send({ type: 'auth', token: current.token });
+        this.subscribe();
+        if (!this.channel) this.ready();
+        break;
+      case 'subscribed':
+        if (message.channel === this.channel) {
+          if (message.snapshot) this.handlers.snapshot(message.snapshot);
+          this.seq = message.seq;
+          this.ready();
+        }
+        break;
+      case 'heartbeat': {
+        // A quiet channel still shows a gap: resume from what we have.
+        const latest = message.seqs && message.seqs[this.channel];
+        if (latest !== undefined && latest > this.seq) this.subscribe();
+        break;
+      }
+      case 'error':
+        if (message.code === 'invalid_token' || message.code === 'token_expired') signOut();
+        break;
+      default:
+        if (message.channel === this.channel) {
+          if (message.seq <= this.seq) return; // already applied
+          if (message.seq !== this.seq + 1) {
+            this.subscribe(); // a gap: resume from the last applied event
+            return;
+          }
+          this.seq = message.seq;
+          this.handlers.event(message);
+        } else if (message.channel && message.channel.startsWith('user:')) {
+          this.handlers.private(message);
+        }
+    }
+  }
+
+  ready() {
+    this.attempt = 0;
+    setLive('on');
+  }
+}
+
+let feed = null;
+let page = null;
+
+// ---- the catalog -----------------------------------------------------------
+
+async function showCatalog(main) {
+  document.title = 'bidask';
+  const products = await api('GET', '/products?limit=100');
+  const list = h('ul', { class: 'products', 'data-testid': 'catalog' });
+  for (const product of products.items) {
+    const asks = product.markets.map((market) => market.lowest_ask).filter((price) => price !== null);
+    const lowest = asks.length ? asks.reduce((a, b) => (Number(b) < Number(a) ? b : a)) : null;
+    list.append(
+      h('li', {},
+        h('a', { class: 'card', href: `/products/${product.id}` },
+          h('div', { class: 'muted' }, product.brand),
+          h('strong', {}, product.name),
+          h('div', { class: 'price' }, lowest === null ? 'No asks' : money(lowest)),
+          h('div', { class: 'muted' }, 'Lowest ask'))),
+    );
+  }
+  main.replaceChildren(
+    h('h1', {}, 'Sneakers'),
+    h('p', { class: 'muted' }, 'Live bids and asks. Pick a pair.'),
+    products.items.length ? list : h('p', { class: 'muted' }, 'The catalog is empty.'),
+  );
+  feed = new Feed(null, { snapshot() {}, event() {}, private: (message) => privateEvent(message) });
+  feed.connect();
+}
+
+function privateEvent(message) {
+  if (message.type === 'MATCH_CREATED') toast(message.message);
+  if (page) page.refreshOrders();
+}
+
+// ---- a product -------------------------------------------------------------
+
+/** One market's book as the feed describes it: price → {quantity, orders}. */
+class Market {
+  constructor(size) {
+    this.size = size;
+    this.bids = new Map();
+    this.asks = new Map();
+    this.lastSale = null;
+  }
+
+  load(levels, side) {
+    const book = side === 'bid' ? this.bids : this.asks;
+    book.clear();
+    for (const level of levels) book.set(level.price, level);
+  }
+
+  set(side, level) {
+    const book = side === 'bid' ? this.bids : this.asks;
+    if (level.quantity === 0) book.delete(level.price);
+    else book.set(level.price, { price: level.price, quantity: level.quantity, orders: level.orders });
+  }
+
+  levels(side) {
+    const levels = [...(side === 'bid' ? this.bids : this.asks).values()];
+    levels.sort((a, b) => (side === 'bid' ? Number(b.price) - Number(a.price) : Number(a.price) - Number(b.price)));
+    return levels;
+  }
+
+  best(side) {
+    return this.levels(side)[0] || null;
+  }
+}
+
+class ProductPage {
+  constructor(main, product) {
+    this.main = main;
+    this.product = product;
+    this.markets = new Map(product.sizes.map((size) => [size, new Market(size)]));
+    this.selected = product.sizes[Math.floor(product.sizes.length / 2)] || product.sizes[0];
+    this.matches = [];
+    this.orders = [];
+    this.side = 'bid';
+    for (const market of product.markets) {
+      const book = this.markets.get(market.size);
+      if (book) book.lastSale = market.last_sale;
+    }
+  }
+
+  snapshot(snapshot) {
+    for (const market of snapshot.markets) {
+      const book = this.markets.get(market.size);
+      if (!book) continue;
+      book.load(market.bids, 'bid');
+      book.load(market.asks, 'ask');
+      book.lastSale = market.last_sale;
+    }
+    this.render();
+  }
+
+  event(message) {
+    const book = this.markets.get(message.size);
+    if (!book) return;
+    if (message.type === 'BID_UPDATED') book.set('bid', message);
+    if (message.type === 'ASK_UPDATED') book.set('ask', message);
+    if (message.type === 'MATCH_CREATED') {
+      book.lastSale = message.price;
+      if (message.size === this.selected) {
+        this.matches.unshift({ price: message.price, quantity: message.quantity, created_at: message.ts });
+        this.matches.length = Math.min(this.matches.length, 10);
+      }
+    }
+    this.render();
+  }
+
+  async select(size) {
+    this.selected = size;
+    this.render();
+    await this.loadMatches();
+  }
+
+  async loadMatches() {
+    const size = this.selected;
+    const page = await api('GET', `/products/${this.product.id}/matches?size=${encodeURIComponent(size)}&limit=10`);
+    if (size === this.selected) {
+      this.matches = page.items;
+      this.render();
+    }
+  }
+
+  async refreshOrders() {
+    if (!current) {
+      this.orders = [];
+      this.render();
+      return;
+    }
+    try {
+      const page = await api('GET', `/orders?product_id=${this.product.id}&limit=100`);
+      this.orders = page.items.filter((order) => order.status === 'open' || order.status === 'partially_filled');
+    } catch {
+      this.orders = [];
+    }
+    this.render();
+  }
+
+  async place(side, price) {
+    this.error = '';
+    try {
+      const reply = await api('POST', side === 'bid' ? '/bids' : '/asks', {
+        product_id: this.product.id,
+        size: this.selected,
+        price,
+      });
+      // A match is announced by the feed's private MATCH_CREATED, which
+      // also reaches the user's other pages.
+      if (reply.matches.length === 0) {
+        toast(`${side === 'bid' ? 'Bid' : 'Ask'} placed at ${money(reply.order.price)}`);
+      }
+      await this.refreshOrders();
+    } catch (failure) {
+      this.error = failure.message;
+      this.render();
+    }
+  }
+
+  async cancel(id) {
+    try {
+      await api('DELETE', `/orders/${id}`);
+    } catch (failure) {
+      this.error = failure.message;
+    }
+    await this.refreshOrders();
+  }
+
+  render() {
+    const product = this.product;
+    const selected = this.markets.get(this.selected);
+    const rows = product.sizes.map((size) => {
+      const market = this.markets.get(size);
+      const bid = market.best('bid');
+      const ask = market.best('ask');
+      return h('tr', { class: `size${size === this.selected ? ' selected' : ''}`, onclick: () => this.select(size) },
+        h('td', {}, size),
+        h('td', { class: 'bid', 'data-testid': `highest-bid-${size}` }, money(bid && bid.price)),
+        h('td', { class: 'ask', 'data-testid': `lowest-ask-${size}` }, money(ask && ask.price)),
+        h('td', { 'data-testid': `last-sale-${size}` }, money(market.lastSale)));
+    });
+    const levels = (side) => h('table', {},
+      h('tr', {}, h('th', {}, side === 'bid' ? 'Bids' : 'Asks'), h('th', {}, 'Qty'), h('th', {}, 'Orders')),
+      selected.levels(side).slice(0, 10).map((level) => h('tr', {},
+        h('td', { class: side }, money(level.price)), h('td', {}, level.quantity), h('td', {}, level.orders))));
+    const bestAsk = selected.best('ask');
+    const bestBid = selected.best('bid');
+    const price = h('input', { name: 'price', inputmode: 'decimal', placeholder: 'Price, e.g. 210.00', 'data-testid': 'price' });
+    const signedIn = Boolean(current);
+    const trade = h('form', { class: 'trade', 'data-testid': 'trade', onsubmit: (event) => {
+      event.preventDefault();
+      const side = event.submitter && event.submitter.name === 'ask' ? 'ask' : 'bid';
+      this.place(side, price.value.trim());
+    } },
+      h('div', { class: 'row' }, price),
+      h('div', { class: 'row' },
+        h('button', { name: 'bid', type: 'submit', class: 'buy', disabled: !signedIn }, 'Place bid'),
+        h('button', { name: 'ask', type: 'submit', class: 'sell', disabled: !signedIn }, 'Place ask')),
+      h('div', { class: 'row' },
+        h('button', { type: 'button', class: 'secondary', 'data-testid': 'buy-now', disabled: !signedIn || !bestAsk,
+          onclick: () => this.place('bid', bestAsk.price) }, bestAsk ? `Buy Now ${money(bestAsk.price)}` : 'Buy Now'),
+        h('button', { type: 'button', class: 'secondary', 'data-testid': 'sell-now', disabled: !signedIn || !bestBid,
+          onclick: () => this.place('ask', bestBid.price) }, bestBid ? `Sell Now ${money(bestBid.price)}` : 'Sell Now')),
+      h('p', { class: 'error', 'data-testid': 'trade-error' }, this.error || (signedIn ? '' : 'Sign in to trade.')));
+    const orders = h('ul', { class: 'orders', 'data-testid': 'my-orders' },
+      this.orders.map((order) => h('li', { 'data-testid': `order-${order.id}` },
+        h('span', { class: order.side }, `${order.side === 'bid' ? 'Bid' : 'Ask'} size ${order.size} ${money(order.price)}`),
+        h('button', { class: 'secondary', onclick: () => this.cancel(order.id) }, 'Cancel'))));
+    const matches = h('table', { 'data-testid': 'matches' },
+      h('tr', {}, h('th', {}, 'Sale'), h('th', {}, 'Qty'), h('th', {}, 'When')),
+      this.matches.map((match) => h('tr', {},
+        h('td', {}, money(match.price)), h('td', {}, match.quantity),
+        h('td', { class: 'muted' }, new Date(match.created_at).toLocaleTimeString()))));
+    // Keep what the user is typing across re-renders.
+    const typed = this.main.querySelector('input[name=price]');
+    if (typed) {
+      price.value = typed.value;
+    }
+    const focused = document.activeElement === typed;
+    this.main.replaceChildren(
+      h('div', { class: 'muted' }, `${product.brand} · ${product.sku}`),
+      h('h1', { 'data-testid': 'product-name' }, product.name),
+      h('div', { class: 'grid' },
+        h('section', {},
+          h('h2', {}, 'Markets'),
+          h('div', { class: 'card' }, h('table', { 'data-testid': 'markets' },
+            h('tr', {}, h('th', {}, 'Size'), h('th', {}, 'Highest bid'), h('th', {}, 'Lowest ask'), h('th', {}, 'Last sale')),
+            rows)),
+          h('h2', {}, `Book · size ${this.selected}`),
+          h('div', { class: 'card book', 'data-testid': 'book' }, levels('bid'), levels('ask')),
+          h('h2', {}, `Recent sales · size ${this.selected}`),
+          h('div', { class: 'card' }, matches)),
+        h('section', {},
+          h('h2', {}, `Trade · size ${this.selected}`),
+          h('div', { class: 'card' }, trade),
+          h('h2', {}, 'Your open orders'),
+          h('div', { class: 'card' }, signedIn
+            ? (this.orders.length ? orders : h('p', { class: 'muted', 'data-testid': 'my-orders' }, 'None.'))
+            : h('p', { class: 'muted' }, 'Sign in to see your orders.')))),
+    );
+    if (focused) price.focus();
+  }
+}
+
+async function showProduct(main, id) {
+  const product = await api('GET', `/products/${id}`);
+  document.title = `${product.name} · bidask`;
+  page = new ProductPage(main, product);
+  page.render();
+  feed = new Feed(product.id, {
+    snapshot: (snapshot) => page.snapshot(snapshot),
+    event: (message) => page.event(message),
+    private: (message) => privateEvent(message),
+  });
+  feed.connect();
+  await Promise.all([page.loadMatches(), page.refreshOrders()]);
+}
+
+// ---- start -----------------------------------------------------------------
+
+async function start() {
+  renderAccount();
+  const main = document.getElementById('main');
+  const match = location.pathname.match(/^\/products\/(\d+)\/?$/);
+  try {
+    if (match) await showProduct(main, match[1]);
+    else await showCatalog(main);
+  } catch (failure) {
+    main.replaceChildren(h('p', { class: 'error' }, `Could not load: ${failure.message}`));
+  }
+}
+
+start();

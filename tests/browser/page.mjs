@@ -1,0 +1,179 @@
+// The product page in headless Chromium, driven by Playwright, against a
+// running server: live prices as another client trades over REST, signing
+// in, placing and cancelling from the page, the sold toast, and resuming
+// after the connection drops.
+//
+//   BIDASK_URL=http://127.0.0.1:8080 BIDASK_ADMIN_USERNAME=… BIDASK_ADMIN_PASSWORD=… node page.mjs
+//
+// BIDASK_SCREENSHOT=path saves the product page; BIDASK_CHROMIUM overrides
+// /usr/bin/chromium. Exits non-zero on the first failed step. Delays are
+// printed, not asserted: speed is for the benchmarks.
+import { chromium } from 'playwright-core';
+
+const base = process.env.BIDASK_URL;
+if (!base) throw new Error('set BIDASK_URL');
+const WAIT = 15_000;
+const run = Date.now().toString(36);
+
+async function rest(method, path, token, body) {
+  const headers = { 'Content-Type': 'application/json' };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch(`${base}/api/v1${path}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const payload = await response.json();
+  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${JSON.stringify(payload)}`);
+  return payload;
+}
+
+async function register(name) {
+  const username = `${name}-${run}`;
+  const password = `password-of-${username}`;
+  const reply = await rest('POST', '/auth/register', null, { username, password });
+  return { username, password, token: reply.token, id: reply.user.id };
+}
+
+function step(name) {
+  console.log(`• ${name}`);
+}
+
+/** Waits until `selector`'s text is `text`; returns how long it took. */
+async function textOf(page, selector, text) {
+  const started = Date.now();
+  await page.waitForFunction(
+    ([selector, text]) => document.querySelector(selector)?.textContent === text,
+    [selector, text],
+    { timeout: WAIT },
+  );
+  return Date.now() - started;
+}
+
+async function toast(page, text) {
+  await page.locator('[data-testid=toast]', { hasText: text }).first().waitFor({ timeout: WAIT });
+}
+
+const admin = await rest('POST', '/auth/login', null, {
+  username: process.env.BIDASK_ADMIN_USERNAME,
+  password: process.env.BIDASK_ADMIN_PASSWORD,
+});
+const product = await rest('POST', '/products', admin.token, {
+  sku: `AJ1-CHI-${run}`,
+  name: 'Air Jordan 1 Chicago',
+  brand: 'Jordan',
+  sizes: ['9', '10', '11'],
+});
+const seller = await register('seller');
+const buyer = await register('buyer');
+const bidder = await register('bidder');
+await rest('POST', '/asks', bidder.token, { product_id: product.id, size: '11', price: '260.00' });
+
+const browser = await chromium.launch({
+  executablePath: process.env.BIDASK_CHROMIUM || '/usr/bin/chromium',
+  // This machine's network is closed: without these Chromium keeps trying
+  // to reach Google's services.
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+const failures = [];
+const watch = (page, who) => {
+  page.on('pageerror', (error) => failures.push(`${who}: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error') failures.push(`${who} console: ${message.text()}`);
+  });
+  page.on('response', (response) => {
+    if (response.status() >= 400) failures.push(`${who}: ${response.status()} from ${response.url()}`);
+  });
+};
+
+try {
+  step('the catalog lists the product');
+  const watcher = await browser.newPage({ viewport: { width: 1100, height: 900 } });
+  watch(watcher, 'watcher');
+  await watcher.goto(base);
+  await watcher.getByText('Air Jordan 1 Chicago').first().waitFor({ timeout: WAIT });
+  await watcher.getByText('Air Jordan 1 Chicago').first().click();
+  await watcher.waitForURL(`**/products/${product.id}`);
+  await textOf(watcher, '[data-testid=live]', 'Live');
+  await textOf(watcher, '[data-testid=lowest-ask-11]', '$260.00');
+
+  step('another client bids over REST: the page shows the new highest bid');
+  await rest('POST', '/bids', bidder.token, { product_id: product.id, size: '10', price: '200.00' });
+  const bidDelay = await textOf(watcher, '[data-testid=highest-bid-10]', '$200.00');
+  console.log(`  shown ${bidDelay} ms after the 201`);
+
+  step('a seller signs in on the page and places an ask from it');
+  const sellerContext = await browser.newContext();
+  const sellerPage = await sellerContext.newPage();
+  watch(sellerPage, 'seller');
+  await sellerPage.goto(`${base}/products/${product.id}`);
+  await textOf(sellerPage, '[data-testid=live]', 'Live');
+  await sellerPage.fill('[data-testid=sign-in] input[name=username]', seller.username);
+  await sellerPage.fill('[data-testid=sign-in] input[name=password]', seller.password);
+  await sellerPage.click('[data-testid=sign-in] button[name=login]');
+  await textOf(sellerPage, '[data-testid=signed-in]', seller.username);
+  await textOf(sellerPage, '[data-testid=live]', 'Live');
+  await sellerPage.fill('[data-testid=price]', '205.00');
+  await sellerPage.click('[data-testid=trade] button[name=ask]');
+  await toast(sellerPage, 'Ask placed at $205.00');
+  await textOf(watcher, '[data-testid=lowest-ask-10]', '$205.00');
+  await sellerPage.locator('[data-testid=my-orders] li', { hasText: '$205.00' }).waitFor({ timeout: WAIT });
+
+  step('a buyer crosses over REST: the match shows, the seller sees the sold toast');
+  await rest('POST', '/bids', buyer.token, { product_id: product.id, size: '10', price: '210.00' });
+  const saleDelay = await textOf(watcher, '[data-testid=last-sale-10]', '$205.00');
+  console.log(`  last sale shown ${saleDelay} ms after the 201`);
+  await watcher.locator('[data-testid=matches] td', { hasText: '$205.00' }).first().waitFor({ timeout: WAIT });
+  await textOf(watcher, '[data-testid=lowest-ask-10]', '—');
+  await toast(sellerPage, 'Your Air Jordan 1 Chicago (size 10) sold for $205.00!');
+
+  step('the seller places and cancels an ask from the page');
+  await sellerPage.fill('[data-testid=price]', '240.00');
+  await sellerPage.click('[data-testid=trade] button[name=ask]');
+  await textOf(watcher, '[data-testid=lowest-ask-10]', '$240.00');
+  const order = sellerPage.locator('[data-testid=my-orders] li', { hasText: '$240.00' });
+  await order.getByRole('button', { name: 'Cancel' }).click();
+  await order.waitFor({ state: 'detached', timeout: WAIT });
+  await textOf(watcher, '[data-testid=lowest-ask-10]', '—');
+
+  step('Sell Now sells at the highest bid');
+  await sellerPage.click('[data-testid=sell-now]');
+  await toast(sellerPage, 'Your Air Jordan 1 Chicago (size 10) sold for $200.00!');
+  await textOf(watcher, '[data-testid=last-sale-10]', '$200.00');
+
+  step('the connection drops: the page reconnects and resumes without missing an event');
+  await watcher.evaluate(() => feed.socket.close());
+  await textOf(watcher, '[data-testid=live]', 'Reconnecting…');
+  await rest('POST', '/bids', bidder.token, { product_id: product.id, size: '9', price: '150.00' });
+  await textOf(watcher, '[data-testid=live]', 'Live');
+  await textOf(watcher, '[data-testid=highest-bid-9]', '$150.00');
+  await textOf(watcher, '[data-testid=highest-bid-10]', '—');
+
+  step('a fuller book, depth and open orders, as a signed-in seller sees it');
+  for (const price of ['180.00', '185.00', '190.00', '190.00']) {
+    await rest('POST', '/bids', bidder.token, { product_id: product.id, size: '10', price });
+  }
+  for (const price of ['215.00', '225.00', '225.00']) {
+    await rest('POST', '/asks', bidder.token, { product_id: product.id, size: '10', price });
+  }
+  await sellerPage.fill('[data-testid=price]', '219.00');
+  await sellerPage.click('[data-testid=trade] button[name=ask]');
+  await textOf(sellerPage, '[data-testid=lowest-ask-10]', '$215.00');
+  await textOf(sellerPage, '[data-testid=highest-bid-10]', '$190.00');
+  await sellerPage.locator('[data-testid=book] td', { hasText: '$219.00' }).waitFor({ timeout: WAIT });
+  await sellerPage.locator('[data-testid=my-orders] li', { hasText: '$219.00' }).waitFor({ timeout: WAIT });
+  if (process.env.BIDASK_SCREENSHOT) {
+    await sellerPage.setViewportSize({ width: 1100, height: 820 });
+    await sellerPage.evaluate(() => {
+      const toasts = document.getElementById('toasts');
+      while (toasts.children.length > 1) toasts.firstElementChild.remove();
+    });
+    await sellerPage.screenshot({ path: process.env.BIDASK_SCREENSHOT });
+    console.log(`  screenshot: ${process.env.BIDASK_SCREENSHOT}`);
+  }
+  if (failures.length) throw new Error(`the page reported errors:\n${failures.join('\n')}`);
+  console.log('the product page works');
+} finally {
+  await browser.close();
+}
