@@ -131,6 +131,7 @@ pub fn test_config(database: &TestDatabase) -> ServeConfig {
         ws_max_subscriptions: 64,
         ws_messages_per_sec: 0,
         ws_max_message_bytes: 16 * 1024,
+        send_buffer: None,
     }
 }
 

@@ -258,4 +258,30 @@ async fn new_products_reach_the_catalog_channel(backend: Backend) {
     assert_eq!(event["type"], "NEW_PRODUCT");
     assert_eq!(event["product_id"], product);
     assert_eq!(event["sizes"], json!(["8", "9"]));
+
+    // A lower ask than the lowest is a price drop; a higher one is not.
+    let seller = app.register("seller").await;
+    for price in ["250", "260", "240"] {
+        let reply = app.order(&seller, "ask", product, "9", price).await;
+        assert_eq!(reply.status, 201, "{:?}", reply.body);
+    }
+    let drop = catalog
+        .events_until("products", seq + 1, seq + 2)
+        .await
+        .remove(0);
+    assert_eq!(drop["type"], "PRICE_DROP");
+    assert_eq!(
+        (
+            &drop["product_id"],
+            &drop["size"],
+            &drop["old_price"],
+            &drop["new_price"]
+        ),
+        (
+            &json!(product),
+            &json!("9"),
+            &json!("250.00"),
+            &json!("240.00")
+        )
+    );
 }

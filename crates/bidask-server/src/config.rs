@@ -117,6 +117,12 @@ pub struct ServeConfig {
     /// Largest WebSocket message a client may send, in bytes.
     #[arg(long, env = "BIDASK_WS_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024)]
     pub ws_max_message_bytes: usize,
+    /// Kernel send buffer of each connection, in bytes (SO_SNDBUF); by
+    /// default the kernel sizes it. A small one bounds what a WebSocket
+    /// client that stopped reading holds in the kernel, so its queue, and
+    /// its 4008, come sooner.
+    #[arg(long, env = "BIDASK_SEND_BUFFER")]
+    pub send_buffer: Option<u32>,
     /// Seconds to wait for in-flight requests at shutdown.
     #[arg(long, env = "BIDASK_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use bidask_store::{Backend, NewUser, Store, StoreError, StoreOptions};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::auth::{Password, Role, Tokens, Username, password};
 use crate::catalog::{Catalog, Product};
@@ -54,6 +54,22 @@ pub struct Application {
     store: Store,
     hub: Arc<Hub>,
     shutdown_timeout: Duration,
+}
+
+/// Binds the port. With `send_buffer`, every accepted connection inherits
+/// that kernel send buffer (Linux copies it from the listening socket).
+fn listen(address: SocketAddr, send_buffer: Option<u32>) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    if let Some(size) = send_buffer {
+        socket.set_send_buffer_size(size)?;
+    }
+    socket.bind(address)?;
+    socket.listen(1_024)
 }
 
 /// Applies the migrations of the configured database.
@@ -143,7 +159,7 @@ impl Application {
                 allowed_origins: config.allowed_origins.clone(),
             },
         );
-        let listener = TcpListener::bind(config.listen).await?;
+        let listener = listen(config.listen, config.send_buffer)?;
         Ok(Self {
             listener,
             router,

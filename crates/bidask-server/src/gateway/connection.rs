@@ -459,6 +459,7 @@ impl Connection {
             });
             let counters = &self.gateway.hub.counters;
             counters.subscriptions.fetch_add(1, Ordering::Relaxed);
+            metrics::gauge!("bidask_ws_subscriptions").increment(1.0);
         }
         let result = match since {
             Some(since) => self.resume(socket, channel, joined, since, id).await,
@@ -624,6 +625,7 @@ impl Connection {
             self.gateway.hub.leave(channel, self.id);
             let counters = &self.gateway.hub.counters;
             counters.subscriptions.fetch_sub(1, Ordering::Relaxed);
+            metrics::gauge!("bidask_ws_subscriptions").decrement(1.0);
         }
     }
 
@@ -709,6 +711,7 @@ impl Connection {
         for subscription in std::mem::take(&mut self.subscriptions) {
             self.gateway.hub.leave(subscription.channel, self.id);
             counters.subscriptions.fetch_sub(1, Ordering::Relaxed);
+            metrics::gauge!("bidask_ws_subscriptions").decrement(1.0);
         }
         let Some((code, reason)) = close else { return };
         messages.push(Message::Close(Some(CloseFrame {
