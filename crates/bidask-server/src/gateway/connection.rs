@@ -236,9 +236,8 @@ impl Connection {
         }
         self.record_delivery();
         let seqs: Map<String, Value> = self
-            .subscriptions
-            .iter()
-            .map(|subscription| (subscription.channel.to_string(), subscription.seq.into()))
+            .written()
+            .map(|(channel, seq)| (channel.to_string(), seq.into()))
             .collect();
         let heartbeat =
             json!({"type": "heartbeat", "ts": format_micros(now_micros()), "seqs": seqs});
@@ -262,15 +261,14 @@ impl Connection {
             Some(Ok(message)) => message,
         };
         self.silent_beats = 0;
-        let text = match message {
-            Message::Text(text) => text,
-            Message::Binary(_) => {
-                let refusal = Refusal::new("unsupported_frame", "send JSON in text frames", None);
-                return self.send(socket, refusal.to_message()).await;
-            }
-            Message::Ping(_) | Message::Pong(_) => return Ok(()),
+        match message {
+            Message::Pong(_) => return Ok(()),
             Message::Close(_) => return Err(End::Gone),
-        };
+            // Every frame that makes the server write counts toward the
+            // rate: text, binary (answered with an error) and pings
+            // (answered with a pong by tungstenite).
+            Message::Text(_) | Message::Binary(_) | Message::Ping(_) => {}
+        }
         if let Some(limiter) = &self.limiter
             && limiter.check().is_err()
         {
@@ -289,6 +287,14 @@ impl Connection {
             return self.send(socket, refusal.to_message()).await;
         }
         self.strikes = 0;
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Binary(_) => {
+                let refusal = Refusal::new("unsupported_frame", "send JSON in text frames", None);
+                return self.send(socket, refusal.to_message()).await;
+            }
+            _ => return Ok(()),
+        };
         match protocol::parse(&text) {
             Ok(request) => self.execute(socket, request).await,
             Err(refusal) => self.send(socket, refusal.to_message()).await,
@@ -683,9 +689,8 @@ impl Connection {
                 counters.slow_disconnects.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("bidask_ws_slow_disconnects_total").increment(1);
                 let seqs: Map<String, Value> = self
-                    .subscriptions
-                    .iter()
-                    .map(|subscription| (subscription.channel.to_string(), subscription.seq.into()))
+                    .written()
+                    .map(|(channel, seq)| (channel.to_string(), seq.into()))
                     .collect();
                 messages.push(Message::Text(
                     json!({
@@ -735,12 +740,21 @@ impl Connection {
         let _ = tokio::time::timeout(CLOSE_WAIT, closing).await;
     }
 
+    /// Each subscription's last written `seq`, but for one whose join was
+    /// cut short before it had any.
+    fn written(&self) -> impl Iterator<Item = (Channel, i64)> + '_ {
+        self.subscriptions
+            .iter()
+            .filter(|subscription| subscription.seq != i64::MAX)
+            .map(|subscription| (subscription.channel, subscription.seq))
+    }
+
     /// `last seq product:42=1240 user:7=3`, cut at a channel to fit the
     /// 123 bytes a close reason may have.
     fn slow_reason(&self) -> String {
         let mut reason = String::from("slow consumer; last seq");
-        for subscription in &self.subscriptions {
-            let part = format!(" {}={}", subscription.channel, subscription.seq);
+        for (channel, seq) in self.written() {
+            let part = format!(" {channel}={seq}");
             if reason.len() + part.len() > 123 {
                 break;
             }
