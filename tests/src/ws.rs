@@ -14,6 +14,19 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::TestApp;
 
+/// The status and contract error code of a refused upgrade.
+pub fn refusal(response: &Response<Option<Vec<u8>>>) -> (u16, String) {
+    let body: Value =
+        serde_json::from_slice(response.body().as_deref().unwrap_or_default()).unwrap_or_default();
+    (
+        response.status().as_u16(),
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
 /// How long a test waits for one message before it fails.
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -141,6 +154,15 @@ impl WsClient {
         let message = self.next().await;
         assert_eq!(message["type"], kind, "expected {kind}, got {message}");
         message
+    }
+
+    /// Subscribes to `channel` and returns the `subscribed` reply.
+    pub async fn subscribe(&mut self, channel: &str) -> Value {
+        self.send(&serde_json::json!({"type": "subscribe", "channels": [channel]}))
+            .await;
+        let subscribed = self.expect("subscribed").await;
+        assert_eq!(subscribed["channel"], channel, "{subscribed}");
+        subscribed
     }
 
     /// Reads until the server closes; the close frame, if it sent one.

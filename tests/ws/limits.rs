@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use bidask_tests::ws::{Connect, WsClient};
+use bidask_tests::ws::{Connect, WsClient, refusal};
 use bidask_tests::{Backend, TestDatabase, spawn_app_on};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -38,11 +38,7 @@ async fn origins_are_checked_and_a_plain_get_is_refused() {
             }
             Err(response) => {
                 assert!(!allowed, "{origin} must be allowed");
-                assert_eq!(response.status(), 403);
-                let body: Value =
-                    serde_json::from_slice(response.body().as_deref().unwrap_or_default())
-                        .expect("JSON");
-                assert_eq!(body["error"]["code"], "forbidden");
+                assert_eq!(refusal(&response), (403, "forbidden".to_owned()));
             }
         }
     }
@@ -69,10 +65,7 @@ async fn connections_and_subscriptions_are_bounded() {
         .await
         .err()
         .expect("a third connection is refused");
-    assert_eq!(refused.status(), 503);
-    let body: Value =
-        serde_json::from_slice(refused.body().as_deref().unwrap_or_default()).expect("JSON");
-    assert_eq!(body["error"]["code"], "at_capacity");
+    assert_eq!(refusal(&refused), (503, "at_capacity".to_owned()));
     let stats = app.get("/api/v1/realtime/stats", None).await;
     assert_eq!(stats.body["refused_connections"], 1);
 

@@ -1,7 +1,7 @@
 //! Every message type of the protocol, its errors, and the three ways to
 //! authenticate.
 
-use bidask_tests::ws::{Connect, WsClient};
+use bidask_tests::ws::{Connect, WsClient, refusal};
 use bidask_tests::{Backend, on_both_backends, spawn_app};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -192,9 +192,6 @@ async fn authentication_by_header_query_and_message(backend: Backend) {
         .await
         .err()
         .expect("refused");
-        assert_eq!(refused.status(), 401);
-        let body: Value =
-            serde_json::from_slice(refused.body().as_deref().unwrap_or_default()).expect("JSON");
-        assert_eq!(body["error"]["code"], "invalid_token", "{body}");
+        assert_eq!(refusal(&refused), (401, "invalid_token".to_owned()));
     }
 }

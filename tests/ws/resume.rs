@@ -49,18 +49,12 @@ async fn resume_after_disconnect_and_restart(backend: Backend) {
 
     let mut steady = WsClient::connect(&app).await;
     steady.expect("welcome").await;
-    steady
-        .send(&json!({"type": "subscribe", "channels": [channel]}))
-        .await;
-    let start = steady.expect("subscribed").await["seq"]
+    let start = steady.subscribe(&channel).await["seq"]
         .as_i64()
         .expect("a seq");
     let mut leaving = WsClient::connect(&app).await;
     leaving.expect("welcome").await;
-    leaving
-        .send(&json!({"type": "subscribe", "channels": [channel]}))
-        .await;
-    leaving.expect("subscribed").await;
+    leaving.subscribe(&channel).await;
 
     let middle = place_some(&app, &trader, product, 100..110).await;
     leaving.events_until(&channel, start, middle).await;

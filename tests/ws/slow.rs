@@ -36,18 +36,12 @@ async fn a_reader_that_stops_is_closed_with_4008_and_others_get_everything() {
     .await
     .expect("upgraded");
     stuck.expect("welcome").await;
-    stuck
-        .send(&json!({"type": "subscribe", "channels": [channel]}))
-        .await;
-    let start = stuck.expect("subscribed").await["seq"]
+    let start = stuck.subscribe(&channel).await["seq"]
         .as_i64()
         .expect("a seq");
     let mut healthy = WsClient::connect(&app).await;
     healthy.expect("welcome").await;
-    healthy
-        .send(&json!({"type": "subscribe", "channels": [channel]}))
-        .await;
-    assert_eq!(healthy.expect("subscribed").await["seq"], start);
+    assert_eq!(healthy.subscribe(&channel).await["seq"], start);
 
     // Orders until the stuck client is cut off, bounded in count and time.
     let began = Instant::now();
@@ -121,10 +115,7 @@ async fn heartbeats_carry_seqs_and_silent_clients_are_dropped() {
         listening.expect("welcome").await["heartbeat_interval_ms"],
         100
     );
-    listening
-        .send(&json!({"type": "subscribe", "channels": [channel]}))
-        .await;
-    let seq = listening.expect("subscribed").await["seq"].clone();
+    let seq = listening.subscribe(&channel).await["seq"].clone();
     let heartbeat = loop {
         let message = listening.next_any().await;
         if message["type"] == "heartbeat" {
