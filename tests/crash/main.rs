@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bidask_tests::audit::audit;
 use bidask_tests::cluster::Cluster;
 use bidask_tests::process::ServerProcess;
-use bidask_tests::{Backend, TestApp, TestDatabase, Trader, spawn_app_on};
+use bidask_tests::{Backend, TestApp, TestDatabase, Trader, on_both_backends, spawn_app_on};
 use serde_json::{Value, json};
 
 /// The `bidask` command line, built as this package's binary.
@@ -232,19 +232,23 @@ async fn sigterm_drains_and_exits_cleanly() {
     check_acknowledged(&app, &traders, product_id, &acknowledged).await;
 }
 
-/// `bidask migrate` creates the schema and exits 0; `serve` then starts on it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn migrate_then_serve() {
-    let database = TestDatabase::new(Backend::Sqlite).await;
-    let status = std::process::Command::new(SERVER)
-        .args(["migrate", "--database-url", &database.url])
-        .status()
-        .expect("the binary runs");
-    assert!(status.success(), "bidask migrate failed: {status}");
+/// `bidask migrate` creates the schema and exits 0, twice (it is
+/// idempotent); `serve` then starts on it. On both databases.
+async fn migrate_then_serve(backend: Backend) {
+    let database = TestDatabase::new(backend).await;
+    for _ in 0..2 {
+        let status = std::process::Command::new(SERVER)
+            .args(["migrate", "--database-url", &database.url])
+            .status()
+            .expect("the binary runs");
+        assert!(status.success(), "bidask migrate failed: {status}");
+    }
     let server = ServerProcess::start(SERVER, &database.url);
     let app = TestApp::connect(server.address.clone());
     assert_eq!(app.get("/readyz", None).await.status, 200);
 }
+
+on_both_backends!(migrate_then_serve);
 
 /// PostgreSQL stops mid-stream (as in a crash) and comes back: requests
 /// fail fast with 503 meanwhile, and the server recovers by itself.
