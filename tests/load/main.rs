@@ -1,10 +1,11 @@
 //! The load generator against a real server on PostgreSQL: every request
 //! of a short concurrent run succeeds, and afterwards every book is
 //! exactly its resting orders and every order's fills equal its matches.
+//! And its `fanout` scenario on SQLite: every subscriber gets every event.
 
 use std::time::Duration;
 
-use bidask_loadgen::OrdersConfig;
+use bidask_loadgen::{FanoutConfig, OrdersConfig};
 use bidask_tests::audit::audit;
 use bidask_tests::{Backend, TestDatabase, Trader, spawn_app_on};
 use serde_json::json;
@@ -65,5 +66,38 @@ async fn a_short_orders_run_has_no_errors_and_leaves_consistent_books() {
         )
         .await;
     }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_fanout_run_delivers_every_event_to_every_subscriber() {
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let app = spawn_app_on(database, |config| config.demo = true).await;
+    let report = bidask_loadgen::run_fanout(FanoutConfig {
+        clients: 20,
+        rate: 25,
+        duration: Duration::from_secs(2),
+        settle: Duration::from_millis(200),
+        drain: Duration::from_secs(5),
+        // The server runs in this process: its memory is this process's.
+        server_pid: Some(std::process::id()),
+        run_id: Some("fanci".parse().expect("a run id")),
+        progress: false,
+        ..FanoutConfig::new(app.address.clone())
+    })
+    .await
+    .expect("the run completes");
+    assert_eq!(report.errors, 0, "errors: {:?}", report.errors_by_kind);
+    assert_eq!(report.connections, 20);
+    assert!(report.events_published > 0, "nothing was published");
+    assert!(report.messages_per_sec > 0.0, "nothing was delivered");
+    assert_eq!(
+        report.messages_delivered + report.late_messages,
+        report.events_published * 20,
+        "every subscriber gets every event once"
+    );
+    assert_eq!((report.missing, report.out_of_order), (0, 0));
+    assert!(report.p50_ms > 0.0 && report.p99_ms >= report.p50_ms);
+    assert!(report.server_bytes_per_connection.is_some());
     app.stop().await;
 }

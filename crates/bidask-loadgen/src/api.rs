@@ -311,7 +311,7 @@ impl PlacedOrder {
 
 /// Checks `url` and returns it without a trailing slash. Only plain HTTP:
 /// the build carries no TLS, and a load test belongs next to the server.
-fn base_url(url: &str) -> Result<String, LoadgenError> {
+pub(crate) fn base_url(url: &str) -> Result<String, LoadgenError> {
     let invalid = |reason: &str| LoadgenError::Url {
         url: url.to_owned(),
         reason: reason.to_owned(),

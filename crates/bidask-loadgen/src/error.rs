@@ -63,6 +63,47 @@ pub enum LoadgenError {
         url: String,
     },
 
+    /// `--product` names no product with a size in the catalog.
+    #[error("the catalog at {url} has no product {product} with a size to bid on")]
+    UnknownProduct {
+        /// The product asked for.
+        product: i64,
+        /// The base URL, so the message says which server.
+        url: String,
+    },
+
+    /// This process may not open as many files as the run needs sockets.
+    #[error(
+        "{needed} open files are needed for the clients but the limit is {soft}; raise it with `ulimit -n {hard}` (the hard limit) or run fewer clients per process"
+    )]
+    OpenFiles {
+        /// Sockets of the run plus a margin.
+        needed: u64,
+        /// The soft limit now.
+        soft: u64,
+        /// The hard limit it can be raised to.
+        hard: u64,
+    },
+
+    /// `/proc` could not be read for the process given as `--server-pid`.
+    #[error("cannot read /proc/{pid} (is --server-pid right?): {source}")]
+    ServerProcess {
+        /// The pid given.
+        pid: u32,
+        /// What reading said.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Not one feed client got subscribed.
+    #[error("no WebSocket client could subscribe at {url} ({failures}); is the server running?")]
+    NoSubscriber {
+        /// The feed URL.
+        url: String,
+        /// The setup failures by kind, for the message.
+        failures: String,
+    },
+
     /// Histogram bounds were refused; the bounds are constants, so this
     /// means a bug in the generator.
     #[error("could not create a latency histogram: {0}")]
@@ -75,6 +116,10 @@ pub enum LoadgenError {
     /// A trader task panicked or was cancelled.
     #[error("a trader task stopped abnormally: {0}")]
     Trader(#[from] tokio::task::JoinError),
+
+    /// A feed client task of the `fanout` scenario panicked.
+    #[error("a feed client task stopped abnormally: {0}")]
+    FeedClient(#[source] tokio::task::JoinError),
 
     /// The report could not be written as JSON.
     #[error("could not encode the report as JSON: {0}")]

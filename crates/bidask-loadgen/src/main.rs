@@ -9,7 +9,7 @@
 
 use std::process::ExitCode;
 
-use bidask_loadgen::{LoadgenError, OrdersConfig, OrdersReport};
+use bidask_loadgen::{FanoutConfig, LoadgenError, OrdersConfig, RunReport};
 use clap::{Parser, Subcommand};
 
 /// Exit status of a run whose setup failed.
@@ -30,6 +30,9 @@ struct Cli {
 enum Command {
     /// Traders placing, crossing and cancelling orders over REST, timing every request.
     Orders(OrdersConfig),
+    /// WebSocket clients subscribed to one product while events arrive,
+    /// timing each event from its `ts` to every client.
+    Fanout(FanoutConfig),
 }
 
 #[tokio::main]
@@ -39,12 +42,16 @@ async fn main() -> ExitCode {
             let max_error_rate = config.max_error_rate;
             finish(bidask_loadgen::run(config).await, max_error_rate)
         }
+        Command::Fanout(config) => {
+            let max_error_rate = config.max_error_rate;
+            finish(bidask_loadgen::run_fanout(config).await, max_error_rate)
+        }
     }
 }
 
 /// Prints a scenario's report, summary then JSON line, and turns the
 /// outcome into the exit status.
-fn finish(outcome: Result<OrdersReport, LoadgenError>, max_error_rate: f64) -> ExitCode {
+fn finish(outcome: Result<impl RunReport, LoadgenError>, max_error_rate: f64) -> ExitCode {
     let report = match outcome {
         Ok(report) => report,
         Err(error) => {
@@ -60,11 +67,11 @@ fn finish(outcome: Result<OrdersReport, LoadgenError>, max_error_rate: f64) -> E
         }
     };
     println!("{}", report.summary_text());
-    let within_budget = report.within_error_budget(max_error_rate);
+    let within_budget = report.error_rate() <= max_error_rate;
     if !within_budget {
         eprintln!(
             "bidask-loadgen: error rate {:.4} is over --max-error-rate {max_error_rate}",
-            report.error_rate
+            report.error_rate()
         );
     }
     println!("{line}");

@@ -489,7 +489,8 @@ async fn show_progress(phase: PhaseProgress, floor: Arc<TradingFloor>, until: In
     }
 }
 
-fn transport_error(failure: &TransportFailure) -> ErrorKind {
+/// The error kind of a request that got no complete answer.
+pub(crate) fn transport_error(failure: &TransportFailure) -> ErrorKind {
     match failure.kind {
         TransportKind::Timeout => ErrorKind::Timeout,
         TransportKind::Connection => ErrorKind::Connection,

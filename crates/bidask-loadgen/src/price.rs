@@ -91,6 +91,15 @@ impl TickSize {
         Ok(tick)
     }
 
+    /// The price `ticks` steps above zero, kept between one tick and the
+    /// ceiling.
+    pub fn price_at(self, ticks: u64) -> Price {
+        Price {
+            ticks: ticks.clamp(1, self.max_ticks()),
+            tick: self,
+        }
+    }
+
     /// The price on this grid nearest to `cents` (hundredths of a currency
     /// unit), never below one tick nor above the contract's ceiling: the
     /// caller may aim anywhere, and still sends a valid price.

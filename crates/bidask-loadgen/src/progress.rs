@@ -58,17 +58,27 @@ impl PhaseProgress {
     /// Moves the bar to the time elapsed and shows `figures` with the
     /// accepted-order rate so far.
     pub fn show(&self, figures: LiveFigures) {
-        let elapsed = self.started.elapsed();
-        self.bar
-            .set_position(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
-        let seconds = elapsed.as_secs_f64().max(f64::EPSILON);
-        self.bar.set_message(format!(
+        let seconds = self.started.elapsed().as_secs_f64().max(f64::EPSILON);
+        self.show_message(format!(
             "{} orders ({:.0}/s), {} cancels, {} errors",
             figures.accepted,
             figures.accepted as f64 / seconds,
             figures.cancels,
             figures.errors
         ));
+    }
+
+    /// Moves the bar to the time elapsed and shows `message` beside it.
+    pub fn show_message(&self, message: String) {
+        let elapsed = self.started.elapsed();
+        self.bar
+            .set_position(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
+        self.bar.set_message(message);
+    }
+
+    /// Time since the bar started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
     }
 
     /// Removes the bar, leaving the terminal to the summary.

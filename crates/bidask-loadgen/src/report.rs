@@ -53,6 +53,9 @@ pub enum ErrorKind {
     Connection,
     /// A 2xx whose body is not what the contract describes.
     Decode,
+    /// An order meant to rest that matched or was cancelled instead (the
+    /// `fanout` publisher counts on one book change per order).
+    NotResting,
 }
 
 /// Errors counted by kind, keyed for JSON (`http_422`, `timeout`, …) and in
@@ -186,6 +189,7 @@ impl ErrorKind {
             Self::Timeout => "timeout".to_owned(),
             Self::Connection => "connection".to_owned(),
             Self::Decode => "decode".to_owned(),
+            Self::NotResting => "not_resting".to_owned(),
         }
     }
 }
@@ -193,7 +197,14 @@ impl ErrorKind {
 impl ErrorCounts {
     /// Counts one error.
     pub fn add(&mut self, kind: ErrorKind) {
-        *self.0.entry(kind.key()).or_default() += 1;
+        self.add_many(&kind.key(), 1);
+    }
+
+    /// Counts `count` errors under `key`.
+    pub fn add_many(&mut self, key: &str, count: u64) {
+        if count > 0 {
+            *self.0.entry(key.to_owned()).or_default() += count;
+        }
     }
 
     /// Adds another trader's counts to these.
@@ -216,6 +227,31 @@ impl ErrorCounts {
     /// `(key, count)` pairs in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
         self.0.iter().map(|(key, count)| (key.as_str(), *count))
+    }
+}
+
+/// What the binary does with any scenario's report: print the summary,
+/// then the JSON line, and compare the error rate with the budget.
+pub trait RunReport {
+    /// The readable summary, several lines.
+    fn summary_text(&self) -> String;
+    /// The report as one line of JSON.
+    fn json_line(&self) -> Result<String, LoadgenError>;
+    /// Errors over attempts, between 0 and 1.
+    fn error_rate(&self) -> f64;
+}
+
+impl RunReport for OrdersReport {
+    fn summary_text(&self) -> String {
+        OrdersReport::summary_text(self)
+    }
+
+    fn json_line(&self) -> Result<String, LoadgenError> {
+        OrdersReport::json_line(self)
+    }
+
+    fn error_rate(&self) -> f64 {
+        self.error_rate
     }
 }
 
