@@ -14,6 +14,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -36,6 +37,9 @@ pub const SNAPSHOT_DEPTH: usize = 100;
 const REPLAY_PAGE: i64 = 500;
 /// Events written before the connection looks at its other work again.
 const WRITE_BATCH: usize = 64;
+/// Messages a connection writes before it adds them to the shared
+/// counters (which it also does at each heartbeat and at the end).
+const COUNT_BATCH: u64 = 64;
 /// Heartbeats without a frame from the client before it is dropped.
 const SILENT_BEATS: u32 = 3;
 /// How long a closing handshake may take.
@@ -129,30 +133,37 @@ impl Connection {
 
     /// Serves the connection until it ends, then closes it.
     pub async fn run(mut self, mut socket: WebSocket) {
-        let mut signals = self.gateway.hub.signals();
-        let end = self.serve(&mut socket, &mut signals).await;
+        let signals = self.gateway.hub.signals();
+        let end = self.serve(&mut socket, signals).await;
         self.finish(&mut socket, end).await;
     }
 
-    async fn serve(
-        &mut self,
-        socket: &mut WebSocket,
-        signals: &mut watch::Receiver<Signal>,
-    ) -> End {
+    async fn serve(&mut self, socket: &mut WebSocket, signals: watch::Receiver<Signal>) -> End {
         let peer = Arc::clone(&self.peer);
         let greeting = Box::pin(self.greet(socket));
         if let Err(end) = race(&peer, greeting).await {
             return end;
         }
+        // One wait for the next signal for the whole loop: made anew each
+        // time round, it would register with the hub's shared notifier for
+        // every event this connection writes.
+        let mut signal = std::pin::pin!(next_signal(signals));
         loop {
+            // No wait on the slow mark here: the hub marks a connection
+            // slow only when its outbox is full, which wakes this loop.
+            if peer.is_slow() {
+                return End::Slow;
+            }
             let wake = tokio::select! {
                 biased;
-                () = peer.slowed() => return End::Slow,
-                changed = signals.changed() => {
-                    if changed.is_err() || signals.borrow_and_update().stopping {
-                        return End::Stopping;
+                (signals, received) = &mut signal => {
+                    match received {
+                        Some(received) if !received.stopping => {
+                            signal.set(next_signal(signals));
+                            Wake::Beat
+                        }
+                        _ => return End::Stopping,
                     }
-                    Wake::Beat
                 }
                 incoming = socket.recv() => Wake::Incoming(incoming),
                 Some(frame) = self.outbox.recv() => Wake::Frame(frame),
@@ -167,7 +178,6 @@ impl Connection {
             if let Err(end) = outcome {
                 return end;
             }
-            self.count_sent();
         }
     }
 
@@ -200,8 +210,9 @@ impl Connection {
         if written > 0 {
             socket.flush().await?;
             self.unsent_count += written as u64;
-            let lag = self.gateway.settings.queue - self.outbox_sender.capacity();
-            metrics::histogram!("bidask_ws_queue_depth").record(lag as f64);
+            if self.unsent_count >= COUNT_BATCH {
+                self.count_sent();
+            }
             self.record_delivery();
         }
         Ok(())
@@ -235,6 +246,9 @@ impl Connection {
             return Err(End::Silent);
         }
         self.record_delivery();
+        self.count_sent();
+        let lag = self.gateway.settings.queue - self.outbox_sender.capacity();
+        metrics::histogram!("bidask_ws_queue_depth").record(lag as f64);
         let seqs: Map<String, Value> = self
             .written()
             .map(|(channel, seq)| (channel.to_string(), seq.into()))
@@ -764,13 +778,34 @@ impl Connection {
     }
 }
 
-/// Runs `work` unless the connection is marked slow first.
+/// Runs `work` unless the connection is marked slow first. Most writes
+/// finish at once; only one that waits on the client also waits on the
+/// slow mark (registering with it costs a lock).
 async fn race<F: Future<Output = Result<(), End>>>(peer: &Peer, work: F) -> Result<(), End> {
-    tokio::select! {
-        biased;
-        () = peer.slowed() => Err(End::Slow),
-        outcome = work => outcome,
-    }
+    let mut work = std::pin::pin!(work);
+    let mut slowed = std::pin::pin!(peer.slowed());
+    std::future::poll_fn(|context| {
+        if let Poll::Ready(outcome) = work.as_mut().poll(context) {
+            return Poll::Ready(outcome);
+        }
+        match slowed.as_mut().poll(context) {
+            Poll::Ready(()) => Poll::Ready(Err(End::Slow)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// The next heartbeat or stop, handing the receiver back so that the next
+/// wait can be made in the same place.
+async fn next_signal(
+    mut signals: watch::Receiver<Signal>,
+) -> (watch::Receiver<Signal>, Option<Signal>) {
+    let received = match signals.changed().await {
+        Ok(()) => Some(*signals.borrow_and_update()),
+        Err(_) => None,
+    };
+    (signals, received)
 }
 
 fn subscribed(channel: Channel, seq: i64, id: Option<&Value>) -> String {

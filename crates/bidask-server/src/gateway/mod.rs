@@ -213,7 +213,9 @@ async fn upgrade(
         // steps. With 1 KiB, 19,000 idle subscribers cost 6,379 bytes of
         // server memory each; with 256, 5,544 (docs/benchmarks.md).
         .read_buffer_size(256)
-        .write_buffer_size(16 * 1024)
+        // Frames are gathered up to 2 KiB per write: the buffer keeps its
+        // largest size for the connection's life.
+        .write_buffer_size(2 * 1024)
         .max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| async move {
