@@ -135,7 +135,9 @@ impl Connection {
     pub async fn run(mut self, mut socket: WebSocket) {
         let signals = self.gateway.hub.signals();
         let end = self.serve(&mut socket, signals).await;
-        self.finish(&mut socket, end).await;
+        // Boxed, like every path but the one that forwards events: an idle
+        // connection's task is only as large as what it does all the time.
+        Box::pin(self.finish(&mut socket, end)).await;
     }
 
     async fn serve(&mut self, socket: &mut WebSocket, signals: watch::Receiver<Signal>) -> End {
@@ -170,7 +172,7 @@ impl Connection {
             };
             let outcome = match wake {
                 Wake::Frame(frame) => race(&peer, self.forward(socket, frame)).await,
-                Wake::Beat => race(&peer, self.beat(socket)).await,
+                Wake::Beat => race(&peer, Box::pin(self.beat(socket))).await,
                 Wake::Incoming(incoming) => {
                     race(&peer, Box::pin(self.receive(socket, incoming))).await
                 }
