@@ -122,7 +122,9 @@ pub fn router(state: AppState, settings: &ApiSettings) -> Router {
                     .get("x-request-id")
                     .and_then(|value| value.to_str().ok())
                     .unwrap_or_default();
-                tracing::info_span!("request", method = %request.method(), uri = %request.uri(), request_id = %id)
+                // The path only: `/ws?token=…` carries a credential in
+                // its query string, and logs are not the place for it.
+                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
             }),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
