@@ -249,6 +249,9 @@ impl Hub {
         let mut channels = self.lock();
         if let Some(state) = channels.get_mut(&channel) {
             state.subscribers.remove(&connection);
+            if state.subscribers.is_empty() && matches!(channel, Channel::User(_)) {
+                channels.remove(&channel);
+            }
         }
     }
 
@@ -268,6 +271,12 @@ impl Hub {
     }
 
     fn deliver(&self, channels: &mut HashMap<Channel, ChannelState>, event: Published) {
+        // Users are many and each is mostly offline: a user channel is kept
+        // only while someone listens (a resume reads the database), so the
+        // hub does not grow with every trader who ever traded.
+        if matches!(event.channel, Channel::User(_)) && !channels.contains_key(&event.channel) {
+            return;
+        }
         let window = self.windows.of(event.channel);
         let state = channels.entry(event.channel).or_default();
         let frame = Arc::new(Frame {
@@ -382,6 +391,22 @@ mod tests {
             .await
             .expect("marked slow");
         assert_eq!(hub.max_lag(), 0, "a slow connection leaves the channel");
+    }
+
+    #[tokio::test]
+    async fn user_channels_are_kept_only_while_someone_listens() {
+        let hub = Hub::start(Windows::default(), Duration::from_secs(5));
+        hub.publish(event(Channel::User(7), 1));
+        settle().await;
+        assert!(hub.lock().is_empty(), "nobody listens to user:7");
+        let (outbox, mut frames) = mpsc::channel(16);
+        let peer = Arc::new(Peer::default());
+        hub.join(Channel::User(7), 1, &outbox, &peer, None);
+        hub.publish(event(Channel::User(7), 2));
+        settle().await;
+        assert_eq!(frames.recv().await.map(|frame| frame.seq), Some(2));
+        hub.leave(Channel::User(7), 1);
+        assert!(hub.lock().is_empty(), "its last listener left");
     }
 
     #[tokio::test]
