@@ -133,7 +133,7 @@ impl Connection {
 
     /// Serves the connection until it ends, then closes it.
     pub async fn run(mut self, mut socket: WebSocket) {
-        let signals = self.gateway.hub.signals();
+        let signals = self.gateway.hub.signals(self.id);
         let end = self.serve(&mut socket, signals).await;
         // Boxed, like every path but the one that forwards events: an idle
         // connection's task is only as large as what it does all the time.

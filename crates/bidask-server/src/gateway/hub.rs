@@ -138,6 +138,11 @@ pub struct Counters {
     pub refused_connections: AtomicU64,
 }
 
+/// Connections beat in this many groups, one group per tick of the hub's
+/// clock: 10,000 heartbeats written at once would hold up every event
+/// behind them for as long as those writes take.
+const BEAT_GROUPS: usize = 16;
+
 /// A heartbeat tick or the order to close: what every connection watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Signal {
@@ -152,7 +157,8 @@ pub struct Hub {
     channels: Mutex<HashMap<Channel, ChannelState>>,
     inbox: mpsc::UnboundedSender<Published>,
     windows: Windows,
-    signal: watch::Sender<Signal>,
+    /// One per group of connections (see [`BEAT_GROUPS`]).
+    signals: Vec<watch::Sender<Signal>>,
     next_connection: AtomicU64,
     /// The counters of `/realtime/stats`.
     pub counters: Counters,
@@ -176,7 +182,9 @@ impl Hub {
             channels: Mutex::new(HashMap::new()),
             inbox,
             windows,
-            signal: watch::Sender::new(Signal::default()),
+            signals: (0..BEAT_GROUPS)
+                .map(|_| watch::Sender::new(Signal::default()))
+                .collect(),
             next_connection: AtomicU64::new(1),
             counters: Counters::default(),
         });
@@ -190,19 +198,21 @@ impl Hub {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Heartbeats and shutdown, for a connection to watch.
-    pub fn signals(&self) -> watch::Receiver<Signal> {
-        self.signal.subscribe()
+    /// Heartbeats and shutdown, for connection `connection` to watch.
+    pub fn signals(&self, connection: u64) -> watch::Receiver<Signal> {
+        self.signals[connection as usize % BEAT_GROUPS].subscribe()
     }
 
-    /// Tells every connection to send its heartbeat.
-    pub fn beat(&self) {
-        self.signal.send_modify(|signal| signal.beat += 1);
+    /// Tells one group of connections to send their heartbeats.
+    fn beat(&self, group: usize) {
+        self.signals[group % BEAT_GROUPS].send_modify(|signal| signal.beat += 1);
     }
 
     /// Tells every connection to close with 1001.
     pub fn stop(&self) {
-        self.signal.send_modify(|signal| signal.stopping = true);
+        for signal in &self.signals {
+            signal.send_modify(|signal| signal.stopping = true);
+        }
     }
 
     /// Adds a connection to `channel`. With `since`, the events after it
@@ -311,15 +321,18 @@ impl Bus for Hub {
     }
 }
 
-/// One clock for every connection's heartbeat, rather than a timer each.
+/// One clock for every connection's heartbeat, rather than a timer each:
+/// each tick wakes the next group, so every connection beats once per
+/// `every`.
 async fn beat(hub: std::sync::Weak<Hub>, every: Duration) {
-    let mut ticks = tokio::time::interval(every);
+    let groups = u32::try_from(BEAT_GROUPS).unwrap_or(u32::MAX);
+    let mut ticks = tokio::time::interval(every / groups);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
-    loop {
+    for group in (0..BEAT_GROUPS).cycle() {
         ticks.tick().await;
         let Some(hub) = hub.upgrade() else { return };
-        hub.beat();
+        hub.beat(group);
     }
 }
 
@@ -391,6 +404,23 @@ mod tests {
             .await
             .expect("marked slow");
         assert_eq!(hub.max_lag(), 0, "a slow connection leaves the channel");
+    }
+
+    #[tokio::test]
+    async fn every_group_beats_and_all_hear_the_stop() {
+        let hub = Hub::start(Windows::default(), Duration::from_millis(160));
+        let mut receivers: Vec<_> = (0..BEAT_GROUPS as u64).map(|id| hub.signals(id)).collect();
+        for receiver in &mut receivers {
+            tokio::time::timeout(Duration::from_secs(10), receiver.changed())
+                .await
+                .expect("every group beats")
+                .expect("the hub is alive");
+            assert!(!receiver.borrow_and_update().stopping);
+        }
+        hub.stop();
+        for receiver in &mut receivers {
+            assert!(receiver.borrow_and_update().stopping);
+        }
     }
 
     #[tokio::test]
