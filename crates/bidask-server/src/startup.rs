@@ -105,7 +105,7 @@ impl Application {
         let catalog = Arc::new(Catalog::new(products));
         let replicas = Arc::new(Replicas::default());
         let gateway_settings = config.gateway();
-        let hub = Hub::start(Windows::default(), gateway_settings.heartbeat);
+        let hub = Hub::start(Windows::default(), gateway_settings.heartbeat)?;
         let writer_url = config.database.database_url.clone();
         let (markets, writer) = Markets::start(
             store.clone(),

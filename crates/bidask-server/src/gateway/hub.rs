@@ -3,7 +3,7 @@
 //! connections subscribed to it.
 //!
 //! The writer hands committed events to [`Hub::publish`], which only queues
-//! them; one fan-out task moves them into every subscriber's bounded
+//! them; one fan-out thread moves them into every subscriber's bounded
 //! outbox with `try_send`. A full outbox marks its connection slow (it is
 //! closed with 4008) and drops it from the channel, so neither the writer
 //! nor any other connection ever waits for a slow reader.
@@ -174,9 +174,9 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
-    /// A hub, its fan-out task and its heartbeat clock; both run until the
-    /// hub is dropped.
-    pub fn start(windows: Windows, heartbeat: Duration) -> Arc<Self> {
+    /// A hub, its fan-out thread and its heartbeat clock; both run until
+    /// the hub is dropped. Fails only if the thread cannot be made.
+    pub fn start(windows: Windows, heartbeat: Duration) -> std::io::Result<Arc<Self>> {
         let (inbox, events) = mpsc::unbounded_channel();
         let hub = Arc::new(Self {
             channels: Mutex::new(HashMap::new()),
@@ -188,9 +188,12 @@ impl Hub {
             next_connection: AtomicU64::new(1),
             counters: Counters::default(),
         });
-        tokio::spawn(fan_out(Arc::downgrade(&hub), events));
+        let weak = Arc::downgrade(&hub);
+        std::thread::Builder::new()
+            .name("bidask-fanout".to_owned())
+            .spawn(move || fan_out(weak, events))?;
         tokio::spawn(beat(Arc::downgrade(&hub), heartbeat));
-        hub
+        Ok(hub)
     }
 
     /// A new connection's id.
@@ -336,10 +339,21 @@ async fn beat(hub: std::sync::Weak<Hub>, every: Duration) {
     }
 }
 
-/// Moves queued events into the outboxes, a batch per lock.
-async fn fan_out(hub: std::sync::Weak<Hub>, mut events: mpsc::UnboundedReceiver<Published>) {
-    let mut batch = Vec::with_capacity(256);
-    while events.recv_many(&mut batch, 256).await > 0 {
+/// Moves queued events into the outboxes, a batch per lock, on a thread
+/// of its own: as a task it would wait its turn behind every connection
+/// task woken by the previous event, thousands of them, before the next
+/// event even began to go out.
+fn fan_out(hub: std::sync::Weak<Hub>, mut events: mpsc::UnboundedReceiver<Published>) {
+    const BATCH: usize = 256;
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Some(first) = events.blocking_recv() {
+        batch.push(first);
+        while batch.len() < BATCH {
+            match events.try_recv() {
+                Ok(event) => batch.push(event),
+                Err(_) => break,
+            }
+        }
         let Some(hub) = hub.upgrade() else { return };
         let count = batch.len() as u64;
         {
@@ -367,15 +381,28 @@ mod tests {
         }
     }
 
-    async fn settle() {
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
+    /// Waits until the fan-out thread has handled everything published
+    /// so far: a marker event on a channel of its own has arrived.
+    async fn settle(hub: &Hub) {
+        static MARKS: AtomicU64 = AtomicU64::new(1);
+        let seq = i64::try_from(MARKS.fetch_add(1, Ordering::Relaxed)).unwrap_or(i64::MAX);
+        hub.publish(event(Channel::Product(999), seq));
+        for _ in 0..5_000 {
+            if hub
+                .lock()
+                .get(&Channel::Product(999))
+                .is_some_and(|state| state.seq >= seq)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
+        panic!("the fan-out thread did not catch up");
     }
 
     #[tokio::test]
     async fn subscribers_get_their_channel_only_in_order() {
-        let hub = Hub::start(Windows::default(), Duration::from_secs(5));
+        let hub = Hub::start(Windows::default(), Duration::from_secs(5)).expect("a hub");
         let (outbox, mut frames) = mpsc::channel(16);
         let peer = Arc::new(Peer::default());
         hub.join(Channel::Product(1), 1, &outbox, &peer, None);
@@ -383,7 +410,7 @@ mod tests {
             hub.publish(event(Channel::Product(1), seq));
             hub.publish(event(Channel::Product(2), seq));
         }
-        settle().await;
+        settle(&hub).await;
         for seq in 1..=3 {
             let frame = frames.recv().await.expect("a frame");
             assert_eq!((frame.channel, frame.seq), (Channel::Product(1), seq));
@@ -393,7 +420,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_outbox_marks_the_connection_slow_and_drops_it() {
-        let hub = Hub::start(Windows::default(), Duration::from_secs(5));
+        let hub = Hub::start(Windows::default(), Duration::from_secs(5)).expect("a hub");
         let (outbox, _frames) = mpsc::channel(2);
         let peer = Arc::new(Peer::default());
         hub.join(Channel::Product(1), 1, &outbox, &peer, None);
@@ -408,7 +435,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_group_beats_and_all_hear_the_stop() {
-        let hub = Hub::start(Windows::default(), Duration::from_millis(160));
+        let hub = Hub::start(Windows::default(), Duration::from_millis(160)).expect("a hub");
         let mut receivers: Vec<_> = (0..BEAT_GROUPS as u64).map(|id| hub.signals(id)).collect();
         for receiver in &mut receivers {
             tokio::time::timeout(Duration::from_secs(10), receiver.changed())
@@ -425,18 +452,24 @@ mod tests {
 
     #[tokio::test]
     async fn user_channels_are_kept_only_while_someone_listens() {
-        let hub = Hub::start(Windows::default(), Duration::from_secs(5));
+        let hub = Hub::start(Windows::default(), Duration::from_secs(5)).expect("a hub");
         hub.publish(event(Channel::User(7), 1));
-        settle().await;
-        assert!(hub.lock().is_empty(), "nobody listens to user:7");
+        settle(&hub).await;
+        assert!(
+            !hub.lock().contains_key(&Channel::User(7)),
+            "nobody listens to user:7"
+        );
         let (outbox, mut frames) = mpsc::channel(16);
         let peer = Arc::new(Peer::default());
         hub.join(Channel::User(7), 1, &outbox, &peer, None);
         hub.publish(event(Channel::User(7), 2));
-        settle().await;
+        settle(&hub).await;
         assert_eq!(frames.recv().await.map(|frame| frame.seq), Some(2));
         hub.leave(Channel::User(7), 1);
-        assert!(hub.lock().is_empty(), "its last listener left");
+        assert!(
+            !hub.lock().contains_key(&Channel::User(7)),
+            "its last listener left"
+        );
     }
 
     #[tokio::test]
@@ -445,11 +478,11 @@ mod tests {
             product: 4,
             ..Windows::default()
         };
-        let hub = Hub::start(windows, Duration::from_secs(5));
+        let hub = Hub::start(windows, Duration::from_secs(5)).expect("a hub");
         for seq in 1..=6 {
             hub.publish(event(Channel::Product(1), seq));
         }
-        settle().await;
+        settle(&hub).await;
         let (outbox, _frames) = mpsc::channel(16);
         let peer = Arc::new(Peer::default());
         let joined = hub.join(Channel::Product(1), 1, &outbox, &peer, Some(3));
