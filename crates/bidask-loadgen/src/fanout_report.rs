@@ -183,11 +183,6 @@ impl RunReport for FanoutReport {
                 let _ = writeln!(text, "  server      not measured (no --server-pid)");
             }
         }
-        let kinds: Vec<String> = self
-            .errors_by_kind
-            .iter()
-            .map(|(key, count)| format!("{key} {count}"))
-            .collect();
         let _ = write!(
             text,
             "  errors      {:>8} ({:.3}%); load generator CPU {}",
@@ -195,9 +190,7 @@ impl RunReport for FanoutReport {
             self.error_rate * 100.0,
             percent(self.loadgen_cpu_percent)
         );
-        if !kinds.is_empty() {
-            let _ = write!(text, "; by kind: {}", kinds.join(", "));
-        }
+        text.push_str(&self.errors_by_kind.summary_suffix());
         text
     }
 

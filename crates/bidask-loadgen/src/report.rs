@@ -228,6 +228,19 @@ impl ErrorCounts {
     pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
         self.0.iter().map(|(key, count)| (key.as_str(), *count))
     }
+
+    /// `; by kind: http_422 1, timeout 2` for a summary line, or nothing
+    /// when there were no errors.
+    pub fn summary_suffix(&self) -> String {
+        if self.0.is_empty() {
+            return String::new();
+        }
+        let kinds: Vec<String> = self
+            .iter()
+            .map(|(key, count)| format!("{key} {count}"))
+            .collect();
+        format!("; by kind: {}", kinds.join(", "))
+    }
 }
 
 /// What the binary does with any scenario's report: print the summary,
@@ -300,11 +313,6 @@ impl OrdersReport {
             "  cancel latency ms   p50 {:>8.3}   p99 {:>8.3}   p99.9 {:>8.3}   max {:>8.3}",
             self.cancel_p50_ms, self.cancel_p99_ms, self.cancel_p999_ms, self.cancel_max_ms
         );
-        let kinds: Vec<String> = self
-            .errors_by_kind
-            .iter()
-            .map(|(key, count)| format!("{key} {count}"))
-            .collect();
         let _ = write!(
             text,
             "  errors   {:>10} ({:.3}% of {} requests); rate limited (429) {}",
@@ -313,9 +321,7 @@ impl OrdersReport {
             self.requests,
             self.rate_limited
         );
-        if !kinds.is_empty() {
-            let _ = write!(text, "; by kind: {}", kinds.join(", "));
-        }
+        text.push_str(&self.errors_by_kind.summary_suffix());
         text
     }
 
