@@ -73,9 +73,36 @@ async fn resume_after_disconnect_and_restart(backend: Backend) {
         "nothing after the last event"
     );
 
+    // A seller who has never connected sells before the restart...
+    let other = app.create_product("WS-RESUME-2", &["9"]).await;
+    let seller = app.register("seller").await;
+    let buyer = app.register("buyer").await;
+    assert_eq!(
+        app.order(&seller, "ask", other, "9", "300").await.status,
+        201
+    );
+    assert_eq!(
+        app.order(&buyer, "bid", other, "9", "300").await.status,
+        201
+    );
+
     // From the database, after a restart.
     let database = app.stop().await;
     let app = spawn_app_on(database, |_| {}).await;
+    // ...and hears of it on connecting afterwards.
+    let mut seller_feed = WsClient::connect_as(&app, &seller.token).await;
+    seller_feed.expect("welcome").await;
+    assert_eq!(seller_feed.expect("subscribed").await["seq"], 0);
+    let own = format!("user:{}", seller.id);
+    let missed = seller_feed.events_until(&own, 0, 2).await;
+    assert_eq!(
+        (&missed[0]["type"], &missed[0]["role"], &missed[1]["type"]),
+        (
+            &json!("MATCH_CREATED"),
+            &json!("seller"),
+            &json!("ORDER_UPDATED")
+        )
+    );
     let mut back = resume(&app, &channel, start).await;
     let replayed = back.events_until(&channel, start, end).await;
     assert_eq!(replayed, everything);
