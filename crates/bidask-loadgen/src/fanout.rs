@@ -297,13 +297,9 @@ pub async fn run_fanout(config: FanoutConfig) -> Result<FanoutReport, LoadgenErr
     if subscribed == 0 {
         let _ = stop.send(true);
         tasks.shutdown().await;
-        let failures: Vec<String> = errors_by_kind
-            .iter()
-            .map(|(key, count)| format!("{key} {count}"))
-            .collect();
         return Err(LoadgenError::NoSubscriber {
             url: target.url.clone(),
-            failures: failures.join(", "),
+            failures: errors_by_kind.listing(),
         });
     }
     let setup_failures = errors_by_kind.total();

@@ -229,17 +229,22 @@ impl ErrorCounts {
         self.0.iter().map(|(key, count)| (key.as_str(), *count))
     }
 
+    /// `http_422 1, timeout 2`.
+    pub fn listing(&self) -> String {
+        let kinds: Vec<String> = self
+            .iter()
+            .map(|(key, count)| format!("{key} {count}"))
+            .collect();
+        kinds.join(", ")
+    }
+
     /// `; by kind: http_422 1, timeout 2` for a summary line, or nothing
     /// when there were no errors.
     pub fn summary_suffix(&self) -> String {
         if self.0.is_empty() {
             return String::new();
         }
-        let kinds: Vec<String> = self
-            .iter()
-            .map(|(key, count)| format!("{key} {count}"))
-            .collect();
-        format!("; by kind: {}", kinds.join(", "))
+        format!("; by kind: {}", self.listing())
     }
 }
 

@@ -352,10 +352,7 @@ impl Connection {
     ) -> Result<Result<(), End>, Refusal> {
         let identity = super::identify(&self.state, token)
             .await
-            .map_err(|refusal| Refusal {
-                id: id.cloned(),
-                ..refusal
-            })?;
+            .map_err(|error| Refusal::from_api(&error, id))?;
         match &self.user {
             Some(user) if user.id != identity.id => {
                 return Err(Refusal::new(

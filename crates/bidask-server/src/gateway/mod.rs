@@ -96,41 +96,27 @@ impl Identity {
     }
 }
 
-/// The user a token names, if it is valid and the user exists.
-pub async fn identify(state: &AppState, token: &str) -> Result<Identity, protocol::Refusal> {
-    let refuse = |error: ApiError| protocol::Refusal::new(code_of(&error), error.to_string(), None);
-    let claims = state
-        .tokens
-        .verify(token)
-        .map_err(|error| refuse(error.into()))?;
-    let invalid = ApiError::Unauthorized {
+/// The user a token names, if it is valid and the user exists: the same
+/// errors as a REST request's `Authorization` (401, or 503 without a
+/// database).
+pub async fn identify(state: &AppState, token: &str) -> Result<Identity, ApiError> {
+    let claims = state.tokens.verify(token)?;
+    let invalid = |message| ApiError::Unauthorized {
         code: "invalid_token",
-        message: "the token is not valid",
+        message,
     };
-    let id = claims.user_id().ok_or_else(|| refuse(invalid))?;
+    let id = claims
+        .user_id()
+        .ok_or_else(|| invalid("the token is not valid"))?;
     let user = state
         .store
         .user_by_id(id)
-        .await
-        .map_err(|error| refuse(error.into()))?
-        .ok_or_else(|| {
-            refuse(ApiError::Unauthorized {
-                code: "invalid_token",
-                message: "the token's user does not exist",
-            })
-        })?;
+        .await?
+        .ok_or_else(|| invalid("the token's user does not exist"))?;
     Ok(Identity {
         id: user.id,
         username: user.username,
     })
-}
-
-fn code_of(error: &ApiError) -> &'static str {
-    match error.code() {
-        "token_expired" => "token_expired",
-        "storage_unavailable" => "unavailable",
-        _ => "invalid_token",
-    }
 }
 
 /// `/ws`, outside `/api/v1`.
@@ -179,19 +165,7 @@ async fn upgrade(
     })?;
     let token = bearer(&headers).or(query.token);
     let user = match token {
-        Some(token) => Some(identify(&state, &token).await.map_err(
-            |refusal| match refusal.code {
-                "unavailable" => ApiError::Unavailable,
-                "token_expired" => ApiError::Unauthorized {
-                    code: "token_expired",
-                    message: "the token has expired; log in again",
-                },
-                _ => ApiError::Unauthorized {
-                    code: "invalid_token",
-                    message: "the token is not valid",
-                },
-            },
-        )?),
+        Some(token) => Some(identify(&state, &token).await?),
         None => None,
     };
     let counters = &gateway.hub.counters;

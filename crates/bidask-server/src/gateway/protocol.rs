@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::feed::Channel;
+use crate::http::error::ApiError;
 
 /// One client message.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,6 +60,22 @@ impl Refusal {
             message: message.into(),
             id,
         }
+    }
+
+    /// The refusal of an `auth` that failed as a REST request's token
+    /// would: the same code (`unavailable` for a database that is down),
+    /// and never an internal cause, which is logged instead.
+    pub fn from_api(error: &ApiError, id: Option<&Value>) -> Self {
+        let code = match error {
+            ApiError::Unauthorized { code, .. } | ApiError::Malformed { code, .. } => code,
+            ApiError::Unavailable => "unavailable",
+            ApiError::Internal(cause) => {
+                tracing::error!(%cause, "internal error on a WebSocket");
+                "internal_error"
+            }
+            _ => "invalid_message",
+        };
+        Self::new(code, error.to_string(), id.cloned())
     }
 
     /// The `error` message.
@@ -242,6 +259,22 @@ mod tests {
             channels(&["orders:1".to_owned()], None).map_err(|error| error.code),
             Err("unknown_channel")
         );
+    }
+
+    #[test]
+    fn a_failed_auth_keeps_the_rest_code_and_hides_internal_causes() {
+        let expired = ApiError::Unauthorized {
+            code: "token_expired",
+            message: "the token has expired; log in again",
+        };
+        assert_eq!(Refusal::from_api(&expired, None).code, "token_expired");
+        assert_eq!(
+            Refusal::from_api(&ApiError::Unavailable, Some(&json!(2))).id,
+            Some(json!(2))
+        );
+        let internal = Refusal::from_api(&ApiError::Internal("disk on fire".to_owned()), None);
+        assert_eq!(internal.code, "internal_error");
+        assert!(!internal.message.contains("disk"), "{}", internal.message);
     }
 
     #[test]
