@@ -319,7 +319,7 @@ impl Hub {
 
 impl Bus for Hub {
     fn publish(&self, event: Published) {
-        // Only fails once the fan-out task is gone, that is at shutdown.
+        // Only fails once the fan-out thread is gone, that is at shutdown.
         let _ = self.inbox.send(event);
     }
 }
