@@ -156,12 +156,14 @@ impl WsClient {
         message
     }
 
-    /// Subscribes to `channel` and returns the `subscribed` reply.
+    /// Subscribes to `channel` and returns the `subscribed` reply, which
+    /// must echo the request's `id`.
     pub async fn subscribe(&mut self, channel: &str) -> Value {
-        self.send(&serde_json::json!({"type": "subscribe", "channels": [channel]}))
+        self.send(&serde_json::json!({"type": "subscribe", "channels": [channel], "id": 1}))
             .await;
         let subscribed = self.expect("subscribed").await;
         assert_eq!(subscribed["channel"], channel, "{subscribed}");
+        assert_eq!(subscribed["id"], 1, "{subscribed}");
         subscribed
     }
 

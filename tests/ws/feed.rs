@@ -15,16 +15,6 @@ on_both_backends!(
     new_products_reach_the_catalog_channel,
 );
 
-async fn subscribe(client: &mut WsClient, channel: &str) -> Value {
-    client
-        .send(&json!({"type": "subscribe", "channels": [channel], "id": 1}))
-        .await;
-    let subscribed = client.expect("subscribed").await;
-    assert_eq!(subscribed["channel"], channel, "{subscribed}");
-    assert_eq!(subscribed["id"], 1);
-    subscribed
-}
-
 async fn rest_books(app: &TestApp, product: i64, sizes: &[&str]) -> (i64, BookModel) {
     let mut books = Vec::new();
     for size in sizes {
@@ -56,7 +46,7 @@ async fn snapshot_then_deltas_and_private_matches(backend: Backend) {
 
     let mut page = WsClient::connect(&app).await;
     page.expect("welcome").await;
-    let subscribed = subscribe(&mut page, &channel).await;
+    let subscribed = page.subscribe(&channel).await;
     let (seq, rest) = rest_books(&app, product, &["9", "10"]).await;
     assert_eq!(subscribed["seq"], seq);
     assert_eq!(BookModel::from_snapshot(&subscribed["snapshot"]), rest);
@@ -172,7 +162,7 @@ async fn concurrent_orders_reach_every_subscriber_exactly_once(backend: Backend)
     let channel = format!("product:{product}");
     let mut early = WsClient::connect(&app).await;
     early.expect("welcome").await;
-    let first = subscribe(&mut early, &channel).await;
+    let first = early.subscribe(&channel).await;
     let start = first["seq"].as_i64().expect("a seq");
     let mut model = BookModel::from_snapshot(&first["snapshot"]);
 
@@ -210,7 +200,7 @@ async fn concurrent_orders_reach_every_subscriber_exactly_once(backend: Backend)
         tokio::time::sleep(std::time::Duration::from_millis(40)).await;
         let mut client = WsClient::connect(&app).await;
         client.expect("welcome").await;
-        let subscribed = subscribe(&mut client, &channel).await;
+        let subscribed = client.subscribe(&channel).await;
         let seq = subscribed["seq"].as_i64().expect("a seq");
         snapshots.push((seq, BookModel::from_snapshot(&subscribed["snapshot"])));
         if round == 0 {
@@ -247,7 +237,7 @@ async fn new_products_reach_the_catalog_channel(backend: Backend) {
     let mut app = spawn_app(backend).await;
     let mut catalog = WsClient::connect(&app).await;
     catalog.expect("welcome").await;
-    let subscribed = subscribe(&mut catalog, "products").await;
+    let subscribed = catalog.subscribe("products").await;
     assert_eq!(subscribed["snapshot"], Value::Null);
     let seq = subscribed["seq"].as_i64().expect("a seq");
     let product = app.create_product("WS-NEW", &["8", "9"]).await;
