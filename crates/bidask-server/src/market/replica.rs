@@ -184,20 +184,20 @@ impl Replicas {
     /// Each market's best prices, last sale and order counts, in market
     /// order, with the product's `seq`.
     pub fn summaries(&self, product_id: i64) -> Option<(i64, Vec<MarketSummary>)> {
-        let book = self.product(product_id)?;
-        let book = book.lock().unwrap_or_else(PoisonError::into_inner);
-        let markets = book
-            .markets
-            .iter()
-            .map(|market| MarketSummary {
-                highest_bid: market.highest_bid().map(|level| level.ticks),
-                lowest_ask: market.lowest_ask().map(|level| level.ticks),
-                last_sale: market.last_sale,
-                bid_count: market.bid_count,
-                ask_count: market.ask_count,
-            })
-            .collect();
-        Some((book.seq, markets))
+        self.read(product_id, |book| {
+            let markets = book
+                .markets
+                .iter()
+                .map(|market| MarketSummary {
+                    highest_bid: market.highest_bid().map(|level| level.ticks),
+                    lowest_ask: market.lowest_ask().map(|level| level.ticks),
+                    last_sale: market.last_sale,
+                    bid_count: market.bid_count,
+                    ask_count: market.ask_count,
+                })
+                .collect();
+            Some((book.seq, markets))
+        })
     }
 
     /// One market's levels, `depth` per side, with the product's `seq`.
@@ -207,32 +207,39 @@ impl Replicas {
         market: usize,
         depth: usize,
     ) -> Option<(i64, Vec<Level>, Vec<Level>)> {
-        let book = self.product(product_id)?;
-        let book = book.lock().unwrap_or_else(PoisonError::into_inner);
-        let levels = book.markets.get(market)?;
-        Some((
-            book.seq,
-            levels.depth(Side::Bid, depth),
-            levels.depth(Side::Ask, depth),
-        ))
+        self.read(product_id, |book| {
+            let levels = book.markets.get(market)?;
+            Some((
+                book.seq,
+                levels.depth(Side::Bid, depth),
+                levels.depth(Side::Ask, depth),
+            ))
+        })
     }
 
     /// Every market's levels (`depth` per side) and last sale, taken
     /// under one lock so that all of them are current to the returned
     /// `seq`: a WebSocket snapshot.
     pub fn snapshot(&self, product_id: i64, depth: usize) -> Option<(i64, Vec<MarketLevels>)> {
+        self.read(product_id, |book| {
+            let markets = book
+                .markets
+                .iter()
+                .map(|market| MarketLevels {
+                    bids: market.depth(Side::Bid, depth),
+                    asks: market.depth(Side::Ask, depth),
+                    last_sale: market.last_sale,
+                })
+                .collect();
+            Some((book.seq, markets))
+        })
+    }
+
+    /// Runs `read` on one product's books under their lock.
+    fn read<T>(&self, product_id: i64, read: impl FnOnce(&ProductBook) -> Option<T>) -> Option<T> {
         let book = self.product(product_id)?;
         let book = book.lock().unwrap_or_else(PoisonError::into_inner);
-        let markets = book
-            .markets
-            .iter()
-            .map(|market| MarketLevels {
-                bids: market.depth(Side::Bid, depth),
-                asks: market.depth(Side::Ask, depth),
-                last_sale: market.last_sale,
-            })
-            .collect();
-        Some((book.seq, markets))
+        read(&book)
     }
 
     fn product(&self, product_id: i64) -> Option<Arc<Mutex<ProductBook>>> {
