@@ -11,6 +11,7 @@
 //! arrays, a batch is a transaction of multi-row `INSERT`s.
 
 use sqlx::any::AnyArguments;
+use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, AssertSqlSafe};
 
@@ -72,17 +73,57 @@ type AnyQuery<'q> = Query<'q, Any, AnyArguments>;
 const CHUNK_SIZES: [usize; 5] = [256, 64, 16, 4, 1];
 
 impl Store {
+    /// The group-commit writer's handle, see [`Committer`].
+    pub fn committer(&self) -> Committer {
+        Committer {
+            store: self.clone(),
+            connection: None,
+        }
+    }
+}
+
+/// Writes batches on one connection that it keeps between them.
+///
+/// Every checkout from a sqlx pool costs a round trip to test the
+/// connection and another to return it, and the writer commits hundreds of
+/// batches a second one after another: on its own connection the commit
+/// is the statement's one round trip. A connection that failed is let go
+/// (its return to the pool tests and discards it) and the next batch
+/// checks out a fresh one.
+#[derive(Debug)]
+pub struct Committer {
+    store: Store,
+    connection: Option<PoolConnection<sqlx::Postgres>>,
+}
+
+impl Committer {
     /// Writes `batch` in one transaction: all of it or, on error, none.
-    pub async fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
+    ///
+    /// Cancelling the returned future (a timeout) drops the connection
+    /// with it, so a statement cut off mid-way never reaches the next
+    /// batch.
+    pub async fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
-        match &self.postgres {
-            Some(postgres) => commit_postgres(postgres, batch).await,
-            None => self.commit_rows(batch).await,
+        let Some(postgres) = &self.store.postgres else {
+            return self.store.commit_rows(batch).await;
+        };
+        let mut connection = match self.connection.take() {
+            Some(connection) => connection,
+            None => postgres.acquire().await?,
+        };
+        let result = commit_postgres(&mut connection, batch).await;
+        // A refused statement leaves the connection usable; a broken one
+        // is not kept.
+        if !result.as_ref().is_err_and(StoreError::is_unavailable) {
+            self.connection = Some(connection);
         }
+        result
     }
+}
 
+impl Store {
     async fn commit_rows(&self, batch: &Batch) -> Result<(), StoreError> {
         let mut transaction = self.pool.begin().await?;
         let connection: &mut AnyConnection = &mut transaction;
@@ -241,7 +282,10 @@ WITH new_orders AS (
 )
 SELECT 1";
 
-async fn commit_postgres(pool: &sqlx::PgPool, batch: &Batch) -> Result<(), StoreError> {
+async fn commit_postgres(
+    connection: &mut sqlx::PgConnection,
+    batch: &Batch,
+) -> Result<(), StoreError> {
     fn column<T, U>(rows: &[T], field: impl Fn(&T) -> U) -> Vec<U> {
         rows.iter().map(field).collect()
     }
@@ -295,13 +339,12 @@ async fn commit_postgres(pool: &sqlx::PgPool, batch: &Batch) -> Result<(), Store
         .bind(column(keys, |key| key.status))
         .bind(column(keys, |key| key.response.clone()))
         .bind(column(keys, |key| key.created_at));
-    let mut connection = pool.acquire().await?;
     if batch.products.is_empty() {
         // One statement is one transaction: no BEGIN and COMMIT trips.
-        statement.execute(&mut *connection).await?;
+        statement.execute(connection).await?;
         return Ok(());
     }
-    let mut transaction = sqlx::Connection::begin(&mut *connection).await?;
+    let mut transaction = sqlx::Connection::begin(connection).await?;
     for product in &batch.products {
         sqlx::query::<sqlx::Postgres>(
             "INSERT INTO products (id, sku, name, brand, tick_units, scale, created_at) \

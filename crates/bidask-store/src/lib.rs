@@ -1,7 +1,7 @@
 //! Persistence for bidask: the database is the log.
 //!
 //! The server keeps every book in memory and writes what its matching
-//! actors decided here, in batches: [`Store::commit`] writes one [`Batch`]
+//! actors decided here, in batches: a [`Committer`] writes one [`Batch`]
 //! (orders, matches, feed events, notifications, new products, idempotent
 //! responses from many requests) in one transaction, so a request's reply
 //! can wait for exactly the commit that made it durable. On start the books
@@ -29,7 +29,7 @@ pub mod pool;
 pub mod reads;
 pub mod records;
 
-pub use batch::Batch;
+pub use batch::{Batch, Committer};
 pub use error::StoreError;
 pub use pool::{Backend, Store, StoreOptions};
 pub use records::{

@@ -88,9 +88,15 @@ impl Store {
             }
             _ => url.to_owned(),
         };
+        // sqlx tests a connection with a round trip on checkout unless told
+        // not to, and again when it is returned. One is enough: a
+        // connection that died in between fails its query, which the
+        // caller sees as `Unavailable` (503), and the test on return
+        // discards it.
         let pool = AnyPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
+            .test_before_acquire(false)
             .after_connect(move |connection, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -112,6 +118,7 @@ impl Store {
                 PgPoolOptions::new()
                     .max_connections(options.max_connections)
                     .acquire_timeout(options.acquire_timeout)
+                    .test_before_acquire(false)
                     .connect_lazy(&url)
                     .map_err(StoreError::from)?,
             ),

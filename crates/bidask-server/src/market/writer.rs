@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bidask_store::{
-    Batch, FeedEventRecord, IdempotencyRecord, MatchRecord, NotificationRecord, OrderRecord,
-    ProductRecord, Store, StoreError,
+    Batch, Committer, FeedEventRecord, IdempotencyRecord, MatchRecord, NotificationRecord,
+    OrderRecord, ProductRecord, Store, StoreError,
 };
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
@@ -179,6 +179,7 @@ fn fail(units: &mut [Unit]) {
 /// The writer task's state.
 pub struct Writer {
     store: Store,
+    committer: Committer,
     units: mpsc::Receiver<Unit>,
     /// The last committed `seq` of every channel.
     seqs: HashMap<Channel, i64>,
@@ -203,6 +204,7 @@ impl Writer {
         max_batch: usize,
     ) -> Self {
         Self {
+            committer: store.committer(),
             store,
             units,
             seqs,
@@ -378,7 +380,8 @@ impl Writer {
         // A database that hangs instead of failing must not hold every
         // request: past the bound the commit counts as failed, and since it
         // may still land, the counters are read back (see `resync`).
-        let result = match tokio::time::timeout(COMMIT_TIMEOUT, self.store.commit(batch)).await {
+        let result = match tokio::time::timeout(COMMIT_TIMEOUT, self.committer.commit(batch)).await
+        {
             Ok(result) => result,
             Err(_) => Err(StoreError::TimedOut),
         };
