@@ -239,6 +239,14 @@ async fn cancelling_an_open_order_takes_it_off_the_book(backend: Backend) {
         .delete(&format!("/api/v1/orders/{ann_bid}"), Some(&ann.token))
         .await;
     assert_eq!((again.status, again.code()), (409, "order_not_open"));
+    // A finished order is as invisible to others as an open one.
+    let others_finished = app
+        .delete(&format!("/api/v1/orders/{ann_bid}"), Some(&bob.token))
+        .await;
+    assert_eq!(
+        (others_finished.status, others_finished.code()),
+        (404, "not_found")
+    );
 
     let not_hers = app
         .delete(&format!("/api/v1/orders/{bob_bid}"), Some(&ann.token))

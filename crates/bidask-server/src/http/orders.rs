@@ -411,11 +411,12 @@ fn ensure_open(order: &OrderRecord) -> Result<(), ApiError> {
     if matches!(order.status.as_str(), "open" | "partially_filled") {
         Ok(())
     } else {
-        Err(ApiError::conflict(
-            "order_not_open",
-            format!("the order is already {}", order.status),
-        ))
+        Err(not_open(&order.status))
     }
+}
+
+fn not_open(status: &str) -> ApiError {
+    ApiError::conflict("order_not_open", format!("the order is already {status}"))
 }
 
 /// A new price, a new total quantity, or both.
@@ -484,8 +485,9 @@ async fn cancel(
 /// Sends the request `make` builds to the actor of the caller's open order
 /// `id`. The resting index finds the order's product without a database
 /// read (the actor checks the owner); when the index does not know the
-/// order, or the actor no longer has it, the database decides between 404
-/// (none of the caller's) and 409 (already done).
+/// order, or the actor no longer has it, the orders that finished recently
+/// and then the database decide between 404 (none of the caller's) and 409
+/// (already done).
 async fn on_open_order<R>(
     state: &AppState,
     user: User,
@@ -511,6 +513,13 @@ where
             Err(MarketError::NotOpen) => {}
             outcome => return outcome.map_err(ApiError::from),
         }
+    }
+    match state.markets.finished(order_id) {
+        Some(finished) if finished.user_id == user.id => {
+            return Err(not_open(finished.status));
+        }
+        Some(_) => return Err(ApiError::NotFound("no such order")),
+        None => {}
     }
     let (order, product) = own_order(state, user, id).await?;
     ensure_open(&order)?;

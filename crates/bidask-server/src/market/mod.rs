@@ -5,9 +5,11 @@
 //! - [`writer`]: group commit, `seq` assignment, publication after commit;
 //! - [`replica`]: the committed public books that reads and snapshots use;
 //! - [`ids`]: ids the server assigns before commit;
-//! - [`index`]: which product a resting order is in.
+//! - [`index`]: which product a resting order is in;
+//! - [`finished`]: how recently finished orders ended.
 
 pub mod actor;
+pub mod finished;
 pub mod ids;
 pub mod index;
 pub mod replica;
@@ -23,6 +25,7 @@ use crate::bus::Bus;
 use crate::catalog::{Catalog, Product};
 use crate::feed::{Channel, FeedBody, NewProduct, PendingEvent};
 use actor::{Actor, MarketError, Request};
+use finished::{Finished, RecentlyFinished};
 use ids::Ids;
 use index::RestingIndex;
 use replica::Replicas;
@@ -61,6 +64,7 @@ fn spawn_writer(
     replicas: Arc<Replicas>,
     bus: Arc<dyn Bus>,
     max_batch: usize,
+    finished: Arc<RecentlyFinished>,
 ) -> Result<WriterDone, StoreError> {
     let (done, done_receiver) = oneshot::channel();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -76,6 +80,7 @@ fn spawn_writer(
                 match writer_store() {
                     Ok(store) => {
                         Writer::new(store.clone(), units, seqs, replicas, bus, max_batch)
+                            .recording_finished(finished)
                             .run()
                             .await;
                         store.close().await;
@@ -96,6 +101,7 @@ pub struct Markets {
     replicas: Arc<Replicas>,
     ids: Arc<Ids>,
     resting: Arc<RestingIndex>,
+    finished: Arc<RecentlyFinished>,
     options: RuntimeOptions,
     actors: Arc<RwLock<HashMap<i64, mpsc::Sender<Request>>>>,
     /// Taken at shutdown, so the writer sees its last sender go.
@@ -127,6 +133,7 @@ impl Markets {
             .collect();
         let ids = Arc::new(Ids::after(store.last_ids().await?));
         let (sender, receiver) = mpsc::channel(options.writer_queue);
+        let finished = Arc::new(RecentlyFinished::default());
         let writer = spawn_writer(
             writer_store,
             receiver,
@@ -134,6 +141,7 @@ impl Markets {
             Arc::clone(&replicas),
             bus,
             options.max_batch,
+            Arc::clone(&finished),
         )?;
         let markets = Arc::new(Self {
             store,
@@ -141,6 +149,7 @@ impl Markets {
             replicas,
             ids,
             resting: Arc::new(RestingIndex::default()),
+            finished,
             options,
             actors: Arc::new(RwLock::new(HashMap::new())),
             writer: Mutex::new(Some(sender)),
@@ -276,6 +285,11 @@ impl Markets {
     /// see [`index`]).
     pub fn resting_product(&self, order_id: i64) -> Option<i64> {
         self.resting.product_of(order_id)
+    }
+
+    /// How `order_id` ended, if it finished recently (see [`finished`]).
+    pub fn finished(&self, order_id: i64) -> Option<Finished> {
+        self.finished.get(order_id)
     }
 
     /// A new product id.

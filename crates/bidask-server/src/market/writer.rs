@@ -30,6 +30,7 @@ use crate::bus::{Bus, Published};
 use crate::clock::{format_micros, now_micros};
 use crate::feed::{Channel, FeedBody, PendingEvent};
 use crate::market::actor::MarketError;
+use crate::market::finished::{Finished, RecentlyFinished};
 use crate::market::replica::Replicas;
 use crate::views::{MatchView, OrderView};
 
@@ -187,6 +188,8 @@ pub struct Writer {
     bus: Arc<dyn Bus>,
     /// Most units one transaction takes.
     max_batch: usize,
+    /// Where orders committed in a final state are remembered.
+    finished: Option<Arc<RecentlyFinished>>,
     /// Set when a commit failed: whether it landed is unknown (the
     /// connection can die after the server committed), so the counters are
     /// read back from the database before the next batch takes a `seq`.
@@ -211,8 +214,15 @@ impl Writer {
             replicas,
             bus,
             max_batch: max_batch.max(1),
+            finished: None,
             resync: false,
         }
+    }
+
+    /// Remembers every order committed in a final state in `finished`.
+    pub fn recording_finished(mut self, finished: Arc<RecentlyFinished>) -> Self {
+        self.finished = Some(finished);
+        self
     }
 
     /// Commits batches until every sender is gone and the queue is empty,
@@ -390,6 +400,13 @@ impl Writer {
         result?;
 
         self.seqs.extend(seqs);
+        if let Some(finished) = &self.finished {
+            for order in &batch.orders {
+                if let Some(done) = Finished::new(order.user_id, &order.status) {
+                    finished.insert(order.id, done);
+                }
+            }
+        }
         for unit in units.iter_mut() {
             if let Some(OnCommit(hook)) = unit.on_commit.take() {
                 hook();
