@@ -1,0 +1,157 @@
+//! The group commit against both databases, below the server: what a
+//! batch writes, and what it refuses to write.
+
+use bidask_store::{Batch, MatchRecord, NewUser, OrderRecord, ProductRecord, Store, StoreOptions};
+use bidask_tests::{Backend, TestDatabase};
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(bidask_tests::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name(bidask_tests::Backend::Postgres).await })*
+        }
+    };
+}
+
+on_both_backends!(
+    orders_are_inserted_then_replaced,
+    a_refused_batch_writes_nothing,
+);
+
+/// A migrated store with one user (id 1) and one product (id 1, one size).
+async fn store_with_a_market(backend: Backend) -> (Store, TestDatabase) {
+    let database = TestDatabase::new(backend).await;
+    let store = Store::connect_lazy(&database.url, &StoreOptions::default()).expect("a store");
+    store.migrate().await.expect("migrations");
+    let user = store
+        .create_user(&NewUser {
+            username: "ann".to_owned(),
+            password_hash: "not-a-real-hash".to_owned(),
+            role: "trader".to_owned(),
+            created_at: 1,
+        })
+        .await
+        .expect("a user");
+    assert_eq!(user.id, 1);
+    let mut committer = store.committer();
+    committer
+        .commit(&Batch {
+            products: vec![ProductRecord {
+                id: 1,
+                sku: "AJ1-CHI".to_owned(),
+                name: "Air Jordan 1 Chicago".to_owned(),
+                brand: "Jordan".to_owned(),
+                tick_units: 1,
+                scale: 2,
+                sizes: vec!["10".to_owned()],
+                created_at: 1,
+            }],
+            ..Batch::default()
+        })
+        .await
+        .expect("a product");
+    (store, database)
+}
+
+fn bid(id: i64, price_ticks: i64) -> OrderRecord {
+    OrderRecord {
+        id,
+        user_id: 1,
+        product_id: 1,
+        market: 0,
+        side: "bid".to_owned(),
+        price_ticks,
+        quantity: 2,
+        remaining_quantity: 2,
+        status: "open".to_owned(),
+        time_in_force: "gtc".to_owned(),
+        cancel_reason: None,
+        expires_at: 1_000_000,
+        created_at: 10,
+        updated_at: 10,
+        priority: id,
+    }
+}
+
+async fn orders_are_inserted_then_replaced(backend: Backend) {
+    let (store, _database) = store_with_a_market(backend).await;
+    let mut committer = store.committer();
+    committer
+        .commit(&Batch {
+            orders: vec![bid(1, 19_500), bid(2, 19_600)],
+            ..Batch::default()
+        })
+        .await
+        .expect("two new orders");
+    let cancelled = OrderRecord {
+        status: "cancelled".to_owned(),
+        cancel_reason: Some("requested".to_owned()),
+        updated_at: 20,
+        ..bid(1, 19_500)
+    };
+    committer
+        .commit(&Batch {
+            orders: vec![bid(3, 19_700), cancelled.clone()],
+            ..Batch::default()
+        })
+        .await
+        .expect("a new order and a cancel");
+    assert_eq!(store.order(1).await.expect("a read"), Some(cancelled));
+    let open: Vec<i64> = store
+        .open_orders(1)
+        .await
+        .expect("a read")
+        .iter()
+        .map(|order| order.id)
+        .collect();
+    assert_eq!(open, vec![2, 3]);
+}
+
+async fn a_refused_batch_writes_nothing(backend: Backend) {
+    let (store, _database) = store_with_a_market(backend).await;
+    let mut committer = store.committer();
+    // A trade between orders that do not exist breaks two foreign keys.
+    let refused = committer
+        .commit(&Batch {
+            orders: vec![bid(1, 19_500)],
+            matches: vec![MatchRecord {
+                id: 1,
+                product_id: 1,
+                market: 0,
+                price_ticks: 19_500,
+                quantity: 1,
+                bid_order_id: 1,
+                ask_order_id: 1_000,
+                buyer_id: 1,
+                seller_id: 2,
+                taker_side: "bid".to_owned(),
+                created_at: 10,
+            }],
+            ..Batch::default()
+        })
+        .await
+        .expect_err("a match of orders that are not there");
+    assert!(
+        !refused.is_unavailable(),
+        "a refusal, not an outage: {refused}"
+    );
+    assert_eq!(
+        store.order(1).await.expect("a read"),
+        None,
+        "nothing of the batch landed"
+    );
+    // The committer goes on with the next batch on the same connection.
+    committer
+        .commit(&Batch {
+            orders: vec![bid(1, 19_500)],
+            ..Batch::default()
+        })
+        .await
+        .expect("the next batch");
+    assert_eq!(
+        store.order(1).await.expect("a read").map(|order| order.id),
+        Some(1)
+    );
+}
