@@ -1,8 +1,12 @@
 //! Every message type of the protocol, its errors, and the three ways to
 //! authenticate.
 
+use std::time::{Duration, Instant};
+
+use bidask_server::clock::now_micros;
 use bidask_tests::ws::{Connect, WsClient, refusal};
-use bidask_tests::{Backend, on_both_backends, spawn_app};
+use bidask_tests::{Backend, JWT_SECRET, TestDatabase, on_both_backends, spawn_app, spawn_app_on};
+use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -194,4 +198,70 @@ async fn authentication_by_header_query_and_message(backend: Backend) {
         .expect("refused");
         assert_eq!(refusal(&refused), (401, "invalid_token".to_owned()));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_ends_the_private_channel_until_a_fresh_one() {
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let mut app = spawn_app_on(database, |config| config.ws_heartbeat_ms = 100).await;
+    let product = app.create_product("WS-EXPIRY", &["10"]).await;
+    let ann = app.register("ann").await;
+    let bob = app.register("bob").await;
+    let channel = format!("user:{}", ann.id);
+
+    // A token of Ann's that expires in two seconds.
+    let now = now_micros() / 1_000_000;
+    let short = jsonwebtoken::encode(
+        &Header::default(),
+        &json!({"sub": ann.id.to_string(), "role": "trader", "iat": now, "exp": now + 2}),
+        &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .expect("a token");
+    let mut client = WsClient::connect_as(&app, &short).await;
+    assert_eq!(client.expect("welcome").await["user"]["id"], ann.id);
+    assert_eq!(client.expect("subscribed").await["channel"], channel);
+
+    let began = Instant::now();
+    let expired = loop {
+        assert!(began.elapsed() < Duration::from_secs(10), "never expired");
+        let message = client.next_any().await;
+        if message["type"] == "error" {
+            break message;
+        }
+    };
+    assert_eq!(expired["code"], "token_expired", "{expired}");
+
+    // Ann sells while her token is expired: the sale is not sent to her.
+    app.order(&ann, "ask", product, "10", "220.00").await;
+    app.order(&bob, "bid", product, "10", "220.00").await;
+    client.send(&json!({"type": "ping", "id": "after"})).await;
+    assert_eq!(
+        client.next().await,
+        json!({"type": "pong", "id": "after"}),
+        "nothing of her channel comes first"
+    );
+    client
+        .send(&json!({"type": "subscribe", "channels": [channel], "id": 2}))
+        .await;
+    let refused = client.expect("error").await;
+    assert_eq!(
+        (&refused["code"], &refused["id"]),
+        (&json!("token_expired"), &json!(2))
+    );
+
+    // A fresh token resumes her channel where it stopped: the sale.
+    client
+        .send(&json!({"type": "auth", "token": ann.token}))
+        .await;
+    client.expect("authenticated").await;
+    assert_eq!(client.expect("subscribed").await["channel"], channel);
+    let sold = loop {
+        let message = client.next().await;
+        if message["type"] == "MATCH_CREATED" {
+            break message;
+        }
+        assert_eq!(message["type"], "ORDER_UPDATED", "{message}");
+    };
+    assert_eq!(sold["channel"], channel);
+    assert_eq!(sold["role"], "seller");
 }

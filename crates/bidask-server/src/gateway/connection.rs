@@ -249,6 +249,7 @@ impl Connection {
         }
         self.record_delivery();
         self.count_sent();
+        self.expire(socket).await?;
         let lag = self.gateway.settings.queue - self.outbox_sender.capacity();
         metrics::histogram!("bidask_ws_queue_depth").record(lag as f64);
         let seqs: Map<String, Value> = self
@@ -264,6 +265,22 @@ impl Connection {
         socket.flush().await?;
         self.unsent_count += 1;
         Ok(())
+    }
+
+    /// Ends the private channel of a connection whose token has expired,
+    /// checked at each heartbeat: a token is a credential for a while,
+    /// not for as long as a socket stays open. An `auth` with a fresh
+    /// token resumes it where it stopped.
+    async fn expire(&mut self, socket: &mut WebSocket) -> Result<(), End> {
+        let Some(user) = self.user.as_ref().filter(|user| user.is_expired()) else {
+            return Ok(());
+        };
+        let channel = Channel::User(user.id);
+        if !self.is_subscribed(channel) {
+            return Ok(());
+        }
+        self.drop_subscription(channel);
+        self.send(socket, token_expired(None).to_message()).await
     }
 
     async fn receive(
@@ -353,7 +370,7 @@ impl Connection {
         let identity = super::identify(&self.state, token)
             .await
             .map_err(|error| Refusal::from_api(&error, id))?;
-        match &self.user {
+        match &mut self.user {
             Some(user) if user.id != identity.id => {
                 return Err(Refusal::new(
                     "already_authenticated",
@@ -361,7 +378,8 @@ impl Connection {
                     id.cloned(),
                 ));
             }
-            Some(_) => {}
+            // The same user again: a fresh token extends the connection's.
+            Some(user) => user.expires_at = user.expires_at.max(identity.expires_at),
             None => self.user = Some(identity.clone()),
         }
         let mut reply = json!({"type": "authenticated", "user": identity.to_json()});
@@ -411,6 +429,9 @@ impl Connection {
                         format!("{channel} is another user's channel; authenticate as its owner"),
                         id.cloned(),
                     ));
+                }
+                Channel::User(_) if self.user.as_ref().is_some_and(Identity::is_expired) => {
+                    return Err(token_expired(id.cloned()));
                 }
                 Channel::Product(product) if self.state.catalog.get(*product).is_none() => {
                     return Err(Refusal::new(
@@ -805,6 +826,14 @@ async fn next_signal(
         Err(_) => None,
     };
     (signals, received)
+}
+
+fn token_expired(id: Option<Value>) -> Refusal {
+    Refusal::new(
+        "token_expired",
+        "the token expired: send {\"type\":\"auth\",\"token\":…} with a fresh one to receive your channel again",
+        id,
+    )
 }
 
 fn subscribed(channel: Channel, seq: i64, id: Option<&Value>) -> String {

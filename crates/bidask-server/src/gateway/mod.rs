@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
+use crate::clock::now_micros;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::Query;
@@ -87,9 +88,17 @@ pub struct Identity {
     pub id: i64,
     /// The username.
     pub username: String,
+    /// When the token expires, in seconds since the epoch: past it the
+    /// connection stops receiving `user:{id}` until it sends a fresh one.
+    pub expires_at: i64,
 }
 
 impl Identity {
+    /// Whether the token it was proven with has expired.
+    pub fn is_expired(&self) -> bool {
+        now_micros() / 1_000_000 >= self.expires_at
+    }
+
     /// `{id, username}`.
     pub fn to_json(&self) -> Value {
         json!({"id": self.id, "username": self.username})
@@ -116,6 +125,7 @@ pub async fn identify(state: &AppState, token: &str) -> Result<Identity, ApiErro
     Ok(Identity {
         id: user.id,
         username: user.username,
+        expires_at: claims.exp,
     })
 }
 
