@@ -27,9 +27,11 @@ use tokio::sync::{mpsc, watch};
 use super::hub::{Joined, Peer, SharedFrame, Signal};
 use super::protocol::{self, Command, Refusal, Request};
 use super::{Gateway, Identity};
+use crate::auth::TokenError;
 use crate::clock::{format_micros, now_micros};
 use crate::feed::Channel;
 use crate::http::AppState;
+use crate::http::error::ApiError;
 
 /// Levels per side in a product snapshot.
 pub const SNAPSHOT_DEPTH: usize = 100;
@@ -431,7 +433,7 @@ impl Connection {
                     ));
                 }
                 Channel::User(_) if self.user.as_ref().is_some_and(Identity::is_expired) => {
-                    return Err(token_expired(id.cloned()));
+                    return Err(token_expired(id));
                 }
                 Channel::Product(product) if self.state.catalog.get(*product).is_none() => {
                     return Err(Refusal::new(
@@ -828,12 +830,9 @@ async fn next_signal(
     (signals, received)
 }
 
-fn token_expired(id: Option<Value>) -> Refusal {
-    Refusal::new(
-        "token_expired",
-        "the token expired: send {\"type\":\"auth\",\"token\":…} with a fresh one to receive your channel again",
-        id,
-    )
+/// The API's own answer to an expired token, as a feed error.
+fn token_expired(id: Option<&Value>) -> Refusal {
+    Refusal::from_api(&ApiError::from(TokenError::Expired), id)
 }
 
 fn subscribed(channel: Channel, seq: i64, id: Option<&Value>) -> String {

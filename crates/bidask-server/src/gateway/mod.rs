@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use crate::clock::now_micros;
+use crate::clock::{SECOND, now_micros};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::Query;
@@ -96,7 +96,7 @@ pub struct Identity {
 impl Identity {
     /// Whether the token it was proven with has expired.
     pub fn is_expired(&self) -> bool {
-        now_micros() / 1_000_000 >= self.expires_at
+        now_micros() / SECOND >= self.expires_at
     }
 
     /// `{id, username}`.

@@ -79,10 +79,17 @@ fn spawn_writer(
             runtime.block_on(async move {
                 match writer_store() {
                     Ok(store) => {
-                        Writer::new(store.clone(), units, seqs, replicas, bus, max_batch)
-                            .recording_finished(finished)
-                            .run()
-                            .await;
+                        Writer::new(
+                            store.clone(),
+                            units,
+                            seqs,
+                            replicas,
+                            bus,
+                            max_batch,
+                            finished,
+                        )
+                        .run()
+                        .await;
                         store.close().await;
                     }
                     Err(error) => tracing::error!(%error, "the writer cannot connect"),

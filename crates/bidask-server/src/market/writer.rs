@@ -189,7 +189,7 @@ pub struct Writer {
     /// Most units one transaction takes.
     max_batch: usize,
     /// Where orders committed in a final state are remembered.
-    finished: Option<Arc<RecentlyFinished>>,
+    finished: Arc<RecentlyFinished>,
     /// Set when a commit failed: whether it landed is unknown (the
     /// connection can die after the server committed), so the counters are
     /// read back from the database before the next batch takes a `seq`.
@@ -197,7 +197,8 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// A writer continuing after the committed `seqs`.
+    /// A writer continuing after the committed `seqs`, remembering the
+    /// orders it commits in a final state in `finished`.
     pub fn new(
         store: Store,
         units: mpsc::Receiver<Unit>,
@@ -205,6 +206,7 @@ impl Writer {
         replicas: Arc<Replicas>,
         bus: Arc<dyn Bus>,
         max_batch: usize,
+        finished: Arc<RecentlyFinished>,
     ) -> Self {
         Self {
             committer: store.committer(),
@@ -214,15 +216,9 @@ impl Writer {
             replicas,
             bus,
             max_batch: max_batch.max(1),
-            finished: None,
+            finished,
             resync: false,
         }
-    }
-
-    /// Remembers every order committed in a final state in `finished`.
-    pub fn recording_finished(mut self, finished: Arc<RecentlyFinished>) -> Self {
-        self.finished = Some(finished);
-        self
     }
 
     /// Commits batches until every sender is gone and the queue is empty,
@@ -400,11 +396,9 @@ impl Writer {
         result?;
 
         self.seqs.extend(seqs);
-        if let Some(finished) = &self.finished {
-            for order in &batch.orders {
-                if let Some(done) = Finished::new(order.user_id, &order.status) {
-                    finished.insert(order.id, done);
-                }
+        for order in &batch.orders {
+            if let Some(done) = Finished::new(order.user_id, &order.status) {
+                self.finished.insert(order.id, done);
             }
         }
         for unit in units.iter_mut() {
