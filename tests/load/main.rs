@@ -101,3 +101,42 @@ async fn a_short_fanout_run_delivers_every_event_to_every_subscriber() {
     assert!(report.server_bytes_per_connection.is_some());
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_clients_are_counted_as_cut_off_while_the_others_get_everything() {
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let app = spawn_app_on(database, |config| {
+        config.demo = true;
+        config.ws_queue = 8;
+        config.send_buffer = Some(8 * 1024);
+    })
+    .await;
+    let report = bidask_loadgen::run_fanout(FanoutConfig {
+        clients: 10,
+        stalled: 3,
+        rate: 200,
+        duration: Duration::from_secs(4),
+        settle: Duration::from_millis(200),
+        drain: Duration::from_secs(5),
+        run_id: Some("stall".parse().expect("a run id")),
+        progress: false,
+        ..FanoutConfig::new(app.address.clone())
+    })
+    .await
+    .expect("the run completes");
+    assert_eq!(report.errors, 0, "errors: {:?}", report.errors_by_kind);
+    assert_eq!((report.connections, report.stalled_subscribed), (10, 3));
+    assert_eq!(
+        report.messages_delivered + report.late_messages,
+        report.events_published * 10,
+        "every subscriber that reads gets every event once"
+    );
+    assert_eq!(report.slow_consumer_closes, 0);
+    assert_eq!(
+        report.stalled_endings.iter().collect::<Vec<_>>(),
+        [("slow_consumer", 3)],
+        "after {} events",
+        report.events_published
+    );
+    app.stop().await;
+}

@@ -8,16 +8,25 @@
 //!
 //! 1. the publisher is prepared (for bidask: the catalog is read and a
 //!    trader signed in), and the server's resident memory is read;
-//! 2. every client connects from one of `--source-addresses` loopback
-//!    addresses, `--connect-concurrency` at a time, and subscribes; each
-//!    setup is bounded by `--timeout`;
-//! 3. after `--settle` of idle time (the default spans a heartbeat), the
-//!    server's memory is read again: the difference over the connections
-//!    held is the memory per connection;
+//! 2. half the clients connect, each from one of `--source-addresses`
+//!    loopback addresses, `--connect-concurrency` at a time, and
+//!    subscribe; each setup is bounded by `--timeout`; after `--settle` of
+//!    idle time (the default spans a heartbeat), the server's memory is
+//!    read again;
+//! 3. the other half does the same, and after another `--settle` the
+//!    memory is read a third time: the growth since the second reading
+//!    over the connections added is the memory per connection;
 //! 4. the measured window: `--rate` events a second for `--duration`;
 //!    events received count towards the rate and are timed;
 //! 5. the drain: up to `--drain` more for events still on their way, timed
 //!    but not counted in the rate; then every client closes.
+//!
+//! With `--stalled N`, N more clients subscribe the same way and then
+//! read nothing until the run is over, as hung browsers would; the others'
+//! latency is measured as usual, beside them, and afterwards each stalled
+//! client reads what it was left to learn whether the server cut it off
+//! (4008). Comparing a run with them against one without shows whether a
+//! client that stops reading costs the others anything.
 //!
 //! Nothing in the window is fatal: failed setups, lost connections and
 //! failed publishes are counted in the report. One process holds all the
@@ -40,7 +49,7 @@ use crate::args::{parse_duration, parse_fraction};
 use crate::delivery::{Delivery, Phase};
 use crate::error::LoadgenError;
 use crate::fanout_report::FanoutReport;
-use crate::feed_client::{self, ClientTally, Ending, FeedTarget, SLOW_CONSUMER};
+use crate::feed_client::{self, ClientTally, Ending, FeedTarget, SLOW_CONSUMER, SetupFailure};
 use crate::orders::DEFAULT_URL;
 use crate::procfs::{self, Process};
 use crate::progress::{self, PhaseProgress};
@@ -98,6 +107,14 @@ pub struct FanoutConfig {
         value_parser = clap::value_parser!(u32).range(1..=100_000)
     )]
     pub clients: u32,
+
+    /// Clients that subscribe and then never read, besides `--clients`.
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_parser = clap::value_parser!(u32).range(0..=19_000)
+    )]
+    pub stalled: u32,
 
     /// Events per second during the measured window (0: hold the
     /// connections with heartbeats only).
@@ -172,6 +189,7 @@ impl FanoutConfig {
             target: Target::Bidask,
             publish_url: None,
             clients: DEFAULT_CLIENTS,
+            stalled: 0,
             rate: DEFAULT_RATE,
             duration: Duration::from_secs(10),
             product: None,
@@ -206,11 +224,21 @@ struct ClientTotals {
 }
 
 /// Readings of the server's and the generator's processes.
+///
+/// Memory per connection is the growth between two idle readings, with
+/// half the clients connected and with all of them, over the connections
+/// added in between. A reading before any client connects would do only
+/// for an allocator that returns what it frees at once: mimalloc keeps
+/// the memory freed during start-up and hands it to the first
+/// connections, which read about 1 KB cheaper each that way.
 #[derive(Debug, Default)]
 struct Readings {
     rss_before: Option<u64>,
+    rss_half: Option<u64>,
+    held_half: usize,
     rss_connected: Option<u64>,
     rss_loaded: Option<u64>,
+    /// Every connection the server holds: subscribers and stalled ones.
     held_connected: usize,
     server_cpu_percent: Option<f64>,
     loadgen_cpu_percent: Option<f64>,
@@ -220,7 +248,8 @@ struct Readings {
 /// fails (bad settings, no server, no product, no client subscribed).
 pub async fn run_fanout(config: FanoutConfig) -> Result<FanoutReport, LoadgenError> {
     let clients = usize::try_from(config.clients.max(1)).unwrap_or(1);
-    check_open_files(clients)?;
+    let stalled = usize::try_from(config.stalled).unwrap_or(0);
+    check_open_files(clients + stalled)?;
     let base = api::base_url(&config.url)?;
     let server = resolve(&base).await?;
     let run_id = config.run_id.clone().unwrap_or_else(RunId::from_clock);
@@ -260,39 +289,65 @@ pub async fn run_fanout(config: FanoutConfig) -> Result<FanoutReport, LoadgenErr
         ..Readings::default()
     };
 
-    // Connect and subscribe every client.
+    // Connect and subscribe every client, in two waves with an idle
+    // reading of the server's memory after each (see `Readings`).
     let delivery = Arc::new(Delivery::new()?);
     let (stop, stopped) = watch::channel(false);
-    let (setup_sender, mut setup_outcomes) = mpsc::unbounded_channel();
     let permits = Arc::new(Semaphore::new(
         usize::try_from(config.connect_concurrency).unwrap_or(1),
     ));
     let mut tasks = JoinSet::new();
-    for index in 0..clients {
+    let mut spawn_clients = |indices: std::ops::Range<usize>| {
+        let (sender, outcomes) = mpsc::unbounded_channel();
+        for index in indices {
+            let source = sources.get(index % sources.len().max(1)).copied();
+            tasks.spawn(feed_client::run(
+                index,
+                source,
+                Arc::clone(&target),
+                Arc::clone(&delivery),
+                Arc::clone(&permits),
+                sender.clone(),
+                stopped.clone(),
+            ));
+        }
+        outcomes
+    };
+    let bar = progress::counting(
+        (clients + stalled) as u64,
+        "subscribing clients",
+        config.progress,
+    );
+    let mut errors_by_kind = ErrorCounts::default();
+    // Each client reports once, within --timeout of getting its permit,
+    // and drops its sender; so a count ends when the last one has reported.
+    let first_wave = clients / 2;
+    let mut subscribed = 0;
+    if first_wave > 0 {
+        let mut outcomes = spawn_clients(0..first_wave);
+        subscribed += count_setups(&mut outcomes, &mut errors_by_kind, "", &bar).await;
+        tokio::time::sleep(config.settle).await;
+        readings.held_half = delivery.held.load(Ordering::Relaxed);
+        readings.rss_half = server_process.and_then(|process| process.resident_bytes().ok());
+    }
+    let mut outcomes = spawn_clients(first_wave..clients);
+    let (stalled_sender, mut stalled_outcomes) = mpsc::unbounded_channel();
+    let mut stalled_tasks = JoinSet::new();
+    for index in 0..stalled {
         let source = sources.get(index % sources.len().max(1)).copied();
-        tasks.spawn(feed_client::run(
-            index,
+        stalled_tasks.spawn(feed_client::run_stalled(
             source,
             Arc::clone(&target),
-            Arc::clone(&delivery),
             Arc::clone(&permits),
-            setup_sender.clone(),
+            stalled_sender.clone(),
             stopped.clone(),
+            config.drain,
         ));
     }
-    drop(setup_sender);
-    let bar = progress::counting(clients as u64, "subscribing clients", config.progress);
-    let mut errors_by_kind = ErrorCounts::default();
-    let mut subscribed = 0;
-    // Each client reports once, within --timeout of getting its permit,
-    // and drops its sender; so this ends when the last one has reported.
-    while let Some(outcome) = setup_outcomes.recv().await {
-        match outcome {
-            Ok(()) => subscribed += 1,
-            Err(failure) => errors_by_kind.add_many(&failure.key(), 1),
-        }
-        bar.inc(1);
-    }
+    drop(stalled_sender);
+    subscribed += count_setups(&mut outcomes, &mut errors_by_kind, "", &bar).await;
+    let stalled_subscribed =
+        count_setups(&mut stalled_outcomes, &mut errors_by_kind, "stalled_", &bar).await;
     bar.finish_and_clear();
     if subscribed == 0 {
         let _ = stop.send(true);
@@ -306,7 +361,7 @@ pub async fn run_fanout(config: FanoutConfig) -> Result<FanoutReport, LoadgenErr
 
     // Idle, then memory per connection.
     tokio::time::sleep(config.settle).await;
-    readings.held_connected = delivery.held.load(Ordering::Relaxed);
+    readings.held_connected = delivery.held.load(Ordering::Relaxed) + stalled_subscribed;
     readings.rss_connected = server_process.and_then(|process| process.resident_bytes().ok());
 
     // The measured window.
@@ -358,6 +413,18 @@ pub async fn run_fanout(config: FanoutConfig) -> Result<FanoutReport, LoadgenErr
     while let Some(joined) = tasks.join_next().await {
         totals.add(&joined.map_err(LoadgenError::FeedClient)?);
     }
+    let mut stalled_endings = ErrorCounts::default();
+    while let Some(joined) = stalled_tasks.join_next().await {
+        let key = match joined.map_err(LoadgenError::FeedClient)? {
+            Ending::NotSubscribed => continue,
+            Ending::Closed(Some(SLOW_CONSUMER)) => "slow_consumer".to_owned(),
+            Ending::Closed(Some(code)) => format!("closed_{code}"),
+            Ending::Closed(None) => "closed".to_owned(),
+            Ending::Broken => "broken".to_owned(),
+            Ending::Stopped => "still_open".to_owned(),
+        };
+        stalled_endings.add_many(&key, 1);
+    }
 
     let received = delivery.merged()?;
     let latency = received.latencies.summary();
@@ -398,6 +465,9 @@ pub async fn run_fanout(config: FanoutConfig) -> Result<FanoutReport, LoadgenErr
         setup_failures,
         disconnects: totals.disconnects,
         slow_consumer_closes: totals.slow_consumer_closes,
+        stalled_clients: stalled,
+        stalled_subscribed,
+        stalled_endings,
         events_published: publishing.published,
         events_per_sec: per_second(publishing.published),
         publish_missed_ticks: publishing.missed_ticks,
@@ -425,15 +495,10 @@ pub async fn run_fanout(config: FanoutConfig) -> Result<FanoutReport, LoadgenErr
         mean_ms: latency.mean_ms,
         server_pid: config.server_pid,
         server_rss_before_bytes: readings.rss_before,
+        server_rss_half_bytes: readings.rss_half,
         server_rss_connected_bytes: readings.rss_connected,
         server_rss_loaded_bytes: readings.rss_loaded,
-        server_bytes_per_connection: readings
-            .rss_before
-            .zip(readings.rss_connected)
-            .filter(|_| readings.held_connected > 0)
-            .map(|(before, connected)| {
-                (connected as f64 - before as f64) / readings.held_connected as f64
-            }),
+        server_bytes_per_connection: readings.bytes_per_connection(),
         server_cpu_percent: readings.server_cpu_percent,
         loadgen_cpu_percent: readings.loadgen_cpu_percent,
         errors,
@@ -444,6 +509,22 @@ pub async fn run_fanout(config: FanoutConfig) -> Result<FanoutReport, LoadgenErr
             errors as f64 / attempts as f64
         },
     })
+}
+
+impl Readings {
+    /// See the type's docs; from the first reading when there was no
+    /// half-way one (a single client).
+    fn bytes_per_connection(&self) -> Option<f64> {
+        let (from, held_from) = match self.rss_half {
+            Some(half) if self.held_half > 0 => (half, self.held_half),
+            _ => (self.rss_before?, 0),
+        };
+        let added = self
+            .held_connected
+            .checked_sub(held_from)
+            .filter(|&added| added > 0)?;
+        Some((self.rss_connected? as f64 - from as f64) / added as f64)
+    }
 }
 
 impl ClientTotals {
@@ -461,6 +542,25 @@ impl ClientTotals {
             Ending::Closed(_) | Ending::Broken => self.disconnects += 1,
         }
     }
+}
+
+/// Counts the setup outcomes of one kind of client as they arrive: the
+/// subscribed ones, returned, and the failures, under `prefix` + their key.
+async fn count_setups(
+    outcomes: &mut mpsc::UnboundedReceiver<Result<(), SetupFailure>>,
+    errors: &mut ErrorCounts,
+    prefix: &str,
+    bar: &indicatif::ProgressBar,
+) -> usize {
+    let mut subscribed = 0;
+    while let Some(outcome) = outcomes.recv().await {
+        match outcome {
+            Ok(()) => subscribed += 1,
+            Err(failure) => errors.add_many(&format!("{prefix}{}", failure.key()), 1),
+        }
+        bar.inc(1);
+    }
+    subscribed
 }
 
 /// Fails early when this process could not open a socket per client.
@@ -566,6 +666,27 @@ mod tests {
         );
         let remote: SocketAddr = ([10, 0, 0, 5], 8080).into();
         assert!(source_addresses(remote, 3).is_empty());
+    }
+
+    #[test]
+    fn memory_per_connection_is_the_growth_over_the_second_half() {
+        let mut readings = Readings {
+            rss_before: Some(40_000_000),
+            rss_half: Some(60_000_000),
+            held_half: 5_000,
+            rss_connected: Some(87_500_000),
+            held_connected: 10_000,
+            ..Readings::default()
+        };
+        assert_eq!(readings.bytes_per_connection(), Some(5_500.0));
+        // One client: no half-way reading, so from the first one.
+        readings.rss_half = None;
+        readings.held_half = 0;
+        readings.held_connected = 1;
+        readings.rss_connected = Some(40_006_000);
+        assert_eq!(readings.bytes_per_connection(), Some(6_000.0));
+        readings.held_connected = 0;
+        assert_eq!(readings.bytes_per_connection(), None);
     }
 
     #[test]

@@ -40,6 +40,14 @@ pub struct FanoutReport {
     pub disconnects: u64,
     /// Of those, how many the server closed as slow consumers (4008).
     pub slow_consumer_closes: u64,
+    /// Clients asked for that subscribed and then never read.
+    pub stalled_clients: usize,
+    /// Of those, how many got subscribed.
+    pub stalled_subscribed: usize,
+    /// How the subscribed stalled clients' connections had ended when
+    /// they read again after the run: `slow_consumer` (closed with 4008),
+    /// `closed_<code>`, `broken`, or `still_open`.
+    pub stalled_endings: ErrorCounts,
     /// Events the publisher got confirmed in the window (orders accepted
     /// and resting; messages taken by the baseline).
     pub events_published: u64,
@@ -88,12 +96,15 @@ pub struct FanoutReport {
     pub server_pid: Option<u32>,
     /// Its resident memory before any client connected.
     pub server_rss_before_bytes: Option<u64>,
-    /// Its resident memory with every client connected, subscribed and
-    /// idle for the settle time.
+    /// Its resident memory with the first half of the clients connected,
+    /// subscribed and idle for the settle time.
+    pub server_rss_half_bytes: Option<u64>,
+    /// The same with every client connected.
     pub server_rss_connected_bytes: Option<u64>,
     /// Its resident memory at the end of the window, under load.
     pub server_rss_loaded_bytes: Option<u64>,
-    /// (connected − before) / connections held then.
+    /// (connected − half) / the connections added in between: what one
+    /// more idle connection costs the server.
     pub server_bytes_per_connection: Option<f64>,
     /// Its CPU over the window, in percent of one core.
     pub server_cpu_percent: Option<f64>,
@@ -131,6 +142,15 @@ impl RunReport for FanoutReport {
             self.disconnects,
             self.slow_consumer_closes
         );
+        if self.stalled_clients > 0 {
+            let _ = writeln!(
+                text,
+                "  stalled     {:>8} never read       {} subscribed; their endings: {}",
+                self.stalled_clients,
+                self.stalled_subscribed,
+                self.stalled_endings.listing()
+            );
+        }
         let _ = writeln!(
             text,
             "  events      {:>8} published  {:>10.1}/s   {} ticks missed, {} errors; publish p50 {:.3} ms p99 {:.3} ms",
@@ -166,14 +186,11 @@ impl RunReport for FanoutReport {
             (Some(before), Some(connected), Some(per_connection)) => {
                 let _ = writeln!(
                     text,
-                    "  server      RSS {:.1} MiB idle -> {:.1} MiB connected -> {} loaded: {:.0} bytes ({:.2} KiB) per connection; CPU {}",
+                    "  server      RSS {:.1} MiB idle -> {} half connected -> {:.1} MiB connected -> {} loaded: {:.0} bytes ({:.2} KiB) per connection added; CPU {}",
                     mebibytes(before),
+                    optional_mebibytes(self.server_rss_half_bytes),
                     mebibytes(connected),
-                    self.server_rss_loaded_bytes
-                        .map_or("?".to_owned(), |bytes| format!(
-                            "{:.1} MiB",
-                            mebibytes(bytes)
-                        )),
+                    optional_mebibytes(self.server_rss_loaded_bytes),
                     per_connection,
                     per_connection / 1_024.0,
                     percent(self.server_cpu_percent)
@@ -207,6 +224,12 @@ fn mebibytes(bytes: u64) -> f64 {
     bytes as f64 / (1_024.0 * 1_024.0)
 }
 
+fn optional_mebibytes(bytes: Option<u64>) -> String {
+    bytes.map_or("?".to_owned(), |bytes| {
+        format!("{:.1} MiB", mebibytes(bytes))
+    })
+}
+
 fn percent(value: Option<f64>) -> String {
     value.map_or("?".to_owned(), |value| format!("{value:.0}% of a core"))
 }
@@ -220,6 +243,9 @@ mod tests {
     fn sample() -> FanoutReport {
         let mut errors_by_kind = ErrorCounts::default();
         errors_by_kind.add_many("http_503", 2);
+        let mut stalled_endings = ErrorCounts::default();
+        stalled_endings.add_many("slow_consumer", 99);
+        stalled_endings.add_many("still_open", 1);
         FanoutReport {
             scenario: "fanout",
             target: "bidask",
@@ -234,6 +260,9 @@ mod tests {
             setup_failures: 2,
             disconnects: 0,
             slow_consumer_closes: 0,
+            stalled_clients: 100,
+            stalled_subscribed: 100,
+            stalled_endings,
             events_published: 500,
             events_per_sec: 25.0,
             publish_missed_ticks: 0,
@@ -257,6 +286,7 @@ mod tests {
             mean_ms: 5.0,
             server_pid: Some(42),
             server_rss_before_bytes: Some(20 << 20),
+            server_rss_half_bytes: Some(45 << 20),
             server_rss_connected_bytes: Some(70 << 20),
             server_rss_loaded_bytes: Some(80 << 20),
             server_bytes_per_connection: Some(5_243.0),
@@ -294,6 +324,10 @@ mod tests {
         }
         assert_eq!(json["scenario"], "fanout");
         assert_eq!(json["errors_by_kind"], serde_json::json!({"http_503": 2}));
+        assert_eq!(
+            json["stalled_endings"],
+            serde_json::json!({"slow_consumer": 99, "still_open": 1})
+        );
     }
 
     #[test]
@@ -305,6 +339,8 @@ mod tests {
             "9998 held",
             "5243 bytes",
             "http_503 2",
+            "100 never read",
+            "slow_consumer 99, still_open 1",
         ] {
             assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
         }

@@ -126,7 +126,7 @@ pub async fn run(
     let opened = {
         // The semaphore is never closed, so this only waits.
         let _permit = permits.acquire().await;
-        match tokio::time::timeout(target.timeout, open(source, &target)).await {
+        match tokio::time::timeout(target.timeout, open(source, &target, None)).await {
             Ok(opened) => opened,
             Err(_) => Err(SetupFailure::Timeout),
         }
@@ -192,6 +192,63 @@ pub async fn run(
     tally
 }
 
+/// Bytes a stalled client asks the kernel to buffer for it: the least
+/// Linux allows, so the server's queue for it fills after a few seconds of
+/// events instead of megabytes of them.
+const STALLED_RECEIVE_BUFFER: u32 = 4 * 1024;
+
+/// Runs a stalled client: connects and subscribes like [`run`], then reads
+/// nothing until `stop` turns true, as a client that hung would. Then it
+/// reads what the server left it, for at most `drain`, to learn how the
+/// server ended the connection: a server that protects its other clients
+/// has closed it with 4008 by then.
+pub async fn run_stalled(
+    source: Option<IpAddr>,
+    target: Arc<FeedTarget>,
+    permits: Arc<Semaphore>,
+    setup: mpsc::UnboundedSender<Result<(), SetupFailure>>,
+    mut stop: watch::Receiver<bool>,
+    drain: Duration,
+) -> Ending {
+    let opened = {
+        let _permit = permits.acquire().await;
+        let opening = open(source, &target, Some(STALLED_RECEIVE_BUFFER));
+        match tokio::time::timeout(target.timeout, opening).await {
+            Ok(opened) => opened,
+            Err(_) => Err(SetupFailure::Timeout),
+        }
+    };
+    let mut feed = match opened {
+        Ok((feed, _)) => feed,
+        Err(failure) => {
+            let _ = setup.send(Err(failure));
+            return Ending::NotSubscribed;
+        }
+    };
+    let _ = setup.send(Ok(()));
+    drop(setup);
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            break;
+        }
+    }
+    let ending = async {
+        loop {
+            match feed.next().await {
+                Some(Ok(Message::Close(frame))) => {
+                    return Ending::Closed(frame.map(|frame| u16::from(frame.code)));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return Ending::Broken,
+            }
+        }
+    };
+    // Still open after the drain: the server never cut it off.
+    tokio::time::timeout(drain, ending)
+        .await
+        .unwrap_or(Ending::Stopped)
+}
+
 impl ClientTally {
     /// Follows the channel's `seq`: counts events skipped and events that
     /// came out of order.
@@ -213,12 +270,19 @@ impl ClientTally {
 async fn open(
     source: Option<IpAddr>,
     target: &FeedTarget,
+    receive_buffer: Option<u32>,
 ) -> Result<(Feed, Option<i64>), SetupFailure> {
     let socket = match target.server {
         SocketAddr::V4(_) => TcpSocket::new_v4(),
         SocketAddr::V6(_) => TcpSocket::new_v6(),
     }
     .map_err(|_| SetupFailure::Connect)?;
+    if let Some(bytes) = receive_buffer {
+        // Before connecting, so the window the kernel offers starts small.
+        socket
+            .set_recv_buffer_size(bytes)
+            .map_err(|_| SetupFailure::Connect)?;
+    }
     if let Some(source) = source {
         socket
             .bind(SocketAddr::new(source, 0))
