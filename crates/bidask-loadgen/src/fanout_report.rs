@@ -103,9 +103,13 @@ pub struct FanoutReport {
     pub server_rss_connected_bytes: Option<u64>,
     /// Its resident memory at the end of the window, under load.
     pub server_rss_loaded_bytes: Option<u64>,
-    /// (connected − half) / the connections added in between: what one
-    /// more idle connection costs the server.
+    /// What one more idle connection costs the server: the larger of the
+    /// next two.
     pub server_bytes_per_connection: Option<f64>,
+    /// (connected − before) / connections held.
+    pub server_bytes_per_connection_from_idle: Option<f64>,
+    /// (connected − half) / the connections added in between.
+    pub server_bytes_per_connection_second_half: Option<f64>,
     /// Its CPU over the window, in percent of one core.
     pub server_cpu_percent: Option<f64>,
     /// The load generator's own CPU over the window, percent of one core.
@@ -186,13 +190,15 @@ impl RunReport for FanoutReport {
             (Some(before), Some(connected), Some(per_connection)) => {
                 let _ = writeln!(
                     text,
-                    "  server      RSS {:.1} MiB idle -> {} half connected -> {:.1} MiB connected -> {} loaded: {:.0} bytes ({:.2} KiB) per connection added; CPU {}",
+                    "  server      RSS {:.1} MiB idle -> {} half connected -> {:.1} MiB connected -> {} loaded: {:.0} bytes ({:.2} KiB) per connection (from idle {}, over the second half {}); CPU {}",
                     mebibytes(before),
                     optional_mebibytes(self.server_rss_half_bytes),
                     mebibytes(connected),
                     optional_mebibytes(self.server_rss_loaded_bytes),
                     per_connection,
                     per_connection / 1_024.0,
+                    optional_bytes(self.server_bytes_per_connection_from_idle),
+                    optional_bytes(self.server_bytes_per_connection_second_half),
                     percent(self.server_cpu_percent)
                 );
             }
@@ -228,6 +234,10 @@ fn optional_mebibytes(bytes: Option<u64>) -> String {
     bytes.map_or("?".to_owned(), |bytes| {
         format!("{:.1} MiB", mebibytes(bytes))
     })
+}
+
+fn optional_bytes(bytes: Option<f64>) -> String {
+    bytes.map_or("?".to_owned(), |bytes| format!("{bytes:.0} B"))
 }
 
 fn percent(value: Option<f64>) -> String {
@@ -290,6 +300,8 @@ mod tests {
             server_rss_connected_bytes: Some(70 << 20),
             server_rss_loaded_bytes: Some(80 << 20),
             server_bytes_per_connection: Some(5_243.0),
+            server_bytes_per_connection_from_idle: Some(5_243.0),
+            server_bytes_per_connection_second_half: Some(5_100.0),
             server_cpu_percent: Some(120.0),
             loadgen_cpu_percent: Some(60.0),
             errors: 2,

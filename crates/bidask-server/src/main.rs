@@ -2,7 +2,7 @@
 
 /// The request path allocates and frees many small objects on several
 /// threads. Against glibc's allocator on the same machine, mimalloc
-/// measured 16% more durable orders a second, with the same memory per
+/// measured 17% more durable orders a second, with the same memory per
 /// WebSocket connection (docs/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
