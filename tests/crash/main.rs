@@ -318,3 +318,68 @@ async fn database_outage_mid_stream_postgres() {
     assert_eq!(before.seq, after.seq);
     app.stop().await;
 }
+
+/// PostgreSQL stops answering without going away (a frozen host): reads
+/// and readiness get 503 within the request timeout instead of hanging,
+/// market data from memory is still served, and the server carries on
+/// when the database answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_that_hangs_postgres() {
+    let cluster = Cluster::start();
+    let mut app = spawn_app_on(TestDatabase::at(cluster.url()), |config| {
+        config.request_timeout_secs = 2;
+    })
+    .await;
+    let (product_id, traders) = setup(&mut app).await;
+    let token = traders[0].token.as_str();
+    let placed = app
+        .order(&traders[0], "ask", product_id, "9", "500.00")
+        .await;
+    assert_eq!(placed.status, 201, "{:?}", placed.body);
+    assert_eq!(app.get("/api/v1/orders", Some(token)).await.status, 200);
+
+    cluster.freeze();
+    let started = Instant::now();
+    let read = app.get("/api/v1/orders", Some(token)).await;
+    assert_eq!(
+        (read.status, read.code()),
+        (503, "storage_unavailable"),
+        "{:?}",
+        read.body
+    );
+    let ready = app.get("/readyz", None).await;
+    assert_eq!(ready.status, 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "two timed-out requests took {:?}",
+        started.elapsed()
+    );
+    let book = app
+        .get(&format!("/api/v1/products/{product_id}/book?size=9"), None)
+        .await;
+    assert_eq!(book.status, 200, "the book is served from memory");
+    assert_eq!(book.body["asks"][0]["price"], "500.00");
+    assert_eq!(app.get("/healthz", None).await.status, 200);
+
+    cluster.thaw();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let reply = app
+            .order(&traders[1], "bid", product_id, "9", "400.00")
+            .await;
+        if reply.status == 201 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recovery within 60 s: {} {:?}",
+            reply.status,
+            reply.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let orders = app.get("/api/v1/orders", Some(token)).await;
+    assert_eq!(orders.status, 200);
+    assert_eq!(orders.body["items"].as_array().map(Vec::len), Some(1));
+    app.stop().await;
+}

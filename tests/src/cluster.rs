@@ -1,7 +1,7 @@
 //! A private PostgreSQL server that a test may stop and start, for the
 //! outage tests (stopping the shared test server would break the others).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use tempfile::TempDir;
@@ -99,6 +99,64 @@ impl Cluster {
         );
     }
 
+    /// Stops every process of the server (SIGSTOP) without ending it: it
+    /// keeps its connections and answers nothing on them, as a frozen host
+    /// or a lost network path would.
+    pub fn freeze(&self) {
+        assert!(self.signal("STOP"), "kill -STOP of the server failed");
+    }
+
+    /// Lets a frozen server go on (SIGCONT).
+    pub fn thaw(&self) {
+        assert!(self.signal("CONT"), "kill -CONT of the server failed");
+    }
+
+    /// Sends `signal` to the postmaster, then to its children.
+    fn signal(&self, signal: &str) -> bool {
+        let processes = self.processes();
+        !processes.is_empty()
+            && Command::new("kill")
+                .arg(format!("-{signal}"))
+                .args(processes.iter().map(u32::to_string))
+                .status()
+                .is_ok_and(|status| status.success())
+    }
+
+    /// The postmaster (from its pid file) and its children (from /proc).
+    fn processes(&self) -> Vec<u32> {
+        let Some(postmaster) =
+            std::fs::read_to_string(Path::new(&self.data()).join("postmaster.pid"))
+                .ok()
+                .and_then(|file| file.lines().next()?.trim().parse::<u32>().ok())
+        else {
+            return Vec::new();
+        };
+        let mut processes = vec![postmaster];
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return processes;
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| name.parse().ok())
+            else {
+                continue;
+            };
+            // `pid (comm) state ppid …`; the name may hold spaces and parentheses.
+            let parent = std::fs::read_to_string(entry.path().join("stat"))
+                .ok()
+                .and_then(|stat| {
+                    let (_, rest) = stat.rsplit_once(')')?;
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                });
+            if parent == Some(postmaster) {
+                processes.push(pid);
+            }
+        }
+        processes
+    }
+
     fn data(&self) -> String {
         self.directory.path().join("data").display().to_string()
     }
@@ -132,6 +190,9 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // A test that failed while the server was frozen: a stopped
+        // postmaster would not hear pg_ctl.
+        let _ = self.signal("CONT");
         let _ = self
             .command("pg_ctl")
             .args(["-D", &self.data(), "-m", "immediate", "stop"])

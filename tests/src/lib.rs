@@ -122,6 +122,7 @@ pub fn test_config(database: &TestDatabase) -> ServeConfig {
         rate_limit_user: 0,
         rate_limit_address: 0,
         body_limit: 16 * 1024,
+        request_timeout_secs: 15,
         db_connections: 4,
         max_batch: 2_048,
         shutdown_timeout_secs: 10,

@@ -123,6 +123,12 @@ pub struct ServeConfig {
     /// its 4008, come sooner.
     #[arg(long, env = "BIDASK_SEND_BUFFER")]
     pub send_buffer: Option<u32>,
+    /// Seconds a request may take before it is answered 503: a database
+    /// that hangs instead of failing (a frozen host, a lost network path)
+    /// must not hold requests, and their connections, for ever. Longer
+    /// than the writer's own 10 s bound on a commit, which answers first.
+    #[arg(long, env = "BIDASK_REQUEST_TIMEOUT_SECS", default_value_t = 15)]
+    pub request_timeout_secs: u64,
     /// Seconds to wait for in-flight requests at shutdown.
     #[arg(long, env = "BIDASK_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,

@@ -22,7 +22,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bidask_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -41,6 +41,8 @@ pub struct ApiSettings {
     pub body_limit: usize,
     /// Browser origins allowed to call the API (empty: same origin only).
     pub allowed_origins: Vec<String>,
+    /// Longest a request may take before it is answered 503.
+    pub request_timeout: Duration,
 }
 
 /// What every handler can reach. axum clones the state for every
@@ -113,6 +115,10 @@ pub fn router(state: AppState, settings: &ApiSettings) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(settings.body_limit))
+        .layer(middleware::from_fn_with_state(
+            settings.request_timeout,
+            bound_time,
+        ))
         .layer(middleware::from_fn(record_latency))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
@@ -146,6 +152,27 @@ fn cors(settings: &ApiSettings) -> CorsLayer {
             HeaderName::from_static("idempotency-key"),
         ])
         .max_age(Duration::from_secs(600))
+}
+
+/// Answers 503 for a request that is not done within `limit`.
+///
+/// Reads take a pooled connection without testing it first, so against a
+/// database that stopped answering (rather than refusing connections) a
+/// query would wait as long as TCP does. Dropping the handler drops its
+/// query and its connection with it. A WebSocket is not held: its upgrade
+/// answers at once and the connection lives on in a task of its own. An
+/// order whose reply timed out may still commit, as after any lost reply;
+/// an `Idempotency-Key` makes its retry safe.
+async fn bound_time(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            // Inside the request's span, which names its method and path.
+            tracing::error!(?limit, "request timed out; answering 503");
+            metrics::counter!("bidask_http_timeouts_total").increment(1);
+            ApiError::Unavailable.into_response()
+        }
+    }
 }
 
 /// Records every request's latency per route and status.
