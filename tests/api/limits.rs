@@ -4,6 +4,7 @@ use bidask_tests::{Backend, TestDatabase, on_both_backends, spawn_app_on};
 use serde_json::json;
 
 on_both_backends!(a_user_past_the_burst_gets_429_with_retry_after);
+on_both_backends!(an_address_past_its_password_checks_gets_429_while_requests_go_on);
 
 async fn a_user_past_the_burst_gets_429_with_retry_after(backend: Backend) {
     let database = TestDatabase::new(backend).await;
@@ -45,5 +46,41 @@ async fn a_user_past_the_burst_gets_429_with_retry_after(backend: Backend) {
     let orders = app.get("/api/v1/orders", Some(&ann.token)).await;
     assert_eq!(orders.status, 200, "{:?}", orders.body);
     assert_eq!(orders.body["items"].as_array().map(Vec::len), Some(placed));
+    app.stop().await;
+}
+
+/// Registrations and logins cost an Argon2 hash each, so an address gets
+/// far fewer of them than of other requests; the rest of the API is not
+/// held back by it.
+async fn an_address_past_its_password_checks_gets_429_while_requests_go_on(backend: Backend) {
+    let database = TestDatabase::new(backend).await;
+    let app = spawn_app_on(database, |config| config.rate_limit_auth = 1).await;
+    let credentials = json!({"username": "bea", "password": "password-of-bea"});
+    // A rate of 1/s bursts to 2: register and one login pass.
+    let registered = app.post("/api/v1/auth/register", None, &credentials).await;
+    assert_eq!(registered.status, 201, "{:?}", registered.body);
+    let token = registered.body["token"]
+        .as_str()
+        .expect("a token")
+        .to_owned();
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let reply = app.post("/api/v1/auth/login", None, &credentials).await;
+        if reply.status == 429 {
+            assert_eq!(reply.code(), "rate_limited");
+            assert!(reply.retry_after.is_some(), "429 without Retry-After");
+        }
+        statuses.push(reply.status);
+    }
+    assert_eq!(statuses[0], 200, "{statuses:?}");
+    assert!(
+        statuses.contains(&429),
+        "no login was limited: {statuses:?}"
+    );
+    // Other requests from the same address are not password checks.
+    assert_eq!(app.get("/api/v1/me", Some(&token)).await.status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let again = app.post("/api/v1/auth/login", None, &credentials).await;
+    assert_eq!(again.status, 200, "{:?}", again.body);
     app.stop().await;
 }

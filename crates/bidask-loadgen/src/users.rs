@@ -25,8 +25,10 @@ const CLOCK_RUN_ID_CHARS: usize = 8;
 /// setup from looking like an attack or starving the server.
 const SIGN_IN_CONCURRENCY: usize = 8;
 
-/// Tries per setup request when the server answers 429.
-const RATE_LIMITED_ATTEMPTS: u32 = 5;
+/// Tries per setup request when the server answers 429: enough to sign in
+/// hundreds of traders from one address under the server's default of 5
+/// registrations and logins a second per address.
+const RATE_LIMITED_ATTEMPTS: u32 = 30;
 
 /// Longest wait between those tries, whatever `Retry-After` says.
 const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(10);

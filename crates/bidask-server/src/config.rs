@@ -87,6 +87,13 @@ pub struct ServeConfig {
     /// (bursts to twice that); 0 turns the limit off.
     #[arg(long, env = "BIDASK_RATE_LIMIT_ADDRESS", default_value_t = 1_000)]
     pub rate_limit_address: u32,
+    /// Registrations and logins per second each client address may make
+    /// (bursts to twice that); 0 turns the limit off. Each one costs an
+    /// Argon2 hash, tens of milliseconds of a core, so one address must
+    /// not be able to spend them all: past its share it gets 429 while
+    /// other addresses still sign in.
+    #[arg(long, env = "BIDASK_RATE_LIMIT_AUTH", default_value_t = 5)]
+    pub rate_limit_auth: u32,
     /// Largest request body, in bytes.
     #[arg(long, env = "BIDASK_BODY_LIMIT", default_value_t = 16 * 1024)]
     pub body_limit: usize,

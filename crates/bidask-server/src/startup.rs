@@ -150,7 +150,11 @@ impl Application {
                 hub: Arc::clone(&hub),
                 settings: gateway_settings,
             }),
-            limits: RateLimits::new(config.rate_limit_user, config.rate_limit_address),
+            limits: RateLimits::new(
+                config.rate_limit_user,
+                config.rate_limit_address,
+                config.rate_limit_auth,
+            ),
         });
         let router = crate::http::router(
             state,

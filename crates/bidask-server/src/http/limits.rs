@@ -1,5 +1,5 @@
-//! Rate limits per client address and per user, answered with 429 and
-//! `Retry-After`.
+//! Rate limits per client address and per user, and a stricter one per
+//! address on password checks, answered with 429 and `Retry-After`.
 //!
 //! Both are token buckets (GCRA, from `governor`): a client may burst to
 //! twice its per-second rate, then gets one request per 1/rate seconds.
@@ -22,15 +22,18 @@ use super::error::ApiError;
 pub struct RateLimits {
     per_user: Option<DefaultKeyedRateLimiter<i64>>,
     per_address: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    password_checks: Option<DefaultKeyedRateLimiter<IpAddr>>,
     clock: DefaultClock,
 }
 
 impl RateLimits {
-    /// `user_rate` and `address_rate` requests per second.
-    pub fn new(user_rate: u32, address_rate: u32) -> Arc<Self> {
+    /// `user_rate` and `address_rate` requests per second, and
+    /// `password_rate` registrations and logins per second per address.
+    pub fn new(user_rate: u32, address_rate: u32, password_rate: u32) -> Arc<Self> {
         let limits = Arc::new(Self {
             per_user: quota(user_rate).map(RateLimiter::keyed),
             per_address: quota(address_rate).map(RateLimiter::keyed),
+            password_checks: quota(password_rate).map(RateLimiter::keyed),
             clock: DefaultClock::default(),
         });
         // Forget idle clients now and then, so the maps stay small.
@@ -44,6 +47,9 @@ impl RateLimits {
                     limiter.retain_recent();
                 }
                 if let Some(limiter) = &limits.per_address {
+                    limiter.retain_recent();
+                }
+                if let Some(limiter) = &limits.password_checks {
                     limiter.retain_recent();
                 }
             }
@@ -61,8 +67,21 @@ impl RateLimits {
         }
     }
 
+    /// Counts a registration or login from `address`.
+    pub fn check_password_attempt(&self, address: IpAddr) -> Result<(), ApiError> {
+        self.check_keyed(self.password_checks.as_ref(), address)
+    }
+
     fn check_address(&self, address: IpAddr) -> Result<(), ApiError> {
-        match &self.per_address {
+        self.check_keyed(self.per_address.as_ref(), address)
+    }
+
+    fn check_keyed(
+        &self,
+        limiter: Option<&DefaultKeyedRateLimiter<IpAddr>>,
+        address: IpAddr,
+    ) -> Result<(), ApiError> {
+        match limiter {
             Some(limiter) => limiter
                 .check_key(&address)
                 .map_err(|not_until| self.refused(not_until.wait_time_from(self.clock.now()))),

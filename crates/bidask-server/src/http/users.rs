@@ -1,6 +1,8 @@
 //! Registration, login and `GET /me`.
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -83,11 +85,13 @@ fn session(state: &AppState, user: &UserRecord) -> Result<Session, ApiError> {
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = Credentials,
-    responses((status = 201, body = Session), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = Session), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn register(
     State(state): State<AppState>,
+    ConnectInfo(address): ConnectInfo<SocketAddr>,
     json::Json(body): json::Json<Credentials>,
 ) -> Result<(StatusCode, Json<Session>), ApiError> {
+    state.limits.check_password_attempt(address.ip())?;
     let (username, password) = parse_credentials(&body)?;
     let password_hash = password::hash(password).await.map_err(hashing_error)?;
     let user = state
@@ -109,11 +113,13 @@ async fn register(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Credentials,
-    responses((status = 200, body = Session), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Session), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn login(
     State(state): State<AppState>,
+    ConnectInfo(address): ConnectInfo<SocketAddr>,
     json::Json(body): json::Json<Credentials>,
 ) -> Result<Json<Session>, ApiError> {
+    state.limits.check_password_attempt(address.ip())?;
     let refused = ApiError::Unauthorized {
         code: "invalid_credentials",
         message: "wrong username or password",
