@@ -37,6 +37,9 @@ pub enum StartupError {
     /// The database refused or is unreachable.
     #[error("database: {0}")]
     Store(#[from] StoreError),
+    /// The market runtime could not start.
+    #[error("markets: {0}")]
+    Markets(#[from] crate::market::StartError),
     /// The port could not be bound, or serving failed.
     #[error("network: {0}")]
     Io(#[from] std::io::Error),

@@ -31,6 +31,20 @@ use index::RestingIndex;
 use replica::Replicas;
 use writer::{Committed, OnCommit, Reply, Unit, Writer};
 
+/// Why the market runtime, or one product's markets, could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Reading what was committed failed, or it does not make sense.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The operating system refused the writer its thread or runtime.
+    #[error("cannot start the writer: {0}")]
+    Writer(#[source] std::io::Error),
+    /// A product was opened while the server shuts down.
+    #[error("the market runtime is shutting down")]
+    ShuttingDown,
+}
+
 /// Sizes of the runtime's queues.
 #[derive(Debug, Clone, Copy)]
 pub struct RuntimeOptions {
@@ -65,14 +79,12 @@ fn spawn_writer(
     bus: Arc<dyn Bus>,
     max_batch: usize,
     finished: Arc<RecentlyFinished>,
-) -> Result<WriterDone, StoreError> {
+) -> Result<WriterDone, StartError> {
     let (done, done_receiver) = oneshot::channel();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|error| {
-            StoreError::Corrupt(format!("cannot start the writer runtime: {error}"))
-        })?;
+        .map_err(StartError::Writer)?;
     std::thread::Builder::new()
         .name("bidask-writer".to_owned())
         .spawn(move || {
@@ -97,7 +109,7 @@ fn spawn_writer(
             });
             let _ = done.send(());
         })
-        .map_err(|error| StoreError::Corrupt(format!("cannot start the writer thread: {error}")))?;
+        .map_err(StartError::Writer)?;
     Ok(done_receiver)
 }
 
@@ -131,7 +143,7 @@ impl Markets {
         replicas: Arc<Replicas>,
         bus: Arc<dyn Bus>,
         options: RuntimeOptions,
-    ) -> Result<(Arc<Self>, WriterDone), StoreError> {
+    ) -> Result<(Arc<Self>, WriterDone), StartError> {
         let seqs: HashMap<Channel, i64> = store
             .last_seqs()
             .await?
@@ -169,7 +181,7 @@ impl Markets {
 
     /// Starts the actor of `product` from its committed open orders and
     /// makes it reachable.
-    async fn spawn_actor(&self, product: Arc<Product>) -> Result<(), StoreError> {
+    async fn spawn_actor(&self, product: Arc<Product>) -> Result<(), StartError> {
         let id = product.id;
         let sender = self.start_actor(product).await?;
         self.actors
@@ -184,10 +196,8 @@ impl Markets {
     async fn start_actor(
         &self,
         product: Arc<Product>,
-    ) -> Result<mpsc::Sender<Request>, StoreError> {
-        let writer = self
-            .writer_sender()
-            .ok_or_else(|| StoreError::Corrupt("the market runtime is shutting down".to_owned()))?;
+    ) -> Result<mpsc::Sender<Request>, StartError> {
+        let writer = self.writer_sender().ok_or(StartError::ShuttingDown)?;
         let mut actor = Actor::load(
             Arc::clone(&product),
             self.store.clone(),
