@@ -103,58 +103,41 @@ impl Cluster {
     /// keeps its connections and answers nothing on them, as a frozen host
     /// or a lost network path would.
     pub fn freeze(&self) {
-        assert!(self.signal("STOP"), "kill -STOP of the server failed");
+        assert!(self.signal("STOP"), "kill -STOP of the postmaster failed");
     }
 
     /// Lets a frozen server go on (SIGCONT).
     pub fn thaw(&self) {
-        assert!(self.signal("CONT"), "kill -CONT of the server failed");
+        assert!(self.signal("CONT"), "kill -CONT of the postmaster failed");
     }
 
-    /// Sends `signal` to the postmaster, then to its children.
+    /// Sends `signal` to the postmaster first, so that it forks no new
+    /// backend meanwhile, then to the children it has; whether the
+    /// postmaster got it is the result (a child may have exited since).
     fn signal(&self, signal: &str) -> bool {
-        let processes = self.processes();
-        !processes.is_empty()
-            && Command::new("kill")
+        let Some(postmaster) = self.postmaster() else {
+            return false;
+        };
+        let send = |pids: &[u32]| {
+            Command::new("kill")
                 .arg(format!("-{signal}"))
-                .args(processes.iter().map(u32::to_string))
+                .args(pids.iter().map(u32::to_string))
                 .status()
                 .is_ok_and(|status| status.success())
+        };
+        let delivered = send(&[postmaster]);
+        let children = children_of(postmaster);
+        if !children.is_empty() {
+            send(&children);
+        }
+        delivered
     }
 
-    /// The postmaster (from its pid file) and its children (from /proc).
-    fn processes(&self) -> Vec<u32> {
-        let Some(postmaster) =
-            std::fs::read_to_string(Path::new(&self.data()).join("postmaster.pid"))
-                .ok()
-                .and_then(|file| file.lines().next()?.trim().parse::<u32>().ok())
-        else {
-            return Vec::new();
-        };
-        let mut processes = vec![postmaster];
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return processes;
-        };
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|name| name.parse().ok())
-            else {
-                continue;
-            };
-            // `pid (comm) state ppid …`; the name may hold spaces and parentheses.
-            let parent = std::fs::read_to_string(entry.path().join("stat"))
-                .ok()
-                .and_then(|stat| {
-                    let (_, rest) = stat.rsplit_once(')')?;
-                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
-                });
-            if parent == Some(postmaster) {
-                processes.push(pid);
-            }
-        }
-        processes
+    /// The postmaster's pid, from its pid file.
+    fn postmaster(&self) -> Option<u32> {
+        std::fs::read_to_string(Path::new(&self.data()).join("postmaster.pid"))
+            .ok()
+            .and_then(|file| file.lines().next()?.trim().parse::<u32>().ok())
     }
 
     fn data(&self) -> String {
@@ -198,6 +181,24 @@ impl Drop for Cluster {
             .args(["-D", &self.data(), "-m", "immediate", "stop"])
             .output();
     }
+}
+
+/// The processes whose parent is `parent`, from /proc.
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            // `pid (comm) state ppid …`; the name may hold spaces and parentheses.
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let (_, rest) = stat.rsplit_once(')')?;
+            let ppid = rest.split_whitespace().nth(1)?.parse::<u32>().ok()?;
+            (ppid == parent).then_some(pid)
+        })
+        .collect()
 }
 
 /// A port nothing listens on right now.

@@ -302,7 +302,7 @@ pub async fn run_fanout(config: FanoutConfig) -> Result<FanoutReport, LoadgenErr
     let mut spawn_clients = |indices: std::ops::Range<usize>| {
         let (sender, outcomes) = mpsc::unbounded_channel();
         for index in indices {
-            let source = sources.get(index % sources.len().max(1)).copied();
+            let source = source_of(&sources, index);
             tasks.spawn(feed_client::run(
                 index,
                 source,
@@ -336,7 +336,7 @@ pub async fn run_fanout(config: FanoutConfig) -> Result<FanoutReport, LoadgenErr
     let (stalled_sender, mut stalled_outcomes) = mpsc::unbounded_channel();
     let mut stalled_tasks = JoinSet::new();
     for index in 0..stalled {
-        let source = sources.get(index % sources.len().max(1)).copied();
+        let source = source_of(&sources, index);
         stalled_tasks.spawn(feed_client::run_stalled(
             source,
             Arc::clone(&target),
@@ -449,7 +449,7 @@ pub async fn run_fanout(config: FanoutConfig) -> Result<FanoutReport, LoadgenErr
             0.0
         }
     };
-    let attempts = clients as u64 + publishing.attempts;
+    let attempts = (clients + stalled) as u64 + publishing.attempts;
     let (from_idle, second_half) = readings.per_connection();
     Ok(FanoutReport {
         scenario: "fanout",
@@ -621,6 +621,11 @@ fn source_addresses(server: SocketAddr, count: u8) -> Vec<IpAddr> {
     (1..=count)
         .map(|last| IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
         .collect()
+}
+
+/// The source address of client `index`: the addresses in turn.
+fn source_of(sources: &[IpAddr], index: usize) -> Option<IpAddr> {
+    sources.get(index % sources.len().max(1)).copied()
 }
 
 /// CPU time used so far by the server (when known) and by this process.

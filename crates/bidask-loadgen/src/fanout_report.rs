@@ -34,7 +34,8 @@ pub struct FanoutReport {
     pub connections: usize,
     /// Clients that got subscribed during setup.
     pub subscribed: usize,
-    /// Clients that never got subscribed.
+    /// Clients that never got subscribed, stalled ones included (their
+    /// failures are counted under `stalled_` keys).
     pub setup_failures: u64,
     /// Subscribed connections that ended before the run did.
     pub disconnects: u64,

@@ -123,15 +123,7 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> ClientTally {
     let mut tally = ClientTally::default();
-    let opened = {
-        // The semaphore is never closed, so this only waits.
-        let _permit = permits.acquire().await;
-        match tokio::time::timeout(target.timeout, open(source, &target, None)).await {
-            Ok(opened) => opened,
-            Err(_) => Err(SetupFailure::Timeout),
-        }
-    };
-    let (mut feed, subscribed_seq) = match opened {
+    let (mut feed, subscribed_seq) = match open_bounded(source, &target, &permits, None).await {
         Ok(opened) => opened,
         Err(failure) => {
             let _ = setup.send(Err(failure));
@@ -192,9 +184,9 @@ pub async fn run(
     tally
 }
 
-/// Bytes a stalled client asks the kernel to buffer for it: the least
-/// Linux allows, so the server's queue for it fills after a few seconds of
-/// events instead of megabytes of them.
+/// Bytes a stalled client asks the kernel to buffer for it (Linux doubles
+/// the figure, to 8 KiB): small, so the server's queue for it fills after
+/// a few hundred events instead of megabytes of them.
 const STALLED_RECEIVE_BUFFER: u32 = 4 * 1024;
 
 /// Runs a stalled client: connects and subscribes like [`run`], then reads
@@ -210,15 +202,8 @@ pub async fn run_stalled(
     mut stop: watch::Receiver<bool>,
     drain: Duration,
 ) -> Ending {
-    let opened = {
-        let _permit = permits.acquire().await;
-        let opening = open(source, &target, Some(STALLED_RECEIVE_BUFFER));
-        match tokio::time::timeout(target.timeout, opening).await {
-            Ok(opened) => opened,
-            Err(_) => Err(SetupFailure::Timeout),
-        }
-    };
-    let mut feed = match opened {
+    let receive_buffer = Some(STALLED_RECEIVE_BUFFER);
+    let mut feed = match open_bounded(source, &target, &permits, receive_buffer).await {
         Ok((feed, _)) => feed,
         Err(failure) => {
             let _ = setup.send(Err(failure));
@@ -263,6 +248,20 @@ impl ClientTally {
             None => *last_seq = Some(seq),
         }
     }
+}
+
+/// [`open`] once a setup permit is free, within the target's timeout.
+async fn open_bounded(
+    source: Option<IpAddr>,
+    target: &FeedTarget,
+    permits: &Semaphore,
+    receive_buffer: Option<u32>,
+) -> Result<(Feed, Option<i64>), SetupFailure> {
+    // The semaphore is never closed, so this only waits.
+    let _permit = permits.acquire().await;
+    tokio::time::timeout(target.timeout, open(source, target, receive_buffer))
+        .await
+        .unwrap_or(Err(SetupFailure::Timeout))
 }
 
 /// Connects, upgrades and subscribes; returns the feed and the `seq` the

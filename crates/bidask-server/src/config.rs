@@ -134,7 +134,12 @@ pub struct ServeConfig {
     /// that hangs instead of failing (a frozen host, a lost network path)
     /// must not hold requests, and their connections, for ever. Longer
     /// than the writer's own 10 s bound on a commit, which answers first.
-    #[arg(long, env = "BIDASK_REQUEST_TIMEOUT_SECS", default_value_t = 15)]
+    #[arg(
+        long,
+        env = "BIDASK_REQUEST_TIMEOUT_SECS",
+        default_value_t = 15,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
     pub request_timeout_secs: u64,
     /// Seconds to wait for in-flight requests at shutdown.
     #[arg(long, env = "BIDASK_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]

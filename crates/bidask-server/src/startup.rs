@@ -163,7 +163,7 @@ impl Application {
             state,
             &ApiSettings {
                 body_limit: config.body_limit,
-                request_timeout: Duration::from_secs(config.request_timeout_secs.max(1)),
+                request_timeout: Duration::from_secs(config.request_timeout_secs),
                 allowed_origins: config.allowed_origins.clone(),
             },
         );

@@ -1,8 +1,13 @@
 //! Rate limits per client address and per user, and a stricter one per
 //! address on password checks, answered with 429 and `Retry-After`.
 //!
-//! Both are token buckets (GCRA, from `governor`): a client may burst to
+//! All are token buckets (GCRA, from `governor`): a client may burst to
 //! twice its per-second rate, then gets one request per 1/rate seconds.
+//! An address is the client's IPv4 address or its IPv6 /64, the block a
+//! single host is usually given: keyed by the full IPv6 address, one
+//! host could take a fresh limit with every address of its block. Limits
+//! are per TCP peer, so behind a reverse proxy every client shares the
+//! proxy's.
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -59,31 +64,26 @@ impl RateLimits {
 
     /// Counts a request of user `id`.
     pub fn check_user(&self, id: i64) -> Result<(), ApiError> {
-        match &self.per_user {
-            Some(limiter) => limiter
-                .check_key(&id)
-                .map_err(|not_until| self.refused(not_until.wait_time_from(self.clock.now()))),
-            None => Ok(()),
-        }
+        self.check(self.per_user.as_ref(), &id)
     }
 
     /// Counts a registration or login from `address`.
     pub fn check_password_attempt(&self, address: IpAddr) -> Result<(), ApiError> {
-        self.check_keyed(self.password_checks.as_ref(), address)
+        self.check(self.password_checks.as_ref(), &client(address))
     }
 
     fn check_address(&self, address: IpAddr) -> Result<(), ApiError> {
-        self.check_keyed(self.per_address.as_ref(), address)
+        self.check(self.per_address.as_ref(), &client(address))
     }
 
-    fn check_keyed(
+    fn check<K: Clone + Eq + std::hash::Hash>(
         &self,
-        limiter: Option<&DefaultKeyedRateLimiter<IpAddr>>,
-        address: IpAddr,
+        limiter: Option<&DefaultKeyedRateLimiter<K>>,
+        key: &K,
     ) -> Result<(), ApiError> {
         match limiter {
             Some(limiter) => limiter
-                .check_key(&address)
+                .check_key(key)
                 .map_err(|not_until| self.refused(not_until.wait_time_from(self.clock.now()))),
             None => Ok(()),
         }
@@ -94,6 +94,20 @@ impl RateLimits {
         ApiError::RateLimited {
             retry_after: wait.as_secs().max(1),
         }
+    }
+}
+
+/// The key of a client address: IPv4 as it is, IPv6 by its /64 (an
+/// IPv4-mapped IPv6 address is its IPv4 one).
+fn client(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                v6.to_bits() & !((1u128 << 64) - 1),
+            )),
+        },
     }
 }
 
@@ -115,5 +129,28 @@ pub async fn limit_address(
     match state.limits.check_address(address.ip()) {
         Ok(()) => next.run(request).await,
         Err(error) => error.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use super::client;
+
+    #[test]
+    fn an_ipv6_host_is_its_64_block_and_ipv4_is_itself() {
+        let v4 = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+        assert_eq!(client(v4), v4);
+        let host = |last: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, last));
+        assert_eq!(client(host(1)), client(host(0xffff)));
+        assert_eq!(
+            client(host(1)),
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, 0))
+        );
+        let neighbour = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 3, 0, 0, 0, 1));
+        assert_ne!(client(host(1)), client(neighbour));
+        let mapped = IpAddr::V6(Ipv4Addr::new(192, 0, 2, 7).to_ipv6_mapped());
+        assert_eq!(client(mapped), v4);
     }
 }

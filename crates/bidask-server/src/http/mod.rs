@@ -158,17 +158,21 @@ fn cors(settings: &ApiSettings) -> CorsLayer {
 ///
 /// Reads take a pooled connection without testing it first, so against a
 /// database that stopped answering (rather than refusing connections) a
-/// query would wait as long as TCP does. Dropping the handler drops its
-/// query and its connection with it. A WebSocket is not held: its upgrade
-/// answers at once and the connection lives on in a task of its own. An
-/// order whose reply timed out may still commit, as after any lost reply;
-/// an `Idempotency-Key` makes its retry safe.
+/// query would wait as long as TCP does. Dropping the handler stops the
+/// wait; the connection goes back to the pool, whose test of it waits in
+/// the background, so once every connection is stuck like that, reads
+/// fail on the pool's 2 s acquire bound instead. A WebSocket is not held:
+/// its upgrade answers at once and the connection lives on in a task of
+/// its own. An order whose reply timed out may still commit, as after any
+/// lost reply; an `Idempotency-Key` makes its retry safe. The bound also
+/// covers reading the request body, so a client that sends it slowly gets
+/// the same answer.
 async fn bound_time(State(limit): State<Duration>, request: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
             // Inside the request's span, which names its method and path.
-            tracing::error!(?limit, "request timed out; answering 503");
+            tracing::warn!(?limit, "request timed out; answering 503");
             metrics::counter!("bidask_http_timeouts_total").increment(1);
             ApiError::Unavailable.into_response()
         }
