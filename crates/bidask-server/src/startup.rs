@@ -46,6 +46,9 @@ pub enum StartupError {
     /// A setting is unusable.
     #[error("configuration: {0}")]
     Config(String),
+    /// The task serving connections panicked: a bug.
+    #[error("server task: {0}")]
+    ServerTask(#[source] tokio::task::JoinError),
 }
 
 /// A built application, bound and ready to run.
@@ -235,7 +238,7 @@ impl Application {
         match outcome {
             Ok(Ok(Ok(()))) => Ok(()),
             Ok(Ok(Err(error))) => Err(StartupError::Io(error)),
-            Ok(Err(join)) => Err(StartupError::Config(format!("server task: {join}"))),
+            Ok(Err(join)) => Err(StartupError::ServerTask(join)),
             Err(_) => {
                 tracing::warn!("shutdown timed out with requests still in flight");
                 Ok(())
