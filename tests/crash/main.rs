@@ -383,3 +383,59 @@ async fn database_that_hangs_postgres() {
     assert_eq!(orders.body["items"].as_array().map(Vec::len), Some(1));
     app.stop().await;
 }
+
+on_both_backends!(feed_rows_the_writer_did_not_count_are_caught_up_with);
+
+/// A batch can land after the writer counted it as failed (a database
+/// that froze and resumed), so the database may hold a `seq` the writer
+/// does not know of. The batch that collides with it is refused (503), and
+/// the writer reads the counters back, so the next one is accepted
+/// instead of colliding for ever.
+async fn feed_rows_the_writer_did_not_count_are_caught_up_with(backend: Backend) {
+    use sqlx::Connection;
+
+    let mut app = spawn_app_on(TestDatabase::new(backend).await, |_| {}).await;
+    let product_id = app.create_product("SEQ-1", &["10"]).await;
+    let ann = app.register("ann").await;
+    let first = app.order(&ann, "bid", product_id, "10", "100.00").await;
+    assert_eq!(first.status, 201, "{:?}", first.body);
+    let seq = first.body["seq"].as_i64().expect("a seq");
+
+    let url = app.database.as_ref().expect("a database").url.clone();
+    sqlx::any::install_default_drivers();
+    let mut connection = sqlx::AnyConnection::connect(&url)
+        .await
+        .expect("the test database");
+    sqlx::query(
+        "INSERT INTO feed_events (channel, seq, event_type, payload, created_at) \
+         VALUES ($1, $2, 'BID_UPDATED', '{}', $3)",
+    )
+    .bind(format!("product:{product_id}"))
+    .bind(seq + 1)
+    .bind(bidask_server::clock::now_micros())
+    .execute(&mut connection)
+    .await
+    .expect("a row the writer does not know of");
+
+    let collided = app.order(&ann, "bid", product_id, "10", "101.00").await;
+    assert_eq!(
+        (collided.status, collided.code()),
+        (503, "storage_unavailable"),
+        "{:?}",
+        collided.body
+    );
+    // The product rebuilds from the database before its next command;
+    // bounded retries give it the time.
+    let mut accepted = None;
+    for _ in 0..50 {
+        let reply = app.order(&ann, "bid", product_id, "10", "102.00").await;
+        if reply.status == 201 {
+            accepted = Some(reply);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let accepted = accepted.expect("an order accepted after the collision");
+    assert_eq!(accepted.body["seq"].as_i64(), Some(seq + 2));
+    app.stop().await;
+}

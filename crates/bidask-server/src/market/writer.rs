@@ -298,9 +298,12 @@ impl Writer {
                     batch.clear();
                     if let Err(error) = self.write(&mut group, batch).await {
                         tracing::error!(%error, channel = %group[0].channel, "units refused by the database");
-                        if error.is_unavailable() {
-                            self.resync = true;
-                        }
+                        // Refused or not: a commit counted as failed may
+                        // have landed after the counters were read back
+                        // (a frozen database that resumed), and then every
+                        // batch would collide on its `seq` again. Reading
+                        // them back once more costs one query.
+                        self.resync = true;
                         fail(&mut group);
                     }
                 }
