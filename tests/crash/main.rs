@@ -108,6 +108,65 @@ impl Streams {
     }
 }
 
+/// One order placed again and again until it is accepted, within a bound:
+/// how these tests wait for a server to recover by itself.
+struct Retry<'a> {
+    trader: &'a Trader,
+    side: &'static str,
+    product_id: i64,
+    size: &'static str,
+    price: &'static str,
+    within: Duration,
+    pause: Duration,
+}
+
+impl<'a> Retry<'a> {
+    /// Size 9, every 200 ms for up to a minute.
+    fn within_a_minute(
+        trader: &'a Trader,
+        side: &'static str,
+        product_id: i64,
+        price: &'static str,
+    ) -> Self {
+        Self {
+            trader,
+            side,
+            product_id,
+            size: "9",
+            price,
+            within: Duration::from_secs(60),
+            pause: Duration::from_millis(200),
+        }
+    }
+
+    /// The accepted reply; fails the test when the bound passes first.
+    async fn until_accepted(&self, app: &TestApp) -> bidask_tests::Reply {
+        let deadline = Instant::now() + self.within;
+        loop {
+            let reply = app
+                .order(
+                    self.trader,
+                    self.side,
+                    self.product_id,
+                    self.size,
+                    self.price,
+                )
+                .await;
+            if reply.status == 201 {
+                return reply;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no recovery within {:?}: {} {:?}",
+                self.within,
+                reply.status,
+                reply.body
+            );
+            tokio::time::sleep(self.pause).await;
+        }
+    }
+}
+
 async fn setup(app: &mut TestApp) -> (i64, Vec<Trader>) {
     let product_id = app.create_product("CRASH-1", &SIZES).await;
     let mut traders = Vec::new();
@@ -284,22 +343,8 @@ async fn database_outage_mid_stream_postgres() {
     cluster.resume();
     let resumed = Instant::now();
     // It recovers by itself: orders are accepted again within a bound.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let reply = app
-            .order(&traders[1], "ask", product_id, "9", "600.00")
-            .await;
-        if reply.status == 201 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no recovery within 60 s: {} {:?}",
-            reply.status,
-            reply.body
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let ask = Retry::within_a_minute(&traders[1], "ask", product_id, "600.00");
+    ask.until_accepted(&app).await;
     eprintln!(
         "recovered {:?} after the database came back",
         resumed.elapsed()
@@ -362,22 +407,8 @@ async fn database_that_hangs_postgres() {
     assert_eq!(app.get("/healthz", None).await.status, 200);
 
     cluster.thaw();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let reply = app
-            .order(&traders[1], "bid", product_id, "9", "400.00")
-            .await;
-        if reply.status == 201 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no recovery within 60 s: {} {:?}",
-            reply.status,
-            reply.body
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let bid = Retry::within_a_minute(&traders[1], "bid", product_id, "400.00");
+    bid.until_accepted(&app).await;
     let orders = app.get("/api/v1/orders", Some(token)).await;
     assert_eq!(orders.status, 200);
     assert_eq!(orders.body["items"].as_array().map(Vec::len), Some(1));
@@ -426,16 +457,14 @@ async fn feed_rows_the_writer_did_not_count_are_caught_up_with(backend: Backend)
     );
     // The product rebuilds from the database before its next command;
     // bounded retries give it the time.
-    let mut accepted = None;
-    for _ in 0..50 {
-        let reply = app.order(&ann, "bid", product_id, "10", "102.00").await;
-        if reply.status == 201 {
-            accepted = Some(reply);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let accepted = Retry {
+        size: "10",
+        within: Duration::from_secs(5),
+        pause: Duration::from_millis(100),
+        ..Retry::within_a_minute(&ann, "bid", product_id, "102.00")
     }
-    let accepted = accepted.expect("an order accepted after the collision");
+    .until_accepted(&app)
+    .await;
     assert_eq!(accepted.body["seq"].as_i64(), Some(seq + 2));
     app.stop().await;
 }

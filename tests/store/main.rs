@@ -2,18 +2,7 @@
 //! batch writes, and what it refuses to write.
 
 use bidask_store::{Batch, MatchRecord, NewUser, OrderRecord, ProductRecord, Store, StoreOptions};
-use bidask_tests::{Backend, TestDatabase};
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(bidask_tests::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(bidask_tests::Backend::Postgres).await })*
-        }
-    };
-}
+use bidask_tests::{Backend, TestDatabase, on_both_backends};
 
 on_both_backends!(
     orders_are_inserted_then_replaced,
@@ -142,7 +131,7 @@ async fn a_refused_batch_writes_nothing(backend: Backend) {
         None,
         "nothing of the batch landed"
     );
-    // The committer goes on with the next batch on the same connection.
+    // A refusal is not an outage: the committer goes on with the next batch.
     committer
         .commit(&Batch {
             orders: vec![bid(1, 19_500)],

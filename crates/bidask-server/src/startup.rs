@@ -40,8 +40,9 @@ pub enum StartupError {
     /// The market runtime could not start.
     #[error("markets: {0}")]
     Markets(#[from] crate::market::StartError),
-    /// The port could not be bound, or serving failed.
-    #[error("network: {0}")]
+    /// The port could not be bound, the fan-out thread could not be
+    /// started, or serving failed.
+    #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
     /// A setting is unusable.
     #[error("configuration: {0}")]

@@ -72,16 +72,6 @@ type AnyQuery<'q> = Query<'q, Any, AnyArguments>;
 /// 65,535, SQLite 32,766).
 const CHUNK_SIZES: [usize; 5] = [256, 64, 16, 4, 1];
 
-impl Store {
-    /// The group-commit writer's handle, see [`Committer`].
-    pub fn committer(&self) -> Committer {
-        Committer {
-            store: self.clone(),
-            connection: None,
-        }
-    }
-}
-
 /// Writes batches on one connection that it keeps between them.
 ///
 /// Every checkout from a sqlx pool costs a round trip to test the
@@ -124,6 +114,14 @@ impl Committer {
 }
 
 impl Store {
+    /// The group-commit writer's handle, see [`Committer`].
+    pub fn committer(&self) -> Committer {
+        Committer {
+            store: self.clone(),
+            connection: None,
+        }
+    }
+
     async fn commit_rows(&self, batch: &Batch) -> Result<(), StoreError> {
         let mut transaction = self.pool.begin().await?;
         let connection: &mut AnyConnection = &mut transaction;
