@@ -1,66 +1,31 @@
 //! The slice of bidask's REST contract (`API.md`) that the generator
-//! speaks: one keep-alive connection pool to one base URL, every request
-//! timed from send to the last byte of its body, and the JSON shapes it
-//! writes and reads.
+//! speaks: the endpoints, over the keep-alive connections of [`crate::http`],
+//! and the JSON shapes it writes and reads.
 //!
 //! Answers are returned whole, status and all, rather than turned into
 //! errors here: during the measured phase a 409 or a 429 is a figure to
 //! count, and only the caller knows which.
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use reqwest::RequestBuilder;
-use reqwest::header::RETRY_AFTER;
-use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 use crate::error::LoadgenError;
+pub use crate::http::{Answer, TransportError, TransportKind};
+use crate::http::{HttpClient, Outgoing, ServerUrl};
 
 /// How much of a non-JSON error body goes into a message.
 const BODY_EXCERPT_CHARS: usize = 200;
 
-/// A client for one server: the only place the generator opens
-/// connections, so it can only ever talk to the URL it was given.
+/// A client for one server: the only place the generator sends requests
+/// from, so it can only ever talk to the URL it was given. Clones share
+/// the connections.
 #[derive(Debug, Clone)]
 pub struct ApiClient {
-    http: reqwest::Client,
-    /// `http://host:port[/prefix]` without a trailing slash, so paths join
-    /// with a plain `format!`.
-    base: String,
-}
-
-/// A complete answer: the status, and the body read to its end.
-#[derive(Debug)]
-pub struct Answer {
-    /// The HTTP status code.
-    pub status: u16,
-    /// From just before the request was sent to the last byte of the body.
-    pub elapsed: Duration,
-    /// The server's `Retry-After` (whole seconds), for setup steps that wait
-    /// out a rate limit instead of failing.
-    pub retry_after: Option<Duration>,
-    body: Vec<u8>,
-}
-
-/// Why a request got no complete answer.
-#[derive(Debug, thiserror::Error)]
-#[error("{source}")]
-pub struct TransportFailure {
-    /// Counted separately in the report: a timeout says "slow", a
-    /// connection failure says "down or refusing".
-    pub kind: TransportKind,
-    /// What the HTTP client said, for setup messages.
-    #[source]
-    pub source: reqwest::Error,
-}
-
-/// The two ways a request can fail below HTTP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransportKind {
-    /// No complete answer within `--timeout`.
-    Timeout,
-    /// Refused, reset, or not HTTP.
-    Connection,
+    http: Arc<HttpClient>,
+    url: Arc<ServerUrl>,
 }
 
 /// Which book an order goes to; it picks the endpoint, not a body field.
@@ -152,52 +117,45 @@ struct ErrorDetail {
 
 impl ApiClient {
     /// A client for the server at `url`, with `timeout` on every request
-    /// (connecting included) and room to keep `connections` idle
-    /// connections alive, one per concurrent trader.
-    pub fn new(url: &str, timeout: Duration, connections: usize) -> Result<Self, LoadgenError> {
-        let base = base_url(url)?;
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("bidask-loadgen/", env!("CARGO_PKG_VERSION")))
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .pool_max_idle_per_host(connections)
-            .tcp_nodelay(true)
-            // A proxy from the environment would send the load somewhere
-            // other than the URL given.
-            .no_proxy()
-            .build()
-            .map_err(LoadgenError::Client)?;
-        Ok(Self { http, base })
+    /// (connecting included).
+    pub async fn new(url: &str, timeout: Duration) -> Result<Self, LoadgenError> {
+        let url = ServerUrl::parse(url)?;
+        let http = HttpClient::new(&url, timeout).await?;
+        Ok(Self {
+            http: Arc::new(http),
+            url: Arc::new(url),
+        })
     }
 
     /// The base URL requests go to, for messages.
     pub fn base_url(&self) -> &str {
-        &self.base
+        self.url.as_str()
     }
 
     /// `POST /api/v1/auth/register`.
-    pub async fn register(
-        &self,
-        credentials: &Credentials<'_>,
-    ) -> Result<Answer, TransportFailure> {
-        let url = self.endpoint("/auth/register");
-        self.exchange(self.http.post(url).json(credentials)).await
+    pub async fn register(&self, credentials: &Credentials<'_>) -> Result<Answer, TransportError> {
+        let path = self.endpoint("/auth/register");
+        self.http
+            .send(Outgoing::post(&path).json(to_json(credentials)))
+            .await
     }
 
     /// `POST /api/v1/auth/login`.
-    pub async fn login(&self, credentials: &Credentials<'_>) -> Result<Answer, TransportFailure> {
-        let url = self.endpoint("/auth/login");
-        self.exchange(self.http.post(url).json(credentials)).await
+    pub async fn login(&self, credentials: &Credentials<'_>) -> Result<Answer, TransportError> {
+        let path = self.endpoint("/auth/login");
+        self.http
+            .send(Outgoing::post(&path).json(to_json(credentials)))
+            .await
     }
 
     /// `GET /api/v1/products?limit=100[&cursor=…]`: one page of the catalog.
-    pub async fn products(&self, cursor: Option<&str>) -> Result<Answer, TransportFailure> {
-        let mut url = self.endpoint("/products?limit=100");
+    pub async fn products(&self, cursor: Option<&str>) -> Result<Answer, TransportError> {
+        let mut path = self.endpoint("/products?limit=100");
         if let Some(cursor) = cursor {
-            url.push_str("&cursor=");
-            url.push_str(&percent_encode(cursor));
+            path.push_str("&cursor=");
+            path.push_str(&percent_encode(cursor));
         }
-        self.exchange(self.http.get(url)).await
+        self.http.send(Outgoing::get(&path)).await
     }
 
     /// `POST /api/v1/bids` or `POST /api/v1/asks`.
@@ -206,58 +164,33 @@ impl ApiClient {
         token: &str,
         side: Side,
         order: &NewOrder<'_>,
-    ) -> Result<Answer, TransportFailure> {
-        let url = self.endpoint(match side {
+    ) -> Result<Answer, TransportError> {
+        let path = self.endpoint(match side {
             Side::Bid => "/bids",
             Side::Ask => "/asks",
         });
-        let request = self.http.post(url).bearer_auth(token).json(order);
-        self.exchange(request).await
+        let request = Outgoing::post(&path).bearer(token).json(to_json(order));
+        self.http.send(request).await
     }
 
     /// `DELETE /api/v1/orders/{id}`.
-    pub async fn cancel(&self, token: &str, order_id: i64) -> Result<Answer, TransportFailure> {
-        let url = self.endpoint(&format!("/orders/{order_id}"));
-        self.exchange(self.http.delete(url).bearer_auth(token))
-            .await
+    pub async fn cancel(&self, token: &str, order_id: i64) -> Result<Answer, TransportError> {
+        let path = self.endpoint(&format!("/orders/{order_id}"));
+        self.http.send(Outgoing::delete(&path).bearer(token)).await
     }
 
     fn endpoint(&self, path: &str) -> String {
-        format!("{}/api/v1{path}", self.base)
-    }
-
-    /// Sends `request` and reads the whole body, timing both.
-    async fn exchange(&self, request: RequestBuilder) -> Result<Answer, TransportFailure> {
-        let started = Instant::now();
-        let response = request.send().await.map_err(TransportFailure::from)?;
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let body = response.bytes().await.map_err(TransportFailure::from)?;
-        Ok(Answer {
-            status,
-            elapsed: started.elapsed(),
-            retry_after,
-            body: Vec::from(body),
-        })
+        format!("{}/api/v1{path}", self.url.prefix())
     }
 }
 
+/// `value` as JSON. The request bodies here are plain structs of strings
+/// and numbers, which always serialize.
+fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
 impl Answer {
-    /// Whether the status is 2xx.
-    pub fn is_success(&self) -> bool {
-        (200..300).contains(&self.status)
-    }
-
-    /// The body as `T`.
-    pub fn json<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_slice(&self.body)
-    }
-
     /// A human sentence for a refused setup step: the contract's
     /// `error.code` and `error.message`, or the start of whatever came back.
     pub fn error_message(&self) -> String {
@@ -276,17 +209,6 @@ impl Answer {
         } else {
             excerpt
         }
-    }
-}
-
-impl From<reqwest::Error> for TransportFailure {
-    fn from(source: reqwest::Error) -> Self {
-        let kind = if source.is_timeout() {
-            TransportKind::Timeout
-        } else {
-            TransportKind::Connection
-        };
-        Self { kind, source }
     }
 }
 
@@ -309,28 +231,6 @@ impl PlacedOrder {
     }
 }
 
-/// Checks `url` and returns it without a trailing slash. Only plain HTTP:
-/// the build carries no TLS, and a load test belongs next to the server.
-pub(crate) fn base_url(url: &str) -> Result<String, LoadgenError> {
-    let invalid = |reason: &str| LoadgenError::Url {
-        url: url.to_owned(),
-        reason: reason.to_owned(),
-    };
-    let parsed = reqwest::Url::parse(url).map_err(|error| invalid(&error.to_string()))?;
-    match parsed.scheme() {
-        "http" => {}
-        "https" => return Err(invalid("this build speaks plain HTTP only; use http://")),
-        _ => return Err(invalid("the scheme must be http://")),
-    }
-    if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(invalid("no host"));
-    }
-    if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(invalid("a base URL takes no query or fragment"));
-    }
-    Ok(parsed.as_str().trim_end_matches('/').to_owned())
-}
-
 /// Escapes everything but RFC 3986's unreserved characters, so an opaque
 /// cursor survives the trip in a query string.
 fn percent_encode(text: &str) -> String {
@@ -348,27 +248,6 @@ fn percent_encode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base_urls_lose_their_trailing_slash() {
-        let base = base_url("http://127.0.0.1:8080/").map_err(|error| error.to_string());
-        assert_eq!(base, Ok("http://127.0.0.1:8080".to_owned()));
-        let base = base_url("http://localhost:9000/prefix/").map_err(|error| error.to_string());
-        assert_eq!(base, Ok("http://localhost:9000/prefix".to_owned()));
-    }
-
-    #[test]
-    fn only_plain_http_base_urls_are_taken() {
-        for url in [
-            "https://127.0.0.1:8080",
-            "ftp://127.0.0.1",
-            "127.0.0.1:8080",
-            "http://127.0.0.1:8080/?x=1",
-            "",
-        ] {
-            assert!(base_url(url).is_err(), "{url:?} was accepted");
-        }
-    }
 
     #[test]
     fn cursors_are_escaped_for_a_query_string() {
@@ -433,7 +312,7 @@ mod tests {
             status: 422,
             elapsed: Duration::ZERO,
             retry_after: None,
-            body: body.to_vec(),
+            body: bytes::Bytes::copy_from_slice(body),
         };
         assert_eq!(
             answer(br#"{"error":{"code":"invalid_price","message":"price is off tick"}}"#)

@@ -76,7 +76,7 @@ pub async fn fetch(api: &ApiClient) -> Result<Catalog, LoadgenError> {
                 .map_err(|failure| LoadgenError::Unreachable {
                     step: step.clone(),
                     url: api.base_url().to_owned(),
-                    source: failure.source,
+                    source: failure,
                 })?;
         if !answer.is_success() {
             return Err(LoadgenError::Rejected {

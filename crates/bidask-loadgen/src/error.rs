@@ -15,10 +15,6 @@ pub enum LoadgenError {
         reason: String,
     },
 
-    /// The HTTP client could not be built (for instance, no TLS backend).
-    #[error("could not build the HTTP client: {0}")]
-    Client(#[source] reqwest::Error),
-
     /// A setup request got no answer at all.
     #[error(
         "{step}: no answer from the server at {url} ({source}); is `bidask serve` running there?"
@@ -30,7 +26,7 @@ pub enum LoadgenError {
         url: String,
         /// What the transport said.
         #[source]
-        source: reqwest::Error,
+        source: crate::http::TransportError,
     },
 
     /// A setup request was answered with a status the step cannot go on from.

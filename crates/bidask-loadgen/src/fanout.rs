@@ -44,12 +44,13 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::api::{self, ApiClient};
+use crate::api::ApiClient;
 use crate::args::{parse_duration, parse_fraction};
 use crate::delivery::{Delivery, Phase};
 use crate::error::LoadgenError;
 use crate::fanout_report::FanoutReport;
 use crate::feed_client::{self, ClientTally, Ending, FeedTarget, SLOW_CONSUMER, SetupFailure};
+use crate::http::ServerUrl;
 use crate::orders::DEFAULT_URL;
 use crate::procfs::{self, Process};
 use crate::progress::{self, PhaseProgress};
@@ -252,12 +253,13 @@ pub async fn run_fanout(config: FanoutConfig) -> Result<FanoutReport, LoadgenErr
     let clients = usize::try_from(config.clients.max(1)).unwrap_or(1);
     let stalled = usize::try_from(config.stalled).unwrap_or(0);
     check_open_files(clients + stalled)?;
-    let base = api::base_url(&config.url)?;
-    let server = resolve(&base).await?;
+    let url = ServerUrl::parse(&config.url)?;
+    let server = url.resolve().await?;
+    let base = url.as_str().to_owned();
     let run_id = config.run_id.clone().unwrap_or_else(RunId::from_clock);
     let mut publisher = match config.target {
         Target::Bidask => {
-            let api = ApiClient::new(&base, config.timeout, 1)?;
+            let api = ApiClient::new(&base, config.timeout).await?;
             Publisher::orders(api, &run_id, config.product).await?
         }
         Target::Node => {
@@ -265,7 +267,7 @@ pub async fn run_fanout(config: FanoutConfig) -> Result<FanoutReport, LoadgenErr
                 .publish_url
                 .clone()
                 .unwrap_or_else(|| format!("{base}/publish"));
-            Publisher::node(url, config.product.unwrap_or(1), config.timeout)?
+            Publisher::node(&url, config.product.unwrap_or(1), config.timeout).await?
         }
     };
     let product_id = publisher.product_id();
@@ -587,29 +589,6 @@ fn check_open_files(clients: usize) -> Result<(), LoadgenError> {
         });
     }
     Ok(())
-}
-
-/// The server's socket address, from the base URL's host and port.
-async fn resolve(base: &str) -> Result<SocketAddr, LoadgenError> {
-    let invalid = |reason: String| LoadgenError::Url {
-        url: base.to_owned(),
-        reason,
-    };
-    let parsed = reqwest::Url::parse(base).map_err(|error| invalid(error.to_string()))?;
-    let host = parsed
-        .host_str()
-        .ok_or_else(|| invalid("no host".to_owned()))?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let port = parsed
-        .port_or_known_default()
-        .ok_or_else(|| invalid("no port".to_owned()))?;
-    tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .map_err(|error| invalid(error.to_string()))?
-        .next()
-        .ok_or_else(|| invalid(format!("{host} has no address")))
 }
 
 /// 127.0.0.1, 127.0.0.2, … when the server listens on IPv4 loopback;

@@ -5,7 +5,7 @@
 //!
 //! Read [`orders`] first (the REST trading scenario and its [`run`]), then
 //! what it is built from: [`api`] (the requests and their JSON), [`catalog`]
-//! (the markets to trade on), [`users`] (signing traders in), [`price`]
+//! (the markets to trade on), [`http`] (the keep-alive connections), [`users`] (signing traders in), [`price`]
 //! (prices on a product's tick), [`report`] (histograms and the summary),
 //! [`progress`], [`args`] and [`error`].
 //!
@@ -32,6 +32,7 @@ pub mod fanout;
 pub mod fanout_report;
 pub mod feed_client;
 pub mod feed_message;
+pub mod http;
 pub mod orders;
 pub mod price;
 pub mod procfs;

@@ -19,7 +19,7 @@ use rand_pcg::Pcg64Mcg;
 use tokio::task::JoinSet;
 
 use crate::api::{
-    Answer, ApiClient, NewOrder, Placed, Side, TimeInForce, TransportFailure, TransportKind,
+    Answer, ApiClient, NewOrder, Placed, Side, TimeInForce, TransportError, TransportKind,
 };
 use crate::args::{parse_duration, parse_fraction};
 use crate::catalog::{self, Market};
@@ -143,7 +143,7 @@ impl Default for OrdersConfig {
 /// that cannot sign in); errors during the measured phase are in the report.
 pub async fn run(config: OrdersConfig) -> Result<OrdersReport, LoadgenError> {
     let trader_count = usize::try_from(config.traders.max(1)).unwrap_or(1);
-    let api = ApiClient::new(&config.url, config.timeout, trader_count)?;
+    let api = ApiClient::new(&config.url, config.timeout).await?;
     let catalog = catalog::fetch(&api).await?;
 
     let run_id = config.run_id.clone().unwrap_or_else(RunId::from_clock);
@@ -490,8 +490,8 @@ async fn show_progress(phase: PhaseProgress, floor: Arc<TradingFloor>, until: In
 }
 
 /// The error kind of a request that got no complete answer.
-pub(crate) fn transport_error(failure: &TransportFailure) -> ErrorKind {
-    match failure.kind {
+pub(crate) fn transport_error(failure: &TransportError) -> ErrorKind {
+    match failure.kind() {
         TransportKind::Timeout => ErrorKind::Timeout,
         TransportKind::Connection => ErrorKind::Connection,
     }

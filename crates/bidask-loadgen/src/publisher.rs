@@ -20,7 +20,7 @@
 //! missed, and the rate actually offered is in the report.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::time::MissedTickBehavior;
 
@@ -28,6 +28,7 @@ use crate::api::{ApiClient, NewOrder, Placed, Side};
 use crate::catalog::{self, Market};
 use crate::clock;
 use crate::error::LoadgenError;
+use crate::http::{HttpClient, Outgoing, ServerUrl};
 use crate::price::Price;
 use crate::report::{ErrorCounts, ErrorKind, Latencies};
 use crate::users::{self, RunId, Session};
@@ -59,8 +60,9 @@ pub struct OrderSource {
 /// The baseline's publisher and the book its messages describe.
 #[derive(Debug)]
 pub struct NodeSource {
-    http: reqwest::Client,
-    url: String,
+    http: HttpClient,
+    /// The publish endpoint's path on the baseline server.
+    path: String,
     product_id: i64,
     size: String,
     seq: i64,
@@ -120,13 +122,13 @@ impl Publisher {
 
     /// A publisher POSTing to the baseline's `url`, describing a bid book
     /// of `product` size 10.
-    pub fn node(url: String, product: i64, timeout: Duration) -> Result<Self, LoadgenError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .tcp_nodelay(true)
-            .no_proxy()
-            .build()
-            .map_err(LoadgenError::Client)?;
+    pub async fn node(url: &str, product: i64, timeout: Duration) -> Result<Self, LoadgenError> {
+        let url = ServerUrl::parse(url)?;
+        let http = HttpClient::new(&url, timeout).await?;
+        let path = match url.prefix() {
+            "" => "/".to_owned(),
+            path => path.to_owned(),
+        };
         let prices = (0..PRICE_LEVELS as i64)
             .map(|step| {
                 let cents = LOWEST_BID_CENTS + step;
@@ -135,7 +137,7 @@ impl Publisher {
             .collect();
         Ok(Self::Node(NodeSource {
             http,
-            url,
+            path,
             product_id: product,
             size: "10".to_owned(),
             seq: 0,
@@ -236,33 +238,15 @@ impl NodeSource {
 
     async fn post(&mut self, index: usize) -> Result<Duration, Failure> {
         let message = self.next_message(index, clock::now_micros());
-        let started = Instant::now();
         let sent = self
             .http
-            .post(&self.url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(message)
-            .send()
+            .send(Outgoing::post(&self.path).json(message))
             .await;
-        let response = match sent {
-            Ok(response) => response,
-            Err(error) => {
-                let kind = if error.is_timeout() {
-                    ErrorKind::Timeout
-                } else {
-                    ErrorKind::Connection
-                };
-                return Err((kind, None));
-            }
-        };
-        let status = response.status().as_u16();
-        // Read the (empty) body so the connection is reused.
-        let _ = response.bytes().await;
-        let elapsed = started.elapsed();
-        if (200..300).contains(&status) {
-            Ok(elapsed)
+        let answer = sent.map_err(|failure| (crate::orders::transport_error(&failure), None))?;
+        if answer.is_success() {
+            Ok(answer.elapsed)
         } else {
-            Err((ErrorKind::Status(status), Some(elapsed)))
+            Err((ErrorKind::Status(answer.status), Some(answer.elapsed)))
         }
     }
 }
@@ -312,13 +296,11 @@ pub async fn run_schedule(
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_baselines_messages_look_like_the_servers_events() {
-        let Ok(Publisher::Node(mut source)) = Publisher::node(
-            "http://127.0.0.1:1/publish".to_owned(),
-            7,
-            Duration::from_secs(1),
-        ) else {
+    #[tokio::test]
+    async fn the_baselines_messages_look_like_the_servers_events() {
+        let Ok(Publisher::Node(mut source)) =
+            Publisher::node("http://127.0.0.1:1/publish", 7, Duration::from_secs(1)).await
+        else {
             panic!("a node publisher");
         };
         let ts = 1_795_316_645_123_456;

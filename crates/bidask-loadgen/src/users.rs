@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::api::{Answer, ApiClient, Credentials, SignedIn, TransportFailure};
+use crate::api::{Answer, ApiClient, Credentials, SignedIn, TransportError};
 use crate::error::LoadgenError;
 
 /// Longest run id: `lg` + 16 + `-` + a five-digit index stays within the
@@ -183,14 +183,14 @@ async fn patiently<F, Attempt>(
 ) -> Result<Answer, LoadgenError>
 where
     F: FnMut() -> Attempt,
-    Attempt: Future<Output = Result<Answer, TransportFailure>>,
+    Attempt: Future<Output = Result<Answer, TransportError>>,
 {
     let mut attempt = 1;
     loop {
         let answer = send().await.map_err(|failure| LoadgenError::Unreachable {
             step: step.to_owned(),
             url: api.base_url().to_owned(),
-            source: failure.source,
+            source: failure,
         })?;
         if answer.status != 429 || attempt >= RATE_LIMITED_ATTEMPTS {
             return Ok(answer);
