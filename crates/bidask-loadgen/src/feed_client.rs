@@ -135,15 +135,14 @@ pub async fn run(
     drop(setup);
 
     let mut last_seq = subscribed_seq;
+    // One wait for the stop, made once: a `changed()` made per frame
+    // registered and dropped a waiter on every message.
+    let stopped = stopped(&mut stop);
+    tokio::pin!(stopped);
     tally.ending = loop {
         let frame = tokio::select! {
             biased;
-            changed = stop.changed() => {
-                if changed.is_err() || *stop.borrow() {
-                    break Ending::Stopped;
-                }
-                continue;
-            }
+            () = &mut stopped => break Ending::Stopped,
             frame = feed.next() => frame,
         };
         match frame {
@@ -184,6 +183,12 @@ pub async fn run(
     tally
 }
 
+/// Returns once `stop` is true or its sender is gone.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // `wait_for` also looks at the value as it is now.
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
 /// Bytes a stalled client asks the kernel to buffer for it (Linux doubles
 /// the figure, to 8 KiB): small, so the server's queue for it fills after
 /// a few hundred events instead of megabytes of them.
@@ -212,11 +217,7 @@ pub async fn run_stalled(
     };
     let _ = setup.send(Ok(()));
     drop(setup);
-    while !*stop.borrow_and_update() {
-        if stop.changed().await.is_err() {
-            break;
-        }
-    }
+    stopped(&mut stop).await;
     let ending = async {
         loop {
             match feed.next().await {
