@@ -369,6 +369,16 @@ async fn bad_orders_are_refused_and_nothing_is_stored(backend: Backend) {
             "price",
         ),
         (
+            "price has more decimals than a decimal holds",
+            json!({"price": "210.000000000000000000000000001"}),
+            "price",
+        ),
+        (
+            "price in scientific notation has more digits than a decimal holds",
+            json!({"price": "2.10000000000000000000000000001e2"}),
+            "price",
+        ),
+        (
             "price is above the ceiling",
             json!({"price": "1000000.01"}),
             "price",

@@ -139,12 +139,17 @@ impl TickSize {
         if value > MAX_PRICE {
             return Err(PriceError::TooHigh);
         }
+        // The remainder is exact where a quotient would be rounded to 28
+        // digits, and could then look whole for a value just off the tick.
+        let on_tick = value
+            .checked_rem(self.step)
+            .is_some_and(|remainder| remainder.is_zero());
+        if !on_tick {
+            return Err(PriceError::OffTick(self.step));
+        }
         let ticks = value
             .checked_div(self.step)
             .ok_or(PriceError::OffTick(self.step))?;
-        if !ticks.fract().is_zero() {
-            return Err(PriceError::OffTick(self.step));
-        }
         ticks
             .to_u64()
             .and_then(Price::from_ticks)
@@ -193,6 +198,11 @@ mod tests {
         assert_eq!(tick.price(dec!(1000000.01)), Err(PriceError::TooHigh));
         assert_eq!(
             tick.price(dec!(210.001)),
+            Err(PriceError::OffTick(dec!(0.01)))
+        );
+        // As far off the tick as a decimal of this size can be.
+        assert_eq!(
+            tick.price(dec!(999999.9900000000000000000001)),
             Err(PriceError::OffTick(dec!(0.01)))
         );
         let quarter = TickSize::new(dec!(0.25)).expect("valid tick");
