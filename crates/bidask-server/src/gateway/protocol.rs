@@ -125,6 +125,15 @@ pub fn parse(text: &str) -> Result<Request, Refusal> {
                     id,
                 ));
             }
+            // Every subscription is acknowledged per channel, so an empty
+            // list would otherwise get no reply at all.
+            if body.channels.is_empty() {
+                return Err(Refusal::new(
+                    "invalid_message",
+                    "channels must name at least one channel",
+                    id,
+                ));
+            }
             Command::Subscribe {
                 channels: body.channels,
                 since_seq: body.since_seq,
@@ -245,6 +254,8 @@ mod tests {
         assert!(wrong.message.contains("channels"), "{}", wrong.message);
         let negative = refusal(r#"{"type":"subscribe","channels":[],"since_seq":-1}"#);
         assert!(negative.message.contains("since_seq"));
+        let empty = refusal(r#"{"type":"subscribe","channels":[],"id":7}"#);
+        assert_eq!((empty.code, empty.id), ("invalid_message", Some(json!(7))));
         let missing = refusal(r#"{"type":"auth"}"#);
         assert!(missing.message.contains("token"), "{}", missing.message);
     }
