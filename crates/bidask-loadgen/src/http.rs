@@ -121,7 +121,9 @@ pub struct HttpClient {
 pub struct Answer {
     /// The HTTP status code.
     pub status: u16,
-    /// From just before the request was sent to the last byte of the body.
+    /// From just before the request was written on a ready connection to
+    /// the last byte of the body: opening a connection is not counted,
+    /// since a trader that keeps its connection never waits for one.
     pub elapsed: Duration,
     /// The server's `Retry-After` (whole seconds), for setup steps that wait
     /// out a rate limit instead of failing.
@@ -245,17 +247,9 @@ impl HttpClient {
     /// Sends `outgoing` and reads the whole answer, timing both.
     pub async fn send(&self, outgoing: Outgoing<'_>) -> Result<Answer, TransportError> {
         let request = self.request(outgoing)?;
-        let started = Instant::now();
-        let (status, retry_after, body) =
-            tokio::time::timeout(self.timeout, self.exchange(request))
-                .await
-                .map_err(|_| TransportError::Timeout(self.timeout))??;
-        Ok(Answer {
-            status,
-            elapsed: started.elapsed(),
-            retry_after,
-            body,
-        })
+        tokio::time::timeout(self.timeout, self.exchange(request))
+            .await
+            .map_err(|_| TransportError::Timeout(self.timeout))?
     }
 
     fn request(&self, outgoing: Outgoing<'_>) -> Result<Request<Full<Bytes>>, TransportError> {
@@ -279,21 +273,19 @@ impl HttpClient {
 
     /// One exchange on an idle connection, or on a new one when none is
     /// idle or the idle one closed before the request could be written.
-    async fn exchange(
-        &self,
-        mut request: Request<Full<Bytes>>,
-    ) -> Result<(u16, Option<Duration>, Bytes), TransportError> {
+    async fn exchange(&self, mut request: Request<Full<Bytes>>) -> Result<Answer, TransportError> {
         let (mut sender, mut reused) = match self.take_idle() {
             Some(sender) => (sender, true),
             None => (self.connect().await?, false),
         };
-        let response = loop {
+        let (response, started) = loop {
             if sender.ready().await.is_err() && reused {
                 (sender, reused) = (self.connect().await?, false);
                 continue;
             }
+            let started = Instant::now();
             match sender.try_send_request(request).await {
-                Ok(response) => break response,
+                Ok(response) => break (response, started),
                 Err(mut error) => match error.take_message() {
                     // Never written: the server had closed the idle
                     // connection. A new one can carry it safely.
@@ -313,8 +305,14 @@ impl HttpClient {
             .and_then(|value| value.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         let body = response.into_body().collect().await?.to_bytes();
+        let elapsed = started.elapsed();
         self.put_idle(sender);
-        Ok((status, retry_after, body))
+        Ok(Answer {
+            status,
+            elapsed,
+            retry_after,
+            body,
+        })
     }
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, TransportError> {
