@@ -3,7 +3,11 @@
 use bidask_tests::{Backend, on_both_backends, spawn_app};
 use serde_json::json;
 
-on_both_backends!(register_login_and_me, ask_then_crossing_bid_makes_one_match);
+on_both_backends!(
+    register_login_and_me,
+    ask_then_crossing_bid_makes_one_match,
+    notification_ids_follow_the_commit_order
+);
 
 async fn register_login_and_me(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -129,5 +133,68 @@ async fn ask_then_crossing_bid_makes_one_match(backend: Backend) {
         .await;
     assert_eq!(public.body["items"].as_array().map(Vec::len), Some(1));
     assert!(public.body["items"][0].get("buyer_id").is_none());
+    app.stop().await;
+}
+
+/// Notifications are numbered as they are written, so a client paging
+/// with `after=` never passes one that commits later. Along the ids, the
+/// user channel's `seq` (taken at commit) must grow too, even when matches
+/// on several products, decided by separate actors, commit together.
+async fn notification_ids_follow_the_commit_order(backend: Backend) {
+    const PRODUCTS: usize = 4;
+    const MATCHES_EACH: usize = 25;
+    let mut app = spawn_app(backend).await;
+    let seller = app.register("seller").await;
+    let mut markets = Vec::new();
+    for index in 0..PRODUCTS {
+        let product = app.create_product(&format!("NOTE-{index}"), &["10"]).await;
+        let buyer = app.register(&format!("buyer-{index}")).await;
+        for _ in 0..MATCHES_EACH {
+            let ask = app.order(&seller, "ask", product, "10", "100.00").await;
+            assert_eq!(ask.status, 201, "{:?}", ask.body);
+        }
+        markets.push((product, buyer));
+    }
+    let shared = &app;
+    futures_util::future::join_all(markets.iter().map(|(product, buyer)| async move {
+        for _ in 0..MATCHES_EACH {
+            let bid = shared.order(buyer, "bid", *product, "10", "100.00").await;
+            assert_eq!(bid.status, 201, "{:?}", bid.body);
+        }
+    }))
+    .await;
+
+    let mut notes = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = app
+            .get(
+                &format!("/api/v1/notifications?after={after}&limit=30"),
+                Some(&seller.token),
+            )
+            .await;
+        assert_eq!(page.status, 200, "{:?}", page.body);
+        let items = page.body["items"].as_array().cloned().unwrap_or_default();
+        let Some(last) = items.last() else { break };
+        after = last["notification_id"].as_i64().expect("a notification id");
+        notes.extend(items);
+    }
+    assert_eq!(notes.len(), PRODUCTS * MATCHES_EACH);
+    let pairs: Vec<(i64, i64)> = notes
+        .iter()
+        .map(|note| {
+            let id = note["notification_id"].as_i64().expect("an id");
+            let seq = note["seq"].as_i64().expect("a seq");
+            (id, seq)
+        })
+        .collect();
+    for pair in pairs.windows(2) {
+        assert!(
+            pair[0].0 < pair[1].0 && pair[0].1 < pair[1].1,
+            "notification {:?} is listed before {:?}: ids and seqs disagree",
+            pair[0],
+            pair[1]
+        );
+    }
     app.stop().await;
 }

@@ -129,7 +129,10 @@ pub struct PublicMatch {
 pub struct UserMatch {
     /// The match.
     pub match_id: i64,
-    /// The stored notification.
+    /// The stored notification. The writer numbers it as it writes the
+    /// batch (the actor leaves 0), so ids grow in commit order and a client
+    /// reading `GET /notifications?after=` never passes one that commits
+    /// later, as it could when each product's actor took ids as it went.
     pub notification_id: i64,
     /// `buyer` or `seller`.
     pub role: &'static str,

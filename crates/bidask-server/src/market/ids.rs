@@ -15,7 +15,6 @@ pub struct Ids {
     product: AtomicI64,
     order: AtomicI64,
     matches: AtomicI64,
-    notification: AtomicI64,
     priority: AtomicI64,
 }
 
@@ -26,7 +25,6 @@ impl Ids {
             product: AtomicI64::new(last.product),
             order: AtomicI64::new(last.order),
             matches: AtomicI64::new(last.matches),
-            notification: AtomicI64::new(last.notification),
             priority: AtomicI64::new(last.priority),
         }
     }
@@ -44,11 +42,6 @@ impl Ids {
     /// A new match id.
     pub fn matches(&self) -> i64 {
         self.matches.fetch_add(1, Ordering::Relaxed) + 1
-    }
-
-    /// A new notification id.
-    pub fn notification(&self) -> i64 {
-        self.notification.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// A new place at the back of a queue.

@@ -29,7 +29,7 @@ use finished::{Finished, RecentlyFinished};
 use ids::Ids;
 use index::RestingIndex;
 use replica::Replicas;
-use writer::{Committed, OnCommit, Reply, Unit, Writer};
+use writer::{Committed, Counters, OnCommit, Reply, Unit, Writer};
 
 /// Why the market runtime, or one product's markets, could not start.
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +74,7 @@ pub type WriterDone = oneshot::Receiver<()>;
 fn spawn_writer(
     writer_store: impl FnOnce() -> Result<Store, StoreError> + Send + 'static,
     units: mpsc::Receiver<Unit>,
-    seqs: HashMap<Channel, i64>,
+    counters: Counters,
     replicas: Arc<Replicas>,
     bus: Arc<dyn Bus>,
     max_batch: usize,
@@ -94,7 +94,7 @@ fn spawn_writer(
                         Writer::new(
                             store.clone(),
                             units,
-                            seqs,
+                            counters,
                             replicas,
                             bus,
                             max_batch,
@@ -150,13 +150,18 @@ impl Markets {
             .into_iter()
             .filter_map(|(channel, seq)| Channel::parse(&channel).map(|channel| (channel, seq)))
             .collect();
-        let ids = Arc::new(Ids::after(store.last_ids().await?));
+        let last_ids = store.last_ids().await?;
+        let counters = Counters {
+            seqs,
+            notification: last_ids.notification,
+        };
+        let ids = Arc::new(Ids::after(last_ids));
         let (sender, receiver) = mpsc::channel(options.writer_queue);
         let finished = Arc::new(RecentlyFinished::default());
         let writer = spawn_writer(
             writer_store,
             receiver,
-            seqs,
+            counters,
             Arc::clone(&replicas),
             bus,
             options.max_batch,

@@ -177,6 +177,16 @@ fn fail(units: &mut [Unit]) {
     }
 }
 
+/// Where the writer's numbering continues: the last committed `seq` of
+/// every channel, and the largest notification id.
+#[derive(Debug)]
+pub struct Counters {
+    /// The last committed `seq` of every channel.
+    pub seqs: HashMap<Channel, i64>,
+    /// The largest notification id taken.
+    pub notification: i64,
+}
+
 /// The writer task's state.
 pub struct Writer {
     store: Store,
@@ -184,6 +194,10 @@ pub struct Writer {
     units: mpsc::Receiver<Unit>,
     /// The last committed `seq` of every channel.
     seqs: HashMap<Channel, i64>,
+    /// The last notification id taken. Ids are taken as a batch is
+    /// written, in the order batches commit; one taken by a batch that
+    /// failed is not reused.
+    notification: i64,
     replicas: Arc<Replicas>,
     bus: Arc<dyn Bus>,
     /// Most units one transaction takes.
@@ -197,12 +211,12 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// A writer continuing after the committed `seqs`, remembering the
-    /// orders it commits in a final state in `finished`.
+    /// A writer continuing after `counters`, remembering the orders it
+    /// commits in a final state in `finished`.
     pub fn new(
         store: Store,
         units: mpsc::Receiver<Unit>,
-        seqs: HashMap<Channel, i64>,
+        counters: Counters,
         replicas: Arc<Replicas>,
         bus: Arc<dyn Bus>,
         max_batch: usize,
@@ -212,7 +226,8 @@ impl Writer {
             committer: store.committer(),
             store,
             units,
-            seqs,
+            seqs: counters.seqs,
+            notification: counters.notification,
             replicas,
             bus,
             max_batch: max_batch.max(1),
@@ -321,7 +336,7 @@ impl Writer {
         let mut published: Vec<(usize, usize, i64, String)> = Vec::new();
         let mut replies: Vec<(usize, i64, Option<String>)> = Vec::new();
         let mut order_slots: HashMap<i64, usize> = HashMap::new();
-        for (index, unit) in units.iter().enumerate() {
+        for (index, unit) in units.iter_mut().enumerate() {
             if let Some(product) = &unit.product {
                 batch.products.push(product.clone());
             }
@@ -335,7 +350,11 @@ impl Writer {
                 }
             }
             batch.matches.extend(unit.matches.iter().cloned());
-            for (event_index, event) in unit.events.iter().enumerate() {
+            for (event_index, event) in unit.events.iter_mut().enumerate() {
+                if let FeedBody::UserMatch(notice) = &mut event.body {
+                    self.notification += 1;
+                    notice.notification_id = self.notification;
+                }
                 let last = *seqs
                     .entry(event.channel)
                     .or_insert_with(|| self.seqs.get(&event.channel).copied().unwrap_or(0));

@@ -80,7 +80,7 @@ impl Actor {
                             channel: Channel::User(user_key(user)),
                             body: FeedBody::UserMatch(UserMatch {
                                 match_id,
-                                notification_id: self.ids.notification(),
+                                notification_id: 0,
                                 role,
                                 order_id: order_key(order),
                                 product_id: product.id,
