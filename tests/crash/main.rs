@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use bidask_tests::audit::audit;
 use bidask_tests::cluster::Cluster;
 use bidask_tests::process::ServerProcess;
+use bidask_tests::ws::WsClient;
 use bidask_tests::{Backend, TestApp, TestDatabase, Trader, on_both_backends, spawn_app_on};
 use serde_json::{Value, json};
 
@@ -419,30 +420,44 @@ on_both_backends!(feed_rows_the_writer_did_not_count_are_caught_up_with);
 
 /// A batch can land after the writer counted it as failed (a database
 /// that froze and resumed), so the database may hold a `seq` the writer
-/// does not know of. The batch that collides with it is refused (503), and
-/// the writer reads the counters back, so the next one is accepted
-/// instead of colliding for ever.
+/// does not know of. Here a row is planted to stand for it. The batch that
+/// collides with it is refused (503); the writer reads the counters back
+/// and publishes what landed, so subscribers and a resume see it in order
+/// before the next event; the product's actor rebuilds at once, not at its
+/// next request; and the next order is accepted instead of colliding for
+/// ever.
 async fn feed_rows_the_writer_did_not_count_are_caught_up_with(backend: Backend) {
     use sqlx::Connection;
 
     let mut app = spawn_app_on(TestDatabase::new(backend).await, |_| {}).await;
     let product_id = app.create_product("SEQ-1", &["10"]).await;
+    let channel = format!("product:{product_id}");
     let ann = app.register("ann").await;
     let first = app.order(&ann, "bid", product_id, "10", "100.00").await;
     assert_eq!(first.status, 201, "{:?}", first.body);
     let seq = first.body["seq"].as_i64().expect("a seq");
+    let mut live = WsClient::connect(&app).await;
+    live.expect("welcome").await;
+    assert_eq!(live.subscribe(&channel).await["seq"].as_i64(), Some(seq));
 
     let url = app.database.as_ref().expect("a database").url.clone();
     sqlx::any::install_default_drivers();
     let mut connection = sqlx::AnyConnection::connect(&url)
         .await
         .expect("the test database");
+    let landed = json!({
+        "type": "BID_UPDATED", "channel": channel, "seq": seq + 1,
+        "ts": "2026-11-30T12:00:00.000000Z", "product_id": product_id, "size": "10",
+        "price": "99.00", "quantity": 1, "orders": 1,
+        "highest_bid": {"price": "100.00", "quantity": 1},
+    });
     sqlx::query(
         "INSERT INTO feed_events (channel, seq, event_type, payload, created_at) \
-         VALUES ($1, $2, 'BID_UPDATED', '{}', $3)",
+         VALUES ($1, $2, 'BID_UPDATED', $3, $4)",
     )
-    .bind(format!("product:{product_id}"))
+    .bind(channel.clone())
     .bind(seq + 1)
+    .bind(landed.to_string())
     .bind(bidask_server::clock::now_micros())
     .execute(&mut connection)
     .await
@@ -455,8 +470,16 @@ async fn feed_rows_the_writer_did_not_count_are_caught_up_with(backend: Backend)
         "{:?}",
         collided.body
     );
-    // The product rebuilds from the database before its next command;
-    // bounded retries give it the time.
+    // No request comes: the actor rebuilds because the writer woke it.
+    let started = Instant::now();
+    while app.book(product_id, "10").await["seq"].as_i64() != Some(seq + 1) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the book still reports the seq before the landed event"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     let accepted = Retry {
         size: "10",
         within: Duration::from_secs(5),
@@ -465,6 +488,18 @@ async fn feed_rows_the_writer_did_not_count_are_caught_up_with(backend: Backend)
     }
     .until_accepted(&app)
     .await;
-    assert_eq!(accepted.body["seq"].as_i64(), Some(seq + 2));
+    let next = accepted.body["seq"].as_i64().expect("a seq");
+    assert_eq!(next, seq + 2);
+    // The subscriber gets the landed event, then the next one, no gap.
+    let events = live.events_until(&channel, seq, next).await;
+    assert_eq!(events[0], landed);
+    let mut resumed = WsClient::connect(&app).await;
+    resumed.expect("welcome").await;
+    resumed
+        .send(&json!({"type": "subscribe", "channels": [channel], "since_seq": seq}))
+        .await;
+    let subscribed = resumed.expect("subscribed").await;
+    assert_eq!(subscribed.get("reset"), None, "{subscribed}");
+    assert_eq!(resumed.events_until(&channel, seq, next).await[0], landed);
     app.stop().await;
 }

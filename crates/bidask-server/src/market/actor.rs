@@ -12,7 +12,6 @@ mod translate;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bidask_engine::{
@@ -29,7 +28,7 @@ use crate::feed::Channel;
 use crate::market::ids::Ids;
 use crate::market::index::RestingIndex;
 use crate::market::replica::Replicas;
-use crate::market::writer::{Committed, IdempotencyDraft, Reply, Response, Unit};
+use crate::market::writer::{Committed, IdempotencyDraft, Reply, Response, Staleness, Unit};
 use crate::views::{MatchView, OrderView};
 
 /// A new order, parsed and checked at the edge.
@@ -120,8 +119,8 @@ pub struct Actor {
     live: HashMap<i64, OrderRecord>,
     /// The lowest ask of each market, to notice price drops.
     lowest_asks: Vec<Option<Price>>,
-    /// Set by the writer to the highest epoch whose commit failed.
-    stale_up_to: Arc<AtomicU64>,
+    /// Marked by the writer with the highest epoch whose commit failed.
+    staleness: Arc<Staleness>,
     /// The epoch of the engine's current state.
     epoch: u64,
     /// The last time used, so times never go backwards within a product.
@@ -152,7 +151,7 @@ impl Actor {
             writer,
             replicas,
             resting,
-            stale_up_to: Arc::new(AtomicU64::new(0)),
+            staleness: Arc::new(Staleness::default()),
             epoch: 1,
             last_now: 0,
             retry_rebuild_at: None,
@@ -188,11 +187,14 @@ impl Actor {
                     Instant::now() + Duration::from_micros(wait)
                 })
             };
+            let staleness = Arc::clone(&self.staleness);
             tokio::select! {
                 request = requests.recv() => match request {
                     Some(request) => self.handle(request).await,
                     None => break,
                 },
+                // A failed commit: the next turn's deadline is the rebuild.
+                () = staleness.marked() => {}
                 () = sleep_until(deadline) => {
                     // Orders leave on time even when no request comes to
                     // trigger the rebuild after a failed commit.
@@ -452,7 +454,7 @@ impl Actor {
     fn unit(&self, outcome: translate::Outcome, reply: Option<Reply>) -> Unit {
         Unit {
             channel: Channel::Product(self.product.id),
-            epoch: Some((Arc::clone(&self.stale_up_to), self.epoch)),
+            epoch: Some((Arc::clone(&self.staleness), self.epoch)),
             product: None,
             orders: outcome.orders,
             matches: outcome.matches,
@@ -463,7 +465,7 @@ impl Actor {
     }
 
     fn is_stale(&self) -> bool {
-        self.stale_up_to.load(Ordering::Acquire) >= self.epoch
+        self.staleness.up_to() >= self.epoch
     }
 
     /// Rebuilds the engine from the database if a commit of this product
@@ -478,7 +480,7 @@ impl Actor {
         {
             return Err(MarketError::Unavailable);
         }
-        let failed_epoch = self.stale_up_to.load(Ordering::Acquire);
+        let failed_epoch = self.staleness.up_to();
         match self.reload().await {
             Ok(()) => {
                 self.epoch = failed_epoch + 1;

@@ -12,7 +12,9 @@
 //! the batch's products stale up to the epochs they had: their actors
 //! rebuild from the database before taking another command, and any later
 //! unit from a stale epoch is refused rather than written, because it was
-//! decided on top of the state that was lost.
+//! decided on top of the state that was lost. A commit that failed may
+//! still have landed, so the writer then reads the feed counters back and
+//! publishes whatever did.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,7 +26,7 @@ use bidask_store::{
     OrderRecord, ProductRecord, Store, StoreError,
 };
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::bus::{Bus, Published};
 use crate::clock::{format_micros, now_micros};
@@ -42,7 +44,7 @@ pub struct Unit {
     pub channel: Channel,
     /// The product's staleness marker and the epoch the actor decided in
     /// (`None` for catalog units).
-    pub epoch: Option<(Arc<AtomicU64>, u64)>,
+    pub epoch: Option<(Arc<Staleness>, u64)>,
     /// A new product.
     pub product: Option<ProductRecord>,
     /// Orders as they stand after the command.
@@ -55,6 +57,36 @@ pub struct Unit {
     pub reply: Option<Reply>,
     /// Runs once the unit is committed, before its events are published.
     pub on_commit: Option<OnCommit>,
+}
+
+/// How a product's actor learns that a commit of its units failed.
+#[derive(Debug, Default)]
+pub struct Staleness {
+    /// The newest epoch whose units failed: the actor's book is stale
+    /// while its epoch is not above it.
+    up_to: AtomicU64,
+    /// Woken on each failure, so an actor with no request to serve rebuilds
+    /// now (its replica and `seq` included), not at its next request.
+    failed: Notify,
+}
+
+impl Staleness {
+    /// Marks everything up to `epoch` stale and wakes the actor.
+    pub fn mark(&self, epoch: u64) {
+        self.up_to.fetch_max(epoch, Ordering::AcqRel);
+        self.failed.notify_one();
+    }
+
+    /// The newest epoch whose units failed (0 for none).
+    pub fn up_to(&self) -> u64 {
+        self.up_to.load(Ordering::Acquire)
+    }
+
+    /// Returns at the next [`Staleness::mark`] (at once if one came since
+    /// the last call returned).
+    pub async fn marked(&self) {
+        self.failed.notified().await;
+    }
 }
 
 /// What a committed unit makes visible before anyone hears of it.
@@ -161,6 +193,10 @@ pub struct Committed {
     pub body: Option<String>,
 }
 
+/// Feed rows read per query when publishing a batch that landed after
+/// its commit counted as failed.
+const CATCH_UP_PAGE: i64 = 1_000;
+
 /// The longest a batch may take to commit.
 const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -168,8 +204,8 @@ const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// its products stale up to the epochs the units were decided in.
 fn fail(units: &mut [Unit]) {
     for unit in units {
-        if let Some((stale_up_to, epoch)) = &unit.epoch {
-            stale_up_to.fetch_max(*epoch, Ordering::AcqRel);
+        if let Some((staleness, epoch)) = &unit.epoch {
+            staleness.mark(*epoch);
         }
         if let Some(reply) = unit.reply.take() {
             let _ = reply.sender.send(Err(MarketError::Unavailable));
@@ -243,6 +279,9 @@ impl Writer {
         let mut batch = Batch::default();
         while self.units.recv_many(&mut units, self.max_batch).await > 0 {
             self.commit(&mut units, &mut batch).await;
+            // What a failed commit may have landed is published now if the
+            // database answers, not only when the next batch comes.
+            self.counters_current().await;
             units.clear();
             batch.clear();
         }
@@ -255,7 +294,7 @@ impl Writer {
             let stale = unit
                 .epoch
                 .as_ref()
-                .is_some_and(|(stale_up_to, epoch)| *epoch <= stale_up_to.load(Ordering::Acquire));
+                .is_some_and(|(staleness, epoch)| *epoch <= staleness.up_to());
             if stale {
                 fail(std::slice::from_mut(unit));
                 metrics::counter!("bidask_units_refused_stale_total").increment(1);
@@ -265,23 +304,10 @@ impl Writer {
         if units.is_empty() {
             return;
         }
-        if self.resync {
-            match self.store.last_seqs().await {
-                Ok(seqs) => {
-                    self.seqs = seqs
-                        .into_iter()
-                        .filter_map(|(channel, seq)| {
-                            Channel::parse(&channel).map(|channel| (channel, seq))
-                        })
-                        .collect();
-                    self.resync = false;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot read the feed back yet; refusing the batch");
-                    fail(units);
-                    return;
-                }
-            }
+        if !self.counters_current().await {
+            tracing::warn!("cannot read the feed back yet; refusing the batch");
+            fail(units);
+            return;
         }
         batch.clear();
         match self.write(units, batch).await {
@@ -324,6 +350,68 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Whether the counters can be trusted: after a failed commit they are
+    /// read back first (see [`Writer::catch_up`]), within the commit's
+    /// time bound.
+    async fn counters_current(&mut self) -> bool {
+        if !self.resync {
+            return true;
+        }
+        let caught_up = tokio::time::timeout(COMMIT_TIMEOUT, self.catch_up())
+            .await
+            .unwrap_or(Err(StoreError::TimedOut));
+        match caught_up {
+            Ok(()) => self.resync = false,
+            Err(error) => tracing::warn!(%error, "cannot read the feed counters back"),
+        }
+        !self.resync
+    }
+
+    /// Reads the counters back after a commit that counted as failed, and
+    /// publishes the events of any that landed all the same: they are
+    /// committed, so subscribers get them, in `seq` order, before the next
+    /// ones, and the bus's window of recent events keeps no hole for a
+    /// resume to skip. Nothing is published unless everything was read.
+    async fn catch_up(&mut self) -> Result<(), StoreError> {
+        let stored: HashMap<Channel, i64> = self
+            .store
+            .last_seqs()
+            .await?
+            .into_iter()
+            .filter_map(|(channel, seq)| Channel::parse(&channel).map(|channel| (channel, seq)))
+            .collect();
+        let mut landed = Vec::new();
+        for (channel, &last) in &stored {
+            let mut after = self.seqs.get(channel).copied().unwrap_or(0);
+            while after < last {
+                let rows = self
+                    .store
+                    .feed_events(&channel.to_string(), after, CATCH_UP_PAGE)
+                    .await?;
+                let Some(&(seq, _)) = rows.last() else {
+                    break;
+                };
+                after = seq;
+                landed.extend(rows.into_iter().map(|(seq, message)| Published {
+                    channel: *channel,
+                    seq,
+                    message,
+                }));
+            }
+        }
+        if !landed.is_empty() {
+            tracing::warn!(
+                events = landed.len(),
+                "a commit counted as failed had landed; publishing its events"
+            );
+        }
+        for event in landed {
+            self.bus.publish(event);
+        }
+        self.seqs = stored;
+        Ok(())
     }
 
     /// Writes `units` as one batch; once it is committed, applies and
