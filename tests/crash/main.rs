@@ -503,3 +503,56 @@ async fn feed_rows_the_writer_did_not_count_are_caught_up_with(backend: Backend)
     assert_eq!(resumed.events_until(&channel, seq, next).await[0], landed);
     app.stop().await;
 }
+
+on_both_backends!(a_product_that_landed_unopened_is_opened_on_the_next_try);
+
+/// A product whose creation was answered 503 may be in the database all
+/// the same (a commit that landed after it counted as failed; planted
+/// here). Creating it again answers 409 and opens it, so it can be traded
+/// at once instead of being refused by the database until a restart.
+async fn a_product_that_landed_unopened_is_opened_on_the_next_try(backend: Backend) {
+    use sqlx::Connection;
+
+    let mut app = spawn_app_on(TestDatabase::new(backend).await, |_| {}).await;
+    let url = app.database.as_ref().expect("a database").url.clone();
+    sqlx::any::install_default_drivers();
+    let mut connection = sqlx::AnyConnection::connect(&url)
+        .await
+        .expect("the test database");
+    let landed = 500_i64;
+    sqlx::query(
+        "INSERT INTO products (id, sku, name, brand, tick_units, scale, created_at) \
+         VALUES ($1, 'LANDED-1', 'Sneaker LANDED-1', 'Nike', 1, 2, $2)",
+    )
+    .bind(landed)
+    .bind(bidask_server::clock::now_micros())
+    .execute(&mut connection)
+    .await
+    .expect("a product the server did not open");
+    sqlx::query("INSERT INTO product_sizes (product_id, market, size) VALUES ($1, 0, '10')")
+        .bind(landed)
+        .execute(&mut connection)
+        .await
+        .expect("its size");
+
+    let token = app.admin_token().await;
+    let again = app
+        .post(
+            "/api/v1/products",
+            Some(&token),
+            &json!({"sku": "LANDED-1", "name": "Sneaker LANDED-1", "brand": "Nike", "sizes": ["10"]}),
+        )
+        .await;
+    assert_eq!(
+        (again.status, again.code()),
+        (409, "sku_taken"),
+        "{:?}",
+        again.body
+    );
+    let shown = app.get(&format!("/api/v1/products/{landed}"), None).await;
+    assert_eq!(shown.status, 200, "{:?}", shown.body);
+    let ann = app.register("ann").await;
+    let bid = app.order(&ann, "bid", landed, "10", "100.00").await;
+    assert_eq!(bid.status, 201, "{:?}", bid.body);
+    app.stop().await;
+}

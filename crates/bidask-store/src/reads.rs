@@ -2,6 +2,7 @@
 //! through the group commit (accounts are not part of any book).
 
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use crate::error::StoreError;
 use crate::pool::Store;
@@ -108,19 +109,7 @@ impl Store {
         .await?;
         let mut products = rows
             .iter()
-            .map(|row| {
-                Ok(ProductRecord {
-                    id: row.try_get("id")?,
-                    sku: row.try_get("sku")?,
-                    name: row.try_get("name")?,
-                    brand: row.try_get("brand")?,
-                    tick_units: row.try_get("tick_units")?,
-                    scale: u32::try_from(row.try_get::<i64, _>("scale")?)
-                        .map_err(|_| StoreError::Corrupt("negative product scale".to_owned()))?,
-                    sizes: Vec::new(),
-                    created_at: row.try_get("created_at")?,
-                })
-            })
+            .map(product_without_sizes)
             .collect::<Result<Vec<_>, StoreError>>()?;
         let sizes =
             sqlx::query("SELECT product_id, size FROM product_sizes ORDER BY product_id, market")
@@ -136,6 +125,30 @@ impl Store {
             products[index].sizes.push(row.try_get("size")?);
         }
         Ok(products)
+    }
+
+    /// The product with `sku`, with its sizes, if there is one.
+    pub async fn product_by_sku(&self, sku: &str) -> Result<Option<ProductRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, sku, name, brand, tick_units, scale, created_at FROM products \
+             WHERE sku = $1",
+        )
+        .bind(sku.to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mut product = product_without_sizes(&row)?;
+        product.sizes =
+            sqlx::query("SELECT size FROM product_sizes WHERE product_id = $1 ORDER BY market")
+                .bind(product.id)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|row| row.try_get("size"))
+                .collect::<Result<_, _>>()?;
+        Ok(Some(product))
     }
 
     /// The resting orders of one product in queue priority: restoring them
@@ -371,4 +384,19 @@ impl Store {
                 .rows_affected(),
         )
     }
+}
+
+/// A `products` row; its sizes are another table's.
+fn product_without_sizes(row: &AnyRow) -> Result<ProductRecord, StoreError> {
+    Ok(ProductRecord {
+        id: row.try_get("id")?,
+        sku: row.try_get("sku")?,
+        name: row.try_get("name")?,
+        brand: row.try_get("brand")?,
+        tick_units: row.try_get("tick_units")?,
+        scale: u32::try_from(row.try_get::<i64, _>("scale")?)
+            .map_err(|_| StoreError::Corrupt("negative product scale".to_owned()))?,
+        sizes: Vec::new(),
+        created_at: row.try_get("created_at")?,
+    })
 }

@@ -206,11 +206,16 @@ async fn create(
         Product::tick_parts(tick).map_err(|error| ApiError::invalid("tick_size", error))?;
 
     let _one_at_a_time = state.catalog_lock.lock().await;
+    let taken = || ApiError::conflict("sku_taken", format!("a product with SKU {sku} exists"));
     if state.catalog.has_sku(&sku) {
-        return Err(ApiError::conflict(
-            "sku_taken",
-            format!("a product with SKU {sku} exists"),
-        ));
+        return Err(taken());
+    }
+    // A creation answered 503 may have landed all the same; then the
+    // product is stored but was never opened, and inserting it again
+    // would be refused by the database for as long as the server runs.
+    if let Some(stored) = state.store.product_by_sku(&sku).await? {
+        state.markets.adopt(stored).await?;
+        return Err(taken());
     }
     let record = ProductRecord {
         id: state.markets.next_product_id(),

@@ -303,6 +303,23 @@ impl Markets {
         Ok(product)
     }
 
+    /// Opens a product that is in the database but not in the catalog: one
+    /// whose commit counted as failed but landed. It is then served like
+    /// any other, as it would be after a restart.
+    pub async fn adopt(&self, record: ProductRecord) -> Result<Arc<Product>, MarketError> {
+        let product = Arc::new(Product::from_record(record).map_err(|error| {
+            tracing::error!(%error, "a stored product record does not parse");
+            MarketError::Unavailable
+        })?);
+        self.spawn_actor(Arc::clone(&product)).await.map_err(|error| {
+            tracing::error!(%error, product = product.id, "cannot open a stored product's markets");
+            MarketError::Unavailable
+        })?;
+        self.catalog.insert(Arc::clone(&product));
+        tracing::warn!(product = product.id, sku = %product.sku, "opened a product whose commit had counted as failed");
+        Ok(product)
+    }
+
     /// The product `order_id` rests in, as far as the actors know (a hint:
     /// see [`index`]).
     pub fn resting_product(&self, order_id: i64) -> Option<i64> {
