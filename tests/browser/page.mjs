@@ -137,10 +137,19 @@ try {
   await order.waitFor({ state: 'detached', timeout: WAIT });
   await textOf(watcher, '[data-testid=lowest-ask-10]', '—');
 
-  step('Sell Now sells at the highest bid');
-  await sellerPage.click('[data-testid=sell-now]');
+  step('Sell Now sells at the highest bid, immediate-or-cancel, once for a double click');
+  const isAsk = (request) => request.url().endsWith('/api/v1/asks') && request.method() === 'POST';
+  let asksSent = 0;
+  sellerPage.on('request', (request) => { if (isAsk(request)) asksSent += 1; });
+  const sellNow = sellerPage.waitForRequest(isAsk);
+  await sellerPage.dblclick('[data-testid=sell-now]');
+  const sold = (await sellNow).postDataJSON();
+  if (sold.time_in_force !== 'ioc' || sold.price !== '200.00') {
+    throw new Error(`Sell Now sent ${JSON.stringify(sold)}`);
+  }
   await toast(sellerPage, 'Your Air Jordan 1 Chicago (size 10) sold for $200.00!');
   await textOf(watcher, '[data-testid=last-sale-10]', '$200.00');
+  if (asksSent !== 1) throw new Error(`a double click on Sell Now sent ${asksSent} orders`);
 
   step('the connection drops: the page reconnects and resumes without missing an event');
   await watcher.evaluate(() => feed.socket.close());

@@ -311,6 +311,7 @@ class ProductPage {
     this.selected = product.sizes[Math.floor(product.sizes.length / 2)] || product.sizes[0];
     this.matches = [];
     this.orders = [];
+    this.placing = false;
     this.side = 'bid';
     for (const market of product.markets) {
       const book = this.markets.get(market.size);
@@ -374,21 +375,31 @@ class ProductPage {
     this.render();
   }
 
-  async place(side, price) {
+  // `timeInForce` is 'ioc' for Buy Now and Sell Now: trade at that price
+  // now or not at all, never a bid left resting when the ask went first.
+  async place(side, price, timeInForce) {
+    // One order at a time: a double click must not place two.
+    if (this.placing) return;
+    this.placing = true;
     this.error = '';
+    this.render();
     try {
-      const reply = await api('POST', side === 'bid' ? '/bids' : '/asks', {
-        product_id: this.product.id,
-        size: this.selected,
-        price,
-      });
+      const order = { product_id: this.product.id, size: this.selected, price };
+      if (timeInForce) order.time_in_force = timeInForce;
+      const reply = await api('POST', side === 'bid' ? '/bids' : '/asks', order);
       // A match is announced by the feed's private MATCH_CREATED, which
       // also reaches the user's other pages.
       if (reply.matches.length === 0) {
-        toast(`${side === 'bid' ? 'Bid' : 'Ask'} placed at ${money(reply.order.price)}`);
+        if (timeInForce === 'ioc') {
+          this.error = 'Nothing was left at that price.';
+        } else {
+          toast(`${side === 'bid' ? 'Bid' : 'Ask'} placed at ${money(reply.order.price)}`);
+        }
       }
+      this.placing = false;
       await this.refreshOrders();
     } catch (failure) {
+      this.placing = false;
       this.error = failure.message;
       this.render();
     }
@@ -424,6 +435,7 @@ class ProductPage {
     const bestBid = selected.best('bid');
     const price = h('input', { name: 'price', inputmode: 'decimal', placeholder: 'Price, e.g. 210.00', 'data-testid': 'price' });
     const signedIn = Boolean(current);
+    const idle = signedIn && !this.placing;
     const trade = h('form', { class: 'trade', 'data-testid': 'trade', onsubmit: (event) => {
       event.preventDefault();
       const side = event.submitter && event.submitter.name === 'ask' ? 'ask' : 'bid';
@@ -431,13 +443,13 @@ class ProductPage {
     } },
       h('div', { class: 'row' }, price),
       h('div', { class: 'row' },
-        h('button', { name: 'bid', type: 'submit', class: 'buy', disabled: !signedIn }, 'Place bid'),
-        h('button', { name: 'ask', type: 'submit', class: 'sell', disabled: !signedIn }, 'Place ask')),
+        h('button', { name: 'bid', type: 'submit', class: 'buy', disabled: !idle }, 'Place bid'),
+        h('button', { name: 'ask', type: 'submit', class: 'sell', disabled: !idle }, 'Place ask')),
       h('div', { class: 'row' },
-        h('button', { type: 'button', class: 'secondary', 'data-testid': 'buy-now', disabled: !signedIn || !bestAsk,
-          onclick: () => this.place('bid', bestAsk.price) }, bestAsk ? `Buy Now ${money(bestAsk.price)}` : 'Buy Now'),
-        h('button', { type: 'button', class: 'secondary', 'data-testid': 'sell-now', disabled: !signedIn || !bestBid,
-          onclick: () => this.place('ask', bestBid.price) }, bestBid ? `Sell Now ${money(bestBid.price)}` : 'Sell Now')),
+        h('button', { type: 'button', class: 'secondary', 'data-testid': 'buy-now', disabled: !idle || !bestAsk,
+          onclick: () => this.place('bid', bestAsk.price, 'ioc') }, bestAsk ? `Buy Now ${money(bestAsk.price)}` : 'Buy Now'),
+        h('button', { type: 'button', class: 'secondary', 'data-testid': 'sell-now', disabled: !idle || !bestBid,
+          onclick: () => this.place('ask', bestBid.price, 'ioc') }, bestBid ? `Sell Now ${money(bestBid.price)}` : 'Sell Now')),
       h('p', { class: 'error', 'data-testid': 'trade-error' }, this.error || (signedIn ? '' : 'Sign in to trade.')));
     const orders = h('ul', { class: 'orders', 'data-testid': 'my-orders' },
       this.orders.map((order) => h('li', { 'data-testid': `order-${order.id}` },
