@@ -145,6 +145,55 @@ async fn heartbeats_carry_seqs_and_silent_clients_are_dropped() {
     );
 }
 
+/// A client that stops reading once its kernel buffers are full, with
+/// room left in its outbox: no later event overflows the outbox, and
+/// while the server's write to it waits, no heartbeat is heard either. It
+/// is dropped as silent all the same, once the write has waited as long as
+/// a client may stay silent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_stuck_mid_write_is_dropped_as_silent() {
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let mut app = spawn_app_on(database, |config| {
+        config.ws_heartbeat_ms = 100;
+        config.ws_queue = 100_000;
+        config.send_buffer = Some(4 * 1024);
+    })
+    .await;
+    let product = app.create_product("WS-STUCK", &["10"]).await;
+    let channel = format!("product:{product}");
+    let trader = app.register("trader").await;
+    let mut stuck = WsClient::connect_with(
+        &app,
+        &Connect {
+            receive_buffer: Some(4096),
+            ..Connect::default()
+        },
+    )
+    .await
+    .expect("upgraded");
+    stuck.expect("welcome").await;
+    stuck.subscribe(&channel).await;
+
+    // Far more than the kernel buffers hold, far fewer than the outbox.
+    for index in 0..400 {
+        let price = format!("{}.{:02}", 100 + index / 100, index % 100);
+        let reply = app.order(&trader, "bid", product, "10", &price).await;
+        assert_eq!(reply.status, 201, "{:?}", reply.body);
+    }
+    let began = Instant::now();
+    while stat(&app, "ping_timeouts").await == 0 {
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "a client stuck mid-write was never dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stat(&app, "slow_consumer_disconnects").await, 0);
+    // Reading again, it finds the close at the end of what was written.
+    let frame = stuck.closed().await;
+    assert_eq!(frame.map(|frame| frame.code), Some(CloseCode::Policy));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_feeds_with_1001() {
     let database = TestDatabase::new(Backend::Sqlite).await;

@@ -144,8 +144,10 @@ impl Connection {
 
     async fn serve(&mut self, socket: &mut WebSocket, signals: watch::Receiver<Signal>) -> End {
         let peer = Arc::clone(&self.peer);
+        // As long as a client may stay silent before it is dropped.
+        let stuck_after = self.gateway.settings.heartbeat * SILENT_BEATS;
         let greeting = Box::pin(self.greet(socket));
-        if let Err(end) = race(&peer, greeting).await {
+        if let Err(end) = race(&peer, stuck_after, greeting).await {
             return end;
         }
         // One wait for the next signal for the whole loop: made anew each
@@ -173,10 +175,10 @@ impl Connection {
                 Some(frame) = self.outbox.recv() => Wake::Frame(frame),
             };
             let outcome = match wake {
-                Wake::Frame(frame) => race(&peer, self.forward(socket, frame)).await,
-                Wake::Beat => race(&peer, Box::pin(self.beat(socket))).await,
+                Wake::Frame(frame) => race(&peer, stuck_after, self.forward(socket, frame)).await,
+                Wake::Beat => race(&peer, stuck_after, Box::pin(self.beat(socket))).await,
                 Wake::Incoming(incoming) => {
-                    race(&peer, Box::pin(self.receive(socket, incoming))).await
+                    race(&peer, stuck_after, Box::pin(self.receive(socket, incoming))).await
                 }
             };
             if let Err(end) = outcome {
@@ -800,20 +802,39 @@ impl Connection {
     }
 }
 
-/// Runs `work` unless the connection is marked slow first. Most writes
-/// finish at once; only one that waits on the client also waits on the
-/// slow mark (registering with it costs a lock).
-async fn race<F: Future<Output = Result<(), End>>>(peer: &Peer, work: F) -> Result<(), End> {
+/// Runs `work` unless the connection is marked slow first, or `work` is
+/// still waiting on the client after `stuck_after`. Most writes finish at
+/// once; only one that waits on the client also waits on the slow mark
+/// (registering with it costs a lock) and on the clock.
+///
+/// The bound matters for a client that stopped reading with its kernel
+/// buffers full but its outbox not: no further event comes to overflow the
+/// outbox, and while a write waits the loop hears no heartbeat, so without
+/// it the connection would wait for ever.
+async fn race<F: Future<Output = Result<(), End>>>(
+    peer: &Peer,
+    stuck_after: Duration,
+    work: F,
+) -> Result<(), End> {
     let mut work = std::pin::pin!(work);
+    if let Poll::Ready(outcome) =
+        std::future::poll_fn(|context| Poll::Ready(work.as_mut().poll(context))).await
+    {
+        return outcome;
+    }
     let mut slowed = std::pin::pin!(peer.slowed());
+    let mut stuck = std::pin::pin!(tokio::time::sleep(stuck_after));
     std::future::poll_fn(|context| {
         if let Poll::Ready(outcome) = work.as_mut().poll(context) {
             return Poll::Ready(outcome);
         }
-        match slowed.as_mut().poll(context) {
-            Poll::Ready(()) => Poll::Ready(Err(End::Slow)),
-            Poll::Pending => Poll::Pending,
+        if slowed.as_mut().poll(context).is_ready() {
+            return Poll::Ready(Err(End::Slow));
         }
+        if stuck.as_mut().poll(context).is_ready() {
+            return Poll::Ready(Err(End::Silent));
+        }
+        Poll::Pending
     })
     .await
 }
