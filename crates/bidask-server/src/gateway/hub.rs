@@ -203,7 +203,13 @@ impl Hub {
 
     /// Heartbeats and shutdown, for connection `connection` to watch.
     pub fn signals(&self, connection: u64) -> watch::Receiver<Signal> {
-        self.signals[connection as usize % BEAT_GROUPS].subscribe()
+        let mut signals = self.signals[connection as usize % BEAT_GROUPS].subscribe();
+        // A new receiver counts the value it starts with as seen, so a
+        // connection that opens during the drain would not hear the stop.
+        if signals.borrow().stopping {
+            signals.mark_changed();
+        }
+        signals
     }
 
     /// Tells one group of connections to send their heartbeats.
@@ -398,6 +404,17 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         panic!("the fan-out thread did not catch up");
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_opens_after_the_stop_hears_it() {
+        // No heartbeat during the test: it would wake the receiver anyway.
+        let hub = Hub::start(Windows::default(), Duration::from_secs(3600)).expect("a hub");
+        hub.stop();
+        let mut signals = hub.signals(hub.connection_id());
+        let changed = tokio::time::timeout(Duration::from_secs(1), signals.changed()).await;
+        assert!(matches!(changed, Ok(Ok(()))), "the stop was not heard");
+        assert!(signals.borrow_and_update().stopping);
     }
 
     #[tokio::test]
