@@ -126,6 +126,19 @@ async fn snapshot_then_deltas_and_private_matches(backend: Backend) {
     // ...once: the next connection starts after them.
     let delivered = wait_for_delivery(&app, &buyer.token, 2).await;
     assert_eq!(delivered, 2);
+    // An explicit `since_seq` replays the channel from any point.
+    let mut replay = WsClient::connect_as(&app, &buyer.token).await;
+    replay.expect("welcome").await;
+    assert_eq!(replay.expect("subscribed").await["seq"], 2);
+    replay
+        .send(&json!({"type": "subscribe", "channels": [buyer_channel], "since_seq": 0, "id": 5}))
+        .await;
+    let again = replay.expect("subscribed").await;
+    assert_eq!((&again["seq"], &again["id"]), (&json!(0), &json!(5)));
+    let replayed = replay.events_until(&buyer_channel, 0, 2).await;
+    assert_eq!(replayed[0]["role"], "buyer");
+    assert_eq!(replayed[1]["type"], "ORDER_UPDATED");
+    replay.close().await;
 
     // Nobody else saw a private event.
     bystander.send(&json!({"type": "ping"})).await;
