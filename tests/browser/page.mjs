@@ -152,11 +152,22 @@ try {
   if (asksSent !== 1) throw new Error(`a double click on Sell Now sent ${asksSent} orders`);
 
   step('the connection drops: the page reconnects and resumes without missing an event');
-  await watcher.evaluate(() => feed.socket.close());
+  const sentFrames = [];
+  watcher.on('websocket', (socket) => socket.on('framesent', (frame) => sentFrames.push(String(frame.payload))));
+  // The third attempt's backoff (1.5 to 2.5 s): the bid lands while the
+  // page is certainly away.
+  const seqBefore = await watcher.evaluate(() => { feed.attempt = 2; feed.socket.close(); return feed.seq; });
   await textOf(watcher, '[data-testid=live]', 'Reconnecting…');
   await rest('POST', '/bids', bidder.token, { product_id: product.id, size: '9', price: '150.00' });
   await textOf(watcher, '[data-testid=live]', 'Live');
   await textOf(watcher, '[data-testid=highest-bid-9]', '$150.00');
+  const resumes = sentFrames.map((frame) => JSON.parse(frame)).filter((message) => message.type === 'subscribe');
+  if (resumes.length !== 1 || resumes[0].since_seq !== seqBefore) {
+    throw new Error(`expected one resume from seq ${seqBefore}, the page sent ${JSON.stringify(resumes)}`);
+  }
+  if (await watcher.evaluate(() => feed.seq) !== seqBefore + 1) {
+    throw new Error('the page did not apply exactly the one event it missed');
+  }
   await textOf(watcher, '[data-testid=highest-bid-10]', '—');
 
   step('a fuller book, depth and open orders, as a signed-in seller sees it');

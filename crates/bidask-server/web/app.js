@@ -141,6 +141,11 @@ class Feed {
     this.channel = productId ? `product:${productId}` : null;
     this.handlers = handlers;
     this.seq = 0; // last applied seq of the product channel; 0 = none yet
+    // The id of the subscribe that has not been answered yet, if any: one
+    // resume at a time, or each gap would send another and every reply
+    // would move `seq` back to where it was sent from.
+    this.pending = null;
+    this.requests = 0;
     this.attempt = 0;
     this.socket = null;
     this.timer = null;
@@ -151,6 +156,7 @@ class Feed {
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
     const socket = new WebSocket(`${scheme}://${location.host}/ws`);
     this.socket = socket;
+    this.pending = null;
     socket.onmessage = (event) => {
       let message;
       try {
@@ -184,8 +190,10 @@ class Feed {
   }
 
   subscribe() {
-    if (!this.channel) return;
-    const message = { type: 'subscribe', channels: [this.channel] };
+    if (!this.channel || this.pending !== null) return;
+    this.requests += 1;
+    this.pending = `resume-${this.requests}`;
+    const message = { type: 'subscribe', channels: [this.channel], id: this.pending };
     if (this.seq > 0) message.since_seq = this.seq;
     this.send(message);
   }
@@ -199,8 +207,16 @@ class Feed {
         break;
       case 'subscribed':
         if (message.channel === this.channel) {
-          if (message.snapshot) this.handlers.snapshot(message.snapshot);
-          this.seq = message.seq;
+          if (message.id === this.pending) this.pending = null;
+          if (message.snapshot) {
+            // A first subscription, or `reset`: the book starts over.
+            this.handlers.snapshot(message.snapshot, Boolean(message.reset));
+            this.seq = message.seq;
+          } else {
+            // A resume answers with the seq it was sent from; events
+            // applied since stay applied.
+            this.seq = Math.max(this.seq, message.seq);
+          }
           this.ready();
         }
         break;
@@ -211,7 +227,14 @@ class Feed {
         break;
       }
       case 'error':
-        if (message.code === 'invalid_token' || message.code === 'token_expired') signOut();
+        if (message.code === 'invalid_token' || message.code === 'token_expired') {
+          signOut();
+        } else if (message.id !== undefined && message.id === this.pending && this.socket) {
+          // The subscription was refused (say, the database could not be
+          // read for the resume): start over on a new connection, with
+          // backoff, rather than show a book that no longer moves.
+          this.socket.close();
+        }
         break;
       default:
         if (message.channel === this.channel) {
@@ -319,7 +342,9 @@ class ProductPage {
     }
   }
 
-  snapshot(snapshot) {
+  snapshot(snapshot, reset) {
+    // After a reset the sales in between were never seen here.
+    if (reset) this.loadMatches().catch(() => {});
     for (const market of snapshot.markets) {
       const book = this.markets.get(market.size);
       if (!book) continue;
@@ -497,7 +522,7 @@ async function showProduct(main, id) {
   page = new ProductPage(main, product);
   page.render();
   feed = new Feed(product.id, {
-    snapshot: (snapshot) => page.snapshot(snapshot),
+    snapshot: (snapshot, reset) => page.snapshot(snapshot, reset),
     event: (message) => page.event(message),
     private: (message) => privateEvent(message),
   });
