@@ -248,15 +248,25 @@ async fn kill_9_mid_stream(backend: Backend) {
     let app = TestApp::connect(server.address.clone());
     let seq = check_acknowledged(&app, &traders, product_id, &acknowledged).await;
 
-    // seq continues after the last committed one.
+    // seq continues right after the last committed one...
     let next = app
         .order(&traders[0], "bid", product_id, "10", "1.00")
         .await;
     assert_eq!(next.status, 201, "{:?}", next.body);
-    assert!(
-        next.body["seq"].as_i64().expect("a seq") > seq,
-        "seq was reused after the crash"
+    assert_eq!(
+        next.body["seq"].as_i64(),
+        Some(seq + 1),
+        "seq was reused or skipped after the crash"
     );
+    // ...and the channel, replayed from its start, has no gap anywhere.
+    let channel = format!("product:{product_id}");
+    let mut replay = WsClient::connect(&app).await;
+    replay.expect("welcome").await;
+    replay
+        .send(&json!({"type": "subscribe", "channels": [channel], "since_seq": 0}))
+        .await;
+    replay.expect("subscribed").await;
+    replay.events_until(&channel, 0, seq + 1).await;
     drop(server);
 }
 
