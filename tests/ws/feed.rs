@@ -209,8 +209,18 @@ async fn concurrent_orders_reach_every_subscriber_exactly_once(backend: Backend)
     // the early subscriber's book at the snapshot's seq.
     let mut snapshots: Vec<(i64, BookModel)> = Vec::new();
     let mut late = None;
+    // The first one joins once the stream is under way (bounded wait).
+    for _ in 0..500 {
+        let seq = app.book(product, sizes[0]).await["seq"].as_i64();
+        if seq.is_some_and(|seq| seq > start + 20) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     for round in 0..4 {
-        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+        if round > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         let mut client = WsClient::connect(&app).await;
         client.expect("welcome").await;
         let subscribed = client.subscribe(&channel).await;
@@ -239,6 +249,11 @@ async fn concurrent_orders_reach_every_subscriber_exactly_once(backend: Backend)
     for (seq, snapshot) in &snapshots {
         assert_eq!(Some(snapshot), books_at.get(seq), "the snapshot at {seq}");
     }
+    assert!(
+        snapshots.iter().any(|(seq, _)| *seq > start && *seq < end),
+        "no late subscriber joined mid-stream (snapshots at {:?}, stream {start}..{end})",
+        snapshots.iter().map(|(seq, _)| seq).collect::<Vec<_>>()
+    );
     let (mut client, seq, mut late_model) = late.expect("a late subscriber");
     for event in client.events_until(&channel, seq, end).await {
         late_model.apply(&event);
