@@ -11,6 +11,7 @@ use crate::book::BookModel;
 
 on_both_backends!(
     snapshot_then_deltas_and_private_matches,
+    a_cancel_and_an_expiry_reach_every_connection_of_their_owner,
     concurrent_orders_reach_every_subscriber_exactly_once,
     new_products_reach_the_catalog_channel,
 );
@@ -301,5 +302,84 @@ async fn new_products_reach_the_catalog_channel(backend: Backend) {
             &json!("250.00"),
             &json!("240.00")
         )
+    );
+}
+
+/// `ORDER_UPDATED` for a cancel and for an expiry, on the owner's channel,
+/// to each of the owner's connections alike; the expiry's level update on
+/// the product's channel.
+async fn a_cancel_and_an_expiry_reach_every_connection_of_their_owner(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let product = app.create_product("WS-GONE", &["10"]).await;
+    let channel = format!("product:{product}");
+    let ann = app.register("ann").await;
+    let own = format!("user:{}", ann.id);
+    let mut phone = WsClient::connect_as(&app, &ann.token).await;
+    let mut laptop = WsClient::connect_as(&app, &ann.token).await;
+    let mut start = 0;
+    for client in [&mut phone, &mut laptop] {
+        client.expect("welcome").await;
+        start = client.expect("subscribed").await["seq"]
+            .as_i64()
+            .expect("a seq");
+    }
+    let mut watcher = WsClient::connect(&app).await;
+    watcher.expect("welcome").await;
+    let product_seq = watcher.subscribe(&channel).await["seq"]
+        .as_i64()
+        .expect("a seq");
+
+    let placed = app.order(&ann, "bid", product, "10", "150.00").await;
+    let order_id = placed.body["order"]["id"].clone();
+    let cancelled = app
+        .delete(&format!("/api/v1/orders/{order_id}"), Some(&ann.token))
+        .await;
+    assert_eq!(cancelled.status, 200, "{:?}", cancelled.body);
+    let expires_at =
+        bidask_server::clock::format_micros(bidask_server::clock::now_micros() + 1_000_000);
+    let brief = app
+        .place(
+            &ann,
+            "bid",
+            &json!({"product_id": product, "size": "10", "price": "160.00", "expires_at": expires_at}),
+        )
+        .await;
+    assert_eq!(brief.status, 201, "{:?}", brief.body);
+    let brief_id = brief.body["order"]["id"].clone();
+
+    for client in [&mut phone, &mut laptop] {
+        let events = client.events_until(&own, start, start + 2).await;
+        assert_eq!(
+            (
+                &events[0]["type"],
+                &events[0]["order_id"],
+                &events[0]["status"],
+                &events[0]["cancel_reason"],
+                &events[0]["remaining_quantity"]
+            ),
+            (
+                &json!("ORDER_UPDATED"),
+                &order_id,
+                &json!("cancelled"),
+                &json!("requested"),
+                &json!(1)
+            ),
+            "{events:?}"
+        );
+        assert_eq!(
+            (&events[1]["order_id"], &events[1]["status"]),
+            (&brief_id, &json!("expired")),
+            "{events:?}"
+        );
+    }
+    // On the product: 150 placed and removed, 160 placed and expired.
+    let levels = watcher
+        .events_until(&channel, product_seq, product_seq + 4)
+        .await;
+    let expired = &levels[3];
+    assert_eq!(
+        (&expired["type"], &expired["price"], &expired["quantity"]),
+        (&json!("BID_UPDATED"), &json!("160.00"), &json!(0)),
+        "{levels:?}"
     );
 }
