@@ -6,8 +6,9 @@ use std::time::Duration;
 use bidask_tests::ws::{Connect, WsClient, refusal};
 use bidask_tests::{Backend, TestDatabase, spawn_app_on};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn origins_are_checked_and_a_plain_get_is_refused() {
@@ -142,9 +143,39 @@ async fn floods_and_huge_frames_close_the_connection() {
 
     let mut big = WsClient::connect(&app).await;
     big.expect("welcome").await;
+    // Just under the bound is a message like any other.
+    let padding = "x".repeat(1000);
+    big.send(&json!({"type": "ping", "id": padding})).await;
+    assert_eq!(big.next().await["type"], "pong");
     big.send_raw(Message::Text("x".repeat(4096).into())).await;
     assert_eq!(
         big.closed().await.map(|frame| frame.code),
+        Some(CloseCode::Size)
+    );
+
+    // The bound is on the message, not the frame: small fragments that
+    // add up to too much close the connection the same way.
+    let mut fragmented = WsClient::connect(&app).await;
+    fragmented.expect("welcome").await;
+    let piece = || Bytes::from("x".repeat(512));
+    fragmented
+        .send_raw(Message::Frame(Frame::message(
+            piece(),
+            OpCode::Data(Data::Text),
+            false,
+        )))
+        .await;
+    for last in [false, false, false, false, false, false, true] {
+        fragmented
+            .send_raw(Message::Frame(Frame::message(
+                piece(),
+                OpCode::Data(Data::Continue),
+                last,
+            )))
+            .await;
+    }
+    assert_eq!(
+        fragmented.closed().await.map(|frame| frame.code),
         Some(CloseCode::Size)
     );
 
