@@ -183,6 +183,23 @@ try {
   await textOf(sellerPage, '[data-testid=highest-bid-10]', '$190.00');
   await sellerPage.locator('[data-testid=book] td', { hasText: '$219.00' }).waitFor({ timeout: WAIT });
   await sellerPage.locator('[data-testid=my-orders] li', { hasText: '$219.00' }).waitFor({ timeout: WAIT });
+  step('names are shown as text, never run as markup');
+  const markup = '<img src=x onerror="window.injected=1">Dunk';
+  const tricky = await rest('POST', '/products', admin.token, {
+    sku: `DUNK-${run}`, name: markup, brand: '<b>Nike</b>', sizes: ['10'],
+  });
+  const reader = await browser.newPage();
+  watch(reader, 'reader');
+  await reader.goto(base);
+  await reader.getByText(markup, { exact: true }).first().waitFor({ timeout: WAIT });
+  await reader.goto(`${base}/products/${tricky.id}`);
+  await reader.getByText(markup, { exact: true }).first().waitFor({ timeout: WAIT });
+  const injected = await reader.evaluate(() => ({ ran: window.injected, images: document.querySelectorAll('main img').length }));
+  if (injected.ran !== undefined || injected.images !== 0) {
+    throw new Error(`a product name was run as markup: ${JSON.stringify(injected)}`);
+  }
+  await reader.close();
+
   if (process.env.BIDASK_SCREENSHOT) {
     await sellerPage.setViewportSize({ width: 1100, height: 820 });
     await sellerPage.evaluate(() => {
