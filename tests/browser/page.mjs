@@ -183,6 +183,23 @@ try {
   await textOf(sellerPage, '[data-testid=highest-bid-10]', '$190.00');
   await sellerPage.locator('[data-testid=book] td', { hasText: '$219.00' }).waitFor({ timeout: WAIT });
   await sellerPage.locator('[data-testid=my-orders] li', { hasText: '$219.00' }).waitFor({ timeout: WAIT });
+  step('a book deeper than a snapshot: the best price stays right as its top goes');
+  const deep = [];
+  for (let cents = 5000; cents <= 5100; cents += 1) {
+    const price = `${Math.floor(cents / 100)}.${String(cents % 100).padStart(2, '0')}`;
+    deep.push(await rest('POST', '/bids', bidder.token, { product_id: product.id, size: '11', price }));
+  }
+  const deepPage = await browser.newPage();
+  watch(deepPage, 'deep');
+  await deepPage.goto(`${base}/products/${product.id}`);
+  await textOf(deepPage, '[data-testid=highest-bid-11]', '$51.00');
+  // The snapshot held the best 100 levels; cancel all of them.
+  for (const placed of deep.slice(1)) {
+    await rest('DELETE', `/orders/${placed.order.id}`, bidder.token);
+  }
+  await textOf(deepPage, '[data-testid=highest-bid-11]', '$50.00');
+  await deepPage.close();
+
   step('names are shown as text, never run as markup');
   const markup = '<img src=x onerror="window.injected=1">Dunk';
   const tricky = await rest('POST', '/products', admin.token, {

@@ -300,6 +300,10 @@ class Market {
     this.size = size;
     this.bids = new Map();
     this.asks = new Map();
+    // The best of each side as the feed last said: a snapshot holds at
+    // most 100 levels a side, so once the levels it showed are gone the
+    // copy above no longer knows the best price, but each update does.
+    this.top = { bid: null, ask: null };
     this.lastSale = null;
   }
 
@@ -307,12 +311,15 @@ class Market {
     const book = side === 'bid' ? this.bids : this.asks;
     book.clear();
     for (const level of levels) book.set(level.price, level);
+    this.top[side] = levels.length ? { price: levels[0].price, quantity: levels[0].quantity } : null;
   }
 
-  set(side, level) {
+  /** Applies a BID_UPDATED or ASK_UPDATED. */
+  set(side, update) {
     const book = side === 'bid' ? this.bids : this.asks;
-    if (level.quantity === 0) book.delete(level.price);
-    else book.set(level.price, { price: level.price, quantity: level.quantity, orders: level.orders });
+    if (update.quantity === 0) book.delete(update.price);
+    else book.set(update.price, { price: update.price, quantity: update.quantity, orders: update.orders });
+    this.top[side] = (side === 'bid' ? update.highest_bid : update.lowest_ask) || null;
   }
 
   levels(side) {
@@ -322,7 +329,7 @@ class Market {
   }
 
   best(side) {
-    return this.levels(side)[0] || null;
+    return this.top[side];
   }
 }
 
