@@ -25,6 +25,18 @@ async fn place_some(
     seq
 }
 
+/// `/realtime/stats`' resume counters: from the window, from the
+/// database, reset.
+async fn resumes(app: &TestApp) -> (u64, u64, u64) {
+    let stats = app.get("/api/v1/realtime/stats", None).await;
+    let count = |field: &str| stats.body[field].as_u64().expect("a counter");
+    (
+        count("resumes_from_window"),
+        count("resumes_from_database"),
+        count("resets"),
+    )
+}
+
 async fn resume(app: &TestApp, channel: &str, since: i64) -> WsClient {
     let mut client = WsClient::connect(app).await;
     client.expect("welcome").await;
@@ -66,6 +78,7 @@ async fn resume_after_disconnect_and_restart(backend: Backend) {
     let mut back = resume(&app, &channel, middle).await;
     let missed = back.events_until(&channel, middle, end).await;
     assert_eq!(missed, everything[(middle - start) as usize..]);
+    assert_eq!(resumes(&app).await, (1, 0, 0), "(window, database, reset)");
     back.send(&json!({"type": "ping"})).await;
     assert_eq!(
         back.next().await["type"],
@@ -103,9 +116,15 @@ async fn resume_after_disconnect_and_restart(backend: Backend) {
             &json!("ORDER_UPDATED")
         )
     );
+    let before = resumes(&app).await;
     let mut back = resume(&app, &channel, start).await;
     let replayed = back.events_until(&channel, start, end).await;
     assert_eq!(replayed, everything);
+    assert_eq!(
+        resumes(&app).await,
+        (before.0, before.1 + 1, 0),
+        "after a restart the window is empty: the database serves it"
+    );
     let next = place_some(&app, &trader, product, 120..121).await;
     assert_eq!(next, end + 1, "seq continues across the restart");
     let live = back.events_until(&channel, end, next).await;
@@ -118,6 +137,7 @@ async fn resume_after_disconnect_and_restart(backend: Backend) {
         .await;
     let reset = lost.expect("subscribed").await;
     assert_eq!(reset["reset"], true, "{reset}");
+    assert_eq!(resumes(&app).await.2, 1);
     assert_eq!(reset["seq"], next);
     assert_eq!(
         reset["snapshot"]["markets"][0]["bids"][0]["price"],

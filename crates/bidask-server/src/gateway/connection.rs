@@ -570,7 +570,10 @@ impl Connection {
         id: Option<&Value>,
     ) -> Result<Result<(), End>, Refusal> {
         self.mark(channel, since);
+        let counters = &self.gateway.hub.counters;
         if let Some(backlog) = joined.backlog {
+            counters.resumes_from_window.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("bidask_ws_resumes_total", "from" => "window").increment(1);
             if let Err(end) = self.send(socket, subscribed(channel, since, id)).await {
                 return Ok(Err(end));
             }
@@ -600,8 +603,14 @@ impl Connection {
             }
         };
         if gone {
+            counters.resets.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("bidask_ws_resumes_total", "from" => "reset").increment(1);
             return self.start(socket, channel, &joined, id, true).await;
         }
+        counters
+            .resumes_from_database
+            .fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("bidask_ws_resumes_total", "from" => "database").increment(1);
         if let Err(end) = self.send(socket, subscribed(channel, since, id)).await {
             return Ok(Err(end));
         }

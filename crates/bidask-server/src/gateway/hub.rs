@@ -136,6 +136,12 @@ pub struct Counters {
     pub ping_timeouts: AtomicU64,
     /// Upgrades refused because the server held its maximum.
     pub refused_connections: AtomicU64,
+    /// `since_seq` resumes served from the in-memory window.
+    pub resumes_from_window: AtomicU64,
+    /// `since_seq` resumes that read the feed from the database.
+    pub resumes_from_database: AtomicU64,
+    /// `since_seq` resumes answered with a `reset` snapshot.
+    pub resets: AtomicU64,
 }
 
 /// Connections beat in this many groups, one group per tick of the hub's

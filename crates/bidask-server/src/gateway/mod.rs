@@ -263,6 +263,14 @@ pub struct RealtimeStats {
     pub refused_connections: u64,
     /// The deepest outbox now, in messages: the slowest reader's lag.
     pub max_queue_depth: usize,
+    /// `since_seq` resumes served from the in-memory window of recent
+    /// events.
+    pub resumes_from_window: u64,
+    /// `since_seq` resumes that had to read the feed from the database.
+    pub resumes_from_database: u64,
+    /// `since_seq` resumes answered with a `reset` snapshot: the events
+    /// were gone.
+    pub resets: u64,
 }
 
 /// Live feed counters.
@@ -280,6 +288,9 @@ pub async fn stats(State(state): State<AppState>) -> Json<RealtimeStats> {
         ping_timeouts: counters.ping_timeouts.load(Ordering::Relaxed),
         refused_connections: counters.refused_connections.load(Ordering::Relaxed),
         max_queue_depth: hub.max_lag(),
+        resumes_from_window: counters.resumes_from_window.load(Ordering::Relaxed),
+        resumes_from_database: counters.resumes_from_database.load(Ordering::Relaxed),
+        resets: counters.resets.load(Ordering::Relaxed),
     })
 }
 
