@@ -44,6 +44,11 @@ const WRITE_BATCH: usize = 64;
 const COUNT_BATCH: u64 = 64;
 /// Heartbeats without a frame from the client before it is dropped.
 const SILENT_BEATS: u32 = 3;
+/// The least time a write of queued frames may wait on the client.
+const MIN_STUCK: Duration = Duration::from_secs(1);
+/// The least time a reply (a subscription's snapshot or replay, read from
+/// the database and written) may take.
+const MIN_REPLY_STUCK: Duration = Duration::from_secs(60);
 /// How long a closing handshake may take.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
@@ -66,6 +71,8 @@ enum End {
     Stopping,
     /// It stopped answering pings.
     Silent,
+    /// A write to it waited too long: it stopped reading.
+    Stuck,
     /// It kept sending past its message rate.
     Flood,
     /// It sent a message over the size limit.
@@ -144,10 +151,13 @@ impl Connection {
 
     async fn serve(&mut self, socket: &mut WebSocket, signals: watch::Receiver<Signal>) -> End {
         let peer = Arc::clone(&self.peer);
-        // As long as a client may stay silent before it is dropped.
-        let stuck_after = self.gateway.settings.heartbeat * SILENT_BEATS;
+        // Writing queued frames or a heartbeat may wait on the client as
+        // long as it may stay silent. A reply may also wait on the database
+        // and write a long replay, so it gets longer.
+        let stuck_after = (self.gateway.settings.heartbeat * SILENT_BEATS).max(MIN_STUCK);
+        let reply_stuck_after = (stuck_after * 4).max(MIN_REPLY_STUCK);
         let greeting = Box::pin(self.greet(socket));
-        if let Err(end) = race(&peer, stuck_after, greeting).await {
+        if let Err(end) = race(&peer, reply_stuck_after, greeting).await {
             return end;
         }
         // One wait for the next signal for the whole loop: made anew each
@@ -178,7 +188,8 @@ impl Connection {
                 Wake::Frame(frame) => race(&peer, stuck_after, self.forward(socket, frame)).await,
                 Wake::Beat => race(&peer, stuck_after, Box::pin(self.beat(socket))).await,
                 Wake::Incoming(incoming) => {
-                    race(&peer, stuck_after, Box::pin(self.receive(socket, incoming))).await
+                    let reply = Box::pin(self.receive(socket, incoming));
+                    race(&peer, reply_stuck_after, reply).await
                 }
             };
             if let Err(end) = outcome {
@@ -757,6 +768,12 @@ impl Connection {
                 metrics::counter!("bidask_ws_ping_timeouts_total").increment(1);
                 Some((code::POLICY, "no answer to pings".to_owned()))
             }
+            // Unresponsive like a silent client, and counted with them.
+            End::Stuck => {
+                counters.ping_timeouts.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("bidask_ws_ping_timeouts_total").increment(1);
+                Some((code::POLICY, "not reading".to_owned()))
+            }
             End::Flood => Some((code::POLICY, "too many messages".to_owned())),
             End::TooBig => Some((code::TOO_BIG, "message too big".to_owned())),
         };
@@ -811,10 +828,10 @@ impl Connection {
     }
 }
 
-/// Runs `work` unless the connection is marked slow first, or `work` is
-/// still waiting on the client after `stuck_after`. Most writes finish at
-/// once; only one that waits on the client also waits on the slow mark
-/// (registering with it costs a lock) and on the clock.
+/// Runs `work` unless the connection is marked slow first, or `work` has
+/// not finished after `stuck_after`. Most writes finish at once; only one
+/// that waits (on the client, or for a reply on the database) also waits
+/// on the slow mark (registering with it costs a lock) and on the clock.
 ///
 /// The bound matters for a client that stopped reading with its kernel
 /// buffers full but its outbox not: no further event comes to overflow the
@@ -841,7 +858,7 @@ async fn race<F: Future<Output = Result<(), End>>>(
             return Poll::Ready(Err(End::Slow));
         }
         if stuck.as_mut().poll(context).is_ready() {
-            return Poll::Ready(Err(End::Silent));
+            return Poll::Ready(Err(End::Stuck));
         }
         Poll::Pending
     })

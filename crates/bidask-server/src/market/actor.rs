@@ -157,6 +157,7 @@ impl Actor {
             retry_rebuild_at: None,
             events: Vec::new(),
         };
+        actor.staleness.set_current(actor.epoch);
         actor.reload().await?;
         Ok(actor)
     }
@@ -480,10 +481,13 @@ impl Actor {
         {
             return Err(MarketError::Unavailable);
         }
-        let failed_epoch = self.staleness.up_to();
+        let next = self.staleness.up_to() + 1;
+        // Announced before the reads: a commit found to have landed while
+        // they run forces the epoch past this one, and so another rebuild.
+        self.staleness.set_current(next);
         match self.reload().await {
             Ok(()) => {
-                self.epoch = failed_epoch + 1;
+                self.epoch = next;
                 self.retry_rebuild_at = None;
                 tracing::info!(product = self.product.id, "book rebuilt from the database");
                 Ok(())

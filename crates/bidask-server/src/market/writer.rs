@@ -16,7 +16,7 @@
 //! still have landed, so the writer then reads the feed counters back and
 //! publishes whatever did.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -68,6 +68,9 @@ pub struct Staleness {
     /// Woken on each failure, so an actor with no request to serve rebuilds
     /// now (its replica and `seq` included), not at its next request.
     failed: Notify,
+    /// The epoch the actor is at, or is rebuilding into: what
+    /// [`Staleness::force`] marks.
+    current: AtomicU64,
 }
 
 impl Staleness {
@@ -80,6 +83,20 @@ impl Staleness {
     /// The newest epoch whose units failed (0 for none).
     pub fn up_to(&self) -> u64 {
         self.up_to.load(Ordering::Acquire)
+    }
+
+    /// Records the epoch the actor is at, or is about to read the database
+    /// for: set before the reads, so a [`Staleness::force`] during them
+    /// still leaves the result stale.
+    pub fn set_current(&self, epoch: u64) {
+        self.current.store(epoch, Ordering::Release);
+    }
+
+    /// Makes the actor rebuild from the database whatever its epoch, and
+    /// refuses what it decided before: for a commit that landed after it
+    /// last read the database.
+    pub fn force(&self) {
+        self.mark(self.current.load(Ordering::Acquire) + 1);
     }
 
     /// Returns at the next [`Staleness::mark`] (at once if one came since
@@ -240,10 +257,13 @@ pub struct Writer {
     max_batch: usize,
     /// Where orders committed in a final state are remembered.
     finished: Arc<RecentlyFinished>,
-    /// Set when a commit failed: whether it landed is unknown (the
-    /// connection can die after the server committed), so the counters are
-    /// read back from the database before the next batch takes a `seq`.
-    resync: bool,
+    /// The channels of batches whose commit failed: whether they landed is
+    /// unknown (the connection can die after the server committed), so
+    /// their counters are read back before the next batch takes a `seq`.
+    unsure: HashSet<Channel>,
+    /// Each product's staleness marker, as its units bring it: what a
+    /// commit found to have landed late makes rebuild.
+    staleness: HashMap<i64, Arc<Staleness>>,
 }
 
 impl Writer {
@@ -268,7 +288,8 @@ impl Writer {
             bus,
             max_batch: max_batch.max(1),
             finished,
-            resync: false,
+            unsure: HashSet::new(),
+            staleness: HashMap::new(),
         }
     }
 
@@ -279,9 +300,6 @@ impl Writer {
         let mut batch = Batch::default();
         while self.units.recv_many(&mut units, self.max_batch).await > 0 {
             self.commit(&mut units, &mut batch).await;
-            // What a failed commit may have landed is published now if the
-            // database answers, not only when the next batch comes.
-            self.counters_current().await;
             units.clear();
             batch.clear();
         }
@@ -289,6 +307,20 @@ impl Writer {
     }
 
     async fn commit(&mut self, units: &mut Vec<Unit>, batch: &mut Batch) {
+        for unit in units.iter() {
+            if let (Channel::Product(id), Some((staleness, _))) = (unit.channel, &unit.epoch) {
+                self.staleness
+                    .entry(id)
+                    .or_insert_with(|| Arc::clone(staleness));
+            }
+        }
+        // First, since a commit found to have landed late makes its products
+        // stale, and their units here were decided without it.
+        if !self.counters_current().await {
+            tracing::warn!("cannot read the feed back yet; refusing the batch");
+            fail(units);
+            return;
+        }
         // Results decided on top of a failed commit are refused.
         units.retain_mut(|unit| {
             let stale = unit
@@ -304,20 +336,17 @@ impl Writer {
         if units.is_empty() {
             return;
         }
-        if !self.counters_current().await {
-            tracing::warn!("cannot read the feed back yet; refusing the batch");
-            fail(units);
-            return;
-        }
         batch.clear();
         match self.write(units, batch).await {
             Ok(()) => {}
             Err(error) if error.is_unavailable() => {
                 tracing::error!(%error, units = units.len(), "batch commit failed; its products rebuild from the database");
                 metrics::counter!("bidask_commit_failures_total").increment(1);
-                // It may have landed: read the counters back before the next batch.
-                self.resync = true;
+                // It may have landed: read its counters back, now if the
+                // database answers, else before the next batch.
+                self.doubt(units);
                 fail(units);
+                self.counters_current().await;
             }
             Err(error) => {
                 // The database refused something (a constraint), so nothing
@@ -343,11 +372,12 @@ impl Writer {
                         // have landed after the counters were read back
                         // (a frozen database that resumed), and then every
                         // batch would collide on its `seq` again. Reading
-                        // them back once more costs one query.
-                        self.resync = true;
+                        // them back once more costs a query a channel.
+                        self.doubt(&group);
                         fail(&mut group);
                     }
                 }
+                self.counters_current().await;
             }
         }
     }
@@ -356,40 +386,43 @@ impl Writer {
     /// read back first (see [`Writer::catch_up`]), within the commit's
     /// time bound.
     async fn counters_current(&mut self) -> bool {
-        if !self.resync {
+        if self.unsure.is_empty() {
             return true;
         }
         let caught_up = tokio::time::timeout(COMMIT_TIMEOUT, self.catch_up())
             .await
             .unwrap_or(Err(StoreError::TimedOut));
-        match caught_up {
-            Ok(()) => self.resync = false,
-            Err(error) => tracing::warn!(%error, "cannot read the feed counters back"),
+        if let Err(error) = &caught_up {
+            tracing::warn!(%error, "cannot read the feed counters back");
         }
-        !self.resync
+        caught_up.is_ok()
     }
 
-    /// Reads the counters back after a commit that counted as failed, and
-    /// publishes the events of any that landed all the same: they are
+    /// Notes the channels `units` write to as unsure.
+    fn doubt(&mut self, units: &[Unit]) {
+        for unit in units {
+            self.unsure.insert(unit.channel);
+            self.unsure
+                .extend(unit.events.iter().map(|event| event.channel));
+        }
+    }
+
+    /// Reads back the counters of the channels a failed commit wrote to,
+    /// and publishes the events of any that landed all the same: they are
     /// committed, so subscribers get them, in `seq` order, before the next
     /// ones, and the bus's window of recent events keeps no hole for a
-    /// resume to skip. Nothing is published unless everything was read.
+    /// resume to skip. A product with such events rebuilds, because its
+    /// actor may have read the database before they landed. Nothing is
+    /// published unless everything was read.
     async fn catch_up(&mut self) -> Result<(), StoreError> {
-        let stored: HashMap<Channel, i64> = self
-            .store
-            .last_seqs()
-            .await?
-            .into_iter()
-            .filter_map(|(channel, seq)| Channel::parse(&channel).map(|channel| (channel, seq)))
-            .collect();
+        let mut stored = Vec::with_capacity(self.unsure.len());
         let mut landed = Vec::new();
-        for (channel, &last) in &stored {
+        for channel in &self.unsure {
+            let name = channel.to_string();
+            let last = self.store.channel_seq(&name).await?;
             let mut after = self.seqs.get(channel).copied().unwrap_or(0);
             while after < last {
-                let rows = self
-                    .store
-                    .feed_events(&channel.to_string(), after, CATCH_UP_PAGE)
-                    .await?;
+                let rows = self.store.feed_events(&name, after, CATCH_UP_PAGE).await?;
                 let Some(&(seq, _)) = rows.last() else {
                     break;
                 };
@@ -400,6 +433,7 @@ impl Writer {
                     message,
                 }));
             }
+            stored.push((*channel, last));
         }
         if !landed.is_empty() {
             tracing::warn!(
@@ -407,10 +441,26 @@ impl Writer {
                 "a commit counted as failed had landed; publishing its events"
             );
         }
+        let rebuilt: HashSet<i64> = landed
+            .iter()
+            .filter_map(|event| match event.channel {
+                Channel::Product(id) => Some(id),
+                _ => None,
+            })
+            .collect();
+        for id in rebuilt {
+            if let Some(staleness) = self.staleness.get(&id) {
+                staleness.force();
+            }
+        }
         for event in landed {
             self.bus.publish(event);
         }
-        self.seqs = stored;
+        for (channel, last) in stored {
+            let counted = self.seqs.entry(channel).or_insert(0);
+            *counted = (*counted).max(last);
+        }
+        self.unsure.clear();
         Ok(())
     }
 
@@ -495,7 +545,7 @@ impl Writer {
         let started = Instant::now();
         // A database that hangs instead of failing must not hold every
         // request: past the bound the commit counts as failed, and since it
-        // may still land, the counters are read back (see `resync`).
+        // may still land, the counters are read back (see `unsure`).
         let result = match tokio::time::timeout(COMMIT_TIMEOUT, self.committer.commit(batch)).await
         {
             Ok(result) => result,
