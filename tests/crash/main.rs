@@ -518,8 +518,9 @@ on_both_backends!(a_product_that_landed_unopened_is_opened_on_the_next_try);
 
 /// A product whose creation was answered 503 may be in the database all
 /// the same (a commit that landed after it counted as failed; planted
-/// here). Creating it again answers 409 and opens it, so it can be traded
-/// at once instead of being refused by the database until a restart.
+/// here). The next try opens it, so it can be traded at once instead of
+/// being refused by the database until a restart: the same request,
+/// retried, gets its 201; a different one with that SKU gets 409.
 async fn a_product_that_landed_unopened_is_opened_on_the_next_try(backend: Backend) {
     use sqlx::Connection;
 
@@ -529,40 +530,54 @@ async fn a_product_that_landed_unopened_is_opened_on_the_next_try(backend: Backe
     let mut connection = sqlx::AnyConnection::connect(&url)
         .await
         .expect("the test database");
-    let landed = 500_i64;
-    sqlx::query(
-        "INSERT INTO products (id, sku, name, brand, tick_units, scale, created_at) \
-         VALUES ($1, 'LANDED-1', 'Sneaker LANDED-1', 'Nike', 1, 2, $2)",
-    )
-    .bind(landed)
-    .bind(bidask_server::clock::now_micros())
-    .execute(&mut connection)
-    .await
-    .expect("a product the server did not open");
-    sqlx::query("INSERT INTO product_sizes (product_id, market, size) VALUES ($1, 0, '10')")
-        .bind(landed)
+    for (id, sku) in [(500_i64, "LANDED-1"), (501, "LANDED-2")] {
+        sqlx::query(
+            "INSERT INTO products (id, sku, name, brand, tick_units, scale, created_at) \
+             VALUES ($1, $2, $3, 'Nike', 1, 2, $4)",
+        )
+        .bind(id)
+        .bind(sku)
+        .bind(format!("Sneaker {sku}"))
+        .bind(bidask_server::clock::now_micros())
         .execute(&mut connection)
         .await
-        .expect("its size");
+        .expect("a product the server did not open");
+        sqlx::query("INSERT INTO product_sizes (product_id, market, size) VALUES ($1, 0, '10')")
+            .bind(id)
+            .execute(&mut connection)
+            .await
+            .expect("its size");
+    }
 
     let token = app.admin_token().await;
-    let again = app
+    let retried = app
         .post(
             "/api/v1/products",
             Some(&token),
             &json!({"sku": "LANDED-1", "name": "Sneaker LANDED-1", "brand": "Nike", "sizes": ["10"]}),
         )
         .await;
+    assert_eq!(retried.status, 201, "{:?}", retried.body);
+    assert_eq!(retried.body["id"], 500);
+    let other = app
+        .post(
+            "/api/v1/products",
+            Some(&token),
+            &json!({"sku": "LANDED-2", "name": "Another shoe", "brand": "Nike", "sizes": ["10"]}),
+        )
+        .await;
     assert_eq!(
-        (again.status, again.code()),
+        (other.status, other.code()),
         (409, "sku_taken"),
         "{:?}",
-        again.body
+        other.body
     );
-    let shown = app.get(&format!("/api/v1/products/{landed}"), None).await;
-    assert_eq!(shown.status, 200, "{:?}", shown.body);
     let ann = app.register("ann").await;
-    let bid = app.order(&ann, "bid", landed, "10", "100.00").await;
-    assert_eq!(bid.status, 201, "{:?}", bid.body);
+    for id in [500, 501] {
+        let shown = app.get(&format!("/api/v1/products/{id}"), None).await;
+        assert_eq!(shown.status, 200, "{:?}", shown.body);
+        let bid = app.order(&ann, "bid", id, "10", "100.00").await;
+        assert_eq!(bid.status, 201, "{:?}", bid.body);
+    }
     app.stop().await;
 }

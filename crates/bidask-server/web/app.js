@@ -60,6 +60,9 @@ async function api(method, path, body) {
     method,
     headers,
     body: body === undefined ? undefined : JSON.stringify(body),
+    // A request the server never answers must not hold the page (an order
+    // in flight disables the trade buttons) for ever.
+    signal: typeof AbortSignal.timeout === 'function' ? AbortSignal.timeout(20000) : undefined,
   });
   const payload = await response.json().catch(() => null);
   if (!response.ok) {
@@ -193,6 +196,7 @@ class Feed {
     if (!this.channel || this.pending !== null) return;
     this.requests += 1;
     this.pending = `resume-${this.requests}`;
+    this.pendingSince = Date.now();
     const message = { type: 'subscribe', channels: [this.channel], id: this.pending };
     if (this.seq > 0) message.since_seq = this.seq;
     this.send(message);
@@ -221,6 +225,12 @@ class Feed {
         }
         break;
       case 'heartbeat': {
+        // A subscribe that was never answered (refused without its id,
+        // say for the message rate): start over on a new connection.
+        if (this.pending !== null && Date.now() - this.pendingSince > 10000 && this.socket) {
+          this.socket.close();
+          break;
+        }
         // A quiet channel still shows a gap: resume from what we have.
         const latest = message.seqs && message.seqs[this.channel];
         if (latest !== undefined && latest > this.seq) this.subscribe();

@@ -213,9 +213,19 @@ async fn create(
     // A creation answered 503 may have landed all the same; then the
     // product is stored but was never opened, and inserting it again
     // would be refused by the database for as long as the server runs.
+    // It is opened now; if it is what this request asks for, this is that
+    // creation's retry, and it gets the answer the first one should have.
     if let Some(stored) = state.store.product_by_sku(&sku).await? {
-        state.markets.adopt(stored).await?;
-        return Err(taken());
+        let retried = stored.name == name
+            && stored.brand == brand
+            && stored.sizes == sizes
+            && (stored.tick_units, stored.scale) == (tick_units, scale);
+        let product = state.markets.adopt(stored).await?;
+        return if retried {
+            Ok((StatusCode::CREATED, Json(view(&state, &product))))
+        } else {
+            Err(taken())
+        };
     }
     let record = ProductRecord {
         id: state.markets.next_product_id(),
