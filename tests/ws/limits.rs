@@ -108,6 +108,25 @@ async fn connections_and_subscriptions_are_bounded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_own_channel_counts_toward_the_subscription_bound() {
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let mut app = spawn_app_on(database, |config| config.ws_max_subscriptions = 2).await;
+    let first = app.create_product("WS-OWN-1", &["10"]).await;
+    let second = app.create_product("WS-OWN-2", &["10"]).await;
+    let ann = app.register("ann").await;
+    let mut feed = WsClient::connect_as(&app, &ann.token).await;
+    feed.expect("welcome").await;
+    assert_eq!(
+        feed.expect("subscribed").await["channel"],
+        format!("user:{}", ann.id)
+    );
+    feed.send(&json!({"type": "subscribe", "channels": [format!("product:{first}"), format!("product:{second}")], "id": 1}))
+        .await;
+    assert_eq!(feed.expect("error").await["code"], "too_many_subscriptions");
+    feed.subscribe(&format!("product:{first}")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn floods_and_huge_frames_close_the_connection() {
     let database = TestDatabase::new(Backend::Sqlite).await;
     let app = spawn_app_on(database, |config| {
