@@ -514,7 +514,10 @@ async fn feed_rows_the_writer_did_not_count_are_caught_up_with(backend: Backend)
     app.stop().await;
 }
 
-on_both_backends!(a_product_that_landed_unopened_is_opened_on_the_next_try);
+on_both_backends!(
+    a_product_that_landed_unopened_is_opened_on_the_next_try,
+    a_product_whose_creation_landed_late_is_opened_when_the_writer_finds_it
+);
 
 /// A product whose creation was answered 503 may be in the database all
 /// the same (a commit that landed after it counted as failed; planted
@@ -579,5 +582,94 @@ async fn a_product_that_landed_unopened_is_opened_on_the_next_try(backend: Backe
         let bid = app.order(&ann, "bid", id, "10", "100.00").await;
         assert_eq!(bid.status, 201, "{:?}", bid.body);
     }
+    app.stop().await;
+}
+
+/// A product creation that landed after it counted as failed leaves its
+/// `NEW_PRODUCT` in the feed (planted here, with the product). When the
+/// writer finds it, it publishes the event and opens the product, with
+/// no retry of the creation needed.
+async fn a_product_whose_creation_landed_late_is_opened_when_the_writer_finds_it(backend: Backend) {
+    use sqlx::Connection;
+
+    let mut app = spawn_app_on(TestDatabase::new(backend).await, |_| {}).await;
+    let mut catalog = WsClient::connect(&app).await;
+    catalog.expect("welcome").await;
+    let seq = catalog.subscribe("products").await["seq"]
+        .as_i64()
+        .expect("a seq");
+    let url = app.database.as_ref().expect("a database").url.clone();
+    sqlx::any::install_default_drivers();
+    let mut connection = sqlx::AnyConnection::connect(&url)
+        .await
+        .expect("the test database");
+    let landed = 600_i64;
+    sqlx::query(
+        "INSERT INTO products (id, sku, name, brand, tick_units, scale, created_at) \
+         VALUES ($1, 'LATE-1', 'Sneaker LATE-1', 'Nike', 1, 2, $2)",
+    )
+    .bind(landed)
+    .bind(bidask_server::clock::now_micros())
+    .execute(&mut connection)
+    .await
+    .expect("a product the server did not open");
+    sqlx::query("INSERT INTO product_sizes (product_id, market, size) VALUES ($1, 0, '10')")
+        .bind(landed)
+        .execute(&mut connection)
+        .await
+        .expect("its size");
+    let event = json!({
+        "type": "NEW_PRODUCT", "channel": "products", "seq": seq + 1,
+        "ts": "2026-11-30T12:00:00.000000Z", "product_id": landed, "sku": "LATE-1",
+        "name": "Sneaker LATE-1", "brand": "Nike", "sizes": ["10"], "tick_size": "0.01",
+    });
+    sqlx::query(
+        "INSERT INTO feed_events (channel, seq, event_type, payload, created_at) \
+         VALUES ('products', $1, 'NEW_PRODUCT', $2, $3)",
+    )
+    .bind(seq + 1)
+    .bind(event.to_string())
+    .bind(bidask_server::clock::now_micros())
+    .execute(&mut connection)
+    .await
+    .expect("its event");
+
+    // The next creation collides with the planted seq and is refused.
+    let token = app.admin_token().await;
+    let body = json!({"sku": "NEXT-1", "name": "Sneaker NEXT-1", "brand": "Nike", "sizes": ["9"]});
+    let collided = app.post("/api/v1/products", Some(&token), &body).await;
+    assert_eq!(
+        (collided.status, collided.code()),
+        (503, "storage_unavailable"),
+        "{:?}",
+        collided.body
+    );
+    assert_eq!(
+        catalog.events_until("products", seq, seq + 1).await[0],
+        event
+    );
+    let started = Instant::now();
+    while app
+        .get(&format!("/api/v1/products/{landed}"), None)
+        .await
+        .status
+        != 200
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the landed product was never opened"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ann = app.register("ann").await;
+    let bid = app.order(&ann, "bid", landed, "10", "100.00").await;
+    assert_eq!(bid.status, 201, "{:?}", bid.body);
+    // The refused creation, retried, goes through after it.
+    let retried = app.post("/api/v1/products", Some(&token), &body).await;
+    assert_eq!(retried.status, 201, "{:?}", retried.body);
+    assert_eq!(
+        catalog.events_until("products", seq + 1, seq + 2).await[0]["product_id"],
+        retried.body["id"]
+    );
     app.stop().await;
 }

@@ -136,6 +136,23 @@ impl Store {
         .bind(sku.to_owned())
         .fetch_optional(&self.pool)
         .await?;
+        self.with_sizes(row).await
+    }
+
+    /// The product `id`, with its sizes, if there is one.
+    pub async fn product_by_id(&self, id: i64) -> Result<Option<ProductRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, sku, name, brand, tick_units, scale, created_at FROM products \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        self.with_sizes(row).await
+    }
+
+    /// The product of `row`, if any, with its sizes read.
+    async fn with_sizes(&self, row: Option<AnyRow>) -> Result<Option<ProductRecord>, StoreError> {
         let Some(row) = row else {
             return Ok(None);
         };

@@ -125,6 +125,8 @@ pub struct Markets {
     actors: Arc<RwLock<HashMap<i64, mpsc::Sender<Request>>>>,
     /// Taken at shutdown, so the writer sees its last sender go.
     writer: Mutex<Option<mpsc::Sender<Unit>>>,
+    /// One product opened at a time outside creation (see [`Markets::adopt`]).
+    adopting: tokio::sync::Mutex<()>,
 }
 
 impl Markets {
@@ -151,9 +153,11 @@ impl Markets {
             .filter_map(|(channel, seq)| Channel::parse(&channel).map(|channel| (channel, seq)))
             .collect();
         let last_ids = store.last_ids().await?;
+        let (landed, mut landed_products) = mpsc::unbounded_channel();
         let counters = Counters {
             seqs,
             notification: last_ids.notification,
+            landed,
         };
         let ids = Arc::new(Ids::after(last_ids));
         let (sender, receiver) = mpsc::channel(options.writer_queue);
@@ -177,6 +181,16 @@ impl Markets {
             options,
             actors: Arc::new(RwLock::new(HashMap::new())),
             writer: Mutex::new(Some(sender)),
+            adopting: tokio::sync::Mutex::new(()),
+        });
+        let opener = Arc::downgrade(&markets);
+        tokio::spawn(async move {
+            while let Some(id) = landed_products.recv().await {
+                let Some(markets) = opener.upgrade() else {
+                    break;
+                };
+                markets.open_landed(id).await;
+            }
         });
         for product in catalog.all() {
             markets.spawn_actor(product).await?;
@@ -307,6 +321,11 @@ impl Markets {
     /// whose commit counted as failed but landed. It is then served like
     /// any other, as it would be after a restart.
     pub async fn adopt(&self, record: ProductRecord) -> Result<Arc<Product>, MarketError> {
+        // The retried creation and the writer's read-back may both find it.
+        let _one_at_a_time = self.adopting.lock().await;
+        if let Some(open) = self.catalog.get(record.id) {
+            return Ok(open);
+        }
         let product = Arc::new(Product::from_record(record).map_err(|error| {
             tracing::error!(%error, "a stored product record does not parse");
             MarketError::Unavailable
@@ -318,6 +337,28 @@ impl Markets {
         self.catalog.insert(Arc::clone(&product));
         tracing::warn!(product = product.id, sku = %product.sku, "opened a product whose commit had counted as failed");
         Ok(product)
+    }
+
+    /// Opens product `id` if it is stored but not open: the writer found
+    /// its `NEW_PRODUCT` among the events of a commit that landed after
+    /// counting as failed.
+    async fn open_landed(&self, id: i64) {
+        if self.catalog.get(id).is_some() {
+            return;
+        }
+        match self.store.product_by_id(id).await {
+            Ok(Some(record)) => {
+                // On failure `adopt` has logged why; a retried creation
+                // opens it later.
+                let _ = self.adopt(record).await;
+            }
+            Ok(None) => {
+                tracing::error!(product = id, "a landed NEW_PRODUCT names no stored product")
+            }
+            Err(error) => {
+                tracing::warn!(product = id, %error, "cannot read a landed product yet; a retried creation opens it")
+            }
+        }
     }
 
     /// The product `order_id` rests in, as far as the actors know (a hint:

@@ -217,6 +217,20 @@ const CATCH_UP_PAGE: i64 = 1_000;
 /// The longest a batch may take to commit.
 const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The product id of a stored `NEW_PRODUCT` event, `None` for any other.
+fn new_product_id(message: &str) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct Created {
+        #[serde(rename = "type")]
+        kind: String,
+        product_id: i64,
+    }
+    serde_json::from_str::<Created>(message)
+        .ok()
+        .filter(|created| created.kind == "NEW_PRODUCT")
+        .map(|created| created.product_id)
+}
+
 /// Answers every unit of a batch that was not written with 503, and marks
 /// its products stale up to the epochs the units were decided in.
 fn fail(units: &mut [Unit]) {
@@ -238,6 +252,8 @@ pub struct Counters {
     pub seqs: HashMap<Channel, i64>,
     /// The largest notification id taken.
     pub notification: i64,
+    /// Where products go that a commit found to have landed late created.
+    pub landed: mpsc::UnboundedSender<i64>,
 }
 
 /// The writer task's state.
@@ -264,6 +280,8 @@ pub struct Writer {
     /// Each product's staleness marker, as its units bring it: what a
     /// commit found to have landed late makes rebuild.
     staleness: HashMap<i64, Arc<Staleness>>,
+    /// Products created by a commit that landed late, to be opened.
+    landed_products: mpsc::UnboundedSender<i64>,
 }
 
 impl Writer {
@@ -290,6 +308,7 @@ impl Writer {
             finished,
             unsure: HashSet::new(),
             staleness: HashMap::new(),
+            landed_products: counters.landed,
         }
     }
 
@@ -451,6 +470,15 @@ impl Writer {
         for id in rebuilt {
             if let Some(staleness) = self.staleness.get(&id) {
                 staleness.force();
+            }
+        }
+        for event in landed
+            .iter()
+            .filter(|event| event.channel == Channel::Products)
+        {
+            if let Some(id) = new_product_id(&event.message) {
+                // Gone only when the server is stopping.
+                let _ = self.landed_products.send(id);
             }
         }
         for event in landed {
