@@ -302,6 +302,58 @@ async fn sigterm_drains_and_exits_cleanly() {
     check_acknowledged(&app, &traders, product_id, &acknowledged).await;
 }
 
+/// A stop during start-up (migrations, the catalog, every book) is a
+/// clean exit too, not death by the signal's default action.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_start_up_exits_cleanly() {
+    use std::io::{BufRead, BufReader};
+
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let mut child = std::process::Command::new(SERVER)
+        .args(["serve", "--listen", "127.0.0.1:0", "--demo"])
+        .env("DATABASE_URL", &database.url)
+        .env("BIDASK_JWT_SECRET", bidask_tests::JWT_SECRET)
+        .env("BIDASK_ADMIN_USERNAME", bidask_tests::ADMIN.0)
+        .env("BIDASK_ADMIN_PASSWORD", bidask_tests::ADMIN.1)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the server binary starts");
+    let stdout = child.stdout.take().expect("its stdout");
+    let code = tokio::task::spawn_blocking(move || {
+        let (starting, started) = std::sync::mpsc::channel();
+        // Drains the log for as long as the process lives, so a full pipe
+        // can never hold it up.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("starting:") {
+                    let _ = starting.send(());
+                }
+            }
+        });
+        if started.recv_timeout(Duration::from_secs(60)).is_err() {
+            let _ = child.kill();
+            panic!("the server never said it was starting");
+        }
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "SIGTERM was not delivered");
+        for _ in 0..600 {
+            if let Some(status) = child.try_wait().expect("the server can be waited for") {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        panic!("the server did not exit within 60 s of SIGTERM");
+    })
+    .await
+    .expect("the signal task");
+    assert_eq!(code, Some(0), "a stop during start-up did not exit 0");
+}
+
 /// `bidask migrate` creates the schema and exits 0, twice (it is
 /// idempotent); `serve` then starts on it. On both databases.
 async fn migrate_then_serve(backend: Backend) {

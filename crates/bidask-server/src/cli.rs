@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{Cli, Command, ServeConfig};
@@ -47,10 +48,26 @@ async fn run() -> ExitCode {
 }
 
 async fn serve(config: ServeConfig) -> Result<(), StartupError> {
-    let application = Application::build(config).await?;
+    // Listened for before start-up, which can take a while (migrations,
+    // rebuilding every book): a stop meanwhile is not the signal's default
+    // action (death, or nothing at all as a container's first process).
+    let mut stop = Stop::listen().map_err(StartupError::Io)?;
+    tracing::info!("starting: migrations, the catalog and every book");
+    let application = tokio::select! {
+        built = Application::build(config) => built?,
+        () = stop.requested() => {
+            tracing::info!("stopped during start-up");
+            return Ok(());
+        }
+    };
     let address = application.local_addr()?;
     tracing::info!(%address, "bidask listening on http://{address}");
-    application.run_until_stopped(shutdown_signal()).await?;
+    application
+        .run_until_stopped(async move {
+            stop.requested().await;
+            tracing::info!("shutting down: draining requests, committing what was accepted");
+        })
+        .await?;
     tracing::info!("bidask stopped cleanly");
     Ok(())
 }
@@ -69,24 +86,24 @@ fn init_tracing(json: bool) {
     }
 }
 
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+/// SIGTERM or SIGINT (Ctrl-C).
+struct Stop {
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl Stop {
+    fn listen() -> std::io::Result<Self> {
+        Ok(Self {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
     }
-    tracing::info!("shutting down: draining requests, committing what was accepted");
+
+    async fn requested(&mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {},
+            _ = self.interrupt.recv() => {},
+        }
+    }
 }

@@ -50,6 +50,12 @@ pub enum StartupError {
     /// The task serving connections panicked: a bug.
     #[error("server task: {0}")]
     ServerTask(#[source] tokio::task::JoinError),
+    /// The writer could not connect, so nothing was committed.
+    #[error("the writer could not connect: {0}")]
+    WriterConnect(#[source] StoreError),
+    /// The writer's thread panicked before its queue was committed: a bug.
+    #[error("the writer stopped without committing its queue")]
+    WriterPanicked,
 }
 
 /// A built application, bound and ready to run.
@@ -232,10 +238,13 @@ impl Application {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         markets.close();
-        if writer.await.is_err() {
-            tracing::error!("the writer thread ended without finishing its queue");
-        }
+        let written = match writer.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(StartupError::WriterConnect(error)),
+            Err(_) => Err(StartupError::WriterPanicked),
+        };
         store.close().await;
+        written?;
         match outcome {
             Ok(Ok(Ok(()))) => Ok(()),
             Ok(Ok(Err(error))) => Err(StartupError::Io(error)),

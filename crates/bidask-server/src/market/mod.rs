@@ -67,7 +67,8 @@ impl Default for RuntimeOptions {
 }
 
 /// Resolves when the writer has committed everything and stopped.
-pub type WriterDone = oneshot::Receiver<()>;
+/// Dropped unsent if the writer thread panicked.
+pub type WriterDone = oneshot::Receiver<Result<(), StoreError>>;
 
 /// Runs the writer on a thread of its own, with a single-threaded runtime
 /// and a connection pool created there.
@@ -88,26 +89,26 @@ fn spawn_writer(
     std::thread::Builder::new()
         .name("bidask-writer".to_owned())
         .spawn(move || {
-            runtime.block_on(async move {
-                match writer_store() {
-                    Ok(store) => {
-                        Writer::new(
-                            store.clone(),
-                            units,
-                            counters,
-                            replicas,
-                            bus,
-                            max_batch,
-                            finished,
-                        )
-                        .run()
-                        .await;
-                        store.close().await;
-                    }
-                    Err(error) => tracing::error!(%error, "the writer cannot connect"),
-                }
+            let outcome = runtime.block_on(async move {
+                let store = writer_store()?;
+                Writer::new(
+                    store.clone(),
+                    units,
+                    counters,
+                    replicas,
+                    bus,
+                    max_batch,
+                    finished,
+                )
+                .run()
+                .await;
+                store.close().await;
+                Ok(())
             });
-            let _ = done.send(());
+            if let Err(error) = &outcome {
+                tracing::error!(%error, "the writer cannot connect");
+            }
+            let _ = done.send(outcome);
         })
         .map_err(StartError::Writer)?;
     Ok(done_receiver)
