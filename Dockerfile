@@ -13,6 +13,9 @@ RUN apt-get update \
 COPY --from=build /usr/local/bin/bidask /usr/local/bin/bidask
 USER bidask
 WORKDIR /var/lib/bidask
+# The embedded SQLite file and its generated token secret live here when
+# no DATABASE_URL is given: a volume keeps them past the container.
+VOLUME /var/lib/bidask
 ENV BIDASK_LISTEN=0.0.0.0:8080
 EXPOSE 8080
 HEALTHCHECK --interval=5s --timeout=3s --retries=10 CMD curl -fsS http://127.0.0.1:8080/readyz || exit 1
