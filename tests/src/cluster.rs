@@ -201,10 +201,21 @@ fn children_of(parent: u32) -> Vec<u32> {
         .collect()
 }
 
-/// A port nothing listens on right now.
+/// A port nothing listens on right now, below Linux's ephemeral range
+/// (32768-60999): a port from that range can be taken by some outgoing
+/// connection before the cluster starts on it (see scripts/test-postgres).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
+    const FIRST: u32 = 26_000;
+    const COUNT: u32 = 6_000;
+    // Clusters of one test process, and of concurrent ones, start apart.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let taken = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let start = std::process::id()
+        .wrapping_mul(7_919)
+        .wrapping_add(taken * 101)
+        % COUNT;
+    (0..COUNT)
+        .filter_map(|offset| u16::try_from(FIRST + (start + offset) % COUNT).ok())
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free port below the ephemeral range")
 }
