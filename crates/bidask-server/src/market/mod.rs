@@ -114,6 +114,28 @@ fn spawn_writer(
     Ok(done_receiver)
 }
 
+/// Makes an actor reachable, unless the runtime is closing: then its
+/// sender is dropped, so the actor stops and lets the writer see its last
+/// sender go. Under the writer's lock, so that [`Markets::close`] cannot
+/// come between the check and the insert (an actor opened while shutdown
+/// began, for a creation or a landed product).
+fn register(
+    writer: &Mutex<Option<mpsc::Sender<Unit>>>,
+    actors: &RwLock<HashMap<i64, mpsc::Sender<Request>>>,
+    id: i64,
+    actor: mpsc::Sender<Request>,
+) -> bool {
+    let writer = writer.lock().unwrap_or_else(PoisonError::into_inner);
+    if writer.is_none() {
+        return false;
+    }
+    actors
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(id, actor);
+    true
+}
+
 /// Every product's actor, the writer, and what they share.
 pub struct Markets {
     store: Store,
@@ -125,7 +147,7 @@ pub struct Markets {
     options: RuntimeOptions,
     actors: Arc<RwLock<HashMap<i64, mpsc::Sender<Request>>>>,
     /// Taken at shutdown, so the writer sees its last sender go.
-    writer: Mutex<Option<mpsc::Sender<Unit>>>,
+    writer: Arc<Mutex<Option<mpsc::Sender<Unit>>>>,
     /// One product opened at a time outside creation (see [`Markets::adopt`]).
     adopting: tokio::sync::Mutex<()>,
 }
@@ -181,7 +203,7 @@ impl Markets {
             finished,
             options,
             actors: Arc::new(RwLock::new(HashMap::new())),
-            writer: Mutex::new(Some(sender)),
+            writer: Arc::new(Mutex::new(Some(sender))),
             adopting: tokio::sync::Mutex::new(()),
         });
         let opener = Arc::downgrade(&markets);
@@ -204,11 +226,11 @@ impl Markets {
     async fn spawn_actor(&self, product: Arc<Product>) -> Result<(), StartError> {
         let id = product.id;
         let sender = self.start_actor(product).await?;
-        self.actors
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, sender);
-        Ok(())
+        if register(&self.writer, &self.actors, id, sender) {
+            Ok(())
+        } else {
+            Err(StartError::ShuttingDown)
+        }
     }
 
     /// Loads `product`'s actor, expires its overdue orders, and runs it;
@@ -283,9 +305,10 @@ impl Markets {
                 tick_size: product.tick_size(),
             }),
         };
-        let (catalog, actors, opened) = (
+        let (catalog, actors, writer_slot, opened) = (
             Arc::clone(&self.catalog),
             Arc::clone(&self.actors),
+            Arc::clone(&self.writer),
             Arc::clone(&product),
         );
         let unit = Unit {
@@ -301,10 +324,7 @@ impl Markets {
                 sender,
             }),
             on_commit: Some(OnCommit(Box::new(move || {
-                actors
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(opened.id, actor);
+                register(&writer_slot, &actors, opened.id, actor);
                 catalog.insert(opened);
             }))),
         };
@@ -386,14 +406,14 @@ impl Markets {
     /// Stops taking requests: the actors finish what is queued and exit,
     /// then the writer commits the rest and its task ends.
     pub fn close(&self) {
+        // Under the writer's lock, like `register`: no actor can be added
+        // once this has run, or it would keep the writer waiting for ever.
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        writer.take();
         self.actors
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
-        self.writer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
     }
 
     fn writer_sender(&self) -> Option<mpsc::Sender<Unit>> {
