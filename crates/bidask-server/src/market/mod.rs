@@ -208,11 +208,12 @@ impl Markets {
         });
         let opener = Arc::downgrade(&markets);
         tokio::spawn(async move {
-            while let Some(id) = landed_products.recv().await {
+            while let Some((id, done)) = landed_products.recv().await {
                 let Some(markets) = opener.upgrade() else {
                     break;
                 };
                 markets.open_landed(id).await;
+                let _ = done.send(());
             }
         });
         for product in catalog.all() {

@@ -214,6 +214,10 @@ pub struct Committed {
 /// its commit counted as failed.
 const CATCH_UP_PAGE: i64 = 1_000;
 
+/// The longest the read-back waits for a product it found to be opened
+/// before publishing its `NEW_PRODUCT`.
+const OPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The longest a batch may take to commit.
 const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -252,8 +256,9 @@ pub struct Counters {
     pub seqs: HashMap<Channel, i64>,
     /// The largest notification id taken.
     pub notification: i64,
-    /// Where products go that a commit found to have landed late created.
-    pub landed: mpsc::UnboundedSender<i64>,
+    /// Where products go that a commit found to have landed late created,
+    /// to be opened; the sender is told when that is done.
+    pub landed: mpsc::UnboundedSender<(i64, oneshot::Sender<()>)>,
 }
 
 /// The writer task's state.
@@ -281,7 +286,7 @@ pub struct Writer {
     /// commit found to have landed late makes rebuild.
     staleness: HashMap<i64, Arc<Staleness>>,
     /// Products created by a commit that landed late, to be opened.
-    landed_products: mpsc::UnboundedSender<i64>,
+    landed_products: mpsc::UnboundedSender<(i64, oneshot::Sender<()>)>,
 }
 
 impl Writer {
@@ -472,14 +477,23 @@ impl Writer {
                 staleness.force();
             }
         }
+        // A product is reachable before its NEW_PRODUCT is published, as
+        // at its creation: opening it waits (boundedly) for that.
+        let mut opening = Vec::new();
         for event in landed
             .iter()
             .filter(|event| event.channel == Channel::Products)
         {
             if let Some(id) = new_product_id(&event.message) {
-                // Gone only when the server is stopping.
-                let _ = self.landed_products.send(id);
+                let (done, opened) = oneshot::channel();
+                // Refused only when the server is stopping.
+                if self.landed_products.send((id, done)).is_ok() {
+                    opening.push(opened);
+                }
             }
+        }
+        for opened in opening {
+            let _ = tokio::time::timeout(OPEN_WAIT, opened).await;
         }
         for event in landed {
             self.bus.publish(event);
