@@ -320,16 +320,20 @@ async fn sigterm_during_start_up_exits_cleanly() {
         .spawn()
         .expect("the server binary starts");
     let stdout = child.stdout.take().expect("its stdout");
-    let code = tokio::task::spawn_blocking(move || {
+    let outcome = tokio::task::spawn_blocking(move || {
         let (starting, started) = std::sync::mpsc::channel();
         // Drains the log for as long as the process lives, so a full pipe
-        // can never hold it up.
-        std::thread::spawn(move || {
+        // can never hold it up; hands back whether the stop was taken
+        // during start-up.
+        let log = std::thread::spawn(move || {
+            let mut during_start_up = false;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if line.contains("starting:") {
                     let _ = starting.send(());
                 }
+                during_start_up |= line.contains("stopping once start-up is done");
             }
+            during_start_up
         });
         if started.recv_timeout(Duration::from_secs(60)).is_err() {
             let _ = child.kill();
@@ -342,7 +346,8 @@ async fn sigterm_during_start_up_exits_cleanly() {
         assert!(sent.success(), "SIGTERM was not delivered");
         for _ in 0..600 {
             if let Some(status) = child.try_wait().expect("the server can be waited for") {
-                return status.code();
+                let during_start_up = log.join().expect("the log reader");
+                return (status.code(), during_start_up);
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -351,7 +356,11 @@ async fn sigterm_during_start_up_exits_cleanly() {
     })
     .await
     .expect("the signal task");
-    assert_eq!(code, Some(0), "a stop during start-up did not exit 0");
+    assert_eq!(
+        outcome,
+        (Some(0), true),
+        "(exit code, the stop was taken during start-up)"
+    );
 }
 
 /// `bidask migrate` creates the schema and exits 0, twice (it is

@@ -53,18 +53,29 @@ async fn serve(config: ServeConfig) -> Result<(), StartupError> {
     // action (death, or nothing at all as a container's first process).
     let mut stop = Stop::listen().map_err(StartupError::Io)?;
     tracing::info!("starting: migrations, the catalog and every book");
-    let application = tokio::select! {
-        built = Application::build(config) => built?,
+    let mut build = std::pin::pin!(Application::build(config));
+    let (application, stopping) = tokio::select! {
+        built = &mut build => (built?, false),
         () = stop.requested() => {
-            tracing::info!("stopped during start-up");
-            return Ok(());
+            // Start-up is finished rather than cut off (the demo catalog,
+            // say, is seeded one product at a time), then drained at once.
+            tracing::info!("stopping once start-up is done; a second signal stops now");
+            tokio::select! {
+                built = &mut build => (built?, true),
+                () = stop.requested() => {
+                    tracing::warn!("stopped during start-up");
+                    return Ok(());
+                }
+            }
         }
     };
     let address = application.local_addr()?;
     tracing::info!(%address, "bidask listening on http://{address}");
     application
         .run_until_stopped(async move {
-            stop.requested().await;
+            if !stopping {
+                stop.requested().await;
+            }
             tracing::info!("shutting down: draining requests, committing what was accepted");
         })
         .await?;
