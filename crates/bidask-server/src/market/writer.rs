@@ -629,3 +629,42 @@ impl Writer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The epoch protocol between an actor and the writer's force.
+    #[tokio::test]
+    async fn a_force_refuses_the_current_epoch_and_the_one_being_built() {
+        let staleness = Staleness::default();
+        staleness.set_current(3);
+        staleness.force();
+        // Units decided at epoch 3 are refused (epoch <= up_to)...
+        assert!(staleness.up_to() >= 3);
+        // ...and the actor was woken to rebuild.
+        tokio::time::timeout(std::time::Duration::from_secs(1), staleness.marked())
+            .await
+            .expect("the actor is woken");
+
+        // A rebuild announces epoch 4 before its reads; a force during
+        // them leaves epoch 4 stale, so it rebuilds once more.
+        let next = staleness.up_to() + 1;
+        staleness.set_current(next);
+        staleness.force();
+        assert!(staleness.up_to() >= next, "the rebuild's epoch is stale");
+    }
+
+    #[test]
+    fn only_new_product_events_name_a_product_to_open() {
+        assert_eq!(
+            new_product_id(r#"{"type":"NEW_PRODUCT","channel":"products","seq":3,"product_id":7}"#),
+            Some(7)
+        );
+        assert_eq!(
+            new_product_id(r#"{"type":"PRICE_DROP","channel":"products","seq":4,"product_id":7}"#),
+            None
+        );
+        assert_eq!(new_product_id("not json"), None);
+    }
+}
