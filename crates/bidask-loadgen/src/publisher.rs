@@ -10,8 +10,9 @@
 //! snapshot a subscriber gets stays the same size however long the run.
 //!
 //! Against the Node.js baseline it POSTs messages shaped like those
-//! events (same keys, same book arithmetic, `ts` stamped just before the
-//! POST) for the baseline to broadcast, so both are timed the same way.
+//! events (same keys, same book arithmetic) for the baseline to stamp
+//! when it receives them and broadcast: each server stamps its events when
+//! it accepts them, so both are timed from the same point.
 //!
 //! Publishing is sequential: the next event waits for the previous answer.
 //! That keeps a baseline's `seq` in order (there is one writer), and a

@@ -8,8 +8,9 @@
 //   (carrying the last seq broadcast, so clients can check for gaps) and
 //   `ping` with `pong`.
 // - POST /publish takes one message (the load generator's BID_UPDATED-shaped
-//   JSON, `ts` already stamped) and sends it, as is, to every subscribed
-//   client: one Buffer, no per-client copy, the loop of ws's own README.
+//   JSON), stamps its `ts` with the time it arrived, as bidask stamps its
+//   events when it accepts them, and sends it to every subscribed client:
+//   one Buffer, no per-client copy, the loop of ws's own README.
 // - GET /healthz answers 200 once the server listens.
 //
 // No heartbeats, no per-client queues, no slow-consumer policy: that is
@@ -25,6 +26,24 @@ const maxBody = 64 * 1024;
 let lastSeq = 0;
 let nextConnectionId = 1;
 
+// The wall clock the load generator reads, in microseconds. Date.now()
+// has milliseconds only (and performance.timeOrigin can be milliseconds
+// off it), so the edge of one millisecond is found once and the monotonic
+// clock counts on from there.
+const clockBase = (() => {
+  const start = Date.now();
+  let wall = start;
+  while (wall === start) wall = Date.now();
+  return { wall: BigInt(wall) * 1000n, monotonic: process.hrtime.bigint() };
+})();
+
+/** Now, as RFC 3339 with microseconds. */
+function now() {
+  const micros = clockBase.wall + (process.hrtime.bigint() - clockBase.monotonic) / 1000n;
+  const iso = new Date(Number(micros / 1000n)).toISOString();
+  return `${iso.slice(0, 19)}.${String(micros % 1000000n).padStart(6, '0')}Z`;
+}
+
 const server = http.createServer((request, response) => {
   if (request.method === 'POST' && request.url === '/publish') {
     const chunks = [];
@@ -39,7 +58,9 @@ const server = http.createServer((request, response) => {
       chunks.push(chunk);
     });
     request.on('end', () => {
-      const message = Buffer.concat(chunks);
+      const message = Buffer.from(
+        Buffer.concat(chunks).toString('utf8').replace(/"ts":"[^"]*"/, `"ts":"${now()}"`),
+      );
       const seq = /"seq":(\d+)/.exec(message.toString('latin1', 0, 200));
       if (seq) lastSeq = Number(seq[1]);
       broadcast(message);
