@@ -261,7 +261,11 @@ struct Tally {
     cancels: u64,
     cancel_conflicts: u64,
     errors: ErrorCounts,
+    /// Orders placed (201) only: a refusal is an error, counted as such,
+    /// and mixing its time in would flatter or spoil the figure.
     place_latency: Latencies,
+    /// Cancels done (200) only: a 409 (the order had already gone) is
+    /// answered from memory, with no commit, and would pull it down.
     cancel_latency: Latencies,
 }
 
@@ -355,10 +359,10 @@ impl Trader {
             Ok(answer) => answer,
             Err(failure) => return self.count_error(floor, transport_error(&failure)),
         };
-        self.tally.place_latency.record(answer.elapsed);
         if !answer.is_success() {
             return self.count_error(floor, ErrorKind::Status(answer.status));
         }
+        self.tally.place_latency.record(answer.elapsed);
         let Ok(placed) = answer.json::<Placed>() else {
             return self.count_error(floor, ErrorKind::Decode);
         };
@@ -379,9 +383,9 @@ impl Trader {
             Ok(answer) => answer,
             Err(failure) => return self.count_error(floor, transport_error(&failure)),
         };
-        self.tally.cancel_latency.record(answer.elapsed);
         match answer.status {
             200..=299 => {
+                self.tally.cancel_latency.record(answer.elapsed);
                 self.tally.cancels += 1;
                 floor.live.cancels.fetch_add(1, Ordering::Relaxed);
             }

@@ -109,7 +109,7 @@ pub struct OrdersReport {
     /// Cancels answered 409: the order had filled or gone first. Part of a
     /// realistic stream, so not an error.
     pub cancel_conflicts: u64,
-    /// Place latency, median, in milliseconds.
+    /// Latency of the orders placed (201s), median, in milliseconds.
     pub p50_ms: f64,
     /// Place latency, 99th percentile.
     pub p99_ms: f64,
@@ -119,7 +119,7 @@ pub struct OrdersReport {
     pub max_ms: f64,
     /// Mean place latency.
     pub mean_ms: f64,
-    /// Cancel latency, median.
+    /// Latency of the cancels done (200s; not the 409s), median.
     pub cancel_p50_ms: f64,
     /// Cancel latency, 99th percentile.
     pub cancel_p99_ms: f64,
