@@ -257,16 +257,10 @@ async fn a_retry_is_answered_from_the_key_even_after_its_expiry_passed(backend: 
 /// Keys are remembered for 24 hours; an older one, not yet pruned, is
 /// replaced by its next use instead of failing the commit.
 async fn a_key_older_than_a_day_may_be_used_again(backend: Backend) {
-    use sqlx::Connection;
-
     let mut app = spawn_app(backend).await;
     let product = app.create_product("AJ1-CHI", &["10"]).await;
     let ann = app.register("ann").await;
-    let url = app.database.as_ref().expect("a database").url.clone();
-    sqlx::any::install_default_drivers();
-    let mut connection = sqlx::AnyConnection::connect(&url)
-        .await
-        .expect("the test database");
+    let mut connection = app.database.as_ref().expect("a database").connect().await;
     let two_days_ago =
         bidask_server::clock::now_micros() - 2 * 86_400 * bidask_server::clock::SECOND;
     sqlx::query(

@@ -498,8 +498,6 @@ on_both_backends!(feed_rows_the_writer_did_not_count_are_caught_up_with);
 /// next request; and the next order is accepted instead of colliding for
 /// ever.
 async fn feed_rows_the_writer_did_not_count_are_caught_up_with(backend: Backend) {
-    use sqlx::Connection;
-
     let mut app = spawn_app_on(TestDatabase::new(backend).await, |_| {}).await;
     let product_id = app.create_product("SEQ-1", &["10"]).await;
     let channel = format!("product:{product_id}");
@@ -511,11 +509,7 @@ async fn feed_rows_the_writer_did_not_count_are_caught_up_with(backend: Backend)
     live.expect("welcome").await;
     assert_eq!(live.subscribe(&channel).await["seq"].as_i64(), Some(seq));
 
-    let url = app.database.as_ref().expect("a database").url.clone();
-    sqlx::any::install_default_drivers();
-    let mut connection = sqlx::AnyConnection::connect(&url)
-        .await
-        .expect("the test database");
+    let mut connection = app.database.as_ref().expect("a database").connect().await;
     let landed = json!({
         "type": "BID_UPDATED", "channel": channel, "seq": seq + 1,
         "ts": "2026-11-30T12:00:00.000000Z", "product_id": product_id, "size": "10",
@@ -575,6 +569,28 @@ async fn feed_rows_the_writer_did_not_count_are_caught_up_with(backend: Backend)
     app.stop().await;
 }
 
+/// Stores product `id` with `sku` (named `Sneaker {sku}`, one size `10`,
+/// a one-cent tick) behind the server's back, as a creation whose commit
+/// counted as failed but landed would have left it.
+async fn plant_product(connection: &mut sqlx::AnyConnection, id: i64, sku: &str) {
+    sqlx::query(
+        "INSERT INTO products (id, sku, name, brand, tick_units, scale, created_at) \
+         VALUES ($1, $2, $3, 'Nike', 1, 2, $4)",
+    )
+    .bind(id)
+    .bind(sku.to_owned())
+    .bind(format!("Sneaker {sku}"))
+    .bind(bidask_server::clock::now_micros())
+    .execute(&mut *connection)
+    .await
+    .expect("a product the server did not open");
+    sqlx::query("INSERT INTO product_sizes (product_id, market, size) VALUES ($1, 0, '10')")
+        .bind(id)
+        .execute(&mut *connection)
+        .await
+        .expect("its size");
+}
+
 on_both_backends!(
     a_product_that_landed_unopened_is_opened_on_the_next_try,
     a_product_whose_creation_landed_late_is_opened_when_the_writer_finds_it
@@ -586,31 +602,10 @@ on_both_backends!(
 /// being refused by the database until a restart: the same request,
 /// retried, gets its 201; a different one with that SKU gets 409.
 async fn a_product_that_landed_unopened_is_opened_on_the_next_try(backend: Backend) {
-    use sqlx::Connection;
-
     let mut app = spawn_app_on(TestDatabase::new(backend).await, |_| {}).await;
-    let url = app.database.as_ref().expect("a database").url.clone();
-    sqlx::any::install_default_drivers();
-    let mut connection = sqlx::AnyConnection::connect(&url)
-        .await
-        .expect("the test database");
+    let mut connection = app.database.as_ref().expect("a database").connect().await;
     for (id, sku) in [(500_i64, "LANDED-1"), (501, "LANDED-2")] {
-        sqlx::query(
-            "INSERT INTO products (id, sku, name, brand, tick_units, scale, created_at) \
-             VALUES ($1, $2, $3, 'Nike', 1, 2, $4)",
-        )
-        .bind(id)
-        .bind(sku)
-        .bind(format!("Sneaker {sku}"))
-        .bind(bidask_server::clock::now_micros())
-        .execute(&mut connection)
-        .await
-        .expect("a product the server did not open");
-        sqlx::query("INSERT INTO product_sizes (product_id, market, size) VALUES ($1, 0, '10')")
-            .bind(id)
-            .execute(&mut connection)
-            .await
-            .expect("its size");
+        plant_product(&mut connection, id, sku).await;
     }
 
     let token = app.admin_token().await;
@@ -651,34 +646,15 @@ async fn a_product_that_landed_unopened_is_opened_on_the_next_try(backend: Backe
 /// writer finds it, it opens the product and then publishes the event,
 /// with no retry of the creation needed.
 async fn a_product_whose_creation_landed_late_is_opened_when_the_writer_finds_it(backend: Backend) {
-    use sqlx::Connection;
-
     let mut app = spawn_app_on(TestDatabase::new(backend).await, |_| {}).await;
     let mut catalog = WsClient::connect(&app).await;
     catalog.expect("welcome").await;
     let seq = catalog.subscribe("products").await["seq"]
         .as_i64()
         .expect("a seq");
-    let url = app.database.as_ref().expect("a database").url.clone();
-    sqlx::any::install_default_drivers();
-    let mut connection = sqlx::AnyConnection::connect(&url)
-        .await
-        .expect("the test database");
+    let mut connection = app.database.as_ref().expect("a database").connect().await;
     let landed = 600_i64;
-    sqlx::query(
-        "INSERT INTO products (id, sku, name, brand, tick_units, scale, created_at) \
-         VALUES ($1, 'LATE-1', 'Sneaker LATE-1', 'Nike', 1, 2, $2)",
-    )
-    .bind(landed)
-    .bind(bidask_server::clock::now_micros())
-    .execute(&mut connection)
-    .await
-    .expect("a product the server did not open");
-    sqlx::query("INSERT INTO product_sizes (product_id, market, size) VALUES ($1, 0, '10')")
-        .bind(landed)
-        .execute(&mut connection)
-        .await
-        .expect("its size");
+    plant_product(&mut connection, landed, "LATE-1").await;
     let event = json!({
         "type": "NEW_PRODUCT", "channel": "products", "seq": seq + 1,
         "ts": "2026-11-30T12:00:00.000000Z", "product_id": landed, "sku": "LATE-1",

@@ -55,6 +55,15 @@ pub fn postgres_admin_url() -> String {
 }
 
 impl TestDatabase {
+    /// A connection of the test's own, for writing behind the server's
+    /// back what a crash or an old row would have left.
+    pub async fn connect(&self) -> sqlx::AnyConnection {
+        sqlx::any::install_default_drivers();
+        sqlx::AnyConnection::connect(&self.url)
+            .await
+            .expect("the test database")
+    }
+
     /// A database someone else made (and cleans up).
     pub fn at(url: String) -> Self {
         Self {

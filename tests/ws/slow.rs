@@ -9,6 +9,23 @@ use bidask_tests::{Backend, TestApp, TestDatabase, spawn_app_on};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
+/// A client whose kernel holds little for it (a 4 KiB receive buffer), so
+/// that once it stops reading the server's writes to it back up soon;
+/// past its `welcome`.
+async fn small_buffered(app: &TestApp) -> WsClient {
+    let mut client = WsClient::connect_with(
+        app,
+        &Connect {
+            receive_buffer: Some(4096),
+            ..Connect::default()
+        },
+    )
+    .await
+    .expect("upgraded");
+    client.expect("welcome").await;
+    client
+}
+
 async fn stat(app: &TestApp, field: &str) -> u64 {
     let stats = app.get("/api/v1/realtime/stats", None).await;
     stats.body[field].as_u64().unwrap_or_default()
@@ -26,16 +43,7 @@ async fn a_reader_that_stops_is_closed_with_4008_and_others_get_everything() {
     let channel = format!("product:{product}");
     let trader = app.register("trader").await;
 
-    let mut stuck = WsClient::connect_with(
-        &app,
-        &Connect {
-            receive_buffer: Some(4096),
-            ..Connect::default()
-        },
-    )
-    .await
-    .expect("upgraded");
-    stuck.expect("welcome").await;
+    let mut stuck = small_buffered(&app).await;
     let start = stuck.subscribe(&channel).await["seq"]
         .as_i64()
         .expect("a seq");
@@ -162,16 +170,7 @@ async fn a_client_stuck_mid_write_is_dropped_as_silent() {
     let product = app.create_product("WS-STUCK", &["10"]).await;
     let channel = format!("product:{product}");
     let trader = app.register("trader").await;
-    let mut stuck = WsClient::connect_with(
-        &app,
-        &Connect {
-            receive_buffer: Some(4096),
-            ..Connect::default()
-        },
-    )
-    .await
-    .expect("upgraded");
-    stuck.expect("welcome").await;
+    let mut stuck = small_buffered(&app).await;
     stuck.subscribe(&channel).await;
 
     // Far more than the kernel buffers hold, far fewer than the outbox.
