@@ -70,6 +70,40 @@ async fn a_short_orders_run_has_no_errors_and_leaves_consistent_books() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_loop_run_keeps_to_its_timetable() {
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let app = spawn_app_on(database, |config| config.demo = true).await;
+    let report = bidask_loadgen::run(OrdersConfig {
+        traders: 8,
+        duration: Duration::from_secs(2),
+        rate: Some(150),
+        progress: false,
+        ..OrdersConfig::new(app.address.clone())
+    })
+    .await
+    .expect("the run completes");
+    assert_eq!(report.errors, 0, "errors: {:?}", report.errors_by_kind);
+    assert_eq!(
+        (report.offered_rate, report.offered),
+        (Some(150), Some(300))
+    );
+    assert_eq!(report.requests + report.unsent, 300);
+    assert!(report.accepted > 0 && report.p99_ms > 0.0);
+    // Sent on the timetable, not as fast as answers come: the last request
+    // was due 299/150 s after the first.
+    assert!(
+        report.duration_s >= 299.0 / 150.0,
+        "done in {} s",
+        report.duration_s
+    );
+    let lag = report
+        .start_lag_p99_ms
+        .expect("an open loop reports its lag");
+    assert!(lag >= 0.0 && report.start_lag_max_ms >= Some(lag));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_fanout_run_delivers_every_event_to_every_subscriber() {
     let database = TestDatabase::new(Backend::Sqlite).await;
     let app = spawn_app_on(database, |config| config.demo = true).await;

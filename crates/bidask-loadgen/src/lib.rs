@@ -39,6 +39,7 @@ pub mod procfs;
 pub mod progress;
 pub mod publisher;
 pub mod report;
+pub mod schedule;
 pub mod users;
 
 pub use error::LoadgenError;

@@ -4,6 +4,12 @@
 //! Now, and cancels of their own resting orders) while every request is
 //! timed.
 //!
+//! By default each trader sends its next request when the last one is
+//! answered (a closed loop: the load is whatever the server sustains).
+//! With `--rate` the requests follow a fixed timetable instead (an open
+//! loop, see [`crate::schedule`]): latency then counts from when each
+//! request was due, so it is the latency at that offered rate.
+//!
 //! Setup (reading the catalog, signing users in) is not measured. The
 //! measured phase ends at `--duration` or after `--requests` requests,
 //! whichever comes first, and every request is bounded by `--timeout`, so a
@@ -27,6 +33,7 @@ use crate::error::LoadgenError;
 use crate::price::Price;
 use crate::progress::{self, LiveFigures, PhaseProgress};
 use crate::report::{ErrorCounts, ErrorKind, Latencies, OrdersReport};
+use crate::schedule::Schedule;
 use crate::users::{self, RunId, Session};
 
 /// Where the generator looks for a server unless told otherwise: the
@@ -92,6 +99,17 @@ pub struct OrdersConfig {
     )]
     pub requests: Option<u64>,
 
+    /// Offer this many requests (places and cancels) per second on a fixed
+    /// timetable, timing each from when it was due; without it, each
+    /// trader sends as soon as its last answer arrives. The traders are
+    /// the most requests in flight at once: give enough of them.
+    #[arg(
+        long,
+        env = "BIDASK_LOADGEN_RATE",
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000)
+    )]
+    pub rate: Option<u32>,
+
     /// Seed of the order stream: the same seed, the same choices.
     #[arg(long, env = "BIDASK_LOADGEN_SEED", default_value_t = DEFAULT_SEED)]
     pub seed: u64,
@@ -123,6 +141,7 @@ impl OrdersConfig {
             traders: DEFAULT_TRADERS,
             duration: DEFAULT_DURATION,
             requests: None,
+            rate: None,
             seed: DEFAULT_SEED,
             timeout: DEFAULT_TIMEOUT,
             max_error_rate: 1.0,
@@ -171,6 +190,9 @@ pub async fn run(config: OrdersConfig) -> Result<OrdersReport, LoadgenError> {
         api,
         quotes,
         deadline: started + config.duration,
+        schedule: config
+            .rate
+            .map(|rate| Schedule::new(started, rate, config.duration)),
         request_cap: config.requests,
         live: LiveCounters::default(),
     });
@@ -202,6 +224,8 @@ pub async fn run(config: OrdersConfig) -> Result<OrdersReport, LoadgenError> {
 
     Ok(total.report(ReportContext {
         url: floor.api.base_url().to_owned(),
+        schedule: floor.schedule,
+        request_cap: config.requests,
         run_id: run_id.to_string(),
         seed: config.seed,
         traders: trader_count,
@@ -218,6 +242,8 @@ struct TradingFloor {
     /// Never empty: the catalog walk fails when it finds no market.
     quotes: Vec<Quote>,
     deadline: Instant,
+    /// The timetable of an open-loop run; `None` for a closed loop.
+    schedule: Option<Schedule>,
     request_cap: Option<u64>,
     live: LiveCounters,
 }
@@ -267,12 +293,18 @@ struct Tally {
     /// Cancels done (200) only: a 409 (the order had already gone) is
     /// answered from memory, with no commit, and would pull it down.
     cancel_latency: Latencies,
+    /// Open loop only: how late each request left after it was due, which
+    /// grows when every trader is busy (too few traders, or the generator
+    /// itself short of CPU).
+    start_lag: Latencies,
 }
 
 /// The run's facts that are not counted by traders.
 #[derive(Debug)]
 struct ReportContext {
     url: String,
+    schedule: Option<Schedule>,
+    request_cap: Option<u64>,
     run_id: String,
     seed: u64,
     traders: usize,
@@ -299,11 +331,43 @@ struct Plan {
     time_in_force: Option<TimeInForce>,
 }
 
+/// A request a trader may send, and what its latency counts from.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    /// Closed loop: now, timed from a ready connection.
+    Now,
+    /// Open loop: the moment the timetable has it due.
+    Due(Instant),
+}
+
 impl TradingFloor {
-    /// Takes one request from the `--requests` budget; false once it is spent.
-    fn claim_request(&self) -> bool {
-        let sent_before = self.live.sent.fetch_add(1, Ordering::Relaxed);
-        self.request_cap.is_none_or(|cap| sent_before < cap)
+    /// Takes the next request from the `--requests` budget and, in an open
+    /// loop, from the timetable; `None` once the run is over. A request
+    /// still due when the measured phase has ended is not sent: the report
+    /// counts it as unsent.
+    fn claim(&self) -> Option<Slot> {
+        let now = Instant::now();
+        if now >= self.deadline {
+            return None;
+        }
+        let index = self.live.sent.fetch_add(1, Ordering::Relaxed);
+        if self.request_cap.is_some_and(|cap| index >= cap) {
+            return None;
+        }
+        match &self.schedule {
+            None => Some(Slot::Now),
+            Some(schedule) => schedule.due(index).map(Slot::Due),
+        }
+    }
+}
+
+impl Slot {
+    /// The latency of a request sent in this slot and answered just now.
+    fn latency(self, answer: &Answer) -> Duration {
+        match self {
+            Self::Now => answer.elapsed,
+            Self::Due(due) => due.elapsed(),
+        }
     }
 }
 
@@ -330,16 +394,20 @@ impl Trader {
     /// Trades until the deadline or the request budget, one request at a
     /// time (a real trader waits for an answer before deciding again).
     async fn trade(mut self, floor: Arc<TradingFloor>) -> Result<Tally, LoadgenError> {
-        while Instant::now() < floor.deadline && floor.claim_request() {
+        while let Some(slot) = floor.claim() {
+            if let Slot::Due(due) = slot {
+                tokio::time::sleep_until(due.into()).await;
+                self.tally.start_lag.record(due.elapsed());
+            }
             match next_step(&mut self.rng, &floor.quotes, &mut self.resting) {
-                Step::Place(plan) => self.place(&floor, plan).await,
-                Step::Cancel(order_id) => self.cancel(&floor, order_id).await,
+                Step::Place(plan) => self.place(&floor, plan, slot).await,
+                Step::Cancel(order_id) => self.cancel(&floor, order_id, slot).await,
             }
         }
         Ok(self.tally)
     }
 
-    async fn place(&mut self, floor: &TradingFloor, plan: Plan) {
+    async fn place(&mut self, floor: &TradingFloor, plan: Plan, slot: Slot) {
         let Some(quote) = floor.quotes.get(plan.market) else {
             return;
         };
@@ -362,7 +430,7 @@ impl Trader {
         if !answer.is_success() {
             return self.count_error(floor, ErrorKind::Status(answer.status));
         }
-        self.tally.place_latency.record(answer.elapsed);
+        self.tally.place_latency.record(slot.latency(&answer));
         let Ok(placed) = answer.json::<Placed>() else {
             return self.count_error(floor, ErrorKind::Decode);
         };
@@ -377,7 +445,7 @@ impl Trader {
         }
     }
 
-    async fn cancel(&mut self, floor: &TradingFloor, order_id: i64) {
+    async fn cancel(&mut self, floor: &TradingFloor, order_id: i64, slot: Slot) {
         self.tally.cancel_requests += 1;
         let answer: Answer = match floor.api.cancel(&self.session.token, order_id).await {
             Ok(answer) => answer,
@@ -385,7 +453,7 @@ impl Trader {
         };
         match answer.status {
             200..=299 => {
-                self.tally.cancel_latency.record(answer.elapsed);
+                self.tally.cancel_latency.record(slot.latency(&answer));
                 self.tally.cancels += 1;
                 floor.live.cancels.fetch_add(1, Ordering::Relaxed);
             }
@@ -415,6 +483,7 @@ impl Tally {
             errors: ErrorCounts::default(),
             place_latency: Latencies::new()?,
             cancel_latency: Latencies::new()?,
+            start_lag: Latencies::new()?,
         })
     }
 
@@ -428,7 +497,8 @@ impl Tally {
         self.cancel_conflicts += other.cancel_conflicts;
         self.errors.merge(&other.errors);
         self.place_latency.merge(&other.place_latency)?;
-        self.cancel_latency.merge(&other.cancel_latency)
+        self.cancel_latency.merge(&other.cancel_latency)?;
+        self.start_lag.merge(&other.start_lag)
     }
 
     fn report(self, context: ReportContext) -> OrdersReport {
@@ -444,6 +514,11 @@ impl Tally {
         let errors = self.errors.total();
         let place = self.place_latency.summary();
         let cancel = self.cancel_latency.summary();
+        let start_lag = self.start_lag.summary();
+        let offered = context.schedule.map(|schedule| {
+            let slots = schedule.slots();
+            context.request_cap.map_or(slots, |cap| slots.min(cap))
+        });
         OrdersReport {
             scenario: "orders",
             url: context.url,
@@ -453,6 +528,11 @@ impl Tally {
             products: context.products,
             markets: context.markets,
             duration_s: seconds,
+            offered_rate: context.schedule.as_ref().map(Schedule::rate),
+            offered,
+            unsent: offered.map_or(0, |offered| offered.saturating_sub(requests)),
+            start_lag_p99_ms: context.schedule.map(|_| start_lag.p99_ms),
+            start_lag_max_ms: context.schedule.map(|_| start_lag.max_ms),
             requests,
             place_requests: self.place_requests,
             accepted: self.accepted,
@@ -748,6 +828,7 @@ mod tests {
         assert_eq!(parsed.traders, defaults.traders);
         assert_eq!(parsed.duration, defaults.duration);
         assert_eq!(parsed.requests, defaults.requests);
+        assert_eq!(parsed.rate, defaults.rate);
         assert_eq!(parsed.seed, defaults.seed);
         assert_eq!(parsed.timeout, defaults.timeout);
         assert_eq!(parsed.max_error_rate, defaults.max_error_rate);

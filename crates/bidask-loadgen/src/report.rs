@@ -87,6 +87,23 @@ pub struct OrdersReport {
     /// Length of the measured phase, from the first request to the last
     /// answer: the denominator of every rate.
     pub duration_s: f64,
+    /// Requests a second on the open-loop timetable (`--rate`); `null` in
+    /// a closed loop, where each trader sends when answered.
+    pub offered_rate: Option<u32>,
+    /// Requests the timetable had due within the run; `null` in a closed
+    /// loop.
+    pub offered: Option<u64>,
+    /// Of `offered`, requests never sent because every trader was still
+    /// waiting for an answer when the run ended: load the server was
+    /// offered and did not get. Always 0 in a closed loop.
+    pub unsent: u64,
+    /// Open loop: how late requests left after they were due, 99th
+    /// percentile. More than a millisecond or two means the traders (or
+    /// the generator's CPU) could not keep to the timetable, and the
+    /// latencies include that wait.
+    pub start_lag_p99_ms: Option<f64>,
+    /// Open loop: the latest any request left.
+    pub start_lag_max_ms: Option<f64>,
     /// Place and cancel requests sent.
     pub requests: u64,
     /// Place requests sent.
@@ -109,7 +126,9 @@ pub struct OrdersReport {
     /// Cancels answered 409: the order had filled or gone first. Part of a
     /// realistic stream, so not an error.
     pub cancel_conflicts: u64,
-    /// Latency of the orders placed (201s), median, in milliseconds.
+    /// Latency of the orders placed (201s), median, in milliseconds: from
+    /// sending on a ready connection to the answer in a closed loop, from
+    /// when the request was due in an open loop.
     pub p50_ms: f64,
     /// Place latency, 99th percentile.
     pub p99_ms: f64,
@@ -294,6 +313,15 @@ impl OrdersReport {
             self.run_id,
             self.seed
         );
+        if let (Some(rate), Some(offered)) = (self.offered_rate, self.offered) {
+            let _ = writeln!(
+                text,
+                "  offered  {rate:>10}/s open loop, {offered} requests due; {} unsent; start lag ms p99 {:.3} max {:.3}",
+                self.unsent,
+                self.start_lag_p99_ms.unwrap_or(0.0),
+                self.start_lag_max_ms.unwrap_or(0.0)
+            );
+        }
         let _ = writeln!(
             text,
             "  orders   {:>10} accepted  {:>10.1}/s   of {} sent; {} matches, {} cut short by self-trade prevention",
@@ -356,6 +384,11 @@ mod tests {
             products: 5,
             markets: 50,
             duration_s: 10.0,
+            offered_rate: Some(300),
+            offered: Some(3_000),
+            unsent: 0,
+            start_lag_p99_ms: Some(0.4),
+            start_lag_max_ms: Some(1.25),
             requests: 3_000,
             place_requests: 1_800,
             accepted: 1_797,
@@ -429,6 +462,8 @@ mod tests {
             "120 matches",
             "rate limited (429) 1",
             "http_422 1",
+            "300/s open loop",
+            "max 1.250",
         ] {
             assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
         }

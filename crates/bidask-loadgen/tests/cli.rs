@@ -43,6 +43,7 @@ fn orders_help_lists_every_flag_with_its_default() {
         "--traders",
         "--duration",
         "--requests",
+        "--rate",
         "--seed",
         "--timeout",
         "--max-error-rate",
@@ -67,6 +68,7 @@ fn bad_values_are_refused_as_usage_errors() {
     for args in [
         ["orders", "--duration", "0s"],
         ["orders", "--traders", "0"],
+        ["orders", "--rate", "0"],
         ["orders", "--max-error-rate", "1.5"],
         ["orders", "--timeout", "soon"],
         ["orders", "--run-id", "not valid"],
