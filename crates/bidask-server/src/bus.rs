@@ -3,7 +3,8 @@
 //!
 //! The writer publishes each event once, already serialized, after its
 //! batch committed and in `seq` order per channel; subscribers share the
-//! same bytes.
+//! same bytes. A commit's events go out together, as one hand-over: one
+//! wake-up of the listener per commit, not one per event.
 
 use crate::feed::Channel;
 
@@ -20,6 +21,6 @@ pub struct Published {
 
 /// Where committed events go. Publishing never waits for a listener.
 pub trait Bus: Send + Sync + 'static {
-    /// Publishes one event.
-    fn publish(&self, event: Published);
+    /// Publishes `events`, in order (nothing for an empty list).
+    fn publish(&self, events: Vec<Published>);
 }

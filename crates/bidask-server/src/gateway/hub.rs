@@ -2,8 +2,8 @@
 //! published `seq`, a window of recent events for resumes, and the
 //! connections subscribed to it.
 //!
-//! The writer hands committed events to [`Hub::publish`], which only queues
-//! them; one fan-out thread moves them into every subscriber's bounded
+//! The writer hands each commit's events to [`Hub::publish`], which only
+//! queues them; one fan-out thread moves them into every subscriber's bounded
 //! outbox with `try_send`. A full outbox marks its connection slow (it is
 //! closed with 4008) and drops it from the channel, so neither the writer
 //! nor any other connection ever waits for a slow reader.
@@ -161,7 +161,7 @@ pub struct Signal {
 /// See the module docs.
 pub struct Hub {
     channels: Mutex<HashMap<Channel, ChannelState>>,
-    inbox: mpsc::UnboundedSender<Published>,
+    inbox: mpsc::UnboundedSender<Vec<Published>>,
     windows: Windows,
     /// One per group of connections (see [`BEAT_GROUPS`]).
     signals: Vec<watch::Sender<Signal>>,
@@ -330,9 +330,12 @@ impl Hub {
 }
 
 impl Bus for Hub {
-    fn publish(&self, event: Published) {
+    fn publish(&self, events: Vec<Published>) {
+        if events.is_empty() {
+            return;
+        }
         // Only fails once the fan-out thread is gone, that is at shutdown.
-        let _ = self.inbox.send(event);
+        let _ = self.inbox.send(events);
     }
 }
 
@@ -355,14 +358,14 @@ async fn beat(hub: std::sync::Weak<Hub>, every: Duration) {
 /// of its own: as a task it would wait its turn behind every connection
 /// task woken by the previous event, thousands of them, before the next
 /// event even began to go out.
-fn fan_out(hub: std::sync::Weak<Hub>, mut events: mpsc::UnboundedReceiver<Published>) {
+fn fan_out(hub: std::sync::Weak<Hub>, mut commits: mpsc::UnboundedReceiver<Vec<Published>>) {
     const BATCH: usize = 256;
     let mut batch = Vec::with_capacity(BATCH);
-    while let Some(first) = events.blocking_recv() {
-        batch.push(first);
+    while let Some(first) = commits.blocking_recv() {
+        batch.extend(first);
         while batch.len() < BATCH {
-            match events.try_recv() {
-                Ok(event) => batch.push(event),
+            match commits.try_recv() {
+                Ok(events) => batch.extend(events),
                 Err(_) => break,
             }
         }
@@ -398,7 +401,7 @@ mod tests {
     async fn settle(hub: &Hub) {
         static MARKS: AtomicU64 = AtomicU64::new(1);
         let seq = i64::try_from(MARKS.fetch_add(1, Ordering::Relaxed)).unwrap_or(i64::MAX);
-        hub.publish(event(Channel::Product(999), seq));
+        hub.publish(vec![event(Channel::Product(999), seq)]);
         for _ in 0..5_000 {
             if hub
                 .lock()
@@ -429,10 +432,15 @@ mod tests {
         let (outbox, mut frames) = mpsc::channel(16);
         let peer = Arc::new(Peer::default());
         hub.join(Channel::Product(1), 1, &outbox, &peer, None);
+        // One commit's events come as one list, and a list may hold
+        // several channels' events.
         for seq in 1..=3 {
-            hub.publish(event(Channel::Product(1), seq));
-            hub.publish(event(Channel::Product(2), seq));
+            hub.publish(vec![
+                event(Channel::Product(1), seq),
+                event(Channel::Product(2), seq),
+            ]);
         }
+        hub.publish(Vec::new());
         settle(&hub).await;
         for seq in 1..=3 {
             let frame = frames.recv().await.expect("a frame");
@@ -448,7 +456,7 @@ mod tests {
         let peer = Arc::new(Peer::default());
         hub.join(Channel::Product(1), 1, &outbox, &peer, None);
         for seq in 1..=3 {
-            hub.publish(event(Channel::Product(1), seq));
+            hub.publish(vec![event(Channel::Product(1), seq)]);
         }
         tokio::time::timeout(std::time::Duration::from_secs(5), peer.slowed())
             .await
@@ -476,7 +484,7 @@ mod tests {
     #[tokio::test]
     async fn user_channels_are_kept_only_while_someone_listens() {
         let hub = Hub::start(Windows::default(), Duration::from_secs(5)).expect("a hub");
-        hub.publish(event(Channel::User(7), 1));
+        hub.publish(vec![event(Channel::User(7), 1)]);
         settle(&hub).await;
         assert!(
             !hub.lock().contains_key(&Channel::User(7)),
@@ -485,7 +493,7 @@ mod tests {
         let (outbox, mut frames) = mpsc::channel(16);
         let peer = Arc::new(Peer::default());
         hub.join(Channel::User(7), 1, &outbox, &peer, None);
-        hub.publish(event(Channel::User(7), 2));
+        hub.publish(vec![event(Channel::User(7), 2)]);
         settle(&hub).await;
         assert_eq!(frames.recv().await.map(|frame| frame.seq), Some(2));
         hub.leave(Channel::User(7), 1);
@@ -503,7 +511,7 @@ mod tests {
         };
         let hub = Hub::start(windows, Duration::from_secs(5)).expect("a hub");
         for seq in 1..=6 {
-            hub.publish(event(Channel::Product(1), seq));
+            hub.publish(vec![event(Channel::Product(1), seq)]);
         }
         settle(&hub).await;
         let (outbox, _frames) = mpsc::channel(16);

@@ -495,8 +495,8 @@ impl Writer {
         for opened in opening {
             let _ = tokio::time::timeout(OPEN_WAIT, opened).await;
         }
-        for event in landed {
-            self.bus.publish(event);
+        if !landed.is_empty() {
+            self.bus.publish(landed);
         }
         for (channel, last) in stored {
             let counted = self.seqs.entry(channel).or_insert(0);
@@ -608,16 +608,20 @@ impl Writer {
                 hook();
             }
         }
+        let mut events = Vec::with_capacity(published.len());
         for (index, event_index, seq, message) in published {
             let event = &units[index].events[event_index];
             if let Channel::Product(product_id) = event.channel {
                 self.replicas.apply(product_id, seq, &event.body);
             }
-            self.bus.publish(Published {
+            events.push(Published {
                 channel: event.channel,
                 seq,
                 message,
             });
+        }
+        if !events.is_empty() {
+            self.bus.publish(events);
         }
         metrics::counter!("bidask_events_published_total").increment(batch.events.len() as u64);
         metrics::counter!("bidask_matches_total").increment(batch.matches.len() as u64);
