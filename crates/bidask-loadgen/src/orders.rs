@@ -530,7 +530,7 @@ impl Tally {
             duration_s: seconds,
             offered_rate: context.schedule.as_ref().map(Schedule::rate),
             offered,
-            unsent: offered.map_or(0, |offered| offered.saturating_sub(requests)),
+            unsent: offered.map(|offered| offered.saturating_sub(requests)),
             start_lag_p99_ms: context.schedule.map(|_| start_lag.p99_ms),
             start_lag_max_ms: context.schedule.map(|_| start_lag.max_ms),
             requests,
@@ -805,6 +805,24 @@ mod tests {
         };
         assert_eq!(stream(8), stream(8));
         assert_ne!(stream(8), stream(9));
+    }
+
+    #[test]
+    fn an_open_loop_request_is_timed_from_when_it_was_due() {
+        let answer = Answer {
+            status: 201,
+            elapsed: Duration::from_millis(2),
+            retry_after: None,
+            body: bytes::Bytes::new(),
+        };
+        assert_eq!(Slot::Now.latency(&answer), Duration::from_millis(2));
+        // Due 300 ms ago and answered now: 300 ms, however quick the
+        // exchange itself was.
+        let Some(due) = Instant::now().checked_sub(Duration::from_millis(300)) else {
+            return;
+        };
+        let latency = Slot::Due(due).latency(&answer);
+        assert!(latency >= Duration::from_millis(300), "{latency:?}");
     }
 
     #[test]

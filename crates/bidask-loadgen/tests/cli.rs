@@ -86,12 +86,16 @@ fn bad_values_are_refused_as_usage_errors() {
 #[test]
 fn an_unreachable_server_fails_setup_with_a_clear_message() {
     // Port 9 (discard) on loopback: nothing listens there in a test.
+    // With --rate too: a rate is a valid option, so this gets as far as
+    // connecting (exit 1), not a usage error (2).
     let output = loadgen(&[
         "orders",
         "--url",
         "http://127.0.0.1:9",
         "--timeout",
         "2s",
+        "--rate",
+        "1",
         "--no-progress",
     ]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));

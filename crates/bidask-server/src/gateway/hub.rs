@@ -371,9 +371,13 @@ fn fan_out(hub: std::sync::Weak<Hub>, mut commits: mpsc::UnboundedReceiver<Vec<P
         }
         let Some(hub) = hub.upgrade() else { return };
         let count = batch.len() as u64;
-        {
+        // One commit's list can be long (a read-back publishes pages of
+        // a thousand): the lock is let go every BATCH events so joins and
+        // leaves are not held up behind all of it.
+        let mut events = batch.drain(..).peekable();
+        while events.peek().is_some() {
             let mut channels = hub.lock();
-            for event in batch.drain(..) {
+            for event in events.by_ref().take(BATCH) {
                 hub.deliver(&mut channels, event);
             }
         }
@@ -440,7 +444,6 @@ mod tests {
                 event(Channel::Product(2), seq),
             ]);
         }
-        hub.publish(Vec::new());
         settle(&hub).await;
         for seq in 1..=3 {
             let frame = frames.recv().await.expect("a frame");
