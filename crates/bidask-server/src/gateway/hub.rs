@@ -453,6 +453,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_list_longer_than_one_lock_hold_arrives_whole_and_in_order() {
+        let hub = Hub::start(Windows::default(), Duration::from_secs(5)).expect("a hub");
+        let (outbox, mut frames) = mpsc::channel(1_024);
+        let peer = Arc::new(Peer::default());
+        hub.join(Channel::Product(1), 1, &outbox, &peer, None);
+        hub.publish(
+            (1..=600)
+                .map(|seq| event(Channel::Product(1), seq))
+                .collect(),
+        );
+        settle(&hub).await;
+        // Settled: everything is in the outbox already.
+        for seq in 1..=600 {
+            let frame = frames.try_recv().expect("a frame");
+            assert_eq!(frame.seq, seq);
+        }
+        assert!(frames.try_recv().is_err());
+        // The window kept the newest, whole.
+        let joined = hub.join(Channel::Product(1), 2, &outbox, &peer, Some(590));
+        let backlog: Vec<i64> = joined
+            .backlog
+            .expect("the window reaches back to 590")
+            .iter()
+            .map(|frame| frame.seq)
+            .collect();
+        assert_eq!(backlog, (591..=600).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
     async fn a_full_outbox_marks_the_connection_slow_and_drops_it() {
         let hub = Hub::start(Windows::default(), Duration::from_secs(5)).expect("a hub");
         let (outbox, _frames) = mpsc::channel(2);
