@@ -282,24 +282,71 @@ async fn kill_9_mid_stream_postgres() {
 
 /// `SIGTERM` mid-stream: in-flight requests finish, what was accepted is
 /// committed, the process exits 0, and a restart has every acknowledged
-/// order.
+/// order. Products are being created all the while, so some markets open
+/// as the drain begins: none may keep the process from exiting, and every
+/// acknowledged one trades after the restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_exits_cleanly() {
     let database = TestDatabase::new(Backend::Sqlite).await;
     let server = ServerProcess::start(SERVER, &database.url);
     let mut app = TestApp::connect(server.address.clone());
     let (product_id, traders) = setup(&mut app).await;
+    let admin = app.admin_token().await;
     let app = Arc::new(app);
     let streams = Streams::start(&app, &traders, product_id, 400);
+    let creating = Arc::new(AtomicBool::new(true));
+    let creations = tokio::spawn(create_products(
+        Arc::clone(&app),
+        admin,
+        Arc::clone(&creating),
+    ));
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     let code = tokio::task::spawn_blocking(move || server.terminate())
         .await
         .expect("the signal task");
     assert_eq!(code, Some(0), "the server did not exit 0 after SIGTERM");
     let acknowledged = streams.stop().await;
+    creating.store(false, Ordering::Relaxed);
+    let created = creations.await.expect("the creating task");
+    assert!(
+        !created.is_empty(),
+        "no product was created before the stop"
+    );
     let server = ServerProcess::start(SERVER, &database.url);
     let app = TestApp::connect(server.address.clone());
     check_acknowledged(&app, &traders, product_id, &acknowledged).await;
+    for id in created {
+        let bid = app.order(&traders[0], "bid", id, "10", "100.00").await;
+        assert_eq!(bid.status, 201, "product {id}: {:?}", bid.body);
+    }
+}
+
+/// Creates products one after another until told to stop (1,000 at
+/// most), riding out refusals and a server that is gone; returns the ids
+/// acknowledged with 201.
+async fn create_products(app: Arc<TestApp>, admin: String, going: Arc<AtomicBool>) -> Vec<i64> {
+    let mut created = Vec::new();
+    for index in 0..1_000 {
+        if !going.load(Ordering::Relaxed) {
+            break;
+        }
+        let sku = format!("DRAIN-{index}");
+        let request = app
+            .client
+            .post(format!("{}/api/v1/products", app.address))
+            .bearer_auth(&admin)
+            .json(&json!({"sku": sku, "name": format!("Sneaker {sku}"), "brand": "Nike", "sizes": SIZES}));
+        match request.send().await {
+            Ok(response) if response.status().as_u16() == 201 => {
+                if let Ok(body) = response.json::<Value>().await {
+                    created.extend(body["id"].as_i64());
+                }
+            }
+            // Gone or going: wait to be told to stop.
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    created
 }
 
 /// A stop during start-up (migrations, the catalog, every book) is a
