@@ -1,7 +1,7 @@
 // The product page in headless Chromium, driven by Playwright, against a
 // running server: live prices as another client trades over REST, signing
-// in, placing and cancelling from the page, the sold toast, and resuming
-// after the connection drops.
+// in, placing and cancelling from the page, Sell Now and Buy Now, the sold
+// and bought toasts, and resuming after the connection drops.
 //
 //   BIDASK_URL=http://127.0.0.1:8080 BIDASK_ADMIN_USERNAME=… BIDASK_ADMIN_PASSWORD=… node page.mjs
 //
@@ -183,6 +183,19 @@ try {
   await textOf(sellerPage, '[data-testid=highest-bid-10]', '$190.00');
   await sellerPage.locator('[data-testid=book] td', { hasText: '$219.00' }).waitFor({ timeout: WAIT });
   await sellerPage.locator('[data-testid=my-orders] li', { hasText: '$219.00' }).waitFor({ timeout: WAIT });
+
+  step('Buy Now buys at the lowest ask, immediate-or-cancel, and the buyer hears of it');
+  const isBid = (request) => request.url().endsWith('/api/v1/bids') && request.method() === 'POST';
+  const buyNow = sellerPage.waitForRequest(isBid);
+  await sellerPage.click('[data-testid=buy-now]');
+  const bought = (await buyNow).postDataJSON();
+  if (bought.time_in_force !== 'ioc' || bought.price !== '215.00' || bought.size !== '10') {
+    throw new Error(`Buy Now sent ${JSON.stringify(bought)}`);
+  }
+  await toast(sellerPage, 'You bought Air Jordan 1 Chicago (size 10) for $215.00!');
+  await textOf(watcher, '[data-testid=last-sale-10]', '$215.00');
+  // The next ask up is the seller's own, which Buy Now now offers.
+  await textOf(sellerPage, '[data-testid=lowest-ask-10]', '$219.00');
   step('a book deeper than a snapshot: the best price stays right as its top goes');
   const deep = [];
   for (let cents = 5000; cents <= 5100; cents += 1) {
