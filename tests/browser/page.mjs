@@ -196,6 +196,7 @@ try {
   await textOf(watcher, '[data-testid=last-sale-10]', '$215.00');
   // The next ask up is the seller's own, which Buy Now now offers.
   await textOf(sellerPage, '[data-testid=lowest-ask-10]', '$219.00');
+  await textOf(sellerPage, '[data-testid=buy-now]', 'Buy Now $219.00');
   step('a book deeper than a snapshot: the best price stays right as its top goes');
   const deep = [];
   for (let cents = 5000; cents <= 5100; cents += 1) {

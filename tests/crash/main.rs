@@ -315,14 +315,16 @@ async fn sigterm_drains_and_exits_cleanly() {
     let server = ServerProcess::start(SERVER, &database.url);
     let app = TestApp::connect(server.address.clone());
     check_acknowledged(&app, &traders, product_id, &acknowledged).await;
-    for id in created {
-        let bid = app.order(&traders[0], "bid", id, "10", "100.00").await;
+    // Spread over the traders, so no one trader's rate limit is reached.
+    for (id, trader) in created.iter().zip(traders.iter().cycle()) {
+        let bid = app.order(trader, "bid", *id, "10", "100.00").await;
         assert_eq!(bid.status, 201, "product {id}: {:?}", bid.body);
     }
 }
 
-/// Creates products one after another until told to stop (1,000 at
-/// most), riding out refusals and a server that is gone; returns the ids
+/// Creates products until told to stop (1,000 at most), paced under the
+/// admin's own rate limit so creations are still arriving when the drain
+/// begins, riding out refusals and a server that is gone; returns the ids
 /// acknowledged with 201.
 async fn create_products(app: Arc<TestApp>, admin: String, going: Arc<AtomicBool>) -> Vec<i64> {
     let mut created = Vec::new();
@@ -343,8 +345,10 @@ async fn create_products(app: Arc<TestApp>, admin: String, going: Arc<AtomicBool
                 }
             }
             // Gone or going: wait to be told to stop.
-            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            _ => {}
         }
+        // At most 100 a second: the default limit per user.
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     created
 }

@@ -354,12 +354,14 @@ async fn beat(hub: std::sync::Weak<Hub>, every: Duration) {
     }
 }
 
+/// Most events the fan-out thread delivers per hold of the hub's lock.
+const BATCH: usize = 256;
+
 /// Moves queued events into the outboxes, a batch per lock, on a thread
 /// of its own: as a task it would wait its turn behind every connection
 /// task woken by the previous event, thousands of them, before the next
 /// event even began to go out.
 fn fan_out(hub: std::sync::Weak<Hub>, mut commits: mpsc::UnboundedReceiver<Vec<Published>>) {
-    const BATCH: usize = 256;
     let mut batch = Vec::with_capacity(BATCH);
     while let Some(first) = commits.blocking_recv() {
         batch.extend(first);
@@ -454,31 +456,42 @@ mod tests {
 
     #[tokio::test]
     async fn a_list_longer_than_one_lock_hold_arrives_whole_and_in_order() {
-        let hub = Hub::start(Windows::default(), Duration::from_secs(5)).expect("a hub");
-        let (outbox, mut frames) = mpsc::channel(1_024);
+        // Over two lock holds and a part, through a window shorter than
+        // the list.
+        let events = i64::try_from(2 * BATCH + 88).expect("a small count");
+        let windows = Windows {
+            product: usize::try_from(events / 2).expect("a small count"),
+            ..Windows::default()
+        };
+        let hub = Hub::start(windows, Duration::from_secs(5)).expect("a hub");
+        let (outbox, mut frames) = mpsc::channel(2 * BATCH + 100);
         let peer = Arc::new(Peer::default());
         hub.join(Channel::Product(1), 1, &outbox, &peer, None);
         hub.publish(
-            (1..=600)
+            (1..=events)
                 .map(|seq| event(Channel::Product(1), seq))
                 .collect(),
         );
         settle(&hub).await;
         // Settled: everything is in the outbox already.
-        for seq in 1..=600 {
+        for seq in 1..=events {
             let frame = frames.try_recv().expect("a frame");
             assert_eq!(frame.seq, seq);
         }
         assert!(frames.try_recv().is_err());
-        // The window kept the newest, whole.
-        let joined = hub.join(Channel::Product(1), 2, &outbox, &peer, Some(590));
+        // The window kept the newest, whole: a resume from just before its
+        // oldest gets all of it, and one from further back gets nothing.
+        let oldest = events - events / 2 + 1;
+        let joined = hub.join(Channel::Product(1), 2, &outbox, &peer, Some(oldest - 1));
         let backlog: Vec<i64> = joined
             .backlog
-            .expect("the window reaches back to 590")
+            .expect("the window reaches back to its oldest")
             .iter()
             .map(|frame| frame.seq)
             .collect();
-        assert_eq!(backlog, (591..=600).collect::<Vec<_>>());
+        assert_eq!(backlog, (oldest..=events).collect::<Vec<_>>());
+        let joined = hub.join(Channel::Product(1), 3, &outbox, &peer, Some(oldest - 2));
+        assert!(joined.backlog.is_none());
     }
 
     #[tokio::test]
