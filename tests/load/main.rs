@@ -69,19 +69,29 @@ async fn a_short_orders_run_has_no_errors_and_leaves_consistent_books() {
     app.stop().await;
 }
 
+/// An `orders` run of `traders` offering `rate` requests a second.
+async fn open_loop(
+    address: &str,
+    traders: u32,
+    duration: Duration,
+    rate: u32,
+) -> bidask_loadgen::OrdersReport {
+    bidask_loadgen::run(OrdersConfig {
+        traders,
+        duration,
+        rate: Some(rate),
+        progress: false,
+        ..OrdersConfig::new(address)
+    })
+    .await
+    .expect("the run completes")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_loop_run_keeps_to_its_timetable() {
     let database = TestDatabase::new(Backend::Sqlite).await;
     let app = spawn_app_on(database, |config| config.demo = true).await;
-    let report = bidask_loadgen::run(OrdersConfig {
-        traders: 8,
-        duration: Duration::from_secs(2),
-        rate: Some(150),
-        progress: false,
-        ..OrdersConfig::new(app.address.clone())
-    })
-    .await
-    .expect("the run completes");
+    let report = open_loop(&app.address, 8, Duration::from_secs(2), 150).await;
     assert_eq!(report.errors, 0, "errors: {:?}", report.errors_by_kind);
     assert_eq!(
         (report.offered_rate, report.offered),
@@ -104,15 +114,7 @@ async fn an_open_loop_run_keeps_to_its_timetable() {
     // One trader cannot send 20,000 requests a second: the requests wait
     // for it, and that wait is their latency, as it would be a user's.
     // Timed from the send instead, the median would be one exchange.
-    let report = bidask_loadgen::run(OrdersConfig {
-        traders: 1,
-        duration: Duration::from_secs(1),
-        rate: Some(20_000),
-        progress: false,
-        ..OrdersConfig::new(app.address.clone())
-    })
-    .await
-    .expect("the run completes");
+    let report = open_loop(&app.address, 1, Duration::from_secs(1), 20_000).await;
     assert_eq!(report.offered, Some(20_000));
     assert!(report.unsent > Some(10_000), "unsent: {:?}", report.unsent);
     assert!(report.p50_ms > 100.0, "p50 {} ms", report.p50_ms);
