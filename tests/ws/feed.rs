@@ -280,29 +280,61 @@ async fn new_products_reach_the_catalog_channel(backend: Backend) {
 
     // A lower ask than the lowest is a price drop; a higher one is not.
     let seller = app.register("seller").await;
+    let mut lowest = 0;
     for price in ["250", "260", "240"] {
         let reply = app.order(&seller, "ask", product, "9", price).await;
         assert_eq!(reply.status, 201, "{:?}", reply.body);
+        lowest = reply.body["order"]["id"].as_i64().expect("an order id");
     }
-    let drop = catalog
-        .events_until("products", seq + 1, seq + 2)
-        .await
-        .remove(0);
-    assert_eq!(drop["type"], "PRICE_DROP");
+    // An amendment is judged by where the lowest ask stood before it and
+    // after it, not by the book without the order in between: lowering
+    // the lowest ask drops the price from it, raising it (still under the
+    // next ask) is no drop, and lowering a market's only ask is one.
+    let amend = |id: i64, price: &str| {
+        let body = json!({ "price": price });
+        let path = format!("/api/v1/orders/{id}");
+        let token = seller.token.clone();
+        let app = &app;
+        async move {
+            let reply = app.patch(&path, Some(&token), &body).await;
+            assert_eq!(reply.status, 200, "{:?}", reply.body);
+        }
+    };
+    amend(lowest, "230").await;
+    amend(lowest, "245").await;
+    let only = app.order(&seller, "ask", product, "8", "300").await;
+    assert_eq!(only.status, 201, "{:?}", only.body);
+    amend(
+        only.body["order"]["id"].as_i64().expect("an order id"),
+        "290",
+    )
+    .await;
+
+    let drops = catalog.events_until("products", seq + 1, seq + 4).await;
+    let seen: Vec<_> = drops
+        .iter()
+        .map(|drop| {
+            assert_eq!(drop["type"], "PRICE_DROP");
+            assert_eq!(drop["product_id"], product);
+            (
+                drop["size"].as_str().unwrap_or_default(),
+                drop["old_price"].as_str().unwrap_or_default(),
+                drop["new_price"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
     assert_eq!(
-        (
-            &drop["product_id"],
-            &drop["size"],
-            &drop["old_price"],
-            &drop["new_price"]
-        ),
-        (
-            &json!(product),
-            &json!("9"),
-            &json!("250.00"),
-            &json!("240.00")
-        )
+        seen,
+        [
+            ("9", "250.00", "240.00"),
+            ("9", "240.00", "230.00"),
+            ("8", "300.00", "290.00"),
+        ]
     );
+    // Nothing else reached the channel.
+    let mut late = WsClient::connect(&app).await;
+    late.expect("welcome").await;
+    assert_eq!(late.subscribe("products").await["seq"], seq + 4);
 }
 
 /// `ORDER_UPDATED` for a cancel and for an expiry, on the owner's channel,

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use bidask_engine::{CancelReason, Event, OrderId, OrderStatus, Side, UserId};
+use bidask_engine::{CancelReason, Event, OrderId, OrderStatus, Price, Side, UserId};
 use bidask_store::{MatchRecord, OrderRecord};
 
 use super::{Actor, side_name, ticks};
@@ -26,6 +26,11 @@ impl Actor {
         let product = Arc::clone(&self.product);
         let mut outcome = Outcome::default();
         let mut touched: Vec<i64> = Vec::new();
+        // The lowest ask of each market whose asks changed, as it stood
+        // before the command: a price drop compares the command's end with
+        // its start, since an amendment passes through a book without the
+        // order (removed, then rested at its new price).
+        let mut asks_before: Vec<(u16, Option<Price>)> = Vec::new();
         for event in events {
             match *event {
                 Event::Accepted(order) => touched.push(order_key(order.id)),
@@ -137,24 +142,13 @@ impl Actor {
                 }
                 Event::LevelChanged(change) => {
                     let market = change.market.0;
-                    if change.side == Side::Ask {
-                        let new_best = change.best.map(|best| best.price);
-                        if let Some(slot) = self.lowest_asks.get_mut(usize::from(market)) {
-                            if let (Some(old), Some(new)) = (*slot, new_best)
-                                && new < old
-                            {
-                                outcome.events.push(PendingEvent {
-                                    channel: Channel::Products,
-                                    body: FeedBody::PriceDrop(PriceDrop {
-                                        product_id: product.id,
-                                        size: product.size(i64::from(market)).to_owned(),
-                                        old_price: product.format_price(old),
-                                        new_price: product.format_price(new),
-                                    }),
-                                });
-                            }
-                            *slot = new_best;
+                    if change.side == Side::Ask
+                        && let Some(slot) = self.lowest_asks.get_mut(usize::from(market))
+                    {
+                        if !asks_before.iter().any(|(seen, _)| *seen == market) {
+                            asks_before.push((market, *slot));
                         }
+                        *slot = change.best.map(|best| best.price);
                     }
                     outcome.events.push(PendingEvent {
                         channel: Channel::Product(product.id),
@@ -175,6 +169,22 @@ impl Actor {
                         }),
                     });
                 }
+            }
+        }
+        for (market, before) in asks_before {
+            let after = self.lowest_asks.get(usize::from(market)).copied().flatten();
+            if let (Some(old), Some(new)) = (before, after)
+                && new < old
+            {
+                outcome.events.push(PendingEvent {
+                    channel: Channel::Products,
+                    body: FeedBody::PriceDrop(PriceDrop {
+                        product_id: product.id,
+                        size: product.size(i64::from(market)).to_owned(),
+                        old_price: product.format_price(old),
+                        new_price: product.format_price(new),
+                    }),
+                });
             }
         }
         let mut seen = std::collections::HashSet::with_capacity(touched.len());
