@@ -143,4 +143,14 @@ async fn resume_after_disconnect_and_restart(backend: Backend) {
         reset["snapshot"]["markets"][0]["bids"][0]["price"],
         "120.00"
     );
+
+    // The largest seq there is: a reset too, not an overflow.
+    lost.send(&json!({"type": "subscribe", "channels": [channel], "since_seq": i64::MAX}))
+        .await;
+    let reset = lost.expect("subscribed").await;
+    assert_eq!(
+        (&reset["reset"], &reset["seq"]),
+        (&json!(true), &json!(next))
+    );
+    assert_eq!(resumes(&app).await.2, 2);
 }

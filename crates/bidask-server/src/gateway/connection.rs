@@ -604,7 +604,7 @@ impl Connection {
             .await
             .map_err(|error| unavailable(&error, id))?;
         let gone = match page.first() {
-            Some((first, _)) => *first != since + 1,
+            Some((first, _)) => *first - 1 != since,
             None => {
                 let committed = store
                     .channel_seq(&name)

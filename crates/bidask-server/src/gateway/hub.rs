@@ -254,7 +254,7 @@ impl Hub {
                 .recent
                 .front()
                 .map_or(state.seq + 1, |frame| frame.seq);
-            (state.seq > 0 && first <= since + 1 && since <= state.seq).then(|| {
+            (state.seq > 0 && first - 1 <= since && since <= state.seq).then(|| {
                 state
                     .recent
                     .iter()
