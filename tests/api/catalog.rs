@@ -88,6 +88,49 @@ async fn only_an_admin_creates_a_product_and_skus_are_unique(backend: Backend) {
         )
         .await;
     assert_eq!((forbidden.status, forbidden.code()), (403, "forbidden"));
+    // A trader's body is not looked at: not JSON, or the wrong fields,
+    // it is the same 403.
+    for body in ["{not json", r#"{"sku": 7}"#] {
+        let refused = app
+            .send(
+                reqwest::Method::POST,
+                "/api/v1/products",
+                Some(&trader.token),
+                Some(body.to_owned()),
+                &[],
+            )
+            .await;
+        assert_eq!(
+            (refused.status, refused.code()),
+            (403, "forbidden"),
+            "{body}"
+        );
+    }
+
+    // Control characters (a NUL would not even be stored) name their
+    // field instead of failing the write.
+    for (field, body) in [
+        (
+            "name",
+            json!({"sku": "NUL", "name": "Air\u{0}Max", "brand": "Nike", "sizes": ["9"]}),
+        ),
+        (
+            "sku",
+            json!({"sku": "NU\nL", "name": "Air Max", "brand": "Nike", "sizes": ["9"]}),
+        ),
+        (
+            "sizes[1]",
+            json!({"sku": "NUL", "name": "Air Max", "brand": "Nike", "sizes": ["9", "1\u{7}0"]}),
+        ),
+    ] {
+        let refused = create_product(&mut app, &body).await;
+        assert_eq!(
+            (refused.status, refused.code()),
+            (422, "validation_failed"),
+            "{body}"
+        );
+        assert_eq!(refused.body["error"]["field"], field, "{:?}", refused.body);
+    }
 
     let anonymous = app
         .post(

@@ -159,15 +159,22 @@ pub struct NewProductBody {
 async fn create(
     State(state): State<AppState>,
     user: User,
-    json::Json(body): json::Json<NewProductBody>,
+    body: json::Body,
 ) -> Result<(StatusCode, Json<ProductView>), ApiError> {
+    // Before the body: a trader learns nothing about it but "not yours".
     user.require_admin()?;
+    let body: NewProductBody = json::parse(&body.0)?;
     let text = |field: &'static str, value: &str, max: usize| {
         let value = value.trim();
         if value.is_empty() || value.chars().count() > max {
             Err(ApiError::invalid(
                 field,
                 format!("{field} must be 1 to {max} characters"),
+            ))
+        } else if value.chars().any(char::is_control) {
+            Err(ApiError::invalid(
+                field,
+                format!("{field} must not contain control characters"),
             ))
         } else {
             Ok(value.to_owned())
@@ -187,6 +194,12 @@ async fn create(
         let size = size.trim().to_owned();
         if size.is_empty() || size.chars().count() > 16 {
             return Err(ApiError::invalid(field, "a size is 1 to 16 characters"));
+        }
+        if size.chars().any(char::is_control) {
+            return Err(ApiError::invalid(
+                field,
+                "a size must not contain control characters",
+            ));
         }
         if sizes.contains(&size) {
             return Err(ApiError::invalid(
