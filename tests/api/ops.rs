@@ -1,7 +1,7 @@
 //! The operational endpoints: health, readiness, metrics, the OpenAPI
 //! document, request ids.
 
-use bidask_tests::{Backend, on_both_backends, spawn_app};
+use bidask_tests::{Backend, TestDatabase, on_both_backends, spawn_app};
 
 on_both_backends!(health_metrics_openapi_and_request_ids);
 
@@ -88,4 +88,61 @@ async fn health_metrics_openapi_and_request_ids(backend: Backend) {
         "no generated request id"
     );
     app.stop().await;
+}
+
+/// CORS for `BIDASK_ALLOWED_ORIGINS`: a listed origin's preflight is
+/// answered for it, another origin's is not; `*` answers every origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_answers_the_allowed_origins_only() {
+    async fn preflight(app: &bidask_tests::TestApp, origin: &str) -> Option<String> {
+        let response = app
+            .client
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}/api/v1/bids", app.address),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+            .await
+            .expect("a preflight answer");
+        assert_eq!(response.status(), 200, "{origin}");
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    }
+
+    let listed = bidask_tests::spawn_app_on(TestDatabase::new(Backend::Sqlite).await, |config| {
+        config.allowed_origins = vec![
+            " https://Shop.Example".parse().expect("an origin"),
+            "http://127.0.0.1:3000".parse().expect("an origin"),
+        ];
+    })
+    .await;
+    assert_eq!(
+        preflight(&listed, "https://shop.example").await.as_deref(),
+        Some("https://shop.example")
+    );
+    assert_eq!(
+        preflight(&listed, "http://127.0.0.1:3000").await.as_deref(),
+        Some("http://127.0.0.1:3000")
+    );
+    assert_eq!(preflight(&listed, "https://evil.example").await, None);
+    listed.stop().await;
+
+    let any = bidask_tests::spawn_app_on(TestDatabase::new(Backend::Sqlite).await, |config| {
+        config.allowed_origins = vec!["*".parse().expect("any origin")];
+    })
+    .await;
+    assert_eq!(
+        preflight(&any, "https://evil.example").await.as_deref(),
+        Some("*")
+    );
+    any.stop().await;
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 
+use crate::origin::AllowedOrigin;
+
 /// `bidask`: a bid/ask marketplace server.
 #[derive(Debug, Parser)]
 #[command(
@@ -72,10 +74,11 @@ pub struct ServeConfig {
     /// The admin account's password.
     #[arg(long, env = "BIDASK_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
-    /// Browser origins allowed to call the API, comma-separated (default:
-    /// same origin only).
+    /// Browser origins allowed to call the API and open the feed,
+    /// comma-separated, each `scheme://host[:port]`, or `*` for any
+    /// (default: same origin only).
     #[arg(long, env = "BIDASK_ALLOWED_ORIGINS", value_delimiter = ',')]
-    pub allowed_origins: Vec<String>,
+    pub allowed_origins: Vec<AllowedOrigin>,
     /// `json` for JSON logs; human-readable otherwise. Level: `RUST_LOG`.
     #[arg(long, env = "BIDASK_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -170,5 +173,41 @@ impl Cli {
     /// The configuration of the command to run.
     pub fn command(self) -> Command {
         self.command.unwrap_or(Command::Serve(Box::new(self.serve)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command};
+
+    fn origins(value: &str) -> Result<Vec<String>, String> {
+        let cli = Cli::try_parse_from(["bidask", "--allowed-origins", value])
+            .map_err(|error| error.to_string())?;
+        let Command::Serve(config) = cli.command() else {
+            return Err("not serve".to_owned());
+        };
+        Ok(config
+            .allowed_origins
+            .iter()
+            .map(|origin| format!("{origin:?}"))
+            .collect())
+    }
+
+    #[test]
+    fn allowed_origins_are_a_trimmed_list_and_a_bad_one_names_itself() {
+        assert_eq!(
+            origins("https://a.example, https://B.example:8443").map(|list| list.len()),
+            Ok(2)
+        );
+        assert_eq!(origins("*").map(|list| list.join("")), Ok("Any".to_owned()));
+        let refused = origins("https://a.example,a.example");
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|message| message.contains("\"a.example\" is not an origin")),
+            "{refused:?}"
+        );
     }
 }

@@ -31,6 +31,7 @@ pub mod feed;
 pub mod gateway;
 pub mod http;
 pub mod market;
+pub mod origin;
 pub mod startup;
 pub mod views;
 pub mod web;

@@ -36,6 +36,7 @@ use crate::clock::{SECOND, now_micros};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::Query;
+use crate::origin::{self, AllowedOrigin};
 use connection::Connection;
 use hub::Hub;
 
@@ -55,7 +56,7 @@ pub struct GatewaySettings {
     /// Largest client message, in bytes.
     pub max_message_bytes: usize,
     /// Browser origins allowed besides the server's own.
-    pub allowed_origins: Vec<String>,
+    pub allowed_origins: Vec<AllowedOrigin>,
 }
 
 impl Default for GatewaySettings {
@@ -223,7 +224,7 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
 /// Browsers send `Origin`; a page of another site may not open a feed
 /// with the user's token unless that origin is allowed. Clients that are
 /// not browsers send no `Origin` and are not concerned.
-fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), ApiError> {
+fn check_origin(headers: &HeaderMap, allowed: &[AllowedOrigin]) -> Result<(), ApiError> {
     let Some(origin) = headers.get(ORIGIN) else {
         return Ok(());
     };
@@ -235,7 +236,7 @@ fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), ApiError>
     let same_origin = origin
         .split_once("://")
         .is_some_and(|(_, authority)| !host.is_empty() && authority.eq_ignore_ascii_case(host));
-    if same_origin || allowed.iter().any(|allowed| allowed == origin) {
+    if same_origin || origin::allows(allowed, origin) {
         Ok(())
     } else {
         Err(ApiError::Forbidden(
@@ -321,7 +322,8 @@ mod tests {
         assert!(check_origin(&headers("http://127.0.0.1:8080", "127.0.0.1:8080"), &[]).is_ok());
         assert!(check_origin(&headers("https://evil.example", "127.0.0.1:8080"), &[]).is_err());
         assert!(check_origin(&headers("null", "127.0.0.1:8080"), &[]).is_err());
-        let allowed = ["https://shop.example".to_owned()];
+        let allowed = ["https://shop.example".parse().expect("an origin")];
         assert!(check_origin(&headers("https://shop.example", "api.example"), &allowed).is_ok());
+        assert!(check_origin(&headers("https://other.example", "api.example"), &allowed).is_err());
     }
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, Method};
+use axum::http::{HeaderName, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use bidask_store::Store;
@@ -32,6 +32,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::Tokens;
 use crate::catalog::Catalog;
 use crate::market::Markets;
+use crate::origin::AllowedOrigin;
 use error::ApiError;
 
 /// Limits of the API.
@@ -40,7 +41,7 @@ pub struct ApiSettings {
     /// Largest request body, in bytes.
     pub body_limit: usize,
     /// Browser origins allowed to call the API (empty: same origin only).
-    pub allowed_origins: Vec<String>,
+    pub allowed_origins: Vec<AllowedOrigin>,
     /// Longest a request may take before it is answered 503.
     pub request_timeout: Duration,
 }
@@ -103,8 +104,7 @@ pub fn router(state: AppState, settings: &ApiSettings) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             limits::limit_address,
-        ))
-        .layer(cors(settings));
+        ));
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .nest("/api/v1", api)
@@ -114,6 +114,9 @@ pub fn router(state: AppState, settings: &ApiSettings) -> Router {
         .merge(openapi::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Around the fallbacks too: a preflight is an `OPTIONS` request,
+        // which no route takes, so CORS must answer it before they do.
+        .layer(cors(settings))
         .layer(DefaultBodyLimit::max(settings.body_limit))
         .layer(middleware::from_fn_with_state(
             settings.request_timeout,
@@ -138,13 +141,17 @@ pub fn router(state: AppState, settings: &ApiSettings) -> Router {
 }
 
 fn cors(settings: &ApiSettings) -> CorsLayer {
-    let origins: Vec<HeaderValue> = settings
-        .allowed_origins
-        .iter()
-        .filter_map(|origin| HeaderValue::from_str(origin).ok())
-        .collect();
+    let origins = &settings.allowed_origins;
+    let allow_origin = if origins.contains(&AllowedOrigin::Any) {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|origin| match origin {
+            AllowedOrigin::Exact(exact) => Some(exact.clone()),
+            AllowedOrigin::Any => None,
+        }))
+    };
     CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
+        .allow_origin(allow_origin)
         .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
         .allow_headers([
             axum::http::header::AUTHORIZATION,
