@@ -136,8 +136,8 @@ async fn floods_and_huge_frames_close_the_connection() {
     .await;
     let mut flooder = WsClient::connect(&app).await;
     flooder.expect("welcome").await;
-    for _ in 0..50 {
-        flooder.send(&json!({"type": "ping"})).await;
+    for n in 0..50 {
+        flooder.send(&json!({"type": "ping", "id": n})).await;
     }
     let mut limited = 0;
     let close = loop {
@@ -146,6 +146,10 @@ async fn floods_and_huge_frames_close_the_connection() {
                 let message: Value = serde_json::from_str(&text).expect("JSON");
                 if message["type"] == "error" {
                     assert_eq!(message["code"], "rate_limited");
+                    assert!(
+                        message["id"].is_u64(),
+                        "the refused message's id: {message}"
+                    );
                     limited += 1;
                 }
             }

@@ -324,13 +324,17 @@ impl Connection {
             if self.strikes > self.gateway.settings.messages_per_sec {
                 return Err(End::Flood);
             }
+            let id = match &message {
+                Message::Text(text) => protocol::id_of(text),
+                _ => None,
+            };
             let refusal = Refusal::new(
                 "rate_limited",
                 format!(
                     "at most {} messages per second; this one was ignored",
                     self.gateway.settings.messages_per_sec
                 ),
-                None,
+                id,
             );
             return self.send(socket, refusal.to_message()).await;
         }

@@ -98,6 +98,16 @@ struct AuthBody {
     token: String,
 }
 
+/// The `id` of a message refused before it is read (over the rate), so
+/// that the error still names it; nothing else of it is looked at.
+pub fn id_of(text: &str) -> Option<Value> {
+    #[derive(Deserialize)]
+    struct Id {
+        id: Option<Value>,
+    }
+    serde_json::from_str::<Id>(text).ok()?.id
+}
+
 /// Parses one text frame.
 pub fn parse(text: &str) -> Result<Request, Refusal> {
     let value: Value = serde_json::from_str(text)
