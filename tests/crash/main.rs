@@ -586,6 +586,19 @@ async fn feed_rows_the_writer_did_not_count_are_caught_up_with(backend: Backend)
         "{:?}",
         collided.body
     );
+    // Subscribers keep joining while the writer publishes what landed and
+    // the actor rebuilds: each one's snapshot and the events after it
+    // join without a gap, whichever side of the rebuild it read.
+    let mut joiners = Vec::new();
+    for _ in 0..12 {
+        let mut joiner = WsClient::connect(&app).await;
+        joiner.expect("welcome").await;
+        let joined = joiner.subscribe(&channel).await["seq"]
+            .as_i64()
+            .expect("a seq");
+        joiners.push((joiner, joined));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     // No request comes: the actor rebuilds because the writer woke it.
     let started = Instant::now();
     while app.book(product_id, "10").await["seq"].as_i64() != Some(seq + 1) {
@@ -609,6 +622,10 @@ async fn feed_rows_the_writer_did_not_count_are_caught_up_with(backend: Backend)
     // The subscriber gets the landed event, then the next one, no gap.
     let events = live.events_until(&channel, seq, next).await;
     assert_eq!(events[0], landed);
+    for (mut joiner, joined) in joiners {
+        let events = joiner.events_until(&channel, joined, next).await;
+        assert_eq!(events.last().map(|event| &event["seq"]), Some(&json!(next)));
+    }
     let mut resumed = WsClient::connect(&app).await;
     resumed.expect("welcome").await;
     resumed

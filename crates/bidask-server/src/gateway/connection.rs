@@ -570,7 +570,24 @@ impl Connection {
             reply["reset"] = Value::Bool(true);
         }
         protocol::with_id(&mut reply, id);
-        Ok(self.send(socket, reply.to_string()).await)
+        if let Err(end) = self.send(socket, reply.to_string()).await {
+            return Ok(Err(end));
+        }
+        if joined.seq <= seq {
+            return Ok(Ok(()));
+        }
+        // The hub published events the snapshot does not hold: the
+        // replica can lag behind it (a commit that counted as failed but
+        // landed is published before its product is rebuilt). Those
+        // events are committed, so they follow from the database; the
+        // ones after the join follow from the outbox.
+        let page = self
+            .state
+            .store
+            .feed_events(&channel.to_string(), seq, REPLAY_PAGE)
+            .await
+            .map_err(|error| unavailable(&error, id))?;
+        self.replay(socket, channel, page, seq, id).await
     }
 
     /// `subscribed` without a snapshot, then every event after `since`:
@@ -603,7 +620,7 @@ impl Connection {
         }
         let name = channel.to_string();
         let store = self.state.store.clone();
-        let mut page = store
+        let page = store
             .feed_events(&name, since, REPLAY_PAGE)
             .await
             .map_err(|error| unavailable(&error, id))?;
@@ -629,6 +646,21 @@ impl Connection {
         if let Err(end) = self.send(socket, subscribed(channel, since, id)).await {
             return Ok(Err(end));
         }
+        self.replay(socket, channel, page, since, id).await
+    }
+
+    /// Sends `page`, the first page of stored events after `since`, and
+    /// the pages after it.
+    async fn replay(
+        &mut self,
+        socket: &mut WebSocket,
+        channel: Channel,
+        mut page: Vec<(i64, String)>,
+        since: i64,
+        id: Option<&Value>,
+    ) -> Result<Result<(), End>, Refusal> {
+        let name = channel.to_string();
+        let store = self.state.store.clone();
         loop {
             let full = page.len() as i64 == REPLAY_PAGE;
             let mut last = since;
