@@ -5,6 +5,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::Uri;
 use axum::http::request::Parts;
 use serde::de::{DeserializeOwned, IgnoredAny};
 
@@ -91,7 +92,8 @@ fn strip_position(message: &str) -> &str {
         .map_or(message, |index| &message[..index])
 }
 
-/// A query string.
+/// A query string. A parameter with an empty value (`?status=`, as an
+/// HTML form sends a field left blank) counts as absent.
 #[derive(Debug, Clone)]
 pub struct Query<T>(pub T);
 
@@ -99,17 +101,31 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::<T>::try_from_uri(&parts.uri)
-            .map(|query| Query(query.0))
-            .map_err(|rejection| {
-                let text = rejection.body_text();
-                let detail = text
-                    .strip_prefix("Failed to deserialize query string: ")
-                    .unwrap_or(&text);
-                let field = detail.split(':').next().unwrap_or("query");
-                ApiError::invalid(field, detail)
-            })
+        query(parts.uri.query().unwrap_or_default())
     }
+}
+
+fn query<T: DeserializeOwned>(text: &str) -> Result<Query<T>, ApiError> {
+    let given: Vec<&str> = text
+        .split('&')
+        .filter(|pair| {
+            pair.split_once('=')
+                .is_some_and(|(_, value)| !value.is_empty())
+        })
+        .collect();
+    let uri: Uri = format!("/?{}", given.join("&"))
+        .parse()
+        .map_err(|_| ApiError::invalid("query", "the query string is not valid"))?;
+    axum::extract::Query::<T>::try_from_uri(&uri)
+        .map(|query| Query(query.0))
+        .map_err(|rejection| {
+            let text = rejection.body_text();
+            let detail = text
+                .strip_prefix("Failed to deserialize query string: ")
+                .unwrap_or(&text);
+            let field = detail.split(':').next().unwrap_or("query");
+            ApiError::invalid(field, detail)
+        })
 }
 
 #[cfg(test)]
@@ -151,5 +167,34 @@ mod tests {
             "price"
         );
         assert_eq!(field_of(parse::<Body>(b"[]").expect_err("refused")), "body");
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Filters {
+        status: Option<String>,
+        limit: Option<i64>,
+    }
+
+    #[test]
+    fn empty_query_parameters_are_absent_and_bad_ones_named() {
+        let filters = |text: &str| query::<Filters>(text).map(|Query(filters)| filters);
+        let none = Filters {
+            status: None,
+            limit: None,
+        };
+        assert_eq!(filters("").expect("no parameters"), none);
+        assert_eq!(filters("status=&limit=").expect("blank ones"), none);
+        assert_eq!(filters("status&limit=").expect("bare ones"), none);
+        assert_eq!(
+            filters("status=open&limit=").expect("one given"),
+            Filters {
+                status: Some("open".to_owned()),
+                limit: None,
+            }
+        );
+        assert_eq!(
+            field_of(filters("status=&limit=many").expect_err("refused")),
+            "limit"
+        );
     }
 }
