@@ -87,6 +87,24 @@ async fn health_metrics_openapi_and_request_ids(backend: Backend) {
         generated.headers().get("x-request-id").is_some(),
         "no generated request id"
     );
+
+    // Made-up methods share one label instead of a series each.
+    for method in ["FOO1", "FOO2"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method token");
+        let answer = app.send(method, "/healthz", None, None, &[]).await;
+        assert_eq!(answer.status, 405);
+    }
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(metrics.contains("method=\"other\""), "no shared label");
+    assert!(!metrics.contains("FOO"), "a made-up method became a label");
     app.stop().await;
 }
 
