@@ -91,3 +91,55 @@ async fn an_address_past_its_password_checks_gets_429_while_requests_go_on(backe
     assert_eq!(again.status, 200, "{:?}", again.body);
     app.stop().await;
 }
+
+/// A connection must send a whole request head within the request time
+/// bound of opening, or of its last response, or it is closed: silent,
+/// half a head, or idle after a request alike. Each holds a file
+/// descriptor, and the process has 20,000.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_send_no_request_head_are_closed() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let app = spawn_app_on(database, |config| config.request_timeout_secs = 1).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut waits = Vec::new();
+    for sent in [
+        "",
+        "GET /healthz HTTP/1.1\r\nHost: bidask\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: bidask\r\n\r\n",
+    ] {
+        let address = address.clone();
+        waits.push(tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(&address)
+                .await
+                .expect("a connection");
+            stream.write_all(sent.as_bytes()).await.expect("a write");
+            let started = Instant::now();
+            let mut received = Vec::new();
+            let read =
+                tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut received))
+                    .await;
+            assert!(read.is_ok(), "{sent:?}: still open after 10 s");
+            (
+                sent,
+                started.elapsed(),
+                String::from_utf8_lossy(&received).into_owned(),
+            )
+        }));
+    }
+    for wait in waits {
+        let (sent, waited, received) = wait.await.expect("a reader");
+        assert!(
+            waited >= Duration::from_millis(900),
+            "{sent:?}: closed after {waited:?}"
+        );
+        if sent.ends_with("\r\n\r\n") {
+            assert!(received.starts_with("HTTP/1.1 200"), "{received}");
+        }
+    }
+    // The server itself goes on.
+    assert_eq!(app.get("/healthz", None).await.status, 200);
+    app.stop().await;
+}

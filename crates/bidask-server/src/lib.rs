@@ -32,6 +32,7 @@ pub mod gateway;
 pub mod http;
 pub mod market;
 pub mod origin;
+pub mod serve;
 pub mod startup;
 pub mod views;
 pub mod web;

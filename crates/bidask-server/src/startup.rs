@@ -40,8 +40,8 @@ pub enum StartupError {
     /// The market runtime could not start.
     #[error("markets: {0}")]
     Markets(#[from] crate::market::StartError),
-    /// The port could not be bound, the fan-out thread could not be
-    /// started, or serving failed.
+    /// The port could not be bound or the fan-out thread could not be
+    /// started.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
     /// A setting is unusable.
@@ -69,6 +69,7 @@ pub struct Application {
     store: Store,
     hub: Arc<Hub>,
     shutdown_timeout: Duration,
+    header_timeout: Duration,
 }
 
 /// Binds the port. With `send_buffer`, every accepted connection inherits
@@ -188,6 +189,7 @@ impl Application {
             store,
             hub,
             shutdown_timeout: config.shutdown_timeout(),
+            header_timeout: Duration::from_secs(config.request_timeout_secs),
         })
     }
 
@@ -210,14 +212,14 @@ impl Application {
             store,
             hub,
             shutdown_timeout,
+            header_timeout,
         } = self;
         let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        let server = axum::serve(listener, service).with_graceful_shutdown(async move {
+        let server = crate::serve::serve(listener, router, header_timeout, async move {
             shutdown.await;
             let _ = stopping.send(());
         });
-        let mut server = tokio::spawn(async move { server.await });
+        let mut server = tokio::spawn(server);
         // In-flight requests get `shutdown_timeout` to finish once the
         // signal came; the server task ends sooner when they do, and is
         // aborted (dropping what is left) when they do not.
@@ -248,8 +250,7 @@ impl Application {
         store.close().await;
         written?;
         match outcome {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(error))) => Err(StartupError::Io(error)),
+            Ok(Ok(())) => Ok(()),
             Ok(Err(join)) => Err(StartupError::ServerTask(join)),
             Err(_) => {
                 tracing::warn!("shutdown timed out with requests still in flight");
