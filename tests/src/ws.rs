@@ -46,6 +46,8 @@ pub struct Connect<'a> {
     pub origin: Option<&'a str>,
     /// The socket's receive buffer, for a client meant to fall behind.
     pub receive_buffer: Option<u32>,
+    /// The loopback address to connect from (127.0.0.1 when unset).
+    pub source: Option<std::net::Ipv4Addr>,
 }
 
 impl WsClient {
@@ -94,6 +96,11 @@ impl WsClient {
         let socket = TcpSocket::new_v4().expect("a socket");
         if let Some(size) = how.receive_buffer {
             socket.set_recv_buffer_size(size).expect("a buffer size");
+        }
+        if let Some(source) = how.source {
+            socket
+                .bind((source, 0).into())
+                .expect("a loopback source address");
         }
         let tcp = socket
             .connect(authority.parse().expect("a socket address"))

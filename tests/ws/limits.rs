@@ -48,6 +48,61 @@ async fn origins_are_checked_and_a_plain_get_is_refused() {
     assert_eq!(plain.code(), "websocket_required");
 }
 
+/// One client address may not take every place: past its own bound it
+/// is refused while other addresses still connect, up to the total.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_hold_every_connection() {
+    use std::net::Ipv4Addr;
+
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let app = spawn_app_on(database, |config| {
+        config.ws_max_connections = 3;
+        config.ws_max_connections_per_address = 2;
+    })
+    .await;
+    let from = |last: u8| Connect {
+        source: Some(Ipv4Addr::new(127, 0, 0, last)),
+        ..Connect::default()
+    };
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut client = WsClient::connect_with(&app, &from(1))
+            .await
+            .expect("a place");
+        client.expect("welcome").await;
+        held.push(client);
+    }
+    let refused = WsClient::connect_with(&app, &from(1))
+        .await
+        .err()
+        .expect("the address's third is refused");
+    let (status, code) = refusal(&refused);
+    assert_eq!((status, code.as_str()), (503, "at_capacity"));
+    let mut other = WsClient::connect_with(&app, &from(2))
+        .await
+        .expect("another address still connects");
+    other.expect("welcome").await;
+    let full = WsClient::connect_with(&app, &from(3))
+        .await
+        .err()
+        .expect("the server's fourth is refused");
+    assert_eq!(refusal(&full), (503, "at_capacity".to_owned()));
+    let stats = app.get("/api/v1/realtime/stats", None).await;
+    assert_eq!(stats.body["refused_connections"], 2);
+
+    // A closed connection gives its address its place back.
+    held.pop().expect("a connection").close().await;
+    let mut again = None;
+    for _ in 0..100 {
+        if let Ok(client) = WsClient::connect_with(&app, &from(1)).await {
+            again = Some(client);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    again.expect("a place again").expect("welcome").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_and_subscriptions_are_bounded() {
     let database = TestDatabase::new(Backend::Sqlite).await;

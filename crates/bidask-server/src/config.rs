@@ -118,6 +118,15 @@ pub struct ServeConfig {
     /// process here may hold 20,000 open files in all.
     #[arg(long, env = "BIDASK_WS_MAX_CONNECTIONS", default_value_t = 19_000)]
     pub ws_max_connections: usize,
+    /// WebSocket connections held at once from one client address (an
+    /// IPv6 /64 counts as one), so that one client cannot take every
+    /// place; 0 for no bound.
+    #[arg(
+        long,
+        env = "BIDASK_WS_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 1_000
+    )]
+    pub ws_max_connections_per_address: usize,
     /// Subscriptions per WebSocket connection.
     #[arg(long, env = "BIDASK_WS_MAX_SUBSCRIPTIONS", default_value_t = 64)]
     pub ws_max_subscriptions: usize,
@@ -158,6 +167,7 @@ impl ServeConfig {
             heartbeat: Duration::from_millis(self.ws_heartbeat_ms.max(10)),
             queue: self.ws_queue.max(1),
             max_connections: self.ws_max_connections,
+            max_connections_per_address: self.ws_max_connections_per_address,
             max_subscriptions: self.ws_max_subscriptions,
             messages_per_sec: self.ws_messages_per_sec,
             max_message_bytes: self.ws_max_message_bytes.max(64),

@@ -16,13 +16,15 @@ pub mod hub;
 pub mod protocol;
 pub mod snapshot;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, HOST, ORIGIN};
 use axum::response::Response;
@@ -36,6 +38,7 @@ use crate::clock::{SECOND, now_micros};
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::json::Query;
+use crate::http::limits::client;
 use crate::origin::{self, AllowedOrigin};
 use connection::Connection;
 use hub::Hub;
@@ -49,6 +52,10 @@ pub struct GatewaySettings {
     pub queue: usize,
     /// Connections held at once; upgrades beyond get 503.
     pub max_connections: usize,
+    /// Connections held at once from one client address (an IPv6 /64
+    /// counts as one), so that one client cannot hold them all; 0 for no
+    /// bound.
+    pub max_connections_per_address: usize,
     /// Subscriptions per connection.
     pub max_subscriptions: usize,
     /// Client messages per second per connection (0: unlimited).
@@ -65,6 +72,7 @@ impl Default for GatewaySettings {
             heartbeat: Duration::from_secs(5),
             queue: 1_024,
             max_connections: 19_000,
+            max_connections_per_address: 1_000,
             max_subscriptions: 64,
             messages_per_sec: 20,
             max_message_bytes: 16 * 1024,
@@ -80,6 +88,59 @@ pub struct Gateway {
     pub hub: Arc<Hub>,
     /// The limits.
     pub settings: GatewaySettings,
+    /// Connections held per client address, for those that hold any.
+    held: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl Gateway {
+    /// A gateway in front of `hub`.
+    pub fn new(hub: Arc<Hub>, settings: GatewaySettings) -> Self {
+        Self {
+            hub,
+            settings,
+            held: Mutex::default(),
+        }
+    }
+
+    /// Takes a place for a connection from `address`, if it has one left
+    /// and the server too.
+    fn hold(self: &Arc<Self>, address: IpAddr) -> Result<Slot, ApiError> {
+        let address = client(address);
+        let refused = |message| {
+            self.hub
+                .counters
+                .refused_connections
+                .fetch_add(1, Ordering::Relaxed);
+            ApiError::AtCapacity(message)
+        };
+        {
+            let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+            let count = held.entry(address).or_insert(0);
+            let bound = self.settings.max_connections_per_address;
+            if bound > 0 && *count >= bound {
+                return Err(refused(
+                    "this address holds all the feed connections it may; close one first",
+                ));
+            }
+            *count += 1;
+        }
+        // From here on, dropping the slot gives the place back.
+        let mut slot = Slot {
+            gateway: Arc::clone(self),
+            address,
+            counted: false,
+        };
+        let counters = &self.hub.counters;
+        if counters.connections.fetch_add(1, Ordering::Relaxed) >= self.settings.max_connections {
+            counters.connections.fetch_sub(1, Ordering::Relaxed);
+            return Err(refused(
+                "the server holds all the connections it can; retry later",
+            ));
+        }
+        metrics::gauge!("bidask_ws_connections").increment(1.0);
+        slot.counted = true;
+        Ok(slot)
+    }
 }
 
 /// Who a connection belongs to.
@@ -146,21 +207,41 @@ struct UpgradeQuery {
 }
 
 /// One held connection; dropping it frees the place.
-struct Slot(Arc<Gateway>);
+struct Slot {
+    gateway: Arc<Gateway>,
+    address: IpAddr,
+    /// Whether it counts toward the server's total yet.
+    counted: bool,
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0
-            .hub
-            .counters
-            .connections
-            .fetch_sub(1, Ordering::Relaxed);
-        metrics::gauge!("bidask_ws_connections").decrement(1.0);
+        let mut held = self
+            .gateway
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = held.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.address);
+            }
+        }
+        drop(held);
+        if self.counted {
+            self.gateway
+                .hub
+                .counters
+                .connections
+                .fetch_sub(1, Ordering::Relaxed);
+            metrics::gauge!("bidask_ws_connections").decrement(1.0);
+        }
     }
 }
 
 async fn upgrade(
     State(state): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(query): Query<UpgradeQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -179,16 +260,7 @@ async fn upgrade(
         Some(token) => Some(identify(&state, &token).await?),
         None => None,
     };
-    let counters = &gateway.hub.counters;
-    if counters.connections.fetch_add(1, Ordering::Relaxed) >= gateway.settings.max_connections {
-        counters.connections.fetch_sub(1, Ordering::Relaxed);
-        counters.refused_connections.fetch_add(1, Ordering::Relaxed);
-        return Err(ApiError::AtCapacity(
-            "the server holds all the connections it can; retry later",
-        ));
-    }
-    metrics::gauge!("bidask_ws_connections").increment(1.0);
-    let slot = Slot(Arc::clone(&gateway));
+    let slot = gateway.hold(remote.ip())?;
     let limit = gateway.settings.max_message_bytes;
     Ok(upgrade
         // A client sends small messages; a server with thousands of

@@ -99,7 +99,7 @@ impl RateLimits {
 
 /// The key of a client address: IPv4 as it is, IPv6 by its /64 (an
 /// IPv4-mapped IPv6 address is its IPv4 one).
-fn client(address: IpAddr) -> IpAddr {
+pub(crate) fn client(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V4(_) => address,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
