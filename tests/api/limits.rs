@@ -143,3 +143,34 @@ async fn connections_that_send_no_request_head_are_closed() {
     assert_eq!(app.get("/healthz", None).await.status, 200);
     app.stop().await;
 }
+
+/// The per-address rate covers every route, the feed's upgrade and the
+/// operational endpoints included, not only the API's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_past_its_rate_gets_429_on_every_route() {
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let app = spawn_app_on(database, |config| config.rate_limit_address = 1).await;
+    // A rate of 1/s bursts to 2.
+    let statuses = futures_util::future::join_all(
+        ["/healthz", "/readyz", "/ws", "/api/openapi.json"].map(|path| app.get(path, None)),
+    )
+    .await;
+    let limited: Vec<_> = statuses
+        .iter()
+        .filter(|reply| reply.status == 429)
+        .collect();
+    assert_eq!(
+        limited.len(),
+        2,
+        "{:?}",
+        statuses
+            .iter()
+            .map(|reply| reply.status)
+            .collect::<Vec<_>>()
+    );
+    for reply in limited {
+        assert_eq!(reply.code(), "rate_limited");
+        assert!(reply.retry_after.is_some(), "429 without Retry-After");
+    }
+    app.stop().await;
+}

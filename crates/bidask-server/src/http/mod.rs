@@ -100,11 +100,7 @@ pub fn router(state: AppState, settings: &ApiSettings) -> Router {
         .merge(products::router())
         .merge(orders::router())
         .merge(account::router())
-        .merge(crate::gateway::api_router())
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            limits::limit_address,
-        ));
+        .merge(crate::gateway::api_router());
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .nest("/api/v1", api)
@@ -117,6 +113,12 @@ pub fn router(state: AppState, settings: &ApiSettings) -> Router {
         // Around the fallbacks too: a preflight is an `OPTIONS` request,
         // which no route takes, so CORS must answer it before they do.
         .layer(cors(settings))
+        // Every route: the feed's upgrade, the page and the operational
+        // endpoints cost the server as much as the API's.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::limit_address,
+        ))
         .layer(DefaultBodyLimit::max(settings.body_limit))
         .layer(middleware::from_fn_with_state(
             settings.request_timeout,
