@@ -1,6 +1,8 @@
 //! A trader's own orders: listing, looking up, cancelling and amending them.
 
-use bidask_tests::{Backend, Reply, TestApp, Trader, on_both_backends, spawn_app};
+use bidask_tests::{
+    Backend, Reply, TestApp, TestDatabase, Trader, on_both_backends, spawn_app, spawn_app_on,
+};
 use serde_json::{Value, json};
 
 on_both_backends!(
@@ -12,6 +14,7 @@ on_both_backends!(
     an_amendment_that_crosses_trades_at_once,
     amendments_that_cannot_apply_are_refused,
     amending_to_the_same_terms_changes_nothing,
+    open_orders_per_user_are_bounded,
 );
 
 /// The id of the order a `POST /bids` or `/asks` reply placed.
@@ -584,6 +587,66 @@ async fn amending_to_the_same_terms_changes_nothing(backend: Backend) {
     assert_eq!(
         bought.body["matches"][0]["ask_order_id"], ann_ask,
         "an amendment that changes nothing keeps the order's place (Bob's is {bob_ask})"
+    );
+    app.stop().await;
+}
+
+/// One user may have only so many orders resting in one product: past
+/// the bound a resting order is 409 and nothing is stored; an ioc order
+/// still trades; other users and other products are not held back; a
+/// cancel frees a place; and a restart counts the books it rebuilds.
+async fn open_orders_per_user_are_bounded(backend: Backend) {
+    let bounded = |config: &mut bidask_server::config::ServeConfig| config.max_open_orders = 2;
+    let mut app = spawn_app_on(TestDatabase::new(backend).await, bounded).await;
+    let product = app.create_product("CAP-1", &["10"]).await;
+    let other = app.create_product("CAP-2", &["10"]).await;
+    let (ann, bob) = (app.register("ann").await, app.register("bob").await);
+    let first = order_id(&app.order(&ann, "bid", product, "10", "100.00").await);
+    order_id(&app.order(&ann, "bid", product, "10", "101.00").await);
+    let refused = app.order(&ann, "bid", product, "10", "102.00").await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (409, "too_many_open_orders"),
+        "{:?}",
+        refused.body
+    );
+    let open = app
+        .get(
+            &format!("/api/v1/orders?product_id={product}&status=open"),
+            Some(&ann.token),
+        )
+        .await;
+    assert_eq!(
+        open.body["items"].as_array().map(Vec::len),
+        Some(2),
+        "the refused order is not stored: {:?}",
+        open.body
+    );
+
+    order_id(&app.order(&bob, "ask", product, "10", "150.00").await);
+    let bought = app
+        .place(
+            &ann,
+            "bid",
+            &json!({"product_id": product, "size": "10", "price": "150.00", "time_in_force": "ioc"}),
+        )
+        .await;
+    assert_eq!(bought.status, 201, "{:?}", bought.body);
+    assert_eq!(bought.body["order"]["status"], "filled");
+    order_id(&app.order(&bob, "bid", product, "10", "99.00").await);
+    order_id(&app.order(&ann, "bid", other, "10", "99.00").await);
+
+    let cancelled = app
+        .delete(&format!("/api/v1/orders/{first}"), Some(&ann.token))
+        .await;
+    assert_eq!(cancelled.status, 200, "{:?}", cancelled.body);
+    order_id(&app.order(&ann, "bid", product, "10", "102.00").await);
+
+    let app = spawn_app_on(app.stop().await, bounded).await;
+    let refused = app.order(&ann, "bid", product, "10", "103.00").await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (409, "too_many_open_orders")
     );
     app.stop().await;
 }

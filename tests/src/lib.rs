@@ -135,6 +135,7 @@ pub fn test_config(database: &TestDatabase) -> ServeConfig {
         request_timeout_secs: 15,
         db_connections: 4,
         max_batch: 2_048,
+        max_open_orders: 1_000,
         shutdown_timeout_secs: 10,
         ws_heartbeat_ms: 5_000,
         ws_queue: 1_024,

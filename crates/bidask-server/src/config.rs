@@ -103,6 +103,10 @@ pub struct ServeConfig {
     /// Database connections.
     #[arg(long, env = "BIDASK_DB_CONNECTIONS", default_value_t = 8)]
     pub db_connections: u32,
+    /// Most orders one user may have resting in one product; past it a
+    /// new resting order is 409 `too_many_open_orders` (0: no bound).
+    #[arg(long, env = "BIDASK_MAX_OPEN_ORDERS", default_value_t = 1_000)]
+    pub max_open_orders: u32,
     /// Most commands committed in one transaction.
     #[arg(long, env = "BIDASK_MAX_BATCH", default_value_t = 2_048)]
     pub max_batch: usize,

@@ -139,6 +139,7 @@ impl Application {
             Arc::clone(&hub) as Arc<dyn crate::bus::Bus>,
             RuntimeOptions {
                 max_batch: config.max_batch,
+                max_open_orders: config.max_open_orders,
                 ..RuntimeOptions::default()
             },
         )

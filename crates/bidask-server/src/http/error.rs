@@ -207,6 +207,9 @@ impl From<MarketError> for ApiError {
                 )
             }
             MarketError::NotFound => Self::NotFound("no such order"),
+            error @ MarketError::TooManyOpenOrders(_) => {
+                Self::conflict("too_many_open_orders", error.to_string())
+            }
             MarketError::Unavailable => Self::Unavailable,
             MarketError::Rejected(EngineError::UnknownMarket(_)) => {
                 Self::invalid("size", "the product has no such size")

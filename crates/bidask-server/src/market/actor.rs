@@ -98,6 +98,9 @@ pub enum MarketError {
     /// The order belongs to someone else.
     #[error("no such order")]
     NotFound,
+    /// The user has as many orders resting in this product as one may.
+    #[error("at most {0} open orders per user in one product; cancel some first")]
+    TooManyOpenOrders(u32),
     /// The commit failed, or the book could not be rebuilt after one.
     #[error("storage is unavailable")]
     Unavailable,
@@ -117,6 +120,12 @@ pub struct Actor {
     /// Every resting order's full row, and for the length of one command
     /// the orders it finished.
     live: HashMap<i64, OrderRecord>,
+    /// How many of `live`'s orders each user has.
+    open_per_user: HashMap<i64, u32>,
+    /// The most orders one user may have resting here (0: no bound), so
+    /// that one account cannot grow the books, and the memory under
+    /// them, without end.
+    max_open_orders: u32,
     /// The lowest ask of each market, to notice price drops.
     lowest_asks: Vec<Option<Price>>,
     /// Marked by the writer with the highest epoch whose commit failed.
@@ -140,11 +149,14 @@ impl Actor {
         writer: mpsc::Sender<Unit>,
         replicas: Arc<Replicas>,
         resting: Arc<RestingIndex>,
+        max_open_orders: u32,
     ) -> Result<Self, StoreError> {
         let mut actor = Self {
             engine: Engine::new(0),
             lowest_asks: Vec::new(),
             live: HashMap::new(),
+            open_per_user: HashMap::new(),
+            max_open_orders,
             product,
             store,
             ids,
@@ -294,6 +306,16 @@ impl Actor {
             let _ = reply.send(Err(MarketError::Rejected(EngineError::AlreadyExpired)));
             return;
         }
+        // Only an order that may rest counts against the bound: ioc and
+        // fok orders never do.
+        let open = self.open_per_user.get(&order.user_id).copied().unwrap_or(0);
+        if self.max_open_orders > 0
+            && order.time_in_force == TimeInForce::GoodTillCancelled
+            && open >= self.max_open_orders
+        {
+            let _ = reply.send(Err(MarketError::TooManyOpenOrders(self.max_open_orders)));
+            return;
+        }
         let id = self.ids.order();
         let priority = self.ids.priority();
         self.live.insert(
@@ -316,6 +338,7 @@ impl Actor {
                 priority,
             },
         );
+        *self.open_per_user.entry(order.user_id).or_insert(0) += 1;
         let mut events = std::mem::take(&mut self.events);
         events.clear();
         let result = self.engine.place(
@@ -333,7 +356,7 @@ impl Actor {
             &mut events,
         );
         if result.is_err() {
-            self.live.remove(&id);
+            self.forget(id);
         }
         self.finish(
             events,
@@ -344,6 +367,19 @@ impl Actor {
             |order, matches| Response::Placed { order, matches },
         )
         .await;
+    }
+
+    /// Drops a finished order from `live` and from its owner's count.
+    fn forget(&mut self, order_id: i64) {
+        let Some(record) = self.live.remove(&order_id) else {
+            return;
+        };
+        if let Some(open) = self.open_per_user.get_mut(&record.user_id) {
+            *open -= 1;
+            if *open == 0 {
+                self.open_per_user.remove(&record.user_id);
+            }
+        }
     }
 
     /// Checks that `order_id` rests here and belongs to `user_id`.
@@ -554,6 +590,10 @@ impl Actor {
             .into_iter()
             .map(|record| (record.id, record))
             .collect();
+        self.open_per_user.clear();
+        for record in self.live.values() {
+            *self.open_per_user.entry(record.user_id).or_insert(0) += 1;
+        }
         for id in self.live.keys() {
             self.resting.insert(*id, self.product.id);
         }

@@ -54,6 +54,9 @@ pub struct RuntimeOptions {
     pub writer_queue: usize,
     /// Most units in one commit.
     pub max_batch: usize,
+    /// Most orders one user may have resting in one product (0: no
+    /// bound).
+    pub max_open_orders: u32,
 }
 
 impl Default for RuntimeOptions {
@@ -62,6 +65,7 @@ impl Default for RuntimeOptions {
             actor_queue: 4_096,
             writer_queue: 16_384,
             max_batch: 2_048,
+            max_open_orders: 1_000,
         }
     }
 }
@@ -248,6 +252,7 @@ impl Markets {
             writer,
             Arc::clone(&self.replicas),
             Arc::clone(&self.resting),
+            self.options.max_open_orders,
         )
         .await?;
         if let Err(error) = actor.expire_overdue().await {

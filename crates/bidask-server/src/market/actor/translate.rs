@@ -200,7 +200,7 @@ impl Actor {
             if matches!(record.status.as_str(), "open" | "partially_filled") {
                 self.resting.insert(id, product.id);
             } else {
-                self.live.remove(&id);
+                self.forget(id);
                 self.resting.remove(id);
             }
             outcome.orders.push(record);
