@@ -175,6 +175,8 @@ impl ServeConfig {
             max_subscriptions: self.ws_max_subscriptions,
             messages_per_sec: self.ws_messages_per_sec,
             max_message_bytes: self.ws_max_message_bytes.max(64),
+            // Half the pool, so that REST keeps the other half.
+            database_queries: usize::try_from(self.db_connections / 2).unwrap_or(1),
             allowed_origins: self.allowed_origins.clone(),
         }
     }

@@ -419,7 +419,8 @@ impl Connection {
         if self.is_subscribed(channel) {
             return Ok(());
         }
-        let outcome = match self.state.store.delivered_seq(user.id).await {
+        let read = self.state.store.delivered_seq(user.id);
+        let outcome = match self.gateway.query(read).await {
             Ok(delivered) => {
                 self.marked = delivered;
                 self.join(socket, channel, Some(delivered), None).await
@@ -555,10 +556,10 @@ impl Connection {
                 (seq, snapshot)
             }
             _ => {
+                let name = channel.to_string();
                 let committed = self
-                    .state
-                    .store
-                    .channel_seq(&channel.to_string())
+                    .gateway
+                    .query(self.state.store.channel_seq(&name))
                     .await
                     .map_err(|error| unavailable(&error, id))?;
                 (committed.max(joined.seq), Value::Null)
@@ -581,10 +582,10 @@ impl Connection {
         // landed is published before its product is rebuilt). Those
         // events are committed, so they follow from the database; the
         // ones after the join follow from the outbox.
+        let name = channel.to_string();
         let page = self
-            .state
-            .store
-            .feed_events(&channel.to_string(), seq, REPLAY_PAGE)
+            .gateway
+            .query(self.state.store.feed_events(&name, seq, REPLAY_PAGE))
             .await
             .map_err(|error| unavailable(&error, id))?;
         self.replay(socket, channel, page, seq, id).await
@@ -620,15 +621,17 @@ impl Connection {
         }
         let name = channel.to_string();
         let store = self.state.store.clone();
-        let page = store
-            .feed_events(&name, since, REPLAY_PAGE)
+        let page = self
+            .gateway
+            .query(store.feed_events(&name, since, REPLAY_PAGE))
             .await
             .map_err(|error| unavailable(&error, id))?;
         let gone = match page.first() {
             Some((first, _)) => *first - 1 != since,
             None => {
-                let committed = store
-                    .channel_seq(&name)
+                let committed = self
+                    .gateway
+                    .query(store.channel_seq(&name))
                     .await
                     .map_err(|error| unavailable(&error, id))?;
                 since > committed.max(joined.seq)
@@ -678,8 +681,9 @@ impl Connection {
             if !full {
                 return Ok(Ok(()));
             }
-            page = store
-                .feed_events(&name, last, REPLAY_PAGE)
+            page = self
+                .gateway
+                .query(store.feed_events(&name, last, REPLAY_PAGE))
                 .await
                 .map_err(|error| unavailable(&error, id))?;
         }
@@ -746,8 +750,9 @@ impl Connection {
         }
         self.marked = subscription.seq;
         let (store, user_id, seq) = (self.state.store.clone(), user.id, subscription.seq);
+        let gateway = Arc::clone(&self.gateway);
         tokio::spawn(async move {
-            if let Err(error) = store.mark_delivered(user_id, seq).await {
+            if let Err(error) = gateway.query(store.mark_delivered(user_id, seq)).await {
                 tracing::warn!(%error, user_id, seq, "could not record a delivery; it will be sent again");
             }
         });

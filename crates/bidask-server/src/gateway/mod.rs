@@ -17,6 +17,7 @@ pub mod protocol;
 pub mod snapshot;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,8 +31,10 @@ use axum::http::header::{AUTHORIZATION, HOST, ORIGIN};
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
+use bidask_store::StoreError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tokio::sync::Semaphore;
 use utoipa::ToSchema;
 
 use crate::clock::{SECOND, now_micros};
@@ -62,6 +65,8 @@ pub struct GatewaySettings {
     pub messages_per_sec: u32,
     /// Largest client message, in bytes.
     pub max_message_bytes: usize,
+    /// Database queries the feed may run at once (at least one).
+    pub database_queries: usize,
     /// Browser origins allowed besides the server's own.
     pub allowed_origins: Vec<AllowedOrigin>,
 }
@@ -76,6 +81,7 @@ impl Default for GatewaySettings {
             max_subscriptions: 64,
             messages_per_sec: 20,
             max_message_bytes: 16 * 1024,
+            database_queries: 4,
             allowed_origins: Vec::new(),
         }
     }
@@ -90,16 +96,31 @@ pub struct Gateway {
     pub settings: GatewaySettings,
     /// Connections held per client address, for those that hold any.
     held: Mutex<HashMap<IpAddr, usize>>,
+    /// Places for the feed's database queries: subscribes and resumes
+    /// cost some, and however many clients send them, they wait for each
+    /// other here instead of taking every pooled connection from REST.
+    queries: Semaphore,
 }
 
 impl Gateway {
     /// A gateway in front of `hub`.
     pub fn new(hub: Arc<Hub>, settings: GatewaySettings) -> Self {
         Self {
+            queries: Semaphore::new(settings.database_queries.max(1)),
             hub,
             settings,
             held: Mutex::default(),
         }
+    }
+
+    /// Runs `query`, one of the feed's, once a place for it is free.
+    pub async fn query<T>(
+        &self,
+        query: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        // The semaphore is never closed, so a permit always comes.
+        let _place = self.queries.acquire().await.ok();
+        query.await
     }
 
     /// Takes a place for a connection from `address`, if it has one left
@@ -180,8 +201,8 @@ pub async fn identify(state: &AppState, token: &str) -> Result<Identity, ApiErro
         .user_id()
         .ok_or_else(|| invalid("the token is not valid"))?;
     let user = state
-        .store
-        .user_by_id(id)
+        .gateway
+        .query(state.store.user_by_id(id))
         .await?
         .ok_or_else(|| invalid("the token's user does not exist"))?;
     Ok(Identity {
@@ -397,5 +418,52 @@ mod tests {
         let allowed = ["https://shop.example".parse().expect("an origin")];
         assert!(check_origin(&headers("https://shop.example", "api.example"), &allowed).is_ok());
         assert!(check_origin(&headers("https://other.example", "api.example"), &allowed).is_err());
+    }
+
+    #[tokio::test]
+    async fn feed_queries_past_their_places_wait_for_one() {
+        let hub = hub::Hub::start(hub::Windows::default(), Duration::from_secs(5)).expect("a hub");
+        let gateway = Arc::new(Gateway::new(
+            hub,
+            GatewaySettings {
+                database_queries: 1,
+                ..GatewaySettings::default()
+            },
+        ));
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let first = tokio::spawn({
+            let gateway = Arc::clone(&gateway);
+            async move {
+                gateway
+                    .query(async {
+                        let _ = released.await;
+                        Ok::<_, StoreError>("first")
+                    })
+                    .await
+            }
+        });
+        for _ in 0..1_000 {
+            if gateway.queries.available_permits() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let second = tokio::spawn({
+            let (gateway, started) = (Arc::clone(&gateway), Arc::clone(&started));
+            async move {
+                gateway
+                    .query(async {
+                        started.store(true, Ordering::SeqCst);
+                        Ok::<_, StoreError>("second")
+                    })
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!started.load(Ordering::SeqCst), "ran beside the first");
+        let _ = release.send(());
+        assert_eq!(first.await.expect("a task").expect("a result"), "first");
+        assert_eq!(second.await.expect("a task").expect("a result"), "second");
     }
 }
