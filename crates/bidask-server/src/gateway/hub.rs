@@ -11,7 +11,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{Notify, mpsc, watch};
@@ -149,6 +149,9 @@ pub struct Counters {
 /// behind them for as long as those writes take.
 const BEAT_GROUPS: usize = 16;
 
+/// How long a reading of the deepest outbox is reused.
+const LAG_READING: Duration = Duration::from_secs(1);
+
 /// A heartbeat tick or the order to close: what every connection watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Signal {
@@ -168,6 +171,8 @@ pub struct Hub {
     next_connection: AtomicU64,
     /// The counters of `/realtime/stats`.
     pub counters: Counters,
+    /// The last [`Hub::max_lag`] reading and when it was taken.
+    lag: Mutex<Option<(Instant, usize)>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -193,6 +198,7 @@ impl Hub {
                 .collect(),
             next_connection: AtomicU64::new(1),
             counters: Counters::default(),
+            lag: Mutex::new(None),
         });
         let weak = Arc::downgrade(&hub);
         std::thread::Builder::new()
@@ -282,7 +288,23 @@ impl Hub {
 
     /// The deepest outbox across connections: how far the slowest reader
     /// is behind, in messages.
+    ///
+    /// Finding it walks every subscriber under the lock the fan-out needs,
+    /// and anyone may poll `/realtime/stats`: a reading is reused for up
+    /// to [`LAG_READING`], and concurrent callers wait for one walk.
     pub fn max_lag(&self) -> usize {
+        let mut last = self.lag.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, lag)) = *last
+            && at.elapsed() < LAG_READING
+        {
+            return lag;
+        }
+        let lag = self.walk_lag();
+        *last = Some((Instant::now(), lag));
+        lag
+    }
+
+    fn walk_lag(&self) -> usize {
         self.lock()
             .values()
             .flat_map(|state| state.subscribers.values())
@@ -492,6 +514,29 @@ mod tests {
         assert_eq!(backlog, (oldest..=events).collect::<Vec<_>>());
         let joined = hub.join(Channel::Product(1), 3, &outbox, &peer, Some(oldest - 2));
         assert!(joined.backlog.is_none());
+    }
+
+    #[tokio::test]
+    async fn the_deepest_outbox_is_read_at_most_once_a_second() {
+        let hub = Hub::start(Windows::default(), Duration::from_secs(5)).expect("a hub");
+        let (outbox, mut frames) = mpsc::channel(8);
+        let peer = Arc::new(Peer::default());
+        hub.join(Channel::Product(1), 1, &outbox, &peer, None);
+        hub.publish(vec![
+            event(Channel::Product(1), 1),
+            event(Channel::Product(1), 2),
+        ]);
+        for _ in 0..1_000 {
+            if frames.len() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(hub.max_lag(), 2);
+        while frames.try_recv().is_ok() {}
+        assert_eq!(hub.max_lag(), 2, "the reading of a moment ago");
+        tokio::time::sleep(LAG_READING + Duration::from_millis(50)).await;
+        assert_eq!(hub.max_lag(), 0, "a fresh reading");
     }
 
     #[tokio::test]
