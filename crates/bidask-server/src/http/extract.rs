@@ -78,11 +78,18 @@ async fn ensure_known(state: &AppState, id: i64) -> Result<(), ApiError> {
     Ok(())
 }
 
-impl User {
-    /// Refuses anyone but admins.
-    pub fn require_admin(self) -> Result<Self, ApiError> {
-        if self.role == Role::Admin {
-            Ok(self)
+/// An authenticated admin. Anyone else is refused (403) before the body
+/// is read: a trader learns nothing about a body but "not yours".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admin(pub User);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let user = User::from_request_parts(parts, state).await?;
+        if user.role == Role::Admin {
+            Ok(Self(user))
         } else {
             Err(ApiError::Forbidden("only admins may do this"))
         }

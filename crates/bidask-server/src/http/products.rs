@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::User;
+use super::extract::Admin;
 use super::json::{self, Query};
 use super::{AppState, Page, page_cursor, page_limit};
 use crate::catalog::{MIN_SCALE, Product};
@@ -158,12 +158,9 @@ pub struct NewProductBody {
     responses((status = 201, body = ProductView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
-    user: User,
-    body: json::Body,
+    _: Admin,
+    json::Json(body): json::Json<NewProductBody>,
 ) -> Result<(StatusCode, Json<ProductView>), ApiError> {
-    // Before the body: a trader learns nothing about it but "not yours".
-    user.require_admin()?;
-    let body: NewProductBody = json::parse(&body.0)?;
     let text = |field: &'static str, value: &str, max: usize| {
         let value = value.trim();
         if value.is_empty() || value.chars().count() > max {
