@@ -141,6 +141,7 @@ async fn cors_answers_the_allowed_origins_only() {
             " https://Shop.Example".parse().expect("an origin"),
             "http://127.0.0.1:3000".parse().expect("an origin"),
         ];
+        config.rate_limit_address = 1;
     })
     .await;
     assert_eq!(
@@ -152,6 +153,29 @@ async fn cors_answers_the_allowed_origins_only() {
         Some("http://127.0.0.1:3000")
     );
     assert_eq!(preflight(&listed, "https://evil.example").await, None);
+    // A page of an allowed origin can read the 429 it gets past its rate.
+    let mut limited = None;
+    for _ in 0..10 {
+        let response = listed
+            .client
+            .get(format!("{}/healthz", listed.address))
+            .header("origin", "https://shop.example")
+            .send()
+            .await
+            .expect("an answer");
+        if response.status() == 429 {
+            limited = Some(response);
+            break;
+        }
+    }
+    let limited = limited.expect("a 429 within ten requests at 1/s");
+    assert_eq!(
+        limited
+            .headers()
+            .get("access-control-allow-origin")
+            .and_then(|value| value.to_str().ok()),
+        Some("https://shop.example")
+    );
     listed.stop().await;
 
     let any = bidask_tests::spawn_app_on(TestDatabase::new(Backend::Sqlite).await, |config| {

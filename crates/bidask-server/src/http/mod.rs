@@ -110,15 +110,17 @@ pub fn router(state: AppState, settings: &ApiSettings) -> Router {
         .merge(openapi::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        // Around the fallbacks too: a preflight is an `OPTIONS` request,
-        // which no route takes, so CORS must answer it before they do.
-        .layer(cors(settings))
         // Every route: the feed's upgrade, the page and the operational
         // endpoints cost the server as much as the API's.
         .layer(middleware::from_fn_with_state(
             state.clone(),
             limits::limit_address,
         ))
+        // Around the fallbacks too: a preflight is an `OPTIONS` request,
+        // which no route takes, so CORS must answer it before they do;
+        // and around the rate limit, so a page of an allowed origin can
+        // read its 429.
+        .layer(cors(settings))
         .layer(DefaultBodyLimit::max(settings.body_limit))
         .layer(middleware::from_fn_with_state(
             settings.request_timeout,
