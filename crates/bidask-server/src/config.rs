@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 
-use crate::origin::AllowedOrigin;
+use crate::origin::AllowedOrigins;
 
 /// `bidask`: a bid/ask marketplace server.
 #[derive(Debug, Parser)]
@@ -77,8 +77,13 @@ pub struct ServeConfig {
     /// Browser origins allowed to call the API and open the feed,
     /// comma-separated, each `scheme://host[:port]`, or `*` for any
     /// (default: same origin only).
-    #[arg(long, env = "BIDASK_ALLOWED_ORIGINS", value_delimiter = ',')]
-    pub allowed_origins: Vec<AllowedOrigin>,
+    #[arg(
+        long,
+        env = "BIDASK_ALLOWED_ORIGINS",
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub allowed_origins: AllowedOrigins,
     /// `json` for JSON logs; human-readable otherwise. Level: `RUST_LOG`.
     #[arg(long, env = "BIDASK_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -177,7 +182,7 @@ impl ServeConfig {
             max_message_bytes: self.ws_max_message_bytes.max(64),
             // Half the pool, so that REST keeps the other half.
             database_queries: usize::try_from(self.db_connections / 2).unwrap_or(1),
-            allowed_origins: self.allowed_origins.clone(),
+            allowed_origins: self.allowed_origins.0.clone(),
         }
     }
 
@@ -208,6 +213,7 @@ mod tests {
         };
         Ok(config
             .allowed_origins
+            .0
             .iter()
             .map(|origin| format!("{origin:?}"))
             .collect())
@@ -220,6 +226,17 @@ mod tests {
             Ok(2)
         );
         assert_eq!(origins("*").map(|list| list.join("")), Ok("Any".to_owned()));
+        assert_eq!(origins("").map(|list| list.len()), Ok(0), "set but empty");
+        assert_eq!(
+            Cli::try_parse_from(["bidask"])
+                .ok()
+                .map(|cli| match cli.command() {
+                    Command::Serve(config) => config.allowed_origins.0.len(),
+                    Command::Migrate(_) => usize::MAX,
+                }),
+            Some(0),
+            "unset"
+        );
         let refused = origins("https://a.example,a.example");
         assert!(
             refused

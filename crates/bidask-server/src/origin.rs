@@ -10,6 +10,24 @@ use std::str::FromStr;
 
 use axum::http::{HeaderValue, Uri};
 
+/// The list, comma-separated. Empty entries are skipped, so that an
+/// empty setting, or a trailing comma, allows nothing more rather than
+/// stopping the server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowedOrigins(pub Vec<AllowedOrigin>);
+
+impl FromStr for AllowedOrigins {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        text.split(',')
+            .filter(|entry| !entry.trim().is_empty())
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
 /// One entry of the list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AllowedOrigin {
@@ -47,7 +65,11 @@ impl FromStr for AllowedOrigin {
         {
             return Err(invalid());
         }
-        let origin = format!("{scheme}://{}", authority.as_str().to_ascii_lowercase());
+        // Browsers leave a scheme's default port out of `Origin`.
+        let authority = authority.as_str().to_ascii_lowercase();
+        let default_port = if scheme == "https" { ":443" } else { ":80" };
+        let authority = authority.strip_suffix(default_port).unwrap_or(&authority);
+        let origin = format!("{scheme}://{authority}");
         HeaderValue::from_str(&origin)
             .map(Self::Exact)
             .map_err(|_| invalid())
@@ -64,7 +86,7 @@ pub fn allows(allowed: &[AllowedOrigin], origin: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{AllowedOrigin, allows};
+    use super::{AllowedOrigin, AllowedOrigins, allows};
 
     fn exact(origin: &'static str) -> AllowedOrigin {
         AllowedOrigin::Exact(axum::http::HeaderValue::from_static(origin))
@@ -81,12 +103,37 @@ mod tests {
             "HTTP://127.0.0.1:8080/".parse(),
             Ok(exact("http://127.0.0.1:8080"))
         );
+        assert_eq!(
+            "https://shop.example:443".parse(),
+            Ok(exact("https://shop.example"))
+        );
+        assert_eq!(
+            "http://shop.example:80".parse(),
+            Ok(exact("http://shop.example"))
+        );
+        assert_eq!(
+            "https://shop.example:80".parse(),
+            Ok(exact("https://shop.example:80"))
+        );
+    }
+
+    #[test]
+    fn a_list_skips_empty_entries() {
+        assert_eq!("".parse(), Ok(AllowedOrigins::default()));
+        assert_eq!(
+            " https://a.example, ,https://b.example,".parse(),
+            Ok(AllowedOrigins(vec![
+                exact("https://a.example"),
+                exact("https://b.example")
+            ]))
+        );
     }
 
     #[test]
     fn anything_but_an_origin_is_refused_with_its_text() {
         for text in [
             "",
+            " ",
             "shop.example",
             "https://shop.example/page",
             "https://shop.example?x=1",

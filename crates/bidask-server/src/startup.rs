@@ -175,7 +175,7 @@ impl Application {
             &ApiSettings {
                 body_limit: config.body_limit,
                 request_timeout: Duration::from_secs(config.request_timeout_secs),
-                allowed_origins: config.allowed_origins.clone(),
+                allowed_origins: config.allowed_origins.0.clone(),
             },
         );
         let listener = listen(config.listen, config.send_buffer)?;
