@@ -749,10 +749,13 @@ impl Connection {
             return;
         }
         self.marked = subscription.seq;
+        // Not one of the gateway's places: these follow deliveries, not
+        // client requests, and a burst of them must not queue ahead of a
+        // subscribe; past the pool's acquire bound one fails, and the
+        // next delivery records a later `seq` anyway.
         let (store, user_id, seq) = (self.state.store.clone(), user.id, subscription.seq);
-        let gateway = Arc::clone(&self.gateway);
         tokio::spawn(async move {
-            if let Err(error) = gateway.query(store.mark_delivered(user_id, seq)).await {
+            if let Err(error) = store.mark_delivered(user_id, seq).await {
                 tracing::warn!(%error, user_id, seq, "could not record a delivery; it will be sent again");
             }
         });

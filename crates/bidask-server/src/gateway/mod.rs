@@ -276,12 +276,13 @@ async fn upgrade(
             rejection.body_text()
         ),
     })?;
+    // The place first: a client refused for want of one costs no query.
+    let slot = gateway.hold(remote.ip())?;
     let token = bearer(&headers).or(query.token);
     let user = match token {
         Some(token) => Some(identify(&state, &token).await?),
         None => None,
     };
-    let slot = gateway.hold(remote.ip())?;
     let limit = gateway.settings.max_message_bytes;
     Ok(upgrade
         // A client sends small messages; a server with thousands of
