@@ -768,3 +768,32 @@ async fn a_product_whose_creation_landed_late_is_opened_when_the_writer_finds_it
     );
     app.stop().await;
 }
+
+/// One server per PostgreSQL database: a second one started on it waits
+/// for the first's writer lock (which would be a dead server's last
+/// commit finishing) and then refuses to start, naming why; the first
+/// goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_database_does_not_start() {
+    let database = TestDatabase::new(Backend::Postgres).await;
+    let second = bidask_tests::test_config(&TestDatabase::at(database.url.clone()));
+    let mut app = spawn_app_on(database, |_| {}).await;
+    let started = Instant::now();
+    let refused = bidask_server::startup::Application::build(second).await;
+    let error = refused.err().map(|error| error.to_string());
+    assert!(
+        error.as_deref().is_some_and(
+            |error| error.contains("another bidask server is writing to this database")
+        ),
+        "{error:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(25),
+        "it waited for the lock first"
+    );
+    let product = app.create_product("FENCE-1", &["10"]).await;
+    let ann = app.register("ann").await;
+    let placed = app.order(&ann, "bid", product, "10", "100.00").await;
+    assert_eq!(placed.status, 201, "{:?}", placed.body);
+    app.stop().await;
+}

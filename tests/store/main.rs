@@ -144,3 +144,51 @@ async fn a_refused_batch_writes_nothing(backend: Backend) {
         Some(1)
     );
 }
+
+/// One writer per database: the connection that commits holds
+/// PostgreSQL's writer lock for its life; a server starting meanwhile
+/// waits for it (a dead server's last statement may still commit) and
+/// gives up past its wait; once the holder is gone it goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_committing_connection_fences_out_other_writers() {
+    use std::time::{Duration, Instant};
+
+    let database = TestDatabase::new(Backend::Postgres).await;
+    let options = StoreOptions {
+        writer_lock_wait: Duration::from_millis(300),
+        ..StoreOptions::default()
+    };
+    let first = Store::connect_lazy(&database.url, &options).expect("a store");
+    first.migrate().await.expect("migrations");
+    first.await_writers().await.expect("nobody writes yet");
+    let mut committer = first.committer();
+    committer.fence().await.expect("the lock");
+
+    let second = Store::connect_lazy(&database.url, &options).expect("a store");
+    let started = Instant::now();
+    let refused = second.await_writers().await;
+    assert!(
+        matches!(refused, Err(bidask_store::StoreError::WriterElsewhere)),
+        "{refused:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(300), "it waited");
+    let mut other = second.committer();
+    assert!(matches!(
+        other.fence().await,
+        Err(bidask_store::StoreError::WriterElsewhere)
+    ));
+    // A commit on a fresh connection takes the lock first, too.
+    assert!(matches!(
+        other
+            .commit(&Batch {
+                orders: vec![bid(1, 100)],
+                ..Batch::default()
+            })
+            .await,
+        Err(bidask_store::StoreError::WriterElsewhere)
+    ));
+
+    committer.close().await;
+    second.await_writers().await.expect("the holder is gone");
+    other.fence().await.expect("the lock is free");
+}

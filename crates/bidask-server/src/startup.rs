@@ -110,6 +110,9 @@ impl Application {
         let secret = jwt_secret(&config, store.backend())?;
         let tokens = Tokens::new(&secret, config.token_lifetime_secs);
         ensure_admin(&store, &config).await?;
+        // Everything below reads what earlier servers committed: wait for
+        // the last commit of one that died (see `Store::await_writers`).
+        store.await_writers().await?;
 
         let products = store
             .products()

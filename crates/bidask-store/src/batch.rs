@@ -10,10 +10,11 @@
 //! clause's rows are there. On SQLite, which runs in-process and has no
 //! arrays, a batch is a transaction of multi-row `INSERT`s.
 
+use std::time::Duration;
+
 use sqlx::any::AnyArguments;
-use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
-use sqlx::{Any, AnyConnection, AssertSqlSafe};
+use sqlx::{Any, AnyConnection, AssertSqlSafe, Connection, PgConnection, PgPool};
 
 use crate::error::StoreError;
 use crate::pool::Store;
@@ -77,13 +78,16 @@ const CHUNK_SIZES: [usize; 5] = [256, 64, 16, 4, 1];
 /// Every checkout from a sqlx pool costs a round trip to test the
 /// connection and another to return it, and the writer commits hundreds of
 /// batches a second one after another: on its own connection the commit
-/// is the statement's one round trip. A connection that failed is let go
-/// (its return to the pool tests and discards it) and the next batch
-/// checks out a fresh one.
+/// is the statement's one round trip. The connection is taken out of the
+/// pool, since it holds the writer's lock (see [`Store::await_writers`]),
+/// which must end with it rather than pass to the pool's next user. A
+/// connection that failed is closed and the next batch opens a fresh one,
+/// which waits for the lock: for the failed one's statement to end, if
+/// its server is still running it.
 #[derive(Debug)]
 pub struct Committer {
     store: Store,
-    connection: Option<PoolConnection<sqlx::Postgres>>,
+    connection: Option<PgConnection>,
 }
 
 impl Committer {
@@ -101,7 +105,7 @@ impl Committer {
         };
         let mut connection = match self.connection.take() {
             Some(connection) => connection,
-            None => postgres.acquire().await?,
+            None => locked_connection(postgres, self.store.writer_lock_wait).await?,
         };
         let result = commit_postgres(&mut connection, batch).await;
         // A refused statement leaves the connection usable; a broken one
@@ -113,7 +117,65 @@ impl Committer {
     }
 }
 
+impl Committer {
+    /// Takes the writer's lock before anything else is read: see
+    /// [`Store::await_writers`]. A no-op on SQLite, whose writes end with
+    /// the process that made them.
+    pub async fn fence(&mut self) -> Result<(), StoreError> {
+        let Some(postgres) = &self.store.postgres else {
+            return Ok(());
+        };
+        if self.connection.is_none() {
+            self.connection = Some(locked_connection(postgres, self.store.writer_lock_wait).await?);
+        }
+        Ok(())
+    }
+
+    /// Closes the connection, and with it the writer's lock.
+    pub async fn close(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            let _ = connection.close().await;
+        }
+    }
+}
+
+/// A connection of its own, out of `postgres`'s pool, holding the
+/// writer's lock.
+async fn locked_connection(postgres: &PgPool, wait: Duration) -> Result<PgConnection, StoreError> {
+    let mut connection = postgres.acquire().await?.detach();
+    hold_writer_lock(&mut connection, wait).await?;
+    Ok(connection)
+}
+
 impl Store {
+    /// Waits until no session holds the writer's lock, without keeping
+    /// it: the reads that rebuild the server's state (its catalog, books,
+    /// ids and feed counters) must come after every commit of a server
+    /// that ran before it.
+    ///
+    /// The lock is held by the connection that commits the batches, for
+    /// as long as it lives. A killed server's connection closes, but
+    /// PostgreSQL finishes the statement it was running, and may commit
+    /// it, before its backend notices and exits: a restart that read the
+    /// largest order id first would hand it out again, and an order
+    /// written as an upsert would silently merge into the old one. The
+    /// lock goes with that backend, so waiting for it waits for the
+    /// commit. A second server on the same database waits in vain and
+    /// does not start. SQLite needs none of this: a process's writes end
+    /// with it.
+    pub async fn await_writers(&self) -> Result<(), StoreError> {
+        let Some(postgres) = &self.postgres else {
+            return Ok(());
+        };
+        let mut connection = postgres.acquire().await?;
+        hold_writer_lock(&mut connection, self.writer_lock_wait).await?;
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(WRITER_LOCK)
+            .execute(&mut *connection)
+            .await?;
+        Ok(())
+    }
+
     /// The group-commit writer's handle, see [`Committer`].
     pub fn committer(&self) -> Committer {
         Committer {
@@ -236,6 +298,33 @@ impl Store {
         .await?;
         transaction.commit().await?;
         Ok(())
+    }
+}
+
+/// The advisory lock of the connection that commits batches (the bytes
+/// of "bidask", and 1). Advisory locks are per database, so servers on
+/// different databases of one cluster do not meet.
+const WRITER_LOCK: i64 = 0x6269_6461_736b_0001;
+
+/// Takes the writer's lock on `connection`, trying every 50 ms for up to
+/// `wait`. The lock is the session's until the connection closes.
+async fn hold_writer_lock(
+    connection: &mut sqlx::PgConnection,
+    wait: Duration,
+) -> Result<(), StoreError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let (held,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
+            .bind(WRITER_LOCK)
+            .fetch_one(&mut *connection)
+            .await?;
+        if held {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(StoreError::WriterElsewhere);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -31,13 +31,21 @@ pub enum StoreError {
     /// The migrations could not be applied.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Another session holds the writer's lock past the wait: another
+    /// server writes to this database, or a dead one's last commit is
+    /// still running.
+    #[error("another bidask server is writing to this database (it holds the writer's lock)")]
+    WriterElsewhere,
 }
 
 impl StoreError {
     /// Whether retrying later can help: the database was unreachable
     /// rather than refusing what was asked.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Unavailable(_) | Self::TimedOut)
+        matches!(
+            self,
+            Self::Unavailable(_) | Self::TimedOut | Self::WriterElsewhere
+        )
     }
 }
 

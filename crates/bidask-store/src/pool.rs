@@ -44,6 +44,11 @@ pub struct StoreOptions {
     /// itself unavailable. Short, so requests fail fast while the database
     /// is down instead of piling up.
     pub acquire_timeout: Duration,
+    /// How long to wait for the writer's lock (PostgreSQL; see
+    /// [`Store::await_writers`]) before reporting
+    /// [`StoreError::WriterElsewhere`]: a dead server's last statement
+    /// takes milliseconds, a frozen database longer.
+    pub writer_lock_wait: Duration,
 }
 
 impl Default for StoreOptions {
@@ -51,6 +56,7 @@ impl Default for StoreOptions {
         Self {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(2),
+            writer_lock_wait: Duration::from_secs(30),
         }
     }
 }
@@ -65,6 +71,7 @@ pub struct Store {
     /// connects through it.
     pub(crate) postgres: Option<PgPool>,
     backend: Backend,
+    pub(crate) writer_lock_wait: Duration,
 }
 
 impl Store {
@@ -128,6 +135,7 @@ impl Store {
             pool,
             postgres,
             backend,
+            writer_lock_wait: options.writer_lock_wait,
         })
     }
 

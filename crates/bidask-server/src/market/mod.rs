@@ -43,6 +43,9 @@ pub enum StartError {
     /// A product was opened while the server shuts down.
     #[error("the market runtime is shutting down")]
     ShuttingDown,
+    /// The writer stopped before it could take its lock.
+    #[error("the writer stopped before it started")]
+    WriterStopped,
 }
 
 /// Sizes of the runtime's queues.
@@ -75,7 +78,9 @@ impl Default for RuntimeOptions {
 pub type WriterDone = oneshot::Receiver<Result<(), StoreError>>;
 
 /// Runs the writer on a thread of its own, with a single-threaded runtime
-/// and a connection pool created there.
+/// and a connection pool created there. Also returns where to hear
+/// whether it holds the database's writer lock; it commits nothing unless
+/// it does.
 fn spawn_writer(
     writer_store: impl FnOnce() -> Result<Store, StoreError> + Send + 'static,
     units: mpsc::Receiver<Unit>,
@@ -84,8 +89,9 @@ fn spawn_writer(
     bus: Arc<dyn Bus>,
     max_batch: usize,
     finished: Arc<RecentlyFinished>,
-) -> Result<WriterDone, StartError> {
+) -> Result<(WriterDone, oneshot::Receiver<Result<(), StoreError>>), StartError> {
     let (done, done_receiver) = oneshot::channel();
+    let (ready, fenced) = oneshot::channel();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -95,7 +101,7 @@ fn spawn_writer(
         .spawn(move || {
             let outcome = runtime.block_on(async move {
                 let store = writer_store()?;
-                Writer::new(
+                let mut writer = Writer::new(
                     store.clone(),
                     units,
                     counters,
@@ -103,9 +109,13 @@ fn spawn_writer(
                     bus,
                     max_batch,
                     finished,
-                )
-                .run()
-                .await;
+                );
+                let fenced = writer.fence().await;
+                let holds = fenced.is_ok();
+                let _ = ready.send(fenced);
+                if holds {
+                    writer.run().await;
+                }
                 store.close().await;
                 Ok(())
             });
@@ -115,7 +125,7 @@ fn spawn_writer(
             let _ = done.send(outcome);
         })
         .map_err(StartError::Writer)?;
-    Ok(done_receiver)
+    Ok((done_receiver, fenced))
 }
 
 /// Makes an actor reachable, unless the runtime is closing: then its
@@ -189,7 +199,7 @@ impl Markets {
         let ids = Arc::new(Ids::after(last_ids));
         let (sender, receiver) = mpsc::channel(options.writer_queue);
         let finished = Arc::new(RecentlyFinished::default());
-        let writer = spawn_writer(
+        let (writer, fenced) = spawn_writer(
             writer_store,
             receiver,
             counters,
@@ -198,6 +208,16 @@ impl Markets {
             options.max_batch,
             Arc::clone(&finished),
         )?;
+        match fenced.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(StartError::Store(error)),
+            Err(_) => {
+                return Err(match writer.await {
+                    Ok(Err(error)) => StartError::Store(error),
+                    _ => StartError::WriterStopped,
+                });
+            }
+        }
         let markets = Arc::new(Self {
             store,
             catalog: Arc::clone(&catalog),

@@ -317,6 +317,12 @@ impl Writer {
         }
     }
 
+    /// Takes the database's writer lock for this writer's connection (see
+    /// `Store::await_writers`): no other server commits while it is held.
+    pub async fn fence(&mut self) -> Result<(), StoreError> {
+        self.committer.fence().await
+    }
+
     /// Commits batches until every sender is gone and the queue is empty,
     /// which is how shutdown drains it.
     pub async fn run(mut self) {
@@ -327,6 +333,7 @@ impl Writer {
             units.clear();
             batch.clear();
         }
+        self.committer.close().await;
         tracing::info!("writer stopped: every accepted command is committed");
     }
 
