@@ -540,7 +540,17 @@ impl Actor {
     /// committed. A failed commit may still have landed (the connection
     /// can die after the server committed), so both are read back rather
     /// than assumed.
+    ///
+    /// The `seq` is read first: a commit landing between the reads then
+    /// leaves the replica ahead of its `seq`, which the events after it
+    /// repair (each carries a level's new totals, so applying one twice
+    /// changes nothing), where a `seq` read last could claim events the
+    /// levels lack, and a snapshot at it would skip them for good.
     async fn reload(&mut self) -> Result<(), StoreError> {
+        let seq = self
+            .store
+            .channel_seq(&Channel::Product(self.product.id).to_string())
+            .await?;
         let open_orders = self.store.open_orders(self.product.id).await?;
         let last_sales: HashMap<i64, i64> = self
             .store
@@ -548,10 +558,6 @@ impl Actor {
             .await?
             .into_iter()
             .collect();
-        let seq = self
-            .store
-            .channel_seq(&Channel::Product(self.product.id).to_string())
-            .await?;
         self.restore(open_orders)?;
         let markets = (0..self.product.sizes.len())
             .map(|market| {
