@@ -255,7 +255,7 @@ async fn a_retry_is_answered_from_the_key_even_after_its_expiry_passed(backend: 
 }
 
 /// Keys are remembered for 24 hours; an older one, not yet pruned, is
-/// replaced by its next use instead of failing the commit.
+/// forgotten at its next use instead of failing the commit.
 async fn a_key_older_than_a_day_may_be_used_again(backend: Backend) {
     let mut app = spawn_app(backend).await;
     let product = app.create_product("AJ1-CHI", &["10"]).await;

@@ -7,6 +7,7 @@ use bidask_tests::{Backend, TestDatabase, on_both_backends};
 on_both_backends!(
     orders_are_inserted_then_replaced,
     a_refused_batch_writes_nothing,
+    an_idempotency_key_is_never_replaced,
 );
 
 /// A migrated store with one user (id 1) and one product (id 1, one size).
@@ -191,4 +192,52 @@ async fn the_committing_connection_fences_out_other_writers() {
     committer.close().await;
     second.await_writers().await.expect("the holder is gone");
     other.fence().await.expect("the lock is free");
+}
+
+/// A key is stored once: a second batch with the same user and key is
+/// refused whole (its order is not written), so that one key can never
+/// stand for two orders.
+async fn an_idempotency_key_is_never_replaced(backend: Backend) {
+    let (store, _database) = store_with_a_market(backend).await;
+    let key = |response: &str| bidask_store::IdempotencyRecord {
+        user_id: 1,
+        key: "retry-me".to_owned(),
+        request_hash: "sha256:same".to_owned(),
+        status: 201,
+        response: response.to_owned(),
+        created_at: 2,
+    };
+    let mut committer = store.committer();
+    committer
+        .commit(&Batch {
+            orders: vec![bid(1, 100)],
+            idempotency: vec![key("first")],
+            ..Batch::default()
+        })
+        .await
+        .expect("the first use");
+    let refused = committer
+        .commit(&Batch {
+            orders: vec![bid(2, 101)],
+            idempotency: vec![key("second")],
+            ..Batch::default()
+        })
+        .await;
+    assert!(
+        matches!(refused, Err(bidask_store::StoreError::Conflict { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store
+            .idempotency(1, "retry-me")
+            .await
+            .expect("a read")
+            .map(|stored| stored.response),
+        Some("first".to_owned())
+    );
+    let open = store.open_orders(1).await.expect("a read");
+    assert_eq!(
+        open.iter().map(|order| order.id).collect::<Vec<_>>(),
+        vec![1]
+    );
 }

@@ -38,7 +38,11 @@ pub struct Batch {
     pub notifications: Vec<NotificationRecord>,
     /// New feed events.
     pub events: Vec<FeedEventRecord>,
-    /// First responses to idempotent requests.
+    /// First responses to idempotent requests, inserted without replacing
+    /// any: a key already stored (a first attempt whose commit counted as
+    /// failed but landed, while its retry was placed again) fails the
+    /// batch rather than let one key stand for two orders. An expired key
+    /// is forgotten before its next use.
     pub idempotency: Vec<IdempotencyRecord>,
 }
 
@@ -282,7 +286,7 @@ impl Store {
             connection,
             "INSERT INTO idempotency_keys (user_id, key, request_hash, status, response, \
              created_at) VALUES ",
-            IDEMPOTENCY_UPSERT,
+            "",
             6,
             &batch.idempotency,
             |query, record| {
@@ -328,12 +332,6 @@ async fn hold_writer_lock(
     }
 }
 
-/// A key older than its 24 hours may still be stored (pruning is hourly);
-/// a new use of it replaces it.
-const IDEMPOTENCY_UPSERT: &str = " ON CONFLICT (user_id, key) DO UPDATE SET \
-    request_hash = excluded.request_hash, status = excluded.status, \
-    response = excluded.response, created_at = excluded.created_at";
-
 /// The PostgreSQL batch statement; see the module docs.
 const POSTGRES_BATCH: &str = "\
 WITH new_orders AS (
@@ -364,8 +362,6 @@ WITH new_orders AS (
     INSERT INTO idempotency_keys (user_id, key, request_hash, status, response, created_at)
     SELECT * FROM UNNEST($38::bigint[], $39::text[], $40::text[], $41::bigint[], $42::text[],
         $43::bigint[])
-    ON CONFLICT (user_id, key) DO UPDATE SET request_hash = excluded.request_hash,
-        status = excluded.status, response = excluded.response, created_at = excluded.created_at
 )
 SELECT 1";
 

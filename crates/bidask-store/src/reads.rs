@@ -372,23 +372,42 @@ impl Store {
         .await?)
     }
 
-    /// The stored first response to `key` from this user, if it was made
-    /// at or after `since`.
+    /// The stored first response to `key` from this user, however old:
+    /// one past its lifetime, not yet pruned, is the caller's to forget
+    /// (see [`Store::forget_idempotency`]).
     pub async fn idempotency(
         &self,
         user_id: i64,
         key: &str,
-        since: i64,
     ) -> Result<Option<IdempotencyRecord>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT user_id, key, request_hash, status, response, created_at \
-             FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND created_at >= $3",
+             FROM idempotency_keys WHERE user_id = $1 AND key = $2",
         )
         .bind(user_id)
         .bind(key.to_owned())
-        .bind(since)
         .fetch_optional(&self.pool)
         .await?)
+    }
+
+    /// Forgets this user's `key` if it was made before `before`, so that
+    /// it can be used again: a batch inserts keys without replacing any,
+    /// and a key still in use must make it fail.
+    pub async fn forget_idempotency(
+        &self,
+        user_id: i64,
+        key: &str,
+        before: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND created_at < $3",
+        )
+        .bind(user_id)
+        .bind(key.to_owned())
+        .bind(before)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Forgets idempotency keys made before `before`; returns how many.

@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bidask_engine::{Quantity, Side, TimeInForce};
-use bidask_store::OrderRecord;
 use bidask_store::reads::Page as StorePage;
+use bidask_store::{IdempotencyRecord, OrderRecord};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
@@ -149,18 +149,12 @@ async fn place(
         let _guard = guard;
         let request_hash = request_hash(side, &body);
         let since = now_micros() - KEY_LIFETIME;
-        if let Some(stored) = state.store.idempotency(user.id, &key, since).await? {
-            if stored.request_hash != request_hash {
-                return Err(ApiError::conflict(
-                    "idempotency_key_reused",
-                    "this Idempotency-Key was used with a different request",
-                ));
+        match state.store.idempotency(user.id, &key).await? {
+            Some(stored) if stored.created_at < since => {
+                state.store.forget_idempotency(user.id, &key, since).await?;
             }
-            let status = u16::try_from(stored.status)
-                .ok()
-                .and_then(|status| StatusCode::from_u16(status).ok())
-                .unwrap_or(StatusCode::CREATED);
-            return Ok(json_response(status, stored.response));
+            Some(stored) => return replay(stored, &request_hash),
+            None => {}
         }
         let draft = IdempotencyDraft {
             user_id: user.id,
@@ -172,6 +166,21 @@ async fn place(
     });
     task.await
         .map_err(|error| ApiError::Internal(format!("order task: {error}")))?
+}
+
+/// The stored first response to a key, for a retry of the same request.
+fn replay(stored: IdempotencyRecord, request_hash: &str) -> Result<Response, ApiError> {
+    if stored.request_hash != request_hash {
+        return Err(ApiError::conflict(
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with a different request",
+        ));
+    }
+    let status = u16::try_from(stored.status)
+        .ok()
+        .and_then(|status| StatusCode::from_u16(status).ok())
+        .unwrap_or(StatusCode::CREATED);
+    Ok(json_response(status, stored.response))
 }
 
 /// What identifies a request under its idempotency key: the side and the
