@@ -143,9 +143,14 @@ try {
   sellerPage.on('request', (request) => { if (isAsk(request)) asksSent += 1; });
   const sellNow = sellerPage.waitForRequest(isAsk);
   await sellerPage.dblclick('[data-testid=sell-now]');
-  const sold = (await sellNow).postDataJSON();
+  const sellRequest = await sellNow;
+  const sold = sellRequest.postDataJSON();
   if (sold.time_in_force !== 'ioc' || sold.price !== '200.00') {
     throw new Error(`Sell Now sent ${JSON.stringify(sold)}`);
+  }
+  // A retry after a lost answer must not place a second order.
+  if (!/^[0-9a-f]{32}$/.test(sellRequest.headers()['idempotency-key'] || '')) {
+    throw new Error(`an order went without an Idempotency-Key: ${JSON.stringify(sellRequest.headers())}`);
   }
   await toast(sellerPage, 'Your Air Jordan 1 Chicago (size 10) sold for $200.00!');
   await textOf(watcher, '[data-testid=last-sale-10]', '$200.00');
@@ -169,6 +174,22 @@ try {
     throw new Error('the page did not apply exactly the one event it missed');
   }
   await textOf(watcher, '[data-testid=highest-bid-10]', '—');
+
+  step('a socket that falls silent is replaced, though the browser never saw it close');
+  // Deaf to the old socket from here: as if the network had gone and
+  // the browser had not noticed.
+  await watcher.evaluate(() => {
+    window.silenced = feed.socket;
+    feed.socket.onmessage = null;
+    feed.socket.onclose = null;
+    feed.heartbeat = 300;
+  });
+  await watcher.waitForFunction(
+    () => feed.socket && feed.socket !== window.silenced && feed.socket.readyState === WebSocket.OPEN,
+    null, { timeout: WAIT });
+  await rest('POST', '/bids', bidder.token, { product_id: product.id, size: '9', price: '155.00' });
+  await textOf(watcher, '[data-testid=highest-bid-9]', '$155.00');
+  await textOf(watcher, '[data-testid=live]', 'Live');
 
   step('a fuller book, depth and open orders, as a signed-in seller sees it');
   for (const price of ['180.00', '185.00', '190.00', '190.00']) {
@@ -197,6 +218,18 @@ try {
   // The next ask up is the seller's own, which Buy Now now offers.
   await textOf(sellerPage, '[data-testid=lowest-ask-10]', '$219.00');
   await textOf(sellerPage, '[data-testid=buy-now]', 'Buy Now $219.00');
+
+  step('Buy Now against your own ask is not placed, and the page says why');
+  await sellerPage.click('[data-testid=buy-now]');
+  await textOf(sellerPage, '[data-testid=trade-error]', 'Not placed: it would have traded with your own order.');
+
+  step('Enter in the price box places nothing: it would have to guess the side');
+  let ordersSent = 0;
+  sellerPage.on('request', (request) => { if (isBid(request) || isAsk(request)) ordersSent += 1; });
+  await sellerPage.fill('[data-testid=price]', '230.00');
+  await sellerPage.press('[data-testid=price]', 'Enter');
+  await sellerPage.waitForTimeout(500);
+  if (ordersSent !== 0) throw new Error(`Enter in the price box sent ${ordersSent} orders`);
   step('a book deeper than a snapshot: the best price stays right as its top goes');
   const deep = [];
   for (let cents = 5000; cents <= 5100; cents += 1) {

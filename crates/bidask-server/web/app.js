@@ -52,8 +52,14 @@ class ApiError extends Error {
   }
 }
 
-async function api(method, path, body) {
-  const headers = { Accept: 'application/json' };
+/** A fresh Idempotency-Key (crypto.randomUUID needs a secure origin). */
+function newKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, '0')).join('');
+}
+
+async function api(method, path, body, extraHeaders = {}) {
+  const headers = { Accept: 'application/json', ...extraHeaders };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (current) headers.Authorization = `Bearer ${current.token}`;
   const response = await fetch(`/api/v1${path}`, {
@@ -152,6 +158,14 @@ class Feed {
     this.attempt = 0;
     this.socket = null;
     this.timer = null;
+    // The server sends something at least every heartbeat interval; a
+    // socket silent for three of them is dead even if the browser has not
+    // noticed (a phone that changed networks may not say so for minutes).
+    this.heartbeat = 5000;
+    this.heard = Date.now();
+    this.watchdog = setInterval(() => {
+      if (this.socket && Date.now() - this.heard > 3 * this.heartbeat) this.drop(this.socket);
+    }, 2000);
   }
 
   connect() {
@@ -160,7 +174,9 @@ class Feed {
     const socket = new WebSocket(`${scheme}://${location.host}/ws`);
     this.socket = socket;
     this.pending = null;
+    this.heard = Date.now();
     socket.onmessage = (event) => {
+      this.heard = Date.now();
       let message;
       try {
         message = JSON.parse(event.data);
@@ -169,15 +185,20 @@ class Feed {
       }
       this.receive(message);
     };
-    socket.onclose = () => {
-      if (this.socket !== socket) return;
-      setLive('retry');
-      // 0.5 s, 1 s, 2 s … up to 15 s, with jitter so a restarted server
-      // is not met by every page at once.
-      const delay = Math.min(15000, 500 * 2 ** this.attempt) * (0.75 + Math.random() / 2);
-      this.attempt += 1;
-      this.timer = setTimeout(() => this.connect(), delay);
-    };
+    socket.onclose = () => this.drop(socket);
+  }
+
+  /** Gives up on `socket` and reconnects with backoff. */
+  drop(socket) {
+    if (this.socket !== socket) return;
+    this.socket = null;
+    socket.close();
+    setLive('retry');
+    // 0.5 s, 1 s, 2 s … up to 15 s, with jitter so a restarted server
+    // is not met by every page at once.
+    const delay = Math.min(15000, 500 * 2 ** this.attempt) * (0.75 + Math.random() / 2);
+    this.attempt += 1;
+    this.timer = setTimeout(() => this.connect(), delay);
   }
 
   /** Reconnects now (after signing in or out). */
@@ -205,7 +226,10 @@ class Feed {
   receive(message) {
     switch (message.type) {
       case 'welcome':
-        if (current) this.send({ type: 'auth', token: current.token });
+        if (message.heartbeat_interval_ms > 0) this.heartbeat = message.heartbeat_interval_ms;
+        // With an id, so that a refusal for want of the database is seen:
+        // a connection left anonymous would get no private events.
+        if (current) this.send({ type: 'auth', token: current.token, id: 'auth' });
         this.subscribe();
         if (!this.channel) this.ready();
         break;
@@ -228,7 +252,7 @@ class Feed {
         // A subscribe that was never answered (refused without its id,
         // say for the message rate): start over on a new connection.
         if (this.pending !== null && Date.now() - this.pendingSince > 10000 && this.socket) {
-          this.socket.close();
+          this.drop(this.socket);
           break;
         }
         // A quiet channel still shows a gap: resume from what we have.
@@ -239,11 +263,12 @@ class Feed {
       case 'error':
         if (message.code === 'invalid_token' || message.code === 'token_expired') {
           signOut();
-        } else if (message.id !== undefined && message.id === this.pending && this.socket) {
-          // The subscription was refused (say, the database could not be
-          // read for the resume): start over on a new connection, with
-          // backoff, rather than show a book that no longer moves.
-          this.socket.close();
+        } else if (message.id !== undefined && (message.id === this.pending || message.id === 'auth') && this.socket) {
+          // The subscription or the sign-in was refused (say, the
+          // database could not be read): start over on a new connection,
+          // with backoff, rather than show a book that no longer moves or
+          // miss the user's own events.
+          this.drop(this.socket);
         }
         break;
       default:
@@ -352,7 +377,8 @@ class ProductPage {
     this.matches = [];
     this.orders = [];
     this.placing = false;
-    this.side = 'bid';
+    // The last order that failed without an answer, and its key.
+    this.retry = null;
     for (const market of product.markets) {
       const book = this.markets.get(market.size);
       if (book) book.lastSale = market.last_sale;
@@ -425,13 +451,22 @@ class ProductPage {
     this.placing = true;
     this.error = '';
     this.render();
+    const order = { product_id: this.product.id, size: this.selected, price };
+    if (timeInForce) order.time_in_force = timeInForce;
+    // An order that failed for want of an answer (a 5xx, a timeout) may
+    // still have been placed: sending the same order again reuses its
+    // Idempotency-Key, so the server answers with the first one instead
+    // of placing a second.
+    const signature = JSON.stringify([side, order]);
+    const key = this.retry && this.retry.signature === signature ? this.retry.key : newKey();
+    this.retry = null;
     try {
-      const order = { product_id: this.product.id, size: this.selected, price };
-      if (timeInForce) order.time_in_force = timeInForce;
-      const reply = await api('POST', side === 'bid' ? '/bids' : '/asks', order);
+      const reply = await api('POST', side === 'bid' ? '/bids' : '/asks', order, { 'Idempotency-Key': key });
       // A match is announced by the feed's private MATCH_CREATED, which
       // also reaches the user's other pages.
-      if (reply.matches.length === 0) {
+      if (reply.order.cancel_reason === 'self_trade') {
+        this.error = 'Not placed: it would have traded with your own order.';
+      } else if (reply.matches.length === 0) {
         if (timeInForce === 'ioc') {
           this.error = 'Nothing was left at that price.';
         } else {
@@ -441,6 +476,7 @@ class ProductPage {
       this.placing = false;
       await this.refreshOrders();
     } catch (failure) {
+      if (!(failure instanceof ApiError) || failure.status >= 500) this.retry = { signature, key };
       this.placing = false;
       this.error = failure.message;
       this.render();
@@ -478,15 +514,15 @@ class ProductPage {
     const price = h('input', { name: 'price', inputmode: 'decimal', placeholder: 'Price, e.g. 210.00', 'data-testid': 'price' });
     const signedIn = Boolean(current);
     const idle = signedIn && !this.placing;
-    const trade = h('form', { class: 'trade', 'data-testid': 'trade', onsubmit: (event) => {
-      event.preventDefault();
-      const side = event.submitter && event.submitter.name === 'ask' ? 'ask' : 'bid';
-      this.place(side, price.value.trim());
-    } },
+    // No submit button: Enter in the price box must not pick a side for
+    // the user (it would always be the first button's).
+    const trade = h('form', { class: 'trade', 'data-testid': 'trade', onsubmit: (event) => event.preventDefault() },
       h('div', { class: 'row' }, price),
       h('div', { class: 'row' },
-        h('button', { name: 'bid', type: 'submit', class: 'buy', disabled: !idle }, 'Place bid'),
-        h('button', { name: 'ask', type: 'submit', class: 'sell', disabled: !idle }, 'Place ask')),
+        h('button', { name: 'bid', type: 'button', class: 'buy', disabled: !idle,
+          onclick: () => this.place('bid', price.value.trim()) }, 'Place bid'),
+        h('button', { name: 'ask', type: 'button', class: 'sell', disabled: !idle,
+          onclick: () => this.place('ask', price.value.trim()) }, 'Place ask')),
       h('div', { class: 'row' },
         h('button', { type: 'button', class: 'secondary', 'data-testid': 'buy-now', disabled: !idle || !bestAsk,
           onclick: () => this.place('bid', bestAsk.price, 'ioc') }, bestAsk ? `Buy Now ${money(bestAsk.price)}` : 'Buy Now'),
