@@ -128,6 +128,16 @@ try {
   await textOf(watcher, '[data-testid=lowest-ask-10]', '—');
   await toast(sellerPage, 'Your Air Jordan 1 Chicago (size 10) sold for $205.00!');
 
+  step('a match the server sends again is not toasted again');
+  // As the server would after losing its record of what it delivered.
+  const notices = await rest('GET', '/notifications', seller.token);
+  const again = notices.items[notices.items.length - 1];
+  const soldToasts = () => sellerPage.locator('[data-testid=toast]', { hasText: 'sold for $205.00' }).count();
+  const toastsBefore = await soldToasts();
+  await sellerPage.evaluate((notice) => feed.receive(notice), again);
+  await sellerPage.waitForTimeout(300);
+  if (await soldToasts() !== toastsBefore) throw new Error(`notification ${again.notification_id} toasted twice`);
+
   step('the seller places and cancels an ask from the page');
   await sellerPage.fill('[data-testid=price]', '240.00');
   await sellerPage.click('[data-testid=trade] button[name=ask]');

@@ -322,8 +322,19 @@ async function showCatalog(main) {
   feed.connect();
 }
 
+// Each match is toasted once per tab, across reconnects and reloads: the
+// server sends a user's events again when its record of what was
+// delivered lags behind (a crash between the write and the record), and
+// notification ids only grow.
 function privateEvent(message) {
-  if (message.type === 'MATCH_CREATED') toast(message.message);
+  if (message.type === 'MATCH_CREATED' && current) {
+    const key = `bidask.toasted.${current.user.id}`;
+    const last = Number(sessionStorage.getItem(key) || 0);
+    if (message.notification_id > last) {
+      sessionStorage.setItem(key, String(message.notification_id));
+      toast(message.message);
+    }
+  }
   if (page) page.refreshOrders();
 }
 
