@@ -390,6 +390,8 @@ class ProductPage {
     this.placing = false;
     // The last order that failed without an answer, and its key.
     this.retry = null;
+    this.refreshing = false;
+    this.refreshAgain = false;
     for (const market of product.markets) {
       const book = this.markets.get(market.size);
       if (book) book.lastSale = market.last_sale;
@@ -439,19 +441,35 @@ class ProductPage {
     }
   }
 
+  // One refresh at a time, and one more after it if any was asked for
+  // meanwhile: a burst of private events costs two reads, not one each,
+  // and an older answer can never land after a newer one.
   async refreshOrders() {
-    if (!current) {
-      this.orders = [];
-      this.render();
+    if (this.refreshing) {
+      this.refreshAgain = true;
       return;
     }
+    this.refreshing = true;
     try {
-      const page = await api('GET', `/orders?product_id=${this.product.id}&limit=100`);
-      this.orders = page.items.filter((order) => order.status === 'open' || order.status === 'partially_filled');
+      if (!current) {
+        this.orders = [];
+      } else {
+        // Resting orders by status, so that finished ones do not crowd
+        // them out of a page of 100.
+        const pages = await Promise.all(['open', 'partially_filled'].map((status) =>
+          api('GET', `/orders?product_id=${this.product.id}&status=${status}&limit=100`)));
+        this.orders = pages.flatMap((page) => page.items).sort((a, b) => b.id - a.id);
+      }
+      this.render();
     } catch {
-      this.orders = [];
+      // Keep what is shown: a 429 or a 503 says nothing about the orders.
+    } finally {
+      this.refreshing = false;
+      if (this.refreshAgain) {
+        this.refreshAgain = false;
+        this.refreshOrders();
+      }
     }
-    this.render();
   }
 
   // `timeInForce` is 'ioc' for Buy Now and Sell Now: trade at that price
