@@ -144,8 +144,8 @@ try {
   await sellerPage.waitForTimeout(300);
   if (await soldToasts() !== toastsBefore) throw new Error(`notification ${again.notification_id} toasted twice`);
 
-  step('the seller places and cancels an ask from the page');
-  await sellerPage.fill('[data-testid=price]', '240.00');
+  step('the seller places and cancels an ask from the page, its price typed with a decimal comma');
+  await sellerPage.fill('[data-testid=price]', '240,00');
   await sellerPage.click('[data-testid=trade] button[name=ask]');
   await textOf(watcher, '[data-testid=lowest-ask-10]', '$240.00');
   const order = sellerPage.locator('[data-testid=my-orders] li', { hasText: '$240.00' });

@@ -74,7 +74,10 @@ async function api(method, path, body, extraHeaders = {}) {
   if (!response.ok) {
     const error = payload && payload.error ? payload.error : {};
     if (response.status === 401 && current) signOut();
-    throw new ApiError(response.status, error.code || 'error', error.message || response.statusText);
+    let message = error.message || response.statusText;
+    const wait = response.headers.get('Retry-After');
+    if (response.status === 429 && wait) message += ` Try again in ${wait} s.`;
+    throw new ApiError(response.status, error.code || 'error', message);
   }
   return payload;
 }
@@ -392,6 +395,7 @@ class ProductPage {
     this.retry = null;
     this.refreshing = false;
     this.refreshAgain = false;
+    this.drawing = false;
     for (const market of product.markets) {
       const book = this.markets.get(market.size);
       if (book) book.lastSale = market.last_sale;
@@ -428,8 +432,10 @@ class ProductPage {
 
   async select(size) {
     this.selected = size;
+    // Not the last size's sales under this size's heading meanwhile.
+    this.matches = [];
     this.render();
-    await this.loadMatches();
+    await this.loadMatches().catch(() => {});
   }
 
   async loadMatches() {
@@ -480,6 +486,8 @@ class ProductPage {
     this.placing = true;
     this.error = '';
     this.render();
+    // A phone's decimal keypad may offer a comma: 210,50 is 210.50.
+    if (/^\d+,\d+$/.test(price)) price = price.replace(',', '.');
     const order = { product_id: this.product.id, size: this.selected, price };
     if (timeInForce) order.time_in_force = timeInForce;
     // An order that failed for want of an answer (a 5xx, a timeout) may
@@ -521,7 +529,18 @@ class ProductPage {
     await this.refreshOrders();
   }
 
+  // At most one drawing a frame: a resume replays events one by one,
+  // and each would otherwise rebuild the page.
   render() {
+    if (this.drawing) return;
+    this.drawing = true;
+    requestAnimationFrame(() => {
+      this.drawing = false;
+      this.draw();
+    });
+  }
+
+  draw() {
     const product = this.product;
     const selected = this.markets.get(this.selected);
     const rows = product.sizes.map((size) => {
@@ -573,6 +592,7 @@ class ProductPage {
       price.value = typed.value;
     }
     const focused = document.activeElement === typed;
+    const caret = focused ? [typed.selectionStart, typed.selectionEnd] : null;
     this.main.replaceChildren(
       h('div', { class: 'muted' }, `${product.brand} · ${product.sku}`),
       h('h1', { 'data-testid': 'product-name' }, product.name),
@@ -594,7 +614,10 @@ class ProductPage {
             ? (this.orders.length ? orders : h('p', { class: 'muted', 'data-testid': 'my-orders' }, 'None.'))
             : h('p', { class: 'muted' }, 'Sign in to see your orders.')))),
     );
-    if (focused) price.focus();
+    if (focused) {
+      price.focus();
+      price.setSelectionRange(caret[0], caret[1]);
+    }
   }
 }
 
