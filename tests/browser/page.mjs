@@ -77,17 +77,20 @@ const browser = await chromium.launch({
     '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
 const failures = [];
-// Set while the test itself answers a request with a 429.
+// Set while the test itself causes a 429 or a 401.
 let faking429 = false;
+let faking401 = false;
 const watch = (page, who) => {
   page.on('pageerror', (error) => failures.push(`${who}: ${error.message}`));
   page.on('console', (message) => {
-    if (message.type() === 'error' && !(faking429 && message.text().includes('429'))) {
+    const expected = (faking429 && message.text().includes('429')) || (faking401 && message.text().includes('401'));
+    if (message.type() === 'error' && !expected) {
       failures.push(`${who} console: ${message.text()}`);
     }
   });
   page.on('response', (response) => {
-    if (response.status() >= 400 && !(faking429 && response.status() === 429)) {
+    const expected = (faking429 && response.status() === 429) || (faking401 && response.status() === 401);
+    if (response.status() >= 400 && !expected) {
       failures.push(`${who}: ${response.status()} from ${response.url()}`);
     }
   });
@@ -263,6 +266,13 @@ try {
   await sellerPage.press('[data-testid=price]', 'Enter');
   await sellerPage.waitForTimeout(500);
   if (ordersSent !== 0) throw new Error(`Enter in the price box sent ${ordersSent} orders`);
+
+  step('a session the server no longer takes ends with a notice, not silently');
+  faking401 = true;
+  await sellerPage.evaluate(() => { current.token += 'x'; return page.refreshOrders(); });
+  await toast(sellerPage, 'Your session has ended; sign in again.');
+  await sellerPage.locator('[data-testid=sign-in]').waitFor({ timeout: WAIT });
+  faking401 = false;
   step('a book deeper than a snapshot: the best price stays right as its top goes');
   const deep = [];
   for (let cents = 5000; cents <= 5100; cents += 1) {

@@ -61,7 +61,8 @@ function newKey() {
 async function api(method, path, body, extraHeaders = {}) {
   const headers = { Accept: 'application/json', ...extraHeaders };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
-  if (current) headers.Authorization = `Bearer ${current.token}`;
+  const token = current && current.token;
+  if (token) headers.Authorization = `Bearer ${token}`;
   const response = await fetch(`/api/v1${path}`, {
     method,
     headers,
@@ -73,7 +74,10 @@ async function api(method, path, body, extraHeaders = {}) {
   const payload = await response.json().catch(() => null);
   if (!response.ok) {
     const error = payload && payload.error ? payload.error : {};
-    if (response.status === 401 && current) signOut();
+    // Only if the refused token is still the one in use: an answer to a
+    // request sent before the user signed in again must not end the
+    // new session.
+    if (response.status === 401 && current && current.token === token) signOut(SESSION_ENDED);
     let message = error.message || response.statusText;
     const wait = response.headers.get('Retry-After');
     if (response.status === 429 && wait) message += ` Try again in ${wait} s.`;
@@ -82,7 +86,11 @@ async function api(method, path, body, extraHeaders = {}) {
   return payload;
 }
 
-function signOut() {
+const SESSION_ENDED = 'Your session has ended; sign in again.';
+
+/** Signs out; `notice` says why, when it was not the user's choice. */
+function signOut(notice) {
+  if (notice) toast(notice);
   current = null;
   session.save(null);
   renderAccount();
@@ -96,7 +104,7 @@ function renderAccount() {
   if (current) {
     account.append(
       h('span', { 'data-testid': 'signed-in' }, current.user.username),
-      h('button', { class: 'secondary', onclick: signOut }, 'Sign out'),
+      h('button', { class: 'secondary', onclick: () => signOut() }, 'Sign out'),
     );
     return;
   }
@@ -179,6 +187,9 @@ class Feed {
     this.pending = null;
     this.heard = Date.now();
     socket.onmessage = (event) => {
+      // A socket given up on (a restart on signing in or out) may still
+      // deliver what was in flight: it is not this page's any more.
+      if (this.socket !== socket) return;
       this.heard = Date.now();
       let message;
       try {
@@ -265,7 +276,7 @@ class Feed {
       }
       case 'error':
         if (message.code === 'invalid_token' || message.code === 'token_expired') {
-          signOut();
+          signOut(SESSION_ENDED);
         } else if (message.id !== undefined && (message.id === this.pending || message.id === 'auth') && this.socket) {
           // The subscription or the sign-in was refused (say, the
           // database could not be read): start over on a new connection,
