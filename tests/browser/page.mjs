@@ -267,6 +267,17 @@ try {
   await sellerPage.waitForTimeout(500);
   if (ordersSent !== 0) throw new Error(`Enter in the price box sent ${ordersSent} orders`);
 
+  step('a sale written to a socket that died unread reaches the seller after the reconnect');
+  // The server writes the sale and records it as delivered; the page
+  // never reads it, as when a phone loses its network mid-stream.
+  await sellerPage.evaluate(() => {
+    feed.socket.onmessage = null;
+    feed.socket.onclose = null;
+    feed.heartbeat = 1500;
+  });
+  await rest('POST', '/bids', buyer.token, { product_id: product.id, size: '10', price: '219.00' });
+  await toast(sellerPage, 'Your Air Jordan 1 Chicago (size 10) sold for $219.00!');
+
   step('a session the server no longer takes ends with a notice, not silently');
   faking401 = true;
   await sellerPage.evaluate(() => { current.token += 'x'; return page.refreshOrders(); });

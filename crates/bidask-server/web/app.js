@@ -161,6 +161,11 @@ class Feed {
     this.channel = productId ? `product:${productId}` : null;
     this.handlers = handlers;
     this.seq = 0; // last applied seq of the product channel; 0 = none yet
+    // The last seq of the user's own channel this page handled. The
+    // server resumes that channel after what it recorded as delivered,
+    // which counts events written to a socket that then died unread: on
+    // reconnecting, the page resumes from what it actually got.
+    this.userSeq = 0;
     // The id of the subscribe that has not been answered yet, if any: one
     // resume at a time, or each gap would send another and every reply
     // would move `seq` back to where it was sent from.
@@ -217,6 +222,7 @@ class Feed {
 
   /** Reconnects now (after signing in or out). */
   restart() {
+    this.userSeq = 0; // signed in or out: another user's channel, or none
     const old = this.socket;
     this.socket = null;
     if (old) old.close();
@@ -246,6 +252,11 @@ class Feed {
         if (current) this.send({ type: 'auth', token: current.token, id: 'auth' });
         this.subscribe();
         if (!this.channel) this.ready();
+        break;
+      case 'authenticated':
+        if (this.userSeq > 0) {
+          this.send({ type: 'subscribe', channels: [`user:${message.user.id}`], since_seq: this.userSeq, id: 'user-resume' });
+        }
         break;
       case 'subscribed':
         if (message.channel === this.channel) {
@@ -277,7 +288,7 @@ class Feed {
       case 'error':
         if (message.code === 'invalid_token' || message.code === 'token_expired') {
           signOut(SESSION_ENDED);
-        } else if (message.id !== undefined && (message.id === this.pending || message.id === 'auth') && this.socket) {
+        } else if (message.id !== undefined && (message.id === this.pending || message.id === 'auth' || message.id === 'user-resume') && this.socket) {
           // The subscription or the sign-in was refused (say, the
           // database could not be read): start over on a new connection,
           // with backoff, rather than show a book that no longer moves or
@@ -295,6 +306,8 @@ class Feed {
           this.seq = message.seq;
           this.handlers.event(message);
         } else if (message.channel && message.channel.startsWith('user:')) {
+          if (message.seq <= this.userSeq) return; // handled before a resume
+          this.userSeq = message.seq;
           this.handlers.private(message);
         }
     }
