@@ -50,11 +50,6 @@ pub enum StartupError {
     /// The task serving connections panicked: a bug.
     #[error("server task: {0}")]
     ServerTask(#[source] tokio::task::JoinError),
-    /// The writer's own pool could not be set up (its settings were
-    /// refused), so it committed nothing. A database that is down shows
-    /// otherwise: as 503s for each batch, while the writer keeps going.
-    #[error("the writer could not set up its connection: {0}")]
-    WriterConnect(#[source] StoreError),
     /// The writer's thread panicked before its queue was committed: a bug.
     #[error("the writer stopped without committing its queue")]
     WriterPanicked,
@@ -244,8 +239,7 @@ impl Application {
         }
         markets.close();
         let written = match writer.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(StartupError::WriterConnect(error)),
+            Ok(()) => Ok(()),
             Err(_) => Err(StartupError::WriterPanicked),
         };
         store.close().await;

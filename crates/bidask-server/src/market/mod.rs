@@ -43,7 +43,7 @@ pub enum StartError {
     /// A product was opened while the server shuts down.
     #[error("the market runtime is shutting down")]
     ShuttingDown,
-    /// The writer stopped before it could take its lock.
+    /// The writer's thread ended before it could take its lock: a bug.
     #[error("the writer stopped before it started")]
     WriterStopped,
 }
@@ -75,7 +75,7 @@ impl Default for RuntimeOptions {
 
 /// Resolves when the writer has committed everything and stopped.
 /// Dropped unsent if the writer thread panicked.
-pub type WriterDone = oneshot::Receiver<Result<(), StoreError>>;
+pub type WriterDone = oneshot::Receiver<()>;
 
 /// Runs the writer on a thread of its own, with a single-threaded runtime
 /// and a connection pool created there. Also returns where to hear
@@ -99,8 +99,16 @@ fn spawn_writer(
     std::thread::Builder::new()
         .name("bidask-writer".to_owned())
         .spawn(move || {
-            let outcome = runtime.block_on(async move {
-                let store = writer_store()?;
+            runtime.block_on(async move {
+                // Its store, and then its lock: either failing is told on
+                // `ready`, which start-up waits for.
+                let store = match writer_store() {
+                    Ok(store) => store,
+                    Err(error) => {
+                        let _ = ready.send(Err(error));
+                        return;
+                    }
+                };
                 let mut writer = Writer::new(
                     store.clone(),
                     units,
@@ -117,12 +125,8 @@ fn spawn_writer(
                     writer.run().await;
                 }
                 store.close().await;
-                Ok(())
             });
-            if let Err(error) = &outcome {
-                tracing::error!(%error, "the writer cannot connect");
-            }
-            let _ = done.send(outcome);
+            let _ = done.send(());
         })
         .map_err(StartError::Writer)?;
     Ok((done_receiver, fenced))
@@ -211,12 +215,7 @@ impl Markets {
         match fenced.await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => return Err(StartError::Store(error)),
-            Err(_) => {
-                return Err(match writer.await {
-                    Ok(Err(error)) => StartError::Store(error),
-                    _ => StartError::WriterStopped,
-                });
-            }
+            Err(_) => return Err(StartError::WriterStopped),
         }
         let markets = Arc::new(Self {
             store,
