@@ -17,14 +17,7 @@ async fn health_metrics_openapi_and_request_ids(backend: Backend) {
     let refused = app.order(&ann, "ask", product, "10", "100.001").await;
     assert_eq!(refused.status, 422);
 
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .expect("metrics answer");
-    assert_eq!(metrics.status(), 200);
-    let text = metrics.text().await.expect("metrics text");
+    let text = app.metrics().await;
     for name in [
         "bidask_orders_accepted_total",
         "bidask_orders_rejected_total{reason=\"validation_failed\"}",
@@ -94,15 +87,7 @@ async fn health_metrics_openapi_and_request_ids(backend: Backend) {
         let answer = app.send(method, "/healthz", None, None, &[]).await;
         assert_eq!(answer.status, 405);
     }
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .expect("metrics answer")
-        .text()
-        .await
-        .expect("metrics text");
+    let metrics = app.metrics().await;
     assert!(metrics.contains("method=\"other\""), "no shared label");
     assert!(!metrics.contains("FOO"), "a made-up method became a label");
     app.stop().await;

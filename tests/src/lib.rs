@@ -308,6 +308,18 @@ impl TestApp {
         }
     }
 
+    /// The text of `/metrics`, which must answer 200.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .client
+            .get(format!("{}/metrics", self.address))
+            .send()
+            .await
+            .expect("/metrics answers");
+        assert_eq!(response.status(), 200, "/metrics");
+        response.text().await.expect("the metrics text")
+    }
+
     /// `GET path`.
     pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
         self.send(reqwest::Method::GET, path, token, None, &[])

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bidask_tests::ws::{Connect, WsClient, refusal};
-use bidask_tests::{Backend, TestDatabase, spawn_app_on};
+use bidask_tests::{Backend, TestApp, TestDatabase, spawn_app_on};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
@@ -92,15 +92,22 @@ async fn one_address_cannot_hold_every_connection() {
 
     // A closed connection gives its address its place back.
     held.pop().expect("a connection").close().await;
-    let mut again = None;
+    connect_once_freed(&app, &from(1))
+        .await
+        .expect("welcome")
+        .await;
+}
+
+/// Connects as `how` once a closed connection's place is given back,
+/// which the server does when it sees the close: within two seconds.
+async fn connect_once_freed(app: &TestApp, how: &Connect<'_>) -> WsClient {
     for _ in 0..100 {
-        if let Ok(client) = WsClient::connect_with(&app, &from(1)).await {
-            again = Some(client);
-            break;
+        if let Ok(client) = WsClient::connect_with(app, how).await {
+            return client;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    again.expect("a place again").expect("welcome").await;
+    panic!("no place again within two seconds");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,15 +158,10 @@ async fn connections_and_subscriptions_are_bounded() {
 
     // A closed connection frees its place.
     two.close().await;
-    let mut reconnected = None;
-    for _ in 0..100 {
-        if let Ok(client) = WsClient::connect_with(&app, &Connect::default()).await {
-            reconnected = Some(client);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    reconnected.expect("a place again").expect("welcome").await;
+    connect_once_freed(&app, &Connect::default())
+        .await
+        .expect("welcome")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

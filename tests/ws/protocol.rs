@@ -107,15 +107,7 @@ async fn welcome_ping_and_bad_messages(backend: Backend) {
     ] {
         assert!(stats.body[field].is_u64(), "{field}: {:?}", stats.body);
     }
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     for name in ["bidask_ws_connections", "bidask_ws_messages_sent_total"] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }

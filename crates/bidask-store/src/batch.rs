@@ -119,9 +119,7 @@ impl Committer {
         }
         result
     }
-}
 
-impl Committer {
     /// Takes the writer's lock before anything else is read: see
     /// [`Store::await_writers`]. A no-op on SQLite, whose writes end with
     /// the process that made them.
@@ -141,14 +139,6 @@ impl Committer {
             let _ = connection.close().await;
         }
     }
-}
-
-/// A connection of its own, out of `postgres`'s pool, holding the
-/// writer's lock.
-async fn locked_connection(postgres: &PgPool, wait: Duration) -> Result<PgConnection, StoreError> {
-    let mut connection = postgres.acquire().await?.detach();
-    hold_writer_lock(&mut connection, wait).await?;
-    Ok(connection)
 }
 
 impl Store {
@@ -171,12 +161,16 @@ impl Store {
         let Some(postgres) = &self.postgres else {
             return Ok(());
         };
-        let mut connection = postgres.acquire().await?;
-        hold_writer_lock(&mut connection, self.writer_lock_wait).await?;
+        // Let go at once, so the writer that starts next need not wait
+        // for this backend to exit; and on a connection out of the pool,
+        // so that a failure between the two cannot pass the lock on to
+        // the pool's next user.
+        let mut connection = locked_connection(postgres, self.writer_lock_wait).await?;
         sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(WRITER_LOCK)
-            .execute(&mut *connection)
+            .execute(&mut connection)
             .await?;
+        let _ = connection.close().await;
         Ok(())
     }
 
@@ -310,20 +304,19 @@ impl Store {
 /// different databases of one cluster do not meet.
 const WRITER_LOCK: i64 = 0x6269_6461_736b_0001;
 
-/// Takes the writer's lock on `connection`, trying every 50 ms for up to
-/// `wait`. The lock is the session's until the connection closes.
-async fn hold_writer_lock(
-    connection: &mut sqlx::PgConnection,
-    wait: Duration,
-) -> Result<(), StoreError> {
+/// A connection of its own, out of `postgres`'s pool (so the lock ends
+/// with it), holding the writer's lock: tried every 50 ms for up to
+/// `wait`.
+async fn locked_connection(postgres: &PgPool, wait: Duration) -> Result<PgConnection, StoreError> {
+    let mut connection = postgres.acquire().await?.detach();
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let (held,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
             .bind(WRITER_LOCK)
-            .fetch_one(&mut *connection)
+            .fetch_one(&mut connection)
             .await?;
         if held {
-            return Ok(());
+            return Ok(connection);
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(StoreError::WriterElsewhere);
