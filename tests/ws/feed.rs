@@ -415,3 +415,156 @@ async fn a_cancel_and_an_expiry_reach_every_connection_of_their_owner(backend: B
         "{levels:?}"
     );
 }
+
+/// The snapshot holds the whole book, however deep, and a long one goes
+/// out in fragments of at most 2 KiB: the server's per-connection write
+/// buffer keeps the size of the largest frame it was ever sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deep_book_is_sent_whole_in_fragments() {
+    const LEVELS: u32 = 150;
+    let mut app = spawn_app(Backend::Sqlite).await;
+    let product = app.create_product("WS-DEEP", &["9", "10"]).await;
+    let buyer = app.register("buyer").await;
+    let seller = app.register("seller").await;
+    for level in 0..LEVELS {
+        let bid = format!("{}.00", 100 + level);
+        let ask = format!("{}.00", 300 + level);
+        assert_eq!(
+            app.order(&buyer, "bid", product, "10", &bid).await.status,
+            201
+        );
+        assert_eq!(
+            app.order(&seller, "ask", product, "10", &ask).await.status,
+            201
+        );
+    }
+    let channel = format!("product:{product}");
+    let mut books = Vec::new();
+    for size in ["9", "10"] {
+        books.push(app.book_depth(product, size, 1_000).await);
+    }
+    let rest = BookModel::from_rest(&books);
+
+    let mut page = WsClient::connect(&app).await;
+    page.expect("welcome").await;
+    let subscribed = page.subscribe(&channel).await;
+    let market = &subscribed["snapshot"]["markets"][1];
+    assert_eq!(
+        market["bids"].as_array().map(Vec::len),
+        Some(LEVELS as usize)
+    );
+    assert_eq!(
+        market["asks"].as_array().map(Vec::len),
+        Some(LEVELS as usize)
+    );
+    assert_eq!(BookModel::from_snapshot(&subscribed["snapshot"]), rest);
+
+    let authority = app.address.trim_start_matches("http://").to_owned();
+    let frames = tokio::task::spawn_blocking(move || raw::subscribed_frames(&authority, &channel))
+        .await
+        .expect("the raw client");
+    assert!(frames.len() > 1, "a {}-level book in one frame", LEVELS * 2);
+    for (index, frame) in frames.iter().enumerate() {
+        assert!(
+            frame.length <= 2 * 1024,
+            "frame {index} has {} bytes",
+            frame.length
+        );
+        assert_eq!(
+            frame.first,
+            index == 0,
+            "only the first frame is a text frame"
+        );
+        assert_eq!(
+            frame.last,
+            index == frames.len() - 1,
+            "only the last frame ends it"
+        );
+    }
+}
+
+/// A WebSocket client that sees frames, not messages.
+mod raw {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    use serde_json::json;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameSocket};
+
+    /// One frame's shape.
+    pub struct Shape {
+        /// A text frame (the start of a message), not a continuation.
+        pub first: bool,
+        /// Its FIN bit.
+        pub last: bool,
+        pub length: usize,
+    }
+
+    /// Connects, subscribes to `channel` and returns the frames of the
+    /// `subscribed` reply.
+    pub fn subscribed_frames(authority: &str, channel: &str) -> Vec<Shape> {
+        let mut stream = TcpStream::connect(authority).expect("the server accepts");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("a timeout");
+        write!(
+            stream,
+            "GET /ws HTTP/1.1\r\nHost: {authority}\r\nConnection: Upgrade\r\n\
+             Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        .expect("the request is sent");
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0];
+            stream.read_exact(&mut byte).expect("the response head");
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head);
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        // RFC 6455's own example key and its answer.
+        assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+        let mut socket = FrameSocket::new(stream);
+        let mut subscribe = Frame::message(
+            json!({"type": "subscribe", "channels": [channel]}).to_string(),
+            OpCode::Data(Data::Text),
+            true,
+        );
+        subscribe.header_mut().mask = Some([7, 1, 2, 9]);
+        socket.send(subscribe).expect("the subscribe is sent");
+        let mut shapes = Vec::new();
+        let mut message = Vec::new();
+        loop {
+            let frame = socket
+                .read(None)
+                .expect("a frame")
+                .expect("the connection stays open");
+            let header = frame.header();
+            // Pings between fragments are allowed, and no part of them.
+            if let OpCode::Control(_) = header.opcode {
+                continue;
+            }
+            let (first, last) = (header.opcode == OpCode::Data(Data::Text), header.is_final);
+            if first {
+                message.clear();
+                shapes.clear();
+            }
+            message.extend_from_slice(frame.payload());
+            shapes.push(Shape {
+                first,
+                last,
+                length: frame.payload().len(),
+            });
+            if last {
+                let text = std::str::from_utf8(&message).expect("UTF-8");
+                let reply: serde_json::Value = serde_json::from_str(text).expect("JSON");
+                if reply["type"] == "subscribed" {
+                    assert_eq!(reply["channel"], channel);
+                    return shapes;
+                }
+            }
+        }
+    }
+}

@@ -17,13 +17,17 @@ use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use bidask_store::StoreError;
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes};
 
+use super::handshake::Socket;
 use super::hub::{Joined, Peer, SharedFrame, Signal};
 use super::protocol::{self, Command, Refusal, Request};
 use super::{Gateway, Identity};
@@ -33,8 +37,12 @@ use crate::feed::Channel;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 
-/// Levels per side in a product snapshot.
-pub const SNAPSHOT_DEPTH: usize = 100;
+/// The largest frame a connection writes, and the size its writes are
+/// gathered to. A longer message (a deep book's snapshot) goes out in
+/// fragments: tungstenite's write buffer keeps the largest size it ever
+/// had, and a subscriber must not hold a copy of its snapshot for as long
+/// as it stays connected.
+pub const FRAGMENT: usize = 2 * 1024;
 /// Events read from the database per query of a resume.
 const REPLAY_PAGE: i64 = 500;
 /// Events written before the connection looks at its other work again.
@@ -79,8 +87,8 @@ enum End {
     TooBig,
 }
 
-impl From<axum::Error> for End {
-    fn from(_: axum::Error) -> Self {
+impl From<WsError> for End {
+    fn from(_: WsError) -> Self {
         Self::Gone
     }
 }
@@ -88,7 +96,7 @@ impl From<axum::Error> for End {
 /// What woke the connection.
 enum Wake {
     Beat,
-    Incoming(Option<Result<Message, axum::Error>>),
+    Incoming(Option<Result<Message, WsError>>),
     Frame(SharedFrame),
 }
 
@@ -141,7 +149,7 @@ impl Connection {
     }
 
     /// Serves the connection until it ends, then closes it.
-    pub async fn run(mut self, mut socket: WebSocket) {
+    pub async fn run(mut self, mut socket: Socket) {
         let signals = self.gateway.hub.signals(self.id);
         let end = self.serve(&mut socket, signals).await;
         // Boxed, like every path but the one that forwards events: an idle
@@ -149,7 +157,7 @@ impl Connection {
         Box::pin(self.finish(&mut socket, end)).await;
     }
 
-    async fn serve(&mut self, socket: &mut WebSocket, signals: watch::Receiver<Signal>) -> End {
+    async fn serve(&mut self, socket: &mut Socket, signals: watch::Receiver<Signal>) -> End {
         let peer = Arc::clone(&self.peer);
         // Writing queued frames or a heartbeat may wait on the client as
         // long as it may stay silent. A reply may also wait on the database
@@ -181,7 +189,7 @@ impl Connection {
                         _ => return End::Stopping,
                     }
                 }
-                incoming = socket.recv() => Wake::Incoming(incoming),
+                incoming = socket.next() => Wake::Incoming(incoming),
                 Some(frame) = self.outbox.recv() => Wake::Frame(frame),
             };
             let outcome = match wake {
@@ -199,7 +207,7 @@ impl Connection {
     }
 
     /// `welcome`, then the user's own channel from where it was left.
-    async fn greet(&mut self, socket: &mut WebSocket) -> Result<(), End> {
+    async fn greet(&mut self, socket: &mut Socket) -> Result<(), End> {
         let welcome = json!({
             "type": "welcome",
             "connection_id": self.id,
@@ -212,7 +220,7 @@ impl Connection {
 
     /// Writes `first` and whatever else is queued, up to a batch, then
     /// flushes once.
-    async fn forward(&mut self, socket: &mut WebSocket, first: SharedFrame) -> Result<(), End> {
+    async fn forward(&mut self, socket: &mut Socket, first: SharedFrame) -> Result<(), End> {
         let mut next = Some(first);
         let mut written = 0;
         while let Some(frame) = next.take() {
@@ -257,7 +265,7 @@ impl Connection {
 
     /// A heartbeat with every subscription's `seq`, and a ping; drops a
     /// client that has been silent for too long.
-    async fn beat(&mut self, socket: &mut WebSocket) -> Result<(), End> {
+    async fn beat(&mut self, socket: &mut Socket) -> Result<(), End> {
         self.silent_beats += 1;
         if self.silent_beats > SILENT_BEATS {
             return Err(End::Silent);
@@ -276,7 +284,7 @@ impl Connection {
         socket
             .feed(Message::Text(heartbeat.to_string().into()))
             .await?;
-        socket.feed(Message::Ping(axum::body::Bytes::new())).await?;
+        socket.feed(Message::Ping(Bytes::new())).await?;
         socket.flush().await?;
         self.unsent_count += 1;
         Ok(())
@@ -286,7 +294,7 @@ impl Connection {
     /// checked at each heartbeat: a token is a credential for a while,
     /// not for as long as a socket stays open. An `auth` with a fresh
     /// token resumes it where it stopped.
-    async fn expire(&mut self, socket: &mut WebSocket) -> Result<(), End> {
+    async fn expire(&mut self, socket: &mut Socket) -> Result<(), End> {
         let Some(user) = self.user.as_ref().filter(|user| user.is_expired()) else {
             return Ok(());
         };
@@ -300,8 +308,8 @@ impl Connection {
 
     async fn receive(
         &mut self,
-        socket: &mut WebSocket,
-        incoming: Option<Result<Message, axum::Error>>,
+        socket: &mut Socket,
+        incoming: Option<Result<Message, WsError>>,
     ) -> Result<(), End> {
         let message = match incoming {
             None => return Err(End::Gone),
@@ -316,6 +324,8 @@ impl Connection {
             // rate: text, binary (answered with an error) and pings
             // (answered with a pong by tungstenite).
             Message::Text(_) | Message::Binary(_) | Message::Ping(_) => {}
+            // Reading yields whole messages, never raw frames.
+            Message::Frame(_) => return Ok(()),
         }
         if let Some(limiter) = &self.limiter
             && limiter.check().is_err()
@@ -353,7 +363,7 @@ impl Connection {
         }
     }
 
-    async fn execute(&mut self, socket: &mut WebSocket, request: Request) -> Result<(), End> {
+    async fn execute(&mut self, socket: &mut Socket, request: Request) -> Result<(), End> {
         let Request { id, command } = request;
         let outcome = match command {
             Command::Ping => {
@@ -382,7 +392,7 @@ impl Connection {
     /// The `auth` message: who the connection is, once.
     async fn authenticate(
         &mut self,
-        socket: &mut WebSocket,
+        socket: &mut Socket,
         token: &str,
         id: Option<&Value>,
     ) -> Result<Result<(), End>, Refusal> {
@@ -411,7 +421,7 @@ impl Connection {
 
     /// Subscribes an authenticated connection to its `user:{id}`, resuming
     /// after the last event delivered to any of the user's connections.
-    async fn join_own_channel(&mut self, socket: &mut WebSocket) -> Result<(), End> {
+    async fn join_own_channel(&mut self, socket: &mut Socket) -> Result<(), End> {
         let Some(user) = &self.user else {
             return Ok(());
         };
@@ -435,7 +445,7 @@ impl Connection {
 
     async fn subscribe(
         &mut self,
-        socket: &mut WebSocket,
+        socket: &mut Socket,
         names: &[String],
         since_seq: Option<i64>,
         id: Option<&Value>,
@@ -501,7 +511,7 @@ impl Connection {
     /// events after `since`.
     async fn join(
         &mut self,
-        socket: &mut WebSocket,
+        socket: &mut Socket,
         channel: Channel,
         since: Option<i64>,
         id: Option<&Value>,
@@ -537,7 +547,7 @@ impl Connection {
     /// snapshot, or just the `seq` of the others.
     async fn start(
         &mut self,
-        socket: &mut WebSocket,
+        socket: &mut Socket,
         channel: Channel,
         joined: &Joined,
         id: Option<&Value>,
@@ -596,7 +606,7 @@ impl Connection {
     /// when they are gone.
     async fn resume(
         &mut self,
-        socket: &mut WebSocket,
+        socket: &mut Socket,
         channel: Channel,
         joined: Joined,
         since: i64,
@@ -656,7 +666,7 @@ impl Connection {
     /// the pages after it.
     async fn replay(
         &mut self,
-        socket: &mut WebSocket,
+        socket: &mut Socket,
         channel: Channel,
         mut page: Vec<(i64, String)>,
         since: i64,
@@ -691,7 +701,7 @@ impl Connection {
 
     async fn unsubscribe(
         &mut self,
-        socket: &mut WebSocket,
+        socket: &mut Socket,
         names: &[String],
         id: Option<&Value>,
     ) -> Result<Result<(), End>, Refusal> {
@@ -761,8 +771,8 @@ impl Connection {
         });
     }
 
-    async fn send(&mut self, socket: &mut WebSocket, text: String) -> Result<(), End> {
-        socket.send(Message::Text(text.into())).await?;
+    async fn send(&mut self, socket: &mut Socket, text: String) -> Result<(), End> {
+        send_text(socket, text).await?;
         self.unsent_count += 1;
         Ok(())
     }
@@ -780,7 +790,7 @@ impl Connection {
 
     /// Leaves every channel, records the delivery and closes with the
     /// code that says why.
-    async fn finish(mut self, socket: &mut WebSocket, end: End) {
+    async fn finish(mut self, socket: &mut Socket, end: End) {
         self.count_sent();
         self.record_delivery();
         let counters = &self.gateway.hub.counters;
@@ -828,7 +838,7 @@ impl Connection {
         }
         let Some((code, reason)) = close else { return };
         messages.push(Message::Close(Some(CloseFrame {
-            code,
+            code: CloseCode::from(code),
             reason: Utf8Bytes::from(reason),
         })));
         let closing = async {
@@ -838,12 +848,12 @@ impl Connection {
             socket.flush().await?;
             // Read until the client's close (or its end), so unread input
             // does not turn the close into a reset.
-            while let Some(Ok(message)) = socket.recv().await {
+            while let Some(Ok(message)) = socket.next().await {
                 if matches!(message, Message::Close(_)) {
                     break;
                 }
             }
-            Ok::<_, axum::Error>(())
+            Ok::<_, WsError>(())
         };
         let _ = tokio::time::timeout(CLOSE_WAIT, closing).await;
     }
@@ -942,10 +952,39 @@ fn unavailable(error: &StoreError, id: Option<&Value>) -> Refusal {
 }
 
 /// A read error: an over-long message, or a broken connection.
-fn classify(error: axum::Error) -> End {
-    use tokio_tungstenite::tungstenite::Error as WsError;
-    match error.into_inner().downcast_ref::<WsError>() {
-        Some(WsError::Capacity(_)) => End::TooBig,
+fn classify(error: WsError) -> End {
+    match error {
+        WsError::Capacity(_) => End::TooBig,
         _ => End::Gone,
     }
+}
+
+/// Writes `text` as one message: in one frame, or, if it is longer than
+/// [`FRAGMENT`], in fragments of at most that size (RFC 6455, section
+/// 5.4), cut between characters so that even a client that decodes each
+/// frame on its own reads valid UTF-8.
+async fn send_text(socket: &mut Socket, text: String) -> Result<(), WsError> {
+    if text.len() <= FRAGMENT {
+        return socket.send(Message::Text(text.into())).await;
+    }
+    let bytes = Bytes::from(text);
+    let mut start = 0;
+    while start < bytes.len() {
+        let mut end = (start + FRAGMENT).min(bytes.len());
+        // UTF-8 continuation bytes are 0b10xx_xxxx; a character is at
+        // most four bytes, so this steps back at most three.
+        while end < bytes.len() && bytes[end] & 0xC0 == 0x80 {
+            end -= 1;
+        }
+        let opcode = if start == 0 {
+            OpCode::Data(Data::Text)
+        } else {
+            OpCode::Data(Data::Continue)
+        };
+        let last = end == bytes.len();
+        let frame = Frame::message(bytes.slice(start..end), opcode, last);
+        socket.feed(Message::Frame(frame)).await?;
+        start = end;
+    }
+    socket.flush().await
 }

@@ -6,12 +6,14 @@
 //! - [`connection`]: one task per connection, its subscriptions, resumes,
 //!   heartbeats and closes;
 //! - [`protocol`]: the client's messages and the error replies;
-//! - [`snapshot`]: a product's book as of a `seq`.
+//! - [`snapshot`]: a product's book as of a `seq`;
+//! - [`handshake`]: the upgrade from HTTP.
 //!
 //! Each event is serialized once by the writer; every subscriber's outbox
 //! holds a pointer to the same bytes.
 
 pub mod connection;
+pub mod handshake;
 pub mod hub;
 pub mod protocol;
 pub mod snapshot;
@@ -23,8 +25,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, HOST, ORIGIN};
@@ -35,6 +35,7 @@ use bidask_store::StoreError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use utoipa::ToSchema;
 
 use crate::clock::{SECOND, now_micros};
@@ -44,6 +45,7 @@ use crate::http::json::Query;
 use crate::http::limits::client;
 use crate::origin::{self, AllowedOrigin};
 use connection::Connection;
+use handshake::Handshake;
 use hub::Hub;
 
 /// The gateway's limits.
@@ -265,17 +267,11 @@ async fn upgrade(
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(query): Query<UpgradeQuery>,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    handshake: Result<Handshake, ApiError>,
 ) -> Result<Response, ApiError> {
     let gateway = Arc::clone(&state.gateway);
     check_origin(&headers, &gateway.settings.allowed_origins)?;
-    let upgrade = upgrade.map_err(|rejection| ApiError::Malformed {
-        code: "websocket_required",
-        message: format!(
-            "GET /ws takes a WebSocket upgrade: {}",
-            rejection.body_text()
-        ),
-    })?;
+    let handshake = handshake?;
     // The place first: a client refused for want of one costs no query.
     let slot = gateway.hold(remote.ip())?;
     let token = bearer(&headers).or(query.token);
@@ -284,25 +280,26 @@ async fn upgrade(
         None => None,
     };
     let limit = gateway.settings.max_message_bytes;
-    Ok(upgrade
-        // A client sends small messages; a server with thousands of
-        // connections must not give each one tungstenite's 128 KiB buffers.
-        // The read buffer is allocated up front at this size: 256 bytes
-        // hold a usual subscribe, and a longer message is read in several
-        // steps. With 1 KiB, 19,000 idle subscribers cost 6,379 bytes of
-        // server memory each; with 256, 5,544 (docs/benchmarks.md).
+    // A client sends small messages; a server with thousands of
+    // connections must not give each one tungstenite's 128 KiB buffers.
+    // The read buffer is allocated up front at this size: 256 bytes hold
+    // a usual subscribe, and a longer message is read in several steps.
+    // With 1 KiB, 19,000 idle subscribers cost 6,379 bytes of server
+    // memory each; with 256, 5,544 (docs/benchmarks.md). Frames are
+    // gathered up to 2 KiB per write; the write buffer keeps its largest
+    // size for the connection's life, which is why large messages go out
+    // in fragments of that size.
+    let config = WebSocketConfig::default()
         .read_buffer_size(256)
-        // Frames are gathered up to 2 KiB per write: the buffer keeps its
-        // largest size for the connection's life.
-        .write_buffer_size(2 * 1024)
-        .max_message_size(limit)
-        .max_frame_size(limit)
-        .on_upgrade(move |socket| async move {
-            Connection::new(state, Arc::clone(&gateway), user)
-                .run(socket)
-                .await;
-            drop(slot);
-        }))
+        .write_buffer_size(connection::FRAGMENT)
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit));
+    Ok(handshake.accept(config, move |socket| async move {
+        Connection::new(state, Arc::clone(&gateway), user)
+            .run(socket)
+            .await;
+        drop(slot);
+    }))
 }
 
 fn bearer(headers: &HeaderMap) -> Option<String> {

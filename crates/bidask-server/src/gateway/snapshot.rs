@@ -3,7 +3,6 @@
 
 use serde_json::{Value, json};
 
-use super::connection::SNAPSHOT_DEPTH;
 use crate::http::AppState;
 use crate::market::replica::Level;
 
@@ -11,10 +10,7 @@ use crate::market::replica::Level;
 /// it is current to; `None` for an unknown product.
 pub fn product(state: &AppState, product_id: i64) -> Option<(i64, Value)> {
     let product = state.catalog.get(product_id)?;
-    let (seq, markets) = state
-        .markets
-        .replicas()
-        .snapshot(product_id, SNAPSHOT_DEPTH)?;
+    let (seq, markets) = state.markets.replicas().snapshot(product_id)?;
     let price = |ticks: u64| product.format_ticks(i64::try_from(ticks).unwrap_or(i64::MAX));
     let levels = |levels: &[Level]| -> Vec<Value> {
         levels

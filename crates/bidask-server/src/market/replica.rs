@@ -217,17 +217,17 @@ impl Replicas {
         })
     }
 
-    /// Every market's levels (`depth` per side) and last sale, taken
-    /// under one lock so that all of them are current to the returned
-    /// `seq`: a WebSocket snapshot.
-    pub fn snapshot(&self, product_id: i64, depth: usize) -> Option<(i64, Vec<MarketLevels>)> {
+    /// Every market's whole book and last sale, taken under one lock so
+    /// that all of them are current to the returned `seq`: a WebSocket
+    /// snapshot.
+    pub fn snapshot(&self, product_id: i64) -> Option<(i64, Vec<MarketLevels>)> {
         self.read(product_id, |book| {
             let markets = book
                 .markets
                 .iter()
                 .map(|market| MarketLevels {
-                    bids: market.depth(Side::Bid, depth),
-                    asks: market.depth(Side::Ask, depth),
+                    bids: market.depth(Side::Bid, usize::MAX),
+                    asks: market.depth(Side::Ask, usize::MAX),
                     last_sale: market.last_sale,
                 })
                 .collect();

@@ -1,0 +1,120 @@
+//! The HTTP/1.1 upgrade to a WebSocket (RFC 6455, section 4.2).
+//!
+//! Done here rather than by axum's `WebSocketUpgrade` so that the gateway
+//! holds tokio-tungstenite's stream itself. axum's socket sends a message
+//! as one frame, and tungstenite keeps its write buffer at the size of the
+//! largest frame a connection was ever sent: every subscriber of a deep
+//! book would keep a copy of its snapshot for the connection's life. With
+//! the stream, a large message goes out in fragments (see
+//! `connection::send_text`) and the buffer stays at a fragment's size.
+
+use std::future::Future;
+
+use axum::body::Body;
+use axum::extract::FromRequestParts;
+use axum::http::header::{
+    CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE,
+};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+use crate::http::error::ApiError;
+
+/// A WebSocket connection, server side.
+pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// A request that asks for a WebSocket, not yet answered.
+pub struct Handshake {
+    key: HeaderValue,
+    on_upgrade: OnUpgrade,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Handshake {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let headers = &parts.headers;
+        if !has_token(headers, CONNECTION, "upgrade") {
+            return Err(refuse("the Connection header must name upgrade"));
+        }
+        if !is(headers, UPGRADE, "websocket") {
+            return Err(refuse("the Upgrade header must be websocket"));
+        }
+        if !is(headers, SEC_WEBSOCKET_VERSION, "13") {
+            return Err(refuse("Sec-WebSocket-Version must be 13"));
+        }
+        let key = headers
+            .get(SEC_WEBSOCKET_KEY)
+            .cloned()
+            .ok_or_else(|| refuse("Sec-WebSocket-Key is missing"))?;
+        // hyper puts it there for an HTTP/1.1 request whose connection can
+        // be taken over.
+        let on_upgrade = parts
+            .extensions
+            .remove::<OnUpgrade>()
+            .ok_or_else(|| refuse("this connection cannot be upgraded"))?;
+        Ok(Self { key, on_upgrade })
+    }
+}
+
+impl Handshake {
+    /// Answers `101 Switching Protocols` and, once hyper hands the
+    /// connection over, runs `serve` on it. If the upgrade never happens
+    /// (the client went away), `serve` is dropped unrun.
+    pub fn accept<F, Fut>(self, config: WebSocketConfig, serve: F) -> Response
+    where
+        F: FnOnce(Socket) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let Self { key, on_upgrade } = self;
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    let io = TokioIo::new(upgraded);
+                    serve(WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await)
+                        .await;
+                }
+                Err(error) => tracing::debug!(%error, "a WebSocket upgrade did not complete"),
+            }
+        });
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let headers = response.headers_mut();
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        if let Ok(accept) = HeaderValue::try_from(derive_accept_key(key.as_bytes())) {
+            headers.insert(SEC_WEBSOCKET_ACCEPT, accept);
+        }
+        response
+    }
+}
+
+fn refuse(why: &str) -> ApiError {
+    ApiError::Malformed {
+        code: "websocket_required",
+        message: format!("GET /ws takes a WebSocket upgrade: {why}"),
+    }
+}
+
+fn is(headers: &HeaderMap, name: HeaderName, value: &str) -> bool {
+    headers
+        .get(name)
+        .is_some_and(|header| header.as_bytes().eq_ignore_ascii_case(value.as_bytes()))
+}
+
+/// Whether a comma-separated header lists `token` (`Connection:
+/// keep-alive, Upgrade` from Firefox).
+fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|header| header.to_str().ok())
+        .flat_map(|header| header.split(','))
+        .any(|item| item.trim().eq_ignore_ascii_case(token))
+}
