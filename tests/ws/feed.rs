@@ -459,6 +459,29 @@ async fn a_deep_book_is_sent_whole_in_fragments() {
     );
     assert_eq!(BookModel::from_snapshot(&subscribed["snapshot"]), rest);
 
+    // A second subscriber at the same `seq` gets the same snapshot; one
+    // after the next order gets that order too, not the one kept.
+    let mut second = WsClient::connect(&app).await;
+    second.expect("welcome").await;
+    assert_eq!(
+        second.subscribe(&channel).await["snapshot"],
+        subscribed["snapshot"]
+    );
+    assert_eq!(
+        app.order(&buyer, "bid", product, "10", "99.00")
+            .await
+            .status,
+        201
+    );
+    let mut third = WsClient::connect(&app).await;
+    third.expect("welcome").await;
+    let later = third.subscribe(&channel).await;
+    assert!(later["seq"].as_i64() > subscribed["seq"].as_i64());
+    let bids = later["snapshot"]["markets"][1]["bids"]
+        .as_array()
+        .map(Vec::len);
+    assert_eq!(bids, Some(LEVELS as usize + 1));
+
     let authority = app.address.trim_start_matches("http://").to_owned();
     let frames = tokio::task::spawn_blocking(move || raw::subscribed_frames(&authority, &channel))
         .await

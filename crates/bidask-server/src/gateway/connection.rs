@@ -555,7 +555,10 @@ impl Connection {
     ) -> Result<Result<(), End>, Refusal> {
         let (seq, snapshot) = match channel {
             Channel::Product(product_id) => {
-                let (seq, snapshot) = super::snapshot::product(&self.state, product_id)
+                let (seq, snapshot) = self
+                    .gateway
+                    .snapshots
+                    .product(&self.state, product_id)
                     .ok_or_else(|| {
                         Refusal::new(
                             "unknown_channel",
@@ -563,7 +566,7 @@ impl Connection {
                             id.cloned(),
                         )
                     })?;
-                (seq, snapshot)
+                (seq, Some(snapshot))
             }
             _ => {
                 let name = channel.to_string();
@@ -572,16 +575,29 @@ impl Connection {
                     .query(self.state.store.channel_seq(&name))
                     .await
                     .map_err(|error| unavailable(&error, id))?;
-                (committed.max(joined.seq), Value::Null)
+                (committed.max(joined.seq), None)
             }
         };
         self.mark(channel, seq);
-        let mut reply = json!({"type": "subscribed", "channel": channel.to_string(), "seq": seq, "snapshot": snapshot});
+        let mut reply = json!({"type": "subscribed", "channel": channel.to_string(), "seq": seq});
         if reset {
             reply["reset"] = Value::Bool(true);
         }
         protocol::with_id(&mut reply, id);
-        if let Err(end) = self.send(socket, reply.to_string()).await {
+        // The snapshot is shared with the product's other subscribers: it
+        // goes out as it is, after this connection's own fields.
+        let mut head = reply.to_string();
+        head.pop();
+        head.push_str(",\"snapshot\":");
+        let parts = match snapshot {
+            Some(snapshot) => [head.into(), snapshot, Utf8Bytes::from_static("}")],
+            None => [
+                head.into(),
+                Utf8Bytes::from_static("null}"),
+                Utf8Bytes::default(),
+            ],
+        };
+        if let Err(end) = self.send_parts(socket, &parts).await {
             return Ok(Err(end));
         }
         if joined.seq <= seq {
@@ -772,7 +788,12 @@ impl Connection {
     }
 
     async fn send(&mut self, socket: &mut Socket, text: String) -> Result<(), End> {
-        send_text(socket, text).await?;
+        self.send_parts(socket, &[text.into()]).await
+    }
+
+    /// Sends the concatenation of `parts` as one message.
+    async fn send_parts(&mut self, socket: &mut Socket, parts: &[Utf8Bytes]) -> Result<(), End> {
+        send_text(socket, parts).await?;
         self.unsent_count += 1;
         Ok(())
     }
@@ -959,32 +980,45 @@ fn classify(error: WsError) -> End {
     }
 }
 
-/// Writes `text` as one message: in one frame, or, if it is longer than
-/// [`FRAGMENT`], in fragments of at most that size (RFC 6455, section
-/// 5.4), cut between characters so that even a client that decodes each
-/// frame on its own reads valid UTF-8.
-async fn send_text(socket: &mut Socket, text: String) -> Result<(), WsError> {
-    if text.len() <= FRAGMENT {
-        return socket.send(Message::Text(text.into())).await;
+/// Writes the concatenation of `parts` as one text message: in one
+/// frame, or, if it is longer than [`FRAGMENT`], in fragments of at most
+/// that size (RFC 6455, section 5.4), each cut from one part and between
+/// characters, so that even a client that decodes each frame on its own
+/// reads valid UTF-8. The parts' bytes are not copied on the way (but
+/// into the socket's write buffer).
+async fn send_text(socket: &mut Socket, parts: &[Utf8Bytes]) -> Result<(), WsError> {
+    let length: usize = parts.iter().map(|part| part.len()).sum();
+    if length <= FRAGMENT {
+        let message = match parts {
+            [one] => one.clone(),
+            _ => parts.concat().into(),
+        };
+        return socket.send(Message::Text(message)).await;
     }
-    let bytes = Bytes::from(text);
-    let mut start = 0;
-    while start < bytes.len() {
-        let mut end = (start + FRAGMENT).min(bytes.len());
-        // UTF-8 continuation bytes are 0b10xx_xxxx; a character is at
-        // most four bytes, so this steps back at most three.
-        while end < bytes.len() && bytes[end] & 0xC0 == 0x80 {
-            end -= 1;
+    let mut fragments = Vec::with_capacity(length / FRAGMENT + parts.len());
+    for part in parts {
+        let bytes = Bytes::from(part.clone());
+        let mut start = 0;
+        while start < bytes.len() {
+            let mut end = (start + FRAGMENT).min(bytes.len());
+            // UTF-8 continuation bytes are 0b10xx_xxxx; a character is
+            // at most four bytes, so this steps back at most three.
+            while end < bytes.len() && bytes[end] & 0xC0 == 0x80 {
+                end -= 1;
+            }
+            fragments.push(bytes.slice(start..end));
+            start = end;
         }
-        let opcode = if start == 0 {
+    }
+    let last = fragments.len().saturating_sub(1);
+    for (index, fragment) in fragments.into_iter().enumerate() {
+        let opcode = if index == 0 {
             OpCode::Data(Data::Text)
         } else {
             OpCode::Data(Data::Continue)
         };
-        let last = end == bytes.len();
-        let frame = Frame::message(bytes.slice(start..end), opcode, last);
+        let frame = Frame::message(fragment, opcode, index == last);
         socket.feed(Message::Frame(frame)).await?;
-        start = end;
     }
     socket.flush().await
 }

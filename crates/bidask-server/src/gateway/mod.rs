@@ -102,6 +102,8 @@ pub struct Gateway {
     /// cost some, and however many clients send them, they wait for each
     /// other here instead of taking every pooled connection from REST.
     queries: Semaphore,
+    /// The latest snapshot of each product, shared by its subscribers.
+    pub snapshots: snapshot::Snapshots,
 }
 
 impl Gateway {
@@ -112,6 +114,7 @@ impl Gateway {
             hub,
             settings,
             held: Mutex::default(),
+            snapshots: snapshot::Snapshots::default(),
         }
     }
 
