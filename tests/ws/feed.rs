@@ -417,7 +417,7 @@ async fn a_cancel_and_an_expiry_reach_every_connection_of_their_owner(backend: B
 }
 
 /// The snapshot holds the whole book, however deep, and a long one goes
-/// out in fragments of at most 2 KiB: the server's per-connection write
+/// out in fragments of at most 512 bytes: the server's per-connection write
 /// buffer keeps the size of the largest frame it was ever sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deep_book_is_sent_whole_in_fragments() {
@@ -489,7 +489,7 @@ async fn a_deep_book_is_sent_whole_in_fragments() {
     assert!(frames.len() > 1, "a {}-level book in one frame", LEVELS * 2);
     for (index, frame) in frames.iter().enumerate() {
         assert!(
-            frame.length <= 2 * 1024,
+            frame.length <= 512,
             "frame {index} has {} bytes",
             frame.length
         );

@@ -37,12 +37,14 @@ use crate::feed::Channel;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 
-/// The largest frame a connection writes, and the size its writes are
-/// gathered to. A longer message (a deep book's snapshot) goes out in
-/// fragments: tungstenite's write buffer keeps the largest size it ever
-/// had, and a subscriber must not hold a copy of its snapshot for as long
-/// as it stays connected.
-pub const FRAGMENT: usize = 2 * 1024;
+/// Writes are gathered up to this size before they go to the socket.
+pub const WRITE_TARGET: usize = 2 * 1024;
+/// The largest frame a message is written in. tungstenite's write buffer
+/// keeps the largest size it ever had, so a longer message (a deep book's
+/// snapshot) goes out in fragments, each written before the next is
+/// made: a subscriber must not hold a copy of its snapshot for as long as
+/// it stays connected.
+pub const FRAGMENT: usize = 512;
 /// Events read from the database per query of a resume.
 const REPLAY_PAGE: i64 = 500;
 /// Events written before the connection looks at its other work again.
@@ -1018,7 +1020,7 @@ async fn send_text(socket: &mut Socket, parts: &[Utf8Bytes]) -> Result<(), WsErr
             OpCode::Data(Data::Continue)
         };
         let frame = Frame::message(fragment, opcode, index == last);
-        socket.feed(Message::Frame(frame)).await?;
+        socket.send(Message::Frame(frame)).await?;
     }
-    socket.flush().await
+    Ok(())
 }

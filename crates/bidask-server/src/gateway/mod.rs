@@ -290,11 +290,11 @@ async fn upgrade(
     // With 1 KiB, 19,000 idle subscribers cost 6,379 bytes of server
     // memory each; with 256, 5,544 (docs/benchmarks.md). Frames are
     // gathered up to 2 KiB per write; the write buffer keeps its largest
-    // size for the connection's life, which is why large messages go out
-    // in fragments of that size.
+    // size for the connection's life, which is why long messages go out
+    // in fragments (see `connection::FRAGMENT`).
     let config = WebSocketConfig::default()
         .read_buffer_size(256)
-        .write_buffer_size(connection::FRAGMENT)
+        .write_buffer_size(connection::WRITE_TARGET)
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit));
     Ok(handshake.accept(config, move |socket| async move {
