@@ -124,6 +124,11 @@ impl WsClient {
         self.stream.send(message).await.expect("the frame is sent");
     }
 
+    /// The next frame or read error, as the client library gives it.
+    pub async fn next_result(&mut self) -> Option<Result<Message, tungstenite::Error>> {
+        self.stream.next().await
+    }
+
     /// The next frame, heartbeats included; `None` at the end of the stream.
     pub async fn next_frame(&mut self) -> Option<Message> {
         match tokio::time::timeout(WAIT, self.stream.next()).await {

@@ -46,6 +46,59 @@ async fn origins_are_checked_and_a_plain_get_is_refused() {
     let plain = app.get("/ws", None).await;
     assert_eq!(plain.status, 400);
     assert_eq!(plain.code(), "websocket_required");
+
+    // The handshake itself, as raw requests: what a browser sends, and
+    // the ways it can be wrong.
+    let authority = app.address.trim_start_matches("http://").to_owned();
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    for (method, connection, key, status) in [
+        ("GET", "Upgrade", key, "101"),
+        ("GET", "keep-alive, Upgrade", key, "101"),
+        ("GET", "upgrade", key, "101"),
+        ("HEAD", "Upgrade", key, "400"),
+        ("GET", "keep-alive", key, "400"),
+        ("GET", "Upgrade", "hello", "400"),
+        ("GET", "Upgrade", "", "400"),
+    ] {
+        let request = format!(
+            "{method} /ws HTTP/1.1\r\nHost: {authority}\r\nConnection: {connection}\r\n\
+             Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: {key}\r\n\r\n"
+        );
+        let head = raw_response_head(&authority, request).await;
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{method} with Connection: {connection}, key {key:?}: {head}"
+        );
+        if status == "101" {
+            // RFC 6455's own example key and its answer.
+            assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+        }
+    }
+}
+
+/// Sends `request` on a fresh connection and returns the response head.
+async fn raw_response_head(authority: &str, request: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut stream = tokio::net::TcpStream::connect(authority)
+        .await
+        .expect("the server accepts");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("the request is sent");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0];
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte))
+            .await
+            .expect("a response within 10 s")
+            .expect("the response head");
+        assert_eq!(read, 1, "the connection ended after {head:?}");
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
 }
 
 /// One client address may not take every place: past its own bound it

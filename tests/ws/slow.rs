@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use bidask_tests::ws::{Connect, WsClient};
 use bidask_tests::{Backend, TestApp, TestDatabase, spawn_app_on};
 use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 /// A client whose kernel holds little for it (a 4 KiB receive buffer), so
@@ -78,7 +79,7 @@ async fn a_reader_that_stops_is_closed_with_4008_and_others_get_everything() {
     let mut told = None;
     let close = loop {
         match stuck.next_frame().await {
-            Some(tokio_tungstenite::tungstenite::Message::Text(text)) => {
+            Some(Message::Text(text)) => {
                 let message: serde_json::Value = serde_json::from_str(&text).expect("JSON");
                 if message["type"] == "error" {
                     assert_eq!(message["code"], "slow_consumer");
@@ -89,7 +90,7 @@ async fn a_reader_that_stops_is_closed_with_4008_and_others_get_everything() {
                     last = seq;
                 }
             }
-            Some(tokio_tungstenite::tungstenite::Message::Close(frame)) => break frame,
+            Some(Message::Close(frame)) => break frame,
             Some(_) => {}
             None => panic!("the connection ended without a close frame"),
         }
@@ -207,4 +208,63 @@ async fn shutdown_closes_feeds_with_1001() {
     let frame = client.closed().await;
     assert_eq!(frame.map(|frame| frame.code), Some(CloseCode::Away));
     stopping.await.expect("the server stops");
+}
+
+/// A client that stops reading in the middle of a long snapshot, which
+/// goes out in fragments, is closed with 4008 like any other; the close
+/// is the only frame that may follow part of a message, so the
+/// `slow_consumer` error is not sent, and the snapshot's `seq`, which the
+/// client never had whole, is not named as its last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_mid_snapshot_is_closed_with_4008() {
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let mut app = spawn_app_on(database, |config| {
+        config.ws_queue = 8;
+        config.send_buffer = Some(4 * 1024);
+    })
+    .await;
+    let product = app.create_product("WS-MIDSNAP", &["10"]).await;
+    let channel = format!("product:{product}");
+    let buyer = app.register("buyer").await;
+    // About 40 KB of snapshot, far more than the two sockets' buffers.
+    for level in 0..900 {
+        let price = format!("{}.{:02}", 100 + level / 100, level % 100);
+        let reply = app.order(&buyer, "bid", product, "10", &price).await;
+        assert_eq!(reply.status, 201, "{:?}", reply.body);
+    }
+    let mut stuck = small_buffered(&app).await;
+    stuck
+        .send(&json!({"type": "subscribe", "channels": [channel]}))
+        .await;
+
+    // Orders until it is cut off, bounded in count and time.
+    let began = Instant::now();
+    let mut placed = 0;
+    while stat(&app, "slow_consumer_disconnects").await == 0 {
+        assert!(
+            placed < 2_000 && began.elapsed() < Duration::from_secs(60),
+            "never cut off"
+        );
+        let price = format!("{}.{:02}", 50 + placed / 100, placed % 100);
+        let reply = app.order(&buyer, "bid", product, "10", &price).await;
+        assert_eq!(reply.status, 201, "{:?}", reply.body);
+        placed += 1;
+    }
+
+    // What it reads now: part of the snapshot, then the close, and no
+    // error of the protocol on the way.
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(10), stuck.next_result()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.expect("a close frame"),
+            Ok(Some(Ok(Message::Text(text)))) => {
+                assert!(!text.contains("subscribed"), "the snapshot went out whole");
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(error))) => panic!("the client read {error}"),
+            Ok(None) => panic!("the connection ended without a close frame"),
+            Err(_) => panic!("no close within 10 s"),
+        }
+    };
+    assert_eq!(close.code, CloseCode::from(4008));
+    assert!(!close.reason.contains(&channel), "{}", close.reason);
 }

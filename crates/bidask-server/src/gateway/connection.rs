@@ -125,6 +125,10 @@ pub struct Connection {
     marked: i64,
     /// Messages written since the counter was last updated.
     unsent_count: u64,
+    /// A message is being written in fragments: if the connection ends
+    /// before its last one, no other message may follow (RFC 6455,
+    /// section 5.4), only the close.
+    mid_message: bool,
 }
 
 impl Connection {
@@ -147,6 +151,7 @@ impl Connection {
             silent_beats: 0,
             marked: 0,
             unsent_count: 0,
+            mid_message: false,
         }
     }
 
@@ -560,7 +565,8 @@ impl Connection {
                 let (seq, snapshot) = self
                     .gateway
                     .snapshots
-                    .product(&self.state, product_id)
+                    .product(&self.state, product_id, joined.seq)
+                    .await
                     .ok_or_else(|| {
                         Refusal::new(
                             "unknown_channel",
@@ -580,7 +586,6 @@ impl Connection {
                 (committed.max(joined.seq), None)
             }
         };
-        self.mark(channel, seq);
         let mut reply = json!({"type": "subscribed", "channel": channel.to_string(), "seq": seq});
         if reset {
             reply["reset"] = Value::Bool(true);
@@ -602,6 +607,9 @@ impl Connection {
         if let Err(end) = self.send_parts(socket, &parts).await {
             return Ok(Err(end));
         }
+        // Only now: a close cut into the reply names the `seq` the
+        // client last had whole.
+        self.mark(channel, seq);
         if joined.seq <= seq {
             return Ok(Ok(()));
         }
@@ -795,7 +803,18 @@ impl Connection {
 
     /// Sends the concatenation of `parts` as one message.
     async fn send_parts(&mut self, socket: &mut Socket, parts: &[Utf8Bytes]) -> Result<(), End> {
-        send_text(socket, parts).await?;
+        let length: usize = parts.iter().map(|part| part.len()).sum();
+        if length <= FRAGMENT {
+            let message = match parts {
+                [one] => one.clone(),
+                _ => parts.concat().into(),
+            };
+            socket.send(Message::Text(message)).await?;
+        } else {
+            self.mid_message = true;
+            send_fragments(socket, parts).await?;
+            self.mid_message = false;
+        }
         self.unsent_count += 1;
         Ok(())
     }
@@ -860,6 +879,9 @@ impl Connection {
             metrics::gauge!("bidask_ws_subscriptions").decrement(1.0);
         }
         let Some((code, reason)) = close else { return };
+        if self.mid_message {
+            messages.clear();
+        }
         messages.push(Message::Close(Some(CloseFrame {
             code: CloseCode::from(code),
             reason: Utf8Bytes::from(reason),
@@ -982,45 +1004,72 @@ fn classify(error: WsError) -> End {
     }
 }
 
-/// Writes the concatenation of `parts` as one text message: in one
-/// frame, or, if it is longer than [`FRAGMENT`], in fragments of at most
-/// that size (RFC 6455, section 5.4), each cut from one part and between
-/// characters, so that even a client that decodes each frame on its own
-/// reads valid UTF-8. The parts' bytes are not copied on the way (but
-/// into the socket's write buffer).
-async fn send_text(socket: &mut Socket, parts: &[Utf8Bytes]) -> Result<(), WsError> {
-    let length: usize = parts.iter().map(|part| part.len()).sum();
-    if length <= FRAGMENT {
-        let message = match parts {
-            [one] => one.clone(),
-            _ => parts.concat().into(),
-        };
-        return socket.send(Message::Text(message)).await;
+/// Writes the concatenation of `parts`, longer than [`FRAGMENT`], as one
+/// text message in fragments (RFC 6455, section 5.4), each written before
+/// the next is made.
+async fn send_fragments(socket: &mut Socket, parts: &[Utf8Bytes]) -> Result<(), WsError> {
+    let mut fragments = fragments(parts, FRAGMENT).peekable();
+    let mut opcode = OpCode::Data(Data::Text);
+    while let Some(fragment) = fragments.next() {
+        let last = fragments.peek().is_none();
+        socket
+            .send(Message::Frame(Frame::message(fragment, opcode, last)))
+            .await?;
+        opcode = OpCode::Data(Data::Continue);
     }
-    let mut fragments = Vec::with_capacity(length / FRAGMENT + parts.len());
-    for part in parts {
+    Ok(())
+}
+
+/// `parts` cut into pieces of at most `size` bytes (at least 4), each from
+/// one part and between characters, so that even a client that decodes
+/// each frame on its own reads valid UTF-8; the bytes are not copied.
+fn fragments(parts: &[Utf8Bytes], size: usize) -> impl Iterator<Item = Bytes> + '_ {
+    parts.iter().flat_map(move |part| {
         let bytes = Bytes::from(part.clone());
         let mut start = 0;
-        while start < bytes.len() {
-            let mut end = (start + FRAGMENT).min(bytes.len());
-            // UTF-8 continuation bytes are 0b10xx_xxxx; a character is
-            // at most four bytes, so this steps back at most three.
+        std::iter::from_fn(move || {
+            if start == bytes.len() {
+                return None;
+            }
+            let mut end = (start + size).min(bytes.len());
+            // UTF-8 continuation bytes are 0b10xx_xxxx; a character is at
+            // most four bytes, so this steps back at most three.
             while end < bytes.len() && bytes[end] & 0xC0 == 0x80 {
                 end -= 1;
             }
-            fragments.push(bytes.slice(start..end));
+            let piece = bytes.slice(start..end);
             start = end;
+            Some(piece)
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cut(parts: &[&str], size: usize) -> Vec<String> {
+        let parts: Vec<Utf8Bytes> = parts.iter().map(|part| Utf8Bytes::from(*part)).collect();
+        fragments(&parts, size)
+            .map(|piece| String::from_utf8(piece.to_vec()).expect("each piece is UTF-8"))
+            .collect()
+    }
+
+    #[test]
+    fn pieces_are_cut_between_characters_and_within_parts() {
+        // "é" is two bytes, "€" three, "𝄞" four: every cut point of a
+        // 5-byte piece falls inside one of them somewhere.
+        let text = "aé€𝄞bé€𝄞c".repeat(7);
+        for size in 4..=9 {
+            let pieces = cut(&[&text], size);
+            assert_eq!(pieces.concat(), text);
+            assert!(
+                pieces
+                    .iter()
+                    .all(|piece| !piece.is_empty() && piece.len() <= size)
+            );
         }
+        assert_eq!(cut(&["ab", "", "cdefg", "h"], 4), ["ab", "cdef", "g", "h"]);
+        assert!(cut(&["", ""], 4).is_empty());
     }
-    let last = fragments.len().saturating_sub(1);
-    for (index, fragment) in fragments.into_iter().enumerate() {
-        let opcode = if index == 0 {
-            OpCode::Data(Data::Text)
-        } else {
-            OpCode::Data(Data::Continue)
-        };
-        let frame = Frame::message(fragment, opcode, index == last);
-        socket.send(Message::Frame(frame)).await?;
-    }
-    Ok(())
 }

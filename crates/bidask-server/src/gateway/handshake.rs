@@ -16,7 +16,7 @@ use axum::http::header::{
     CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE,
 };
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
@@ -39,6 +39,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Handshake {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        // axum's `get` route answers HEAD too; a HEAD may not be upgraded.
+        if parts.method != Method::GET {
+            return Err(refuse("the method must be GET"));
+        }
         let headers = &parts.headers;
         if !has_token(headers, CONNECTION, "upgrade") {
             return Err(refuse("the Connection header must name upgrade"));
@@ -51,8 +55,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Handshake {
         }
         let key = headers
             .get(SEC_WEBSOCKET_KEY)
+            .filter(|key| is_nonce(key.as_bytes()))
             .cloned()
-            .ok_or_else(|| refuse("Sec-WebSocket-Key is missing"))?;
+            .ok_or_else(|| refuse("Sec-WebSocket-Key must be 16 bytes in base64"))?;
         // hyper puts it there for an HTTP/1.1 request whose connection can
         // be taken over.
         let on_upgrade = parts
@@ -102,6 +107,20 @@ fn refuse(why: &str) -> ApiError {
     }
 }
 
+/// Whether `key` is 16 bytes in base64 (RFC 6455, section 4.1): 22
+/// characters of the alphabet, the last of them carrying only two bits,
+/// and `==`.
+fn is_nonce(key: &[u8]) -> bool {
+    let [body @ .., last, b'=', b'='] = key else {
+        return false;
+    };
+    body.len() == 21
+        && body
+            .iter()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'/'))
+        && matches!(last, b'A' | b'Q' | b'g' | b'w')
+}
+
 fn is(headers: &HeaderMap, name: HeaderName, value: &str) -> bool {
     headers
         .get(name)
@@ -117,4 +136,25 @@ fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
         .filter_map(|header| header.to_str().ok())
         .flat_map(|header| header.split(','))
         .any(|item| item.trim().eq_ignore_ascii_case(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_nonce;
+
+    #[test]
+    fn a_key_is_sixteen_bytes_in_base64() {
+        assert!(is_nonce(b"dGhlIHNhbXBsZSBub25jZQ=="));
+        assert!(is_nonce(b"AAAAAAAAAAAAAAAAAAAAAA=="));
+        for key in [
+            &b""[..],
+            b"hello",
+            b"dGhlIHNhbXBsZSBub25jZQ",
+            b"dGhlIHNhbXBsZSBub25jZR==",
+            b"dGhlIHNhbXBsZSBub25j*Q==",
+            b"dGhlIHNhbXBsZSBub25jZQ===",
+        ] {
+            assert!(!is_nonce(key), "{}", String::from_utf8_lossy(key));
+        }
+    }
 }
