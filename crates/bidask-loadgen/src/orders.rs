@@ -123,7 +123,7 @@ pub struct OrdersConfig {
     #[arg(long, env = "BIDASK_LOADGEN_MAX_ERROR_RATE", default_value_t = 1.0, value_parser = parse_fraction)]
     pub max_error_rate: f64,
 
-    /// Usernames are lg<RUN_ID>-<n>; name an earlier run's id to reuse its
+    /// Usernames are `lg<RUN_ID>-<n>`; name an earlier run's id to reuse its
     /// users (default: a fresh id from the clock).
     #[arg(long, env = "BIDASK_LOADGEN_RUN_ID")]
     pub run_id: Option<RunId>,

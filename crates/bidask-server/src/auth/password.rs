@@ -19,7 +19,7 @@ const WAIT: Duration = Duration::from_secs(5);
 /// Hashing or verification could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
-    /// Every slot stayed busy for longer than [`WAIT`].
+    /// Every slot stayed busy for longer than `WAIT`.
     #[error("password hashing is busy")]
     Busy,
     /// The hasher failed (e.g. no randomness for the salt).

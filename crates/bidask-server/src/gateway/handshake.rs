@@ -6,7 +6,7 @@
 //! largest frame a connection was ever sent: every subscriber of a deep
 //! book would keep a copy of its snapshot for the connection's life. With
 //! the stream, a large message goes out in fragments (see
-//! `connection::send_text`) and the buffer stays at a fragment's size.
+//! `connection::FRAGMENT`) and the buffer stays at a fragment's size.
 
 use std::future::Future;
 

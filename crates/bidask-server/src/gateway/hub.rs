@@ -291,7 +291,7 @@ impl Hub {
     ///
     /// Finding it walks every subscriber under the lock the fan-out needs,
     /// and anyone may poll `/realtime/stats`: a reading is reused for up
-    /// to [`LAG_READING`], and concurrent callers wait for one walk.
+    /// to `LAG_READING`, and concurrent callers wait for one walk.
     pub fn max_lag(&self) -> usize {
         let mut last = self.lag.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((at, lag)) = *last
