@@ -51,28 +51,36 @@ async fn origins_are_checked_and_a_plain_get_is_refused() {
     // the ways it can be wrong.
     let authority = app.address.trim_start_matches("http://").to_owned();
     let key = "dGhlIHNhbXBsZSBub25jZQ==";
-    for (method, connection, key, status) in [
-        ("GET", "Upgrade", key, "101"),
-        ("GET", "keep-alive, Upgrade", key, "101"),
-        ("GET", "upgrade", key, "101"),
-        ("HEAD", "Upgrade", key, "400"),
-        ("GET", "keep-alive", key, "400"),
-        ("GET", "Upgrade", "hello", "400"),
-        ("GET", "Upgrade", "", "400"),
+    for (method, connection, version, key, status) in [
+        ("GET", "Upgrade", "13", key, "101"),
+        ("GET", "keep-alive, Upgrade", "13", key, "101"),
+        ("GET", "upgrade", "13", key, "101"),
+        ("HEAD", "Upgrade", "13", key, "400"),
+        ("GET", "keep-alive", "13", key, "400"),
+        ("GET", "Upgrade", "13", "hello", "400"),
+        ("GET", "Upgrade", "13", "", "400"),
+        ("GET", "Upgrade", "8", key, "426"),
     ] {
         let request = format!(
             "{method} /ws HTTP/1.1\r\nHost: {authority}\r\nConnection: {connection}\r\n\
-             Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+             Upgrade: websocket\r\nSec-WebSocket-Version: {version}\r\n\
              Sec-WebSocket-Key: {key}\r\n\r\n"
         );
         let head = raw_response_head(&authority, request).await;
         assert!(
             head.starts_with(&format!("HTTP/1.1 {status} ")),
-            "{method} with Connection: {connection}, key {key:?}: {head}"
+            "{method} with Connection: {connection}, version {version}, key {key:?}: {head}"
         );
-        if status == "101" {
+        match status {
             // RFC 6455's own example key and its answer.
-            assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+            "101" => assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}"),
+            // The version this server speaks, for the client's next try.
+            "426" => assert!(
+                head.to_ascii_lowercase()
+                    .contains("sec-websocket-version: 13"),
+                "{head}"
+            ),
+            _ => {}
         }
     }
 }

@@ -17,7 +17,7 @@ use axum::http::header::{
 };
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
@@ -35,23 +35,57 @@ pub struct Handshake {
     on_upgrade: OnUpgrade,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Handshake {
-    type Rejection = ApiError;
+/// A request that was not upgraded: the contract's 400, or, for a
+/// protocol version this server does not speak, 426 with the one it does
+/// (RFC 6455, section 4.4), so that a client can try again with it.
+#[derive(Debug)]
+pub struct Refused {
+    error: ApiError,
+    version: bool,
+}
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+impl From<ApiError> for Refused {
+    fn from(error: ApiError) -> Self {
+        Self {
+            error,
+            version: false,
+        }
+    }
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        let mut response = self.error.into_response();
+        if self.version {
+            *response.status_mut() = StatusCode::UPGRADE_REQUIRED;
+            response
+                .headers_mut()
+                .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        }
+        response
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Handshake {
+    type Rejection = Refused;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Refused> {
         // axum's `get` route answers HEAD too; a HEAD may not be upgraded.
         if parts.method != Method::GET {
-            return Err(refuse("the method must be GET"));
+            return Err(refuse("the method must be GET").into());
         }
         let headers = &parts.headers;
         if !has_token(headers, CONNECTION, "upgrade") {
-            return Err(refuse("the Connection header must name upgrade"));
+            return Err(refuse("the Connection header must name upgrade").into());
         }
         if !is(headers, UPGRADE, "websocket") {
-            return Err(refuse("the Upgrade header must be websocket"));
+            return Err(refuse("the Upgrade header must be websocket").into());
         }
         if !is(headers, SEC_WEBSOCKET_VERSION, "13") {
-            return Err(refuse("Sec-WebSocket-Version must be 13"));
+            return Err(Refused {
+                error: refuse("Sec-WebSocket-Version must be 13"),
+                version: true,
+            });
         }
         let key = headers
             .get(SEC_WEBSOCKET_KEY)

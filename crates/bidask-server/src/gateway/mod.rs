@@ -28,7 +28,7 @@ use std::time::Duration;
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, HOST, ORIGIN};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use bidask_store::StoreError;
@@ -45,7 +45,7 @@ use crate::http::json::Query;
 use crate::http::limits::client;
 use crate::origin::{self, AllowedOrigin};
 use connection::Connection;
-use handshake::Handshake;
+use handshake::{Handshake, Refused};
 use hub::Hub;
 
 /// The gateway's limits.
@@ -270,11 +270,14 @@ async fn upgrade(
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(query): Query<UpgradeQuery>,
-    handshake: Result<Handshake, ApiError>,
+    handshake: Result<Handshake, Refused>,
 ) -> Result<Response, ApiError> {
     let gateway = Arc::clone(&state.gateway);
     check_origin(&headers, &gateway.settings.allowed_origins)?;
-    let handshake = handshake?;
+    let handshake = match handshake {
+        Ok(handshake) => handshake,
+        Err(refused) => return Ok(refused.into_response()),
+    };
     // The place first: a client refused for want of one costs no query.
     let slot = gateway.hold(remote.ip())?;
     let token = bearer(&headers).or(query.token);
