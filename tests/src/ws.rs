@@ -213,3 +213,35 @@ impl WsClient {
         let _ = self.stream.close(None).await;
     }
 }
+
+/// RFC 6455's own example `Sec-WebSocket-Key`, whose answer is
+/// [`EXAMPLE_ACCEPT`].
+pub const EXAMPLE_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+/// The `Sec-WebSocket-Accept` of [`EXAMPLE_KEY`].
+pub const EXAMPLE_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+/// Sends `request` as it is on a fresh connection and reads the response
+/// head, a byte at a time so that nothing after it is consumed; for the
+/// handshake's own tests and for clients that read raw frames.
+pub async fn raw_request(authority: &str, request: &str) -> (String, TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut stream = TcpStream::connect(authority)
+        .await
+        .expect("the server accepts");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("the request is sent");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0];
+        let read = tokio::time::timeout(WAIT, stream.read(&mut byte))
+            .await
+            .expect("a response in time")
+            .expect("the response head");
+        assert_eq!(read, 1, "the connection ended after {head:?}");
+        head.push(byte[0]);
+    }
+    (String::from_utf8_lossy(&head).into_owned(), stream)
+}

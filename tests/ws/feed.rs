@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use bidask_tests::ws::WsClient;
+use bidask_tests::ws::{EXAMPLE_KEY, WsClient, raw_request};
 use bidask_tests::{Backend, TestApp, on_both_backends, spawn_app};
 use serde_json::{Value, json};
 
@@ -19,7 +19,7 @@ on_both_backends!(
 async fn rest_books(app: &TestApp, product: i64, sizes: &[&str]) -> (i64, BookModel) {
     let mut books = Vec::new();
     for size in sizes {
-        books.push(app.book_depth(product, size, 100).await);
+        books.push(app.book_depth(product, size, 1_000).await);
     }
     let seq = books[0]["seq"].as_i64().expect("a seq");
     assert!(
@@ -439,11 +439,7 @@ async fn a_deep_book_is_sent_whole_in_fragments() {
         );
     }
     let channel = format!("product:{product}");
-    let mut books = Vec::new();
-    for size in ["9", "10"] {
-        books.push(app.book_depth(product, size, 1_000).await);
-    }
-    let rest = BookModel::from_rest(&books);
+    let (_, rest) = rest_books(&app, product, &["9", "10"]).await;
 
     let mut page = WsClient::connect(&app).await;
     page.expect("welcome").await;
@@ -482,8 +478,17 @@ async fn a_deep_book_is_sent_whole_in_fragments() {
         .map(Vec::len);
     assert_eq!(bids, Some(LEVELS as usize + 1));
 
-    let authority = app.address.trim_start_matches("http://").to_owned();
-    let frames = tokio::task::spawn_blocking(move || raw::subscribed_frames(&authority, &channel))
+    let authority = app.address.trim_start_matches("http://");
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {authority}\r\nConnection: Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: {EXAMPLE_KEY}\r\n\r\n"
+    );
+    let (head, stream) = raw_request(authority, &request).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let stream = stream.into_std().expect("a socket");
+    stream.set_nonblocking(false).expect("a blocking socket");
+    let frames = tokio::task::spawn_blocking(move || raw::subscribed_frames(stream, &channel))
         .await
         .expect("the raw client");
     assert!(frames.len() > 1, "a {}-level book in one frame", LEVELS * 2);
@@ -508,7 +513,6 @@ async fn a_deep_book_is_sent_whole_in_fragments() {
 
 /// A WebSocket client that sees frames, not messages.
 mod raw {
-    use std::io::{Read, Write};
     use std::net::TcpStream;
     use std::time::Duration;
 
@@ -525,30 +529,12 @@ mod raw {
         pub length: usize,
     }
 
-    /// Connects, subscribes to `channel` and returns the frames of the
-    /// `subscribed` reply.
-    pub fn subscribed_frames(authority: &str, channel: &str) -> Vec<Shape> {
-        let mut stream = TcpStream::connect(authority).expect("the server accepts");
+    /// On an upgraded connection, subscribes to `channel` and returns the
+    /// frames of the `subscribed` reply.
+    pub fn subscribed_frames(stream: TcpStream, channel: &str) -> Vec<Shape> {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("a timeout");
-        write!(
-            stream,
-            "GET /ws HTTP/1.1\r\nHost: {authority}\r\nConnection: Upgrade\r\n\
-             Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-        )
-        .expect("the request is sent");
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            let mut byte = [0];
-            stream.read_exact(&mut byte).expect("the response head");
-            head.push(byte[0]);
-        }
-        let head = String::from_utf8_lossy(&head);
-        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        // RFC 6455's own example key and its answer.
-        assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
         let mut socket = FrameSocket::new(stream);
         let mut subscribe = Frame::message(
             json!({"type": "subscribe", "channels": [channel]}).to_string(),

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use bidask_tests::ws::{Connect, WsClient, refusal};
+use bidask_tests::ws::{Connect, EXAMPLE_ACCEPT, EXAMPLE_KEY, WsClient, raw_request, refusal};
 use bidask_tests::{Backend, TestApp, TestDatabase, spawn_app_on};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
@@ -50,7 +50,7 @@ async fn origins_are_checked_and_a_plain_get_is_refused() {
     // The handshake itself, as raw requests: what a browser sends, and
     // the ways it can be wrong.
     let authority = app.address.trim_start_matches("http://").to_owned();
-    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    let key = EXAMPLE_KEY;
     for (method, connection, version, key, status) in [
         ("GET", "Upgrade", "13", key, "101"),
         ("GET", "keep-alive, Upgrade", "13", key, "101"),
@@ -66,14 +66,14 @@ async fn origins_are_checked_and_a_plain_get_is_refused() {
              Upgrade: websocket\r\nSec-WebSocket-Version: {version}\r\n\
              Sec-WebSocket-Key: {key}\r\n\r\n"
         );
-        let head = raw_response_head(&authority, request).await;
+        let (head, _) = raw_request(&authority, &request).await;
         assert!(
             head.starts_with(&format!("HTTP/1.1 {status} ")),
             "{method} with Connection: {connection}, version {version}, key {key:?}: {head}"
         );
         match status {
             // RFC 6455's own example key and its answer.
-            "101" => assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}"),
+            "101" => assert!(head.contains(EXAMPLE_ACCEPT), "{head}"),
             // The version this server speaks, for the client's next try.
             "426" => assert!(
                 head.to_ascii_lowercase()
@@ -83,30 +83,6 @@ async fn origins_are_checked_and_a_plain_get_is_refused() {
             _ => {}
         }
     }
-}
-
-/// Sends `request` on a fresh connection and returns the response head.
-async fn raw_response_head(authority: &str, request: String) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    let mut stream = tokio::net::TcpStream::connect(authority)
-        .await
-        .expect("the server accepts");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("the request is sent");
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0];
-        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte))
-            .await
-            .expect("a response within 10 s")
-            .expect("the response head");
-        assert_eq!(read, 1, "the connection ended after {head:?}");
-        head.push(byte[0]);
-    }
-    String::from_utf8_lossy(&head).into_owned()
 }
 
 /// One client address may not take every place: past its own bound it

@@ -596,14 +596,8 @@ impl Connection {
         let mut head = reply.to_string();
         head.pop();
         head.push_str(",\"snapshot\":");
-        let parts = match snapshot {
-            Some(snapshot) => [head.into(), snapshot, Utf8Bytes::from_static("}")],
-            None => [
-                head.into(),
-                Utf8Bytes::from_static("null}"),
-                Utf8Bytes::default(),
-            ],
-        };
+        let snapshot = snapshot.unwrap_or_else(|| Utf8Bytes::from_static("null"));
+        let parts = [head.into(), snapshot, Utf8Bytes::from_static("}")];
         if let Err(end) = self.send_parts(socket, &parts).await {
             return Ok(Err(end));
         }

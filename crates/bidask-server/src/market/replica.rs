@@ -217,11 +217,6 @@ impl Replicas {
         })
     }
 
-    /// The `seq` the product's books are current to.
-    pub fn seq(&self, product_id: i64) -> Option<i64> {
-        self.read(product_id, |book| Some(book.seq))
-    }
-
     /// Every market's whole book and last sale, taken under one lock so
     /// that all of them are current to the returned `seq`: a WebSocket
     /// snapshot.
