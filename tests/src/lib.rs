@@ -137,6 +137,7 @@ pub fn test_config(database: &TestDatabase) -> ServeConfig {
         max_batch: 2_048,
         max_open_orders: 1_000,
         shutdown_timeout_secs: 10,
+        feed_retention_secs: 7 * 86_400,
         ws_heartbeat_ms: 5_000,
         ws_queue: 1_024,
         ws_max_connections: 1_000,

@@ -1,13 +1,17 @@
 //! The group commit against both databases, below the server: what a
 //! batch writes, and what it refuses to write.
 
-use bidask_store::{Batch, MatchRecord, NewUser, OrderRecord, ProductRecord, Store, StoreOptions};
+use bidask_store::{
+    Batch, FeedEventRecord, MatchRecord, NewUser, OrderRecord, ProductRecord, PrunedFeed, Store,
+    StoreOptions,
+};
 use bidask_tests::{Backend, TestDatabase, on_both_backends};
 
 on_both_backends!(
     orders_are_inserted_then_replaced,
     a_refused_batch_writes_nothing,
     an_idempotency_key_is_never_replaced,
+    pruning_the_feed_keeps_each_channels_newest_events,
 );
 
 /// A migrated store with one user (id 1) and one product (id 1, one size).
@@ -239,5 +243,73 @@ async fn an_idempotency_key_is_never_replaced(backend: Backend) {
     assert_eq!(
         open.iter().map(|order| order.id).collect::<Vec<_>>(),
         vec![1]
+    );
+}
+
+/// Old events go, a channel's newest stays whatever its age (restarts
+/// number on from it), and what is left of each channel has no gap.
+async fn pruning_the_feed_keeps_each_channels_newest_events(backend: Backend) {
+    let (store, _database) = store_with_a_market(backend).await;
+    let event = |channel: &str, seq: i64, created_at: i64| FeedEventRecord {
+        channel: channel.to_owned(),
+        seq,
+        event_type: "BID_UPDATED".to_owned(),
+        payload: format!("{{\"seq\":{seq}}}"),
+        created_at,
+    };
+    // product:1 has 4,500 old events (more than one delete's worth) and
+    // ten recent ones; user:1 only old ones; products only recent ones.
+    let mut events: Vec<FeedEventRecord> = (1..=4_500)
+        .map(|seq| event("product:1", seq, seq))
+        .collect();
+    events.extend((4_501..=4_510).map(|seq| event("product:1", seq, 10_000)));
+    events.extend((1..=3).map(|seq| event("user:1", seq, 100 + seq)));
+    events.extend((1..=2).map(|seq| event("products", seq, 20_000)));
+    store
+        .committer()
+        .commit(&Batch {
+            events,
+            ..Batch::default()
+        })
+        .await
+        .expect("the events");
+
+    let pruned = store.prune_feed(5_000).await.expect("a pass");
+    assert_eq!(
+        pruned,
+        PrunedFeed {
+            channels: 2,
+            events: 4_502
+        }
+    );
+    let seqs = |channel: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .feed_events(channel, 0, 100)
+                .await
+                .expect("a read")
+                .into_iter()
+                .map(|(seq, _)| seq)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(seqs("product:1").await, (4_501..=4_510).collect::<Vec<_>>());
+    assert_eq!(seqs("user:1").await, vec![3]);
+    assert_eq!(seqs("products").await, vec![1, 2]);
+    let mut last = store.last_seqs().await.expect("a read");
+    last.sort();
+    assert_eq!(
+        last,
+        vec![
+            ("product:1".to_owned(), 4_510),
+            ("products".to_owned(), 2),
+            ("user:1".to_owned(), 3)
+        ]
+    );
+    assert_eq!(
+        store.prune_feed(5_000).await.expect("a second pass"),
+        PrunedFeed::default(),
+        "a second pass finds nothing more to remove"
     );
 }

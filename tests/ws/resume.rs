@@ -1,12 +1,20 @@
 //! `since_seq`: a client that disconnects mid-stream resumes with nothing
 //! lost and nothing repeated, from the window, from the database after a
-//! restart, and with a `reset` snapshot when its `seq` is unknown.
+//! restart, and with a `reset` snapshot when its `seq` is unknown or its
+//! events were pruned.
 
 use bidask_tests::ws::WsClient;
-use bidask_tests::{Backend, TestApp, Trader, on_both_backends, spawn_app, spawn_app_on};
+use std::time::{Duration, Instant};
+
+use bidask_tests::{
+    Backend, TestApp, TestDatabase, Trader, on_both_backends, spawn_app, spawn_app_on,
+};
 use serde_json::{Value, json};
 
-on_both_backends!(resume_after_disconnect_and_restart);
+on_both_backends!(
+    resume_after_disconnect_and_restart,
+    a_resume_from_pruned_events_resets_and_numbering_goes_on,
+);
 
 async fn place_some(
     app: &TestApp,
@@ -153,4 +161,63 @@ async fn resume_after_disconnect_and_restart(backend: Backend) {
         (&json!(true), &json!(next))
     );
     assert_eq!(resumes(&app).await.2, 2);
+}
+
+/// With a retention of one second, a restarted server (whose in-memory
+/// window is empty) prunes a product's events down to its newest: a
+/// resume from before that is a reset, a resume from just before the
+/// newest still replays it, and the next restart numbers on.
+async fn a_resume_from_pruned_events_resets_and_numbering_goes_on(backend: Backend) {
+    let mut app = spawn_app_on(TestDatabase::new(backend).await, |config| {
+        config.feed_retention_secs = 1;
+    })
+    .await;
+    let product = app.create_product("WS-PRUNE", &["10"]).await;
+    let channel = format!("product:{product}");
+    let trader = app.register("trader").await;
+    let last = place_some(&app, &trader, product, 100..105).await;
+    assert!(last >= 5, "five bids, five events at least: {last}");
+
+    let database = app.stop().await;
+    // Older than the retention when the next server's first pass runs.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let app = spawn_app_on(database, |config| config.feed_retention_secs = 1).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let reset = loop {
+        let mut client = WsClient::connect(&app).await;
+        client.expect("welcome").await;
+        client
+            .send(&json!({"type": "subscribe", "channels": [channel], "since_seq": 0}))
+            .await;
+        let subscribed = client.expect("subscribed").await;
+        client.close().await;
+        if subscribed.get("reset").is_some() {
+            break subscribed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the events were not pruned in 10 s: {subscribed}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (&reset["reset"], &reset["seq"]),
+        (&json!(true), &json!(last)),
+        "{reset}"
+    );
+    let bids = reset["snapshot"]["markets"][0]["bids"]
+        .as_array()
+        .expect("bids");
+    assert_eq!((bids.len(), &bids[0]["price"]), (5, &json!("104.00")));
+    assert_eq!(resumes(&app).await.2, 1, "counted as a reset");
+
+    // The newest event outlives the retention.
+    let mut back = resume(&app, &channel, last - 1).await;
+    let kept = back.events_until(&channel, last - 1, last).await;
+    assert_eq!(kept[0]["price"], "104.00", "{kept:?}");
+
+    let database = app.stop().await;
+    let app = spawn_app_on(database, |_| {}).await;
+    let next = place_some(&app, &trader, product, 105..106).await;
+    assert_eq!(next, last + 1, "seq goes on from the newest event kept");
 }

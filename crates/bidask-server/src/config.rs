@@ -164,6 +164,11 @@ pub struct ServeConfig {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub request_timeout_secs: u64,
+    /// How long feed events are kept for resumes (`since_seq`), in
+    /// seconds; each channel's newest event is kept whatever its age.
+    /// 0 keeps every event.
+    #[arg(long, env = "BIDASK_FEED_RETENTION_SECS", default_value_t = 7 * 86_400)]
+    pub feed_retention_secs: u64,
     /// Seconds to wait for in-flight requests at shutdown.
     #[arg(long, env = "BIDASK_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
@@ -184,6 +189,11 @@ impl ServeConfig {
             database_queries: usize::try_from(self.db_connections / 2).unwrap_or(1),
             allowed_origins: self.allowed_origins.0.clone(),
         }
+    }
+
+    /// How long feed events are kept, `None` for ever.
+    pub fn feed_retention(&self) -> Option<Duration> {
+        (self.feed_retention_secs > 0).then(|| Duration::from_secs(self.feed_retention_secs))
     }
 
     /// How long shutdown waits for requests in flight.

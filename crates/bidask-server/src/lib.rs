@@ -13,6 +13,7 @@
 //! - [`auth`]: passwords and tokens;
 //! - [`http`]: the routes, the request parsing and the one error type;
 //! - [`views`] and [`clock`]: the JSON shapes and times of the contract;
+//! - [`housekeeping`]: pruning old feed events and idempotency keys;
 //! - [`demo`]: the sample catalog of `--demo`;
 //! - [`web`]: the product page served at `/`.
 //!
@@ -29,6 +30,7 @@ pub mod config;
 pub mod demo;
 pub mod feed;
 pub mod gateway;
+pub mod housekeeping;
 pub mod http;
 pub mod market;
 pub mod origin;

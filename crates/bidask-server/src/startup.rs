@@ -22,10 +22,11 @@ use tokio::net::{TcpListener, TcpSocket};
 
 use crate::auth::{Password, Role, Tokens, Username, password};
 use crate::catalog::{Catalog, Product};
-use crate::clock::{DAY, now_micros};
+use crate::clock::now_micros;
 use crate::config::{DatabaseConfig, ServeConfig};
 use crate::gateway::Gateway;
 use crate::gateway::hub::{Hub, Windows};
+use crate::housekeeping::Housekeeping;
 use crate::http::limits::RateLimits;
 use crate::http::{ApiSettings, AppContext, AppState};
 use crate::market::replica::Replicas;
@@ -63,6 +64,7 @@ pub struct Application {
     writer: WriterDone,
     store: Store,
     hub: Arc<Hub>,
+    housekeeping: Housekeeping,
     shutdown_timeout: Duration,
     header_timeout: Duration,
 }
@@ -150,7 +152,7 @@ impl Application {
             }
             tracing::info!(products = catalog.all().len(), "seeded the demo catalog");
         }
-        spawn_idempotency_pruning(store.clone());
+        let housekeeping = Housekeeping::spawn(store.clone(), config.feed_retention());
 
         let state = AppState::new(AppContext {
             store: store.clone(),
@@ -184,6 +186,7 @@ impl Application {
             writer,
             store,
             hub,
+            housekeeping,
             shutdown_timeout: config.shutdown_timeout(),
             header_timeout: Duration::from_secs(config.request_timeout_secs),
         })
@@ -207,6 +210,7 @@ impl Application {
             writer,
             store,
             hub,
+            housekeeping,
             shutdown_timeout,
             header_timeout,
         } = self;
@@ -237,6 +241,8 @@ impl Application {
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // Before the pool closes under it.
+        drop(housekeeping);
         markets.close();
         let written = match writer.await {
             Ok(()) => Ok(()),
@@ -390,19 +396,4 @@ async fn ensure_admin(store: &Store, config: &ServeConfig) -> Result<(), Startup
         .await?;
     tracing::info!(%username, "admin account ready");
     Ok(())
-}
-
-/// Forgets idempotency keys older than a day, hourly.
-fn spawn_idempotency_pruning(store: Store) {
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(Duration::from_secs(3_600));
-        loop {
-            interval.tick().await;
-            match store.prune_idempotency(now_micros() - DAY).await {
-                Ok(0) => {}
-                Ok(pruned) => tracing::debug!(pruned, "forgot old idempotency keys"),
-                Err(error) => tracing::warn!(%error, "cannot prune idempotency keys"),
-            }
-        }
-    });
 }

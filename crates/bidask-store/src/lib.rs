@@ -15,6 +15,8 @@
 //!   times) that mean the same on both backends;
 //! - [`batch`]: the group-commit write;
 //! - [`reads`]: what the API and recovery read back;
+//! - [`retention`]: what is forgotten with age (old feed events,
+//!   idempotency keys past their day);
 //! - [`error`]: what can go wrong, sorted by what a caller should do.
 //!
 //! Reads go through sqlx's `Any` driver with one set of SQL statements
@@ -28,6 +30,7 @@ pub mod error;
 pub mod pool;
 pub mod reads;
 pub mod records;
+pub mod retention;
 
 pub use batch::{Batch, Committer};
 pub use error::StoreError;
@@ -36,3 +39,4 @@ pub use records::{
     FeedEventRecord, IdempotencyRecord, MatchRecord, NewUser, NotificationRecord, OrderRecord,
     ProductRecord, UserRecord,
 };
+pub use retention::PrunedFeed;

@@ -409,17 +409,6 @@ impl Store {
         .await?;
         Ok(())
     }
-
-    /// Forgets idempotency keys made before `before`; returns how many.
-    pub async fn prune_idempotency(&self, before: i64) -> Result<u64, StoreError> {
-        Ok(
-            sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
-                .bind(before)
-                .execute(&self.pool)
-                .await?
-                .rows_affected(),
-        )
-    }
 }
 
 /// A `products` row; its sizes are another table's.

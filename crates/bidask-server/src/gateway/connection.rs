@@ -67,6 +67,7 @@ mod code {
     pub const GOING_AWAY: u16 = 1001;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
+    pub const INTERNAL: u16 = 1011;
     pub const SLOW: u16 = 4008;
 }
 
@@ -87,6 +88,18 @@ enum End {
     Flood,
     /// It sent a message over the size limit.
     TooBig,
+    /// Events it was owed were pruned while they were being replayed to
+    /// it, after its `subscribed` had promised them.
+    Pruned,
+}
+
+/// How a replay from the database ended.
+enum Replayed {
+    /// Every stored event after the starting point went out.
+    Whole,
+    /// The next stored event was not the next `seq`: the ones between
+    /// were pruned (see `BIDASK_FEED_RETENTION_SECS`) during the replay.
+    Pruned,
 }
 
 impl From<WsError> for End {
@@ -618,7 +631,13 @@ impl Connection {
             .query(self.state.store.feed_events(&name, seq, REPLAY_PAGE))
             .await
             .map_err(|error| unavailable(&error, id))?;
-        self.replay(socket, channel, page, seq, id).await
+        // These events were published moments ago, so they are pruned
+        // only under a retention shorter than the replica's lag.
+        Ok(match self.replay(socket, channel, page, seq, id).await? {
+            Ok(Replayed::Whole) => Ok(()),
+            Ok(Replayed::Pruned) => Err(End::Pruned),
+            Err(end) => Err(end),
+        })
     }
 
     /// `subscribed` without a snapshot, then every event after `since`:
@@ -668,8 +687,7 @@ impl Connection {
             }
         };
         if gone {
-            counters.resets.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("bidask_ws_resumes_total", "from" => "reset").increment(1);
+            self.count_reset();
             return self.start(socket, channel, &joined, id, true).await;
         }
         counters
@@ -679,11 +697,28 @@ impl Connection {
         if let Err(end) = self.send(socket, subscribed(channel, since, id)).await {
             return Ok(Err(end));
         }
-        self.replay(socket, channel, page, since, id).await
+        match self.replay(socket, channel, page, since, id).await? {
+            Ok(Replayed::Whole) => Ok(Ok(())),
+            // The events still owed are gone: a second `subscribed`, with
+            // the state they would have built, as for a resume that came
+            // too late.
+            Ok(Replayed::Pruned) => {
+                self.count_reset();
+                self.start(socket, channel, &joined, id, true).await
+            }
+            Err(end) => Ok(Err(end)),
+        }
+    }
+
+    /// Counts a resume answered with a `reset` snapshot.
+    fn count_reset(&self) {
+        let counters = &self.gateway.hub.counters;
+        counters.resets.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("bidask_ws_resumes_total", "from" => "reset").increment(1);
     }
 
     /// Sends `page`, the first page of stored events after `since`, and
-    /// the pages after it.
+    /// the pages after it, as long as each goes on from the one before.
     async fn replay(
         &mut self,
         socket: &mut Socket,
@@ -691,12 +726,15 @@ impl Connection {
         mut page: Vec<(i64, String)>,
         since: i64,
         id: Option<&Value>,
-    ) -> Result<Result<(), End>, Refusal> {
+    ) -> Result<Result<Replayed, End>, Refusal> {
         let name = channel.to_string();
         let store = self.state.store.clone();
+        let mut last = since;
         loop {
+            if page.first().is_some_and(|&(first, _)| first != last + 1) {
+                return Ok(Ok(Replayed::Pruned));
+            }
             let full = page.len() as i64 == REPLAY_PAGE;
-            let mut last = since;
             for (seq, payload) in page {
                 last = seq;
                 if self.advance(channel, seq)
@@ -709,7 +747,7 @@ impl Connection {
                 return Ok(Err(end.into()));
             }
             if !full {
-                return Ok(Ok(()));
+                return Ok(Ok(Replayed::Whole));
             }
             page = self
                 .gateway
@@ -866,6 +904,11 @@ impl Connection {
             }
             End::Flood => Some((code::POLICY, "too many messages".to_owned())),
             End::TooBig => Some((code::TOO_BIG, "message too big".to_owned())),
+            // A reconnect that resumes with `since_seq` gets a reset.
+            End::Pruned => Some((
+                code::INTERNAL,
+                "events were pruned; resubscribe with since_seq".to_owned(),
+            )),
         };
         for subscription in std::mem::take(&mut self.subscriptions) {
             self.gateway.hub.leave(subscription.channel, self.id);
