@@ -403,6 +403,16 @@ async fn bad_orders_are_refused_and_nothing_is_stored(backend: Backend) {
             "price",
         ),
         ("price is NaN", json!({"price": "NaN"}), "price"),
+        (
+            "price has a digit separator",
+            json!({"price": "2_10.00"}),
+            "price",
+        ),
+        (
+            "price ends in a separator",
+            json!({"price": "210_"}),
+            "price",
+        ),
         ("quantity is zero", json!({"quantity": 0}), "quantity"),
         ("quantity is negative", json!({"quantity": -1}), "quantity"),
         (
@@ -978,7 +988,8 @@ async fn bad_registrations_and_amendments_are_refused_and_change_nothing(backend
             (400, "malformed_json"),
         ));
     }
-    for id in ["abc", "1.5", "-1"] {
+    // `%FF` does not decode to UTF-8: still JSON, not axum's plain text.
+    for id in ["abc", "1.5", "-1", "%FF"] {
         cases.push(Case::new(
             format!("amend order {id}"),
             Method::PATCH,
@@ -1098,6 +1109,30 @@ async fn oversized_bodies_unknown_routes_and_wrong_methods_answer_in_json(backen
             None,
             Some(oversized_user),
             too_large,
+        ),
+        Case::new(
+            "a product id that is not UTF-8",
+            Method::GET,
+            "/api/v1/products/%FF",
+            None,
+            None,
+            not_found,
+        ),
+        Case::new(
+            "the book of a product id that is not UTF-8",
+            Method::GET,
+            "/api/v1/products/%FF/book?size=10",
+            None,
+            None,
+            not_found,
+        ),
+        Case::new(
+            "an order id that is not UTF-8",
+            Method::GET,
+            "/api/v1/orders/%FF",
+            token,
+            None,
+            not_found,
         ),
         Case::new(
             "an unknown API route",

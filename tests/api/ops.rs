@@ -160,6 +160,16 @@ async fn cors_answers_the_allowed_origins_only() {
             .and_then(|value| value.to_str().ok()),
         Some("https://shop.example")
     );
+    let exposed = limited
+        .headers()
+        .get("access-control-expose-headers")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    assert!(
+        exposed.contains("retry-after") && exposed.contains("x-request-id"),
+        "the page can read when to retry: {exposed:?}"
+    );
     listed.stop().await;
 
     let any = bidask_tests::spawn_app_on(TestDatabase::new(Backend::Sqlite).await, |config| {

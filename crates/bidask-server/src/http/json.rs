@@ -1,6 +1,7 @@
-//! Request bodies and query strings, parsed so that every failure names
-//! what was wrong: a body that is not JSON is a 400, a field of the wrong
-//! type or missing is a 422 naming that field.
+//! Request bodies, query strings and path ids, parsed so that every
+//! failure names what was wrong: a body that is not JSON is a 400, a field
+//! of the wrong type or missing is a 422 naming that field, and no
+//! failure is ever axum's plain-text rejection.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -196,5 +197,25 @@ mod tests {
             field_of(filters("status=&limit=many").expect_err("refused")),
             "limit"
         );
+    }
+}
+
+/// An `{id}` of the path, as text for the handler's lookup. A segment that
+/// does not percent-decode to UTF-8 (`/orders/%FF`) names nothing here:
+/// it is passed on as an empty id, which every lookup answers with its
+/// own JSON 404, like any other id that does not exist.
+#[derive(Debug, Clone)]
+pub struct PathId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map(|axum::extract::Path(id)| id)
+                .unwrap_or_default(),
+        ))
     }
 }

@@ -162,6 +162,11 @@ fn cors(settings: &ApiSettings) -> CorsLayer {
             axum::http::header::CONTENT_TYPE,
             HeaderName::from_static("idempotency-key"),
         ])
+        // A page must read when to retry a 429, and the id to quote.
+        .expose_headers([
+            axum::http::header::RETRY_AFTER,
+            HeaderName::from_static("x-request-id"),
+        ])
         .max_age(Duration::from_secs(600))
 }
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::User;
-use super::json::{self, Query};
+use super::json::{self, PathId, Query};
 use super::openapi::{AmendedOrder, CancelledOrder, PlacedOrder};
 use super::products::{decimal, string_or_number};
 use super::{AppState, Page, page_cursor, page_limit};
@@ -410,7 +410,7 @@ async fn own_order(
 async fn show(
     State(state): State<AppState>,
     user: User,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<OrderView>, ApiError> {
     let (order, product) = own_order(&state, user, &id).await?;
     Ok(Json(OrderView::new(&order, &product)))
@@ -442,7 +442,7 @@ pub struct AmendBody {
 async fn amend(
     State(state): State<AppState>,
     user: User,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     json::Json(body): json::Json<AmendBody>,
 ) -> Result<Response, ApiError> {
     if body.price.is_none() && body.quantity.is_none() {
@@ -475,7 +475,7 @@ async fn amend(
 async fn cancel(
     State(state): State<AppState>,
     user: User,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Response, ApiError> {
     let committed = on_open_order(&state, user, &id, |order_id, _| {
         Ok(move |reply| Request::Cancel {

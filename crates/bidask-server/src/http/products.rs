@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::Admin;
-use super::json::{self, Query};
+use super::json::{self, PathId, Query};
 use super::{AppState, Page, page_cursor, page_limit};
 use crate::catalog::{MIN_SCALE, Product};
 use crate::clock::{format_micros, now_micros};
@@ -133,7 +133,7 @@ async fn list(
     responses((status = 200, body = ProductView), (status = 404, body = ErrorBody)))]
 async fn show(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<ProductView>, ApiError> {
     let product = product(&state, &id)?;
     Ok(Json(view(&state, &product)))
@@ -277,6 +277,14 @@ pub fn decimal(raw: &RawValue) -> Option<Decimal> {
 const MAX_EXPONENT: i32 = 40;
 
 fn exact_decimal(text: &str) -> Option<Decimal> {
+    // rust_decimal also reads digit separators (`2_10.00`), which JSON's
+    // decimal strings never hold.
+    if !text
+        .bytes()
+        .all(|byte| byte.is_ascii_digit() || matches!(byte, b'.' | b'-' | b'+' | b'e' | b'E'))
+    {
+        return None;
+    }
     match text.split_once(['e', 'E']) {
         None => Decimal::from_str_exact(text).ok(),
         // `Decimal::from_scientific` rounds an over-long mantissa, so the
@@ -344,7 +352,7 @@ pub struct BookView {
     responses((status = 200, body = BookView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn book(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     Query(query): Query<BookQuery>,
 ) -> Result<Json<BookView>, ApiError> {
     let product = product(&state, &id)?;
@@ -394,7 +402,7 @@ struct MatchesQuery {
     responses((status = 200, body = Page<MatchView>), (status = 404, body = ErrorBody)))]
 async fn matches(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     Query(query): Query<MatchesQuery>,
 ) -> Result<Json<Page<MatchView>>, ApiError> {
     let product = product(&state, &id)?;
