@@ -490,7 +490,10 @@ async fn database_outage_mid_stream_postgres() {
 /// PostgreSQL stops answering without going away (a frozen host): reads
 /// and readiness get 503 within the request timeout instead of hanging,
 /// market data from memory is still served, and the server carries on
-/// when the database answers again.
+/// when the database answers again. An order sent meanwhile waits past
+/// the writer's commit bound, which drops its connection; the frozen
+/// backend still commits it on waking, and the book must then hold it as
+/// the database does, although its request got a 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_that_hangs_postgres() {
     let cluster = Cluster::start();
@@ -529,12 +532,48 @@ async fn database_that_hangs_postgres() {
     assert_eq!(book.body["asks"][0]["price"], "500.00");
     assert_eq!(app.get("/healthz", None).await.status, 200);
 
+    let late = app
+        .order(&traders[0], "ask", product_id, "9", "450.00")
+        .await;
+    assert_eq!((late.status, late.code()), (503, "storage_unavailable"));
+    // Past the writer's ten-second commit bound.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+
     cluster.thaw();
+    // Before any other order, whose events could collide with the late
+    // commit's and so reveal it: the writer must find it by itself.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let book = app
+            .get(&format!("/api/v1/products/{product_id}/book?size=9"), None)
+            .await;
+        if book.body["asks"][0]["price"] == "450.00" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the late commit is not in the book: {:?}",
+            book.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let bid = Retry::within_a_minute(&traders[1], "bid", product_id, "400.00");
     bid.until_accepted(&app).await;
     let orders = app.get("/api/v1/orders", Some(token)).await;
     assert_eq!(orders.status, 200);
-    assert_eq!(orders.body["items"].as_array().map(Vec::len), Some(1));
+    let stored: Vec<&Value> = orders.body["items"]
+        .as_array()
+        .expect("orders")
+        .iter()
+        .map(|order| &order["price"])
+        .collect();
+    assert_eq!(
+        stored,
+        [&json!("450.00"), &json!("500.00")],
+        "the frozen backend committed the ask it had been sent"
+    );
+    // Books and open orders agree.
+    audit(&app, &traders, product_id, &SIZES).await;
     app.stop().await;
 }
 

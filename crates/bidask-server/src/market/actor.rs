@@ -179,7 +179,8 @@ impl Actor {
     /// server takes its first request.
     pub async fn expire_overdue(&mut self) -> Result<(), MarketError> {
         let (sender, receiver) = oneshot::channel();
-        self.expire_with(Some(sender)).await;
+        let now = self.now();
+        self.expire_at(now, Some(sender)).await;
         match receiver.await {
             Ok(result) => result.map(|_| ()),
             // Nothing was due: the sender was dropped unused.
@@ -230,9 +231,13 @@ impl Actor {
             let _ = reply.send(Err(error));
             return;
         }
-        self.expire().await;
+        // One moment for the expiry and the command, as the engine asks:
+        // an order due by then cannot trade in it, however long the
+        // expiry's send to the writer waited.
+        let now = self.now();
+        self.expire_at(now, None).await;
         match request {
-            Request::Place { order, reply } => self.place(order, reply).await,
+            Request::Place { order, reply } => self.place(order, reply, now).await,
             Request::Cancel {
                 order_id,
                 user_id,
@@ -280,8 +285,6 @@ impl Actor {
             let _ = reply.send(Err(error));
             return;
         }
-        // Stamps the change (`updated_at`, match times) with this moment.
-        self.now();
         let mut events = std::mem::take(&mut self.events);
         events.clear();
         let result = command(
@@ -297,8 +300,8 @@ impl Actor {
         &mut self,
         order: PlaceOrder,
         reply: oneshot::Sender<Result<Committed, MarketError>>,
+        now: i64,
     ) {
-        let now = self.now();
         // The engine refuses a past expiry only for orders that rest; the
         // stored row must satisfy `expires_at > created_at` whatever the
         // time in force, and the handler's clock ran a little earlier.
@@ -446,14 +449,18 @@ impl Actor {
         }
     }
 
-    /// Expires what is due and sends the result to the writer.
+    /// Expires what is due now and sends the result to the writer.
     async fn expire(&mut self) {
-        self.expire_with(None).await;
+        let now = self.now();
+        self.expire_at(now, None).await;
     }
 
-    /// [`Actor::expire`], telling `committed` when the expiry is durable.
-    async fn expire_with(
+    /// Expires what is due at `now` (the actor's latest [`Actor::now`],
+    /// which also stamps the results), telling `committed` when the expiry
+    /// is durable.
+    async fn expire_at(
         &mut self,
+        now: i64,
         committed: Option<oneshot::Sender<Result<Committed, MarketError>>>,
     ) {
         if self.is_stale() {
@@ -462,7 +469,6 @@ impl Actor {
         let Some(next) = self.engine.next_expiry() else {
             return;
         };
-        let now = self.now();
         if next.0 > now {
             return;
         }

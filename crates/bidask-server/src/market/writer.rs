@@ -218,6 +218,10 @@ const CATCH_UP_PAGE: i64 = 1_000;
 /// before publishing its `NEW_PRODUCT`.
 const OPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How long an idle writer waits before asking the database again what
+/// became of a failed commit.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The longest a batch may take to commit.
 const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -328,7 +332,26 @@ impl Writer {
     pub async fn run(mut self) {
         let mut units = Vec::with_capacity(self.max_batch);
         let mut batch = Batch::default();
-        while self.units.recv_many(&mut units, self.max_batch).await > 0 {
+        loop {
+            let received = if self.unsure.is_empty() {
+                self.units.recv_many(&mut units, self.max_batch).await
+            } else {
+                // A failed commit's outcome is still unknown, and the
+                // database did not answer when it was asked: ask again
+                // while idle, so that what landed is published and its
+                // products rebuilt now, not at their next order.
+                let next = self.units.recv_many(&mut units, self.max_batch);
+                match tokio::time::timeout(RECHECK, next).await {
+                    Ok(received) => received,
+                    Err(_) => {
+                        self.counters_current().await;
+                        continue;
+                    }
+                }
+            };
+            if received == 0 {
+                break;
+            }
             self.commit(&mut units, &mut batch).await;
             units.clear();
             batch.clear();
@@ -445,7 +468,14 @@ impl Writer {
     /// resume to skip. A product with such events rebuilds, because its
     /// actor may have read the database before they landed. Nothing is
     /// published unless everything was read.
+    ///
+    /// The reads wait for the writer's lock first: the failed commit's
+    /// backend holds it until it has finished the statement, and PostgreSQL
+    /// may still commit that statement after the connection was dropped (a
+    /// commit that timed out behind a stalled disk). Read before that, the
+    /// counters would miss it for good.
     async fn catch_up(&mut self) -> Result<(), StoreError> {
+        self.committer.fence().await?;
         let mut stored = Vec::with_capacity(self.unsure.len());
         let mut landed = Vec::new();
         for channel in &self.unsure {
