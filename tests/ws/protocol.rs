@@ -9,6 +9,8 @@ use bidask_tests::{Backend, JWT_SECRET, TestDatabase, on_both_backends, spawn_ap
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 on_both_backends!(
     welcome_ping_and_bad_messages,
@@ -107,11 +109,21 @@ async fn welcome_ping_and_bad_messages(backend: Backend) {
     ] {
         assert!(stats.body[field].is_u64(), "{field}: {:?}", stats.body);
     }
+    // A close from the client is answered with a close (RFC 6455 5.5.1),
+    // so the client sees a clean end rather than a dropped connection.
+    client
+        .send_raw(Message::Close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        })))
+        .await;
+    let echo = client.closed().await.expect("a close frame back");
+    assert_eq!(echo.code, CloseCode::Normal);
+    // A connection counts what it sent in batches, and at its end.
     let metrics = app.metrics().await;
     for name in ["bidask_ws_connections", "bidask_ws_messages_sent_total"] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
-    client.close().await;
 }
 
 async fn authentication_by_header_query_and_message(backend: Backend) {
@@ -223,15 +235,30 @@ async fn an_expired_token_ends_the_private_channel_until_a_fresh_one() {
     };
     assert_eq!(expired["code"], "token_expired", "{expired}");
 
-    // Ann sells while her token is expired: the sale is not sent to her.
+    // Ann sells while her token is expired: the sale is not sent to her
+    // there, but to another connection of hers, which records it as
+    // delivered.
+    let mut other = WsClient::connect_as(&app, &ann.token).await;
+    other.expect("welcome").await;
+    let from = other.expect("subscribed").await["seq"]
+        .as_i64()
+        .expect("a seq");
     app.order(&ann, "ask", product, "10", "220.00").await;
     app.order(&bob, "bid", product, "10", "220.00").await;
-    client.send(&json!({"type": "ping", "id": "after"})).await;
-    assert_eq!(
-        client.next().await,
-        json!({"type": "pong", "id": "after"}),
-        "nothing of her channel comes first"
-    );
+    other.events_until(&channel, from, from + 2).await;
+    other.close().await;
+    // Recording the delivery is off the connection's path; meanwhile the
+    // first connection answers its pings, and hears nothing of her
+    // channel.
+    for round in 0..5 {
+        client.send(&json!({"type": "ping", "id": round})).await;
+        assert_eq!(
+            client.next().await,
+            json!({"type": "pong", "id": round}),
+            "nothing of her channel comes first"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     client
         .send(&json!({"type": "subscribe", "channels": [channel], "id": 2}))
         .await;
@@ -241,14 +268,18 @@ async fn an_expired_token_ends_the_private_channel_until_a_fresh_one() {
         (&json!("token_expired"), &json!(2))
     );
 
-    // A fresh token resumes her channel where it stopped: the sale.
+    // A fresh token resumes her channel where this connection stopped,
+    // not where her other one did: the sale.
     client
         .send(&json!({"type": "auth", "token": ann.token}))
         .await;
     client.expect("authenticated").await;
     assert_eq!(client.expect("subscribed").await["channel"], channel);
     let sold = loop {
-        let message = client.next().await;
+        // Heartbeats keep coming: bounded by time, not by the next frame.
+        let message = tokio::time::timeout(Duration::from_secs(10), client.next())
+            .await
+            .expect("the sale, within 10 s");
         if message["type"] == "MATCH_CREATED" {
             break message;
         }

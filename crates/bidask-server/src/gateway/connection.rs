@@ -74,8 +74,10 @@ mod code {
 /// Why the connection ends.
 #[derive(Debug)]
 enum End {
-    /// The client closed it or the network broke it.
+    /// The network broke it, or the client went without a close frame.
     Gone,
+    /// The client sent a close frame, whose echo tungstenite has queued.
+    Closed,
     /// Its outbox overflowed.
     Slow,
     /// The server is stopping.
@@ -136,6 +138,10 @@ pub struct Connection {
     silent_beats: u32,
     /// The user channel's `seq` last recorded as delivered.
     marked: i64,
+    /// Where this connection's `user:{id}` stopped when its token expired:
+    /// a fresh `auth` resumes there, not after what the user's other
+    /// connections were given meanwhile.
+    own_stopped_at: Option<i64>,
     /// Messages written since the counter was last updated.
     unsent_count: u64,
     /// A message is being written in fragments: if the connection ends
@@ -163,6 +169,7 @@ impl Connection {
             strikes: 0,
             silent_beats: 0,
             marked: 0,
+            own_stopped_at: None,
             unsent_count: 0,
             mid_message: false,
         }
@@ -244,8 +251,10 @@ impl Connection {
         let mut next = Some(first);
         let mut written = 0;
         while let Some(frame) = next.take() {
-            if self.advance(frame.channel, frame.seq) {
-                socket.feed(Message::Text(frame.text.clone())).await?;
+            if self
+                .feed_event(socket, frame.channel, frame.seq, &frame.text)
+                .await?
+            {
                 written += 1;
             }
             if written < WRITE_BATCH {
@@ -263,24 +272,35 @@ impl Connection {
         Ok(())
     }
 
-    /// Moves `channel`'s mark to `seq` if that is its next event; false
-    /// for an event the client already has or no longer wants.
-    fn advance(&mut self, channel: Channel, seq: i64) -> bool {
-        let Some(subscription) = self
+    /// Feeds event `seq` of `channel` to the socket if the client is owed
+    /// it; false for one it already has or no longer wants. The channel's
+    /// mark moves only once the socket took the event: a close that cuts
+    /// into a blocked write names, and records as delivered, only what was
+    /// handed over.
+    async fn feed_event(
+        &mut self,
+        socket: &mut Socket,
+        channel: Channel,
+        seq: i64,
+        text: &Utf8Bytes,
+    ) -> Result<bool, WsError> {
+        let Some(index) = self
             .subscriptions
-            .iter_mut()
-            .find(|subscription| subscription.channel == channel)
+            .iter()
+            .position(|subscription| subscription.channel == channel)
         else {
-            return false;
+            return Ok(false);
         };
-        if seq <= subscription.seq {
-            return false;
+        let last = self.subscriptions[index].seq;
+        if seq <= last {
+            return Ok(false);
         }
-        if seq != subscription.seq + 1 {
-            tracing::error!(%channel, expected = subscription.seq + 1, seq, "feed gap");
+        if seq != last + 1 {
+            tracing::error!(%channel, expected = last + 1, seq, "feed gap");
         }
-        subscription.seq = seq;
-        true
+        socket.feed(Message::Text(text.clone())).await?;
+        self.subscriptions[index].seq = seq;
+        Ok(true)
     }
 
     /// A heartbeat with every subscription's `seq`, and a ping; drops a
@@ -322,6 +342,11 @@ impl Connection {
         if !self.is_subscribed(channel) {
             return Ok(());
         }
+        let stopped = self
+            .written()
+            .find(|(written, _)| *written == channel)
+            .map(|(_, seq)| seq);
+        self.own_stopped_at = stopped;
         self.drop_subscription(channel);
         self.send(socket, token_expired(None).to_message()).await
     }
@@ -339,7 +364,7 @@ impl Connection {
         self.silent_beats = 0;
         match message {
             Message::Pong(_) => return Ok(()),
-            Message::Close(_) => return Err(End::Gone),
+            Message::Close(_) => return Err(End::Closed),
             // Every frame that makes the server write counts toward the
             // rate: text, binary (answered with an error) and pings
             // (answered with a pong by tungstenite).
@@ -440,7 +465,8 @@ impl Connection {
     }
 
     /// Subscribes an authenticated connection to its `user:{id}`, resuming
-    /// after the last event delivered to any of the user's connections.
+    /// after the last event delivered to any of the user's connections, or
+    /// where this one stopped when its token expired.
     async fn join_own_channel(&mut self, socket: &mut Socket) -> Result<(), End> {
         let Some(user) = &self.user else {
             return Ok(());
@@ -448,6 +474,12 @@ impl Connection {
         let channel = Channel::User(user.id);
         if self.is_subscribed(channel) {
             return Ok(());
+        }
+        if let Some(stopped) = self.own_stopped_at.take() {
+            return match self.join(socket, channel, Some(stopped), None).await {
+                Ok(result) => result,
+                Err(refusal) => self.send(socket, refusal.to_message()).await,
+            };
         }
         let read = self.state.store.delivered_seq(user.id);
         let outcome = match self.gateway.query(read).await {
@@ -660,8 +692,9 @@ impl Connection {
                 return Ok(Err(end));
             }
             for frame in backlog {
-                if self.advance(frame.channel, frame.seq)
-                    && let Err(end) = socket.feed(Message::Text(frame.text.clone())).await
+                if let Err(end) = self
+                    .feed_event(socket, frame.channel, frame.seq, &frame.text)
+                    .await
                 {
                     return Ok(Err(end.into()));
                 }
@@ -737,9 +770,7 @@ impl Connection {
             let full = page.len() as i64 == REPLAY_PAGE;
             for (seq, payload) in page {
                 last = seq;
-                if self.advance(channel, seq)
-                    && let Err(end) = socket.feed(Message::Text(payload.into())).await
-                {
+                if let Err(end) = self.feed_event(socket, channel, seq, &payload.into()).await {
                     return Ok(Err(end.into()));
                 }
             }
@@ -869,8 +900,9 @@ impl Connection {
         self.record_delivery();
         let counters = &self.gateway.hub.counters;
         let mut messages = Vec::new();
+        let echo = matches!(end, End::Closed);
         let close = match end {
-            End::Gone => None,
+            End::Gone | End::Closed => None,
             End::Slow => {
                 counters.slow_disconnects.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("bidask_ws_slow_disconnects_total").increment(1);
@@ -915,7 +947,13 @@ impl Connection {
             counters.subscriptions.fetch_sub(1, Ordering::Relaxed);
             metrics::gauge!("bidask_ws_subscriptions").decrement(1.0);
         }
-        let Some((code, reason)) = close else { return };
+        let Some((code, reason)) = close else {
+            // RFC 6455 5.5.1: a close is answered with a close.
+            if echo {
+                let _ = tokio::time::timeout(CLOSE_WAIT, socket.flush()).await;
+            }
+            return;
+        };
         if self.mid_message {
             messages.clear();
         }
