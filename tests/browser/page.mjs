@@ -273,9 +273,22 @@ try {
   await sellerPage.evaluate(() => {
     feed.socket.onmessage = null;
     feed.socket.onclose = null;
-    feed.heartbeat = 1500;
   });
   await rest('POST', '/bids', buyer.token, { product_id: product.id, size: '10', price: '219.00' });
+  // The delivery is recorded off the connection's path.
+  await sellerPage.waitForTimeout(500);
+  // The socket dies, and a second sale happens before the page is back:
+  // the server's own resume (from its delivered mark) sends that one
+  // first, and the page's resume must still bring the first.
+  await sellerPage.evaluate(() => {
+    const dead = feed.socket;
+    feed.socket = null;
+    dead.close();
+  });
+  await rest('POST', '/asks', seller.token, { product_id: product.id, size: '10', price: '218.00' });
+  await rest('POST', '/bids', buyer.token, { product_id: product.id, size: '10', price: '218.00' });
+  await sellerPage.evaluate(() => feed.connect());
+  await toast(sellerPage, 'Your Air Jordan 1 Chicago (size 10) sold for $218.00!');
   await toast(sellerPage, 'Your Air Jordan 1 Chicago (size 10) sold for $219.00!');
 
   step('a session the server no longer takes ends with a notice, not silently');

@@ -166,6 +166,12 @@ class Feed {
     // which counts events written to a socket that then died unread: on
     // reconnecting, the page resumes from what it actually got.
     this.userSeq = 0;
+    // True from the `authenticated` of a reconnect until the page's own
+    // resume of that channel is answered. The server joins the channel at
+    // once from its delivered mark, which may be past `userSeq`: events it
+    // sends from there are left for the resume, which sends them again
+    // after the ones before them.
+    this.userResuming = false;
     // The id of the subscribe that has not been answered yet, if any: one
     // resume at a time, or each gap would send another and every reply
     // would move `seq` back to where it was sent from.
@@ -190,6 +196,7 @@ class Feed {
     const socket = new WebSocket(`${scheme}://${location.host}/ws`);
     this.socket = socket;
     this.pending = null;
+    this.userResuming = false;
     this.heard = Date.now();
     socket.onmessage = (event) => {
       // A socket given up on (a restart on signing in or out) may still
@@ -255,10 +262,12 @@ class Feed {
         break;
       case 'authenticated':
         if (this.userSeq > 0) {
+          this.userResuming = true;
           this.send({ type: 'subscribe', channels: [`user:${message.user.id}`], since_seq: this.userSeq, id: 'user-resume' });
         }
         break;
       case 'subscribed':
+        if (message.id === 'user-resume') this.userResuming = false;
         if (message.channel === this.channel) {
           if (message.id === this.pending) this.pending = null;
           if (message.snapshot) {
@@ -306,6 +315,7 @@ class Feed {
           this.seq = message.seq;
           this.handlers.event(message);
         } else if (message.channel && message.channel.startsWith('user:')) {
+          if (this.userResuming) return; // the resume sends it again, in order
           if (message.seq <= this.userSeq) return; // handled before a resume
           this.userSeq = message.seq;
           this.handlers.private(message);
