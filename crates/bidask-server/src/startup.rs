@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use bidask_store::{Backend, NewUser, Store, StoreError, StoreOptions};
+use bidask_store::{NewUser, Store, StoreError, StoreOptions};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::{TcpListener, TcpSocket};
 
@@ -104,7 +104,7 @@ impl Application {
             },
         )?;
         store.migrate().await?;
-        let secret = jwt_secret(&config, store.backend())?;
+        let secret = jwt_secret(&config)?;
         let tokens = Tokens::new(&secret, config.token_lifetime_secs);
         ensure_admin(&store, &config).await?;
         // Everything below reads what earlier servers committed: wait for
@@ -307,7 +307,7 @@ fn metrics_handle() -> PrometheusHandle {
 
 /// The token secret: configured, or generated once and kept beside the
 /// embedded database.
-fn jwt_secret(config: &ServeConfig, backend: Backend) -> Result<Vec<u8>, StartupError> {
+fn jwt_secret(config: &ServeConfig) -> Result<Vec<u8>, StartupError> {
     if let Some(secret) = &config.jwt_secret {
         if secret.len() < 32 {
             return Err(StartupError::Config(
@@ -316,7 +316,7 @@ fn jwt_secret(config: &ServeConfig, backend: Backend) -> Result<Vec<u8>, Startup
         }
         return Ok(secret.as_bytes().to_vec());
     }
-    let Some(path) = secret_path(&config.database.database_url, backend) else {
+    let Some(path) = secret_path(&config.database.database_url) else {
         tracing::warn!(
             "BIDASK_JWT_SECRET is not set: using a random secret for this run; tokens will not \
              survive a restart"
@@ -338,16 +338,8 @@ fn jwt_secret(config: &ServeConfig, backend: Backend) -> Result<Vec<u8>, Startup
 }
 
 /// `bidask.db` → `bidask.db.jwt-secret`; none for PostgreSQL or memory.
-fn secret_path(url: &str, backend: Backend) -> Option<PathBuf> {
-    if backend != Backend::Sqlite || url.contains(":memory:") {
-        return None;
-    }
-    let path = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:")
-        .split('?')
-        .next()?;
-    Some(PathBuf::from(format!("{path}.jwt-secret")))
+fn secret_path(url: &str) -> Option<PathBuf> {
+    bidask_store::sqlite_file(url).map(|path| bidask_store::beside(&path, "jwt-secret"))
 }
 
 fn random_secret() -> Result<Vec<u8>, StartupError> {

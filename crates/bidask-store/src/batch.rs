@@ -88,10 +88,17 @@ const CHUNK_SIZES: [usize; 5] = [256, 64, 16, 4, 1];
 /// connection that failed is closed and the next batch opens a fresh one,
 /// which waits for the lock: for the failed one's statement to end, if
 /// its server is still running it.
+///
+/// On SQLite the lock is an exclusive `flock` of a file beside the
+/// database, held from [`Committer::fence`] until the committer goes: a
+/// second server on the same file would hand out the same ids, and the
+/// order upsert would merge their rows without a word. The kernel lets go
+/// of it when the process ends, however it ends.
 #[derive(Debug)]
 pub struct Committer {
     store: Store,
     connection: Option<PgConnection>,
+    lock_file: Option<std::fs::File>,
 }
 
 impl Committer {
@@ -121,11 +128,11 @@ impl Committer {
     }
 
     /// Takes the writer's lock before anything else is read: see
-    /// [`Store::await_writers`]. A no-op on SQLite, whose writes end with
-    /// the process that made them.
+    /// [`Store::await_writers`]. On SQLite, whose writes end with the
+    /// process that made them, it is taken at once or not at all.
     pub async fn fence(&mut self) -> Result<(), StoreError> {
         let Some(postgres) = &self.store.postgres else {
-            return Ok(());
+            return self.lock_file();
         };
         if self.connection.is_none() {
             self.connection = Some(locked_connection(postgres, self.store.writer_lock_wait).await?);
@@ -137,6 +144,33 @@ impl Committer {
     pub async fn close(&mut self) {
         if let Some(connection) = self.connection.take() {
             let _ = connection.close().await;
+        }
+        self.lock_file = None;
+    }
+
+    /// Locks the SQLite database's lock file, unless this committer holds
+    /// it already or the database is in memory.
+    fn lock_file(&mut self) -> Result<(), StoreError> {
+        let (None, Some(path)) = (&self.lock_file, &self.store.lock_file) else {
+            return Ok(());
+        };
+        let failed = |source| StoreError::LockFile {
+            path: path.clone(),
+            source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(failed)?;
+        match file.try_lock() {
+            Ok(()) => {
+                self.lock_file = Some(file);
+                Ok(())
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::WriterElsewhere),
+            Err(std::fs::TryLockError::Error(error)) => Err(failed(error)),
         }
     }
 }
@@ -179,6 +213,7 @@ impl Store {
         Committer {
             store: self.clone(),
             connection: None,
+            lock_file: None,
         }
     }
 

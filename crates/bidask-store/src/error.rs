@@ -31,9 +31,18 @@ pub enum StoreError {
     /// The migrations could not be applied.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The SQLite database's lock file could not be opened or locked.
+    #[error("cannot lock {path}: {source}")]
+    LockFile {
+        /// The lock file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// Another session holds the writer's lock past the wait: another
     /// server writes to this database, or a dead one's last commit is
-    /// still running.
+    /// still running. On SQLite, another process holds the lock file.
     #[error("another bidask server is writing to this database (it holds the writer's lock)")]
     WriterElsewhere,
 }

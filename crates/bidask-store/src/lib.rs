@@ -34,7 +34,7 @@ pub mod retention;
 
 pub use batch::{Batch, Committer};
 pub use error::StoreError;
-pub use pool::{Backend, Store, StoreOptions};
+pub use pool::{Backend, Store, StoreOptions, beside, sqlite_file};
 pub use records::{
     FeedEventRecord, IdempotencyRecord, MatchRecord, NewUser, NotificationRecord, OrderRecord,
     ProductRecord, UserRecord,

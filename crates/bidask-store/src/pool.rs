@@ -1,5 +1,6 @@
 //! Connecting to the database and migrating it.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -32,6 +33,31 @@ impl Backend {
             None
         }
     }
+}
+
+/// The file of a SQLite URL (`sqlite:bidask.db?mode=rwc` → `bidask.db`);
+/// `None` for another backend or an in-memory database.
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+    if Backend::of_url(url) != Some(Backend::Sqlite)
+        || url.contains(":memory:")
+        || url.contains("mode=memory")
+    {
+        return None;
+    }
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()?;
+    (!path.is_empty()).then(|| PathBuf::from(path))
+}
+
+/// `bidask.db` → `bidask.db.{suffix}`: the files kept beside a database.
+pub fn beside(database: &Path, suffix: &str) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".");
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 /// How to connect.
@@ -72,6 +98,9 @@ pub struct Store {
     pub(crate) postgres: Option<PgPool>,
     backend: Backend,
     pub(crate) writer_lock_wait: Duration,
+    /// The SQLite file's lock file (`bidask.db.lock`), which the writer
+    /// holds; `None` for PostgreSQL and in-memory databases.
+    pub(crate) lock_file: Option<PathBuf>,
 }
 
 impl Store {
@@ -136,6 +165,7 @@ impl Store {
             postgres,
             backend,
             writer_lock_wait: options.writer_lock_wait,
+            lock_file: sqlite_file(&url).map(|path| beside(&path, "lock")),
         })
     }
 
