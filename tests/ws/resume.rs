@@ -166,17 +166,34 @@ async fn resume_after_disconnect_and_restart(backend: Backend) {
 /// With a retention of one second, a restarted server (whose in-memory
 /// window is empty) prunes a product's events down to its newest: a
 /// resume from before that is a reset, a resume from just before the
-/// newest still replays it, and the next restart numbers on.
+/// newest still replays it, and the next restart numbers on. A seller who
+/// was away for longer gets a reset of their own channel followed by what
+/// is left of it, the sale made meanwhile included.
 async fn a_resume_from_pruned_events_resets_and_numbering_goes_on(backend: Backend) {
     let mut app = spawn_app_on(TestDatabase::new(backend).await, |config| {
         config.feed_retention_secs = 1;
     })
     .await;
-    let product = app.create_product("WS-PRUNE", &["10"]).await;
+    let product = app.create_product("WS-PRUNE", &["10", "11"]).await;
     let channel = format!("product:{product}");
     let trader = app.register("trader").await;
-    let last = place_some(&app, &trader, product, 100..105).await;
-    assert!(last >= 5, "five bids, five events at least: {last}");
+    let seller = app.register("seller").await;
+    let own = format!("user:{}", seller.id);
+    place_some(&app, &trader, product, 100..105).await;
+    // A sale in size 11: two events on the seller's channel.
+    let sell = |price: &'static str| {
+        let (app, seller, trader) = (&app, &seller, &trader);
+        async move {
+            assert_eq!(
+                app.order(seller, "ask", product, "11", price).await.status,
+                201
+            );
+            let bought = app.order(trader, "bid", product, "11", price).await;
+            assert_eq!(bought.status, 201, "{:?}", bought.body);
+            bought.body["seq"].as_i64().expect("a seq")
+        }
+    };
+    let last = sell("50").await;
 
     let database = app.stop().await;
     // Older than the retention when the next server's first pass runs.
@@ -211,10 +228,50 @@ async fn a_resume_from_pruned_events_resets_and_numbering_goes_on(backend: Backe
     assert_eq!((bids.len(), &bids[0]["price"]), (5, &json!("104.00")));
     assert_eq!(resumes(&app).await.2, 1, "counted as a reset");
 
-    // The newest event outlives the retention.
+    // The seller's first sale is past the retention; the second is not.
+    // Connecting resumes their channel from 0, which is gone: a reset,
+    // then every event still stored, the new sale's among them.
+    let asked = app.order(&seller, "ask", product, "11", "60").await;
+    assert_eq!(asked.status, 201, "{:?}", asked.body);
+    let bought = app.order(&trader, "bid", product, "11", "60").await;
+    assert_eq!(bought.status, 201, "{:?}", bought.body);
+    let sold = app.get("/api/v1/notifications", Some(&seller.token)).await;
+    assert_eq!(
+        sold.body["items"].as_array().map(Vec::len),
+        Some(2),
+        "notifications are never pruned: {:?}",
+        sold.body
+    );
+    let mut away = WsClient::connect_as(&app, &seller.token).await;
+    away.expect("welcome").await;
+    let rejoined = away.expect("subscribed").await;
+    assert_eq!(
+        (
+            &rejoined["channel"],
+            &rejoined["reset"],
+            &rejoined["snapshot"]
+        ),
+        (&json!(own), &json!(true), &Value::Null),
+        "{rejoined}"
+    );
+    let from = rejoined["seq"].as_i64().expect("a seq");
+    assert!(
+        (1..4).contains(&from),
+        "the first sale's events were pruned: {rejoined}"
+    );
+    let rest = away.events_until(&own, from, 4).await;
+    assert_eq!(
+        (
+            &rest[rest.len() - 2]["type"],
+            &rest[rest.len() - 2]["price"]
+        ),
+        (&json!("MATCH_CREATED"), &json!("60.00"))
+    );
+    // The product's newest event outlives the retention.
+    let last = bought.body["seq"].as_i64().expect("a seq");
     let mut back = resume(&app, &channel, last - 1).await;
     let kept = back.events_until(&channel, last - 1, last).await;
-    assert_eq!(kept[0]["price"], "104.00", "{kept:?}");
+    assert_eq!(kept[0]["size"], "11", "{kept:?}");
 
     let database = app.stop().await;
     let app = spawn_app_on(database, |_| {}).await;

@@ -721,6 +721,31 @@ impl Connection {
         };
         if gone {
             self.count_reset();
+            // A private or catalog channel has no state to give instead:
+            // what is left of it follows the reset, since it is still
+            // news (a sale the user has not heard of).
+            if let (false, Some(&(first, _))) =
+                (matches!(channel, Channel::Product(_)), page.first())
+            {
+                let from = first - 1;
+                self.mark(channel, from);
+                let mut reply = json!({
+                    "type": "subscribed",
+                    "channel": channel.to_string(),
+                    "seq": from,
+                    "reset": true,
+                    "snapshot": null,
+                });
+                protocol::with_id(&mut reply, id);
+                if let Err(end) = self.send(socket, reply.to_string()).await {
+                    return Ok(Err(end));
+                }
+                return Ok(match self.replay(socket, channel, page, from, id).await? {
+                    Ok(Replayed::Whole) => Ok(()),
+                    Ok(Replayed::Pruned) => Err(End::Pruned),
+                    Err(end) => Err(end),
+                });
+            }
             return self.start(socket, channel, &joined, id, true).await;
         }
         counters
