@@ -12,6 +12,7 @@ on_both_backends!(
     a_key_must_be_one_to_255_characters,
     a_retry_is_answered_from_the_key_even_after_its_expiry_passed,
     a_key_older_than_a_day_may_be_used_again,
+    the_same_key_sent_at_once_places_once,
 );
 
 /// `POST /{side}s` as `trader` with `body` and `Idempotency-Key: key`.
@@ -279,4 +280,38 @@ async fn a_key_older_than_a_day_may_be_used_again(backend: Backend) {
     assert_eq!(replay.body, placed.body);
     assert_eq!(order_ids(&app, &ann).await.len(), 1);
     app.stop().await;
+}
+
+/// A client that retries before its first request was answered: the
+/// requests race for the key, and still only one order is placed. Each
+/// is answered with that order or with 409 `idempotency_key_in_use`.
+async fn the_same_key_sent_at_once_places_once(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let product = app.create_product("AJ1-RACE", &["10"]).await;
+    let ann = app.register("ann").await;
+    let body = json!({"product_id": product, "size": "10", "price": "200.00"});
+    let replies = futures_util::future::join_all(
+        (0..8).map(|_| place_with_key(&app, &ann, "bid", &body, "ann-race")),
+    )
+    .await;
+    let mut placed = Vec::new();
+    for reply in &replies {
+        match reply.status {
+            201 => placed.push(reply.body["order"]["id"].as_i64().expect("an id")),
+            409 => assert_eq!(reply.code(), "idempotency_key_in_use", "{:?}", reply.body),
+            status => panic!("{status}: {:?}", reply.body),
+        }
+    }
+    assert!(!placed.is_empty(), "one of them places the order");
+    assert!(
+        placed.iter().all(|id| *id == placed[0]),
+        "every 201 is the same order: {placed:?}"
+    );
+    assert_eq!(order_ids(&app, &ann).await, vec![placed[0]]);
+    // Once answered, the key replays the order.
+    let retried = place_with_key(&app, &ann, "bid", &body, "ann-race").await;
+    assert_eq!(
+        (retried.status, retried.body["order"]["id"].as_i64()),
+        (201, Some(placed[0]))
+    );
 }

@@ -3,10 +3,47 @@
 
 use std::time::Duration;
 
-use bidask_tests::{Backend, on_both_backends, spawn_app, spawn_app_on};
+use bidask_tests::{Backend, TestDatabase, on_both_backends, spawn_app, spawn_app_on};
 use serde_json::json;
 
 on_both_backends!(a_restart_rebuilds_priority_expires_overdue_orders_and_continues_seq);
+
+/// Without `BIDASK_JWT_SECRET`, the embedded database's server makes a
+/// secret once, keeps it beside the file where only its owner reads it,
+/// and signs with it again after a restart: sessions survive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generated_secret_is_kept_beside_the_sqlite_file() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let file = bidask_store::sqlite_file(&database.url).expect("a SQLite file");
+    let kept = bidask_store::beside(&file, "jwt-secret");
+    let app = spawn_app_on(database, |config| config.jwt_secret = None).await;
+    let ann = app.register("ann").await;
+    let secret = std::fs::read(&kept).expect("the secret beside the database");
+    assert!(secret.len() >= 32, "{} bytes", secret.len());
+    let mode = std::fs::metadata(&kept)
+        .expect("its metadata")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "readable by its owner only");
+
+    let database = app.stop().await;
+    let app = spawn_app_on(database, |config| config.jwt_secret = None).await;
+    let me = app.get("/api/v1/me", Some(&ann.token)).await;
+    assert_eq!(
+        (me.status, &me.body["username"]),
+        (200, &json!("ann")),
+        "{:?}",
+        me.body
+    );
+    assert_eq!(
+        std::fs::read(&kept).expect("still there"),
+        secret,
+        "not made anew"
+    );
+    app.stop().await;
+}
 
 async fn a_restart_rebuilds_priority_expires_overdue_orders_and_continues_seq(backend: Backend) {
     let mut app = spawn_app(backend).await;

@@ -1,12 +1,13 @@
 //! Accounts and the core trade: a seller's ask, a buyer's crossing bid.
 
-use bidask_tests::{Backend, on_both_backends, spawn_app};
+use bidask_tests::{Backend, is_utc_micros, on_both_backends, spawn_app};
 use serde_json::json;
 
 on_both_backends!(
     register_login_and_me,
     ask_then_crossing_bid_makes_one_match,
-    notification_ids_follow_the_commit_order
+    notification_ids_follow_the_commit_order,
+    match_lists_are_newest_first_filtered_and_paged
 );
 
 async fn register_login_and_me(backend: Backend) {
@@ -30,11 +31,7 @@ async fn register_login_and_me(backend: Backend) {
         )
         .await;
     assert_eq!(login.status, 200, "{:?}", login.body);
-    assert!(
-        login.body["expires_at"]
-            .as_str()
-            .is_some_and(|at| at.ends_with('Z'))
-    );
+    assert!(is_utc_micros(&login.body["expires_at"]), "{:?}", login.body);
     let wrong = app
         .post(
             "/api/v1/auth/login",
@@ -195,6 +192,105 @@ async fn notification_ids_follow_the_commit_order(backend: Backend) {
             "notification {:?} is listed before {:?}: ids and seqs disagree",
             pair[0],
             pair[1]
+        );
+    }
+    app.stop().await;
+}
+
+/// `GET /products/{id}/matches` and `GET /matches`: newest first, `size`
+/// filters, `limit` and `cursor` page, and a public match carries the
+/// contract's fields and no user.
+async fn match_lists_are_newest_first_filtered_and_paged(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let product = app.create_product("AJ1-LIST", &["9", "10"]).await;
+    let seller = app.register("seller").await;
+    let buyer = app.register("buyer").await;
+    let mut made = Vec::new();
+    for (size, price) in [("10", "100.00"), ("9", "101.00"), ("10", "102.00")] {
+        let ask = app.order(&seller, "ask", product, size, price).await;
+        assert_eq!(ask.status, 201, "{:?}", ask.body);
+        let bid = app.order(&buyer, "bid", product, size, price).await;
+        assert_eq!(bid.status, 201, "{:?}", bid.body);
+        made.push(bid.body["matches"][0]["id"].as_i64().expect("a match"));
+    }
+    let ids = |body: &serde_json::Value| -> Vec<i64> {
+        body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|item| item["id"].as_i64().expect("an id"))
+            .collect()
+    };
+    let public = |query: &str| {
+        let app = &app;
+        let path = format!("/api/v1/products/{product}/matches{query}");
+        async move {
+            let reply = app.get(&path, None).await;
+            assert_eq!(reply.status, 200, "{path}: {:?}", reply.body);
+            reply.body
+        }
+    };
+
+    let all = public("").await;
+    assert_eq!(ids(&all), vec![made[2], made[1], made[0]], "newest first");
+    let newest = &all["items"][0];
+    let mut fields: Vec<&str> = newest
+        .as_object()
+        .expect("a match")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    for field in [
+        "ask_order_id",
+        "bid_order_id",
+        "created_at",
+        "id",
+        "price",
+        "product_id",
+        "quantity",
+        "size",
+        "taker_side",
+    ] {
+        assert!(fields.contains(&field), "{field} missing: {newest}");
+    }
+    assert!(
+        !fields.iter().any(|field| field.contains("buyer")
+            || field.contains("seller")
+            || field.contains("user")),
+        "no user on a public match: {newest}"
+    );
+    assert_eq!(
+        (&newest["size"], &newest["price"], &newest["taker_side"]),
+        (&json!("10"), &json!("102.00"), &json!("bid"))
+    );
+    assert!(is_utc_micros(&newest["created_at"]), "{newest}");
+
+    assert_eq!(ids(&public("?size=10").await), vec![made[2], made[0]]);
+    assert_eq!(ids(&public("?size=9").await), vec![made[1]]);
+    let first = public("?limit=1").await;
+    assert_eq!(ids(&first), vec![made[2]]);
+    let cursor = first["next_cursor"].as_str().expect("a next page");
+    let second = public(&format!("?limit=2&cursor={cursor}")).await;
+    assert_eq!(ids(&second), vec![made[1], made[0]]);
+    let older = match second["next_cursor"].as_str() {
+        Some(cursor) => ids(&public(&format!("?cursor={cursor}")).await),
+        None => Vec::new(),
+    };
+    assert!(older.is_empty(), "nothing older: {older:?}");
+
+    for (trader, role) in [(&seller, "seller"), (&buyer, "buyer")] {
+        let own = app.get("/api/v1/matches", Some(&trader.token)).await;
+        assert_eq!(own.status, 200, "{:?}", own.body);
+        assert_eq!(ids(&own.body), vec![made[2], made[1], made[0]]);
+        assert!(
+            own.body["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .all(|item| item["role"] == role),
+            "{role}: {:?}",
+            own.body
         );
     }
     app.stop().await;

@@ -143,7 +143,13 @@ try {
   const again = notices.items[notices.items.length - 1];
   const soldToasts = () => sellerPage.locator('[data-testid=toast]', { hasText: 'sold for $205.00' }).count();
   const toastsBefore = await soldToasts();
-  await sellerPage.evaluate((notice) => feed.receive(notice), again);
+  // With a seq the feed has not seen, so that only the toast's own check
+  // (notification ids only grow) can stop it; the feed's seq is put back.
+  await sellerPage.evaluate((notice) => {
+    const seen = feed.userSeq;
+    feed.receive({ ...notice, seq: seen + 1 });
+    feed.userSeq = seen;
+  }, again);
   await sellerPage.waitForTimeout(300);
   if (await soldToasts() !== toastsBefore) throw new Error(`notification ${again.notification_id} toasted twice`);
 

@@ -44,6 +44,23 @@ pub struct TestDatabase {
     _directory: Option<TempDir>,
 }
 
+/// Whether `value` is a time as the API writes them: RFC 3339 in UTC with
+/// microseconds, `2026-11-30T22:44:04.600400Z`.
+pub fn is_utc_micros(value: &Value) -> bool {
+    let Some(text) = value.as_str() else {
+        return false;
+    };
+    let shape = "dddd-dd-ddTdd:dd:dd.ddddddZ";
+    text.len() == shape.len()
+        && text
+            .bytes()
+            .zip(shape.bytes())
+            .all(|(byte, want)| match want {
+                b'd' => byte.is_ascii_digit(),
+                _ => byte == want,
+            })
+}
+
 /// The URL of the test PostgreSQL server's maintenance database.
 pub fn postgres_admin_url() -> String {
     std::env::var("BIDASK_TEST_POSTGRES_URL").unwrap_or_else(|_| {

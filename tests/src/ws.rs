@@ -27,7 +27,11 @@ pub fn refusal(response: &Response<Option<Vec<u8>>>) -> (u16, String) {
     )
 }
 
-/// How long a test waits for one message before it fails.
+/// How long a test waits for what it expects before it fails: one frame,
+/// or one message that is not a heartbeat, or the next event of the
+/// channel it reads. Heartbeats and pings arrive every interval and keep
+/// the connection alive, so a bound per frame alone would never end a
+/// wait for something that does not come.
 const WAIT: Duration = Duration::from_secs(10);
 
 /// One feed connection.
@@ -140,12 +144,17 @@ impl WsClient {
 
     /// The next JSON message that is not a heartbeat.
     pub async fn next(&mut self) -> Value {
-        loop {
-            let value = self.next_any().await;
-            if value["type"] != "heartbeat" {
-                return value;
+        let waiting = async {
+            loop {
+                let value = self.next_any().await;
+                if value["type"] != "heartbeat" {
+                    return value;
+                }
             }
-        }
+        };
+        tokio::time::timeout(WAIT, waiting)
+            .await
+            .unwrap_or_else(|_| panic!("nothing but heartbeats for {WAIT:?}"))
     }
 
     /// The next JSON message, heartbeats included.
@@ -181,13 +190,18 @@ impl WsClient {
 
     /// Reads until the server closes; the close frame, if it sent one.
     pub async fn closed(&mut self) -> Option<CloseFrame> {
-        loop {
-            match self.next_frame().await {
-                Some(Message::Close(frame)) => return frame,
-                None => return None,
-                Some(_) => {}
+        let waiting = async {
+            loop {
+                match self.next_frame().await {
+                    Some(Message::Close(frame)) => return frame,
+                    None => return None,
+                    Some(_) => {}
+                }
             }
-        }
+        };
+        tokio::time::timeout(WAIT, waiting)
+            .await
+            .unwrap_or_else(|_| panic!("not closed within {WAIT:?}"))
     }
 
     /// Reads every event of `channel` until `until` (inclusive), checking
@@ -195,11 +209,15 @@ impl WsClient {
     pub async fn events_until(&mut self, channel: &str, after: i64, until: i64) -> Vec<Value> {
         let mut events = Vec::new();
         let mut last = after;
+        let mut deadline = tokio::time::Instant::now() + WAIT;
         while last < until {
-            let message = self.next().await;
+            let message = tokio::time::timeout_at(deadline, self.next())
+                .await
+                .unwrap_or_else(|_| panic!("{channel}: nothing after {last} within {WAIT:?}"));
             if message["channel"] != channel {
                 continue;
             }
+            deadline = tokio::time::Instant::now() + WAIT;
             let seq = message["seq"].as_i64().expect("events carry seq");
             assert_eq!(seq, last + 1, "{channel}: after {last} came {message}");
             last = seq;

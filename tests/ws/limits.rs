@@ -234,24 +234,29 @@ async fn floods_and_huge_frames_close_the_connection() {
         flooder.send(&json!({"type": "ping", "id": n})).await;
     }
     let mut limited = 0;
-    let close = loop {
-        match flooder.next_frame().await {
-            Some(Message::Text(text)) => {
-                let message: Value = serde_json::from_str(&text).expect("JSON");
-                if message["type"] == "error" {
-                    assert_eq!(message["code"], "rate_limited");
-                    assert!(
-                        message["id"].is_u64(),
-                        "the refused message's id: {message}"
-                    );
-                    limited += 1;
+    let reading = async {
+        loop {
+            match flooder.next_frame().await {
+                Some(Message::Text(text)) => {
+                    let message: Value = serde_json::from_str(&text).expect("JSON");
+                    if message["type"] == "error" {
+                        assert_eq!(message["code"], "rate_limited");
+                        assert!(
+                            message["id"].is_u64(),
+                            "the refused message's id: {message}"
+                        );
+                        limited += 1;
+                    }
                 }
+                Some(Message::Close(frame)) => break frame,
+                Some(_) => {}
+                None => panic!("closed without a close frame"),
             }
-            Some(Message::Close(frame)) => break frame,
-            Some(_) => {}
-            None => panic!("closed without a close frame"),
         }
     };
+    let close = tokio::time::timeout(Duration::from_secs(30), reading)
+        .await
+        .expect("the close within 30 s");
     assert!(
         limited > 0,
         "the flood was answered with rate_limited first"

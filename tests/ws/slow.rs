@@ -29,7 +29,7 @@ async fn small_buffered(app: &TestApp) -> WsClient {
 
 async fn stat(app: &TestApp, field: &str) -> u64 {
     let stats = app.get("/api/v1/realtime/stats", None).await;
-    stats.body[field].as_u64().unwrap_or_default()
+    stats.body[field].as_u64().expect("a counter")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,24 +77,29 @@ async fn a_reader_that_stops_is_closed_with_4008_and_others_get_everything() {
     // error with its seqs, and the 4008 close naming them.
     let mut last = start;
     let mut told = None;
-    let close = loop {
-        match stuck.next_frame().await {
-            Some(Message::Text(text)) => {
-                let message: serde_json::Value = serde_json::from_str(&text).expect("JSON");
-                if message["type"] == "error" {
-                    assert_eq!(message["code"], "slow_consumer");
-                    told = message["seqs"][&channel].as_i64();
-                } else if message["channel"] == channel.as_str() {
-                    let seq = message["seq"].as_i64().expect("a seq");
-                    assert_eq!(seq, last + 1);
-                    last = seq;
+    let reading = async {
+        loop {
+            match stuck.next_frame().await {
+                Some(Message::Text(text)) => {
+                    let message: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+                    if message["type"] == "error" {
+                        assert_eq!(message["code"], "slow_consumer");
+                        told = message["seqs"][&channel].as_i64();
+                    } else if message["channel"] == channel.as_str() {
+                        let seq = message["seq"].as_i64().expect("a seq");
+                        assert_eq!(seq, last + 1);
+                        last = seq;
+                    }
                 }
+                Some(Message::Close(frame)) => break frame,
+                Some(_) => {}
+                None => panic!("the connection ended without a close frame"),
             }
-            Some(Message::Close(frame)) => break frame,
-            Some(_) => {}
-            None => panic!("the connection ended without a close frame"),
         }
     };
+    let close = tokio::time::timeout(Duration::from_secs(30), reading)
+        .await
+        .expect("the close within 30 s");
     let close = close.expect("a close frame");
     assert_eq!(close.code, CloseCode::from(4008));
     assert!(
