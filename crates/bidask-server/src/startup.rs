@@ -30,7 +30,7 @@ use crate::housekeeping::Housekeeping;
 use crate::http::limits::RateLimits;
 use crate::http::{ApiSettings, AppContext, AppState};
 use crate::market::replica::Replicas;
-use crate::market::{Markets, RuntimeOptions, WriterDone};
+use crate::market::{FencedWriter, Markets, RuntimeOptions, WriterDone};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -107,9 +107,21 @@ impl Application {
         let secret = jwt_secret(&config)?;
         let tokens = Tokens::new(&secret, config.token_lifetime_secs);
         ensure_admin(&store, &config).await?;
-        // Everything below reads what earlier servers committed: wait for
-        // the last commit of one that died (see `Store::await_writers`).
-        store.await_writers().await?;
+        // Everything below reads what earlier servers committed: the
+        // writer takes its lock first, which waits for the last commit of
+        // one that died and keeps out one that still runs, until this
+        // server stops.
+        let writer_url = config.database.database_url.clone();
+        let writer = FencedWriter::start(move || {
+            Store::connect_lazy(
+                &writer_url,
+                &StoreOptions {
+                    max_connections: 1,
+                    ..StoreOptions::default()
+                },
+            )
+        })
+        .await?;
 
         let products = store
             .products()
@@ -122,18 +134,9 @@ impl Application {
         let replicas = Arc::new(Replicas::default());
         let gateway_settings = config.gateway();
         let hub = Hub::start(Windows::default(), gateway_settings.heartbeat)?;
-        let writer_url = config.database.database_url.clone();
         let (markets, writer) = Markets::start(
             store.clone(),
-            move || {
-                Store::connect_lazy(
-                    &writer_url,
-                    &StoreOptions {
-                        max_connections: 1,
-                        ..StoreOptions::default()
-                    },
-                )
-            },
+            writer,
             Arc::clone(&catalog),
             replicas,
             Arc::clone(&hub) as Arc<dyn crate::bus::Bus>,

@@ -83,7 +83,7 @@ const CHUNK_SIZES: [usize; 5] = [256, 64, 16, 4, 1];
 /// connection and another to return it, and the writer commits hundreds of
 /// batches a second one after another: on its own connection the commit
 /// is the statement's one round trip. The connection is taken out of the
-/// pool, since it holds the writer's lock (see [`Store::await_writers`]),
+/// pool, since it holds the writer's lock (see [`Committer::fence`]),
 /// which must end with it rather than pass to the pool's next user. A
 /// connection that failed is closed and the next batch opens a fresh one,
 /// which waits for the lock: for the failed one's statement to end, if
@@ -127,9 +127,20 @@ impl Committer {
         result
     }
 
-    /// Takes the writer's lock before anything else is read: see
-    /// [`Store::await_writers`]. On SQLite, whose writes end with the
-    /// process that made them, it is taken at once or not at all.
+    /// Takes the writer's lock, for as long as this committer lives; a
+    /// server takes it before it reads anything it rebuilds from (its
+    /// catalog, books, ids and feed counters).
+    ///
+    /// A killed server's connection closes, but PostgreSQL finishes the
+    /// statement it was running, and may commit it, before its backend
+    /// notices and exits: a restart that read the largest order id first
+    /// would hand it out again, and an order written as an upsert would
+    /// silently merge into the old one. The lock goes with that backend,
+    /// so waiting for it waits for the commit. A second server on the same
+    /// database waits in vain and refuses to start
+    /// ([`StoreError::WriterElsewhere`]). On SQLite, whose writes end with
+    /// the process that made them, the lock file is taken at once or not
+    /// at all.
     pub async fn fence(&mut self) -> Result<(), StoreError> {
         let Some(postgres) = &self.store.postgres else {
             return self.lock_file();
@@ -176,38 +187,6 @@ impl Committer {
 }
 
 impl Store {
-    /// Waits until no session holds the writer's lock, without keeping
-    /// it: the reads that rebuild the server's state (its catalog, books,
-    /// ids and feed counters) must come after every commit of a server
-    /// that ran before it.
-    ///
-    /// The lock is held by the connection that commits the batches, for
-    /// as long as it lives. A killed server's connection closes, but
-    /// PostgreSQL finishes the statement it was running, and may commit
-    /// it, before its backend notices and exits: a restart that read the
-    /// largest order id first would hand it out again, and an order
-    /// written as an upsert would silently merge into the old one. The
-    /// lock goes with that backend, so waiting for it waits for the
-    /// commit. A second server on the same database waits in vain and
-    /// does not start. SQLite needs none of this: a process's writes end
-    /// with it.
-    pub async fn await_writers(&self) -> Result<(), StoreError> {
-        let Some(postgres) = &self.postgres else {
-            return Ok(());
-        };
-        // Let go at once, so the writer that starts next need not wait
-        // for this backend to exit; and on a connection out of the pool,
-        // so that a failure between the two cannot pass the lock on to
-        // the pool's next user.
-        let mut connection = locked_connection(postgres, self.writer_lock_wait).await?;
-        sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(WRITER_LOCK)
-            .execute(&mut connection)
-            .await?;
-        let _ = connection.close().await;
-        Ok(())
-    }
-
     /// The group-commit writer's handle, see [`Committer`].
     pub fn committer(&self) -> Committer {
         Committer {

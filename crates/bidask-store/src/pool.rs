@@ -71,7 +71,7 @@ pub struct StoreOptions {
     /// is down instead of piling up.
     pub acquire_timeout: Duration,
     /// How long to wait for the writer's lock (PostgreSQL; see
-    /// [`Store::await_writers`]) before reporting
+    /// [`crate::Committer::fence`]) before reporting
     /// [`StoreError::WriterElsewhere`]: a dead server's last statement
     /// takes milliseconds, a frozen database longer.
     pub writer_lock_wait: Duration,

@@ -29,7 +29,7 @@ use finished::{Finished, RecentlyFinished};
 use ids::Ids;
 use index::RestingIndex;
 use replica::Replicas;
-use writer::{Committed, Counters, OnCommit, Reply, Unit, Writer};
+use writer::{Committed, Counters, OnCommit, Reply, Unit, Writer, WriterParts};
 
 /// Why the market runtime, or one product's markets, could not start.
 #[derive(Debug, thiserror::Error)]
@@ -77,59 +77,67 @@ impl Default for RuntimeOptions {
 /// Dropped unsent if the writer thread panicked.
 pub type WriterDone = oneshot::Receiver<()>;
 
-/// Runs the writer on a thread of its own, with a single-threaded runtime
-/// and a connection pool created there. Also returns where to hear
-/// whether it holds the database's writer lock; it commits nothing unless
-/// it does.
-fn spawn_writer(
-    writer_store: impl FnOnce() -> Result<Store, StoreError> + Send + 'static,
-    units: mpsc::Receiver<Unit>,
-    counters: Counters,
-    replicas: Arc<Replicas>,
-    bus: Arc<dyn Bus>,
-    max_batch: usize,
-    finished: Arc<RecentlyFinished>,
-) -> Result<(WriterDone, oneshot::Receiver<Result<(), StoreError>>), StartError> {
-    let (done, done_receiver) = oneshot::channel();
-    let (ready, fenced) = oneshot::channel();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(StartError::Writer)?;
-    std::thread::Builder::new()
-        .name("bidask-writer".to_owned())
-        .spawn(move || {
-            runtime.block_on(async move {
-                // Its store, and then its lock: either failing is told on
-                // `ready`, which start-up waits for.
-                let store = match writer_store() {
-                    Ok(store) => store,
-                    Err(error) => {
-                        let _ = ready.send(Err(error));
-                        return;
+/// The writer's thread, holding the database's writer lock (see
+/// [`bidask_store::Committer::fence`]) and waiting for what it continues
+/// from. It is started before start-up reads anything it rebuilds from,
+/// so that no other server can commit between those reads and this
+/// server's first commit: a dead server's last statement has finished,
+/// and a live one is refused.
+pub struct FencedWriter {
+    parts: oneshot::Sender<WriterParts>,
+    done: WriterDone,
+}
+
+impl FencedWriter {
+    /// Runs the writer on a thread of its own, with a single-threaded
+    /// runtime and a connection pool created there, and returns once it
+    /// holds the lock. Dropped unstarted, the writer lets the lock go.
+    pub async fn start(
+        writer_store: impl FnOnce() -> Result<Store, StoreError> + Send + 'static,
+    ) -> Result<Self, StartError> {
+        let (done, done_receiver) = oneshot::channel();
+        let (ready, fenced) = oneshot::channel();
+        let (parts, parts_receiver) = oneshot::channel::<WriterParts>();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(StartError::Writer)?;
+        std::thread::Builder::new()
+            .name("bidask-writer".to_owned())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    // Its store, and then its lock: either failing is told
+                    // on `ready`, which start-up waits for.
+                    let store = match writer_store() {
+                        Ok(store) => store,
+                        Err(error) => {
+                            let _ = ready.send(Err(error));
+                            return;
+                        }
+                    };
+                    let mut committer = store.committer();
+                    let fenced = committer.fence().await;
+                    let holds = fenced.is_ok();
+                    let _ = ready.send(fenced);
+                    if holds && let Ok(parts) = parts_receiver.await {
+                        Writer::new(store.clone(), committer, parts).run().await;
+                    } else {
+                        committer.close().await;
                     }
-                };
-                let mut writer = Writer::new(
-                    store.clone(),
-                    units,
-                    counters,
-                    replicas,
-                    bus,
-                    max_batch,
-                    finished,
-                );
-                let fenced = writer.fence().await;
-                let holds = fenced.is_ok();
-                let _ = ready.send(fenced);
-                if holds {
-                    writer.run().await;
-                }
-                store.close().await;
-            });
-            let _ = done.send(());
-        })
-        .map_err(StartError::Writer)?;
-    Ok((done_receiver, fenced))
+                    store.close().await;
+                });
+                let _ = done.send(());
+            })
+            .map_err(StartError::Writer)?;
+        match fenced.await {
+            Ok(Ok(())) => Ok(Self {
+                parts,
+                done: done_receiver,
+            }),
+            Ok(Err(error)) => Err(StartError::Store(error)),
+            Err(_) => Err(StartError::WriterStopped),
+        }
+    }
 }
 
 /// Makes an actor reachable, unless the runtime is closing: then its
@@ -172,16 +180,17 @@ pub struct Markets {
 
 impl Markets {
     /// Rebuilds every product's book from the database and starts the
-    /// actors and the writer. The returned [`WriterDone`] resolves once
+    /// actors and `writer`, which must hold the lock since before
+    /// `catalog` was read. The returned [`WriterDone`] resolves once
     /// [`Markets::close`] was called and everything queued is committed.
     ///
-    /// The writer gets a thread of its own with its own connection, made by
-    /// `writer_store` inside that thread: the commit path is the
-    /// throughput bottleneck, and on the shared runtime every database
-    /// round trip of a commit waited in the run queue behind HTTP work.
+    /// The writer has a thread of its own with its own connection (see
+    /// [`FencedWriter::start`]): the commit path is the throughput
+    /// bottleneck, and on the shared runtime every database round trip of
+    /// a commit waited in the run queue behind HTTP work.
     pub async fn start(
         store: Store,
-        writer_store: impl FnOnce() -> Result<Store, StoreError> + Send + 'static,
+        writer: FencedWriter,
         catalog: Arc<Catalog>,
         replicas: Arc<Replicas>,
         bus: Arc<dyn Bus>,
@@ -203,20 +212,17 @@ impl Markets {
         let ids = Arc::new(Ids::after(last_ids));
         let (sender, receiver) = mpsc::channel(options.writer_queue);
         let finished = Arc::new(RecentlyFinished::default());
-        let (writer, fenced) = spawn_writer(
-            writer_store,
-            receiver,
-            counters,
-            Arc::clone(&replicas),
-            bus,
-            options.max_batch,
-            Arc::clone(&finished),
-        )?;
-        match fenced.await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => return Err(StartError::Store(error)),
-            Err(_) => return Err(StartError::WriterStopped),
-        }
+        let FencedWriter { parts, done } = writer;
+        parts
+            .send(WriterParts {
+                units: receiver,
+                counters,
+                replicas: Arc::clone(&replicas),
+                bus,
+                max_batch: options.max_batch,
+                finished: Arc::clone(&finished),
+            })
+            .map_err(|_| StartError::WriterStopped)?;
         let markets = Arc::new(Self {
             store,
             catalog: Arc::clone(&catalog),
@@ -242,7 +248,7 @@ impl Markets {
         for product in catalog.all() {
             markets.spawn_actor(product).await?;
         }
-        Ok((markets, writer))
+        Ok((markets, done))
     }
 
     /// Starts the actor of `product` from its committed open orders and

@@ -265,6 +265,23 @@ pub struct Counters {
     pub landed: mpsc::UnboundedSender<(i64, oneshot::Sender<()>)>,
 }
 
+/// What a writer is given once the state it continues from was read under
+/// its lock.
+pub struct WriterParts {
+    /// Where the units come from.
+    pub units: mpsc::Receiver<Unit>,
+    /// Where its numbering continues.
+    pub counters: Counters,
+    /// The committed books it applies events to.
+    pub replicas: Arc<Replicas>,
+    /// Where committed events go.
+    pub bus: Arc<dyn Bus>,
+    /// Most units one transaction takes.
+    pub max_batch: usize,
+    /// Where orders committed in a final state are remembered.
+    pub finished: Arc<RecentlyFinished>,
+}
+
 /// The writer task's state.
 pub struct Writer {
     store: Store,
@@ -294,19 +311,20 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// A writer continuing after `counters`, remembering the orders it
-    /// commits in a final state in `finished`.
-    pub fn new(
-        store: Store,
-        units: mpsc::Receiver<Unit>,
-        counters: Counters,
-        replicas: Arc<Replicas>,
-        bus: Arc<dyn Bus>,
-        max_batch: usize,
-        finished: Arc<RecentlyFinished>,
-    ) -> Self {
+    /// A writer committing through `committer`, which holds the writer's
+    /// lock already (see [`Committer::fence`]), with the rest of what it
+    /// needs in `parts`.
+    pub fn new(store: Store, committer: Committer, parts: WriterParts) -> Self {
+        let WriterParts {
+            units,
+            counters,
+            replicas,
+            bus,
+            max_batch,
+            finished,
+        } = parts;
         Self {
-            committer: store.committer(),
+            committer,
             store,
             units,
             seqs: counters.seqs,
@@ -319,12 +337,6 @@ impl Writer {
             staleness: HashMap::new(),
             landed_products: counters.landed,
         }
-    }
-
-    /// Takes the database's writer lock for this writer's connection (see
-    /// `Store::await_writers`): no other server commits while it is held.
-    pub async fn fence(&mut self) -> Result<(), StoreError> {
-        self.committer.fence().await
     }
 
     /// Commits batches until every sender is gone and the queue is empty,
