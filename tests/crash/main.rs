@@ -838,21 +838,32 @@ async fn a_second_server_on_the_same_database_does_not_start() {
 }
 
 /// One server per SQLite file too: the second is refused at once (a lock
-/// file has no dead server's commit to wait for), the first goes on
-/// serving, and once it has stopped the file is free for the next.
+/// file has no dead server's commit to wait for), however its URL spells
+/// the file; the first goes on serving, and once it has stopped the file
+/// is free for the next.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_server_on_the_same_sqlite_file_does_not_start() {
     let database = TestDatabase::new(Backend::Sqlite).await;
-    let second = bidask_tests::test_config(&TestDatabase::at(database.url.clone()));
+    let file = bidask_store::sqlite_file(&database.url).expect("a file");
+    let directory = file.parent().expect("its directory").to_owned();
     let mut app = spawn_app_on(database, |_| {}).await;
-    let refused = bidask_server::startup::Application::build(second.clone()).await;
-    let error = refused.err().map(|error| error.to_string());
-    assert!(
-        error.as_deref().is_some_and(
-            |error| error.contains("another bidask server is writing to this database")
-        ),
-        "{error:?}"
-    );
+    let link = directory.join("link.db");
+    std::os::unix::fs::symlink(&file, &link).expect("a link to the database");
+    for url in [
+        format!("sqlite://{}", file.display()),
+        format!("sqlite://{}/./bidask.db", directory.display()),
+        format!("sqlite://{}", link.display()),
+    ] {
+        let second = bidask_tests::test_config(&TestDatabase::at(url.clone()));
+        let refused = bidask_server::startup::Application::build(second).await;
+        let error = refused.err().map(|error| error.to_string());
+        assert!(
+            error.as_deref().is_some_and(
+                |error| error.contains("another bidask server is writing to this database")
+            ),
+            "{url}: {error:?}"
+        );
+    }
     let product = app.create_product("FENCE-2", &["10"]).await;
     let ann = app.register("ann").await;
     let placed = app.order(&ann, "bid", product, "10", "100.00").await;

@@ -94,7 +94,8 @@ pub async fn migrate(config: &DatabaseConfig) -> Result<(), StartupError> {
 }
 
 impl Application {
-    /// Connects, migrates, bootstraps and rebuilds everything, then binds.
+    /// Connects, takes the writer's lock, migrates, bootstraps and
+    /// rebuilds everything, then binds.
     pub async fn build(config: ServeConfig) -> Result<Self, StartupError> {
         let store = Store::connect_lazy(
             &config.database.database_url,
@@ -103,14 +104,11 @@ impl Application {
                 ..StoreOptions::default()
             },
         )?;
-        store.migrate().await?;
-        let secret = jwt_secret(&config)?;
-        let tokens = Tokens::new(&secret, config.token_lifetime_secs);
-        ensure_admin(&store, &config).await?;
-        // Everything below reads what earlier servers committed: the
-        // writer takes its lock first, which waits for the last commit of
-        // one that died and keeps out one that still runs, until this
-        // server stops.
+        // Everything below writes to or reads what earlier servers
+        // committed: the writer takes its lock first, which waits for the
+        // last commit of one that died and keeps out one that still runs
+        // (before it could migrate, make a secret or change the admin),
+        // until this server stops.
         let writer_url = config.database.database_url.clone();
         let writer = FencedWriter::start(move || {
             Store::connect_lazy(
@@ -122,6 +120,10 @@ impl Application {
             )
         })
         .await?;
+        store.migrate().await?;
+        let secret = jwt_secret(&config)?;
+        let tokens = Tokens::new(&secret, config.token_lifetime_secs);
+        ensure_admin(&store, &config).await?;
 
         let products = store
             .products()

@@ -143,7 +143,7 @@ impl Committer {
     /// at all.
     pub async fn fence(&mut self) -> Result<(), StoreError> {
         let Some(postgres) = &self.store.postgres else {
-            return self.lock_file();
+            return self.lock_file().await;
         };
         if self.connection.is_none() {
             self.connection = Some(locked_connection(postgres, self.store.writer_lock_wait).await?);
@@ -160,11 +160,17 @@ impl Committer {
     }
 
     /// Locks the SQLite database's lock file, unless this committer holds
-    /// it already or the database is in memory.
-    fn lock_file(&mut self) -> Result<(), StoreError> {
-        let (None, Some(path)) = (&self.lock_file, &self.store.lock_file) else {
+    /// it already or the database is in memory or read-only. The file is
+    /// named after the database file SQLite opened, so two URLs that
+    /// spell one file differently still meet at one lock.
+    async fn lock_file(&mut self) -> Result<(), StoreError> {
+        if self.lock_file.is_some() || self.store.read_only {
+            return Ok(());
+        }
+        let Some(database) = self.store.database_file().await? else {
             return Ok(());
         };
+        let path = &crate::pool::beside(&database, "lock");
         let failed = |source| StoreError::LockFile {
             path: path.clone(),
             source,

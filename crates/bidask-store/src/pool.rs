@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{AnyPool, Executor, PgPool};
+use sqlx::{AnyPool, Executor, PgPool, Row};
 
 use crate::error::StoreError;
 
@@ -98,9 +98,9 @@ pub struct Store {
     pub(crate) postgres: Option<PgPool>,
     backend: Backend,
     pub(crate) writer_lock_wait: Duration,
-    /// The SQLite file's lock file (`bidask.db.lock`), which the writer
-    /// holds; `None` for PostgreSQL and in-memory databases.
-    pub(crate) lock_file: Option<PathBuf>,
+    /// A SQLite database opened read-only (`mode=ro`), which takes no
+    /// writer's lock: it would keep the real writer out.
+    pub(crate) read_only: bool,
 }
 
 impl Store {
@@ -165,13 +165,35 @@ impl Store {
             postgres,
             backend,
             writer_lock_wait: options.writer_lock_wait,
-            lock_file: sqlite_file(&url).map(|path| beside(&path, "lock")),
+            read_only: backend == Backend::Sqlite && url.contains("mode=ro"),
         })
     }
 
     /// Which database this is.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The file SQLite opened as the main database, as SQLite names it
+    /// (its URL may spell it otherwise: percent-escapes, a relative path,
+    /// a link), with links resolved; `None` for an in-memory database or
+    /// PostgreSQL.
+    pub(crate) async fn database_file(&self) -> Result<Option<PathBuf>, StoreError> {
+        if self.backend != Backend::Sqlite {
+            return Ok(None);
+        }
+        let rows = sqlx::query("PRAGMA database_list")
+            .fetch_all(&self.pool)
+            .await?;
+        for row in rows {
+            let name: String = row.try_get("name")?;
+            let file: String = row.try_get("file")?;
+            if name == "main" && !file.is_empty() {
+                let path = PathBuf::from(file);
+                return Ok(Some(std::fs::canonicalize(&path).unwrap_or(path)));
+            }
+        }
+        Ok(None)
     }
 
     /// Applies the migrations of this backend that have not run yet.

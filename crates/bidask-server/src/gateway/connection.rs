@@ -101,7 +101,8 @@ enum Replayed {
     Whole,
     /// The next stored event was not the next `seq`: the ones between
     /// were pruned (see `BIDASK_FEED_RETENTION_SECS`) during the replay.
-    Pruned,
+    /// Holds the page that begins after the hole.
+    Pruned(Vec<(i64, String)>),
 }
 
 impl From<WsError> for End {
@@ -667,7 +668,7 @@ impl Connection {
         // only under a retention shorter than the replica's lag.
         Ok(match self.replay(socket, channel, page, seq, id).await? {
             Ok(Replayed::Whole) => Ok(()),
-            Ok(Replayed::Pruned) => Err(End::Pruned),
+            Ok(Replayed::Pruned(_)) => Err(End::Pruned),
             Err(end) => Err(end),
         })
     }
@@ -721,32 +722,10 @@ impl Connection {
         };
         if gone {
             self.count_reset();
-            // A private or catalog channel has no state to give instead:
-            // what is left of it follows the reset, since it is still
-            // news (a sale the user has not heard of).
-            if let (false, Some(&(first, _))) =
-                (matches!(channel, Channel::Product(_)), page.first())
-            {
-                let from = first - 1;
-                self.mark(channel, from);
-                let mut reply = json!({
-                    "type": "subscribed",
-                    "channel": channel.to_string(),
-                    "seq": from,
-                    "reset": true,
-                    "snapshot": null,
-                });
-                protocol::with_id(&mut reply, id);
-                if let Err(end) = self.send(socket, reply.to_string()).await {
-                    return Ok(Err(end));
-                }
-                return Ok(match self.replay(socket, channel, page, from, id).await? {
-                    Ok(Replayed::Whole) => Ok(()),
-                    Ok(Replayed::Pruned) => Err(End::Pruned),
-                    Err(end) => Err(end),
-                });
+            if matches!(channel, Channel::Product(_)) || page.is_empty() {
+                return self.start(socket, channel, &joined, id, true).await;
             }
-            return self.start(socket, channel, &joined, id, true).await;
+            return self.replay_what_is_left(socket, channel, page, id).await;
         }
         counters
             .resumes_from_database
@@ -760,11 +739,52 @@ impl Connection {
             // The events still owed are gone: a second `subscribed`, with
             // the state they would have built, as for a resume that came
             // too late.
-            Ok(Replayed::Pruned) => {
+            Ok(Replayed::Pruned(page)) => {
                 self.count_reset();
-                self.start(socket, channel, &joined, id, true).await
+                if matches!(channel, Channel::Product(_)) {
+                    self.start(socket, channel, &joined, id, true).await
+                } else {
+                    self.replay_what_is_left(socket, channel, page, id).await
+                }
             }
             Err(end) => Ok(Err(end)),
+        }
+    }
+
+    /// A reset of a private or catalog channel, which has no state to give
+    /// instead of the events that are gone: `subscribed` with `reset`
+    /// just before `page`, the oldest events still stored, and then every
+    /// event from there, since they are still news (a sale the user has
+    /// not heard of). Goes again past any hole a prune makes meanwhile.
+    async fn replay_what_is_left(
+        &mut self,
+        socket: &mut Socket,
+        channel: Channel,
+        mut page: Vec<(i64, String)>,
+        id: Option<&Value>,
+    ) -> Result<Result<(), End>, Refusal> {
+        loop {
+            let Some(&(first, _)) = page.first() else {
+                return Ok(Ok(()));
+            };
+            let from = first - 1;
+            self.mark(channel, from);
+            let mut reply = json!({
+                "type": "subscribed",
+                "channel": channel.to_string(),
+                "seq": from,
+                "reset": true,
+                "snapshot": null,
+            });
+            protocol::with_id(&mut reply, id);
+            if let Err(end) = self.send(socket, reply.to_string()).await {
+                return Ok(Err(end));
+            }
+            match self.replay(socket, channel, page, from, id).await? {
+                Ok(Replayed::Whole) => return Ok(Ok(())),
+                Ok(Replayed::Pruned(next)) => page = next,
+                Err(end) => return Ok(Err(end)),
+            }
         }
     }
 
@@ -790,7 +810,7 @@ impl Connection {
         let mut last = since;
         loop {
             if page.first().is_some_and(|&(first, _)| first != last + 1) {
-                return Ok(Ok(Replayed::Pruned));
+                return Ok(Ok(Replayed::Pruned(page)));
             }
             let full = page.len() as i64 == REPLAY_PAGE;
             for (seq, payload) in page {
