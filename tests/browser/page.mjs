@@ -112,6 +112,40 @@ try {
   const bidDelay = await textOf(watcher, '[data-testid=highest-bid-10]', '$200.00');
   console.log(`  shown ${bidDelay} ms after the 201`);
 
+  step('a click that spans a live update still lands, and what is typed stays put');
+  // A busy market updates the page many times a second: the controls
+  // under the user's finger must be the same elements before and after.
+  const controls = await watcher.evaluate(() => {
+    window.kept = [
+      document.querySelector('[data-testid=price]'),
+      document.querySelector('[data-testid=trade] button[name=bid]'),
+      document.querySelector('[data-testid=buy-now]'),
+      document.querySelector('[data-testid=markets] tr.size'),
+    ];
+    return window.kept.every(Boolean);
+  });
+  if (!controls) throw new Error('the trade controls are missing');
+  await watcher.fill('[data-testid=price]', '123.45');
+  const row = await watcher.locator('[data-testid=markets] tr.size', { hasText: '9' }).first().boundingBox();
+  await watcher.mouse.move(row.x + row.width / 2, row.y + row.height / 2);
+  await watcher.mouse.down();
+  const passing = await rest('POST', '/bids', bidder.token, { product_id: product.id, size: '10', price: '201.00' });
+  await textOf(watcher, '[data-testid=highest-bid-10]', '$201.00');
+  await watcher.mouse.up();
+  await watcher.getByText('Book · size 9').waitFor({ timeout: WAIT });
+  const survived = await watcher.evaluate(() => ({
+    connected: window.kept.map((element) => element.isConnected),
+    typed: document.querySelector('[data-testid=price]').value,
+  }));
+  if (!survived.connected.every(Boolean) || survived.typed !== '123.45') {
+    throw new Error(`a live update replaced the controls: ${JSON.stringify(survived)}`);
+  }
+  await watcher.fill('[data-testid=price]', '');
+  await rest('DELETE', `/orders/${passing.order.id}`, bidder.token);
+  await textOf(watcher, '[data-testid=highest-bid-10]', '$200.00');
+  await watcher.locator('[data-testid=markets] tr.size', { hasText: '10' }).first().click();
+  await watcher.getByText('Book · size 10').waitFor({ timeout: WAIT });
+
   step('a seller signs in on the page and places an ask from it');
   const sellerContext = await browser.newContext();
   const sellerPage = await sellerContext.newPage();
@@ -229,6 +263,16 @@ try {
   await textOf(sellerPage, '[data-testid=highest-bid-10]', '$190.00');
   await sellerPage.locator('[data-testid=book] td', { hasText: '$219.00' }).waitFor({ timeout: WAIT });
   await sellerPage.locator('[data-testid=my-orders] li', { hasText: '$219.00' }).waitFor({ timeout: WAIT });
+  // The picture in the README: a signed-in seller with an open order.
+  if (process.env.BIDASK_SCREENSHOT) {
+    await sellerPage.setViewportSize({ width: 1100, height: 820 });
+    await sellerPage.evaluate(() => {
+      const toasts = document.getElementById('toasts');
+      while (toasts.children.length > 1) toasts.firstElementChild.remove();
+    });
+    await sellerPage.screenshot({ path: process.env.BIDASK_SCREENSHOT });
+    console.log(`  screenshot: ${process.env.BIDASK_SCREENSHOT}`);
+  }
 
   step('a refused refresh of the open orders keeps them shown');
   const ordersRoute = '**/api/v1/orders?**';
@@ -302,6 +346,8 @@ try {
   await sellerPage.evaluate(() => { current.token += 'x'; return page.refreshOrders(); });
   await toast(sellerPage, 'Your session has ended; sign in again.');
   await sellerPage.locator('[data-testid=sign-in]').waitFor({ timeout: WAIT });
+  // Not the last message meant for the user who was signed in.
+  await textOf(sellerPage, '[data-testid=trade-error]', 'Sign in to trade.');
   faking401 = false;
   step('a book deeper than a snapshot: the best price stays right as its top goes');
   const deep = [];
@@ -337,15 +383,6 @@ try {
   }
   await reader.close();
 
-  if (process.env.BIDASK_SCREENSHOT) {
-    await sellerPage.setViewportSize({ width: 1100, height: 820 });
-    await sellerPage.evaluate(() => {
-      const toasts = document.getElementById('toasts');
-      while (toasts.children.length > 1) toasts.firstElementChild.remove();
-    });
-    await sellerPage.screenshot({ path: process.env.BIDASK_SCREENSHOT });
-    console.log(`  screenshot: ${process.env.BIDASK_SCREENSHOT}`);
-  }
   if (failures.length) throw new Error(`the page reported errors:\n${failures.join('\n')}`);
   console.log('the product page works');
 } finally {

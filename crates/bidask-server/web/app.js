@@ -24,6 +24,11 @@ function h(tag, attributes = {}, ...children) {
   return element;
 }
 
+/** Sets an element's text when it differs: an unchanged cell costs the browser nothing. */
+function setText(element, text) {
+  if (element.textContent !== text) element.textContent = text;
+}
+
 const money = (price) => (price === null || price === undefined ? '—' : `$${price}`);
 
 // ---- session ---------------------------------------------------------------
@@ -95,7 +100,7 @@ function signOut(notice) {
   session.save(null);
   renderAccount();
   if (feed) feed.restart();
-  if (page) page.refreshOrders();
+  if (page) page.accountChanged();
 }
 
 function renderAccount() {
@@ -121,7 +126,7 @@ function renderAccount() {
       session.save(current);
       renderAccount();
       if (feed) feed.restart();
-      if (page) page.refreshOrders();
+      if (page) page.accountChanged();
     } catch (failure) {
       error.textContent = failure.message;
     }
@@ -430,6 +435,11 @@ class ProductPage {
     this.refreshing = false;
     this.refreshAgain = false;
     this.drawing = false;
+    // The elements, built on the first drawing, and what each list was
+    // last drawn from: a list is drawn again only when it was replaced.
+    this.view = null;
+    this.drawn = {};
+    this.shown = { ask: null, bid: null };
     for (const market of product.markets) {
       const book = this.markets.get(market.size);
       if (book) book.lastSale = market.last_sale;
@@ -457,8 +467,8 @@ class ProductPage {
     if (message.type === 'MATCH_CREATED') {
       book.lastSale = message.price;
       if (message.size === this.selected) {
-        this.matches.unshift({ price: message.price, quantity: message.quantity, created_at: message.ts });
-        this.matches.length = Math.min(this.matches.length, 10);
+        const sale = { price: message.price, quantity: message.quantity, created_at: message.ts };
+        this.matches = [sale, ...this.matches].slice(0, 10);
       }
     }
     this.render();
@@ -479,6 +489,13 @@ class ProductPage {
       this.matches = page.items;
       this.render();
     }
+  }
+
+  /** Signed in or out: what the last user was told is not for the next. */
+  accountChanged() {
+    this.error = '';
+    this.retry = null;
+    this.refreshOrders();
   }
 
   // One refresh at a time, and one more after it if any was asked for
@@ -564,7 +581,7 @@ class ProductPage {
   }
 
   // At most one drawing a frame: a resume replays events one by one,
-  // and each would otherwise rebuild the page.
+  // and each would otherwise draw the page again.
   render() {
     if (this.drawing) return;
     this.drawing = true;
@@ -574,59 +591,54 @@ class ProductPage {
     });
   }
 
-  draw() {
+  /**
+   * Builds the page's elements once; each drawing then changes their text
+   * and state in place. A busy market draws many times a second, and an
+   * element replaced between a press and its release loses the click, the
+   * focus and what was being typed.
+   */
+  build() {
     const product = this.product;
-    const selected = this.markets.get(this.selected);
-    const rows = product.sizes.map((size) => {
-      const market = this.markets.get(size);
-      const bid = market.best('bid');
-      const ask = market.best('ask');
-      return h('tr', { class: `size${size === this.selected ? ' selected' : ''}`, onclick: () => this.select(size) },
-        h('td', {}, size),
-        h('td', { class: 'bid', 'data-testid': `highest-bid-${size}` }, money(bid && bid.price)),
-        h('td', { class: 'ask', 'data-testid': `lowest-ask-${size}` }, money(ask && ask.price)),
-        h('td', { 'data-testid': `last-sale-${size}` }, money(market.lastSale)));
-    });
-    const levels = (side) => h('table', {},
-      h('tr', {}, h('th', {}, side === 'bid' ? 'Bids' : 'Asks'), h('th', {}, 'Qty'), h('th', {}, 'Orders')),
-      selected.levels(side).slice(0, 10).map((level) => h('tr', {},
-        h('td', { class: side }, money(level.price)), h('td', {}, level.quantity), h('td', {}, level.orders))));
-    const bestAsk = selected.best('ask');
-    const bestBid = selected.best('bid');
+    const cell = (attributes) => h('td', attributes);
+    const sizes = new Map(product.sizes.map((size) => {
+      const cells = {
+        bid: cell({ class: 'bid', 'data-testid': `highest-bid-${size}` }),
+        ask: cell({ class: 'ask', 'data-testid': `lowest-ask-${size}` }),
+        last: cell({ 'data-testid': `last-sale-${size}` }),
+      };
+      cells.row = h('tr', { class: 'size', onclick: () => this.select(size) },
+        h('td', {}, size), cells.bid, cells.ask, cells.last);
+      return [size, cells];
+    }));
     const price = h('input', { name: 'price', inputmode: 'decimal', placeholder: 'Price, e.g. 210.00', 'data-testid': 'price' });
-    const signedIn = Boolean(current);
-    const idle = signedIn && !this.placing;
+    const view = {
+      sizes,
+      price,
+      bookTitle: h('h2'),
+      bids: h('table'),
+      asks: h('table'),
+      salesTitle: h('h2'),
+      matches: h('table', { 'data-testid': 'matches' }),
+      tradeTitle: h('h2'),
+      bid: h('button', { name: 'bid', type: 'button', class: 'buy',
+        onclick: () => this.place('bid', price.value.trim()) }, 'Place bid'),
+      ask: h('button', { name: 'ask', type: 'button', class: 'sell',
+        onclick: () => this.place('ask', price.value.trim()) }, 'Place ask'),
+      // At the price the button shows, which is what the user agreed to.
+      buyNow: h('button', { type: 'button', class: 'secondary', 'data-testid': 'buy-now',
+        onclick: () => this.shown.ask && this.place('bid', this.shown.ask, 'ioc') }),
+      sellNow: h('button', { type: 'button', class: 'secondary', 'data-testid': 'sell-now',
+        onclick: () => this.shown.bid && this.place('ask', this.shown.bid, 'ioc') }),
+      error: h('p', { class: 'error', 'data-testid': 'trade-error' }),
+      orders: h('div', { class: 'card' }),
+    };
     // No submit button: Enter in the price box must not pick a side for
     // the user (it would always be the first button's).
     const trade = h('form', { class: 'trade', 'data-testid': 'trade', onsubmit: (event) => event.preventDefault() },
       h('div', { class: 'row' }, price),
-      h('div', { class: 'row' },
-        h('button', { name: 'bid', type: 'button', class: 'buy', disabled: !idle,
-          onclick: () => this.place('bid', price.value.trim()) }, 'Place bid'),
-        h('button', { name: 'ask', type: 'button', class: 'sell', disabled: !idle,
-          onclick: () => this.place('ask', price.value.trim()) }, 'Place ask')),
-      h('div', { class: 'row' },
-        h('button', { type: 'button', class: 'secondary', 'data-testid': 'buy-now', disabled: !idle || !bestAsk,
-          onclick: () => this.place('bid', bestAsk.price, 'ioc') }, bestAsk ? `Buy Now ${money(bestAsk.price)}` : 'Buy Now'),
-        h('button', { type: 'button', class: 'secondary', 'data-testid': 'sell-now', disabled: !idle || !bestBid,
-          onclick: () => this.place('ask', bestBid.price, 'ioc') }, bestBid ? `Sell Now ${money(bestBid.price)}` : 'Sell Now')),
-      h('p', { class: 'error', 'data-testid': 'trade-error' }, this.error || (signedIn ? '' : 'Sign in to trade.')));
-    const orders = h('ul', { class: 'orders', 'data-testid': 'my-orders' },
-      this.orders.map((order) => h('li', { 'data-testid': `order-${order.id}` },
-        h('span', { class: order.side }, `${order.side === 'bid' ? 'Bid' : 'Ask'} size ${order.size} ${money(order.price)}`),
-        h('button', { class: 'secondary', onclick: () => this.cancel(order.id) }, 'Cancel'))));
-    const matches = h('table', { 'data-testid': 'matches' },
-      h('tr', {}, h('th', {}, 'Sale'), h('th', {}, 'Qty'), h('th', {}, 'When')),
-      this.matches.map((match) => h('tr', {},
-        h('td', {}, money(match.price)), h('td', {}, match.quantity),
-        h('td', { class: 'muted' }, new Date(match.created_at).toLocaleTimeString()))));
-    // Keep what the user is typing across re-renders.
-    const typed = this.main.querySelector('input[name=price]');
-    if (typed) {
-      price.value = typed.value;
-    }
-    const focused = document.activeElement === typed;
-    const caret = focused ? [typed.selectionStart, typed.selectionEnd] : null;
+      h('div', { class: 'row' }, view.bid, view.ask),
+      h('div', { class: 'row' }, view.buyNow, view.sellNow),
+      view.error);
     this.main.replaceChildren(
       h('div', { class: 'muted' }, `${product.brand} · ${product.sku}`),
       h('h1', { 'data-testid': 'product-name' }, product.name),
@@ -635,22 +647,78 @@ class ProductPage {
           h('h2', {}, 'Markets'),
           h('div', { class: 'card' }, h('table', { 'data-testid': 'markets' },
             h('tr', {}, h('th', {}, 'Size'), h('th', {}, 'Highest bid'), h('th', {}, 'Lowest ask'), h('th', {}, 'Last sale')),
-            rows)),
-          h('h2', {}, `Book · size ${this.selected}`),
-          h('div', { class: 'card book', 'data-testid': 'book' }, levels('bid'), levels('ask')),
-          h('h2', {}, `Recent sales · size ${this.selected}`),
-          h('div', { class: 'card' }, matches)),
+            [...sizes.values()].map((cells) => cells.row))),
+          view.bookTitle,
+          h('div', { class: 'card book', 'data-testid': 'book' }, view.bids, view.asks),
+          view.salesTitle,
+          h('div', { class: 'card' }, view.matches)),
         h('section', {},
-          h('h2', {}, `Trade · size ${this.selected}`),
+          view.tradeTitle,
           h('div', { class: 'card' }, trade),
           h('h2', {}, 'Your open orders'),
-          h('div', { class: 'card' }, signedIn
-            ? (this.orders.length ? orders : h('p', { class: 'muted', 'data-testid': 'my-orders' }, 'None.'))
-            : h('p', { class: 'muted' }, 'Sign in to see your orders.')))),
+          view.orders)),
     );
-    if (focused) {
-      price.focus();
-      price.setSelectionRange(caret[0], caret[1]);
+    return view;
+  }
+
+  draw() {
+    if (!this.view) this.view = this.build();
+    const view = this.view;
+    for (const [size, cells] of view.sizes) {
+      const market = this.markets.get(size);
+      const bid = market.best('bid');
+      const ask = market.best('ask');
+      cells.row.classList.toggle('selected', size === this.selected);
+      setText(cells.bid, money(bid && bid.price));
+      setText(cells.ask, money(ask && ask.price));
+      setText(cells.last, money(market.lastSale));
+    }
+    const selected = this.markets.get(this.selected);
+    setText(view.bookTitle, `Book · size ${this.selected}`);
+    setText(view.salesTitle, `Recent sales · size ${this.selected}`);
+    setText(view.tradeTitle, `Trade · size ${this.selected}`);
+    for (const side of ['bid', 'ask']) {
+      const levels = selected.levels(side).slice(0, 10);
+      const table = side === 'bid' ? view.bids : view.asks;
+      const drawn = JSON.stringify(levels);
+      if (table.dataset.drawn === drawn) continue;
+      table.dataset.drawn = drawn;
+      table.replaceChildren(
+        h('tr', {}, h('th', {}, side === 'bid' ? 'Bids' : 'Asks'), h('th', {}, 'Qty'), h('th', {}, 'Orders')),
+        ...levels.map((level) => h('tr', {},
+          h('td', { class: side }, money(level.price)), h('td', {}, level.quantity), h('td', {}, level.orders))));
+    }
+    if (this.drawn.matches !== this.matches) {
+      this.drawn.matches = this.matches;
+      view.matches.replaceChildren(
+        h('tr', {}, h('th', {}, 'Sale'), h('th', {}, 'Qty'), h('th', {}, 'When')),
+        ...this.matches.map((match) => h('tr', {},
+          h('td', {}, money(match.price)), h('td', {}, match.quantity),
+          h('td', { class: 'muted' }, new Date(match.created_at).toLocaleTimeString()))));
+    }
+    const bestAsk = selected.best('ask');
+    const bestBid = selected.best('bid');
+    this.shown = { ask: bestAsk && bestAsk.price, bid: bestBid && bestBid.price };
+    const signedIn = Boolean(current);
+    const idle = signedIn && !this.placing;
+    view.bid.disabled = !idle;
+    view.ask.disabled = !idle;
+    view.buyNow.disabled = !idle || !bestAsk;
+    view.sellNow.disabled = !idle || !bestBid;
+    setText(view.buyNow, bestAsk ? `Buy Now ${money(bestAsk.price)}` : 'Buy Now');
+    setText(view.sellNow, bestBid ? `Sell Now ${money(bestBid.price)}` : 'Sell Now');
+    setText(view.error, this.error || (signedIn ? '' : 'Sign in to trade.'));
+    if (this.drawn.orders !== this.orders || this.drawn.signedIn !== signedIn) {
+      this.drawn.orders = this.orders;
+      this.drawn.signedIn = signedIn;
+      view.orders.replaceChildren(!signedIn
+        ? h('p', { class: 'muted' }, 'Sign in to see your orders.')
+        : this.orders.length
+          ? h('ul', { class: 'orders', 'data-testid': 'my-orders' },
+            this.orders.map((order) => h('li', { 'data-testid': `order-${order.id}` },
+              h('span', { class: order.side }, `${order.side === 'bid' ? 'Bid' : 'Ask'} size ${order.size} ${money(order.price)}`),
+              h('button', { class: 'secondary', onclick: () => this.cancel(order.id) }, 'Cancel'))))
+          : h('p', { class: 'muted', 'data-testid': 'my-orders' }, 'None.'));
     }
   }
 }
