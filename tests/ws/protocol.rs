@@ -14,7 +14,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 on_both_backends!(
     welcome_ping_and_bad_messages,
-    authentication_by_header_query_and_message
+    authentication_by_header_query_and_message,
+    a_sign_in_whose_own_channel_cannot_be_joined_is_refused_by_its_id
 );
 
 async fn welcome_ping_and_bad_messages(backend: Backend) {
@@ -284,4 +285,40 @@ async fn an_expired_token_ends_the_private_channel_until_a_fresh_one() {
     };
     assert_eq!(sold["channel"], channel);
     assert_eq!(sold["role"], "seller");
+}
+
+/// The `auth` succeeds, but joining the user's channel needs a read that
+/// fails: the refusal names the `auth` message, so a client can tell that
+/// it will get no private events and start over.
+async fn a_sign_in_whose_own_channel_cannot_be_joined_is_refused_by_its_id(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let bob = app.register("bob").await;
+    let mut connection = app.database.as_ref().expect("a database").connect().await;
+    // The one table only the join reads, out of the server's reach.
+    sqlx::query("ALTER TABLE deliveries RENAME TO deliveries_away")
+        .execute(&mut connection)
+        .await
+        .expect("the table moves");
+
+    let mut client = WsClient::connect(&app).await;
+    client.expect("welcome").await;
+    client
+        .send(&json!({"type": "auth", "token": bob.token, "id": "sign-in"}))
+        .await;
+    assert_eq!(client.expect("authenticated").await["id"], "sign-in");
+    let refused = client.expect("error").await;
+    assert_eq!(refused["id"], "sign-in", "{refused}");
+    assert_eq!(refused["code"], "unavailable", "{refused}");
+
+    sqlx::query("ALTER TABLE deliveries_away RENAME TO deliveries")
+        .execute(&mut connection)
+        .await
+        .expect("the table returns");
+    let own_channel = format!("user:{}", bob.id);
+    client
+        .send(&json!({"type": "subscribe", "channels": [own_channel], "id": 2}))
+        .await;
+    let subscribed = client.expect("subscribed").await;
+    assert_eq!(subscribed["channel"], own_channel);
+    assert_eq!(subscribed["id"], 2);
 }

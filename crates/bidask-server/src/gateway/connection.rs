@@ -243,7 +243,7 @@ impl Connection {
             "heartbeat_interval_ms": self.gateway.settings.heartbeat.as_millis() as u64,
         });
         self.send(socket, welcome.to_string()).await?;
-        self.join_own_channel(socket).await
+        self.join_own_channel(socket, None).await
     }
 
     /// Writes `first` and whatever else is queued, up to a batch, then
@@ -462,13 +462,19 @@ impl Connection {
         if let Err(end) = self.send(socket, reply.to_string()).await {
             return Ok(Err(end));
         }
-        Ok(self.join_own_channel(socket).await)
+        Ok(self.join_own_channel(socket, id).await)
     }
 
     /// Subscribes an authenticated connection to its `user:{id}`, resuming
     /// after the last event delivered to any of the user's connections, or
-    /// where this one stopped when its token expired.
-    async fn join_own_channel(&mut self, socket: &mut Socket) -> Result<(), End> {
+    /// where this one stopped when its token expired. A refusal carries the
+    /// `id` of the `auth` message that caused the join, so that the client
+    /// can tell its sign-in did not bring its private events.
+    async fn join_own_channel(
+        &mut self,
+        socket: &mut Socket,
+        id: Option<&Value>,
+    ) -> Result<(), End> {
         let Some(user) = &self.user else {
             return Ok(());
         };
@@ -476,23 +482,24 @@ impl Connection {
         if self.is_subscribed(channel) {
             return Ok(());
         }
-        if let Some(stopped) = self.own_stopped_at.take() {
-            return match self.join(socket, channel, Some(stopped), None).await {
-                Ok(result) => result,
-                Err(refusal) => self.send(socket, refusal.to_message()).await,
-            };
-        }
-        let read = self.state.store.delivered_seq(user.id);
-        let outcome = match self.gateway.query(read).await {
-            Ok(delivered) => {
-                self.marked = delivered;
-                self.join(socket, channel, Some(delivered), None).await
+        let outcome = if let Some(stopped) = self.own_stopped_at.take() {
+            self.join(socket, channel, Some(stopped), None).await
+        } else {
+            let read = self.state.store.delivered_seq(user.id);
+            match self.gateway.query(read).await {
+                Ok(delivered) => {
+                    self.marked = delivered;
+                    self.join(socket, channel, Some(delivered), None).await
+                }
+                Err(error) => Err(unavailable(&error, None)),
             }
-            Err(error) => Err(unavailable(&error, None)),
         };
         match outcome {
             Ok(result) => result,
-            Err(refusal) => self.send(socket, refusal.to_message()).await,
+            Err(mut refusal) => {
+                refusal.id = refusal.id.or_else(|| id.cloned());
+                self.send(socket, refusal.to_message()).await
+            }
         }
     }
 
