@@ -622,6 +622,22 @@ async fn bad_tokens_are_refused_and_nothing_is_stored(backend: Backend) {
         me.body
     );
     assert_eq!(me.body["id"], trader.id);
+    // So is one with only the claims the contract names, `sub` written as
+    // a string or as the integer it is.
+    let exp = now_seconds() + 3_600;
+    for sub in [json!(trader.id.to_string()), json!(trader.id)] {
+        let minimal = signed(
+            &json!({"sub": sub, "role": "trader", "exp": exp}),
+            JWT_SECRET,
+            Algorithm::HS256,
+        );
+        let me = setup.app.get("/api/v1/me", Some(&minimal)).await;
+        assert_eq!(
+            (me.status, &me.body["id"]),
+            (200, &json!(trader.id)),
+            "{sub}"
+        );
+    }
 
     let alg_none = format!(
         "{}.{}.",
@@ -636,6 +652,11 @@ async fn bad_tokens_are_refused_and_nothing_is_stored(backend: Backend) {
     let now = now_seconds();
     let expired = signed(
         &json!({"sub": trader.id.to_string(), "role": "trader", "iat": now - 7_200, "exp": now - 60}),
+        JWT_SECRET,
+        Algorithm::HS256,
+    );
+    let expired_minimal = signed(
+        &json!({"sub": trader.id, "role": "trader", "exp": now - 60}),
         JWT_SECRET,
         Algorithm::HS256,
     );
@@ -722,6 +743,11 @@ async fn bad_tokens_are_refused_and_nothing_is_stored(backend: Backend) {
         (
             "an expired token",
             format!("Bearer {expired}"),
+            (401, "token_expired"),
+        ),
+        (
+            "an expired token with only the contract's claims",
+            format!("Bearer {expired_minimal}"),
             (401, "token_expired"),
         ),
         (

@@ -1,4 +1,5 @@
-//! HS256 JSON Web Tokens: `sub` (the user id), `role`, `iat` and `exp`.
+//! HS256 JSON Web Tokens: `sub` (the user id), `role`, `exp`, and `iat`
+//! on the ones this server issues.
 //!
 //! Only the configured algorithm is accepted, so `alg: none` and
 //! algorithm-confusion tokens fail verification like tampered ones.
@@ -35,17 +36,35 @@ impl Role {
     }
 }
 
-/// A token's claims.
+/// A token's claims: the contract's `sub`, `exp` and `role`, which is all
+/// a token minted by another service with the shared secret has to carry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
-    /// The user id, as a string (RFC 7519 makes `sub` a string).
+    /// The user id, written as a string (RFC 7519 makes `sub` a string);
+    /// read as a string or, since ids are integers in JSON, a number.
+    #[serde(deserialize_with = "subject")]
     pub sub: String,
     /// The user's role when the token was issued.
     pub role: Role,
-    /// Issued at, seconds since the epoch.
-    pub iat: i64,
+    /// Issued at, seconds since the epoch; informative, not required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
     /// Expires at, seconds since the epoch.
     pub exp: i64,
+}
+
+/// `sub` as a string, whether the token wrote it as one or as a number.
+fn subject<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Subject {
+        Text(String),
+        Number(i64),
+    }
+    Ok(match Subject::deserialize(deserializer)? {
+        Subject::Text(text) => text,
+        Subject::Number(number) => number.to_string(),
+    })
 }
 
 impl Claims {
@@ -90,7 +109,9 @@ impl Tokens {
     pub fn new(secret: &[u8], lifetime: i64) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // `sub` is required by `Claims` itself, which also takes it as a
+        // number; the library's own check would refuse that.
+        validation.set_required_spec_claims(&["exp"]);
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
@@ -105,7 +126,7 @@ impl Tokens {
         let claims = Claims {
             sub: user_id.to_string(),
             role,
-            iat: now,
+            iat: Some(now),
             exp: now + self.lifetime,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
@@ -146,5 +167,40 @@ mod tests {
             .issue(42, Role::Trader, now() - 7_200)
             .expect("issues");
         assert!(matches!(tokens.verify(&expired), Err(TokenError::Expired)));
+    }
+
+    #[test]
+    fn tokens_with_only_the_contracts_claims_verify() {
+        let secret = b"a secret of reasonable length!!";
+        let tokens = Tokens::new(secret, 3_600);
+        let sign = |claims: serde_json::Value| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(secret),
+            )
+            .expect("signs")
+        };
+        let exp = now() + 60;
+        for sub in [serde_json::json!("42"), serde_json::json!(42)] {
+            let token = sign(serde_json::json!({"sub": sub, "role": "admin", "exp": exp}));
+            let claims = tokens.verify(&token).expect("verifies");
+            assert_eq!((claims.user_id(), claims.role), (Some(42), Role::Admin));
+        }
+        let expired = sign(serde_json::json!({"sub": "42", "role": "trader", "exp": exp - 3_600}));
+        assert!(matches!(tokens.verify(&expired), Err(TokenError::Expired)));
+        for refused in [
+            serde_json::json!({"role": "trader", "exp": exp}),
+            serde_json::json!({"sub": 4.2, "role": "trader", "exp": exp}),
+            serde_json::json!({"sub": [42], "role": "trader", "exp": exp}),
+            serde_json::json!({"sub": "42", "exp": exp}),
+            serde_json::json!({"sub": "42", "role": "trader"}),
+        ] {
+            let token = sign(refused.clone());
+            assert!(
+                matches!(tokens.verify(&token), Err(TokenError::Invalid)),
+                "{refused}"
+            );
+        }
     }
 }
