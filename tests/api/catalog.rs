@@ -208,7 +208,13 @@ async fn products_are_listed_newest_first_in_pages_and_searchable(backend: Backe
     assert_eq!(nothing.body["items"], json!([]));
     assert_eq!(nothing.body["next_cursor"], json!(null));
 
-    for bad in ["limit=0", "limit=101", "limit=x", "cursor=abc"] {
+    for bad in [
+        "limit=0",
+        "limit=101",
+        "limit=x",
+        "cursor=abc",
+        "limit=1&limit=2",
+    ] {
         let reply = app.get(&format!("/api/v1/products?{bad}"), None).await;
         assert_eq!(
             (reply.status, reply.code()),

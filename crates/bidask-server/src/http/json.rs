@@ -68,9 +68,9 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let message = error.into_inner().to_string();
-        // serde reports a missing field at the object's path; the field's
-        // name is in its message.
-        let field = missing_field(&message).map_or(path, str::to_owned);
+        // serde reports a missing or repeated field at the object's path;
+        // the field's name is in its message.
+        let field = named_field(&message).map_or(path, str::to_owned);
         let field = if field == "." {
             "body".to_owned()
         } else {
@@ -80,9 +80,12 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-fn missing_field(message: &str) -> Option<&str> {
+/// The field of serde's "missing field `price`" or "duplicate field
+/// `price`", which name it only in the message.
+fn named_field(message: &str) -> Option<&str> {
     message
         .strip_prefix("missing field `")
+        .or_else(|| message.strip_prefix("duplicate field `"))
         .and_then(|rest| rest.split('`').next())
 }
 
@@ -124,7 +127,11 @@ fn query<T: DeserializeOwned>(text: &str) -> Result<Query<T>, ApiError> {
             let detail = text
                 .strip_prefix("Failed to deserialize query string: ")
                 .unwrap_or(&text);
-            let field = detail.split(':').next().unwrap_or("query");
+            // "limit: invalid digit found in string", or a message that
+            // names its field ("duplicate field `limit`").
+            let field = named_field(detail)
+                .or_else(|| detail.split_once(':').map(|(field, _)| field))
+                .unwrap_or("query");
             ApiError::invalid(field, detail)
         })
 }
@@ -168,6 +175,13 @@ mod tests {
             "price"
         );
         assert_eq!(field_of(parse::<Body>(b"[]").expect_err("refused")), "body");
+        assert_eq!(
+            field_of(
+                parse::<Body>(br#"{"price": "1", "quantity": 1, "price": "2"}"#)
+                    .expect_err("refused")
+            ),
+            "price"
+        );
     }
 
     #[derive(Debug, Deserialize, PartialEq)]
@@ -195,6 +209,10 @@ mod tests {
         );
         assert_eq!(
             field_of(filters("status=&limit=many").expect_err("refused")),
+            "limit"
+        );
+        assert_eq!(
+            field_of(filters("limit=1&limit=2").expect_err("refused")),
             "limit"
         );
     }
