@@ -142,7 +142,6 @@ pub fn test_config(database: &TestDatabase) -> ServeConfig {
         admin_username: Some(ADMIN.0.to_owned()),
         admin_password: Some(ADMIN.1.to_owned()),
         allowed_origins: bidask_server::origin::AllowedOrigins::default(),
-        log_format: "text".to_owned(),
         // Load from the tests would trip the production limits; the
         // rate-limit test turns them on.
         rate_limit_user: 0,

@@ -9,7 +9,7 @@ use clap::Parser;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Cli, Command, ServeConfig};
+use crate::config::{Cli, Command, LogFormat, ServeConfig};
 use crate::startup::{Application, StartupError, migrate};
 
 /// Parses the command line and runs the command to its end.
@@ -28,9 +28,8 @@ pub fn main() -> ExitCode {
 
 async fn run() -> ExitCode {
     let cli = Cli::parse();
+    init_tracing(cli.log_format);
     let command = cli.command();
-    let json_logs = matches!(&command, Command::Serve(config) if config.log_format == "json");
-    init_tracing(json_logs);
     let result = match command {
         Command::Migrate(config) => migrate(&config).await.map(|()| {
             tracing::info!("migrations applied");
@@ -83,17 +82,16 @@ async fn serve(config: ServeConfig) -> Result<(), StartupError> {
     Ok(())
 }
 
-fn init_tracing(json: bool) {
+fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
     // Colours only for a terminal, not for a file or a log collector.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stdout().is_terminal());
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
     }
 }
 

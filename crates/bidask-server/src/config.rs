@@ -24,6 +24,24 @@ pub struct Cli {
     /// The settings of `serve`, when no subcommand is given.
     #[command(flatten)]
     pub serve: ServeConfig,
+    /// How logs are written, by every command. Level: `RUST_LOG`.
+    #[arg(
+        long,
+        env = "BIDASK_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text,
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines for a person (coloured on a terminal).
+    Text,
+    /// One JSON object per line, for a log collector.
+    Json,
 }
 
 /// The subcommands.
@@ -84,9 +102,6 @@ pub struct ServeConfig {
         hide_default_value = true
     )]
     pub allowed_origins: AllowedOrigins,
-    /// `json` for JSON logs; human-readable otherwise. Level: `RUST_LOG`.
-    #[arg(long, env = "BIDASK_LOG_FORMAT", default_value = "text")]
-    pub log_format: String,
     /// Requests per second each user may make (bursts to twice that); 0
     /// turns the limit off.
     #[arg(long, env = "BIDASK_RATE_LIMIT_USER", default_value_t = 100)]
@@ -213,7 +228,7 @@ impl Cli {
 mod tests {
     use clap::Parser;
 
-    use super::{Cli, Command};
+    use super::{Cli, Command, LogFormat};
 
     fn origins(value: &str) -> Result<Vec<String>, String> {
         let cli = Cli::try_parse_from(["bidask", "--allowed-origins", value])
@@ -254,5 +269,24 @@ mod tests {
                 .is_err_and(|message| message.contains("\"a.example\" is not an origin")),
             "{refused:?}"
         );
+    }
+
+    #[test]
+    fn the_log_format_is_one_of_two_and_reaches_every_command() {
+        let format = |args: &[&str]| Cli::try_parse_from(args).map(|cli| cli.log_format);
+        assert_eq!(format(&["bidask"]).ok(), Some(LogFormat::Text));
+        assert_eq!(
+            format(&["bidask", "--log-format", "json"]).ok(),
+            Some(LogFormat::Json)
+        );
+        assert_eq!(
+            format(&["bidask", "serve", "--log-format", "json"]).ok(),
+            Some(LogFormat::Json)
+        );
+        assert_eq!(
+            format(&["bidask", "migrate", "--log-format", "json"]).ok(),
+            Some(LogFormat::Json)
+        );
+        assert!(format(&["bidask", "--log-format", "jsn"]).is_err());
     }
 }
