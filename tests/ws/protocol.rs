@@ -15,7 +15,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 on_both_backends!(
     welcome_ping_and_bad_messages,
     authentication_by_header_query_and_message,
-    a_sign_in_whose_own_channel_cannot_be_joined_is_refused_by_its_id
+    a_sign_in_whose_own_channel_cannot_be_joined_is_refused_by_its_id,
+    subscribing_again_to_a_followed_channel_answers_where_it_stands
 );
 
 async fn welcome_ping_and_bad_messages(backend: Backend) {
@@ -321,4 +322,48 @@ async fn a_sign_in_whose_own_channel_cannot_be_joined_is_refused_by_its_id(backe
     let subscribed = client.expect("subscribed").await;
     assert_eq!(subscribed["channel"], own_channel);
     assert_eq!(subscribed["id"], 2);
+}
+
+/// A `user:` or `products` channel already followed answers a second
+/// `subscribe` with the `seq` this connection was last sent, from memory:
+/// with the feed's table out of reach, it still does.
+async fn subscribing_again_to_a_followed_channel_answers_where_it_stands(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let bob = app.register("bob").await;
+    let own_channel = format!("user:{}", bob.id);
+    let mut client = WsClient::connect_as(&app, &bob.token).await;
+    client.expect("welcome").await;
+    assert_eq!(client.expect("subscribed").await["seq"], 0);
+    let seq = client.subscribe("products").await["seq"]
+        .as_i64()
+        .expect("a seq");
+    app.create_product("WS-AGAIN", &["10"]).await;
+    let event = client.events_until("products", seq, seq + 1).await;
+    assert_eq!(event[0]["type"], "NEW_PRODUCT");
+
+    let mut connection = app.database.as_ref().expect("a database").connect().await;
+    sqlx::query("ALTER TABLE feed_events RENAME TO feed_events_away")
+        .execute(&mut connection)
+        .await
+        .expect("the table moves");
+    client
+        .send(&json!({"type": "subscribe", "channels": ["products", own_channel], "id": 9}))
+        .await;
+    let products = client.expect("subscribed").await;
+    assert_eq!(
+        (&products["channel"], &products["seq"], &products["id"]),
+        (&json!("products"), &json!(seq + 1), &json!(9)),
+        "{products}"
+    );
+    assert_eq!(products["snapshot"], Value::Null);
+    let own = client.expect("subscribed").await;
+    assert_eq!(
+        (&own["channel"], &own["seq"]),
+        (&json!(own_channel), &json!(0)),
+        "{own}"
+    );
+    sqlx::query("ALTER TABLE feed_events_away RENAME TO feed_events")
+        .execute(&mut connection)
+        .await
+        .expect("the table returns");
 }

@@ -576,6 +576,26 @@ impl Connection {
         since: Option<i64>,
         id: Option<&Value>,
     ) -> Result<Result<(), End>, Refusal> {
+        // A `user:` or `products` channel already followed, with nothing
+        // to resume: it stands at what this connection was last sent, and
+        // what is queued for it follows as it would have anyway. The
+        // database's `seq` could be past those queued events, which would
+        // then be skipped, and asking it again and again costs a read
+        // each. (A product's subscribe gets a fresh snapshot: the client
+        // may want to start over.)
+        if since.is_none()
+            && !matches!(channel, Channel::Product(_))
+            && let Some(seq) = self.written_seq(channel)
+        {
+            let mut reply = json!({
+                "type": "subscribed",
+                "channel": channel.to_string(),
+                "seq": seq,
+                "snapshot": null,
+            });
+            protocol::with_id(&mut reply, id);
+            return Ok(self.send(socket, reply.to_string()).await);
+        }
         let joined =
             self.gateway
                 .hub
@@ -854,6 +874,14 @@ impl Connection {
         let mut reply = json!({"type": "unsubscribed", "channels": names});
         protocol::with_id(&mut reply, id);
         Ok(self.send(socket, reply.to_string()).await)
+    }
+
+    /// The `seq` of `channel` last sent on this connection, if it is
+    /// subscribed and its reply went out.
+    fn written_seq(&self, channel: Channel) -> Option<i64> {
+        self.written()
+            .find(|(subscribed, _)| *subscribed == channel)
+            .map(|(_, seq)| seq)
     }
 
     fn is_subscribed(&self, channel: Channel) -> bool {
