@@ -7,5 +7,6 @@ mod limits;
 mod matching;
 mod ops;
 mod orders;
+mod readme;
 mod restart;
 mod trading;

@@ -19,12 +19,20 @@ impl ServerProcess {
     /// `env!("CARGO_BIN_EXE_bidask-under-test")`) on `database_url` and
     /// waits until it listens.
     pub fn start(program: &str, database_url: &str) -> Self {
-        let mut child = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("DATABASE_URL", database_url)
             .env("BIDASK_JWT_SECRET", JWT_SECRET)
             .env("BIDASK_ADMIN_USERNAME", ADMIN.0)
-            .env("BIDASK_ADMIN_PASSWORD", ADMIN.1)
+            .env("BIDASK_ADMIN_PASSWORD", ADMIN.1);
+        Self::spawn(command)
+    }
+
+    /// Starts `command`, a `bidask serve` listening on port 0, with JSON
+    /// logs (the address is read from them), and waits until it listens.
+    pub fn spawn(mut command: Command) -> Self {
+        let mut child = command
             .env("BIDASK_LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
