@@ -1,0 +1,524 @@
+//! What a connection follows: the automatic join of the user's own
+//! channel, `subscribe` and `unsubscribe`, and how a subscription starts
+//! (a snapshot, or just the `seq`) or resumes (from the hub's window, else
+//! from the feed's rows, else with a `reset`), and the record of what was
+//! delivered on the user's channel.
+
+use std::sync::atomic::Ordering;
+
+use bidask_store::StoreError;
+use futures_util::SinkExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use super::{Connection, End, Subscription, token_expired};
+use crate::feed::Channel;
+use crate::gateway::Identity;
+use crate::gateway::handshake::Socket;
+use crate::gateway::hub::Joined;
+use crate::gateway::protocol::{self, Refusal};
+
+/// Events read from the database per query of a resume.
+const REPLAY_PAGE: i64 = 500;
+
+/// How a replay from the database ended.
+enum Replayed {
+    /// Every stored event after the starting point went out.
+    Whole,
+    /// The next stored event was not the next `seq`: the ones between
+    /// were pruned (see `BIDASK_FEED_RETENTION_SECS`) during the replay.
+    /// Holds the page that begins after the hole.
+    Pruned(Vec<(i64, String)>),
+}
+
+impl Connection {
+    /// Subscribes an authenticated connection to its `user:{id}`, resuming
+    /// after the last event delivered to any of the user's connections, or
+    /// where this one stopped when its token expired. A refusal carries the
+    /// `id` of the `auth` message that caused the join, so that the client
+    /// can tell its sign-in did not bring its private events.
+    pub(super) async fn join_own_channel(
+        &mut self,
+        socket: &mut Socket,
+        id: Option<&Value>,
+    ) -> Result<(), End> {
+        let Some(user) = &self.user else {
+            return Ok(());
+        };
+        let channel = Channel::User(user.id);
+        if self.is_subscribed(channel) {
+            return Ok(());
+        }
+        let outcome = if let Some(stopped) = self.own_stopped_at.take() {
+            self.join(socket, channel, Some(stopped), None).await
+        } else {
+            let read = self.state.store.delivered_seq(user.id);
+            match self.gateway.query(read).await {
+                Ok(delivered) => {
+                    self.marked = delivered;
+                    self.join(socket, channel, Some(delivered), None).await
+                }
+                Err(error) => Err(unavailable(&error, None)),
+            }
+        };
+        match outcome {
+            Ok(result) => result,
+            Err(mut refusal) => {
+                refusal.id = refusal.id.or_else(|| id.cloned());
+                self.send(socket, refusal.to_message()).await
+            }
+        }
+    }
+
+    pub(super) async fn subscribe(
+        &mut self,
+        socket: &mut Socket,
+        names: &[String],
+        since_seq: Option<i64>,
+        id: Option<&Value>,
+    ) -> Result<Result<(), End>, Refusal> {
+        let channels = protocol::channels(names, id)?;
+        for channel in &channels {
+            match channel {
+                Channel::User(user) if self.user.as_ref().is_none_or(|me| me.id != *user) => {
+                    return Err(Refusal::new(
+                        "forbidden",
+                        format!("{channel} is another user's channel; authenticate as its owner"),
+                        id.cloned(),
+                    ));
+                }
+                Channel::User(_) if self.user.as_ref().is_some_and(Identity::is_expired) => {
+                    return Err(token_expired(id));
+                }
+                Channel::Product(product) if self.state.catalog.get(*product).is_none() => {
+                    return Err(Refusal::new(
+                        "unknown_channel",
+                        format!("there is no product {product}"),
+                        id.cloned(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let mut added: Vec<Channel> = channels
+            .iter()
+            .copied()
+            .filter(|channel| !self.is_subscribed(*channel))
+            .collect();
+        added.sort_unstable();
+        added.dedup();
+        let limit = self.gateway.settings.max_subscriptions;
+        if self.subscriptions.len() + added.len() > limit {
+            return Err(Refusal::new(
+                "too_many_subscriptions",
+                format!("at most {limit} subscriptions per connection"),
+                id.cloned(),
+            ));
+        }
+        let mut seen = Vec::with_capacity(channels.len());
+        for channel in channels {
+            if seen.contains(&channel) {
+                continue;
+            }
+            seen.push(channel);
+            match self.join(socket, channel, since_seq, id).await {
+                Ok(Ok(())) => {}
+                Ok(Err(end)) => return Ok(Err(end)),
+                Err(refusal) => {
+                    if let Err(end) = self.send(socket, refusal.to_message()).await {
+                        return Ok(Err(end));
+                    }
+                }
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Joins one channel: its `subscribed` reply, then (on a resume) the
+    /// events after `since`.
+    async fn join(
+        &mut self,
+        socket: &mut Socket,
+        channel: Channel,
+        since: Option<i64>,
+        id: Option<&Value>,
+    ) -> Result<Result<(), End>, Refusal> {
+        // A `user:` or `products` channel already followed, with nothing
+        // to resume: it stands at what this connection was last sent, and
+        // what is queued for it follows as it would have anyway. The
+        // database's `seq` could be past those queued events, which would
+        // then be skipped, and asking it again and again costs a read
+        // each. (A product's subscribe gets a fresh snapshot: the client
+        // may want to start over.)
+        if since.is_none()
+            && !matches!(channel, Channel::Product(_))
+            && let Some(seq) = self.written_seq(channel)
+        {
+            let mut reply = json!({
+                "type": "subscribed",
+                "channel": channel.to_string(),
+                "seq": seq,
+                "snapshot": null,
+            });
+            protocol::with_id(&mut reply, id);
+            return Ok(self.send(socket, reply.to_string()).await);
+        }
+        let joined =
+            self.gateway
+                .hub
+                .join(channel, self.id, &self.outbox_sender, &self.peer, since);
+        if self.is_subscribed(channel) {
+            self.mark(channel, since.unwrap_or(i64::MAX));
+        } else {
+            self.subscriptions.push(Subscription {
+                channel,
+                seq: i64::MAX,
+            });
+            let counters = &self.gateway.hub.counters;
+            counters.subscriptions.fetch_add(1, Ordering::Relaxed);
+            metrics::gauge!("bidask_ws_subscriptions").increment(1.0);
+        }
+        let result = match since {
+            Some(since) => self.resume(socket, channel, joined, since, id).await,
+            None => self.start(socket, channel, &joined, id, false).await,
+        };
+        match &result {
+            Err(_) => self.drop_subscription(channel),
+            Ok(Ok(())) => self.record_delivery(),
+            Ok(Err(_)) => {}
+        }
+        result
+    }
+
+    /// `subscribed` with the channel's current state: a product's
+    /// snapshot, or just the `seq` of the others.
+    async fn start(
+        &mut self,
+        socket: &mut Socket,
+        channel: Channel,
+        joined: &Joined,
+        id: Option<&Value>,
+        reset: bool,
+    ) -> Result<Result<(), End>, Refusal> {
+        let (seq, snapshot) = match channel {
+            Channel::Product(product_id) => {
+                let (seq, snapshot) = self
+                    .gateway
+                    .snapshots
+                    .product(&self.state, product_id, joined.seq)
+                    .await
+                    .ok_or_else(|| {
+                        Refusal::new(
+                            "unknown_channel",
+                            format!("there is no product {product_id}"),
+                            id.cloned(),
+                        )
+                    })?;
+                (seq, Some(snapshot))
+            }
+            _ => {
+                let name = channel.to_string();
+                let committed = self
+                    .gateway
+                    .query(self.state.store.channel_seq(&name))
+                    .await
+                    .map_err(|error| unavailable(&error, id))?;
+                (committed.max(joined.seq), None)
+            }
+        };
+        let mut reply = json!({"type": "subscribed", "channel": channel.to_string(), "seq": seq});
+        if reset {
+            reply["reset"] = Value::Bool(true);
+        }
+        protocol::with_id(&mut reply, id);
+        // The snapshot is shared with the product's other subscribers: it
+        // goes out as it is, after this connection's own fields.
+        let mut head = reply.to_string();
+        head.pop();
+        head.push_str(",\"snapshot\":");
+        let snapshot = snapshot.unwrap_or_else(|| Utf8Bytes::from_static("null"));
+        let parts = [head.into(), snapshot, Utf8Bytes::from_static("}")];
+        if let Err(end) = self.send_parts(socket, &parts).await {
+            return Ok(Err(end));
+        }
+        // Only now: a close cut into the reply names the `seq` the
+        // client last had whole.
+        self.mark(channel, seq);
+        if joined.seq <= seq {
+            return Ok(Ok(()));
+        }
+        // The hub published events the snapshot does not hold: the
+        // replica can lag behind it (a commit that counted as failed but
+        // landed is published before its product is rebuilt). Those
+        // events are committed, so they follow from the database; the
+        // ones after the join follow from the outbox.
+        let name = channel.to_string();
+        let page = self
+            .gateway
+            .query(self.state.store.feed_events(&name, seq, REPLAY_PAGE))
+            .await
+            .map_err(|error| unavailable(&error, id))?;
+        // These events were published moments ago, so they are pruned
+        // only under a retention shorter than the replica's lag.
+        Ok(match self.replay(socket, channel, page, seq, id).await? {
+            Ok(Replayed::Whole) => Ok(()),
+            Ok(Replayed::Pruned(_)) => Err(End::Pruned),
+            Err(end) => Err(end),
+        })
+    }
+
+    /// `subscribed` without a snapshot, then every event after `since`:
+    /// from the hub's window, else from the database; a `reset` snapshot
+    /// when they are gone.
+    async fn resume(
+        &mut self,
+        socket: &mut Socket,
+        channel: Channel,
+        joined: Joined,
+        since: i64,
+        id: Option<&Value>,
+    ) -> Result<Result<(), End>, Refusal> {
+        self.mark(channel, since);
+        let counters = &self.gateway.hub.counters;
+        if let Some(backlog) = joined.backlog {
+            counters.resumes_from_window.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("bidask_ws_resumes_total", "from" => "window").increment(1);
+            if let Err(end) = self.send(socket, subscribed(channel, since, id)).await {
+                return Ok(Err(end));
+            }
+            for frame in backlog {
+                if let Err(end) = self
+                    .feed_event(socket, frame.channel, frame.seq, &frame.text)
+                    .await
+                {
+                    return Ok(Err(end.into()));
+                }
+            }
+            return Ok(socket.flush().await.map_err(End::from));
+        }
+        let name = channel.to_string();
+        let store = self.state.store.clone();
+        let page = self
+            .gateway
+            .query(store.feed_events(&name, since, REPLAY_PAGE))
+            .await
+            .map_err(|error| unavailable(&error, id))?;
+        let gone = match page.first() {
+            Some((first, _)) => *first - 1 != since,
+            None => {
+                let committed = self
+                    .gateway
+                    .query(store.channel_seq(&name))
+                    .await
+                    .map_err(|error| unavailable(&error, id))?;
+                since > committed.max(joined.seq)
+            }
+        };
+        if gone {
+            self.count_reset();
+            if matches!(channel, Channel::Product(_)) || page.is_empty() {
+                return self.start(socket, channel, &joined, id, true).await;
+            }
+            return self.replay_what_is_left(socket, channel, page, id).await;
+        }
+        counters
+            .resumes_from_database
+            .fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("bidask_ws_resumes_total", "from" => "database").increment(1);
+        if let Err(end) = self.send(socket, subscribed(channel, since, id)).await {
+            return Ok(Err(end));
+        }
+        match self.replay(socket, channel, page, since, id).await? {
+            Ok(Replayed::Whole) => Ok(Ok(())),
+            // The events still owed are gone: a second `subscribed`, with
+            // the state they would have built, as for a resume that came
+            // too late.
+            Ok(Replayed::Pruned(page)) => {
+                self.count_reset();
+                if matches!(channel, Channel::Product(_)) {
+                    self.start(socket, channel, &joined, id, true).await
+                } else {
+                    self.replay_what_is_left(socket, channel, page, id).await
+                }
+            }
+            Err(end) => Ok(Err(end)),
+        }
+    }
+
+    /// A reset of a private or catalog channel, which has no state to give
+    /// instead of the events that are gone: `subscribed` with `reset`
+    /// just before `page`, the oldest events still stored, and then every
+    /// event from there, since they are still news (a sale the user has
+    /// not heard of). Goes again past any hole a prune makes meanwhile.
+    async fn replay_what_is_left(
+        &mut self,
+        socket: &mut Socket,
+        channel: Channel,
+        mut page: Vec<(i64, String)>,
+        id: Option<&Value>,
+    ) -> Result<Result<(), End>, Refusal> {
+        loop {
+            let Some(&(first, _)) = page.first() else {
+                return Ok(Ok(()));
+            };
+            let from = first - 1;
+            self.mark(channel, from);
+            let mut reply = json!({
+                "type": "subscribed",
+                "channel": channel.to_string(),
+                "seq": from,
+                "reset": true,
+                "snapshot": null,
+            });
+            protocol::with_id(&mut reply, id);
+            if let Err(end) = self.send(socket, reply.to_string()).await {
+                return Ok(Err(end));
+            }
+            match self.replay(socket, channel, page, from, id).await? {
+                Ok(Replayed::Whole) => return Ok(Ok(())),
+                Ok(Replayed::Pruned(next)) => page = next,
+                Err(end) => return Ok(Err(end)),
+            }
+        }
+    }
+
+    /// Counts a resume answered with a `reset` snapshot.
+    fn count_reset(&self) {
+        let counters = &self.gateway.hub.counters;
+        counters.resets.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("bidask_ws_resumes_total", "from" => "reset").increment(1);
+    }
+
+    /// Sends `page`, the first page of stored events after `since`, and
+    /// the pages after it, as long as each goes on from the one before.
+    async fn replay(
+        &mut self,
+        socket: &mut Socket,
+        channel: Channel,
+        mut page: Vec<(i64, String)>,
+        since: i64,
+        id: Option<&Value>,
+    ) -> Result<Result<Replayed, End>, Refusal> {
+        let name = channel.to_string();
+        let store = self.state.store.clone();
+        let mut last = since;
+        loop {
+            if page.first().is_some_and(|&(first, _)| first != last + 1) {
+                return Ok(Ok(Replayed::Pruned(page)));
+            }
+            let full = page.len() as i64 == REPLAY_PAGE;
+            for (seq, payload) in page {
+                last = seq;
+                if let Err(end) = self.feed_event(socket, channel, seq, &payload.into()).await {
+                    return Ok(Err(end.into()));
+                }
+            }
+            if let Err(end) = socket.flush().await {
+                return Ok(Err(end.into()));
+            }
+            if !full {
+                return Ok(Ok(Replayed::Whole));
+            }
+            page = self
+                .gateway
+                .query(store.feed_events(&name, last, REPLAY_PAGE))
+                .await
+                .map_err(|error| unavailable(&error, id))?;
+        }
+    }
+
+    pub(super) async fn unsubscribe(
+        &mut self,
+        socket: &mut Socket,
+        names: &[String],
+        id: Option<&Value>,
+    ) -> Result<Result<(), End>, Refusal> {
+        let channels = protocol::channels(names, id)?;
+        for channel in &channels {
+            self.drop_subscription(*channel);
+        }
+        let names: Vec<String> = channels.iter().map(Channel::to_string).collect();
+        let mut reply = json!({"type": "unsubscribed", "channels": names});
+        protocol::with_id(&mut reply, id);
+        Ok(self.send(socket, reply.to_string()).await)
+    }
+
+    /// The `seq` of `channel` last sent on this connection, if it is
+    /// subscribed and its reply went out.
+    fn written_seq(&self, channel: Channel) -> Option<i64> {
+        self.written()
+            .find(|(subscribed, _)| *subscribed == channel)
+            .map(|(_, seq)| seq)
+    }
+
+    pub(super) fn is_subscribed(&self, channel: Channel) -> bool {
+        self.subscriptions
+            .iter()
+            .any(|subscription| subscription.channel == channel)
+    }
+
+    fn mark(&mut self, channel: Channel, seq: i64) {
+        if let Some(subscription) = self
+            .subscriptions
+            .iter_mut()
+            .find(|subscription| subscription.channel == channel)
+        {
+            subscription.seq = seq;
+        }
+    }
+
+    pub(super) fn drop_subscription(&mut self, channel: Channel) {
+        let before = self.subscriptions.len();
+        self.subscriptions
+            .retain(|subscription| subscription.channel != channel);
+        if self.subscriptions.len() < before {
+            self.gateway.hub.leave(channel, self.id);
+            let counters = &self.gateway.hub.counters;
+            counters.subscriptions.fetch_sub(1, Ordering::Relaxed);
+            metrics::gauge!("bidask_ws_subscriptions").decrement(1.0);
+        }
+    }
+
+    /// Records how far the user's channel was delivered, off the
+    /// connection's path: right after each write of it, so that the next
+    /// connection of the user starts after what this one received.
+    pub(super) fn record_delivery(&mut self) {
+        let Some(user) = &self.user else { return };
+        let Some(subscription) = self
+            .subscriptions
+            .iter()
+            .find(|subscription| subscription.channel == Channel::User(user.id))
+        else {
+            return;
+        };
+        if subscription.seq <= self.marked || subscription.seq == i64::MAX {
+            return;
+        }
+        self.marked = subscription.seq;
+        // Not one of the gateway's places: these follow deliveries, not
+        // client requests, and a burst of them must not queue ahead of a
+        // subscribe; past the pool's acquire bound one fails, and the
+        // next delivery records a later `seq` anyway.
+        let (store, user_id, seq) = (self.state.store.clone(), user.id, subscription.seq);
+        tokio::spawn(async move {
+            if let Err(error) = store.mark_delivered(user_id, seq).await {
+                tracing::warn!(%error, user_id, seq, "could not record a delivery; it will be sent again");
+            }
+        });
+    }
+}
+
+fn subscribed(channel: Channel, seq: i64, id: Option<&Value>) -> String {
+    let mut reply = json!({"type": "subscribed", "channel": channel.to_string(), "seq": seq});
+    protocol::with_id(&mut reply, id);
+    reply.to_string()
+}
+
+fn unavailable(error: &StoreError, id: Option<&Value>) -> Refusal {
+    tracing::warn!(%error, "a subscription could not read the feed");
+    Refusal::new(
+        "unavailable",
+        "storage is unavailable; subscribe again shortly",
+        id.cloned(),
+    )
+}
