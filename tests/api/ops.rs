@@ -182,3 +182,73 @@ async fn cors_answers_the_allowed_origins_only() {
     );
     any.stop().await;
 }
+
+/// Every answer the API gives is one its OpenAPI document lists: each
+/// operation is sent what a client gets wrong most (no token, a body that
+/// is not JSON, a body that is not an object, a query value out of range),
+/// and whatever status comes back must be among the operation's
+/// responses, with the contract's error body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_lists_every_answer_the_api_gives() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let trader = app.register("documented").await;
+    let document = app.get("/api/openapi.json", None).await.body;
+    let paths = document["paths"].as_object().expect("paths");
+    let mut probes = 0;
+    for (path, item) in paths {
+        let concrete = path.replace("{id}", "1");
+        for (method, operation) in item.as_object().expect("a path item") {
+            let listed = |status: u16| operation["responses"].get(status.to_string()).is_some();
+            let secured = operation["security"]
+                .as_array()
+                .is_some_and(|requirements| !requirements.is_empty());
+            let has_body = operation.get("requestBody").is_some();
+            let has_limit = operation["parameters"]
+                .as_array()
+                .is_some_and(|parameters| {
+                    parameters
+                        .iter()
+                        .any(|parameter| parameter["name"] == "limit")
+                });
+            let method: reqwest::Method = method.to_uppercase().parse().expect("a method");
+            let mut tries: Vec<(String, Option<&str>, Option<String>)> = Vec::new();
+            if secured {
+                tries.push((concrete.clone(), None, None));
+            }
+            if has_body {
+                tries.push((concrete.clone(), Some(&trader.token), Some("{".to_owned())));
+                tries.push((concrete.clone(), Some(&trader.token), Some("[]".to_owned())));
+            }
+            if has_limit {
+                tries.push((format!("{concrete}?limit=0"), Some(&trader.token), None));
+            }
+            for (target, token, body) in tries {
+                let reply = app
+                    .send(method.clone(), &target, token, body.clone(), &[])
+                    .await;
+                probes += 1;
+                assert!(
+                    listed(reply.status),
+                    "{method} {target} with {body:?} answered {} {}, which the document does not list",
+                    reply.status,
+                    reply.body
+                );
+                if reply.status >= 400 {
+                    assert!(
+                        reply.body["error"]["code"].is_string(),
+                        "{method} {target}: {}",
+                        reply.body
+                    );
+                }
+            }
+            for status in [429, 500, 503] {
+                assert!(listed(status), "{method} {path} does not list {status}");
+            }
+        }
+    }
+    assert!(
+        probes >= 20,
+        "only {probes} probes: the document lost its operations"
+    );
+    app.stop().await;
+}

@@ -5,7 +5,9 @@
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::AppState;
@@ -64,6 +66,91 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The answers an operation can give besides its own, added to every
+/// operation here rather than on each handler, where a new route would
+/// forget them: the rate limits and the request timeout apply to every
+/// route, and so does a bug; a token, a body or a query can each be
+/// refused.
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                add_common_responses(operation);
+            }
+        }
+    }
+}
+
+fn add_common_responses(operation: &mut Operation) {
+    let secured = operation
+        .security
+        .as_ref()
+        .is_some_and(|requirements| !requirements.is_empty());
+    let has_body = operation.request_body.is_some();
+    let has_query = operation.parameters.iter().flatten().any(|parameter| {
+        matches!(parameter, RefOr::T(parameter) if parameter.parameter_in == ParameterIn::Query)
+    });
+    let mut answers = Vec::new();
+    if has_body {
+        answers.push(("400", "The body is not JSON (`malformed_json`)."));
+        answers.push((
+            "413",
+            "The body is over the size limit (`payload_too_large`).",
+        ));
+    }
+    if secured {
+        answers.push((
+            "401",
+            "No token, or one that is invalid or expired (`missing_token`, `invalid_token`, `token_expired`).",
+        ));
+    }
+    if has_body || has_query {
+        answers.push((
+            "422",
+            "A value is refused (`validation_failed`, naming the field).",
+        ));
+    }
+    answers.push((
+        "429",
+        "Over a rate limit (`rate_limited`); `Retry-After` says when to retry.",
+    ));
+    answers.push((
+        "503",
+        "The database is unavailable, or the request was not answered in time (`storage_unavailable`).",
+    ));
+    answers.push((
+        "500",
+        "A bug (`internal_error`); the cause is logged, never returned.",
+    ));
+    for (status, description) in answers {
+        operation
+            .responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| {
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build()
+                    .into()
+            });
+    }
+}
+
 /// The document.
 #[derive(OpenApi)]
 #[openapi(
@@ -90,6 +177,6 @@ impl Modify for BearerAuth {
         super::ops::readyz,
         super::ops::metrics_text,
     ),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &CommonResponses)
 )]
 pub struct ApiDoc;
