@@ -252,3 +252,69 @@ async fn the_openapi_document_lists_every_answer_the_api_gives() {
     );
     app.stop().await;
 }
+
+/// The page and its files: their types, the page's content security
+/// policy, and a validator, so a browser that has a file gets a 304
+/// rather than the file again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_and_its_files_are_served_with_validators() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let fetch = |path: &'static str, tag: Option<String>| {
+        let mut request = app.client.get(format!("{}{path}", app.address));
+        if let Some(tag) = tag {
+            request = request.header("if-none-match", tag);
+        }
+        request.send()
+    };
+    let header = |response: &reqwest::Response, name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    };
+    let mut tags = Vec::new();
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/products/1", "text/html"),
+        ("/assets/app.js", "text/javascript"),
+        ("/assets/style.css", "text/css"),
+    ] {
+        let first = fetch(path, None).await.expect("an answer");
+        assert_eq!(first.status(), 200, "{path}");
+        assert!(
+            header(&first, "content-type").is_some_and(|value| value.starts_with(kind)),
+            "{path}"
+        );
+        assert_eq!(
+            header(&first, "x-content-type-options").as_deref(),
+            Some("nosniff")
+        );
+        if kind == "text/html" {
+            assert!(
+                header(&first, "content-security-policy")
+                    .is_some_and(|policy| policy.contains("default-src 'self'")),
+                "{path}"
+            );
+        }
+        let tag = header(&first, "etag").expect("an ETag");
+        assert!(!first.bytes().await.expect("a body").is_empty(), "{path}");
+
+        let again = fetch(path, Some(tag.clone())).await.expect("an answer");
+        assert_eq!(again.status(), 304, "{path} with its own tag");
+        assert_eq!(header(&again, "etag").as_ref(), Some(&tag));
+        assert!(again.bytes().await.expect("no body").is_empty(), "{path}");
+        let listed = fetch(path, Some(format!("\"other\", W/{tag}")))
+            .await
+            .expect("an answer");
+        assert_eq!(listed.status(), 304, "{path} with its tag in a list, weak");
+        let stale = fetch(path, Some("\"stale\"".to_owned()))
+            .await
+            .expect("an answer");
+        assert_eq!(stale.status(), 200, "{path} with another tag");
+        tags.push(tag);
+    }
+    tags.dedup();
+    assert_eq!(tags.len(), 3, "one tag per file: {tags:?}");
+    app.stop().await;
+}

@@ -5,22 +5,91 @@
 //! document, which reads the path and talks to the public API and `/ws`
 //! like any other client.
 
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::LazyLock;
+
 use axum::Router;
-use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
-use axum::http::{HeaderName, HeaderValue};
-use axum::response::IntoResponse;
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH,
+};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::http::AppState;
-
-const INDEX: &str = include_str!("../web/index.html");
-const SCRIPT: &str = include_str!("../web/app.js");
-const STYLE: &str = include_str!("../web/style.css");
 
 /// Only this origin's scripts, styles and connections: a page that moves
 /// money takes nothing from elsewhere.
 const POLICY: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; \
     object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
+/// A file of the page, with a validator made from its bytes: a browser
+/// that has it asks again (`no-cache`, since a new binary may change it)
+/// and gets a 304 instead of the file, which on a phone is most of the
+/// page's weight.
+struct Asset {
+    content_type: &'static str,
+    body: &'static str,
+    etag: HeaderValue,
+}
+
+impl Asset {
+    fn new(content_type: &'static str, body: &'static str) -> Self {
+        let mut hasher = DefaultHasher::new();
+        body.hash(&mut hasher);
+        let etag = HeaderValue::from_str(&format!("\"{:016x}\"", hasher.finish()))
+            .unwrap_or_else(|_| HeaderValue::from_static("\"0\""));
+        Self {
+            content_type,
+            body,
+            etag,
+        }
+    }
+
+    /// The file, or 304 when `If-None-Match` names its tag.
+    fn serve(&self, request: &HeaderMap) -> Response {
+        let headers = [
+            (CONTENT_TYPE, HeaderValue::from_static(self.content_type)),
+            (CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            (ETAG, self.etag.clone()),
+            (
+                HeaderName::from_static("x-content-type-options"),
+                HeaderValue::from_static("nosniff"),
+            ),
+        ];
+        if self.known_to(request) {
+            return (StatusCode::NOT_MODIFIED, headers).into_response();
+        }
+        (headers, self.body).into_response()
+    }
+
+    /// RFC 9110, section 13.1.2: `*`, or a list of tags compared weakly.
+    fn known_to(&self, request: &HeaderMap) -> bool {
+        let ours = self.etag.as_bytes();
+        request
+            .get_all(IF_NONE_MATCH)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+            .any(|tag| tag == "*" || tag.trim_start_matches("W/").as_bytes() == ours)
+    }
+}
+
+static INDEX: LazyLock<Asset> = LazyLock::new(|| {
+    Asset::new(
+        "text/html; charset=utf-8",
+        include_str!("../web/index.html"),
+    )
+});
+static SCRIPT: LazyLock<Asset> = LazyLock::new(|| {
+    Asset::new(
+        "text/javascript; charset=utf-8",
+        include_str!("../web/app.js"),
+    )
+});
+static STYLE: LazyLock<Asset> =
+    LazyLock::new(|| Asset::new("text/css; charset=utf-8", include_str!("../web/style.css")));
 
 /// The page's routes.
 pub fn router() -> Router<AppState> {
@@ -31,32 +100,17 @@ pub fn router() -> Router<AppState> {
         .route("/assets/style.css", get(style))
 }
 
-fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
-    (
-        [
-            (CONTENT_TYPE, HeaderValue::from_static(content_type)),
-            // Small files, and a new binary may change them: revalidate.
-            (CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-            (
-                HeaderName::from_static("x-content-type-options"),
-                HeaderValue::from_static("nosniff"),
-            ),
-        ],
-        body,
-    )
-}
-
-async fn page() -> impl IntoResponse {
+async fn page(request: HeaderMap) -> impl IntoResponse {
     (
         [(CONTENT_SECURITY_POLICY, HeaderValue::from_static(POLICY))],
-        asset("text/html; charset=utf-8", INDEX),
+        INDEX.serve(&request),
     )
 }
 
-async fn script() -> impl IntoResponse {
-    asset("text/javascript; charset=utf-8", SCRIPT)
+async fn script(request: HeaderMap) -> Response {
+    SCRIPT.serve(&request)
 }
 
-async fn style() -> impl IntoResponse {
-    asset("text/css; charset=utf-8", STYLE)
+async fn style(request: HeaderMap) -> Response {
+    STYLE.serve(&request)
 }
