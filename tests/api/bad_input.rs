@@ -2,6 +2,7 @@
 //! status and error code in the contract's shape, and nothing is stored.
 
 use bidask_server::clock::{DAY, SECOND, format_micros, now_micros};
+use bidask_tests::ws::raw_request;
 use bidask_tests::{Backend, JWT_SECRET, TestApp, Trader, on_both_backends, spawn_app};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::Method;
@@ -12,6 +13,7 @@ on_both_backends!(
     bad_tokens_are_refused_and_nothing_is_stored,
     bad_registrations_and_amendments_are_refused_and_change_nothing,
     oversized_bodies_unknown_routes_and_wrong_methods_answer_in_json,
+    bodies_declared_too_large_or_unreadable_are_refused_at_once,
 );
 
 /// One request and the error it must get.
@@ -1256,5 +1258,54 @@ async fn oversized_bodies_unknown_routes_and_wrong_methods_answer_in_json(backen
         "no account from an oversized registration"
     );
     assert_no_failures(&found, cases.len());
+    setup.app.stop().await;
+}
+
+/// A body declared over the limit is refused before any of it is read
+/// (not after the request timed out, and without a `100 Continue` first),
+/// and one that cannot be read is a 400, not a 413.
+async fn bodies_declared_too_large_or_unreadable_are_refused_at_once(backend: Backend) {
+    let setup = setup(backend).await;
+    let before = state(&setup).await;
+    let authority = setup.app.address.trim_start_matches("http://").to_owned();
+    let token = &setup.trader.token;
+    let status_of = |head: &str| head.split(' ').nth(1).unwrap_or_default().to_owned();
+
+    let declared = format!(
+        "POST /api/v1/bids HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 99999999\r\n\r\n"
+    );
+    let started = std::time::Instant::now();
+    let (head, _stream) = raw_request(&authority, &declared).await;
+    assert_eq!(status_of(&head), "413", "{head}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "refused at once, not when the request timed out"
+    );
+
+    let expecting = format!(
+        "POST /api/v1/auth/register HTTP/1.1\r\nHost: {authority}\r\nExpect: 100-continue\r\n\
+         Content-Type: application/json\r\nContent-Length: 20000\r\n\r\n"
+    );
+    let (head, _stream) = raw_request(&authority, &expecting).await;
+    assert_eq!(status_of(&head), "413", "not a 100 Continue first: {head}");
+
+    let garbled = format!(
+        "POST /api/v1/auth/login HTTP/1.1\r\nHost: {authority}\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n\r\n0\r\n\r\n"
+    );
+    let (head, mut stream) = raw_request(&authority, &garbled).await;
+    assert_eq!(status_of(&head), "400", "{head}");
+    let mut body = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut body),
+    )
+    .await
+    .expect("the body in time")
+    .expect("the body");
+    assert!(body.contains("\"malformed_request\""), "{body}");
+
+    assert_eq!(state(&setup).await, before, "nothing was stored");
     setup.app.stop().await;
 }

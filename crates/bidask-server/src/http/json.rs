@@ -4,7 +4,7 @@
 //! failure is ever axum's plain-text rejection.
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::Uri;
 use axum::http::request::Parts;
@@ -38,7 +38,16 @@ impl<S: Send + Sync> FromRequest<S> for Body {
             .await
             .map(Body)
             .map_err(|rejection| match rejection {
-                BytesRejection::FailedToBufferBody(_) => ApiError::TooLarge,
+                BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
+                    ApiError::TooLarge
+                }
+                // A chunked body that is not chunked, or one cut short.
+                BytesRejection::FailedToBufferBody(FailedToBufferBody::UnknownBodyError(_)) => {
+                    ApiError::Malformed {
+                        code: "malformed_request",
+                        message: "the request body could not be read".to_owned(),
+                    }
+                }
                 other => ApiError::Malformed {
                     code: "malformed_request",
                     message: other.body_text(),
