@@ -307,3 +307,78 @@ async fn floods_and_huge_frames_close_the_connection() {
     after.send(&json!({"type": "ping"})).await;
     assert_eq!(after.next().await["type"], "pong");
 }
+
+/// A client that breaks the protocol's rules gets the close code for the
+/// rule it broke (RFC 6455, section 7.1.7), not a connection that just
+/// ends; and the server goes on serving others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_violations_are_closed_with_their_code() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::Control;
+
+    let app = bidask_tests::spawn_app(Backend::Sqlite).await;
+    // Any opcode with any payload: `Frame::message` takes data opcodes
+    // only, so the frame is made as a ping and given its opcode.
+    let frame = |opcode: OpCode, payload: &[u8], last: bool| {
+        let mut frame = Frame::ping(Bytes::copy_from_slice(payload));
+        frame.header_mut().opcode = opcode;
+        frame.header_mut().is_final = last;
+        Message::Frame(frame)
+    };
+    let text = OpCode::Data(Data::Text);
+    let close = OpCode::Control(Control::Close);
+    let cases = [
+        (
+            "text that is not UTF-8",
+            vec![frame(text, b"{\"x\":\"\xff\"}", true)],
+            CloseCode::Invalid,
+        ),
+        (
+            "an overlong encoding",
+            vec![frame(text, b"\xc0\xaf", true)],
+            CloseCode::Invalid,
+        ),
+        (
+            "a continuation with no message begun",
+            vec![frame(OpCode::Data(Data::Continue), b"{}", true)],
+            CloseCode::Protocol,
+        ),
+        (
+            "a new message inside a fragmented one",
+            vec![frame(text, b"{\"ty", false), frame(text, b"pe\"}", true)],
+            CloseCode::Protocol,
+        ),
+        (
+            "a ping longer than a control frame may be",
+            vec![frame(OpCode::Control(Control::Ping), &[b'p'; 200], true)],
+            CloseCode::Protocol,
+        ),
+        (
+            "a close of one byte",
+            vec![frame(close, b"\x03", true)],
+            CloseCode::Protocol,
+        ),
+        (
+            "a close whose reason is not UTF-8",
+            vec![frame(close, b"\x03\xe8\xff", true)],
+            CloseCode::Invalid,
+        ),
+    ];
+    for (what, frames, code) in cases {
+        let mut client = WsClient::connect(&app).await;
+        client.expect("welcome").await;
+        for frame in frames {
+            client.send_raw(frame).await;
+        }
+        assert_eq!(
+            client.closed().await.map(|frame| frame.code),
+            Some(code),
+            "{what}"
+        );
+    }
+    let mut after = WsClient::connect(&app).await;
+    after.expect("welcome").await;
+    after.send(&json!({"type": "ping"})).await;
+    assert_eq!(after.next().await["type"], "pong");
+    after.close().await;
+    app.stop().await;
+}

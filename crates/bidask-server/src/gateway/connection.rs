@@ -25,6 +25,7 @@ use futures_util::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes};
@@ -69,6 +70,8 @@ const CLOSE_WAIT: Duration = Duration::from_secs(10);
 /// Close codes.
 mod code {
     pub const GOING_AWAY: u16 = 1001;
+    pub const PROTOCOL: u16 = 1002;
+    pub const NOT_UTF8: u16 = 1007;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
     pub const INTERNAL: u16 = 1011;
@@ -94,6 +97,11 @@ enum End {
     Flood,
     /// It sent a message over the size limit.
     TooBig,
+    /// It broke the framing rules (RFC 6455): a stray continuation, a
+    /// control frame too long or fragmented, a malformed close.
+    Protocol,
+    /// It sent text (or a close reason) that is not UTF-8.
+    NotUtf8,
     /// Events it was owed were pruned while they were being replayed to
     /// it, after its `subscribed` had promised them.
     Pruned,
@@ -535,6 +543,8 @@ impl Connection {
             }
             End::Flood => Some((code::POLICY, "too many messages".to_owned())),
             End::TooBig => Some((code::TOO_BIG, "message too big".to_owned())),
+            End::Protocol => Some((code::PROTOCOL, "protocol error".to_owned())),
+            End::NotUtf8 => Some((code::NOT_UTF8, "text that is not UTF-8".to_owned())),
             // A reconnect that resumes with `since_seq` gets a reset.
             End::Pruned => Some((
                 code::INTERNAL,
@@ -655,10 +665,15 @@ fn token_expired(id: Option<&Value>) -> Refusal {
     Refusal::from_api(&ApiError::from(TokenError::Expired), id)
 }
 
-/// A read error: an over-long message, or a broken connection.
+/// A read error: an over-long message, a broken rule of the protocol
+/// (answered with its close code, RFC 6455 section 7.1.7), or a broken
+/// connection.
 fn classify(error: WsError) -> End {
     match error {
         WsError::Capacity(_) => End::TooBig,
+        WsError::Utf8(_) => End::NotUtf8,
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => End::Gone,
+        WsError::Protocol(_) => End::Protocol,
         _ => End::Gone,
     }
 }
