@@ -151,6 +151,12 @@ async fn authentication_by_header_query_and_message(backend: Backend) {
     let subscribed = by_header.expect("subscribed").await;
     assert_eq!(subscribed["channel"], own_channel(alice.id));
     assert_eq!(subscribed["seq"], 0);
+    // Every `subscribed` carries the field, `null` where there is no book.
+    assert_eq!(
+        subscribed.get("snapshot"),
+        Some(&Value::Null),
+        "{subscribed}"
+    );
     by_header
         .send(&json!({"type": "subscribe", "channels": [own_channel(bob.id)], "id": 1}))
         .await;

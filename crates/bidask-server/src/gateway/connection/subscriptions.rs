@@ -508,8 +508,15 @@ impl Connection {
     }
 }
 
+/// The reply to a resume: the `seq` it resumes after, and no snapshot
+/// (the field is there, `null`, as in every `subscribed`).
 fn subscribed(channel: Channel, seq: i64, id: Option<&Value>) -> String {
-    let mut reply = json!({"type": "subscribed", "channel": channel.to_string(), "seq": seq});
+    let mut reply = json!({
+        "type": "subscribed",
+        "channel": channel.to_string(),
+        "seq": seq,
+        "snapshot": null,
+    });
     protocol::with_id(&mut reply, id);
     reply.to_string()
 }
