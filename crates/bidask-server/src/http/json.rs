@@ -7,6 +7,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::Uri;
+use axum::http::header::CONTENT_LENGTH;
 use axum::http::request::Parts;
 use serde::de::{DeserializeOwned, IgnoredAny};
 
@@ -30,10 +31,31 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 #[derive(Debug, Clone)]
 pub struct Body(pub Bytes);
 
+/// The body size limit, as a request extension for [`Body`] to read.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
 impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        // A body declared over the limit is refused before any of it is
+        // read. Reading would refuse it too, but only once that many
+        // bytes came: a client that declares them and sends nothing would
+        // hold the request until it timed out, and one that sent
+        // `Expect: 100-continue` would be told to go ahead first. Here,
+        // after the handler's other extractors, so a request refused for
+        // its token is still refused for that.
+        let declared = request
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        if let (Some(length), Some(BodyLimit(limit))) = (declared, request.extensions().get())
+            && length > *limit as u64
+        {
+            return Err(ApiError::TooLarge);
+        }
         Bytes::from_request(request, state)
             .await
             .map(Body)

@@ -18,12 +18,11 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::header::CONTENT_LENGTH;
 use axum::http::{HeaderName, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Router};
 use bidask_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -117,16 +116,13 @@ pub fn router(state: AppState, settings: &ApiSettings) -> Router {
             state.clone(),
             limits::limit_address,
         ))
-        .layer(middleware::from_fn_with_state(
-            settings.body_limit,
-            refuse_declared_oversize,
-        ))
         // Around the fallbacks too: a preflight is an `OPTIONS` request,
         // which no route takes, so CORS must answer it before they do;
         // and around the rate limit, so a page of an allowed origin can
         // read its 429.
         .layer(cors(settings))
         .layer(DefaultBodyLimit::max(settings.body_limit))
+        .layer(Extension(json::BodyLimit(settings.body_limit)))
         .layer(middleware::from_fn_with_state(
             settings.request_timeout,
             bound_time,
@@ -198,27 +194,6 @@ async fn bound_time(State(limit): State<Duration>, request: Request, next: Next)
             ApiError::Unavailable.into_response()
         }
     }
-}
-
-/// Refuses a body whose `Content-Length` is over the limit before reading
-/// any of it. The limit on reading would refuse it too, but only once that
-/// many bytes came: a client that declares them and sends nothing holds
-/// the request until it times out, and one that sends
-/// `Expect: 100-continue` is told to go ahead first.
-async fn refuse_declared_oversize(
-    State(limit): State<usize>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let declared = request
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return ApiError::TooLarge.into_response();
-    }
-    next.run(request).await
 }
 
 /// Records every request's latency per route and status.
