@@ -23,7 +23,8 @@ async fn the_readme_quick_tour_works_as_written() {
     let directory = tempfile::tempdir().expect("a directory");
     let mut serve = Command::new(env!("CARGO_BIN_EXE_bidask-under-test"));
     serve
-        .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
+        .args(run_arguments(&readme))
+        .args(["--listen", "127.0.0.1:0"])
         .current_dir(directory.path())
         .env_remove("DATABASE_URL")
         .env_remove("BIDASK_JWT_SECRET");
@@ -81,6 +82,21 @@ async fn the_readme_quick_tour_works_as_written() {
     );
     assert_eq!(book["size"], "10", "{book}");
     assert_eq!(book["asks"], serde_json::json!([]), "{book}");
+}
+
+/// The arguments the README's first command gives the binary:
+/// `cargo run --release -- serve --demo   # run: …` is `serve --demo`.
+fn run_arguments(readme: &str) -> Vec<String> {
+    let first = readme
+        .split_once("```sh\n")
+        .and_then(|(_, rest)| rest.lines().next())
+        .expect("the README begins with its commands");
+    let command = first.split('#').next().unwrap_or_default();
+    let (cargo, arguments) = command
+        .split_once(" -- ")
+        .expect("the first command is a cargo run with arguments");
+    assert!(cargo.trim_start().starts_with("cargo run"), "{first}");
+    arguments.split_whitespace().map(str::to_owned).collect()
 }
 
 /// The first `sh` block under "## Quick tour".

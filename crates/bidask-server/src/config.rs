@@ -24,7 +24,8 @@ pub struct Cli {
     /// The settings of `serve`, when no subcommand is given.
     #[command(flatten)]
     pub serve: ServeConfig,
-    /// How logs are written, by every command. Level: `RUST_LOG`.
+    /// How logs are written, by `serve` and `migrate` alike (after the
+    /// subcommand's name, or in the environment). Level: `RUST_LOG`.
     #[arg(
         long,
         env = "BIDASK_LOG_FORMAT",

@@ -38,7 +38,7 @@ impl Asset {
         let mut hasher = DefaultHasher::new();
         body.hash(&mut hasher);
         let etag = HeaderValue::from_str(&format!("\"{:016x}\"", hasher.finish()))
-            .unwrap_or_else(|_| HeaderValue::from_static("\"0\""));
+            .expect("a quoted hex number is a valid header value");
         Self {
             content_type,
             body,
@@ -48,7 +48,7 @@ impl Asset {
 
     /// The file, or 304 when `If-None-Match` names its tag.
     fn serve(&self, request: &HeaderMap) -> Response {
-        let headers = [
+        let answer = [
             (CONTENT_TYPE, HeaderValue::from_static(self.content_type)),
             (CACHE_CONTROL, HeaderValue::from_static("no-cache")),
             (ETAG, self.etag.clone()),
@@ -58,9 +58,9 @@ impl Asset {
             ),
         ];
         if self.known_to(request) {
-            return (StatusCode::NOT_MODIFIED, headers).into_response();
+            return (StatusCode::NOT_MODIFIED, answer).into_response();
         }
-        (headers, self.body).into_response()
+        (answer, self.body).into_response()
     }
 
     /// RFC 9110, section 13.1.2: `*`, or a list of tags compared weakly.
@@ -100,17 +100,17 @@ pub fn router() -> Router<AppState> {
         .route("/assets/style.css", get(style))
 }
 
-async fn page(request: HeaderMap) -> impl IntoResponse {
+async fn page(headers: HeaderMap) -> impl IntoResponse {
     (
         [(CONTENT_SECURITY_POLICY, HeaderValue::from_static(POLICY))],
-        INDEX.serve(&request),
+        INDEX.serve(&headers),
     )
 }
 
-async fn script(request: HeaderMap) -> Response {
-    SCRIPT.serve(&request)
+async fn script(headers: HeaderMap) -> Response {
+    SCRIPT.serve(&headers)
 }
 
-async fn style(request: HeaderMap) -> Response {
-    STYLE.serve(&request)
+async fn style(headers: HeaderMap) -> Response {
+    STYLE.serve(&headers)
 }

@@ -681,8 +681,8 @@ class ProductPage {
       const levels = selected.levels(side).slice(0, 10);
       const table = side === 'bid' ? view.bids : view.asks;
       const drawn = JSON.stringify(levels);
-      if (table.dataset.drawn === drawn) continue;
-      table.dataset.drawn = drawn;
+      if (this.drawn[side] === drawn) continue;
+      this.drawn[side] = drawn;
       table.replaceChildren(
         h('tr', {}, h('th', {}, side === 'bid' ? 'Bids' : 'Asks'), h('th', {}, 'Qty'), h('th', {}, 'Orders')),
         ...levels.map((level) => h('tr', {},
@@ -734,7 +734,10 @@ async function showProduct(main, id) {
     private: (message) => privateEvent(message),
   });
   feed.connect();
-  await Promise.all([page.loadMatches(), page.refreshOrders()]);
+  // Recent sales that could not be read (a 429, a 503) leave their list
+  // empty, not the whole page replaced by an error: the page draws into
+  // the elements it built, and the feed goes on.
+  await Promise.all([page.loadMatches().catch(() => {}), page.refreshOrders()]);
 }
 
 // ---- start -----------------------------------------------------------------

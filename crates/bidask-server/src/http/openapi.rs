@@ -101,7 +101,10 @@ fn add_common_responses(operation: &mut Operation) {
     });
     let mut answers = Vec::new();
     if has_body {
-        answers.push(("400", "The body is not JSON (`malformed_json`)."));
+        answers.push((
+            "400",
+            "The body is not JSON (`malformed_json`) or could not be read (`malformed_request`).",
+        ));
         answers.push((
             "413",
             "The body is over the size limit (`payload_too_large`).",

@@ -64,7 +64,8 @@ impl Connection {
         match outcome {
             Ok(result) => result,
             Err(mut refusal) => {
-                refusal.id = refusal.id.or_else(|| id.cloned());
+                // `join` was given no id: the refusal is the `auth`'s.
+                refusal.id = id.cloned();
                 self.send(socket, refusal.to_message()).await
             }
         }
