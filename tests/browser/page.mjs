@@ -291,6 +291,24 @@ try {
     throw new Error('a 429 emptied the open orders');
   }
 
+  step('a page whose first read of recent sales is refused still shows live prices');
+  const refusedPage = await browser.newPage();
+  watch(refusedPage, 'refused');
+  faking429 = true;
+  await refusedPage.route('**/api/v1/products/*/matches?**', (route) => route.fulfill({
+    status: 429,
+    contentType: 'application/json',
+    headers: { 'Retry-After': '1' },
+    body: JSON.stringify({ error: { code: 'rate_limited', message: 'too many requests' } }),
+  }));
+  await refusedPage.goto(`${base}/products/${product.id}`);
+  await textOf(refusedPage, '[data-testid=live]', 'Live');
+  const passing9 = await rest('POST', '/bids', bidder.token, { product_id: product.id, size: '9', price: '157.00' });
+  await textOf(refusedPage, '[data-testid=highest-bid-9]', '$157.00');
+  faking429 = false;
+  await refusedPage.close();
+  await rest('DELETE', `/orders/${passing9.order.id}`, bidder.token);
+
   step('Buy Now buys at the lowest ask, immediate-or-cancel, and the buyer hears of it');
   const isBid = (request) => request.url().endsWith('/api/v1/bids') && request.method() === 'POST';
   const buyNow = sellerPage.waitForRequest(isBid);
