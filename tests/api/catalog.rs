@@ -104,8 +104,8 @@ async fn only_an_admin_creates_a_product_and_skus_are_unique(backend: Backend) {
         );
     }
 
-    // Control characters (a NUL would not even be stored) name their
-    // field instead of failing the write.
+    // Control characters (a NUL would not even be stored) and invisible
+    // ones name their field instead of being stored.
     for (field, body) in [
         (
             "name",
@@ -118,6 +118,20 @@ async fn only_an_admin_creates_a_product_and_skus_are_unique(backend: Backend) {
         (
             "sizes[1]",
             json!({"sku": "NUL", "name": "Air Max", "brand": "Nike", "sizes": ["9", "1\u{7}0"]}),
+        ),
+        // Invisible ones too: a size that looks like another, a name
+        // whose direction is overridden.
+        (
+            "sizes[1]",
+            json!({"sku": "ZWS", "name": "Air Max", "brand": "Nike", "sizes": ["10", "\u{200B}10"]}),
+        ),
+        (
+            "name",
+            json!({"sku": "RLO", "name": "Air \u{202E}xaM", "brand": "Nike", "sizes": ["9"]}),
+        ),
+        (
+            "brand",
+            json!({"sku": "BOM", "name": "Air Max", "brand": "\u{FEFF}Nike", "sizes": ["9"]}),
         ),
     ] {
         let refused = create_product(&mut app, &body).await;

@@ -153,6 +153,27 @@ pub struct NewProductBody {
     tick_size: Option<Box<RawValue>>,
 }
 
+/// A character a name or a size must not hold: a control character, or
+/// one of Unicode's invisible format characters (soft hyphen, zero-width
+/// spaces and joiners, direction marks, overrides and isolates, the BOM,
+/// tags). Shown on the page, those would make two sizes that look alike,
+/// or a name that reads differently from what it is.
+fn hidden(character: char) -> bool {
+    character.is_control()
+        || matches!(
+            character,
+            '\u{AD}'
+                | '\u{61C}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{E0000}'..='\u{E007F}'
+        )
+}
+
 #[utoipa::path(post, path = "/api/v1/products", tag = "products", security(("bearer" = [])),
     request_body = NewProductBody,
     responses((status = 201, body = ProductView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -168,10 +189,10 @@ async fn create(
                 field,
                 format!("{field} must be 1 to {max} characters"),
             ))
-        } else if value.chars().any(char::is_control) {
+        } else if value.chars().any(hidden) {
             Err(ApiError::invalid(
                 field,
-                format!("{field} must not contain control characters"),
+                format!("{field} must not contain control or invisible characters"),
             ))
         } else {
             Ok(value.to_owned())
@@ -192,10 +213,10 @@ async fn create(
         if size.is_empty() || size.chars().count() > 16 {
             return Err(ApiError::invalid(field, "a size is 1 to 16 characters"));
         }
-        if size.chars().any(char::is_control) {
+        if size.chars().any(hidden) {
             return Err(ApiError::invalid(
                 field,
-                "a size must not contain control characters",
+                "a size must not contain control or invisible characters",
             ));
         }
         if sizes.contains(&size) {
