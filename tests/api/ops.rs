@@ -211,10 +211,10 @@ async fn the_openapi_document_lists_every_answer_the_api_gives() {
                         .any(|parameter| parameter["name"] == "limit")
                 });
             let method: reqwest::Method = method.to_uppercase().parse().expect("a method");
-            let mut tries: Vec<(String, Option<&str>, Option<String>)> = Vec::new();
-            if secured {
-                tries.push((concrete.clone(), None, None));
-            }
+            // Without a token and a body whatever the document says the
+            // operation takes, so that one it marks wrongly is probed too.
+            let mut tries: Vec<(String, Option<&str>, Option<String>)> =
+                vec![(concrete.clone(), None, None)];
             if has_body {
                 tries.push((concrete.clone(), Some(&trader.token), Some("{".to_owned())));
                 tries.push((concrete.clone(), Some(&trader.token), Some("[]".to_owned())));
@@ -227,6 +227,9 @@ async fn the_openapi_document_lists_every_answer_the_api_gives() {
                     .send(method.clone(), &target, token, body.clone(), &[])
                     .await;
                 probes += 1;
+                if secured && token.is_none() {
+                    assert_eq!(reply.status, 401, "{method} {target} without a token");
+                }
                 assert!(
                     listed(reply.status),
                     "{method} {target} with {body:?} answered {} {}, which the document does not list",
@@ -243,6 +246,20 @@ async fn the_openapi_document_lists_every_answer_the_api_gives() {
             }
             for status in [429, 500, 503] {
                 assert!(listed(status), "{method} {path} does not list {status}");
+            }
+            // Every response's schema that is a reference names a schema
+            // the document has.
+            for (status, response) in operation["responses"].as_object().expect("responses") {
+                let reference = &response["content"]["application/json"]["schema"]["$ref"];
+                if let Some(name) = reference
+                    .as_str()
+                    .and_then(|reference| reference.strip_prefix("#/components/schemas/"))
+                {
+                    assert!(
+                        document["components"]["schemas"].get(name).is_some(),
+                        "{method} {path} {status} refers to a missing schema {name}"
+                    );
+                }
             }
         }
     }

@@ -361,7 +361,7 @@ async fn subscribing_again_to_a_followed_channel_answers_where_it_stands(backend
         (&json!("products"), &json!(seq + 1), &json!(9)),
         "{products}"
     );
-    assert_eq!(products["snapshot"], Value::Null);
+    assert_eq!(products.get("snapshot"), Some(&Value::Null), "{products}");
     let own = client.expect("subscribed").await;
     assert_eq!(
         (&own["channel"], &own["seq"]),

@@ -40,7 +40,7 @@ use utoipa::ToSchema;
 
 use crate::clock::{SECOND, now_micros};
 use crate::http::AppState;
-use crate::http::error::{ApiError, ErrorBody};
+use crate::http::error::ApiError;
 use crate::http::json::Query;
 use crate::http::limits::client;
 use crate::origin::{self, AllowedOrigin};
@@ -373,7 +373,7 @@ pub struct RealtimeStats {
 
 /// Live feed counters.
 #[utoipa::path(get, path = "/api/v1/realtime/stats", tag = "realtime",
-    responses((status = 200, body = RealtimeStats), (status = 429, body = ErrorBody)))]
+    responses((status = 200, body = RealtimeStats)))]
 pub async fn stats(State(state): State<AppState>) -> Json<RealtimeStats> {
     let hub = &state.gateway.hub;
     let counters = &hub.counters;

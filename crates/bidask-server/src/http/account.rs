@@ -7,7 +7,7 @@ use bidask_store::reads::Page as StorePage;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::error::{ApiError, ErrorBody};
+use super::error::ApiError;
 use super::extract::User;
 use super::json::Query;
 use super::{AppState, Page, page_cursor, page_limit};
@@ -28,7 +28,7 @@ struct MatchesQuery {
 
 #[utoipa::path(get, path = "/api/v1/matches", tag = "account", security(("bearer" = [])),
     params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, body = Page<MatchView>), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Page<MatchView>)))]
 async fn matches(
     State(state): State<AppState>,
     user: User,
@@ -63,7 +63,7 @@ struct NotificationsQuery {
 /// returned exactly as they were sent, oldest first.
 #[utoipa::path(get, path = "/api/v1/notifications", tag = "account", security(("bearer" = [])),
     params(("after" = Option<i64>, Query), ("limit" = Option<i64>, Query)),
-    responses((status = 200, description = "The user's MATCH_CREATED messages as published, oldest first", body = Object), (status = 401, body = ErrorBody)))]
+    responses((status = 200, description = "The user's MATCH_CREATED messages as published, oldest first", body = Object)))]
 async fn notifications(
     State(state): State<AppState>,
     user: User,

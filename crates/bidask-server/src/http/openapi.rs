@@ -180,6 +180,9 @@ fn add_common_responses(operation: &mut Operation) {
         super::ops::readyz,
         super::ops::metrics_text,
     ),
+    // The body of every error, named here because `CommonResponses`
+    // refers to it by name.
+    components(schemas(super::error::ErrorBody)),
     modifiers(&BearerAuth, &CommonResponses)
 )]
 pub struct ApiDoc;

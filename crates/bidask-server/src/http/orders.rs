@@ -74,8 +74,7 @@ pub enum TimeInForceBody {
 
 #[utoipa::path(post, path = "/api/v1/bids", tag = "orders", security(("bearer" = [])),
     request_body = PlaceBody, params(("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 201, body = PlacedOrder), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 201, body = PlacedOrder), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn place_bid(
     state: State<AppState>,
     user: User,
@@ -87,8 +86,7 @@ async fn place_bid(
 
 #[utoipa::path(post, path = "/api/v1/asks", tag = "orders", security(("bearer" = [])),
     request_body = PlaceBody, params(("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 201, body = PlacedOrder), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 201, body = PlacedOrder), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn place_ask(
     state: State<AppState>,
     user: User,
@@ -341,7 +339,7 @@ struct ListQuery {
 
 #[utoipa::path(get, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])),
     params(("status" = Option<String>, Query), ("product_id" = Option<i64>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, body = Page<OrderView>), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Page<OrderView>)))]
 async fn list(
     State(state): State<AppState>,
     user: User,

@@ -85,7 +85,7 @@ fn session(state: &AppState, user: &UserRecord) -> Result<Session, ApiError> {
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = Credentials,
-    responses((status = 201, body = Session), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 201, body = Session), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn register(
     State(state): State<AppState>,
     ConnectInfo(address): ConnectInfo<SocketAddr>,
@@ -113,7 +113,7 @@ async fn register(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Credentials,
-    responses((status = 200, body = Session), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 200, body = Session), (status = 401, body = ErrorBody)))]
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(address): ConnectInfo<SocketAddr>,
@@ -155,7 +155,7 @@ fn hashing_error(error: PasswordError) -> ApiError {
 const DECOY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$yLvPRqCKLEu4n6LsY4oJHRcXKVIgMCw4p9YJm3g2NRY";
 
 #[utoipa::path(get, path = "/api/v1/me", tag = "auth", security(("bearer" = [])),
-    responses((status = 200, body = UserView), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = UserView)))]
 async fn me(State(state): State<AppState>, user: User) -> Result<Json<UserView>, ApiError> {
     let record = state
         .store

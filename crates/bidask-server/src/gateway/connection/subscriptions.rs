@@ -155,14 +155,7 @@ impl Connection {
             && !matches!(channel, Channel::Product(_))
             && let Some(seq) = self.written_seq(channel)
         {
-            let mut reply = json!({
-                "type": "subscribed",
-                "channel": channel.to_string(),
-                "seq": seq,
-                "snapshot": null,
-            });
-            protocol::with_id(&mut reply, id);
-            return Ok(self.send(socket, reply.to_string()).await);
+            return Ok(self.send(socket, subscribed(channel, seq, id)).await);
         }
         let joined =
             self.gateway
@@ -509,8 +502,9 @@ impl Connection {
     }
 }
 
-/// The reply to a resume: the `seq` it resumes after, and no snapshot
-/// (the field is there, `null`, as in every `subscribed`).
+/// A `subscribed` without a snapshot (the field is there, `null`, as in
+/// every `subscribed`): a resume's, with the `seq` it resumes after, or a
+/// followed channel's, with the `seq` last sent.
 fn subscribed(channel: Channel, seq: i64, id: Option<&Value>) -> String {
     let mut reply = json!({
         "type": "subscribed",
