@@ -198,6 +198,16 @@ impl Harness {
                 ));
             }
         }
+        // The server sleeps until `next_expiry`: it may wake early (for an
+        // order that has since left), never late.
+        if let Some(due) = self.model.next_expiry()
+            && !self.engine.next_expiry().is_some_and(|at| at <= due)
+        {
+            return Err(format!(
+                "the engine's next expiry is {:?}, after {due:?}, when a resting order expires",
+                self.engine.next_expiry()
+            ));
+        }
         let ledger = &self.ledger;
         if self.engine.len() != self.model.len() || self.engine.len() != ledger.orders.len() {
             return Err(format!(

@@ -264,6 +264,11 @@ impl ReferenceModel {
         self.locations.is_empty()
     }
 
+    /// When the earliest resting order expires.
+    pub fn next_expiry(&self) -> Option<Timestamp> {
+        self.expiries.first().map(|&(at, _)| at)
+    }
+
     fn levels_best_first(
         &self,
         market: MarketId,
