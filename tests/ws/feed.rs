@@ -146,7 +146,7 @@ async fn snapshot_then_deltas_and_private_matches(backend: Backend) {
 
 /// Connects as the owner of `token` until its channel resumes at `seq`
 /// (the previous connection records its delivery as it closes).
-async fn wait_for_delivery(app: &TestApp, token: &str, seq: i64) {
+pub(crate) async fn wait_for_delivery(app: &TestApp, token: &str, seq: i64) {
     for _ in 0..100 {
         let mut client = WsClient::connect_as(app, token).await;
         client.expect("welcome").await;
