@@ -19,7 +19,12 @@ pub async fn all_items(app: &TestApp, path: &str, token: &str) -> Vec<Value> {
         };
         let reply = app.get(&url, Some(token)).await;
         assert_eq!(reply.status, 200, "{url}: {:?}", reply.body);
-        items.extend(reply.body["items"].as_array().cloned().unwrap_or_default());
+        let page = reply.body["items"].as_array();
+        items.extend(
+            page.unwrap_or_else(|| panic!("{url}: no items in {:?}", reply.body))
+                .iter()
+                .cloned(),
+        );
         match reply.body["next_cursor"].as_str() {
             Some(next) => cursor = Some(next.to_owned()),
             None => return items,

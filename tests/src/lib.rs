@@ -189,7 +189,8 @@ pub struct Trader {
     pub token: String,
 }
 
-/// A response: status and JSON body (`Value::Null` if the body is not JSON).
+/// A response: status and JSON body (`Value::Null` if the body is empty, or
+/// is not JSON outside `/api`).
 #[derive(Debug, Clone)]
 pub struct Reply {
     /// The HTTP status.
@@ -295,6 +296,7 @@ impl TestApp {
         body: Option<String>,
         headers: &[(&str, &str)],
     ) -> Reply {
+        let what = format!("{method} {path}");
         let mut request = self
             .client
             .request(method, format!("{}{path}", self.address));
@@ -317,7 +319,16 @@ impl TestApp {
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
         let text = response.text().await.expect("a body");
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        // Every answer under /api is JSON: anything else is a failure, not
+        // a `null` that a check for a missing field would take for a pass.
+        let body = match serde_json::from_str(&text) {
+            Ok(body) => body,
+            Err(error) if path.starts_with("/api/") && !text.is_empty() => {
+                let start: String = text.chars().take(200).collect();
+                panic!("{what} answered {status} with non-JSON ({error}): {start:?}")
+            }
+            Err(_) => Value::Null,
+        };
         Reply {
             status,
             body,
