@@ -74,19 +74,60 @@ impl From<sqlx::Error> for StoreError {
                         .map_or_else(|| database.message().to_owned(), str::to_owned),
                 }
             }
-            // PostgreSQL reports a server shutting down or restarting as
-            // database errors of class 57 (operator intervention) and 08
-            // (connection exception); SQLite reports a lock held past the
-            // busy timeout as SQLITE_BUSY (5) or SQLITE_LOCKED (6). All pass
-            // like a lost connection.
             sqlx::Error::Database(ref database)
-                if database.code().is_some_and(|code| {
-                    code.starts_with("57") || code.starts_with("08") || code == "5" || code == "6"
-                }) =>
+                if database.code().is_some_and(|code| is_outage(&code)) =>
             {
                 Self::Unavailable(error)
             }
             error => Self::Database(error),
+        }
+    }
+}
+
+/// Whether a database error code says the storage, not the request, is at
+/// fault, so that the same request may well succeed later.
+///
+/// PostgreSQL's codes are five-character SQLSTATEs: class 08 (connection
+/// exception), 53 (insufficient resources: disk full, out of memory, too
+/// many connections), 57 (operator intervention: shutdown, restart, a
+/// cancelled statement) and 58 (system error: I/O). SQLite's are its
+/// extended result codes, at most four digits, whose low byte is the
+/// primary code: BUSY and LOCKED (a lock held past the busy timeout),
+/// IOERR, FULL and CANTOPEN.
+fn is_outage(code: &str) -> bool {
+    if code.len() == 5 {
+        return ["08", "53", "57", "58"]
+            .iter()
+            .any(|class| code.starts_with(class));
+    }
+    const BUSY: u32 = 5;
+    const LOCKED: u32 = 6;
+    const IOERR: u32 = 10;
+    const FULL: u32 = 13;
+    const CANTOPEN: u32 = 14;
+    code.parse::<u32>()
+        .is_ok_and(|code| matches!(code & 0xff, BUSY | LOCKED | IOERR | FULL | CANTOPEN))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_outage;
+
+    #[test]
+    fn outages_are_told_from_refusals_on_both_backends() {
+        for code in ["08006", "53100", "53300", "57P01", "57014", "58030"] {
+            assert!(is_outage(code), "PostgreSQL {code}");
+        }
+        for code in ["23505", "23514", "22003", "42P01", "40001"] {
+            assert!(!is_outage(code), "PostgreSQL {code}");
+        }
+        // BUSY, BUSY_RECOVERY, LOCKED_SHAREDCACHE, IOERR_FSYNC, FULL, CANTOPEN.
+        for code in ["5", "261", "262", "1034", "13", "14"] {
+            assert!(is_outage(code), "SQLite {code}");
+        }
+        // CONSTRAINT_CHECK, CONSTRAINT_UNIQUE, ERROR, READONLY, CORRUPT.
+        for code in ["275", "2067", "1", "8", "11"] {
+            assert!(!is_outage(code), "SQLite {code}");
         }
     }
 }
