@@ -31,6 +31,12 @@ use crate::market::replica::Replicas;
 use crate::market::writer::{Committed, IdempotencyDraft, Reply, Response, Staleness, Unit};
 use crate::views::{MatchView, OrderView};
 
+/// How long a rebuild may wait on the database. The product's requests
+/// queue behind it, and a connection that died without a word (a dropped
+/// route, a frozen server) would otherwise hold them, and its expiries,
+/// until the kernel gives up on it, many minutes later.
+const REBUILD_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A new order, parsed and checked at the edge.
 #[derive(Debug, Clone)]
 pub struct PlaceOrder {
@@ -527,7 +533,12 @@ impl Actor {
         // Announced before the reads: a commit found to have landed while
         // they run forces the epoch past this one, and so another rebuild.
         self.staleness.set_current(next);
-        match self.reload().await {
+        // Cancelling `reload` is safe: it changes nothing until its reads
+        // are done.
+        let reloaded = tokio::time::timeout(REBUILD_TIMEOUT, self.reload())
+            .await
+            .unwrap_or(Err(StoreError::TimedOut));
+        match reloaded {
             Ok(()) => {
                 self.epoch = next;
                 self.retry_rebuild_at = None;
