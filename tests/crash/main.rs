@@ -577,6 +577,100 @@ async fn database_that_hangs_postgres() {
     app.stop().await;
 }
 
+/// A fill that is still being committed may yet fail, and its order then
+/// rests again: a cancel of that order waits for the commit instead of
+/// answering 409 ("already done") from a book ahead of the database. Here
+/// the commit of a crossing bid waits on a lock until it is cancelled, so
+/// the ask stays open, and cancelling it must then work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_behind_a_fill_still_committing_waits_for_it_postgres() {
+    let mut app = spawn_app_on(TestDatabase::new(Backend::Postgres).await, |_| {}).await;
+    let (product_id, traders) = setup(&mut app).await;
+    let (seller, buyer) = (&traders[0], &traders[1]);
+    let ask = app.order(seller, "ask", product_id, "9", "500.00").await;
+    assert_eq!(ask.status, 201, "{:?}", ask.body);
+    let path = format!("/api/v1/orders/{}", ask.body["order"]["id"]);
+
+    // Inserting a match waits behind this lock; reads go on.
+    let database = app.database.as_ref().expect("a database");
+    let mut blocker = database.connect().await;
+    let mut lock = sqlx::Connection::begin(&mut blocker)
+        .await
+        .expect("a transaction");
+    sqlx::query("LOCK TABLE matches IN EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .expect("the lock");
+    let mut watcher = database.connect().await;
+    let (bid, cancel) = tokio::join!(app.order(buyer, "bid", product_id, "9", "500.00"), async {
+        // Once the writer waits for the lock, the actor has filled the
+        // ask in its book.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let writer: i32 = loop {
+            let waiting: Option<i32> = sqlx::query_scalar(
+                "SELECT pid FROM pg_locks WHERE NOT granted \
+                     AND relation = 'matches'::regclass",
+            )
+            .fetch_optional(&mut watcher)
+            .await
+            .expect("pg_locks");
+            if let Some(pid) = waiting {
+                break pid;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the fill never reached the database"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let cancel = app.delete(&path, Some(&seller.token));
+        tokio::pin!(cancel);
+        // While the fill's commit waits, the cancel has no true answer.
+        if let Ok(early) = tokio::time::timeout(Duration::from_secs(1), &mut cancel).await {
+            panic!(
+                "the cancel was answered while the fill was committing: {} {:?}",
+                early.status, early.body
+            );
+        }
+        // The fill's commit fails.
+        sqlx::query("SELECT pg_cancel_backend($1)")
+            .bind(writer)
+            .execute(&mut watcher)
+            .await
+            .expect("the writer's statement cancelled");
+        cancel.await
+    });
+    lock.rollback().await.expect("the lock released");
+    assert_eq!(
+        (bid.status, bid.code()),
+        (503, "storage_unavailable"),
+        "{:?}",
+        bid.body
+    );
+    assert_eq!(
+        (cancel.status, cancel.code()),
+        (503, "storage_unavailable"),
+        "{:?}",
+        cancel.body
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let cancelled = loop {
+        let reply = app.delete(&path, Some(&seller.token)).await;
+        if reply.status != 503 || Instant::now() > deadline {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (cancelled.status, &cancelled.body["status"]),
+        (200, &json!("cancelled")),
+        "the ask rests again, so it can be cancelled: {:?}",
+        cancelled.body
+    );
+    audit(&app, &traders, product_id, &SIZES).await;
+    app.stop().await;
+}
+
 on_both_backends!(feed_rows_the_writer_did_not_count_are_caught_up_with);
 
 /// A batch can land after the writer counted it as failed (a database

@@ -287,9 +287,28 @@ impl Actor {
         command: impl FnOnce(&mut Engine, OrderId, &mut Vec<Event>) -> Result<(), EngineError>,
         response: impl FnOnce(OrderView, Vec<MatchView>) -> Response,
     ) {
-        if let Err(error) = self.owned(order_id, user_id) {
-            let _ = reply.send(Err(error));
-            return;
+        match self.owned(order_id, user_id) {
+            Ok(_) => {}
+            // The order may have left the book in a unit that is still
+            // being committed, and come back if that commit fails: "no
+            // longer open" is only true once it is in.
+            Err(MarketError::NotOpen) => {
+                let unit = self.unit(
+                    translate::Outcome::default(),
+                    Some(Reply {
+                        response: None,
+                        idempotency: None,
+                        sender: reply,
+                        refusal: Some(MarketError::NotOpen),
+                    }),
+                );
+                let _ = self.writer.send(unit).await;
+                return;
+            }
+            Err(error) => {
+                let _ = reply.send(Err(error));
+                return;
+            }
         }
         let mut events = std::mem::take(&mut self.events);
         events.clear();
@@ -446,6 +465,7 @@ impl Actor {
                 response: Some(response(order, matches)),
                 idempotency,
                 sender,
+                refusal: None,
             }),
         );
         if let Err(mpsc::error::SendError(unit)) = self.writer.send(unit).await
@@ -493,6 +513,7 @@ impl Actor {
                 response: None,
                 idempotency: None,
                 sender,
+                refusal: None,
             }),
         );
         // A closed writer means shutdown; the orders expire again on start.

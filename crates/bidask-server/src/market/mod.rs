@@ -353,6 +353,7 @@ impl Markets {
                 response: None,
                 idempotency: None,
                 sender,
+                refusal: None,
             }),
             on_commit: Some(OnCommit(Box::new(move || {
                 register(&writer_slot, &actors, opened.id, actor);

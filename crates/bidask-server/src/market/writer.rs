@@ -124,6 +124,10 @@ pub struct Reply {
     pub idempotency: Option<IdempotencyDraft>,
     /// Where the outcome goes.
     pub sender: oneshot::Sender<Result<Committed, MarketError>>,
+    /// A refusal that rests on what the product's earlier units did (its
+    /// order was filled or cancelled by one of them): it is answered only
+    /// once they are committed, and becomes a 503 if they fail.
+    pub refusal: Option<MarketError>,
 }
 
 /// An `Idempotency-Key` to record with the response.
@@ -676,7 +680,11 @@ impl Writer {
         metrics::counter!("bidask_matches_total").increment(batch.matches.len() as u64);
         for (index, seq, body) in replies {
             if let Some(reply) = units[index].reply.take() {
-                let _ = reply.sender.send(Ok(Committed { seq, body }));
+                let outcome = match reply.refusal {
+                    Some(refusal) => Err(refusal),
+                    None => Ok(Committed { seq, body }),
+                };
+                let _ = reply.sender.send(outcome);
             }
         }
         Ok(())
