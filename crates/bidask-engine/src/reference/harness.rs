@@ -201,7 +201,7 @@ impl Harness {
         // The server sleeps until `next_expiry`: it may wake early (for an
         // order that has since left), never late.
         if let Some(due) = self.model.next_expiry()
-            && !self.engine.next_expiry().is_some_and(|at| at <= due)
+            && self.engine.next_expiry().is_none_or(|at| at > due)
         {
             return Err(format!(
                 "the engine's next expiry is {:?}, after {due:?}, when a resting order expires",
