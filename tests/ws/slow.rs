@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bidask_tests::ws::{Connect, WsClient};
 use bidask_tests::{Backend, TestApp, TestDatabase, spawn_app_on};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
@@ -201,6 +201,125 @@ async fn a_client_stuck_mid_write_is_dropped_as_silent() {
         (frame.code, frame.reason.as_str()),
         (CloseCode::Policy, "not reading")
     );
+}
+
+/// A seller whose connection stops reading (a phone that lost its
+/// network) has not had what the server wrote into its buffers: her next
+/// connection gets every sale, in order, from the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sales_written_to_a_client_that_stopped_reading_reach_its_next_connection() {
+    const SALES: usize = 60;
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let mut app = spawn_app_on(database, |config| {
+        config.ws_heartbeat_ms = 1_000;
+        config.ws_queue = 100_000;
+        config.send_buffer = Some(4 * 1024);
+    })
+    .await;
+    let product = app.create_product("WS-GONE", &["10"]).await;
+    let seller = app.register("seller").await;
+    let buyer = app.register("buyer").await;
+    let channel = format!("user:{}", seller.id);
+    let mut gone = WsClient::connect_with(
+        &app,
+        &Connect {
+            query_token: Some(&seller.token),
+            receive_buffer: Some(4096),
+            ..Connect::default()
+        },
+    )
+    .await
+    .expect("upgraded");
+    gone.expect("welcome").await;
+    assert_eq!(gone.expect("subscribed").await["seq"], 0);
+
+    // Far more than the kernel buffers hold: it reads none of it.
+    for index in 0..SALES {
+        let price = format!("{}.00", 100 + index);
+        for (trader, side) in [(&seller, "ask"), (&buyer, "bid")] {
+            let reply = app.order(trader, side, product, "10", &price).await;
+            assert_eq!(reply.status, 201, "{:?}", reply.body);
+        }
+    }
+    let began = Instant::now();
+    while stat(&app, "ping_timeouts").await == 0 {
+        assert!(
+            began.elapsed() < Duration::from_secs(20),
+            "the client that stopped reading was never dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(gone);
+
+    let mut back = WsClient::connect_as(&app, &seller.token).await;
+    back.expect("welcome").await;
+    assert_eq!(back.expect("subscribed").await["seq"], 0);
+    // A sale is her order's update and the match.
+    let events = back.events_until(&channel, 0, 2 * SALES as i64).await;
+    let received: Vec<&Value> = events
+        .iter()
+        .filter(|event| event["type"] == "MATCH_CREATED")
+        .map(|event| &event["notification_id"])
+        .collect();
+    let stored = app
+        .get("/api/v1/notifications?limit=100", Some(&seller.token))
+        .await;
+    let stored: Vec<&Value> = stored.body["items"]
+        .as_array()
+        .expect("notifications")
+        .iter()
+        .map(|notification| &notification["notification_id"])
+        .collect();
+    assert_eq!(received.len(), SALES);
+    assert_eq!(received, stored);
+}
+
+/// A client that reads answers the heartbeat's ping, and what it answered
+/// for is recorded as delivered while it is still connected: its next
+/// connection, even after this one just ends, starts after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_client_answered_a_ping_for_is_recorded_as_delivered() {
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let mut app = spawn_app_on(database, |config| config.ws_heartbeat_ms = 100).await;
+    let product = app.create_product("WS-ACKED", &["10"]).await;
+    let seller = app.register("seller").await;
+    let buyer = app.register("buyer").await;
+    let channel = format!("user:{}", seller.id);
+    let mut reading = WsClient::connect_as(&app, &seller.token).await;
+    reading.expect("welcome").await;
+    assert_eq!(reading.expect("subscribed").await["seq"], 0);
+    app.order(&seller, "ask", product, "10", "150.00").await;
+    app.order(&buyer, "bid", product, "10", "150.00").await;
+    reading.events_until(&channel, 0, 2).await;
+    // Two heartbeats: the ping after the first is read, and answered, by
+    // the time the second arrives.
+    for _ in 0..2 {
+        while reading.next_any().await["type"] != "heartbeat" {}
+    }
+    let mut database = app.database.as_ref().expect("a database").connect().await;
+    let began = Instant::now();
+    loop {
+        let recorded: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM deliveries WHERE user_id = $1")
+                .bind(seller.id)
+                .fetch_optional(&mut database)
+                .await
+                .expect("the deliveries");
+        if recorded == Some(2) {
+            break;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "recorded as delivered: {recorded:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // It just ends, without a close: the next connection starts after
+    // the sale all the same.
+    drop(reading);
+    let mut next = WsClient::connect_as(&app, &seller.token).await;
+    next.expect("welcome").await;
+    assert_eq!(next.expect("subscribed").await["seq"], 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

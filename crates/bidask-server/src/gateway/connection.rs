@@ -141,6 +141,9 @@ pub struct Connection {
     silent_beats: u32,
     /// The user channel's `seq` last recorded as delivered.
     marked: i64,
+    /// The user channel's `seq` the client is known to have read: it
+    /// answered a ping written after it (see [`Connection::beat`]).
+    acked: i64,
     /// Where this connection's `user:{id}` stopped when its token expired:
     /// a fresh `auth` resumes there, not after what the user's other
     /// connections were given meanwhile.
@@ -172,6 +175,7 @@ impl Connection {
             strikes: 0,
             silent_beats: 0,
             marked: 0,
+            acked: 0,
             own_stopped_at: None,
             unsent_count: 0,
             mid_message: false,
@@ -270,7 +274,6 @@ impl Connection {
             if self.unsent_count >= COUNT_BATCH {
                 self.count_sent();
             }
-            self.record_delivery();
         }
         Ok(())
     }
@@ -308,12 +311,16 @@ impl Connection {
 
     /// A heartbeat with every subscription's `seq`, and a ping; drops a
     /// client that has been silent for too long.
+    ///
+    /// The ping carries the user channel's last written `seq`. Bytes the
+    /// kernel took may still never be read (a phone that lost its
+    /// network), but a pong means the client read everything before the
+    /// ping, so its `seq` is what gets recorded as delivered.
     async fn beat(&mut self, socket: &mut Socket) -> Result<(), End> {
         self.silent_beats += 1;
         if self.silent_beats > SILENT_BEATS {
             return Err(End::Silent);
         }
-        self.record_delivery();
         self.count_sent();
         self.expire(socket).await?;
         let lag = self.gateway.settings.queue - self.outbox_sender.capacity();
@@ -327,7 +334,10 @@ impl Connection {
         socket
             .feed(Message::Text(heartbeat.to_string().into()))
             .await?;
-        socket.feed(Message::Ping(Bytes::new())).await?;
+        let written = self
+            .own_written()
+            .map_or_else(Bytes::new, |seq| Bytes::copy_from_slice(&seq.to_be_bytes()));
+        socket.feed(Message::Ping(written)).await?;
         socket.flush().await?;
         self.unsent_count += 1;
         Ok(())
@@ -366,7 +376,10 @@ impl Connection {
         };
         self.silent_beats = 0;
         match message {
-            Message::Pong(_) => return Ok(()),
+            Message::Pong(payload) => {
+                self.acknowledged(&payload);
+                return Ok(());
+            }
             Message::Close(_) => return Err(End::Closed),
             // Every frame that makes the server write counts toward the
             // rate: text, binary (answered with an error) and pings
@@ -504,6 +517,12 @@ impl Connection {
     /// code that says why.
     async fn finish(mut self, socket: &mut Socket, end: End) {
         self.count_sent();
+        // A client that closes, or answers the server's close, has read
+        // what came before it; otherwise only what it acknowledged counts.
+        let written = self.own_written();
+        if matches!(end, End::Closed) {
+            self.delivered(written);
+        }
         self.record_delivery();
         let counters = &self.gateway.hub.counters;
         let mut messages = Vec::new();
@@ -579,12 +598,45 @@ impl Connection {
             // does not turn the close into a reset.
             while let Some(Ok(message)) = socket.next().await {
                 if matches!(message, Message::Close(_)) {
-                    break;
+                    return Ok(true);
                 }
             }
-            Ok::<_, WsError>(())
+            Ok::<_, WsError>(false)
         };
-        let _ = tokio::time::timeout(CLOSE_WAIT, closing).await;
+        if let Ok(Ok(true)) = tokio::time::timeout(CLOSE_WAIT, closing).await {
+            self.delivered(written);
+            self.record_delivery();
+        }
+    }
+
+    /// The last `seq` written on the user's own channel, if it follows it.
+    fn own_written(&self) -> Option<i64> {
+        let user = self.user.as_ref()?;
+        self.written()
+            .find(|(channel, _)| *channel == Channel::User(user.id))
+            .map(|(_, seq)| seq)
+    }
+
+    /// A pong: the client read the user channel up to the `seq` its ping
+    /// carried (an unsolicited pong, or one of no ping of ours, carries
+    /// nothing that counts).
+    fn acknowledged(&mut self, payload: &[u8]) {
+        let Ok(seq) = <[u8; 8]>::try_from(payload).map(i64::from_be_bytes) else {
+            return;
+        };
+        // Never past what was written: a client could only skip its own
+        // events by lying, but a mistake must not do it either.
+        if self.own_written().is_some_and(|written| seq <= written) {
+            self.delivered(Some(seq));
+            self.record_delivery();
+        }
+    }
+
+    /// Notes that the client has read its channel up to `seq`.
+    fn delivered(&mut self, seq: Option<i64>) {
+        if let Some(seq) = seq {
+            self.acked = self.acked.max(seq);
+        }
     }
 
     /// Each subscription's last written `seq`, but for one whose join was

@@ -56,6 +56,7 @@ impl Connection {
             match self.gateway.query(read).await {
                 Ok(delivered) => {
                     self.marked = delivered;
+                    self.acked = self.acked.max(delivered);
                     self.join(socket, channel, Some(delivered), None).await
                 }
                 Err(error) => Err(unavailable(&error, None)),
@@ -473,27 +474,20 @@ impl Connection {
         }
     }
 
-    /// Records how far the user's channel was delivered, off the
-    /// connection's path: right after each write of it, so that the next
-    /// connection of the user starts after what this one received.
+    /// Records how far the client has read the user's channel, off the
+    /// connection's path, so that the user's next connection starts after
+    /// it: at each pong, and at the end.
     pub(super) fn record_delivery(&mut self) {
         let Some(user) = &self.user else { return };
-        let Some(subscription) = self
-            .subscriptions
-            .iter()
-            .find(|subscription| subscription.channel == Channel::User(user.id))
-        else {
-            return;
-        };
-        if subscription.seq <= self.marked || subscription.seq == i64::MAX {
+        if self.acked <= self.marked {
             return;
         }
-        self.marked = subscription.seq;
+        self.marked = self.acked;
         // Not one of the gateway's places: these follow deliveries, not
         // client requests, and a burst of them must not queue ahead of a
         // subscribe; past the pool's acquire bound one fails, and the
         // next delivery records a later `seq` anyway.
-        let (store, user_id, seq) = (self.state.store.clone(), user.id, subscription.seq);
+        let (store, user_id, seq) = (self.state.store.clone(), user.id, self.acked);
         tokio::spawn(async move {
             if let Err(error) = store.mark_delivered(user_id, seq).await {
                 tracing::warn!(%error, user_id, seq, "could not record a delivery; it will be sent again");
