@@ -1,8 +1,6 @@
 //! A graceful restart: books rebuilt with their queues' priority, overdue
 //! orders expired at start, feed `seq` continuing.
 
-use std::time::Duration;
-
 use bidask_tests::{Backend, TestDatabase, on_both_backends, spawn_app, spawn_app_on};
 use serde_json::json;
 
@@ -69,22 +67,20 @@ async fn a_restart_rebuilds_priority_expires_overdue_orders_and_continues_seq(ba
         assert_eq!(moved.status, 200, "{:?}", moved.body);
     }
     // A bid that expires while the server is down.
-    let soon = bidask_server::clock::format_micros(
-        bidask_server::clock::now_micros() + 2 * bidask_server::clock::SECOND,
-    );
-    let doomed = app
-        .place(
-            &cy,
-            "bid",
-            &json!({"product_id": product, "size": "9", "price": "150.00", "expires_at": soon}),
-        )
-        .await;
+    let doomed = app.order(&cy, "bid", product, "9", "150.00").await;
     assert_eq!(doomed.status, 201, "{:?}", doomed.body);
     let doomed_id = doomed.body["order"]["id"].as_i64().expect("an id");
     let book_before = app.book(product, "10").await;
 
     let database = app.stop().await;
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    // Its time passes while nothing runs: a microsecond after it was made.
+    let mut connection = database.connect().await;
+    sqlx::query("UPDATE orders SET expires_at = created_at + 1 WHERE id = $1")
+        .bind(doomed_id)
+        .execute(&mut connection)
+        .await
+        .expect("the bid's expiry moved into the past");
+    drop(connection);
     let app = spawn_app_on(database, |_| {}).await;
 
     // The expired bid left the book at start, and says so.
