@@ -4,7 +4,7 @@
 //! `seq` continues without reuse.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bidask_tests::audit::audit;
@@ -20,13 +20,15 @@ const SIZES: [&str; 3] = ["9", "10", "11"];
 const TRADERS: usize = 6;
 
 /// One trader's stream: alternating passive and crossing orders around
-/// 100.00, at most `orders` of them, until `stop` is set.
+/// 100.00, at most `orders` of them, until `stop` is set; counts each 201
+/// in `counted`. Any answer but a 201, a 429 or a 503 fails the test.
 async fn trade(
     app: Arc<TestApp>,
     trader: Trader,
     product_id: i64,
     orders: usize,
     stop: Arc<AtomicBool>,
+    counted: Arc<AtomicUsize>,
 ) -> Vec<Value> {
     let mut acknowledged = Vec::new();
     for step in 0..orders {
@@ -57,14 +59,26 @@ async fn trade(
             .post(format!("{}/api/v1/{side}s", app.address))
             .bearer_auth(&trader.token)
             .json(&body);
-        match request.send().await {
-            Ok(response) if response.status().as_u16() == 201 => {
-                if let Ok(body) = response.json::<Value>().await {
-                    acknowledged.push(body);
-                }
+        let answer = match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                response.bytes().await.map(|body| (status, body))
             }
-            Ok(_) => {}
-            // The server is gone (killed) or the database is: keep
+            Err(error) => Err(error),
+        };
+        match answer {
+            Ok((201, body)) => {
+                let body: Value = serde_json::from_slice(&body)
+                    .unwrap_or_else(|error| panic!("a 201 that is not JSON ({error}): {body:?}"));
+                acknowledged.push(body);
+                counted.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok((429 | 503, _)) => {}
+            Ok((status, answer)) => panic!(
+                "{side} {body}: {status} {}",
+                String::from_utf8_lossy(&answer)
+            ),
+            // The server is gone (killed) or cut the answer short: keep
             // trying until told to stop, so the stream spans the failure.
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
@@ -75,6 +89,8 @@ async fn trade(
 /// One trading task per trader.
 struct Streams {
     stop: Arc<AtomicBool>,
+    /// 201s so far.
+    acknowledged: Arc<AtomicUsize>,
     tasks: Vec<tokio::task::JoinHandle<Vec<Value>>>,
 }
 
@@ -82,6 +98,7 @@ impl Streams {
     /// Starts `orders` orders per trader.
     fn start(app: &Arc<TestApp>, traders: &[Trader], product_id: i64, orders: usize) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        let acknowledged = Arc::new(AtomicUsize::new(0));
         let tasks = traders
             .iter()
             .map(|trader| {
@@ -91,11 +108,30 @@ impl Streams {
                     product_id,
                     orders,
                     Arc::clone(&stop),
+                    Arc::clone(&acknowledged),
                 );
                 tokio::spawn(task)
             })
             .collect();
-        Self { stop, tasks }
+        Self {
+            stop,
+            acknowledged,
+            tasks,
+        }
+    }
+
+    /// Waits until `count` orders were acknowledged, so that what follows
+    /// happens mid-stream however fast this machine is.
+    async fn until_acknowledged(&self, count: usize) {
+        let began = Instant::now();
+        while self.acknowledged.load(Ordering::Relaxed) < count {
+            assert!(
+                began.elapsed() < Duration::from_secs(60),
+                "only {} orders acknowledged in a minute",
+                self.acknowledged.load(Ordering::Relaxed)
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Stops the streams; returns every acknowledged (201) reply.
@@ -227,10 +263,7 @@ async fn kill_9_mid_stream(backend: Backend) {
     let app = Arc::new(app);
     let streams = Streams::start(&app, &traders, product_id, 400);
     // Let a few hundred orders through, then pull the plug.
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_millis(1_500) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    streams.until_acknowledged(300).await;
     server.kill();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let acknowledged = streams.stop().await;
@@ -300,7 +333,7 @@ async fn sigterm_drains_and_exits_cleanly() {
         admin,
         Arc::clone(&creating),
     ));
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    streams.until_acknowledged(100).await;
     let code = tokio::task::spawn_blocking(move || server.terminate())
         .await
         .expect("the signal task");
@@ -441,7 +474,7 @@ async fn database_outage_mid_stream_postgres() {
     let (product_id, traders) = setup(&mut app).await;
     let app = Arc::new(app);
     let streams = Streams::start(&app, &traders, product_id, 100_000);
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    streams.until_acknowledged(100).await;
     cluster.halt();
 
     // While it is down: a clear 503, quickly, and readiness says so.
