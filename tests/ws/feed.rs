@@ -541,7 +541,13 @@ mod raw {
         socket.send(subscribe).expect("the subscribe is sent");
         let mut shapes = Vec::new();
         let mut message = Vec::new();
+        // Heartbeats reset the read timeout: the wait as a whole is bounded.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no subscribed reply within 30 s"
+            );
             let frame = socket
                 .read(None)
                 .expect("a frame")
