@@ -1,10 +1,11 @@
 //! Rate limits: past the burst, 429 with `Retry-After`, nothing stored.
 
-use bidask_tests::{Backend, TestDatabase, on_both_backends, spawn_app_on};
+use bidask_tests::{Backend, TestApp, TestDatabase, on_both_backends, spawn_app_on};
 use serde_json::json;
 
 on_both_backends!(a_user_past_the_burst_gets_429_with_retry_after);
 on_both_backends!(an_address_past_its_password_checks_gets_429_while_requests_go_on);
+on_both_backends!(clients_behind_a_trusted_proxy_are_limited_each_by_their_own_address);
 
 async fn a_user_past_the_burst_gets_429_with_retry_after(backend: Backend) {
     let database = TestDatabase::new(backend).await;
@@ -100,6 +101,74 @@ async fn an_address_past_its_password_checks_gets_429_while_requests_go_on(backe
     let again = app.post("/api/v1/auth/login", None, &credentials).await;
     assert_eq!(again.status, 200, "{:?}", again.body);
     app.stop().await;
+}
+
+/// Behind a trusted reverse proxy, each client its `X-Forwarded-For`
+/// names has a budget of its own; from anyone else, the header counts for
+/// nothing, so a client cannot buy itself fresh budgets with it.
+async fn clients_behind_a_trusted_proxy_are_limited_each_by_their_own_address(backend: Backend) {
+    let database = TestDatabase::new(backend).await;
+    let app = spawn_app_on(database, |config| {
+        config.rate_limit_auth = 1;
+        config.trusted_proxies = "127.0.0.1".parse().expect("an address");
+    })
+    .await;
+    // A rate of 1/s bursts to 2, per client. All at once, so that no
+    // budget refills between the checks, however long the hashes take:
+    // the first client's four (one of them forged an entry before the
+    // proxy's, which is counted by the proxy's) get two through, the
+    // second client's one gets through.
+    let first = ["ann", "bob", "cy"]
+        .map(|name| register_from(&app, name, "203.0.113.5"))
+        .into_iter()
+        .chain([register_from(&app, "dee", "198.51.100.1, 203.0.113.5")]);
+    let first = futures_util::future::join_all(first);
+    let (first, second) = tokio::join!(first, register_from(&app, "eve", "203.0.113.6"));
+    assert_eq!(
+        first.iter().filter(|status| **status == 201).count(),
+        2,
+        "{first:?}"
+    );
+    assert_eq!(second, 201);
+    let database = app.stop().await;
+
+    // Without the setting, the header is the client's own word.
+    let app = spawn_app_on(database, |config| config.rate_limit_auth = 1).await;
+    let statuses = futures_util::future::join_all(
+        [
+            ("fay", "203.0.113.7"),
+            ("gus", "203.0.113.8"),
+            ("hal", "203.0.113.9"),
+        ]
+        .map(|(name, client)| register_from(&app, name, client)),
+    )
+    .await;
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 201).count(),
+        2,
+        "{statuses:?}"
+    );
+    app.stop().await;
+}
+
+/// The status of a registration of `name` sent with `X-Forwarded-For: client`.
+async fn register_from(app: &TestApp, name: &str, client: &str) -> u16 {
+    let body = json!({"username": name, "password": format!("password-of-{name}")});
+    let reply = app
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/auth/register",
+            None,
+            Some(body.to_string()),
+            &[("x-forwarded-for", client)],
+        )
+        .await;
+    assert!(
+        matches!(reply.status, 201 | 429),
+        "{name}: {:?}",
+        reply.body
+    );
+    reply.status
 }
 
 /// A connection must send a whole request head within the request time

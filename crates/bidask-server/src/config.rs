@@ -8,6 +8,7 @@ use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 
 use crate::origin::AllowedOrigins;
+use crate::proxies::TrustedProxies;
 
 /// `bidask`: a bid/ask marketplace server.
 #[derive(Debug, Parser)]
@@ -118,6 +119,17 @@ pub struct ServeConfig {
     /// other addresses still sign in.
     #[arg(long, env = "BIDASK_RATE_LIMIT_AUTH", default_value_t = 5)]
     pub rate_limit_auth: u32,
+    /// Reverse proxies in front of the server, comma-separated addresses
+    /// or networks (such as `127.0.0.1,10.0.0.0/8`): a request from one of
+    /// them counts against the per-address limits of the client its
+    /// `X-Forwarded-For` names, not the proxy's (default: none).
+    #[arg(
+        long,
+        env = "BIDASK_TRUSTED_PROXIES",
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub trusted_proxies: TrustedProxies,
     /// Largest request body, in bytes.
     #[arg(long, env = "BIDASK_BODY_LIMIT", default_value_t = 16 * 1024)]
     pub body_limit: usize,

@@ -34,6 +34,7 @@ pub mod housekeeping;
 pub mod http;
 pub mod market;
 pub mod origin;
+pub mod proxies;
 pub mod serve;
 pub mod startup;
 pub mod views;

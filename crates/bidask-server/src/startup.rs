@@ -174,6 +174,7 @@ impl Application {
                 config.rate_limit_address,
                 config.rate_limit_auth,
             ),
+            proxies: config.trusted_proxies.clone(),
         });
         let router = crate::http::router(
             state,

@@ -20,12 +20,12 @@ pub mod snapshot;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, HOST, ORIGIN};
 use axum::response::{IntoResponse, Response};
@@ -41,6 +41,7 @@ use utoipa::ToSchema;
 use crate::clock::{SECOND, now_micros};
 use crate::http::AppState;
 use crate::http::error::ApiError;
+use crate::http::extract::ClientAddress;
 use crate::http::json::Query;
 use crate::http::limits::client;
 use crate::origin::{self, AllowedOrigin};
@@ -267,7 +268,7 @@ impl Drop for Slot {
 
 async fn upgrade(
     State(state): State<AppState>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    ClientAddress(client): ClientAddress,
     headers: HeaderMap,
     Query(query): Query<UpgradeQuery>,
     handshake: Result<Handshake, Refused>,
@@ -279,7 +280,7 @@ async fn upgrade(
         Err(refused) => return Ok(refused.into_response()),
     };
     // The place first: a client refused for want of one costs no query.
-    let slot = gateway.hold(remote.ip())?;
+    let slot = gateway.hold(client)?;
     let token = bearer(&headers).or(query.token);
     let user = match token {
         Some(token) => Some(identify(&state, &token).await?),

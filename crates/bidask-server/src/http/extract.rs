@@ -1,6 +1,9 @@
-//! The caller's identity, from `Authorization: Bearer <token>`.
+//! Who is calling: the identity from `Authorization: Bearer <token>`, and
+//! the client's address.
 
-use axum::extract::FromRequestParts;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
@@ -93,5 +96,23 @@ impl FromRequestParts<AppState> for Admin {
         } else {
             Err(ApiError::Forbidden("only admins may do this"))
         }
+    }
+}
+
+/// The client's address: the TCP peer, or, for a peer in
+/// `BIDASK_TRUSTED_PROXIES`, the client its `X-Forwarded-For` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientAddress {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() else {
+            return Err(ApiError::Internal(
+                "a request without its connection's address".to_owned(),
+            ));
+        };
+        Ok(Self(state.proxies.client(peer.ip(), &parts.headers)))
     }
 }

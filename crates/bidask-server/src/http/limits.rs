@@ -5,16 +5,16 @@
 //! twice its per-second rate, then gets one request per 1/rate seconds.
 //! An address is the client's IPv4 address or its IPv6 /64, the block a
 //! single host is usually given: keyed by the full IPv6 address, one
-//! host could take a fresh limit with every address of its block. Limits
-//! are per TCP peer, so behind a reverse proxy every client shares the
-//! proxy's.
+//! host could take a fresh limit with every address of its block. The
+//! address is the TCP peer's, or, behind a trusted reverse proxy, the
+//! client's it forwards (see `crate::proxies`).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
@@ -22,6 +22,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::AppState;
 use super::error::ApiError;
+use super::extract::ClientAddress;
 
 /// The limiters; a rate of 0 turns one off.
 pub struct RateLimits {
@@ -122,11 +123,11 @@ fn quota(rate: u32) -> Option<Quota> {
 /// The per-address limit, as a middleware of the API routes.
 pub async fn limit_address(
     State(state): State<AppState>,
-    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    ClientAddress(address): ClientAddress,
     request: Request,
     next: Next,
 ) -> Response {
-    match state.limits.check_address(address.ip()) {
+    match state.limits.check_address(address) {
         Ok(()) => next.run(request).await,
         Err(error) => error.into_response(),
     }

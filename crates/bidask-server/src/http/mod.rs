@@ -86,6 +86,8 @@ pub struct AppContext {
     pub keys_in_flight: Arc<Mutex<HashSet<(i64, String)>>>,
     /// Requests per second per user and per client address.
     pub limits: Arc<limits::RateLimits>,
+    /// Whose `X-Forwarded-For` names the client.
+    pub proxies: crate::proxies::TrustedProxies,
     /// The WebSocket feed.
     pub gateway: Arc<crate::gateway::Gateway>,
     /// One product creation at a time, so a duplicate SKU is caught before

@@ -1,8 +1,6 @@
 //! Registration, login and `GET /me`.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -12,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use super::extract::User;
+use super::extract::{ClientAddress, User};
 use super::json;
 use crate::auth::credentials::CredentialError;
 use crate::auth::password::PasswordError;
@@ -88,10 +86,10 @@ fn session(state: &AppState, user: &UserRecord) -> Result<Session, ApiError> {
     responses((status = 201, body = Session), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn register(
     State(state): State<AppState>,
-    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    ClientAddress(address): ClientAddress,
     json::Json(body): json::Json<Credentials>,
 ) -> Result<(StatusCode, Json<Session>), ApiError> {
-    state.limits.check_password_attempt(address.ip())?;
+    state.limits.check_password_attempt(address)?;
     let (username, password) = parse_credentials(&body)?;
     let password_hash = password::hash(password).await.map_err(hashing_error)?;
     let user = state
@@ -116,10 +114,10 @@ async fn register(
     responses((status = 200, body = Session), (status = 401, body = ErrorBody)))]
 async fn login(
     State(state): State<AppState>,
-    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    ClientAddress(address): ClientAddress,
     json::Json(body): json::Json<Credentials>,
 ) -> Result<Json<Session>, ApiError> {
-    state.limits.check_password_attempt(address.ip())?;
+    state.limits.check_password_attempt(address)?;
     let refused = ApiError::Unauthorized {
         code: "invalid_credentials",
         message: "wrong username or password",
