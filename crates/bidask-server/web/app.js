@@ -366,8 +366,9 @@ async function showCatalog(main) {
 
 // Each match is toasted once per tab, across reconnects and reloads: the
 // server sends a user's events again when its record of what was
-// delivered lags behind (a crash between the write and the record), and
-// notification ids only grow.
+// delivered lags behind (a connection that ended before the page answered
+// a ping after them, a crash before the record), and notification ids
+// only grow.
 function privateEvent(message) {
   if (message.type === 'MATCH_CREATED' && current) {
     const key = `bidask.toasted.${current.user.id}`;
