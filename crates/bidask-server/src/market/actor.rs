@@ -290,19 +290,9 @@ impl Actor {
         match self.owned(order_id, user_id) {
             Ok(_) => {}
             // The order may have left the book in a unit that is still
-            // being committed, and come back if that commit fails: "no
-            // longer open" is only true once it is in.
+            // being committed, and come back if that commit fails.
             Err(MarketError::NotOpen) => {
-                let unit = self.unit(
-                    translate::Outcome::default(),
-                    Some(Reply {
-                        response: None,
-                        idempotency: None,
-                        sender: reply,
-                        refusal: Some(MarketError::NotOpen),
-                    }),
-                );
-                let _ = self.writer.send(unit).await;
+                self.refuse_after_commit(reply, MarketError::NotOpen).await;
                 return;
             }
             Err(error) => {
@@ -341,7 +331,9 @@ impl Actor {
             && order.time_in_force == TimeInForce::GoodTillCancelled
             && open >= self.max_open_orders
         {
-            let _ = reply.send(Err(MarketError::TooManyOpenOrders(self.max_open_orders)));
+            // Some of them may be placements still being committed.
+            let refusal = MarketError::TooManyOpenOrders(self.max_open_orders);
+            self.refuse_after_commit(reply, refusal).await;
             return;
         }
         let id = self.ids.order();
@@ -435,7 +427,11 @@ impl Actor {
     ) {
         if let Err(error) = result {
             self.events = events;
-            let _ = sender.send(Err(MarketError::Rejected(error)));
+            // The engine judged the command against its book, which may
+            // hold fills still being committed (an amendment below what
+            // has traded).
+            self.refuse_after_commit(sender, MarketError::Rejected(error))
+                .await;
             return;
         }
         let now = self.last_now;
@@ -473,6 +469,26 @@ impl Actor {
         {
             let _ = reply.sender.send(Err(MarketError::Unavailable));
         }
+    }
+
+    /// Answers `refusal` once the units this actor sent before are
+    /// committed, or 503 if they fail: a refusal that rests on the book
+    /// is only true of what is committed. It travels to the writer as a
+    /// unit that writes nothing, behind those units.
+    async fn refuse_after_commit(
+        &mut self,
+        sender: oneshot::Sender<Result<Committed, MarketError>>,
+        refusal: MarketError,
+    ) {
+        let reply = Reply {
+            response: None,
+            idempotency: None,
+            sender,
+            refusal: Some(refusal),
+        };
+        let unit = self.unit(translate::Outcome::default(), Some(reply));
+        // A closed writer means shutdown: the dropped sender is a 503.
+        let _ = self.writer.send(unit).await;
     }
 
     /// Expires what is due now and sends the result to the writer.

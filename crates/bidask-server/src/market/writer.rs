@@ -124,9 +124,10 @@ pub struct Reply {
     pub idempotency: Option<IdempotencyDraft>,
     /// Where the outcome goes.
     pub sender: oneshot::Sender<Result<Committed, MarketError>>,
-    /// A refusal that rests on what the product's earlier units did (its
-    /// order was filled or cancelled by one of them): it is answered only
-    /// once they are committed, and becomes a 503 if they fail.
+    /// A refusal that rests on the product's book (its order was filled
+    /// by an earlier unit, an amendment goes below what traded): it is
+    /// answered only once the units before it are committed, and becomes
+    /// a 503 if they fail.
     pub refusal: Option<MarketError>,
 }
 
