@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use bidask_tests::ws::{EXAMPLE_KEY, WsClient, raw_request};
-use bidask_tests::{Backend, TestApp, is_utc_micros, on_both_backends, spawn_app};
+use bidask_tests::{
+    Backend, TestApp, TestDatabase, is_utc_micros, on_both_backends, spawn_app, spawn_app_on,
+};
 use serde_json::{Value, json};
 
 use crate::book::BookModel;
@@ -30,7 +32,8 @@ async fn rest_books(app: &TestApp, product: i64, sizes: &[&str]) -> (i64, BookMo
 }
 
 async fn snapshot_then_deltas_and_private_matches(backend: Backend) {
-    let mut app = spawn_app(backend).await;
+    let database = TestDatabase::new(backend).await;
+    let mut app = spawn_app_on(database, |config| config.ws_heartbeat_ms = 200).await;
     let product = app.create_product("WS-FEED", &["9", "10"]).await;
     let channel = format!("product:{product}");
     let seller = app.register("seller").await;
@@ -120,9 +123,11 @@ async fn snapshot_then_deltas_and_private_matches(backend: Backend) {
         "You bought Sneaker WS-FEED (size 10) for $220.00!"
     );
     assert_eq!(missed[1]["type"], "ORDER_UPDATED");
-    buyer_feed.close().await;
-    // ...once: the next connection starts after them.
-    wait_for_delivery(&app, &buyer.token, 2).await;
+    // ...once: once it answered a ping after them, the next connection
+    // starts after them, however this one ends.
+    answer_a_ping(&mut buyer_feed).await;
+    wait_for_delivery(&app, buyer.id, 2).await;
+    drop(buyer_feed);
     // An explicit `since_seq` replays the channel from any point.
     let mut replay = WsClient::connect_as(&app, &buyer.token).await;
     replay.expect("welcome").await;
@@ -144,23 +149,43 @@ async fn snapshot_then_deltas_and_private_matches(backend: Backend) {
     assert_eq!(page.next().await["type"], "pong");
 }
 
-/// Connects as the owner of `token` until its channel resumes at `seq`
-/// (the previous connection records its delivery as it closes).
-pub(crate) async fn wait_for_delivery(app: &TestApp, token: &str, seq: i64) {
-    for _ in 0..100 {
-        let mut client = WsClient::connect_as(app, token).await;
-        client.expect("welcome").await;
-        let subscribed = client.expect("subscribed").await;
-        client.send(&json!({"type": "ping"})).await;
-        let next = client.next().await;
-        client.close().await;
-        if subscribed["seq"] == seq {
-            assert_eq!(next["type"], "pong", "nothing is delivered twice: {next}");
+/// Reads `client` until two heartbeats came: tungstenite answers a ping as
+/// it reads it, so the ping after the first one is answered by then, and
+/// with it everything written before that ping.
+pub(crate) async fn answer_a_ping(client: &mut WsClient) {
+    let mut heartbeats = 0;
+    for _ in 0..1_000 {
+        if client.next_any().await["type"] == "heartbeat" {
+            heartbeats += 1;
+            if heartbeats == 2 {
+                return;
+            }
+        }
+    }
+    panic!("no two heartbeats in 1,000 messages");
+}
+
+/// Waits until the server has recorded `user`'s channel as delivered up
+/// to `seq` (it does so off the connection's path).
+pub(crate) async fn wait_for_delivery(app: &TestApp, user: i64, seq: i64) {
+    let mut database = app.database.as_ref().expect("a database").connect().await;
+    let began = std::time::Instant::now();
+    loop {
+        let recorded: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM deliveries WHERE user_id = $1")
+                .bind(user)
+                .fetch_optional(&mut database)
+                .await
+                .expect("the deliveries");
+        if recorded == Some(seq) {
             return;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(
+            began.elapsed() < std::time::Duration::from_secs(10),
+            "recorded as delivered: {recorded:?}, not {seq}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    panic!("the delivery was never recorded");
 }
 
 async fn concurrent_orders_reach_every_subscriber_exactly_once(backend: Backend) {

@@ -4,9 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use bidask_tests::ws::{Connect, WsClient};
+use bidask_tests::ws::{Connect, EXAMPLE_KEY, WsClient, raw_request};
 use bidask_tests::{Backend, TestApp, TestDatabase, spawn_app_on};
 use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
@@ -274,6 +275,56 @@ async fn sales_written_to_a_client_that_stopped_reading_reach_its_next_connectio
     assert_eq!(received, stored);
 }
 
+/// A close says nothing of what the client read: a browser drops whatever
+/// arrives once it is closing. A seller who closes her page as the sales
+/// she missed are written to it gets them all on her next connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_closes_without_reading_gets_its_backlog_next_time() {
+    const SALES: i64 = 5;
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let mut app = spawn_app_on(database, |_| {}).await;
+    let product = app.create_product("WS-CLOSED", &["10"]).await;
+    let seller = app.register("seller").await;
+    let buyer = app.register("buyer").await;
+    let channel = format!("user:{}", seller.id);
+    for index in 0..SALES {
+        let price = format!("{}.00", 100 + index);
+        for (trader, side) in [(&seller, "ask"), (&buyer, "bid")] {
+            let reply = app.order(trader, side, product, "10", &price).await;
+            assert_eq!(reply.status, 201, "{:?}", reply.body);
+        }
+    }
+    // Upgraded, it sends a close at once and reads nothing, but keeps its
+    // end open until the server is done with it.
+    let authority = app.address.trim_start_matches("http://");
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {authority}\r\nConnection: Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: {EXAMPLE_KEY}\r\nAuthorization: Bearer {}\r\n\r\n",
+        seller.token
+    );
+    let (head, mut leaving) = raw_request(authority, &request).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // A masked close frame without a payload.
+    leaving
+        .write_all(&[0x88, 0x80, 7, 1, 2, 9])
+        .await
+        .expect("the close is sent");
+    let began = Instant::now();
+    while stat(&app, "connected_clients").await > 0 {
+        assert!(
+            began.elapsed() < Duration::from_secs(20),
+            "the closed connection is still counted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(leaving);
+    let mut back = WsClient::connect_as(&app, &seller.token).await;
+    back.expect("welcome").await;
+    assert_eq!(back.expect("subscribed").await["seq"], 0);
+    back.events_until(&channel, 0, 2 * SALES).await;
+}
+
 /// A client that reads answers the heartbeat's ping, and what it answered
 /// for is recorded as delivered while it is still connected: its next
 /// connection, even after this one just ends, starts after it.
@@ -291,31 +342,10 @@ async fn what_a_client_answered_a_ping_for_is_recorded_as_delivered() {
     app.order(&seller, "ask", product, "10", "150.00").await;
     app.order(&buyer, "bid", product, "10", "150.00").await;
     reading.events_until(&channel, 0, 2).await;
-    // Two heartbeats: the ping after the first is read, and answered, by
-    // the time the second arrives.
-    for _ in 0..2 {
-        while reading.next_any().await["type"] != "heartbeat" {}
-    }
-    let mut database = app.database.as_ref().expect("a database").connect().await;
-    let began = Instant::now();
-    loop {
-        let recorded: Option<i64> =
-            sqlx::query_scalar("SELECT seq FROM deliveries WHERE user_id = $1")
-                .bind(seller.id)
-                .fetch_optional(&mut database)
-                .await
-                .expect("the deliveries");
-        if recorded == Some(2) {
-            break;
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(10),
-            "recorded as delivered: {recorded:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // It just ends, without a close: the next connection starts after
-    // the sale all the same.
+    crate::feed::answer_a_ping(&mut reading).await;
+    crate::feed::wait_for_delivery(&app, seller.id, 2).await;
+    // It just ends: the next connection starts after the sale all the
+    // same.
     drop(reading);
     let mut next = WsClient::connect_as(&app, &seller.token).await;
     next.expect("welcome").await;

@@ -281,8 +281,7 @@ impl Connection {
     /// Feeds event `seq` of `channel` to the socket if the client is owed
     /// it; false for one it already has or no longer wants. The channel's
     /// mark moves only once the socket took the event: a close that cuts
-    /// into a blocked write names, and records as delivered, only what was
-    /// handed over.
+    /// into a blocked write names only what was handed over.
     async fn feed_event(
         &mut self,
         socket: &mut Socket,
@@ -513,17 +512,11 @@ impl Connection {
         }
     }
 
-    /// Leaves every channel, records the delivery and closes with the
-    /// code that says why.
+    /// Leaves every channel and closes with the code that says why.
     async fn finish(mut self, socket: &mut Socket, end: End) {
+        // What the client read was recorded at its pongs; a close says
+        // nothing of it (a browser drops what arrives once it is closing).
         self.count_sent();
-        // A client that closes, or answers the server's close, has read
-        // what came before it; otherwise only what it acknowledged counts.
-        let written = self.own_written();
-        if matches!(end, End::Closed) {
-            self.delivered(written);
-        }
-        self.record_delivery();
         let counters = &self.gateway.hub.counters;
         let mut messages = Vec::new();
         let echo = matches!(end, End::Closed);
@@ -598,15 +591,12 @@ impl Connection {
             // does not turn the close into a reset.
             while let Some(Ok(message)) = socket.next().await {
                 if matches!(message, Message::Close(_)) {
-                    return Ok(true);
+                    break;
                 }
             }
-            Ok::<_, WsError>(false)
+            Ok::<_, WsError>(())
         };
-        if let Ok(Ok(true)) = tokio::time::timeout(CLOSE_WAIT, closing).await {
-            self.delivered(written);
-            self.record_delivery();
-        }
+        let _ = tokio::time::timeout(CLOSE_WAIT, closing).await;
     }
 
     /// The last `seq` written on the user's own channel, if it follows it.
@@ -627,15 +617,8 @@ impl Connection {
         // Never past what was written: a client could only skip its own
         // events by lying, but a mistake must not do it either.
         if self.own_written().is_some_and(|written| seq <= written) {
-            self.delivered(Some(seq));
-            self.record_delivery();
-        }
-    }
-
-    /// Notes that the client has read its channel up to `seq`.
-    fn delivered(&mut self, seq: Option<i64>) {
-        if let Some(seq) = seq {
             self.acked = self.acked.max(seq);
+            self.record_delivery();
         }
     }
 

@@ -177,10 +177,8 @@ impl Connection {
             Some(since) => self.resume(socket, channel, joined, since, id).await,
             None => self.start(socket, channel, &joined, id, false).await,
         };
-        match &result {
-            Err(_) => self.drop_subscription(channel),
-            Ok(Ok(())) => self.record_delivery(),
-            Ok(Err(_)) => {}
+        if result.is_err() {
+            self.drop_subscription(channel);
         }
         result
     }
@@ -476,7 +474,7 @@ impl Connection {
 
     /// Records how far the client has read the user's channel, off the
     /// connection's path, so that the user's next connection starts after
-    /// it: at each pong, and at the end.
+    /// it: at each pong that moved it.
     pub(super) fn record_delivery(&mut self) {
         let Some(user) = &self.user else { return };
         if self.acked <= self.marked {
