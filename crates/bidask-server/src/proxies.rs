@@ -60,20 +60,24 @@ impl TrustedProxies {
         if !self.trusts(peer) {
             return peer;
         }
-        // Several headers make one list, in order. A value that is not
-        // text cannot be read past, like an entry that is not an address.
-        let hops: Vec<&str> = headers
+        // Several headers make one list, in order. Split as bytes: a proxy
+        // appends its entry to whatever the client sent, which need not be
+        // text, and the entries on the right must still be read.
+        let hops: Vec<Option<IpAddr>> = headers
             .get_all(FORWARDED_FOR)
             .iter()
-            .flat_map(|value| match value.to_str() {
-                Ok(text) => text.split(',').collect::<Vec<_>>(),
-                Err(_) => vec![""],
+            .flat_map(|value| value.as_bytes().split(|byte| *byte == b','))
+            .map(|hop| {
+                std::str::from_utf8(hop)
+                    .ok()
+                    .and_then(|hop| hop.trim().parse().ok())
             })
             .collect();
         let mut client = peer;
         for hop in hops.iter().rev() {
-            // What a trusted proxy says it saw: the hop before it.
-            let Ok(address) = hop.trim().parse::<IpAddr>() else {
+            // What a trusted proxy says it saw: the hop before it. An entry
+            // that is not a bare address cannot be read past.
+            let Some(address) = hop else {
                 break;
             };
             client = address.to_canonical();
@@ -158,6 +162,12 @@ mod tests {
         assert_eq!(
             client("127.0.0.1", &[b"203.0.113.5", b"\xff"]),
             address("127.0.0.1")
+        );
+        // What the client sent need not be text; the proxy's entry after it
+        // still counts.
+        assert_eq!(
+            client("127.0.0.1", &[b"\xff, 203.0.113.5"]),
+            address("203.0.113.5")
         );
         // An IPv4 peer seen through an IPv6 socket is still that peer.
         assert_eq!(

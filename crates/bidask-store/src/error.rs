@@ -93,7 +93,8 @@ impl From<sqlx::Error> for StoreError {
 /// cancelled statement) and 58 (system error: I/O). SQLite's are its
 /// extended result codes, at most four digits, whose low byte is the
 /// primary code: BUSY and LOCKED (a lock held past the busy timeout),
-/// IOERR, FULL and CANTOPEN.
+/// NOMEM, READONLY (a file or disk that became read-only), IOERR, FULL
+/// and CANTOPEN.
 fn is_outage(code: &str) -> bool {
     if code.len() == 5 {
         return ["08", "53", "57", "58"]
@@ -102,11 +103,17 @@ fn is_outage(code: &str) -> bool {
     }
     const BUSY: u32 = 5;
     const LOCKED: u32 = 6;
+    const NOMEM: u32 = 7;
+    const READONLY: u32 = 8;
     const IOERR: u32 = 10;
     const FULL: u32 = 13;
     const CANTOPEN: u32 = 14;
-    code.parse::<u32>()
-        .is_ok_and(|code| matches!(code & 0xff, BUSY | LOCKED | IOERR | FULL | CANTOPEN))
+    code.parse::<u32>().is_ok_and(|code| {
+        matches!(
+            code & 0xff,
+            BUSY | LOCKED | NOMEM | READONLY | IOERR | FULL | CANTOPEN
+        )
+    })
 }
 
 #[cfg(test)]
@@ -121,12 +128,13 @@ mod tests {
         for code in ["23505", "23514", "22003", "42P01", "40001"] {
             assert!(!is_outage(code), "PostgreSQL {code}");
         }
-        // BUSY, BUSY_RECOVERY, LOCKED_SHAREDCACHE, IOERR_FSYNC, FULL, CANTOPEN.
-        for code in ["5", "261", "262", "1034", "13", "14"] {
+        // BUSY, BUSY_RECOVERY, LOCKED_SHAREDCACHE, NOMEM, READONLY_DIRECTORY,
+        // IOERR_FSYNC, FULL, CANTOPEN.
+        for code in ["5", "261", "262", "7", "1544", "1034", "13", "14"] {
             assert!(is_outage(code), "SQLite {code}");
         }
-        // CONSTRAINT_CHECK, CONSTRAINT_UNIQUE, ERROR, READONLY, CORRUPT.
-        for code in ["275", "2067", "1", "8", "11"] {
+        // CONSTRAINT_CHECK, CONSTRAINT_UNIQUE, ERROR, CORRUPT.
+        for code in ["275", "2067", "1", "11"] {
             assert!(!is_outage(code), "SQLite {code}");
         }
     }
