@@ -619,12 +619,71 @@ async fn database_that_hangs_postgres() {
 async fn a_cancel_behind_a_fill_still_committing_waits_for_it_postgres() {
     let mut app = spawn_app_on(TestDatabase::new(Backend::Postgres).await, |_| {}).await;
     let (product_id, traders) = setup(&mut app).await;
-    let (seller, buyer) = (&traders[0], &traders[1]);
+    let seller = &traders[0];
     let ask = app.order(seller, "ask", product_id, "9", "500.00").await;
     assert_eq!(ask.status, 201, "{:?}", ask.body);
     let path = format!("/api/v1/orders/{}", ask.body["order"]["id"]);
+    let fill = json!({"product_id": product_id, "size": "9", "price": "500.00"});
+    let cancel = app.delete(&path, Some(&seller.token));
+    let cancel = behind_a_failing_commit(&app, &traders[1], &fill, cancel).await;
+    assert_eq!(
+        (cancel.status, cancel.code()),
+        (503, "storage_unavailable"),
+        "{:?}",
+        cancel.body
+    );
+    let cancelled = until_served(|| app.delete(&path, Some(&seller.token))).await;
+    assert_eq!(
+        (cancelled.status, &cancelled.body["status"]),
+        (200, &json!("cancelled")),
+        "the ask rests again, so it can be cancelled: {:?}",
+        cancelled.body
+    );
+    audit(&app, &traders, product_id, &SIZES).await;
+    app.stop().await;
+}
 
-    // Inserting a match waits behind this lock; reads go on.
+/// The same for an amendment below what has traded: the fill it is judged
+/// against may fail, and then the order has traded nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_amendment_behind_a_fill_still_committing_waits_for_it_postgres() {
+    let mut app = spawn_app_on(TestDatabase::new(Backend::Postgres).await, |_| {}).await;
+    let (product_id, traders) = setup(&mut app).await;
+    let seller = &traders[0];
+    let ask = json!({"product_id": product_id, "size": "9", "price": "500.00", "quantity": 2});
+    let ask = app.place(seller, "ask", &ask).await;
+    assert_eq!(ask.status, 201, "{:?}", ask.body);
+    let path = format!("/api/v1/orders/{}", ask.body["order"]["id"]);
+    let fill = json!({"product_id": product_id, "size": "9", "price": "500.00"});
+    let to_one = json!({"quantity": 1});
+    let amend = app.patch(&path, Some(&seller.token), &to_one);
+    let amend = behind_a_failing_commit(&app, &traders[1], &fill, amend).await;
+    assert_eq!(
+        (amend.status, amend.code()),
+        (503, "storage_unavailable"),
+        "{:?}",
+        amend.body
+    );
+    let amended = until_served(|| app.patch(&path, Some(&seller.token), &to_one)).await;
+    assert_eq!(
+        (amended.status, &amended.body["quantity"]),
+        (200, &json!(1)),
+        "nothing traded, so the ask may shrink to one: {:?}",
+        amended.body
+    );
+    audit(&app, &traders, product_id, &SIZES).await;
+    app.stop().await;
+}
+
+/// Sends `buyer`'s bid `fill` and holds its commit on a lock (reads go on);
+/// once the writer waits, sends `request`, requires it to wait too, then
+/// fails the commit and returns `request`'s answer. The bid gets 503.
+async fn behind_a_failing_commit(
+    app: &TestApp,
+    buyer: &Trader,
+    fill: &Value,
+    request: impl std::future::Future<Output = bidask_tests::Reply>,
+) -> bidask_tests::Reply {
     let database = app.database.as_ref().expect("a database");
     let mut blocker = database.connect().await;
     let mut lock = sqlx::Connection::begin(&mut blocker)
@@ -635,14 +694,14 @@ async fn a_cancel_behind_a_fill_still_committing_waits_for_it_postgres() {
         .await
         .expect("the lock");
     let mut watcher = database.connect().await;
-    let (bid, cancel) = tokio::join!(app.order(buyer, "bid", product_id, "9", "500.00"), async {
-        // Once the writer waits for the lock, the actor has filled the
-        // ask in its book.
+    let (bid, answer) = tokio::join!(app.place(buyer, "bid", fill), async {
+        // Once the writer waits for the lock, the actor has decided the
+        // fill in its book.
         let deadline = Instant::now() + Duration::from_secs(10);
         let writer: i32 = loop {
             let waiting: Option<i32> = sqlx::query_scalar(
                 "SELECT pid FROM pg_locks WHERE NOT granted \
-                     AND relation = 'matches'::regclass",
+                 AND relation = 'matches'::regclass",
             )
             .fetch_optional(&mut watcher)
             .await
@@ -656,22 +715,20 @@ async fn a_cancel_behind_a_fill_still_committing_waits_for_it_postgres() {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        let cancel = app.delete(&path, Some(&seller.token));
-        tokio::pin!(cancel);
-        // While the fill's commit waits, the cancel has no true answer.
-        if let Ok(early) = tokio::time::timeout(Duration::from_secs(1), &mut cancel).await {
+        tokio::pin!(request);
+        // While the fill's commit waits, the request has no true answer.
+        if let Ok(early) = tokio::time::timeout(Duration::from_secs(1), &mut request).await {
             panic!(
-                "the cancel was answered while the fill was committing: {} {:?}",
+                "answered while the fill was committing: {} {:?}",
                 early.status, early.body
             );
         }
-        // The fill's commit fails.
         sqlx::query("SELECT pg_cancel_backend($1)")
             .bind(writer)
             .execute(&mut watcher)
             .await
             .expect("the writer's statement cancelled");
-        cancel.await
+        request.await
     });
     lock.rollback().await.expect("the lock released");
     assert_eq!(
@@ -680,28 +737,24 @@ async fn a_cancel_behind_a_fill_still_committing_waits_for_it_postgres() {
         "{:?}",
         bid.body
     );
-    assert_eq!(
-        (cancel.status, cancel.code()),
-        (503, "storage_unavailable"),
-        "{:?}",
-        cancel.body
-    );
+    answer
+}
+
+/// The first answer of `request` that is not a 503, within ten seconds:
+/// the product rebuilds after the failed commit.
+async fn until_served<F, R>(request: F) -> bidask_tests::Reply
+where
+    F: Fn() -> R,
+    R: std::future::Future<Output = bidask_tests::Reply>,
+{
     let deadline = Instant::now() + Duration::from_secs(10);
-    let cancelled = loop {
-        let reply = app.delete(&path, Some(&seller.token)).await;
+    loop {
+        let reply = request().await;
         if reply.status != 503 || Instant::now() > deadline {
-            break reply;
+            return reply;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(
-        (cancelled.status, &cancelled.body["status"]),
-        (200, &json!("cancelled")),
-        "the ask rests again, so it can be cancelled: {:?}",
-        cancelled.body
-    );
-    audit(&app, &traders, product_id, &SIZES).await;
-    app.stop().await;
+    }
 }
 
 on_both_backends!(feed_rows_the_writer_did_not_count_are_caught_up_with);
