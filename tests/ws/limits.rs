@@ -135,6 +135,33 @@ async fn one_address_cannot_hold_every_connection() {
         .await;
 }
 
+/// Behind a trusted proxy, the bound is per client it forwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_each_client_has_its_own_places() {
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let app = spawn_app_on(database, |config| {
+        config.ws_max_connections_per_address = 1;
+        config.trusted_proxies = "127.0.0.0/8".parse().expect("a network");
+    })
+    .await;
+    let authority = app.address.trim_start_matches("http://");
+    let mut held = Vec::new();
+    for (client, expected) in [
+        ("203.0.113.5", "HTTP/1.1 101"),
+        ("203.0.113.6", "HTTP/1.1 101"),
+        ("203.0.113.5", "HTTP/1.1 503"),
+    ] {
+        let request = format!(
+            "GET /ws HTTP/1.1\r\nHost: {authority}\r\nConnection: Upgrade\r\n\
+             Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: {EXAMPLE_KEY}\r\nX-Forwarded-For: {client}\r\n\r\n"
+        );
+        let (head, stream) = raw_request(authority, &request).await;
+        assert!(head.starts_with(expected), "{client}: {head}");
+        held.push(stream);
+    }
+}
+
 /// Connects as `how` once a closed connection's place is given back,
 /// which the server does when it sees the close: within two seconds.
 async fn connect_once_freed(app: &TestApp, how: &Connect<'_>) -> WsClient {
