@@ -1,27 +1,78 @@
 //! Accounts and the core trade: a seller's ask, a buyer's crossing bid.
 
-use bidask_tests::{Backend, is_utc_micros, on_both_backends, spawn_app};
+use bidask_tests::{
+    Backend, TestDatabase, is_utc_micros, on_both_backends, spawn_app, spawn_app_on,
+};
 use serde_json::json;
 
 on_both_backends!(
     register_login_and_me,
+    the_configured_admin_is_the_account_of_that_name_in_any_case,
     ask_then_crossing_bid_makes_one_match,
     notification_ids_follow_the_commit_order,
     match_lists_are_newest_first_filtered_and_paged
 );
 
+/// `BIDASK_ADMIN_USERNAME` names an account the way a login does: a
+/// trader registered as "boss" becomes the admin "Boss" asks for, keeping
+/// its id and name, rather than a second account beside it.
+async fn the_configured_admin_is_the_account_of_that_name_in_any_case(backend: Backend) {
+    let app = spawn_app_on(TestDatabase::new(backend).await, |_| {}).await;
+    let boss = app.register("boss").await;
+    let database = app.stop().await;
+    let app = spawn_app_on(database, |config| {
+        config.admin_username = Some("Boss".to_owned());
+        config.admin_password = Some("password-of-the-admin".to_owned());
+    })
+    .await;
+    let login = app
+        .post(
+            "/api/v1/auth/login",
+            None,
+            &json!({"username": "boss", "password": "password-of-the-admin"}),
+        )
+        .await;
+    assert_eq!(login.status, 200, "{:?}", login.body);
+    assert_eq!(
+        (
+            &login.body["user"]["id"],
+            &login.body["user"]["username"],
+            &login.body["user"]["role"]
+        ),
+        (&json!(boss.id), &json!("boss"), &json!("admin"))
+    );
+    app.stop().await;
+}
+
 async fn register_login_and_me(backend: Backend) {
     let app = spawn_app(backend).await;
     let ann = app.register("ann").await;
 
-    let again = app
+    // A name is taken in every case, and signs in in any.
+    for taken in ["ann", "Ann", "ANN"] {
+        let again = app
+            .post(
+                "/api/v1/auth/register",
+                None,
+                &json!({"username": taken, "password": "another-password"}),
+            )
+            .await;
+        assert_eq!(
+            (again.status, again.code()),
+            (409, "username_taken"),
+            "{taken}"
+        );
+    }
+    let shouted = app
         .post(
-            "/api/v1/auth/register",
+            "/api/v1/auth/login",
             None,
-            &json!({"username": "ann", "password": "another-password"}),
+            &json!({"username": "ANN", "password": "password-of-ann"}),
         )
         .await;
-    assert_eq!((again.status, again.code()), (409, "username_taken"));
+    assert_eq!(shouted.status, 200, "{:?}", shouted.body);
+    assert_eq!(shouted.body["user"]["id"], ann.id);
+    assert_eq!(shouted.body["user"]["username"], "ann");
 
     let login = app
         .post(

@@ -63,27 +63,38 @@ impl Store {
         })
     }
 
-    /// Makes sure `user` exists as an admin with this password hash.
+    /// Makes sure `user` exists as an admin with this password hash: the
+    /// account of that name in any case, or a new one.
     pub async fn ensure_admin(&self, user: &NewUser) -> Result<UserRecord, StoreError> {
-        sqlx::query(
-            "INSERT INTO users (username, password_hash, role, created_at) \
-             VALUES ($1, $2, 'admin', $3) ON CONFLICT (username) DO UPDATE \
-             SET password_hash = excluded.password_hash, role = 'admin'",
+        let updated = sqlx::query(
+            "UPDATE users SET password_hash = $2, role = 'admin' \
+             WHERE lower(username) = lower($1)",
         )
         .bind(user.username.clone())
         .bind(user.password_hash.clone())
-        .bind(user.created_at)
         .execute(&self.pool)
         .await?;
+        if updated.rows_affected() == 0 {
+            sqlx::query(
+                "INSERT INTO users (username, password_hash, role, created_at) \
+                 VALUES ($1, $2, 'admin', $3)",
+            )
+            .bind(user.username.clone())
+            .bind(user.password_hash.clone())
+            .bind(user.created_at)
+            .execute(&self.pool)
+            .await?;
+        }
         self.user_by_name(&user.username)
             .await?
             .ok_or_else(|| StoreError::Corrupt("admin user vanished after upsert".to_owned()))
     }
 
-    /// The account with this username.
+    /// The account with this username, in any case.
     pub async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, username, password_hash, role, created_at FROM users WHERE username = $1",
+            "SELECT id, username, password_hash, role, created_at FROM users \
+             WHERE lower(username) = lower($1)",
         )
         .bind(username.to_owned())
         .fetch_optional(&self.pool)
