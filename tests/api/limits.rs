@@ -118,7 +118,7 @@ async fn clients_behind_a_trusted_proxy_are_limited_each_by_their_own_address(ba
     // the first client's four (one of them forged an entry before the
     // proxy's, which is counted by the proxy's) get two through, the
     // second client's one gets through.
-    let first = ["ann", "bob", "cy"]
+    let first = ["ann", "bob", "cyd"]
         .map(|name| register_from(&app, name, "203.0.113.5"))
         .into_iter()
         .chain([register_from(&app, "dee", "198.51.100.1, 203.0.113.5")]);
