@@ -481,10 +481,12 @@ impl Connection {
             return;
         }
         self.marked = self.acked;
-        // Not one of the gateway's places: these follow deliveries, not
-        // client requests, and a burst of them must not queue ahead of a
-        // subscribe; past the pool's acquire bound one fails, and the
-        // next delivery records a later `seq` anyway.
+        // Not one of the gateway's places: these follow pongs, not client
+        // requests, and a burst of them must not queue ahead of a
+        // subscribe. Past the pool's acquire bound one fails; the next
+        // pong that moves the mark records a later `seq`, and until then
+        // the events after the last record would come again (at least
+        // once, never skipped).
         let (store, user_id, seq) = (self.state.store.clone(), user.id, self.acked);
         tokio::spawn(async move {
             if let Err(error) = store.mark_delivered(user_id, seq).await {
