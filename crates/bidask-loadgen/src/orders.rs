@@ -77,7 +77,8 @@ pub struct OrdersConfig {
     #[arg(long, env = "BIDASK_LOADGEN_URL", default_value = DEFAULT_URL)]
     pub url: String,
 
-    /// Concurrent traders, each its own user with its own keep-alive connection.
+    /// Concurrent traders, each its own user; they share a pool of
+    /// keep-alive connections, one per request in flight.
     #[arg(
         long,
         env = "BIDASK_LOADGEN_TRADERS",

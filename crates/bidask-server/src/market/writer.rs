@@ -647,8 +647,20 @@ impl Writer {
             Ok(result) => result,
             Err(_) => Err(StoreError::TimedOut),
         };
-        metrics::histogram!("bidask_commit_seconds").record(started.elapsed().as_secs_f64());
-        metrics::histogram!("bidask_commit_batch_units").record(units.len() as f64);
+        // A batch of refusals alone writes nothing and is no commit; and a
+        // refusal is no command committed.
+        if !batch.is_empty() {
+            let commands = units
+                .iter()
+                .filter(|unit| {
+                    unit.reply
+                        .as_ref()
+                        .is_none_or(|reply| reply.refusal.is_none())
+                })
+                .count();
+            metrics::histogram!("bidask_commit_seconds").record(started.elapsed().as_secs_f64());
+            metrics::histogram!("bidask_commit_batch_units").record(commands as f64);
+        }
         result?;
 
         self.seqs.extend(seqs);
