@@ -149,6 +149,37 @@ async fn snapshot_then_deltas_and_private_matches(backend: Backend) {
     assert_eq!(page.next().await["type"], "pong");
 }
 
+/// A client that leaves its own channel and comes back gets what happened
+/// meanwhile: a private channel has no snapshot to stand for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejoining_ones_own_channel_brings_what_happened_meanwhile() {
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let mut app = spawn_app_on(database, |config| config.ws_heartbeat_ms = 200).await;
+    let product = app.create_product("WS-REJOIN", &["10"]).await;
+    let seller = app.register("seller").await;
+    let buyer = app.register("buyer").await;
+    let channel = format!("user:{}", seller.id);
+    let mut client = WsClient::connect_as(&app, &seller.token).await;
+    client.expect("welcome").await;
+    assert_eq!(client.expect("subscribed").await["seq"], 0);
+    client
+        .send(&json!({"type": "unsubscribe", "channels": [channel], "id": 1}))
+        .await;
+    assert_eq!(client.expect("unsubscribed").await["id"], 1);
+    app.order(&seller, "ask", product, "10", "150.00").await;
+    app.order(&buyer, "bid", product, "10", "150.00").await;
+    client
+        .send(&json!({"type": "subscribe", "channels": [channel], "id": 2}))
+        .await;
+    let again = client.expect("subscribed").await;
+    assert_eq!((&again["seq"], &again["id"]), (&json!(0), &json!(2)));
+    let sale = client.events_until(&channel, 0, 2).await;
+    assert_eq!(sale[0]["type"], "MATCH_CREATED");
+    // Read, as a later pong shows: the next connection starts after it.
+    answer_a_ping(&mut client).await;
+    wait_for_delivery(&app, seller.id, 2).await;
+}
+
 /// Reads `client` until two heartbeats came: tungstenite answers a ping as
 /// it reads it, so the ping after the first one is answered by then, and
 /// with it everything written before that ping.

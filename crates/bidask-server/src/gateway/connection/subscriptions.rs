@@ -49,18 +49,9 @@ impl Connection {
         if self.is_subscribed(channel) {
             return Ok(());
         }
-        let outcome = if let Some(stopped) = self.own_stopped_at.take() {
-            self.join(socket, channel, Some(stopped), None).await
-        } else {
-            let read = self.state.store.delivered_seq(user.id);
-            match self.gateway.query(read).await {
-                Ok(delivered) => {
-                    self.marked = delivered;
-                    self.acked = self.acked.max(delivered);
-                    self.join(socket, channel, Some(delivered), None).await
-                }
-                Err(error) => Err(unavailable(&error, None)),
-            }
+        let outcome = match self.own_start(None).await {
+            Ok(start) => self.join(socket, channel, Some(start), None).await,
+            Err(refusal) => Err(refusal),
         };
         match outcome {
             Ok(result) => result,
@@ -70,6 +61,28 @@ impl Connection {
                 self.send(socket, refusal.to_message()).await
             }
         }
+    }
+
+    /// Where the user's own channel starts when it is joined without a
+    /// `since_seq`: where this connection stopped when its token expired,
+    /// or else after what the user's connections were seen to read. Not at
+    /// the channel's newest `seq`, which would skip what was never sent.
+    async fn own_start(&mut self, id: Option<&Value>) -> Result<i64, Refusal> {
+        if let Some(stopped) = self.own_stopped_at.take() {
+            return Ok(stopped);
+        }
+        let Some(user) = &self.user else {
+            return Ok(0);
+        };
+        let read = self.state.store.delivered_seq(user.id);
+        let delivered = self
+            .gateway
+            .query(read)
+            .await
+            .map_err(|error| unavailable(&error, id))?;
+        self.marked = self.marked.max(delivered);
+        self.acked = self.acked.max(delivered);
+        Ok(delivered)
     }
 
     pub(super) async fn subscribe(
@@ -123,7 +136,21 @@ impl Connection {
                 continue;
             }
             seen.push(channel);
-            match self.join(socket, channel, since_seq, id).await {
+            let since = match channel {
+                Channel::User(_) if since_seq.is_none() && !self.is_subscribed(channel) => {
+                    match self.own_start(id).await {
+                        Ok(start) => Some(start),
+                        Err(refusal) => {
+                            if let Err(end) = self.send(socket, refusal.to_message()).await {
+                                return Ok(Err(end));
+                            }
+                            continue;
+                        }
+                    }
+                }
+                _ => since_seq,
+            };
+            match self.join(socket, channel, since, id).await {
                 Ok(Ok(())) => {}
                 Ok(Err(end)) => return Ok(Err(end)),
                 Err(refusal) => {
