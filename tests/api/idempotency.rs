@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 on_both_backends!(
     the_same_key_and_body_return_the_first_response_and_place_once,
     the_same_key_with_another_body_is_a_conflict,
+    a_retry_serialized_anew_is_the_same_order,
     the_same_key_of_another_user_is_independent,
     a_key_must_be_one_to_255_characters,
     a_retry_is_answered_from_the_key_even_after_its_expiry_passed,
@@ -141,6 +142,11 @@ async fn the_same_key_with_another_body_is_a_conflict(backend: Backend) {
             json!({"product_id": product, "size": "10", "price": "200.00", "time_in_force": "ioc"}),
         ),
         ("the other side", "ask", body.clone()),
+        (
+            "an expires_at where none was sent",
+            "bid",
+            json!({"product_id": product, "size": "10", "price": "200.00", "expires_at": "2099-01-01T00:00:00Z"}),
+        ),
     ] {
         let reply = place_with_key(&app, &ann, side, &other, "key-1").await;
         assert_eq!(
@@ -159,6 +165,47 @@ async fn the_same_key_with_another_body_is_a_conflict(backend: Backend) {
 
     let replay = place_with_key(&app, &ann, "bid", &body, "key-1").await;
     assert_eq!(replay.body, first.body, "the key still replays its request");
+    app.stop().await;
+}
+
+/// A retry is the same order however the client serializes it again: key
+/// order and spacing, a price as a number or with fewer decimals, a size as
+/// a number, the defaults spelled out, a field the API ignores, the same
+/// instant at another offset.
+async fn a_retry_serialized_anew_is_the_same_order(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let product = app.create_product("AJ1-CHI", &["10"]).await;
+    let ann = app.register("ann").await;
+    let send = |body: String| {
+        app.send(
+            Method::POST,
+            "/api/v1/bids",
+            Some(&ann.token),
+            Some(body),
+            &[("Idempotency-Key", "anew-1")],
+        )
+    };
+    // Ten days ahead, to the second: `…Z` and `…+00:00` name one instant.
+    let micros = bidask_server::clock::now_micros() + 10 * bidask_server::clock::DAY;
+    let at = bidask_server::clock::format_micros(micros - micros % 1_000_000);
+    let second = at.trim_end_matches('Z').trim_end_matches(".000000");
+    let first = send(format!(
+        r#"{{"product_id":{product},"size":"10","price":"200.00","expires_at":"{second}Z"}}"#
+    ))
+    .await;
+    assert_eq!(first.status, 201, "{:?}", first.body);
+    for body in [
+        format!(
+            r#"{{ "expires_at": "{second}+00:00", "price": 200, "size": 10, "product_id": {product} }}"#
+        ),
+        format!(
+            r#"{{"product_id":{product},"size":"10","price":"200.0","quantity":1,"time_in_force":"gtc","expires_at":"{at}","note":"retry"}}"#
+        ),
+    ] {
+        let again = send(body.clone()).await;
+        assert_eq!((again.status, &again.body), (201, &first.body), "{body}");
+    }
+    assert_eq!(order_ids(&app, &ann).await.len(), 1);
     app.stop().await;
 }
 
@@ -209,6 +256,8 @@ async fn a_key_must_be_one_to_255_characters(backend: Backend) {
     for (what, key) in [
         ("256 characters", "k".repeat(256)),
         ("empty", String::new()),
+        ("a space inside", "two words".to_owned()),
+        ("a tab inside", "two\twords".to_owned()),
     ] {
         let reply = place_with_key(&app, &ann, "bid", &body, &key).await;
         assert_eq!(

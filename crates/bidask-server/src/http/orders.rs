@@ -181,13 +181,43 @@ fn replay(stored: IdempotencyRecord, request_hash: &str) -> Result<Response, Api
     Ok(json_response(status, stored.response))
 }
 
-/// What identifies a request under its idempotency key: the side and the
-/// body exactly as sent.
+/// What identifies a request under its idempotency key: the order it
+/// asks for, as parsed, so that a client that serializes its retry anew
+/// (other key order or spacing, `250` for `"250.00"`, an explicit
+/// `"quantity": 1`, a field the API ignores) retries the same order. An
+/// omitted `expires_at` stays apart from any given one: it means 30 days
+/// from placement. A body that is no order at all is taken as sent.
 fn request_hash(side: Side, body: &[u8]) -> String {
     let mut digest = Sha256::new();
     digest.update(side_name(side).as_bytes());
-    digest.update(b"\n");
-    digest.update(body);
+    match serde_json::from_slice::<PlaceBody>(body) {
+        Ok(order) => {
+            let size = string_or_number(&order.size).unwrap_or_else(|| order.size.get().to_owned());
+            let price = decimal(&order.price).map_or_else(
+                || order.price.get().to_owned(),
+                |price| price.normalize().to_string(),
+            );
+            let time_in_force = match order.time_in_force.unwrap_or(TimeInForceBody::Gtc) {
+                TimeInForceBody::Gtc => "gtc",
+                TimeInForceBody::Ioc => "ioc",
+                TimeInForceBody::Fok => "fok",
+            };
+            let expires_at = order
+                .expires_at
+                .map(|text| parse_rfc3339(&text).map_or(text, |micros| micros.to_string()));
+            // Debug-quoted strings keep each field's bounds whatever it holds.
+            let canonical = format!(
+                "\norder {} {size:?} {price:?} {} {time_in_force} {expires_at:?}",
+                order.product_id,
+                order.quantity.unwrap_or(1),
+            );
+            digest.update(canonical.as_bytes());
+        }
+        Err(_) => {
+            digest.update(b"\nraw\n");
+            digest.update(body);
+        }
+    }
     format!("sha256:{:x}", digest.finalize())
 }
 
@@ -282,7 +312,9 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         .to_str()
         .ok()
         .map(str::trim)
-        .filter(|key| (1..=255).contains(&key.len()))
+        .filter(|key| {
+            (1..=255).contains(&key.len()) && key.bytes().all(|byte| byte.is_ascii_graphic())
+        })
         .map(|key| Some(key.to_owned()))
         .ok_or_else(|| {
             ApiError::invalid(
