@@ -112,6 +112,9 @@ impl Tokens {
         // `sub` is required by `Claims` itself, which also takes it as a
         // number; the library's own check would refuse that.
         validation.set_required_spec_claims(&["exp"]);
+        // A token minted elsewhere may say when it starts to count; before
+        // then it must not be taken (RFC 7519, 4.1.5).
+        validation.validate_nbf = true;
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
@@ -189,6 +192,12 @@ mod tests {
         }
         let expired = sign(serde_json::json!({"sub": "42", "role": "trader", "exp": exp - 3_600}));
         assert!(matches!(tokens.verify(&expired), Err(TokenError::Expired)));
+        let started =
+            sign(serde_json::json!({"sub": "42", "role": "trader", "exp": exp, "nbf": exp - 120}));
+        assert!(tokens.verify(&started).is_ok());
+        let not_yet =
+            sign(serde_json::json!({"sub": "42", "role": "trader", "exp": exp + 600, "nbf": exp}));
+        assert!(matches!(tokens.verify(&not_yet), Err(TokenError::Invalid)));
         for refused in [
             serde_json::json!({"role": "trader", "exp": exp}),
             serde_json::json!({"sub": 4.2, "role": "trader", "exp": exp}),
