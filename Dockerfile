@@ -18,6 +18,6 @@ WORKDIR /var/lib/bidask
 VOLUME /var/lib/bidask
 ENV BIDASK_LISTEN=0.0.0.0:8080
 EXPOSE 8080
-HEALTHCHECK --interval=5s --timeout=3s --retries=10 CMD curl -fsS http://127.0.0.1:8080/readyz || exit 1
+HEALTHCHECK --interval=5s --timeout=3s --retries=10 --start-period=60s CMD curl -fsS http://127.0.0.1:8080/readyz || exit 1
 ENTRYPOINT ["bidask"]
 CMD ["serve"]
