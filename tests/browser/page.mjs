@@ -274,6 +274,36 @@ try {
     console.log(`  screenshot: ${process.env.BIDASK_SCREENSHOT}`);
   }
 
+  step('on a phone the page fits its width, and the bar leaves the screen to the page');
+  const fits = (page) => page.evaluate(() => {
+    const bar = document.querySelector('.bar');
+    return {
+      scroll: document.documentElement.scrollWidth,
+      width: window.innerWidth,
+      bar: bar.getBoundingClientRect().height,
+      sticky: getComputedStyle(bar).position === 'sticky',
+      font: parseFloat(getComputedStyle(document.querySelector('input')).fontSize),
+    };
+  });
+  for (const width of [375, 320]) {
+    await sellerPage.setViewportSize({ width, height: 740 });
+    const shape = await fits(sellerPage);
+    if (shape.scroll > shape.width) throw new Error(`at ${width} px the seller's page is ${shape.scroll} px wide`);
+  }
+  await sellerPage.setViewportSize({ width: 1100, height: 900 });
+  const phone = await browser.newPage({ viewport: { width: 320, height: 640 } });
+  watch(phone, 'phone');
+  await phone.goto(`${base}/products/${product.id}`);
+  await phone.locator('[data-testid=book] td', { hasText: '$219.00' }).waitFor({ timeout: WAIT });
+  const signedOut = await fits(phone);
+  if (signedOut.scroll > signedOut.width) throw new Error(`at 320 px the page is ${signedOut.scroll} px wide`);
+  if (signedOut.sticky && signedOut.bar > 640 * 0.2) {
+    throw new Error(`a ${signedOut.bar} px bar stays over a 640 px screen`);
+  }
+  // iOS zooms into a text box whose font is under 16 px.
+  if (signedOut.font < 16) throw new Error(`inputs use a ${signedOut.font} px font`);
+  await phone.close();
+
   step('a refused refresh of the open orders keeps them shown');
   const ordersRoute = '**/api/v1/orders?**';
   faking429 = true;
