@@ -183,6 +183,8 @@ class Feed {
     this.pending = null;
     this.requests = 0;
     this.attempt = 0;
+    // When the current connection was first answered (0: not yet).
+    this.upSince = 0;
     this.socket = null;
     this.timer = null;
     // The server sends something at least every heartbeat interval; a
@@ -226,7 +228,11 @@ class Feed {
     socket.close();
     setLive('retry');
     // 0.5 s, 1 s, 2 s … up to 15 s, with jitter so a restarted server
-    // is not met by every page at once.
+    // is not met by every page at once. A connection that stayed up a
+    // while starts over at 0.5 s; one closed soon after it was answered
+    // (a server that cuts a slow phone off each time) keeps backing off.
+    if (this.upSince && Date.now() - this.upSince > 10000) this.attempt = 0;
+    this.upSince = 0;
     const delay = Math.min(15000, 500 * 2 ** this.attempt) * (0.75 + Math.random() / 2);
     this.attempt += 1;
     this.timer = setTimeout(() => this.connect(), delay);
@@ -273,6 +279,9 @@ class Feed {
         break;
       case 'subscribed':
         if (message.id === 'user-resume') this.userResuming = false;
+        // The user's events start over from what the server still has
+        // (a `seq` it never issued, events pruned): take them from there.
+        if (message.reset && message.channel && message.channel.startsWith('user:')) this.userSeq = message.seq;
         if (message.channel === this.channel) {
           if (message.id === this.pending) this.pending = null;
           if (message.snapshot) {
@@ -329,7 +338,7 @@ class Feed {
   }
 
   ready() {
-    this.attempt = 0;
+    if (!this.upSince) this.upSince = Date.now();
     setLive('on');
   }
 }
@@ -563,6 +572,9 @@ class ProductPage {
         }
       }
       this.placing = false;
+      // Now: the refresh may be skipped (one is running) or refused, and
+      // the buttons and the message must not wait for it.
+      this.render();
       await this.refreshOrders();
     } catch (failure) {
       if (!(failure instanceof ApiError) || failure.status >= 500) this.retry = { signature, key };
