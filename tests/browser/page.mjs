@@ -414,6 +414,42 @@ try {
   await textOf(deepPage, '[data-testid=highest-bid-11]', '$50.00');
   await deepPage.close();
 
+  step('a sale the feed brings while the recent sales are being read is listed, once');
+  const salesBefore = (await rest('GET', `/products/${product.id}/matches?size=10&limit=10`)).items;
+  let fetched;
+  const hasFetched = new Promise((resolve) => { fetched = resolve; });
+  let release;
+  const released = new Promise((resolve) => { release = resolve; });
+  const slowSales = await browser.newPage({ viewport: { width: 1100, height: 900 } });
+  watch(slowSales, 'slow sales');
+  // The page's read of the sales is answered as it stood before the sale.
+  await slowSales.route('**/api/v1/products/*/matches?**', async (route) => {
+    const response = await route.fetch();
+    fetched();
+    await released;
+    await route.fulfill({ response });
+  }, { times: 1 });
+  await slowSales.goto(`${base}/products/${product.id}`);
+  await textOf(slowSales, '[data-testid=live]', 'Live');
+  await hasFetched;
+  // At least one ask to buy from, whatever the steps before left.
+  await rest('POST', '/asks', bidder.token, { product_id: product.id, size: '10', price: '990.00' });
+  const lowest = (await rest('GET', `/products/${product.id}/book?size=10`)).asks[0].price;
+  const crossed = await rest('POST', '/bids', buyer.token, { product_id: product.id, size: '10', price: lowest, time_in_force: 'ioc' });
+  if (crossed.matches.length !== 1) throw new Error(`the bid at ${lowest} made ${crossed.matches.length} matches`);
+  await textOf(slowSales, '[data-testid=last-sale-10]', `$${lowest}`);
+  release();
+  const expectedRows = Math.min(10, salesBefore.length + 1) + 1; // and the heading
+  await slowSales.waitForFunction((rows) => document.querySelectorAll('[data-testid=matches] tr').length === rows,
+    expectedRows, { timeout: WAIT }).catch(() => {});
+  const listed = await slowSales.evaluate(() => [...document.querySelectorAll('[data-testid=matches] tr')]
+    .slice(1).map((row) => row.firstElementChild.textContent));
+  const wanted = [`$${lowest}`, ...salesBefore.map((sale) => `$${sale.price}`)].slice(0, 10);
+  if (JSON.stringify(listed) !== JSON.stringify(wanted)) {
+    throw new Error(`recent sales ${JSON.stringify(listed)}, not ${JSON.stringify(wanted)}`);
+  }
+  await slowSales.close();
+
   step('names are shown as text, never run as markup');
   const markup = '<img src=x onerror="window.injected=1">Dunk';
   const tricky = await rest('POST', '/products', admin.token, {

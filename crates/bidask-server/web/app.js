@@ -392,6 +392,12 @@ function privateEvent(message) {
 
 // ---- a product -------------------------------------------------------------
 
+/** The ten newest of two lists of sales, each sale once (match ids only grow). */
+function recentSales(some, others) {
+  const byId = new Map([...others, ...some].map((sale) => [sale.id, sale]));
+  return [...byId.values()].sort((a, b) => b.id - a.id).slice(0, 10);
+}
+
 /** One market's book as the feed describes it: price → {quantity, orders}. */
 class Market {
   constructor(size) {
@@ -477,8 +483,8 @@ class ProductPage {
     if (message.type === 'MATCH_CREATED') {
       book.lastSale = message.price;
       if (message.size === this.selected) {
-        const sale = { price: message.price, quantity: message.quantity, created_at: message.ts };
-        this.matches = [sale, ...this.matches].slice(0, 10);
+        const sale = { id: message.match_id, price: message.price, quantity: message.quantity, created_at: message.ts };
+        this.matches = recentSales([sale], this.matches);
       }
     }
     this.render();
@@ -496,7 +502,9 @@ class ProductPage {
     const size = this.selected;
     const page = await api('GET', `/products/${this.product.id}/matches?size=${encodeURIComponent(size)}&limit=10`);
     if (size === this.selected) {
-      this.matches = page.items;
+      // Sales the feed brought while this was read stay; one it brought
+      // that the read also holds is listed once.
+      this.matches = recentSales(page.items, this.matches);
       this.render();
     }
   }
