@@ -146,6 +146,20 @@ try {
   await watcher.locator('[data-testid=markets] tr.size', { hasText: '10' }).first().click();
   await watcher.getByText('Book · size 10').waitFor({ timeout: WAIT });
 
+  step('a size can be chosen from the keyboard, and the chosen one says so');
+  await watcher.focus('[data-testid=size-9]');
+  await watcher.keyboard.press('Enter');
+  await watcher.getByText('Book · size 9').waitFor({ timeout: WAIT });
+  const pressed = await watcher.evaluate(() => ({
+    nine: document.querySelector('[data-testid=size-9]').getAttribute('aria-pressed'),
+    ten: document.querySelector('[data-testid=size-10]').getAttribute('aria-pressed'),
+  }));
+  if (pressed.nine !== 'true' || pressed.ten !== 'false') throw new Error(`aria-pressed ${JSON.stringify(pressed)}`);
+  await watcher.getByRole('textbox', { name: 'Price' }).waitFor({ timeout: WAIT });
+  await watcher.getByRole('textbox', { name: 'Username' }).waitFor({ timeout: WAIT });
+  await watcher.getByRole('button', { name: 'Size 10' }).click();
+  await watcher.getByText('Book · size 10').waitFor({ timeout: WAIT });
+
   step('a seller signs in on the page and places an ask from it');
   const sellerContext = await browser.newContext();
   const sellerPage = await sellerContext.newPage();

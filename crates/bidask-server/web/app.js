@@ -95,6 +95,8 @@ const SESSION_ENDED = 'Your session has ended; sign in again.';
 
 /** Signs out; `notice` says why, when it was not the user's choice. */
 function signOut(notice) {
+  // What the last user was told is not for whoever uses the page next.
+  document.getElementById('toasts').replaceChildren();
   if (notice) toast(notice);
   current = null;
   session.save(null);
@@ -571,7 +573,9 @@ class ProductPage {
       // A match is announced by the feed's private MATCH_CREATED, which
       // also reaches the user's other pages.
       if (reply.order.cancel_reason === 'self_trade') {
-        this.error = 'Not placed: it would have traded with your own order.';
+        this.error = reply.matches.length
+          ? 'Partly filled; the rest would have traded with your own order.'
+          : 'Not placed: it would have traded with your own order.';
       } else if (reply.matches.length === 0) {
         if (timeInForce === 'ioc') {
           this.error = 'Nothing was left at that price.';
@@ -627,11 +631,16 @@ class ProductPage {
         ask: cell({ class: 'ask', 'data-testid': `lowest-ask-${size}` }),
         last: cell({ 'data-testid': `last-sale-${size}` }),
       };
+      // The whole row is a target for a finger; the button in it makes the
+      // choice reachable by keyboard and says which size is chosen.
+      cells.pick = h('button', { type: 'button', class: 'size-pick', 'aria-pressed': 'false',
+        'aria-label': `Size ${size}`, 'data-testid': `size-${size}` }, size);
       cells.row = h('tr', { class: 'size', onclick: () => this.select(size) },
-        h('td', {}, size), cells.bid, cells.ask, cells.last);
+        h('td', {}, cells.pick), cells.bid, cells.ask, cells.last);
       return [size, cells];
     }));
-    const price = h('input', { name: 'price', inputmode: 'decimal', placeholder: 'Price, e.g. 210.00', 'data-testid': 'price' });
+    const price = h('input', { name: 'price', inputmode: 'decimal', placeholder: 'Price, e.g. 210.00',
+      'aria-label': 'Price', 'data-testid': 'price' });
     const view = {
       sizes,
       price,
@@ -690,6 +699,7 @@ class ProductPage {
       const bid = market.best('bid');
       const ask = market.best('ask');
       cells.row.classList.toggle('selected', size === this.selected);
+      cells.pick.setAttribute('aria-pressed', String(size === this.selected));
       setText(cells.bid, money(bid && bid.price));
       setText(cells.ask, money(ask && ask.price));
       setText(cells.last, money(market.lastSale));
@@ -738,7 +748,8 @@ class ProductPage {
           ? h('ul', { class: 'orders', 'data-testid': 'my-orders' },
             this.orders.map((order) => h('li', { 'data-testid': `order-${order.id}` },
               h('span', { class: order.side }, `${order.side === 'bid' ? 'Bid' : 'Ask'} size ${order.size} ${money(order.price)}`),
-              h('button', { class: 'secondary', onclick: () => this.cancel(order.id) }, 'Cancel'))))
+              h('button', { class: 'secondary', onclick: () => this.cancel(order.id),
+                'aria-label': `Cancel ${order.side} size ${order.size} at ${money(order.price)}` }, 'Cancel'))))
           : h('p', { class: 'muted', 'data-testid': 'my-orders' }, 'None.'));
     }
   }
