@@ -464,6 +464,24 @@ try {
   }
   await slowSales.close();
 
+  step('signing in or out in one tab is followed by the others');
+  const tabs = await browser.newContext();
+  const [first, other] = [await tabs.newPage(), await tabs.newPage()];
+  watch(first, 'first tab');
+  watch(other, 'other tab');
+  for (const tab of [first, other]) {
+    await tab.goto(`${base}/products/${product.id}`);
+    await textOf(tab, '[data-testid=live]', 'Live');
+  }
+  await first.fill('[data-testid=sign-in] input[name=username]', buyer.username);
+  await first.fill('[data-testid=sign-in] input[name=password]', buyer.password);
+  await first.click('[data-testid=sign-in] button[name=login]');
+  await textOf(first, '[data-testid=signed-in]', buyer.username);
+  await textOf(other, '[data-testid=signed-in]', buyer.username);
+  await first.getByRole('button', { name: 'Sign out' }).click();
+  await other.locator('[data-testid=sign-in]').waitFor({ timeout: WAIT });
+  await tabs.close();
+
   step('names are shown as text, never run as markup');
   const markup = '<img src=x onerror="window.injected=1">Dunk';
   const tricky = await rest('POST', '/products', admin.token, {

@@ -533,8 +533,12 @@ class ProductPage {
       } else {
         // Resting orders by status, so that finished ones do not crowd
         // them out of a page of 100.
+        const asked = current;
         const pages = await Promise.all(['open', 'partially_filled'].map((status) =>
           api('GET', `/orders?product_id=${this.product.id}&status=${status}&limit=100`)));
+        // Another user signed in meanwhile: these are not theirs, and the
+        // refresh their sign-in asked for follows.
+        if (current !== asked) return;
         this.orders = pages.flatMap((page) => page.items).sort((a, b) => b.id - a.id);
       }
       this.render();
@@ -785,5 +789,11 @@ async function start() {
     main.replaceChildren(h('p', { class: 'error' }, `Could not load: ${failure.message}`));
   }
 }
+
+// Signed in or out in another tab: this one follows, rather than go on
+// showing one user's orders while acting with another's token.
+window.addEventListener('storage', (event) => {
+  if (event.key === TOKEN_KEY) location.reload();
+});
 
 start();
