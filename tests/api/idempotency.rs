@@ -9,6 +9,8 @@ on_both_backends!(
     the_same_key_and_body_return_the_first_response_and_place_once,
     the_same_key_with_another_body_is_a_conflict,
     a_retry_serialized_anew_is_the_same_order,
+    a_key_stored_as_its_request_bytes_still_replays,
+    an_array_body_is_not_a_retry_of_an_order,
     the_same_key_of_another_user_is_independent,
     a_key_must_be_one_to_255_characters,
     a_retry_is_answered_from_the_key_even_after_its_expiry_passed,
@@ -165,6 +167,52 @@ async fn the_same_key_with_another_body_is_a_conflict(backend: Backend) {
 
     let replay = place_with_key(&app, &ann, "bid", &body, "key-1").await;
     assert_eq!(replay.body, first.body, "the key still replays its request");
+    app.stop().await;
+}
+
+/// A key stored when keys were compared as the bytes of their request
+/// still replays for a retry sent as before, so that an upgrade does not
+/// turn a retry that straddles it into a 409.
+async fn a_key_stored_as_its_request_bytes_still_replays(backend: Backend) {
+    use sha2::{Digest, Sha256};
+
+    let mut app = spawn_app(backend).await;
+    let product = app.create_product("AJ1-CHI", &["10"]).await;
+    let ann = app.register("ann").await;
+    let body = json!({"product_id": product, "size": "10", "price": "200.00"});
+    let first = place_with_key(&app, &ann, "bid", &body, "before-1").await;
+    assert_eq!(first.status, 201, "{:?}", first.body);
+    let bytes_hash = format!(
+        "sha256:{:x}",
+        Sha256::digest(format!("bid\n{body}").as_bytes())
+    );
+    let mut database = app.database.as_ref().expect("a database").connect().await;
+    sqlx::query("UPDATE idempotency_keys SET request_hash = $1 WHERE key = 'before-1'")
+        .bind(bytes_hash)
+        .execute(&mut database)
+        .await
+        .expect("the key as an older server stored it");
+    let again = place_with_key(&app, &ann, "bid", &body, "before-1").await;
+    assert_eq!((again.status, &again.body), (201, &first.body));
+    let other = json!({"product_id": product, "size": "10", "price": "201.00"});
+    let refused = place_with_key(&app, &ann, "bid", &other, "before-1").await;
+    assert_eq!(refused.code(), "idempotency_key_reused");
+    assert_eq!(order_ids(&app, &ann).await.len(), 1);
+    app.stop().await;
+}
+
+/// An array is no order, though it could fill one field by field: it is
+/// refused, not taken for the stored order's retry.
+async fn an_array_body_is_not_a_retry_of_an_order(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let product = app.create_product("AJ1-CHI", &["10"]).await;
+    let ann = app.register("ann").await;
+    let body = json!({"product_id": product, "size": "10", "price": "200.00"});
+    let first = place_with_key(&app, &ann, "bid", &body, "array-1").await;
+    assert_eq!(first.status, 201, "{:?}", first.body);
+    let array = json!([product, "10", "200.00", null, null, null]);
+    let reply = place_with_key(&app, &ann, "bid", &array, "array-1").await;
+    assert_eq!(reply.code(), "idempotency_key_reused", "{:?}", reply.body);
     app.stop().await;
 }
 

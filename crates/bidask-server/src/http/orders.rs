@@ -151,7 +151,7 @@ async fn place(
             Some(stored) if stored.created_at < since => {
                 state.store.forget_idempotency(user.id, &key, since).await?;
             }
-            Some(stored) => return replay(stored, &request_hash),
+            Some(stored) => return replay(stored, &request_hash, side, &body),
             None => {}
         }
         let draft = IdempotencyDraft {
@@ -167,8 +167,15 @@ async fn place(
 }
 
 /// The stored first response to a key, for a retry of the same request.
-fn replay(stored: IdempotencyRecord, request_hash: &str) -> Result<Response, ApiError> {
-    if stored.request_hash != request_hash {
+/// A key stored before retries were compared as orders holds the hash of
+/// the bytes, which a retry sent as before still matches.
+fn replay(
+    stored: IdempotencyRecord,
+    request_hash: &str,
+    side: Side,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    if stored.request_hash != request_hash && stored.request_hash != bytes_hash(side, body) {
         return Err(ApiError::conflict(
             "idempotency_key_reused",
             "this Idempotency-Key was used with a different request",
@@ -186,38 +193,50 @@ fn replay(stored: IdempotencyRecord, request_hash: &str) -> Result<Response, Api
 /// (other key order or spacing, `250` for `"250.00"`, an explicit
 /// `"quantity": 1`, a field the API ignores) retries the same order. An
 /// omitted `expires_at` stays apart from any given one: it means 30 days
-/// from placement. A body that is no order at all is taken as sent.
+/// from placement. A body that is no order object is taken as sent.
 fn request_hash(side: Side, body: &[u8]) -> String {
+    // An array would fill the struct by position, which the order parser
+    // refuses: it must not stand for an order here either.
+    let object = body.trim_ascii_start().starts_with(b"{");
+    let Some(order) = object
+        .then(|| serde_json::from_slice::<PlaceBody>(body).ok())
+        .flatten()
+    else {
+        return bytes_hash(side, body);
+    };
+    // Each field is either what it parsed to or, tagged apart, what was
+    // sent: a value that does not parse never reads as one that does.
+    let size = string_or_number(&order.size).ok_or_else(|| order.size.get().to_owned());
+    let price = decimal(&order.price)
+        .map(|price| price.normalize().to_string())
+        .ok_or_else(|| order.price.get().to_owned());
+    let time_in_force = match order.time_in_force.unwrap_or(TimeInForceBody::Gtc) {
+        TimeInForceBody::Gtc => "gtc",
+        TimeInForceBody::Ioc => "ioc",
+        TimeInForceBody::Fok => "fok",
+    };
+    let expires_at = order
+        .expires_at
+        .map(|text| parse_rfc3339(&text).ok_or(text));
+    // Debug formatting quotes strings, so each field keeps its bounds.
+    let canonical = format!(
+        "\0order {} {size:?} {price:?} {} {time_in_force} {expires_at:?}",
+        order.product_id,
+        order.quantity.unwrap_or(1),
+    );
     let mut digest = Sha256::new();
     digest.update(side_name(side).as_bytes());
-    match serde_json::from_slice::<PlaceBody>(body) {
-        Ok(order) => {
-            let size = string_or_number(&order.size).unwrap_or_else(|| order.size.get().to_owned());
-            let price = decimal(&order.price).map_or_else(
-                || order.price.get().to_owned(),
-                |price| price.normalize().to_string(),
-            );
-            let time_in_force = match order.time_in_force.unwrap_or(TimeInForceBody::Gtc) {
-                TimeInForceBody::Gtc => "gtc",
-                TimeInForceBody::Ioc => "ioc",
-                TimeInForceBody::Fok => "fok",
-            };
-            let expires_at = order
-                .expires_at
-                .map(|text| parse_rfc3339(&text).map_or(text, |micros| micros.to_string()));
-            // Debug-quoted strings keep each field's bounds whatever it holds.
-            let canonical = format!(
-                "\norder {} {size:?} {price:?} {} {time_in_force} {expires_at:?}",
-                order.product_id,
-                order.quantity.unwrap_or(1),
-            );
-            digest.update(canonical.as_bytes());
-        }
-        Err(_) => {
-            digest.update(b"\nraw\n");
-            digest.update(body);
-        }
-    }
+    digest.update(canonical.as_bytes());
+    format!("sha256:{:x}", digest.finalize())
+}
+
+/// The side and the body exactly as sent: how keys were compared before
+/// they were compared as orders, and how a body that is no order still is.
+fn bytes_hash(side: Side, body: &[u8]) -> String {
+    let mut digest = Sha256::new();
+    digest.update(side_name(side).as_bytes());
+    digest.update(b"\n");
+    digest.update(body);
     format!("sha256:{:x}", digest.finalize())
 }
 
