@@ -243,6 +243,7 @@ class Feed {
   /** Reconnects now (after signing in or out). */
   restart() {
     this.userSeq = 0; // signed in or out: another user's channel, or none
+    this.upSince = 0;
     const old = this.socket;
     this.socket = null;
     if (old) old.close();
@@ -283,7 +284,10 @@ class Feed {
         if (message.id === 'user-resume') this.userResuming = false;
         // The user's events start over from what the server still has
         // (a `seq` it never issued, events pruned): take them from there.
-        if (message.reset && message.channel && message.channel.startsWith('user:')) this.userSeq = message.seq;
+        // Not the automatic join's reset while the page's own resume is on
+        // its way: that resume decides.
+        if (message.reset && message.channel && message.channel.startsWith('user:')
+          && (message.id === 'user-resume' || !this.userResuming)) this.userSeq = message.seq;
         if (message.channel === this.channel) {
           if (message.id === this.pending) this.pending = null;
           if (message.snapshot) {
