@@ -36,6 +36,31 @@ async fn place_with_key(
     .await
 }
 
+/// A server with one product and Ann's first bid on it, placed with `key`.
+struct First {
+    app: TestApp,
+    ann: Trader,
+    product: i64,
+    body: Value,
+    first: Reply,
+}
+
+async fn first_bid(backend: Backend, key: &str) -> First {
+    let mut app = spawn_app(backend).await;
+    let product = app.create_product("AJ1-CHI", &["10"]).await;
+    let ann = app.register("ann").await;
+    let body = json!({"product_id": product, "size": "10", "price": "200.00"});
+    let first = place_with_key(&app, &ann, "bid", &body, key).await;
+    assert_eq!(first.status, 201, "{:?}", first.body);
+    First {
+        app,
+        ann,
+        product,
+        body,
+        first,
+    }
+}
+
 /// The ids of `trader`'s orders, newest first.
 async fn order_ids(app: &TestApp, trader: &Trader) -> Vec<i64> {
     let reply = app.get("/api/v1/orders", Some(&trader.token)).await;
@@ -176,12 +201,13 @@ async fn the_same_key_with_another_body_is_a_conflict(backend: Backend) {
 async fn a_key_stored_as_its_request_bytes_still_replays(backend: Backend) {
     use sha2::{Digest, Sha256};
 
-    let mut app = spawn_app(backend).await;
-    let product = app.create_product("AJ1-CHI", &["10"]).await;
-    let ann = app.register("ann").await;
-    let body = json!({"product_id": product, "size": "10", "price": "200.00"});
-    let first = place_with_key(&app, &ann, "bid", &body, "before-1").await;
-    assert_eq!(first.status, 201, "{:?}", first.body);
+    let First {
+        app,
+        ann,
+        product,
+        body,
+        first,
+    } = first_bid(backend, "before-1").await;
     let bytes_hash = format!(
         "sha256:{:x}",
         Sha256::digest(format!("bid\n{body}").as_bytes())
@@ -204,12 +230,9 @@ async fn a_key_stored_as_its_request_bytes_still_replays(backend: Backend) {
 /// An array is no order, though it could fill one field by field: it is
 /// refused, not taken for the stored order's retry.
 async fn an_array_body_is_not_a_retry_of_an_order(backend: Backend) {
-    let mut app = spawn_app(backend).await;
-    let product = app.create_product("AJ1-CHI", &["10"]).await;
-    let ann = app.register("ann").await;
-    let body = json!({"product_id": product, "size": "10", "price": "200.00"});
-    let first = place_with_key(&app, &ann, "bid", &body, "array-1").await;
-    assert_eq!(first.status, 201, "{:?}", first.body);
+    let First {
+        app, ann, product, ..
+    } = first_bid(backend, "array-1").await;
     let array = json!([product, "10", "200.00", null, null, null]);
     let reply = place_with_key(&app, &ann, "bid", &array, "array-1").await;
     assert_eq!(reply.code(), "idempotency_key_reused", "{:?}", reply.body);

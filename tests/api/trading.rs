@@ -25,13 +25,7 @@ async fn the_configured_admin_is_the_account_of_that_name_in_any_case(backend: B
         config.admin_password = Some("password-of-the-admin".to_owned());
     })
     .await;
-    let login = app
-        .post(
-            "/api/v1/auth/login",
-            None,
-            &json!({"username": "boss", "password": "password-of-the-admin"}),
-        )
-        .await;
+    let login = app.login("boss", "password-of-the-admin").await;
     assert_eq!(login.status, 200, "{:?}", login.body);
     assert_eq!(
         (
@@ -63,41 +57,17 @@ async fn register_login_and_me(backend: Backend) {
             "{taken}"
         );
     }
-    let shouted = app
-        .post(
-            "/api/v1/auth/login",
-            None,
-            &json!({"username": "ANN", "password": "password-of-ann"}),
-        )
-        .await;
+    let shouted = app.login("ANN", "password-of-ann").await;
     assert_eq!(shouted.status, 200, "{:?}", shouted.body);
     assert_eq!(shouted.body["user"]["id"], ann.id);
     assert_eq!(shouted.body["user"]["username"], "ann");
 
-    let login = app
-        .post(
-            "/api/v1/auth/login",
-            None,
-            &json!({"username": "ann", "password": "password-of-ann"}),
-        )
-        .await;
+    let login = app.login("ann", "password-of-ann").await;
     assert_eq!(login.status, 200, "{:?}", login.body);
     assert!(is_utc_micros(&login.body["expires_at"]), "{:?}", login.body);
-    let wrong = app
-        .post(
-            "/api/v1/auth/login",
-            None,
-            &json!({"username": "ann", "password": "wrong-password"}),
-        )
-        .await;
+    let wrong = app.login("ann", "wrong-password").await;
     assert_eq!((wrong.status, wrong.code()), (401, "invalid_credentials"));
-    let nobody = app
-        .post(
-            "/api/v1/auth/login",
-            None,
-            &json!({"username": "nobody", "password": "wrong-password"}),
-        )
-        .await;
+    let nobody = app.login("nobody", "wrong-password").await;
     assert_eq!((nobody.status, nobody.code()), (401, "invalid_credentials"));
 
     let me = app.get("/api/v1/me", Some(&ann.token)).await;

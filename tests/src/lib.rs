@@ -385,6 +385,12 @@ impl TestApp {
             .await
     }
 
+    /// `POST /auth/login` with these credentials.
+    pub async fn login(&self, username: &str, password: &str) -> Reply {
+        let credentials = json!({"username": username, "password": password});
+        self.post("/api/v1/auth/login", None, &credentials).await
+    }
+
     /// Registers `username` (password `password-of-<username>`).
     pub async fn register(&self, username: &str) -> Trader {
         let reply = self
@@ -455,6 +461,15 @@ impl TestApp {
             &json!({"product_id": product_id, "size": size, "price": price}),
         )
         .await
+    }
+
+    /// One sale of one unit in size `10` at `price`: `seller`'s ask, then
+    /// `buyer`'s bid that crosses it; both must be accepted.
+    pub async fn sell(&self, seller: &Trader, buyer: &Trader, product_id: i64, price: &str) {
+        for (trader, side) in [(seller, "ask"), (buyer, "bid")] {
+            let reply = self.order(trader, side, product_id, "10", price).await;
+            assert_eq!(reply.status, 201, "{side} at {price}: {:?}", reply.body);
+        }
     }
 
     /// The book of one market.

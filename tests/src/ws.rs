@@ -232,6 +232,24 @@ impl WsClient {
     }
 }
 
+/// Upgrades to `app`'s feed by hand, with `headers` (each `Name: value`)
+/// added to the request: the response head and the stream, for a test
+/// that speaks the protocol itself.
+pub async fn raw_upgrade(app: &TestApp, headers: &[&str]) -> (String, TcpStream) {
+    let authority = app.address.trim_start_matches("http://");
+    let mut request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {authority}\r\nConnection: Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: {EXAMPLE_KEY}\r\n"
+    );
+    for header in headers {
+        request.push_str(header);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    raw_request(authority, &request).await
+}
+
 /// RFC 6455's own example `Sec-WebSocket-Key`, whose answer is
 /// [`EXAMPLE_ACCEPT`].
 pub const EXAMPLE_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";

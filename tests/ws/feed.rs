@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use bidask_tests::ws::{EXAMPLE_KEY, WsClient, raw_request};
+use bidask_tests::ws::{WsClient, raw_upgrade};
 use bidask_tests::{
     Backend, TestApp, TestDatabase, is_utc_micros, on_both_backends, spawn_app, spawn_app_on,
 };
@@ -166,8 +166,7 @@ async fn rejoining_ones_own_channel_brings_what_happened_meanwhile() {
         .send(&json!({"type": "unsubscribe", "channels": [channel], "id": 1}))
         .await;
     assert_eq!(client.expect("unsubscribed").await["id"], 1);
-    app.order(&seller, "ask", product, "10", "150.00").await;
-    app.order(&buyer, "bid", product, "10", "150.00").await;
+    app.sell(&seller, &buyer, product, "150.00").await;
     client
         .send(&json!({"type": "subscribe", "channels": [channel], "id": 2}))
         .await;
@@ -530,13 +529,7 @@ async fn a_deep_book_is_sent_whole_in_fragments() {
         .map(Vec::len);
     assert_eq!(bids, Some(LEVELS as usize + 1));
 
-    let authority = app.address.trim_start_matches("http://");
-    let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: {authority}\r\nConnection: Upgrade\r\n\
-         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Key: {EXAMPLE_KEY}\r\n\r\n"
-    );
-    let (head, stream) = raw_request(authority, &request).await;
+    let (head, stream) = raw_upgrade(&app, &[]).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     let stream = stream.into_std().expect("a socket");
     stream.set_nonblocking(false).expect("a blocking socket");

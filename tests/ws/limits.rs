@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use bidask_tests::ws::{Connect, EXAMPLE_ACCEPT, EXAMPLE_KEY, WsClient, raw_request, refusal};
+use bidask_tests::ws::{
+    Connect, EXAMPLE_ACCEPT, EXAMPLE_KEY, WsClient, raw_request, raw_upgrade, refusal,
+};
 use bidask_tests::{Backend, TestApp, TestDatabase, spawn_app_on};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
@@ -144,19 +146,14 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_places() {
         config.trusted_proxies = "127.0.0.0/8".parse().expect("a network");
     })
     .await;
-    let authority = app.address.trim_start_matches("http://");
     let mut held = Vec::new();
     for (client, expected) in [
         ("203.0.113.5", "HTTP/1.1 101"),
         ("203.0.113.6", "HTTP/1.1 101"),
         ("203.0.113.5", "HTTP/1.1 503"),
     ] {
-        let request = format!(
-            "GET /ws HTTP/1.1\r\nHost: {authority}\r\nConnection: Upgrade\r\n\
-             Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
-             Sec-WebSocket-Key: {EXAMPLE_KEY}\r\nX-Forwarded-For: {client}\r\n\r\n"
-        );
-        let (head, stream) = raw_request(authority, &request).await;
+        let forwarded = format!("X-Forwarded-For: {client}");
+        let (head, stream) = raw_upgrade(&app, &[&forwarded]).await;
         assert!(head.starts_with(expected), "{client}: {head}");
         held.push(stream);
     }

@@ -250,8 +250,7 @@ async fn an_expired_token_ends_the_private_channel_until_a_fresh_one() {
     let from = other.expect("subscribed").await["seq"]
         .as_i64()
         .expect("a seq");
-    app.order(&ann, "ask", product, "10", "220.00").await;
-    app.order(&bob, "bid", product, "10", "220.00").await;
+    app.sell(&ann, &bob, product, "220.00").await;
     other.events_until(&channel, from, from + 2).await;
     other.close().await;
     // The sale recorded as delivered, as the other connection's pong

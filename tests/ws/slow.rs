@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use bidask_tests::ws::{Connect, EXAMPLE_KEY, WsClient, raw_request};
+use bidask_tests::ws::{Connect, WsClient, raw_upgrade};
 use bidask_tests::{Backend, TestApp, TestDatabase, spawn_app_on};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -31,6 +31,28 @@ async fn small_buffered(app: &TestApp) -> WsClient {
 async fn stat(app: &TestApp, field: &str) -> u64 {
     let stats = app.get("/api/v1/realtime/stats", None).await;
     stats.body[field].as_u64().expect("a counter")
+}
+
+/// Waits, up to `within`, until a client was dropped for not answering
+/// (counted with the ping timeouts).
+async fn until_dropped(app: &TestApp, within: Duration, what: &str) {
+    until_stat(app, "ping_timeouts", |timeouts| timeouts > 0, within, what).await;
+}
+
+/// Waits, up to `within`, until the counter `field` of
+/// `/realtime/stats` satisfies `done`; fails saying `what` did not happen.
+async fn until_stat(
+    app: &TestApp,
+    field: &str,
+    done: impl Fn(u64) -> bool,
+    within: Duration,
+    what: &str,
+) {
+    let began = Instant::now();
+    while !done(stat(app, field).await) {
+        assert!(began.elapsed() < within, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,14 +208,12 @@ async fn a_client_stuck_mid_write_is_dropped_as_silent() {
         let reply = app.order(&trader, "bid", product, "10", &price).await;
         assert_eq!(reply.status, 201, "{:?}", reply.body);
     }
-    let began = Instant::now();
-    while stat(&app, "ping_timeouts").await == 0 {
-        assert!(
-            began.elapsed() < Duration::from_secs(10),
-            "a client stuck mid-write was never dropped"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_dropped(
+        &app,
+        Duration::from_secs(10),
+        "a client stuck mid-write was never dropped",
+    )
+    .await;
     assert_eq!(stat(&app, "slow_consumer_disconnects").await, 0);
     // Reading again, it finds the close at the end of what was written,
     // saying why: a write waited, not three heartbeats went unanswered.
@@ -237,19 +257,14 @@ async fn sales_written_to_a_client_that_stopped_reading_reach_its_next_connectio
     // Far more than the kernel buffers hold: it reads none of it.
     for index in 0..SALES {
         let price = format!("{}.00", 100 + index);
-        for (trader, side) in [(&seller, "ask"), (&buyer, "bid")] {
-            let reply = app.order(trader, side, product, "10", &price).await;
-            assert_eq!(reply.status, 201, "{:?}", reply.body);
-        }
+        app.sell(&seller, &buyer, product, &price).await;
     }
-    let began = Instant::now();
-    while stat(&app, "ping_timeouts").await == 0 {
-        assert!(
-            began.elapsed() < Duration::from_secs(20),
-            "the client that stopped reading was never dropped"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_dropped(
+        &app,
+        Duration::from_secs(20),
+        "the client that stopped reading was never dropped",
+    )
+    .await;
     drop(gone);
 
     let mut back = WsClient::connect_as(&app, &seller.token).await;
@@ -289,35 +304,28 @@ async fn a_client_that_closes_without_reading_gets_its_backlog_next_time() {
     let channel = format!("user:{}", seller.id);
     for index in 0..SALES {
         let price = format!("{}.00", 100 + index);
-        for (trader, side) in [(&seller, "ask"), (&buyer, "bid")] {
-            let reply = app.order(trader, side, product, "10", &price).await;
-            assert_eq!(reply.status, 201, "{:?}", reply.body);
-        }
+        app.sell(&seller, &buyer, product, &price).await;
     }
     // Upgraded, it sends a close at once and reads nothing, but keeps its
     // end open until the server is done with it.
-    let authority = app.address.trim_start_matches("http://");
-    let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: {authority}\r\nConnection: Upgrade\r\n\
-         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Key: {EXAMPLE_KEY}\r\nAuthorization: Bearer {}\r\n\r\n",
-        seller.token
-    );
-    let (head, mut leaving) = raw_request(authority, &request).await;
+    let bearer = format!("Authorization: Bearer {}", seller.token);
+    let (head, mut leaving) = raw_upgrade(&app, &[&bearer]).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     // A masked close frame without a payload.
     leaving
         .write_all(&[0x88, 0x80, 7, 1, 2, 9])
         .await
         .expect("the close is sent");
-    let began = Instant::now();
-    while stat(&app, "connected_clients").await > 0 {
-        assert!(
-            began.elapsed() < Duration::from_secs(20),
-            "the closed connection is still counted"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let gone = |connected| connected == 0;
+    let within = Duration::from_secs(20);
+    until_stat(
+        &app,
+        "connected_clients",
+        gone,
+        within,
+        "the closed connection is still counted",
+    )
+    .await;
     drop(leaving);
     let mut back = WsClient::connect_as(&app, &seller.token).await;
     back.expect("welcome").await;
@@ -339,8 +347,7 @@ async fn what_a_client_answered_a_ping_for_is_recorded_as_delivered() {
     let mut reading = WsClient::connect_as(&app, &seller.token).await;
     reading.expect("welcome").await;
     assert_eq!(reading.expect("subscribed").await["seq"], 0);
-    app.order(&seller, "ask", product, "10", "150.00").await;
-    app.order(&buyer, "bid", product, "10", "150.00").await;
+    app.sell(&seller, &buyer, product, "150.00").await;
     reading.events_until(&channel, 0, 2).await;
     crate::feed::answer_a_ping(&mut reading).await;
     crate::feed::wait_for_delivery(&app, seller.id, 2).await;
