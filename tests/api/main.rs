@@ -7,6 +7,7 @@ mod limits;
 mod matching;
 mod ops;
 mod orders;
+mod postgres_tls;
 mod readme;
 mod restart;
 mod trading;

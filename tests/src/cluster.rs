@@ -1,5 +1,7 @@
 //! A private PostgreSQL server that a test may stop and start, for the
-//! outage tests (stopping the shared test server would break the others).
+//! outage tests (stopping the shared test server would break the others),
+//! or that speaks TLS, for the test of encrypted connections (the shared
+//! one stays plain, as the benchmarks that use it measured it).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,6 +13,7 @@ pub struct Cluster {
     directory: TempDir,
     bin: PathBuf,
     port: u16,
+    tls: bool,
 }
 
 fn is_root() -> bool {
@@ -24,6 +27,17 @@ impl Cluster {
     /// Creates and starts a cluster. Needs `BIDASK_TEST_PG_BIN` (set by
     /// `scripts/test-postgres`), the directory of `initdb` and `pg_ctl`.
     pub fn start() -> Self {
+        Self::create(false)
+    }
+
+    /// Creates and starts a cluster that offers TLS, with a certificate for
+    /// 127.0.0.1 issued by a certificate authority of its own
+    /// ([`Cluster::ca_file`]), which no system trusts.
+    pub fn start_with_tls() -> Self {
+        Self::create(true)
+    }
+
+    fn create(tls: bool) -> Self {
         let bin = PathBuf::from(std::env::var("BIDASK_TEST_PG_BIN").unwrap_or_else(|_| {
             panic!("BIDASK_TEST_PG_BIN is not set: run the tests with scripts/test")
         }));
@@ -36,7 +50,11 @@ impl Cluster {
             directory,
             bin,
             port,
+            tls,
         };
+        if tls {
+            cluster.issue_certificates();
+        }
         if is_root() {
             let status = Command::new("chown")
                 .args(["-R", "postgres:postgres"])
@@ -66,6 +84,48 @@ impl Cluster {
         format!("postgres://bidask@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// The certificate of the authority that issued the server's (PEM).
+    pub fn ca_file(&self) -> PathBuf {
+        self.directory.path().join("ca.pem")
+    }
+
+    /// Writes the authority's certificate and the server's certificate and
+    /// key, the key readable by its owner only, as PostgreSQL requires.
+    fn issue_certificates(&self) {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        use std::os::unix::fs::PermissionsExt;
+
+        let mut authority = CertificateParams::default();
+        authority.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        authority
+            .distinguished_name
+            .push(DnType::CommonName, "bidask test authority");
+        let authority_key = KeyPair::generate().expect("a key for the authority");
+        let authority_certificate = authority
+            .self_signed(&authority_key)
+            .expect("the authority's certificate");
+        let issuer = Issuer::new(authority, authority_key);
+
+        let mut server = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .expect("an address is a valid subject name");
+        server
+            .distinguished_name
+            .push(DnType::CommonName, "127.0.0.1");
+        let server_key = KeyPair::generate().expect("a key for the server");
+        let server_certificate = server
+            .signed_by(&server_key, &issuer)
+            .expect("the server's certificate");
+
+        let path = self.directory.path();
+        std::fs::write(self.ca_file(), authority_certificate.pem()).expect("ca.pem written");
+        std::fs::write(path.join("server.pem"), server_certificate.pem())
+            .expect("server.pem written");
+        let key = path.join("server.key");
+        std::fs::write(&key, server_key.serialize_pem()).expect("server.key written");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+            .expect("server.key made private");
+    }
+
     /// Stops the server at once, as a crash would (`-m immediate`).
     pub fn halt(&self) {
         self.run(
@@ -76,11 +136,17 @@ impl Cluster {
 
     /// Starts (or restarts) the server and waits until it accepts connections.
     pub fn resume(&self) {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1",
-            self.port,
-            self.directory.path().display()
+        let directory = self.directory.path().display();
+        let mut options = format!(
+            "-p {} -k {directory} -c listen_addresses=127.0.0.1",
+            self.port
         );
+        if self.tls {
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={directory}/server.pem \
+                 -c ssl_key_file={directory}/server.key"
+            ));
+        }
         let log = self.directory.path().join("server.log");
         self.run(
             "pg_ctl",
