@@ -4,11 +4,15 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::builder::BoolishValueParser;
+use clap::builder::{BoolishValueParser, RangedU64ValueParser};
 use clap::{Args, Parser, Subcommand};
 
 use crate::origin::AllowedOrigins;
 use crate::proxies::TrustedProxies;
+
+/// A year of 366 days: the bound of the settings counted in seconds whose
+/// sums with a clock reading must not overflow.
+const YEAR_SECS: i64 = 366 * 86_400;
 
 /// `bidask`: a bid/ask marketplace server.
 #[derive(Debug, Parser)]
@@ -85,8 +89,14 @@ pub struct ServeConfig {
     /// database when unset.
     #[arg(long, env = "BIDASK_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
-    /// Lifetime of issued tokens, in seconds.
-    #[arg(long, env = "BIDASK_TOKEN_LIFETIME_SECS", default_value_t = 86_400)]
+    /// Lifetime of issued tokens, in seconds (at most a year, so that
+    /// expiry times stay in range).
+    #[arg(
+        long,
+        env = "BIDASK_TOKEN_LIFETIME_SECS",
+        default_value_t = 86_400,
+        value_parser = clap::value_parser!(i64).range(1..=YEAR_SECS)
+    )]
     pub token_lifetime_secs: i64,
     /// With `BIDASK_ADMIN_PASSWORD`: make sure this admin account exists.
     #[arg(long, env = "BIDASK_ADMIN_USERNAME")]
@@ -140,16 +150,32 @@ pub struct ServeConfig {
     /// new resting order is 409 `too_many_open_orders` (0: no bound).
     #[arg(long, env = "BIDASK_MAX_OPEN_ORDERS", default_value_t = 1_000)]
     pub max_open_orders: u32,
-    /// Most commands committed in one transaction.
-    #[arg(long, env = "BIDASK_MAX_BATCH", default_value_t = 2_048)]
+    /// Most commands committed in one transaction (the writer allocates
+    /// room for that many up front).
+    #[arg(
+        long,
+        env = "BIDASK_MAX_BATCH",
+        default_value_t = 2_048,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=65_536)
+    )]
     pub max_batch: usize,
     /// Milliseconds between WebSocket heartbeats (and pings); a client
     /// silent for three of them is dropped.
-    #[arg(long, env = "BIDASK_WS_HEARTBEAT_MS", default_value_t = 5_000)]
+    #[arg(
+        long,
+        env = "BIDASK_WS_HEARTBEAT_MS",
+        default_value_t = 5_000,
+        value_parser = clap::value_parser!(u64).range(10..=3_600_000)
+    )]
     pub ws_heartbeat_ms: u64,
     /// Events a WebSocket client may have waiting before it is closed
     /// with 4008.
-    #[arg(long, env = "BIDASK_WS_QUEUE", default_value_t = 1_024)]
+    #[arg(
+        long,
+        env = "BIDASK_WS_QUEUE",
+        default_value_t = 1_024,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_048_576)
+    )]
     pub ws_queue: usize,
     /// WebSocket connections held at once; upgrades beyond get 503. A
     /// process here may hold 20,000 open files in all.
@@ -171,7 +197,12 @@ pub struct ServeConfig {
     #[arg(long, env = "BIDASK_WS_MESSAGES_PER_SEC", default_value_t = 20)]
     pub ws_messages_per_sec: u32,
     /// Largest WebSocket message a client may send, in bytes.
-    #[arg(long, env = "BIDASK_WS_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024)]
+    #[arg(
+        long,
+        env = "BIDASK_WS_MAX_MESSAGE_BYTES",
+        default_value_t = 16 * 1024,
+        value_parser = RangedU64ValueParser::<usize>::new().range(64..=16 * 1024 * 1024)
+    )]
     pub ws_max_message_bytes: usize,
     /// Kernel send buffer of each connection, in bytes (SO_SNDBUF); by
     /// default the kernel sizes it. A small one bounds what a WebSocket
@@ -195,10 +226,20 @@ pub struct ServeConfig {
     /// How long feed events are kept for resumes (`since_seq`), in
     /// seconds; each channel's newest event is kept whatever its age.
     /// 0 keeps every event.
-    #[arg(long, env = "BIDASK_FEED_RETENTION_SECS", default_value_t = 7 * 86_400)]
+    #[arg(
+        long,
+        env = "BIDASK_FEED_RETENTION_SECS",
+        default_value_t = 7 * 86_400,
+        value_parser = clap::value_parser!(u64).range(0..=10 * YEAR_SECS as u64)
+    )]
     pub feed_retention_secs: u64,
     /// Seconds to wait for in-flight requests at shutdown.
-    #[arg(long, env = "BIDASK_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
+    #[arg(
+        long,
+        env = "BIDASK_SHUTDOWN_TIMEOUT_SECS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(0..=3_600)
+    )]
     pub shutdown_timeout_secs: u64,
 }
 
@@ -206,13 +247,13 @@ impl ServeConfig {
     /// The WebSocket gateway's limits.
     pub fn gateway(&self) -> crate::gateway::GatewaySettings {
         crate::gateway::GatewaySettings {
-            heartbeat: Duration::from_millis(self.ws_heartbeat_ms.max(10)),
-            queue: self.ws_queue.max(1),
+            heartbeat: Duration::from_millis(self.ws_heartbeat_ms),
+            queue: self.ws_queue,
             max_connections: self.ws_max_connections,
             max_connections_per_address: self.ws_max_connections_per_address,
             max_subscriptions: self.ws_max_subscriptions,
             messages_per_sec: self.ws_messages_per_sec,
-            max_message_bytes: self.ws_max_message_bytes.max(64),
+            max_message_bytes: self.ws_max_message_bytes,
             // Half the pool, so that REST keeps the other half.
             database_queries: usize::try_from(self.db_connections / 2).unwrap_or(1),
             allowed_origins: self.allowed_origins.0.clone(),
@@ -301,5 +342,42 @@ mod tests {
             Some(LogFormat::Json)
         );
         assert!(format(&["bidask", "--log-format", "jsn"]).is_err());
+    }
+
+    /// Each bounded setting takes its bounds and refuses past them by
+    /// name, at start, instead of overflowing a clock or an allocation
+    /// later (a token lifetime of 10^13 s once wrapped every token's
+    /// expiry).
+    #[test]
+    fn numeric_settings_are_refused_out_of_range_by_name() {
+        let parse = |flag: &str, value: &str| {
+            Cli::try_parse_from(["bidask", "serve", &format!("{flag}={value}")])
+                .map(|cli| match cli.command() {
+                    Command::Serve(config) => format!("{config:?}"),
+                    Command::Migrate(_) => String::new(),
+                })
+                .map_err(|error| error.to_string())
+        };
+        for (flag, lowest, highest, below, above) in [
+            ("--token-lifetime-secs", "1", "31622400", "0", "31622401"),
+            ("--max-batch", "1", "65536", "0", "65537"),
+            ("--ws-heartbeat-ms", "10", "3600000", "9", "3600001"),
+            ("--ws-queue", "1", "1048576", "0", "1048577"),
+            ("--ws-max-message-bytes", "64", "16777216", "63", "16777217"),
+            ("--feed-retention-secs", "0", "316224000", "-1", "316224001"),
+            ("--shutdown-timeout-secs", "0", "3600", "-1", "3601"),
+        ] {
+            for value in [lowest, highest] {
+                let parsed = parse(flag, value);
+                assert!(parsed.is_ok(), "{flag} {value}: {parsed:?}");
+            }
+            for value in [below, above, "99999999999999999999"] {
+                let refused = parse(flag, value);
+                assert!(
+                    refused.as_ref().is_err_and(|message| message.contains(flag)),
+                    "{flag} {value}: {refused:?}"
+                );
+            }
+        }
     }
 }
