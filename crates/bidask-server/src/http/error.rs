@@ -75,24 +75,6 @@ pub enum ApiError {
     Internal(String),
 }
 
-impl ApiError {
-    /// A 422 for `field`.
-    pub fn invalid(field: impl Into<String>, message: impl ToString) -> Self {
-        Self::Invalid {
-            field: field.into(),
-            message: message.to_string(),
-        }
-    }
-
-    /// A 409.
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Conflict {
-            code,
-            message: message.into(),
-        }
-    }
-}
-
 /// Every error response: `{"error": {"code", "message"}}`.
 #[derive(Serialize, ToSchema)]
 pub struct ErrorBody<'a> {
@@ -112,6 +94,22 @@ struct Detail<'a> {
 }
 
 impl ApiError {
+    /// A 422 for `field`.
+    pub fn invalid(field: impl Into<String>, message: impl ToString) -> Self {
+        Self::Invalid {
+            field: field.into(),
+            message: message.to_string(),
+        }
+    }
+
+    /// A 409.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+
     /// The status, the contract's code and the offending field.
     fn parts(&self) -> (StatusCode, &str, Option<&str>) {
         match self {
@@ -174,8 +172,12 @@ impl From<StoreError> for ApiError {
                 tracing::warn!("database timed out");
                 Self::Unavailable
             }
+            // Routes that expect a conflict (a taken username) answer it
+            // themselves; here the constraint's name, or SQLite's message
+            // naming tables, stays in the log.
             StoreError::Conflict { constraint } => {
-                Self::conflict("conflict", format!("already exists ({constraint})"))
+                tracing::warn!(%constraint, "write refused by a unique constraint");
+                Self::conflict("conflict", "that already exists")
             }
             other => Self::Internal(other.to_string()),
         }
@@ -222,5 +224,25 @@ impl From<MarketError> for ApiError {
             }
             MarketError::Rejected(error) => Self::Internal(error.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bidask_store::StoreError;
+
+    use super::ApiError;
+
+    /// SQLite's message names the table and column: the client learns
+    /// that something exists, not how the schema is laid out.
+    #[test]
+    fn a_conflict_does_not_name_the_schema() {
+        let error = ApiError::from(StoreError::Conflict {
+            constraint: "UNIQUE constraint failed: products.sku".to_owned(),
+        });
+        assert_eq!(error.code(), "conflict");
+        let message = error.to_string();
+        assert!(!message.contains("sku"), "{message}");
+        assert!(!message.contains("products"), "{message}");
     }
 }
