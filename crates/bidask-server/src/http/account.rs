@@ -41,15 +41,19 @@ async fn matches(
         .user_matches(user.id, StorePage { before, limit })
         .await?;
     let last = records.last().map(|record| record.id);
+    // As for the caller's orders: a missing product is a broken catalog.
     let items = records
         .iter()
-        .filter_map(|record| {
+        .map(|record| {
             state
                 .catalog
                 .get(record.product_id)
                 .map(|product| MatchView::for_user(record, &product, user.id))
+                .ok_or_else(|| {
+                    ApiError::Internal(format!("match {} of unknown product", record.id))
+                })
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     Ok(Json(Page::new(items, limit, last)))
 }
 
