@@ -55,6 +55,24 @@ async fn health_metrics_openapi_and_request_ids(backend: Backend) {
             .get("OrderView")
             .is_some()
     );
+    // The document describes the body the server sends, field for field.
+    let fields = |object: &serde_json::Value| {
+        let mut names: Vec<String> = object
+            .as_object()
+            .map(|object| object.keys().cloned().collect())
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    let schemas = &document.body["components"]["schemas"];
+    assert_eq!(
+        fields(&schemas["PlacedOrder"]["properties"]),
+        fields(&placed.body)
+    );
+    assert_eq!(
+        fields(&schemas["OrderView"]["properties"]),
+        fields(&placed.body["order"])
+    );
 
     let response = app
         .client

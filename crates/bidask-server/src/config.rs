@@ -374,7 +374,9 @@ mod tests {
             for value in [below, above, "99999999999999999999"] {
                 let refused = parse(flag, value);
                 assert!(
-                    refused.as_ref().is_err_and(|message| message.contains(flag)),
+                    refused
+                        .as_ref()
+                        .is_err_and(|message| message.contains(flag)),
                     "{flag} {value}: {refused:?}"
                 );
             }

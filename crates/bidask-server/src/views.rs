@@ -119,3 +119,40 @@ impl MatchView {
         }
     }
 }
+
+/// `POST /bids` and `POST /asks`: the order after matching, its matches,
+/// and the product feed `seq` of the last event it caused. Serialized by
+/// the writer once the order committed, and described by the OpenAPI
+/// document from this same type.
+#[derive(Serialize, ToSchema)]
+pub struct PlacedOrder<'a> {
+    /// The order after matching.
+    pub order: &'a OrderView,
+    /// The matches it made, in the order they were made.
+    pub matches: &'a [MatchView],
+    /// For joining the product's feed without a gap.
+    pub seq: i64,
+}
+
+/// `PATCH /orders/{id}`: the order, with the matches the amendment made
+/// and the feed `seq`.
+#[derive(Serialize, ToSchema)]
+pub struct AmendedOrder<'a> {
+    /// The order after the amendment and any matching.
+    #[serde(flatten)]
+    pub order: &'a OrderView,
+    /// The matches the amendment made.
+    pub matches: &'a [MatchView],
+    /// For joining the product's feed without a gap.
+    pub seq: i64,
+}
+
+/// `DELETE /orders/{id}`: the cancelled order and the feed `seq`.
+#[derive(Serialize, ToSchema)]
+pub struct CancelledOrder<'a> {
+    /// The order as cancelled.
+    #[serde(flatten)]
+    pub order: &'a OrderView,
+    /// For joining the product's feed without a gap.
+    pub seq: i64,
+}

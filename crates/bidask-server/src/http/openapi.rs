@@ -4,14 +4,12 @@
 
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Serialize;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
 use super::AppState;
-use crate::views::{MatchView, OrderView};
 
 /// The routes.
 pub fn router() -> Router<AppState> {
@@ -20,33 +18,6 @@ pub fn router() -> Router<AppState> {
 
 async fn document() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
-}
-
-/// `POST /bids` and `POST /asks`: the order after matching, its matches,
-/// and the product feed `seq` of the last event it caused.
-#[derive(Serialize, ToSchema)]
-pub struct PlacedOrder {
-    order: OrderView,
-    matches: Vec<MatchView>,
-    seq: i64,
-}
-
-/// `PATCH /orders/{id}`: the order, with the matches the amendment made
-/// and the feed `seq`.
-#[derive(Serialize, ToSchema)]
-pub struct AmendedOrder {
-    #[serde(flatten)]
-    order: OrderView,
-    matches: Vec<MatchView>,
-    seq: i64,
-}
-
-/// `DELETE /orders/{id}`: the cancelled order and the feed `seq`.
-#[derive(Serialize, ToSchema)]
-pub struct CancelledOrder {
-    #[serde(flatten)]
-    order: OrderView,
-    seq: i64,
 }
 
 struct BearerAuth;

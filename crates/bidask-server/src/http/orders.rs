@@ -19,7 +19,6 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ErrorBody};
 use super::extract::User;
 use super::json::{self, PathId, Query};
-use super::openapi::{AmendedOrder, CancelledOrder, PlacedOrder};
 use super::products::{decimal, string_or_number};
 use super::{AppState, Page, page_cursor, page_limit};
 use crate::catalog::Product;
@@ -27,7 +26,7 @@ use crate::clock::{DAY, now_micros, parse_rfc3339};
 use crate::market::actor::{MarketError, PlaceOrder, Request, side_name};
 use crate::market::writer::Committed;
 use crate::market::writer::IdempotencyDraft;
-use crate::views::OrderView;
+use crate::views::{AmendedOrder, CancelledOrder, OrderView, PlacedOrder};
 
 /// The routes.
 pub fn router() -> Router<AppState> {

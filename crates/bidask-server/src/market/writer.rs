@@ -25,7 +25,6 @@ use bidask_store::{
     Batch, Committer, FeedEventRecord, IdempotencyRecord, MatchRecord, NotificationRecord,
     OrderRecord, ProductRecord, Store, StoreError,
 };
-use serde::Serialize;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::bus::{Bus, Published};
@@ -34,7 +33,7 @@ use crate::feed::{Channel, FeedBody, PendingEvent};
 use crate::market::actor::MarketError;
 use crate::market::finished::{Finished, RecentlyFinished};
 use crate::market::replica::Replicas;
-use crate::views::{MatchView, OrderView};
+use crate::views::{AmendedOrder, CancelledOrder, MatchView, OrderView, PlacedOrder};
 
 /// The results of one command, to be committed together.
 #[derive(Debug)]
@@ -168,37 +167,18 @@ pub enum Response {
 
 impl Response {
     fn to_body(&self, seq: i64) -> String {
-        #[derive(Serialize)]
-        struct Placed<'a> {
-            order: &'a OrderView,
-            matches: &'a [MatchView],
-            seq: i64,
-        }
-        #[derive(Serialize)]
-        struct Amended<'a> {
-            #[serde(flatten)]
-            order: &'a OrderView,
-            matches: &'a [MatchView],
-            seq: i64,
-        }
-        #[derive(Serialize)]
-        struct Cancelled<'a> {
-            #[serde(flatten)]
-            order: &'a OrderView,
-            seq: i64,
-        }
         let body = match self {
-            Self::Placed { order, matches } => serde_json::to_string(&Placed {
+            Self::Placed { order, matches } => serde_json::to_string(&PlacedOrder {
                 order,
                 matches,
                 seq,
             }),
-            Self::Amended { order, matches } => serde_json::to_string(&Amended {
+            Self::Amended { order, matches } => serde_json::to_string(&AmendedOrder {
                 order,
                 matches,
                 seq,
             }),
-            Self::Cancelled { order } => serde_json::to_string(&Cancelled { order, seq }),
+            Self::Cancelled { order } => serde_json::to_string(&CancelledOrder { order, seq }),
         };
         // Plain structs of strings and numbers always serialize.
         body.unwrap_or_default()
