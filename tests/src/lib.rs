@@ -4,6 +4,9 @@
 //! PostgreSQL tests need `BIDASK_TEST_POSTGRES_URL`, a URL of a server
 //! where the tests may create databases; `scripts/test` starts a private
 //! one and sets it. Without it those tests fail, they do not skip.
+//!
+//! The invariant the harness keeps: each test has a database and a server
+//! of its own, so tests run in parallel and never see each other's data.
 
 pub mod audit;
 pub mod cluster;

@@ -6,8 +6,9 @@
 //! Read [`orders`] first (the REST trading scenario and its [`run`]), then
 //! what it is built from: [`api`] (the requests and their JSON), [`catalog`]
 //! (the markets to trade on), [`http`] (the keep-alive connections), [`users`] (signing traders in), [`price`]
-//! (prices on a product's tick), [`report`] (histograms and the summary),
-//! [`progress`], [`args`] and [`error`].
+//! (prices on a product's tick), [`schedule`] (the open-loop timetable of
+//! `--rate`), [`report`] (histograms and the summary), [`progress`],
+//! [`args`] and [`error`].
 //!
 //! Then [`fanout`] (many WebSocket subscribers of one product and its
 //! [`run_fanout`]) and its parts: [`publisher`] (the events, as REST orders

@@ -2,9 +2,11 @@
 //! over PostgreSQL or an embedded SQLite file.
 //!
 //! Read in this order:
-//! - [`config`] and [`cli`]: the command line and environment;
+//! - [`config`] and [`cli`]: the command line and environment, with
+//!   [`origin`] and [`proxies`], the settings that are lists to parse;
 //! - [`startup`]: building the application (bind first, run later) and
-//!   shutting it down in order;
+//!   shutting it down in order, and [`serve`], the accept loop with
+//!   hyper's timers;
 //! - [`catalog`]: products and their sizes in memory;
 //! - [`market`]: one actor per product, the group-commit writer, the
 //!   committed book replica;

@@ -120,7 +120,9 @@ fn quota(rate: u32) -> Option<Quota> {
     })
 }
 
-/// The per-address limit, as a middleware of the API routes.
+/// The per-address limit, as a middleware of every route: the feed's
+/// upgrade, the page and the operational endpoints cost the server as much
+/// as the API does.
 pub async fn limit_address(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,
