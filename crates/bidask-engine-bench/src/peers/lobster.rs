@@ -7,7 +7,7 @@
 //! - **Markets**: one `lobster::OrderBook` per market, built empty with
 //!   `OrderBook::new(0, 10, false)` (no pre-allocated order slots, level
 //!   queues of capacity 10, statistics tracking off), as every engine of
-//!   the benchmark is; see [`empty_book`].
+//!   the benchmark is; see `empty_book`.
 //! - **Ids**: lobster takes the caller's id as a `u128` and keeps its own
 //!   id → slot map, so the stream's `u64` id is passed as is (widened); the
 //!   adapter keeps no id map.
