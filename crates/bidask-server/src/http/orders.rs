@@ -24,8 +24,7 @@ use super::{AppState, Page, page_cursor, page_limit};
 use crate::catalog::Product;
 use crate::clock::{DAY, now_micros, parse_rfc3339};
 use crate::market::actor::{MarketError, PlaceOrder, Request, side_name};
-use crate::market::writer::Committed;
-use crate::market::writer::IdempotencyDraft;
+use crate::market::unit::{Committed, IdempotencyDraft};
 use crate::views::{AmendedOrder, CancelledOrder, OrderView, PlacedOrder};
 
 /// The routes.

@@ -28,7 +28,8 @@ use crate::feed::Channel;
 use crate::market::ids::Ids;
 use crate::market::index::RestingIndex;
 use crate::market::replica::Replicas;
-use crate::market::writer::{Committed, IdempotencyDraft, Reply, Response, Staleness, Unit};
+use crate::market::staleness::Staleness;
+use crate::market::unit::{Committed, IdempotencyDraft, Reply, Response, Unit};
 use crate::views::{MatchView, OrderView};
 
 /// How long a rebuild may wait on the database. The product's requests

@@ -2,7 +2,10 @@
 //! one writer commits what all of them decide.
 //!
 //! - [`actor`]: the single-threaded owner of one product's books;
+//! - [`unit`]: what an actor sends the writer and what its request gets
+//!   back;
 //! - [`writer`]: group commit, `seq` assignment, publication after commit;
+//! - [`staleness`]: how an actor learns its last units failed to commit;
 //! - [`replica`]: the committed public books that reads and snapshots use;
 //! - [`ids`]: ids the server assigns before commit;
 //! - [`index`]: which product a resting order is in;
@@ -13,6 +16,8 @@ pub mod finished;
 pub mod ids;
 pub mod index;
 pub mod replica;
+pub mod staleness;
+pub mod unit;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -29,7 +34,8 @@ use finished::{Finished, RecentlyFinished};
 use ids::Ids;
 use index::RestingIndex;
 use replica::Replicas;
-use writer::{Committed, Counters, OnCommit, Reply, Unit, Writer, WriterParts};
+use unit::{Committed, OnCommit, Reply, Unit};
+use writer::{Counters, Writer, WriterParts};
 
 /// Why the market runtime, or one product's markets, could not start.
 #[derive(Debug, thiserror::Error)]

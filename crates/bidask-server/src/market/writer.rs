@@ -18,182 +18,21 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bidask_store::{
-    Batch, Committer, FeedEventRecord, IdempotencyRecord, MatchRecord, NotificationRecord,
-    OrderRecord, ProductRecord, Store, StoreError,
+    Batch, Committer, FeedEventRecord, IdempotencyRecord, NotificationRecord, Store, StoreError,
 };
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::bus::{Bus, Published};
 use crate::clock::{format_micros, now_micros};
-use crate::feed::{Channel, FeedBody, PendingEvent};
+use crate::feed::{Channel, FeedBody};
 use crate::market::actor::MarketError;
 use crate::market::finished::{Finished, RecentlyFinished};
 use crate::market::replica::Replicas;
-use crate::views::{AmendedOrder, CancelledOrder, MatchView, OrderView, PlacedOrder};
-
-/// The results of one command, to be committed together.
-#[derive(Debug)]
-pub struct Unit {
-    /// The channel whose `seq` the reply reports: the product's, or
-    /// `products` for a new product.
-    pub channel: Channel,
-    /// The product's staleness marker and the epoch the actor decided in
-    /// (`None` for catalog units).
-    pub epoch: Option<(Arc<Staleness>, u64)>,
-    /// A new product.
-    pub product: Option<ProductRecord>,
-    /// Orders as they stand after the command.
-    pub orders: Vec<OrderRecord>,
-    /// Trades it made.
-    pub matches: Vec<MatchRecord>,
-    /// Events it caused, in order.
-    pub events: Vec<PendingEvent>,
-    /// Who waits for the commit, if anyone (expiry runs wait for nobody).
-    pub reply: Option<Reply>,
-    /// Runs once the unit is committed, before its events are published.
-    pub on_commit: Option<OnCommit>,
-}
-
-/// How a product's actor learns that a commit of its units failed.
-#[derive(Debug, Default)]
-pub struct Staleness {
-    /// The newest epoch whose units failed: the actor's book is stale
-    /// while its epoch is not above it.
-    up_to: AtomicU64,
-    /// Woken on each failure, so an actor with no request to serve rebuilds
-    /// now (its replica and `seq` included), not at its next request.
-    failed: Notify,
-    /// The epoch the actor is at, or is rebuilding into: what
-    /// [`Staleness::force`] marks.
-    current: AtomicU64,
-}
-
-impl Staleness {
-    /// Marks everything up to `epoch` stale and wakes the actor.
-    pub fn mark(&self, epoch: u64) {
-        self.up_to.fetch_max(epoch, Ordering::AcqRel);
-        self.failed.notify_one();
-    }
-
-    /// The newest epoch whose units failed (0 for none).
-    pub fn up_to(&self) -> u64 {
-        self.up_to.load(Ordering::Acquire)
-    }
-
-    /// Records the epoch the actor is at, or is about to read the database
-    /// for: set before the reads, so a [`Staleness::force`] during them
-    /// still leaves the result stale.
-    pub fn set_current(&self, epoch: u64) {
-        self.current.store(epoch, Ordering::Release);
-    }
-
-    /// Makes the actor rebuild from the database whatever its epoch, and
-    /// refuses what it decided before: for a commit that landed after it
-    /// last read the database.
-    pub fn force(&self) {
-        self.mark(self.current.load(Ordering::Acquire) + 1);
-    }
-
-    /// Returns at the next [`Staleness::mark`] (at once if one came since
-    /// the last call returned).
-    pub async fn marked(&self) {
-        self.failed.notified().await;
-    }
-}
-
-/// What a committed unit makes visible before anyone hears of it.
-pub struct OnCommit(pub Box<dyn FnOnce() + Send>);
-
-impl std::fmt::Debug for OnCommit {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str("OnCommit(..)")
-    }
-}
-
-/// A request waiting for its unit's commit.
-#[derive(Debug)]
-pub struct Reply {
-    /// The body to answer with, given its `seq` once committed.
-    pub response: Option<Response>,
-    /// Stores the response under the caller's idempotency key.
-    pub idempotency: Option<IdempotencyDraft>,
-    /// Where the outcome goes.
-    pub sender: oneshot::Sender<Result<Committed, MarketError>>,
-    /// A refusal that rests on the product's book (its order was filled
-    /// by an earlier unit, an amendment goes below what traded): it is
-    /// answered only once the units before it are committed, and becomes
-    /// a 503 if they fail.
-    pub refusal: Option<MarketError>,
-}
-
-/// An `Idempotency-Key` to record with the response.
-#[derive(Debug, Clone)]
-pub struct IdempotencyDraft {
-    /// Keys are per user.
-    pub user_id: i64,
-    /// The key.
-    pub key: String,
-    /// The request digest.
-    pub request_hash: String,
-}
-
-/// A response body that still lacks its `seq`.
-#[derive(Debug, Clone)]
-pub enum Response {
-    /// `POST /bids`, `POST /asks`: `{order, matches, seq}`.
-    Placed {
-        /// The order after matching.
-        order: OrderView,
-        /// The matches it made.
-        matches: Vec<MatchView>,
-    },
-    /// `PATCH /orders/{id}`: the order, with `matches` and `seq` added.
-    Amended {
-        /// The order after the amendment and any matching.
-        order: OrderView,
-        /// The matches it made.
-        matches: Vec<MatchView>,
-    },
-    /// `DELETE /orders/{id}`: the order, with `seq` added.
-    Cancelled {
-        /// The cancelled order.
-        order: OrderView,
-    },
-}
-
-impl Response {
-    fn to_body(&self, seq: i64) -> String {
-        let body = match self {
-            Self::Placed { order, matches } => serde_json::to_string(&PlacedOrder {
-                order,
-                matches,
-                seq,
-            }),
-            Self::Amended { order, matches } => serde_json::to_string(&AmendedOrder {
-                order,
-                matches,
-                seq,
-            }),
-            Self::Cancelled { order } => serde_json::to_string(&CancelledOrder { order, seq }),
-        };
-        // Plain structs of strings and numbers always serialize.
-        body.unwrap_or_default()
-    }
-}
-
-/// A committed unit.
-#[derive(Debug, Clone)]
-pub struct Committed {
-    /// The `seq` of the last event the unit caused on its channel (or the
-    /// channel's current `seq` if it caused none there).
-    pub seq: i64,
-    /// The response body, when the unit had a [`Response`].
-    pub body: Option<String>,
-}
+use crate::market::staleness::Staleness;
+use crate::market::unit::{Committed, OnCommit, Unit};
 
 /// Feed rows read per query when publishing a batch that landed after
 /// its commit counted as failed.
