@@ -4,6 +4,7 @@
 //! `/api/v1` beside the operational endpoints.
 
 pub mod account;
+pub mod decimal;
 pub mod error;
 pub mod extract;
 pub mod json;

@@ -16,10 +16,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use utoipa::ToSchema;
 
+use super::decimal::{decimal, string_or_number};
 use super::error::{ApiError, ErrorBody};
 use super::extract::User;
 use super::json::{self, PathId, Query};
-use super::products::{decimal, string_or_number};
 use super::{AppState, Page, page_cursor, page_limit};
 use crate::catalog::Product;
 use crate::clock::{DAY, now_micros, parse_rfc3339};

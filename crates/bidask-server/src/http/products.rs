@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
+use super::decimal::{decimal, string_or_number};
 use super::error::{ApiError, ErrorBody};
 use super::extract::Admin;
 use super::json::{self, PathId, Query};
@@ -272,78 +273,6 @@ async fn create(
     Ok((StatusCode::CREATED, Json(view(&state, &product))))
 }
 
-/// The text of a JSON string, or the literal of a JSON number.
-pub fn string_or_number(raw: &RawValue) -> Option<String> {
-    let text = raw.get();
-    if text.starts_with('"') {
-        serde_json::from_str::<String>(text).ok()
-    } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
-        Some(text.to_owned())
-    } else {
-        None
-    }
-}
-
-/// A decimal from a JSON string or number, exactly as written: a number
-/// is never read through a float, and a value with more digits than a
-/// `Decimal` holds is refused, not rounded (`"210.000…0001"` must not
-/// become a valid price of 210).
-pub fn decimal(raw: &RawValue) -> Option<Decimal> {
-    exact_decimal(string_or_number(raw)?.trim())
-}
-
-/// The largest exponent written in scientific notation that can still
-/// give a price or a quantity; beyond it the text is refused outright
-/// rather than expanded.
-const MAX_EXPONENT: i32 = 40;
-
-fn exact_decimal(text: &str) -> Option<Decimal> {
-    // rust_decimal also reads digit separators (`2_10.00`), which JSON's
-    // decimal strings never hold.
-    if !text
-        .bytes()
-        .all(|byte| byte.is_ascii_digit() || matches!(byte, b'.' | b'-' | b'+' | b'e' | b'E'))
-    {
-        return None;
-    }
-    match text.split_once(['e', 'E']) {
-        None => Decimal::from_str_exact(text).ok(),
-        // `Decimal::from_scientific` rounds an over-long mantissa, so the
-        // point is moved in the text and the result parsed exactly.
-        Some((mantissa, exponent)) => {
-            let exponent = exponent.parse::<i32>().ok()?;
-            if exponent.abs() > MAX_EXPONENT {
-                return None;
-            }
-            Decimal::from_str_exact(&shift_point(mantissa, exponent)?).ok()
-        }
-    }
-}
-
-/// `mantissa` (`[-+]digits[.digits]`) times ten to `exponent`, written out.
-fn shift_point(mantissa: &str, exponent: i32) -> Option<String> {
-    let (sign, unsigned) = match mantissa.strip_prefix('-') {
-        Some(rest) => ("-", rest),
-        None => ("", mantissa.strip_prefix('+').unwrap_or(mantissa)),
-    };
-    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
-    let digits = format!("{whole}{fraction}");
-    if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
-        return None;
-    }
-    let point = i32::try_from(whole.len()).ok()? + exponent;
-    let length = i32::try_from(digits.len()).ok()?;
-    let zeros = |count: i32| "0".repeat(usize::try_from(count).unwrap_or(0));
-    Some(if point <= 0 {
-        format!("{sign}0.{}{digits}", zeros(-point))
-    } else if point >= length {
-        format!("{sign}{digits}{}", zeros(point - length))
-    } else {
-        let (left, right) = digits.split_at(usize::try_from(point).ok()?);
-        format!("{sign}{left}.{right}")
-    })
-}
-
 #[derive(Deserialize)]
 struct BookQuery {
     size: Option<String>,
@@ -449,48 +378,4 @@ async fn matches(
         .map(|record| MatchView::new(record, &product))
         .collect();
     Ok(Json(Page::new(items, limit, last)))
-}
-
-#[cfg(test)]
-mod tests {
-    use rust_decimal::dec;
-
-    use super::*;
-
-    fn parsed(json: &str) -> Option<Decimal> {
-        let raw: Box<RawValue> = serde_json::from_str(json).ok()?;
-        decimal(&raw)
-    }
-
-    #[test]
-    fn decimals_are_read_exactly_as_written() {
-        assert_eq!(parsed(r#""210.05""#), Some(dec!(210.05)));
-        assert_eq!(parsed("210.05"), Some(dec!(210.05)));
-        assert_eq!(parsed(r#"" 7 ""#), Some(dec!(7)));
-        assert_eq!(parsed("-3.5"), Some(dec!(-3.5)));
-        assert_eq!(parsed("2.1e2"), Some(dec!(210)));
-        assert_eq!(parsed(r#""2.105E+2""#), Some(dec!(210.5)));
-        assert_eq!(parsed("21050e-2"), Some(dec!(210.50)));
-        assert_eq!(parsed("5e-1"), Some(dec!(0.5)));
-        assert_eq!(parsed("-1.5e1"), Some(dec!(-15)));
-    }
-
-    #[test]
-    fn digits_a_decimal_cannot_hold_are_refused_not_rounded() {
-        for json in [
-            r#""210.000000000000000000000000001""#,
-            "210.000000000000000000000000001",
-            "2.10000000000000000000000000001e2",
-            "1e-30",
-            "1e41",
-            "0e1000",
-            r#""1e""#,
-            r#""e5""#,
-            r#""1.2.3e1""#,
-            r#""abc""#,
-            "true",
-        ] {
-            assert_eq!(parsed(json), None, "{json} was accepted");
-        }
-    }
 }

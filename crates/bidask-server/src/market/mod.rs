@@ -2,7 +2,7 @@
 //! one writer commits what all of them decide.
 //!
 //! - [`actor`]: the single-threaded owner of one product's books;
-//! - [`unit`]: what an actor sends the writer and what its request gets
+//! - [`mod@unit`]: what an actor sends the writer and what its request gets
 //!   back;
 //! - [`writer`]: group commit, `seq` assignment, publication after commit;
 //! - [`staleness`]: how an actor learns its last units failed to commit;
