@@ -46,6 +46,7 @@ const KEY_LIFETIME: i64 = DAY;
 /// A new bid or ask.
 #[derive(Deserialize, ToSchema)]
 pub struct PlaceBody {
+    /// The product to trade.
     product_id: i64,
     /// A string or a number, one of the product's sizes.
     #[schema(value_type = String)]
@@ -53,8 +54,12 @@ pub struct PlaceBody {
     /// A decimal string or number, e.g. `"210.00"`.
     #[schema(value_type = String)]
     price: Box<RawValue>,
+    /// Units, 1 by default (sneakers are one pair).
     quantity: Option<i64>,
+    /// `gtc` by default: rest until filled, cancelled or `expires_at`.
     time_in_force: Option<TimeInForceBody>,
+    /// RFC 3339; a resting order leaves the book then (default: 30 days
+    /// after placement, at most 365).
     expires_at: Option<String>,
 }
 
@@ -484,8 +489,11 @@ fn not_open(status: &str) -> ApiError {
 /// A new price, a new total quantity, or both.
 #[derive(Deserialize, ToSchema)]
 pub struct AmendBody {
+    /// A new limit price; the order loses its time priority.
     #[schema(value_type = Option<String>)]
     price: Option<Box<RawValue>>,
+    /// A new total quantity, not below what already traded; a lower one keeps
+    /// the order's time priority.
     quantity: Option<i64>,
 }
 

@@ -34,24 +34,38 @@ pub fn router() -> Router<AppState> {
 /// One market of a product at a glance.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MarketView {
+    /// The market: one size of the product.
     size: String,
+    /// The best price a buyer offers now, or null with no bids.
     highest_bid: Option<String>,
+    /// The best price a seller asks now, or null with no asks (Buy Now pays it).
     lowest_ask: Option<String>,
+    /// The price of the last match, or null before the first.
     last_sale: Option<String>,
+    /// Bids resting in this size.
     bid_count: u64,
+    /// Asks resting in this size.
     ask_count: u64,
 }
 
 /// A product as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProductView {
+    /// The id of its `product:{id}` feed channel and of its orders.
     id: i64,
+    /// The maker's style code, unique in the catalog.
     sku: String,
+    /// Shown to people; `?q=` searches it, the brand and the sku.
     name: String,
+    /// The maker, as shown to people.
     brand: String,
+    /// Every price of this product is a multiple of it (`"0.01"` by default).
     tick_size: String,
+    /// Its markets, in the order the admin listed them.
     sizes: Vec<String>,
+    /// RFC 3339, UTC, microseconds.
     created_at: String,
+    /// Each size at a glance, in the order of `sizes`.
     markets: Vec<MarketView>,
     /// The product feed `seq` the market summaries are current to.
     seq: i64,
@@ -143,8 +157,12 @@ async fn show(
 /// A new product.
 #[derive(Deserialize, ToSchema)]
 pub struct NewProductBody {
+    /// The maker's style code, unique: 1 to 64 characters, no control or
+    /// invisible ones (as for `name` and `brand`).
     sku: String,
+    /// 1 to 200 characters.
     name: String,
+    /// 1 to 100 characters.
     brand: String,
     /// Strings or numbers, e.g. `["9", "9.5", 10]`.
     #[schema(value_type = Vec<String>)]
@@ -282,18 +300,26 @@ struct BookQuery {
 /// One price level.
 #[derive(Serialize, ToSchema)]
 pub struct LevelView {
+    /// The level's price, a decimal string at the product's scale.
     price: String,
+    /// Units resting at this price.
     quantity: u64,
+    /// Orders resting at this price.
     orders: u32,
 }
 
 /// A market's book as of `seq`.
 #[derive(Serialize, ToSchema)]
 pub struct BookView {
+    /// The product.
     product_id: i64,
+    /// The market.
     size: String,
+    /// The product feed `seq` this book is current to: apply feed events after it.
     seq: i64,
+    /// Best (highest) first.
     bids: Vec<LevelView>,
+    /// Best (lowest) first.
     asks: Vec<LevelView>,
 }
 

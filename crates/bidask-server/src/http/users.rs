@@ -28,16 +28,22 @@ pub fn router() -> Router<AppState> {
 /// A username and password.
 #[derive(Deserialize, ToSchema)]
 pub struct Credentials {
+    /// 3 to 32 letters, digits, `_`, `-` or `.`; one account whatever the case.
     username: String,
+    /// 8 to 128 characters; stored only as an Argon2id hash.
     password: String,
 }
 
 /// A user as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserView {
+    /// The id the `user:{id}` feed channel and the orders carry.
     id: i64,
+    /// As registered (case kept).
     username: String,
+    /// `trader`, or `admin`, who may create products.
     role: String,
+    /// When the account was made (RFC 3339, UTC, microseconds).
     created_at: String,
 }
 
@@ -55,8 +61,11 @@ impl From<&UserRecord> for UserView {
 /// A user with a fresh token.
 #[derive(Serialize, ToSchema)]
 pub struct Session {
+    /// Whose token this is.
     user: UserView,
+    /// Send as `Authorization: Bearer …` (or `?token=` on `/ws`).
     token: String,
+    /// When the token stops working; log in again before then (RFC 3339).
     expires_at: String,
 }
 
