@@ -28,7 +28,7 @@ use bidask_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::auth::Tokens;
 use crate::catalog::Catalog;
@@ -133,16 +133,22 @@ pub fn router(state: AppState, settings: &ApiSettings) -> Router {
         .layer(middleware::from_fn(record_latency))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                let id = request
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|value| value.to_str().ok())
-                    .unwrap_or_default();
-                // The path only: `/ws?token=…` carries a credential in
-                // its query string, and logs are not the place for it.
-                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    let id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|value| value.to_str().ok())
+                        .unwrap_or_default();
+                    // The path only: `/ws?token=…` carries a credential in
+                    // its query string, and logs are not the place for it.
+                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+                })
+                // Every 5xx gets a line, but the errors worth waking
+                // someone for (a bug's 500) log their cause at ERROR
+                // themselves; a 503 from shedding load or from a database
+                // outage is a warning, not one error per refused request.
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
