@@ -10,6 +10,8 @@ use std::sync::{Arc, RwLock};
 use bidask_engine::{MarketId, Price, PriceError, TickSize};
 use bidask_store::ProductRecord;
 use rust_decimal::Decimal;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 /// Prices are shown with at least this many decimals.
 pub const MIN_SCALE: u32 = 2;
@@ -30,9 +32,67 @@ pub struct Product {
     /// Decimals shown in prices.
     pub scale: u32,
     /// Sizes; size `i` is engine market `i`.
-    pub sizes: Vec<String>,
+    pub sizes: Vec<Size>,
     /// Microseconds since the epoch.
     pub created_at: i64,
+}
+
+/// One size of a product ("10.5", "M", "EU 44"), as people read it:
+/// trimmed, 1 to 16 characters, none of them control or invisible, so that
+/// two sizes that look alike cannot be two markets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(transparent)]
+pub struct Size(String);
+
+/// Why a text is not a size; the message is the API's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SizeError {
+    /// Empty, or longer than a size column on a page.
+    #[error("a size is 1 to 16 characters")]
+    Length,
+    /// See [`is_hidden`].
+    #[error("a size must not contain control or invisible characters")]
+    Hidden,
+}
+
+impl Size {
+    /// The size `text` names, without the spaces around it.
+    pub fn parse(text: &str) -> Result<Self, SizeError> {
+        let text = text.trim();
+        if text.is_empty() || text.chars().count() > 16 {
+            Err(SizeError::Length)
+        } else if text.chars().any(is_hidden) {
+            Err(SizeError::Hidden)
+        } else {
+            Ok(Self(text.to_owned()))
+        }
+    }
+
+    /// The size as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A character a name or a size must not hold: a control character, or
+/// one of Unicode's invisible format characters (soft hyphen, zero-width
+/// spaces and joiners, direction marks, overrides and isolates, the BOM,
+/// tags). Shown on the page, those would make two sizes that look alike,
+/// or a name that reads differently from what it is.
+pub fn is_hidden(character: char) -> bool {
+    character.is_control()
+        || matches!(
+            character,
+            '\u{AD}'
+                | '\u{61C}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{E0000}'..='\u{E007F}'
+        )
 }
 
 /// Why a stored or requested tick size is unusable.
@@ -40,11 +100,32 @@ pub struct Product {
 #[error("tick size must be a positive decimal with at most 8 decimals")]
 pub struct InvalidTickSize;
 
+/// Why a stored product cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidProduct {
+    /// Its tick size.
+    #[error(transparent)]
+    TickSize(#[from] InvalidTickSize),
+    /// One of its sizes.
+    #[error("size {size:?}: {error}")]
+    Size {
+        /// As stored.
+        size: String,
+        /// What is wrong with it.
+        error: SizeError,
+    },
+}
+
 impl Product {
     /// The product a stored record describes.
-    pub fn from_record(record: ProductRecord) -> Result<Self, InvalidTickSize> {
+    pub fn from_record(record: ProductRecord) -> Result<Self, InvalidProduct> {
         let step =
             Decimal::try_new(record.tick_units, record.scale).map_err(|_| InvalidTickSize)?;
+        let sizes = record
+            .sizes
+            .into_iter()
+            .map(|size| Size::parse(&size).map_err(|error| InvalidProduct::Size { size, error }))
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             id: record.id,
             sku: record.sku,
@@ -52,7 +133,7 @@ impl Product {
             brand: record.brand,
             tick: TickSize::new(step).map_err(|_| InvalidTickSize)?,
             scale: record.scale,
-            sizes: record.sizes,
+            sizes,
             created_at: record.created_at,
         })
     }
@@ -73,7 +154,10 @@ impl Product {
 
     /// The engine market of a size.
     pub fn market(&self, size: &str) -> Option<MarketId> {
-        let index = self.sizes.iter().position(|candidate| candidate == size)?;
+        let index = self
+            .sizes
+            .iter()
+            .position(|candidate| candidate.as_str() == size)?;
         u16::try_from(index).ok().map(MarketId)
     }
 
@@ -82,7 +166,7 @@ impl Product {
         usize::try_from(market)
             .ok()
             .and_then(|index| self.sizes.get(index))
-            .map_or("", String::as_str)
+            .map_or("", Size::as_str)
     }
 
     /// Parses a price: positive, on the tick, at most 1,000,000.
@@ -193,5 +277,65 @@ impl Catalog {
         self.products
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bidask_store::ProductRecord;
+
+    use super::{InvalidProduct, Product, Size, SizeError};
+
+    #[test]
+    fn a_size_is_short_visible_text_without_the_spaces_around_it() {
+        assert_eq!(
+            Size::parse(" 10.5 ").map(|size| size.0),
+            Ok("10.5".to_owned())
+        );
+        assert_eq!(
+            Size::parse("EU 44").map(|size| size.0),
+            Ok("EU 44".to_owned())
+        );
+        assert_eq!(Size::parse("   "), Err(SizeError::Length));
+        assert_eq!(Size::parse(&"9".repeat(17)), Err(SizeError::Length));
+        assert!(
+            Size::parse(&"é".repeat(16)).is_ok(),
+            "characters, not bytes"
+        );
+        for hidden in ["10\u{200B}", "1\u{0}0", "10\u{202E}", "\u{FEFF}10"] {
+            assert_eq!(Size::parse(hidden), Err(SizeError::Hidden), "{hidden:?}");
+        }
+    }
+
+    /// A stored size is parsed like a requested one: a row written behind
+    /// the server's back cannot bring a size the API would refuse.
+    #[test]
+    fn a_stored_product_with_a_hidden_size_is_refused() {
+        let record = |sizes: &[&str]| ProductRecord {
+            id: 1,
+            sku: "AJ1".to_owned(),
+            name: "Air Jordan 1".to_owned(),
+            brand: "Jordan".to_owned(),
+            tick_units: 1,
+            scale: 2,
+            sizes: sizes.iter().map(|size| (*size).to_owned()).collect(),
+            created_at: 0,
+        };
+        let product = Product::from_record(record(&["9", "9.5"]));
+        assert_eq!(
+            product
+                .map(|product| product.market("9.5"))
+                .ok()
+                .flatten()
+                .map(|market| market.0),
+            Some(1)
+        );
+        assert!(matches!(
+            Product::from_record(record(&["9", "9\u{200B}"])),
+            Err(InvalidProduct::Size {
+                error: SizeError::Hidden,
+                ..
+            })
+        ));
     }
 }

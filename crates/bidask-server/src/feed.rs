@@ -12,6 +12,8 @@ use bidask_engine::Side;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
+use crate::catalog::Size;
+
 /// A feed channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Channel {
@@ -184,7 +186,7 @@ pub struct NewProduct {
     /// Its brand.
     pub brand: String,
     /// Its sizes.
-    pub sizes: Vec<String>,
+    pub sizes: Vec<Size>,
     /// Its tick size.
     pub tick_size: String,
 }

@@ -114,7 +114,7 @@ fn serialize(state: &AppState, product_id: i64) -> Option<(i64, String)> {
             .iter()
             .zip(&markets)
             .map(|(size, market)| MarketJson {
-                size,
+                size: size.as_str(),
                 bids: levels(&market.bids),
                 asks: levels(&market.asks),
                 last_sale: market.last_sale.map(price),

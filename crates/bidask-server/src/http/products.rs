@@ -18,7 +18,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::Admin;
 use super::json::{self, PathId, Query};
 use super::{AppState, Page, page_cursor, page_limit};
-use crate::catalog::{MIN_SCALE, Product};
+use crate::catalog::{MIN_SCALE, Product, Size, is_hidden};
 use crate::clock::{format_micros, now_micros};
 use crate::views::MatchView;
 
@@ -35,7 +35,7 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MarketView {
     /// The market: one size of the product.
-    size: String,
+    size: Size,
     /// The best price a buyer offers now, or null with no bids.
     highest_bid: Option<String>,
     /// The best price a seller asks now, or null with no asks (Buy Now pays it).
@@ -62,7 +62,7 @@ pub struct ProductView {
     /// Every price of this product is a multiple of it (`"0.01"` by default).
     tick_size: String,
     /// Its markets, in the order the admin listed them.
-    sizes: Vec<String>,
+    sizes: Vec<Size>,
     /// RFC 3339, UTC, microseconds.
     created_at: String,
     /// Each size at a glance, in the order of `sizes`.
@@ -172,27 +172,6 @@ pub struct NewProductBody {
     tick_size: Option<Box<RawValue>>,
 }
 
-/// A character a name or a size must not hold: a control character, or
-/// one of Unicode's invisible format characters (soft hyphen, zero-width
-/// spaces and joiners, direction marks, overrides and isolates, the BOM,
-/// tags). Shown on the page, those would make two sizes that look alike,
-/// or a name that reads differently from what it is.
-fn hidden(character: char) -> bool {
-    character.is_control()
-        || matches!(
-            character,
-            '\u{AD}'
-                | '\u{61C}'
-                | '\u{180E}'
-                | '\u{200B}'..='\u{200F}'
-                | '\u{202A}'..='\u{202E}'
-                | '\u{2060}'..='\u{206F}'
-                | '\u{FEFF}'
-                | '\u{FFF9}'..='\u{FFFB}'
-                | '\u{E0000}'..='\u{E007F}'
-        )
-}
-
 #[utoipa::path(post, path = "/api/v1/products", tag = "products", security(("bearer" = [])),
     request_body = NewProductBody,
     responses((status = 201, body = ProductView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -208,7 +187,7 @@ async fn create(
                 field,
                 format!("{field} must be 1 to {max} characters"),
             ))
-        } else if value.chars().any(hidden) {
+        } else if value.chars().any(is_hidden) {
             Err(ApiError::invalid(
                 field,
                 format!("{field} must not contain control or invisible characters"),
@@ -228,20 +207,11 @@ async fn create(
         let field = format!("sizes[{index}]");
         let size = string_or_number(raw)
             .ok_or_else(|| ApiError::invalid(field.clone(), "a size is a string or a number"))?;
-        let size = size.trim().to_owned();
-        if size.is_empty() || size.chars().count() > 16 {
-            return Err(ApiError::invalid(field, "a size is 1 to 16 characters"));
-        }
-        if size.chars().any(hidden) {
-            return Err(ApiError::invalid(
-                field,
-                "a size must not contain control or invisible characters",
-            ));
-        }
+        let size = Size::parse(&size).map_err(|error| ApiError::invalid(field.clone(), error))?;
         if sizes.contains(&size) {
             return Err(ApiError::invalid(
                 field,
-                format!("size {size} is listed twice"),
+                format!("size {} is listed twice", size.as_str()),
             ));
         }
         sizes.push(size);
@@ -268,7 +238,11 @@ async fn create(
     if let Some(stored) = state.store.product_by_sku(&sku).await? {
         let retried = stored.name == name
             && stored.brand == brand
-            && stored.sizes == sizes
+            && stored
+                .sizes
+                .iter()
+                .map(String::as_str)
+                .eq(sizes.iter().map(Size::as_str))
             && (stored.tick_units, stored.scale) == (tick_units, scale);
         let product = state.markets.adopt(stored).await?;
         return if retried {
@@ -284,7 +258,7 @@ async fn create(
         brand,
         tick_units,
         scale,
-        sizes,
+        sizes: sizes.iter().map(|size| size.as_str().to_owned()).collect(),
         created_at: now_micros(),
     };
     let product = state.markets.create_product(record).await?;
