@@ -5,9 +5,11 @@
 //! is served, so tests can start it on port 0 and read the address.
 //!
 //! Shutdown drains in this order: stop accepting connections, close
-//! WebSockets with 1001 and let in-flight requests finish; close the market actors' queues so they
-//! finish what is queued; let the writer commit everything that was
-//! accepted; close the database pool.
+//! WebSockets with 1001 and let in-flight requests finish; stop pruning
+//! (a prune only deletes what is old, so cutting one short loses
+//! nothing); close the market actors' queues so they finish what is
+//! queued; let the writer commit everything that was accepted; close the
+//! database pool.
 
 use std::collections::HashSet;
 use std::future::Future;
