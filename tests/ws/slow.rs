@@ -190,8 +190,11 @@ async fn heartbeats_carry_seqs_and_silent_clients_are_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_stuck_mid_write_is_dropped_as_silent() {
     let database = TestDatabase::new(Backend::Sqlite).await;
+    // Three heartbeats of silence (3 s) must not pass before the buffers
+    // fill, some thirty events in, or the ping timeout closes the client
+    // first; at 100 ms that race was lost on a loaded machine.
     let mut app = spawn_app_on(database, |config| {
-        config.ws_heartbeat_ms = 100;
+        config.ws_heartbeat_ms = 1_000;
         config.ws_queue = 100_000;
         config.send_buffer = Some(4 * 1024);
     })
@@ -210,7 +213,7 @@ async fn a_client_stuck_mid_write_is_dropped_as_silent() {
     }
     until_dropped(
         &app,
-        Duration::from_secs(10),
+        Duration::from_secs(20),
         "a client stuck mid-write was never dropped",
     )
     .await;
