@@ -55,23 +55,40 @@ async fn health_metrics_openapi_and_request_ids(backend: Backend) {
             .get("OrderView")
             .is_some()
     );
-    // The document describes the body the server sends, field for field.
-    let fields = |object: &serde_json::Value| {
-        let mut names: Vec<String> = object
-            .as_object()
-            .map(|object| object.keys().cloned().collect())
-            .unwrap_or_default();
-        names.sort();
-        names
-    };
+    // The document describes the bodies the server sends, field for field.
     let schemas = &document.body["components"]["schemas"];
     assert_eq!(
-        fields(&schemas["PlacedOrder"]["properties"]),
-        fields(&placed.body)
+        documented(schemas, "PlacedOrder"),
+        sent(&placed.body),
+        "placed"
     );
     assert_eq!(
-        fields(&schemas["OrderView"]["properties"]),
-        fields(&placed.body["order"])
+        documented(schemas, "OrderView"),
+        sent(&placed.body["order"]),
+        "order"
+    );
+    let id = placed.body["order"]["id"].as_i64().expect("an order id");
+    let amended = app
+        .patch(
+            &format!("/api/v1/orders/{id}"),
+            Some(&ann.token),
+            &serde_json::json!({"price": "101.00"}),
+        )
+        .await;
+    assert_eq!(amended.status, 200, "{:?}", amended.body);
+    assert_eq!(
+        documented(schemas, "AmendedOrder"),
+        sent(&amended.body),
+        "amended"
+    );
+    let cancelled = app
+        .delete(&format!("/api/v1/orders/{id}"), Some(&ann.token))
+        .await;
+    assert_eq!(cancelled.status, 200, "{:?}", cancelled.body);
+    assert_eq!(
+        documented(schemas, "CancelledOrder"),
+        sent(&cancelled.body),
+        "cancelled"
     );
 
     let response = app
@@ -353,4 +370,36 @@ async fn the_page_and_its_files_are_served_with_validators() {
     tags.dedup();
     assert_eq!(tags.len(), 3, "one tag per file: {tags:?}");
     app.stop().await;
+}
+
+/// The field names of a JSON object, sorted.
+fn sent(body: &serde_json::Value) -> Vec<String> {
+    let mut names: Vec<String> = body
+        .as_object()
+        .map(|object| object.keys().cloned().collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// The field names the OpenAPI document gives schema `name`, sorted: its
+/// `properties`, and those of each part of an `allOf` (how a flattened
+/// field is described), following `$ref`s.
+fn documented(schemas: &serde_json::Value, name: &str) -> Vec<String> {
+    fn collect(schemas: &serde_json::Value, schema: &serde_json::Value, names: &mut Vec<String>) {
+        if let Some(reference) = schema["$ref"].as_str() {
+            let target = reference.rsplit('/').next().unwrap_or_default();
+            collect(schemas, &schemas[target], names);
+        }
+        if let Some(properties) = schema["properties"].as_object() {
+            names.extend(properties.keys().cloned());
+        }
+        for part in schema["allOf"].as_array().into_iter().flatten() {
+            collect(schemas, part, names);
+        }
+    }
+    let mut names = Vec::new();
+    collect(schemas, &schemas[name], &mut names);
+    names.sort();
+    names
 }

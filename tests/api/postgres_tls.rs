@@ -5,14 +5,14 @@
 
 use bidask_store::{Store, StoreError, StoreOptions};
 use bidask_tests::cluster::Cluster;
-use bidask_tests::{TestDatabase, postgres_admin_url, spawn_app_on};
+use bidask_tests::{TestDatabase, spawn_app_on};
 use sqlx::Row;
 
 /// Trades on a database that is reached over verified TLS, then asks the
 /// database how each of the server's connections came in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_trades_over_verified_tls() {
-    let cluster = Cluster::start_with_tls();
+    let cluster = Cluster::start_with_tls("127.0.0.1");
     let url = format!(
         "{}?sslmode=verify-full&sslrootcert={}",
         cluster.url(),
@@ -48,15 +48,29 @@ async fn the_server_trades_over_verified_tls() {
 /// so the connection is refused rather than made without the check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_from_an_unknown_authority_is_refused() {
-    let cluster = Cluster::start_with_tls();
+    let cluster = Cluster::start_with_tls("127.0.0.1");
     let url = format!("{}?sslmode=verify-full", cluster.url());
-    refused_over_tls(&url, "certificate").await;
+    refused_over_tls(&url, "UnknownIssuer").await;
+}
+
+/// `verify-full` checks the name too: a certificate from the trusted
+/// authority, but for another host, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_for_another_name_is_refused() {
+    let cluster = Cluster::start_with_tls("db.invalid");
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        cluster.url(),
+        cluster.ca_file().display()
+    );
+    refused_over_tls(&url, "not valid for name").await;
 }
 
 /// `require` against a database without TLS: no fallback to plain text.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn required_tls_is_not_given_up_for_plain_text() {
-    let url = format!("{}?sslmode=require", postgres_admin_url());
+    let cluster = Cluster::start();
+    let url = format!("{}?sslmode=require", cluster.url());
     refused_over_tls(&url, "does not support TLS").await;
 }
 

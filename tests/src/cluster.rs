@@ -27,22 +27,23 @@ impl Cluster {
     /// Creates and starts a cluster. Needs `BIDASK_TEST_PG_BIN` (set by
     /// `scripts/test-postgres`), the directory of `initdb` and `pg_ctl`.
     pub fn start() -> Self {
-        Self::create(false)
+        Self::create(None)
     }
 
     /// Creates and starts a cluster that offers TLS, with a certificate for
-    /// 127.0.0.1 issued by a certificate authority of its own
-    /// ([`Cluster::ca_file`]), which no system trusts.
-    pub fn start_with_tls() -> Self {
-        Self::create(true)
+    /// `name` (`127.0.0.1` to be what clients connect to) issued by a
+    /// certificate authority of its own ([`Cluster::ca_file`]), which no
+    /// system trusts.
+    pub fn start_with_tls(name: &str) -> Self {
+        Self::create(Some(name))
     }
 
-    fn create(tls: bool) -> Self {
+    fn create(tls: Option<&str>) -> Self {
         let bin = PathBuf::from(std::env::var("BIDASK_TEST_PG_BIN").unwrap_or_else(|_| {
             panic!("BIDASK_TEST_PG_BIN is not set: run the tests with scripts/test")
         }));
         let directory = tempfile::Builder::new()
-            .prefix("bidask-outage-")
+            .prefix("bidask-cluster-")
             .tempdir_in("/tmp")
             .expect("a temporary directory");
         let port = free_port();
@@ -50,10 +51,10 @@ impl Cluster {
             directory,
             bin,
             port,
-            tls,
+            tls: tls.is_some(),
         };
-        if tls {
-            cluster.issue_certificates();
+        if let Some(name) = tls {
+            cluster.issue_certificates(name);
         }
         if is_root() {
             let status = Command::new("chown")
@@ -89,9 +90,10 @@ impl Cluster {
         self.directory.path().join("ca.pem")
     }
 
-    /// Writes the authority's certificate and the server's certificate and
-    /// key, the key readable by its owner only, as PostgreSQL requires.
-    fn issue_certificates(&self) {
+    /// Writes the authority's certificate and the server's certificate for
+    /// `name` and its key, the key readable by its owner only, as
+    /// PostgreSQL requires.
+    fn issue_certificates(&self, name: &str) {
         use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
         use std::os::unix::fs::PermissionsExt;
 
@@ -106,11 +108,9 @@ impl Cluster {
             .expect("the authority's certificate");
         let issuer = Issuer::new(authority, authority_key);
 
-        let mut server = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-            .expect("an address is a valid subject name");
-        server
-            .distinguished_name
-            .push(DnType::CommonName, "127.0.0.1");
+        let mut server =
+            CertificateParams::new(vec![name.to_owned()]).expect("a valid subject name");
+        server.distinguished_name.push(DnType::CommonName, name);
         let server_key = KeyPair::generate().expect("a key for the server");
         let server_certificate = server
             .signed_by(&server_key, &issuer)

@@ -247,13 +247,15 @@ impl ServeConfig {
     /// The WebSocket gateway's limits.
     pub fn gateway(&self) -> crate::gateway::GatewaySettings {
         crate::gateway::GatewaySettings {
-            heartbeat: Duration::from_millis(self.ws_heartbeat_ms),
-            queue: self.ws_queue,
+            // The command line refuses values out of range; a config
+            // built in code (tests, an embedder) is held to the same floor.
+            heartbeat: Duration::from_millis(self.ws_heartbeat_ms.max(10)),
+            queue: self.ws_queue.max(1),
             max_connections: self.ws_max_connections,
             max_connections_per_address: self.ws_max_connections_per_address,
             max_subscriptions: self.ws_max_subscriptions,
             messages_per_sec: self.ws_messages_per_sec,
-            max_message_bytes: self.ws_max_message_bytes,
+            max_message_bytes: self.ws_max_message_bytes.max(64),
             // Half the pool, so that REST keeps the other half.
             database_queries: usize::try_from(self.db_connections / 2).unwrap_or(1),
             allowed_origins: self.allowed_origins.0.clone(),

@@ -1,4 +1,4 @@
-//! Prices and quantities as a request writes them: a JSON string or
+//! Prices and tick sizes as a request writes them: a JSON string or
 //! number, read exactly, never through a float.
 
 use rust_decimal::Decimal;
