@@ -19,9 +19,18 @@ pub enum StoreError {
         /// backend does not name it (SQLite).
         constraint: String,
     },
-    /// The database URL names no backend this store speaks.
-    #[error("the database URL must start with postgres://, postgresql:// or sqlite: (got {0:?})")]
+    /// The database URL names no backend this store speaks. It holds the
+    /// URL's scheme only, since the rest may hold a password.
+    #[error("the database URL must start with postgres://, postgresql:// or sqlite: (got {0})")]
     InvalidUrl(String),
+    /// The PostgreSQL URL has a parameter the driver would ignore, after
+    /// logging its value (which may be a password) at every connection.
+    #[error(
+        "the database URL has a parameter the PostgreSQL driver does not know: {0:?} \
+         (known: {known})",
+        known = crate::pool::POSTGRES_PARAMETERS.join(", ")
+    )]
+    UnknownParameter(String),
     /// A stored value does not fit the schema this code expects.
     #[error("stored data is not valid: {0}")]
     Corrupt(String),

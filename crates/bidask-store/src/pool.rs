@@ -52,6 +52,65 @@ pub fn sqlite_file(url: &str) -> Option<PathBuf> {
     (!path.is_empty()).then(|| PathBuf::from(path))
 }
 
+/// The query parameters sqlx's PostgreSQL driver reads (besides
+/// `options[…]`); it logs any other with its value and goes on.
+pub const POSTGRES_PARAMETERS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+/// Refuses a PostgreSQL URL parameter the driver does not read, naming
+/// the key only: a misspelt `pasword=…` would otherwise be logged, value
+/// and all, at every connection, and silently do nothing.
+fn check_postgres_parameters(url: &str) -> Result<(), StoreError> {
+    let Some((_, query)) = url.split_once('?') else {
+        return Ok(());
+    };
+    let query = query.split('#').next().unwrap_or_default();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let key = pair.split('=').next().unwrap_or_default();
+        let known = POSTGRES_PARAMETERS.contains(&key)
+            || (key.starts_with("options[") && key.ends_with(']'));
+        if !known {
+            return Err(StoreError::UnknownParameter(key.to_owned()));
+        }
+    }
+    Ok(())
+}
+
+/// What can be shown of a database URL that names no backend: its scheme
+/// if it has one (`mysql`), or nothing of it at all, since a keyword
+/// string (`host=… password=…`) or a typo may hold a password.
+fn scheme_of(url: &str) -> String {
+    match url.split_once(':') {
+        Some((scheme, _))
+            if !scheme.is_empty()
+                && scheme.bytes().all(|byte| {
+                    byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'-' | b'.')
+                }) =>
+        {
+            format!("{scheme:?}")
+        }
+        _ => "something that is not a URL".to_owned(),
+    }
+}
+
 /// `bidask.db` → `bidask.db.{suffix}`: the files kept beside a database.
 pub fn beside(database: &Path, suffix: &str) -> PathBuf {
     let mut name = database.as_os_str().to_owned();
@@ -112,10 +171,10 @@ impl Store {
     /// when the database comes up.
     pub fn connect_lazy(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
         install_default_drivers();
-        let backend = Backend::of_url(url).ok_or_else(|| {
-            // Only the scheme: the rest may hold a password.
-            StoreError::InvalidUrl(url.split(':').next().unwrap_or_default().to_owned())
-        })?;
+        let backend = Backend::of_url(url).ok_or_else(|| StoreError::InvalidUrl(scheme_of(url)))?;
+        if backend == Backend::Postgres {
+            check_postgres_parameters(url)?;
+        }
         let url = match backend {
             // Create the file on first start; `mode` may already be given.
             Backend::Sqlite if !url.contains("mode=") && !url.contains(":memory:") => {
@@ -218,5 +277,48 @@ impl Store {
         if let Some(postgres) = &self.postgres {
             postgres.close().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Store, StoreError, StoreOptions, check_postgres_parameters};
+
+    /// Why `url` is refused before any connection is made.
+    fn refusal(url: &str) -> String {
+        Store::connect_lazy(url, &StoreOptions::default())
+            .err()
+            .map(|error| error.to_string())
+            .unwrap_or_default()
+    }
+
+    /// A URL that names no backend is refused by its scheme alone: the
+    /// rest, a keyword string's above all, may hold a password.
+    #[test]
+    fn an_unknown_url_never_shows_its_password() {
+        let keywords = refusal("host=db port=5432 user=ann password=secret123 dbname=x");
+        assert!(keywords.contains("not a URL"), "{keywords}");
+        let mysql = refusal("mysql://ann:secret123@db/x");
+        assert!(mysql.contains("\"mysql\""), "{mysql}");
+        for message in [keywords, mysql] {
+            assert!(!message.contains("secret123"), "{message}");
+        }
+    }
+
+    /// A parameter the driver would ignore is refused by its key, and its
+    /// value never shown; the known ones, `options[…]` included, pass.
+    #[test]
+    fn an_unknown_postgres_parameter_is_refused_by_name() {
+        let misspelt = refusal("postgres://ann@db/x?sslmode=require&pasword=secret123");
+        assert!(misspelt.contains("\"pasword\""), "{misspelt}");
+        assert!(!misspelt.contains("secret123"), "{misspelt}");
+        assert!(matches!(
+            Store::connect_lazy("postgres://db/x?sslpassword=k", &StoreOptions::default()),
+            Err(StoreError::UnknownParameter(key)) if key == "sslpassword"
+        ));
+        let known = "postgres://ann@db/x?sslmode=verify-full&sslrootcert=/ca.pem\
+                     &application_name=bidask&options[statement_timeout]=5s#frag";
+        assert!(check_postgres_parameters(known).is_ok());
+        assert!(check_postgres_parameters("postgres://ann@db/x?").is_ok());
     }
 }
