@@ -1053,3 +1053,66 @@ async fn a_second_server_on_the_same_sqlite_file_does_not_start() {
     assert_eq!(app.book(product, "10").await["bids"][0]["price"], "100.00");
     app.stop().await;
 }
+
+/// The writer's session dies (as in a database restart) and another
+/// session takes the writer's lock before it can take it back, as a
+/// second server started meanwhile would: the database answers, but this
+/// server can commit nothing, so it reports itself not ready instead of
+/// taking orders it can only refuse; once the lock is free it recovers
+/// by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_whose_lock_was_taken_is_not_ready_postgres() {
+    let mut app = spawn_app_on(TestDatabase::new(Backend::Postgres).await, |_| {}).await;
+    let (product_id, traders) = setup(&mut app).await;
+    let first = app
+        .order(&traders[0], "ask", product_id, "9", "500.00")
+        .await;
+    assert_eq!(first.status, 201, "{:?}", first.body);
+
+    // The writer is idle, so the other session gets the lock first: its
+    // `pg_advisory_lock` waits for the terminated backend to let go.
+    // (`pg_locks` shows every database's locks: only this one's.)
+    let mut other = app.database.as_ref().expect("a database").connect().await;
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks \
+         WHERE locktype = 'advisory' AND ((classid::bigint << 32) | objid::bigint) = $1 \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .bind(bidask_store::WRITER_LOCK)
+    .execute(&mut other)
+    .await
+    .expect("the writer's backend terminated");
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(bidask_store::WRITER_LOCK)
+        .execute(&mut other)
+        .await
+        .expect("the writer's lock taken");
+
+    let refused = app
+        .order(&traders[1], "ask", product_id, "9", "510.00")
+        .await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (503, "storage_unavailable"),
+        "{:?}",
+        refused.body
+    );
+    let ready = app.get("/readyz", None).await;
+    assert_eq!(
+        ready.status, 503,
+        "ready without its lock: {:?}",
+        ready.body
+    );
+    assert_eq!(app.get("/healthz", None).await.status, 200);
+
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(bidask_store::WRITER_LOCK)
+        .execute(&mut other)
+        .await
+        .expect("the lock let go");
+    Retry::within_a_minute(&traders[1], "ask", product_id, "520.00")
+        .until_accepted(&app)
+        .await;
+    assert_eq!(app.get("/readyz", None).await.status, 200);
+    app.stop().await;
+}

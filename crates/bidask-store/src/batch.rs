@@ -321,8 +321,10 @@ impl Store {
 
 /// The advisory lock of the connection that commits batches (the bytes
 /// of "bidask", and 1). Advisory locks are per database, so servers on
-/// different databases of one cluster do not meet.
-const WRITER_LOCK: i64 = 0x6269_6461_736b_0001;
+/// different databases of one cluster do not meet. Public so that an
+/// operator's script, or a test standing in for a second server, can
+/// tell who holds it (`pg_locks.objid`) or take it.
+pub const WRITER_LOCK: i64 = 0x6269_6461_736b_0001;
 
 /// A connection of its own, out of `postgres`'s pool (so the lock ends
 /// with it), holding the writer's lock: tried every 50 ms for up to

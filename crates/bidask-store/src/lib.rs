@@ -32,7 +32,7 @@ pub mod reads;
 pub mod records;
 pub mod retention;
 
-pub use batch::{Batch, Committer};
+pub use batch::{Batch, Committer, WRITER_LOCK};
 pub use error::StoreError;
 pub use pool::{Backend, Store, StoreOptions, beside, sqlite_file};
 pub use records::{

@@ -24,10 +24,17 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The database answers.
+/// The database answers, and the writer can commit: after a failed commit
+/// it must read back what landed first, which takes its lock again, and a
+/// server whose lock another took when the database restarted stays
+/// unready rather than taking orders it can only refuse.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Object), (status = 503, body = ErrorBody)))]
 async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     state.store.ping().await?;
+    if !state.markets.writer_ready() {
+        tracing::warn!("not ready: the writer has not read back its last failed commit");
+        return Err(ApiError::Unavailable);
+    }
     Ok(Json(json!({"status": "ready"})))
 }
 

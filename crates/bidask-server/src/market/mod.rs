@@ -21,6 +21,7 @@ pub mod unit;
 pub mod writer;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use bidask_store::{ProductRecord, Store, StoreError};
@@ -182,6 +183,8 @@ pub struct Markets {
     writer: Arc<Mutex<Option<mpsc::Sender<Unit>>>>,
     /// One product opened at a time outside creation (see [`Markets::adopt`]).
     adopting: tokio::sync::Mutex<()>,
+    /// Set by the writer while a failed commit's outcome is unknown.
+    in_doubt: Arc<AtomicBool>,
 }
 
 impl Markets {
@@ -219,6 +222,7 @@ impl Markets {
         let (sender, receiver) = mpsc::channel(options.writer_queue);
         let finished = Arc::new(RecentlyFinished::default());
         let FencedWriter { parts, done } = writer;
+        let in_doubt = Arc::new(AtomicBool::new(false));
         parts
             .send(WriterParts {
                 units: receiver,
@@ -227,6 +231,7 @@ impl Markets {
                 bus,
                 max_batch: options.max_batch,
                 finished: Arc::clone(&finished),
+                in_doubt: Arc::clone(&in_doubt),
             })
             .map_err(|_| StartError::WriterStopped)?;
         let markets = Arc::new(Self {
@@ -240,6 +245,7 @@ impl Markets {
             actors: Arc::new(RwLock::new(HashMap::new())),
             writer: Arc::new(Mutex::new(Some(sender))),
             adopting: tokio::sync::Mutex::new(()),
+            in_doubt,
         });
         let opener = Arc::downgrade(&markets);
         tokio::spawn(async move {
@@ -434,6 +440,13 @@ impl Markets {
     /// A new product id.
     pub fn next_product_id(&self) -> i64 {
         self.ids.product()
+    }
+
+    /// Whether the writer can commit: false from a failed commit until it
+    /// has read back what landed, which needs the database and the
+    /// writer's lock.
+    pub fn writer_ready(&self) -> bool {
+        !self.in_doubt.load(Ordering::Acquire)
     }
 
     /// The committed books.

@@ -18,6 +18,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use bidask_store::{
@@ -104,6 +105,8 @@ pub struct WriterParts {
     pub max_batch: usize,
     /// Where orders committed in a final state are remembered.
     pub finished: Arc<RecentlyFinished>,
+    /// Set while a failed commit's outcome is unknown (see `unsure`).
+    pub in_doubt: Arc<AtomicBool>,
 }
 
 /// The writer task's state.
@@ -132,6 +135,11 @@ pub struct Writer {
     staleness: HashMap<i64, Arc<Staleness>>,
     /// Products created by a commit that landed late, to be opened.
     landed_products: mpsc::UnboundedSender<(i64, oneshot::Sender<()>)>,
+    /// Whether `unsure` holds anything, for readiness: until the counters
+    /// are read back the writer refuses every batch, so a server whose
+    /// database came back without its writer's lock (another server took
+    /// it) must not report itself ready.
+    in_doubt: Arc<AtomicBool>,
 }
 
 impl Writer {
@@ -146,6 +154,7 @@ impl Writer {
             bus,
             max_batch,
             finished,
+            in_doubt,
         } = parts;
         Self {
             committer,
@@ -160,6 +169,7 @@ impl Writer {
             unsure: HashSet::new(),
             staleness: HashMap::new(),
             landed_products: counters.landed,
+            in_doubt,
         }
     }
 
@@ -290,6 +300,7 @@ impl Writer {
 
     /// Notes the channels `units` write to as unsure.
     fn doubt(&mut self, units: &[Unit]) {
+        self.in_doubt.store(true, Ordering::Release);
         for unit in units {
             self.unsure.insert(unit.channel);
             self.unsure
@@ -376,6 +387,7 @@ impl Writer {
             *counted = (*counted).max(last);
         }
         self.unsure.clear();
+        self.in_doubt.store(false, Ordering::Release);
         Ok(())
     }
 
