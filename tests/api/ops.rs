@@ -1,5 +1,5 @@
 //! The operational endpoints: health, readiness, metrics, the OpenAPI
-//! document, request ids.
+//! document, request ids, and what start-up refuses.
 
 use bidask_tests::{Backend, TestDatabase, on_both_backends, spawn_app};
 
@@ -402,4 +402,45 @@ fn documented(schemas: &serde_json::Value, name: &str) -> Vec<String> {
     collect(schemas, &schemas[name], &mut names);
     names.sort();
     names
+}
+
+/// Start-up refusals an operator can act on: the address that cannot be
+/// bound is named with its setting, and half of an admin account is a
+/// mistake, not a server without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_names_what_is_wrong() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let address = taken.local_addr().expect("its address");
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let mut config = bidask_tests::test_config(&database);
+    config.listen = address;
+    let refused = bidask_server::startup::Application::build(config)
+        .await
+        .err()
+        .map(|error| error.to_string())
+        .unwrap_or_default();
+    assert!(
+        refused.contains(&address.to_string()) && refused.contains("BIDASK_LISTEN"),
+        "{refused}"
+    );
+
+    for (username, password, named) in [
+        (Some("admin"), None, "BIDASK_ADMIN_USERNAME is set without"),
+        (
+            None,
+            Some("a-long-password"),
+            "BIDASK_ADMIN_PASSWORD is set without",
+        ),
+    ] {
+        let database = TestDatabase::new(Backend::Sqlite).await;
+        let mut config = bidask_tests::test_config(&database);
+        config.admin_username = username.map(str::to_owned);
+        config.admin_password = password.map(str::to_owned);
+        let refused = bidask_server::startup::Application::build(config)
+            .await
+            .err()
+            .map(|error| error.to_string())
+            .unwrap_or_default();
+        assert!(refused.contains(named), "{refused}");
+    }
 }

@@ -50,6 +50,16 @@ pub enum StartupError {
     /// A setting is unusable.
     #[error("configuration: {0}")]
     Config(String),
+    /// The listening address could not be bound (taken, not this host's,
+    /// or a privileged port).
+    #[error("cannot listen on {address} (BIDASK_LISTEN): {source}")]
+    Listen {
+        /// The address asked for.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The task serving connections panicked: a bug.
     #[error("server task: {0}")]
     ServerTask(#[source] tokio::task::JoinError),
@@ -112,6 +122,15 @@ impl Application {
         // (before it could migrate, make a secret or change the admin),
         // until this server stops.
         let writer_url = config.database.database_url.clone();
+        // Said at once if the lock is not free, rather than only when the
+        // wait ends half a minute later.
+        let waiting = tokio::spawn(async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            tracing::warn!(
+                "waiting for the writer's lock: another bidask server writes to this database, \
+                 or a stopped one's last commit is finishing (up to 30 s)"
+            );
+        });
         let writer = FencedWriter::start(move || {
             Store::connect_lazy(
                 &writer_url,
@@ -121,7 +140,9 @@ impl Application {
                 },
             )
         })
-        .await?;
+        .await;
+        waiting.abort();
+        let writer = writer?;
         store.migrate().await?;
         let secret = jwt_secret(&config)?;
         let tokens = Tokens::new(&secret, config.token_lifetime_secs);
@@ -186,7 +207,11 @@ impl Application {
                 allowed_origins: config.allowed_origins.0.clone(),
             },
         );
-        let listener = listen(config.listen, config.send_buffer)?;
+        let listener =
+            listen(config.listen, config.send_buffer).map_err(|source| StartupError::Listen {
+                address: config.listen,
+                source,
+            })?;
         Ok(Self {
             listener,
             router,
@@ -376,8 +401,20 @@ fn write_private(path: &Path, secret: &[u8]) -> Result<(), StartupError> {
 }
 
 async fn ensure_admin(store: &Store, config: &ServeConfig) -> Result<(), StartupError> {
-    let (Some(username), Some(password)) = (&config.admin_username, &config.admin_password) else {
-        return Ok(());
+    let (username, password) = match (&config.admin_username, &config.admin_password) {
+        (Some(username), Some(password)) => (username, password),
+        (None, None) => return Ok(()),
+        // Half of an account is a typo, not a wish for none.
+        (Some(_), None) => {
+            return Err(StartupError::Config(
+                "BIDASK_ADMIN_USERNAME is set without BIDASK_ADMIN_PASSWORD".to_owned(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(StartupError::Config(
+                "BIDASK_ADMIN_PASSWORD is set without BIDASK_ADMIN_USERNAME".to_owned(),
+            ));
+        }
     };
     let username = Username::parse(username)
         .map_err(|error| StartupError::Config(format!("BIDASK_ADMIN_USERNAME: {error}")))?;
