@@ -122,10 +122,11 @@ impl Application {
         // (before it could migrate, make a secret or change the admin),
         // until this server stops.
         let writer_url = config.database.database_url.clone();
-        // Said at once if the lock is not free, rather than only when the
-        // wait ends half a minute later.
+        // Said soon if the lock is not free, rather than only when the
+        // wait ends half a minute later; after the 2 s a connection may
+        // take, so that a database that does not answer is told as such.
         let waiting = tokio::spawn(async {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::time::sleep(Duration::from_secs(3)).await;
             tracing::warn!(
                 "waiting for the writer's lock: another bidask server writes to this database, \
                  or a stopped one's last commit is finishing (up to 30 s)"
