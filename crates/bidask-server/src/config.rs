@@ -140,11 +140,21 @@ pub struct ServeConfig {
         hide_default_value = true
     )]
     pub trusted_proxies: TrustedProxies,
-    /// Largest request body, in bytes.
-    #[arg(long, env = "BIDASK_BODY_LIMIT", default_value_t = 16 * 1024)]
+    /// Largest request body, in bytes (an order takes about a hundred).
+    #[arg(
+        long,
+        env = "BIDASK_BODY_LIMIT",
+        default_value_t = 16 * 1024,
+        value_parser = RangedU64ValueParser::<usize>::new().range(256..=16 * 1024 * 1024)
+    )]
     pub body_limit: usize,
     /// Database connections.
-    #[arg(long, env = "BIDASK_DB_CONNECTIONS", default_value_t = 8)]
+    #[arg(
+        long,
+        env = "BIDASK_DB_CONNECTIONS",
+        default_value_t = 8,
+        value_parser = clap::value_parser!(u32).range(1..=1_000)
+    )]
     pub db_connections: u32,
     /// Most orders one user may have resting in one product; past it a
     /// new resting order is 409 `too_many_open_orders` (0: no bound).
@@ -191,7 +201,12 @@ pub struct ServeConfig {
     )]
     pub ws_max_connections_per_address: usize,
     /// Subscriptions per WebSocket connection.
-    #[arg(long, env = "BIDASK_WS_MAX_SUBSCRIPTIONS", default_value_t = 64)]
+    #[arg(
+        long,
+        env = "BIDASK_WS_MAX_SUBSCRIPTIONS",
+        default_value_t = 64,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=10_000)
+    )]
     pub ws_max_subscriptions: usize,
     /// Messages per second a WebSocket client may send (0: unlimited).
     #[arg(long, env = "BIDASK_WS_MESSAGES_PER_SEC", default_value_t = 20)]
@@ -368,6 +383,9 @@ mod tests {
             ("--ws-max-message-bytes", "64", "16777216", "63", "16777217"),
             ("--feed-retention-secs", "0", "316224000", "-1", "316224001"),
             ("--shutdown-timeout-secs", "0", "3600", "-1", "3601"),
+            ("--body-limit", "256", "16777216", "255", "16777217"),
+            ("--db-connections", "1", "1000", "0", "1001"),
+            ("--ws-max-subscriptions", "1", "10000", "0", "10001"),
         ] {
             for value in [lowest, highest] {
                 let parsed = parse(flag, value);
