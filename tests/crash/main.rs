@@ -1116,3 +1116,38 @@ async fn a_writer_whose_lock_was_taken_is_not_ready_postgres() {
     assert_eq!(app.get("/readyz", None).await.status, 200);
     app.stop().await;
 }
+
+/// An operator's second signal during the drain stops the server at once
+/// (exit 1, saying so) instead of waiting out a request that may never
+/// finish arriving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_ends_the_drain() {
+    use std::io::Write;
+
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let mut server = ServerProcess::start(SERVER, &database.url);
+    let address = server.address.trim_start_matches("http://").to_owned();
+    // A request whose body never comes: the drain waits for it until the
+    // request timeout (15 s).
+    let mut slow = std::net::TcpStream::connect(&address).expect("a connection");
+    slow.write_all(
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: bidask\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{",
+    )
+    .expect("a request head");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    server.signal("TERM");
+    assert_eq!(
+        server.exited_within(Duration::from_millis(500)),
+        None,
+        "the drain did not wait for the request in flight"
+    );
+    server.signal("INT");
+    assert_eq!(
+        server.exited_within(Duration::from_secs(5)),
+        Some(Some(1)),
+        "a second signal did not end the drain"
+    );
+    drop(slow);
+}

@@ -81,6 +81,30 @@ impl ServerProcess {
         panic!("the server did not exit within 60 s of SIGTERM");
     }
 
+    /// Sends `signal` (`TERM`, `INT`) and returns at once.
+    pub fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "SIG{signal} was not delivered");
+    }
+
+    /// The exit code once the process has exited, waiting at most
+    /// `within`; `None` while it still runs.
+    pub fn exited_within(&mut self, within: Duration) -> Option<Option<i32>> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the server can be waited for") {
+                return Some(status.code());
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// `kill -9`: no shutdown, no drain.
     pub fn kill(mut self) {
         self.child.kill().expect("SIGKILL is delivered");

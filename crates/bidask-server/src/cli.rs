@@ -70,19 +70,37 @@ async fn serve(config: ServeConfig) -> Result<(), StartupError> {
     };
     let address = application.local_addr()?;
     tracing::info!(%address, "bidask listening on http://{address}");
-    application
-        .run_until_stopped(async move {
-            if !stopping {
-                stop.requested().await;
-            }
-            tracing::info!("shutting down: draining requests, committing what was accepted");
-        })
-        .await?;
+    let (draining, drain) = tokio::sync::oneshot::channel::<()>();
+    let run = application.run_until_stopped(async move {
+        let _ = drain.await;
+        tracing::info!(
+            "shutting down: draining requests, committing what was accepted; a second signal stops now"
+        );
+    });
+    let mut run = std::pin::pin!(run);
+    if !stopping {
+        tokio::select! {
+            ran = &mut run => return ran.map(|()| stopped()),
+            () = stop.requested() => {}
+        }
+    }
+    let _ = draining.send(());
+    // A second signal (an operator's second Ctrl-C) ends the drain: what
+    // is left unanswered is lost as in a crash, which no answered request
+    // ever is, since each was committed before its answer.
+    tokio::select! {
+        ran = &mut run => ran?,
+        () = stop.requested() => return Err(StartupError::Interrupted),
+    }
+    stopped();
+    Ok(())
+}
+
+fn stopped() {
     // True after a shutdown that timed out too: the requests it cut short
     // got no answer, but what the writer already had of them is
     // committed, as after a crash (a retry with its key tells).
     tracing::info!("bidask stopped: everything accepted is committed");
-    Ok(())
 }
 
 fn init_tracing(format: LogFormat) {

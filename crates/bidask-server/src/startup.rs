@@ -66,6 +66,11 @@ pub enum StartupError {
     /// The writer's thread panicked before its queue was committed: a bug.
     #[error("the writer stopped without committing its queue")]
     WriterPanicked,
+    /// A second stop signal came during the drain.
+    #[error(
+        "stopped by a second signal before the drain ended: unanswered requests are lost, answered ones are committed"
+    )]
+    Interrupted,
 }
 
 /// A built application, bound and ready to run.
