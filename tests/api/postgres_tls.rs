@@ -13,11 +13,7 @@ use sqlx::Row;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_trades_over_verified_tls() {
     let cluster = Cluster::start_with_tls("127.0.0.1");
-    let url = format!(
-        "{}?sslmode=verify-full&sslrootcert={}",
-        cluster.url(),
-        cluster.ca_file().display()
-    );
+    let url = cluster.verified_url();
     let mut app = spawn_app_on(TestDatabase::at(url), |_| {}).await;
     let product = app.create_product("TLS-1", &["10"]).await;
     let (ann, bob) = (app.register("ann").await, app.register("bob").await);
@@ -58,11 +54,7 @@ async fn a_certificate_from_an_unknown_authority_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_for_another_name_is_refused() {
     let cluster = Cluster::start_with_tls("db.invalid");
-    let url = format!(
-        "{}?sslmode=verify-full&sslrootcert={}",
-        cluster.url(),
-        cluster.ca_file().display()
-    );
+    let url = cluster.verified_url();
     refused_over_tls(&url, "not valid for name").await;
 }
 

@@ -204,6 +204,18 @@ impl<'a> Retry<'a> {
     }
 }
 
+/// The answer of a request the server could not commit or read: 503
+/// `storage_unavailable`, the body shown if not.
+#[track_caller]
+fn assert_storage_unavailable(reply: &bidask_tests::Reply) {
+    assert_eq!(
+        (reply.status, reply.code()),
+        (503, "storage_unavailable"),
+        "{:?}",
+        reply.body
+    );
+}
+
 async fn setup(app: &mut TestApp) -> (i64, Vec<Trader>) {
     let product_id = app.create_product("CRASH-1", &SIZES).await;
     let mut traders = Vec::new();
@@ -482,12 +494,7 @@ async fn database_outage_mid_stream_postgres() {
     let refused = app
         .order(&traders[0], "ask", product_id, "9", "500.00")
         .await;
-    assert_eq!(
-        (refused.status, refused.code()),
-        (503, "storage_unavailable"),
-        "{:?}",
-        refused.body
-    );
+    assert_storage_unavailable(&refused);
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "503 took {:?}",
@@ -545,12 +552,7 @@ async fn database_that_hangs_postgres() {
     cluster.freeze();
     let started = Instant::now();
     let read = app.get("/api/v1/orders", Some(token)).await;
-    assert_eq!(
-        (read.status, read.code()),
-        (503, "storage_unavailable"),
-        "{:?}",
-        read.body
-    );
+    assert_storage_unavailable(&read);
     let ready = app.get("/readyz", None).await;
     assert_eq!(ready.status, 503);
     assert!(
@@ -568,7 +570,7 @@ async fn database_that_hangs_postgres() {
     let late = app
         .order(&traders[0], "ask", product_id, "9", "450.00")
         .await;
-    assert_eq!((late.status, late.code()), (503, "storage_unavailable"));
+    assert_storage_unavailable(&late);
     // Past the writer's ten-second commit bound.
     tokio::time::sleep(Duration::from_secs(11)).await;
 
@@ -626,12 +628,7 @@ async fn a_cancel_behind_a_fill_still_committing_waits_for_it_postgres() {
     let fill = json!({"product_id": product_id, "size": "9", "price": "500.00"});
     let cancel = app.delete(&path, Some(&seller.token));
     let cancel = behind_a_failing_commit(&app, &traders[1], &fill, cancel).await;
-    assert_eq!(
-        (cancel.status, cancel.code()),
-        (503, "storage_unavailable"),
-        "{:?}",
-        cancel.body
-    );
+    assert_storage_unavailable(&cancel);
     let cancelled = until_served(|| app.delete(&path, Some(&seller.token))).await;
     assert_eq!(
         (cancelled.status, &cancelled.body["status"]),
@@ -658,12 +655,7 @@ async fn an_amendment_behind_a_fill_still_committing_waits_for_it_postgres() {
     let to_one = json!({"quantity": 1});
     let amend = app.patch(&path, Some(&seller.token), &to_one);
     let amend = behind_a_failing_commit(&app, &traders[1], &fill, amend).await;
-    assert_eq!(
-        (amend.status, amend.code()),
-        (503, "storage_unavailable"),
-        "{:?}",
-        amend.body
-    );
+    assert_storage_unavailable(&amend);
     let amended = until_served(|| app.patch(&path, Some(&seller.token), &to_one)).await;
     assert_eq!(
         (amended.status, &amended.body["quantity"]),
@@ -731,12 +723,7 @@ async fn behind_a_failing_commit(
         request.await
     });
     lock.rollback().await.expect("the lock released");
-    assert_eq!(
-        (bid.status, bid.code()),
-        (503, "storage_unavailable"),
-        "{:?}",
-        bid.body
-    );
+    assert_storage_unavailable(&bid);
     answer
 }
 
@@ -799,12 +786,7 @@ async fn feed_rows_the_writer_did_not_count_are_caught_up_with(backend: Backend)
     .expect("a row the writer does not know of");
 
     let collided = app.order(&ann, "bid", product_id, "10", "101.00").await;
-    assert_eq!(
-        (collided.status, collided.code()),
-        (503, "storage_unavailable"),
-        "{:?}",
-        collided.body
-    );
+    assert_storage_unavailable(&collided);
     // Subscribers keep joining while the writer publishes what landed and
     // the actor rebuilds: each one's snapshot and the events after it
     // join without a gap, whichever side of the rebuild it read.
@@ -962,12 +944,7 @@ async fn a_product_whose_creation_landed_late_is_opened_when_the_writer_finds_it
     let token = app.admin_token().await;
     let body = json!({"sku": "NEXT-1", "name": "Sneaker NEXT-1", "brand": "Nike", "sizes": ["9"]});
     let collided = app.post("/api/v1/products", Some(&token), &body).await;
-    assert_eq!(
-        (collided.status, collided.code()),
-        (503, "storage_unavailable"),
-        "{:?}",
-        collided.body
-    );
+    assert_storage_unavailable(&collided);
     assert_eq!(
         catalog.events_until("products", seq, seq + 1).await[0],
         event
@@ -1091,12 +1068,7 @@ async fn a_writer_whose_lock_was_taken_is_not_ready_postgres() {
     let refused = app
         .order(&traders[1], "ask", product_id, "9", "510.00")
         .await;
-    assert_eq!(
-        (refused.status, refused.code()),
-        (503, "storage_unavailable"),
-        "{:?}",
-        refused.body
-    );
+    assert_storage_unavailable(&refused);
     let ready = app.get("/readyz", None).await;
     assert_eq!(
         ready.status, 503,

@@ -85,6 +85,16 @@ impl Cluster {
         format!("postgres://bidask@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// [`Cluster::url`] with `sslmode=verify-full` and this cluster's
+    /// authority as `sslrootcert`.
+    pub fn verified_url(&self) -> String {
+        format!(
+            "{}?sslmode=verify-full&sslrootcert={}",
+            self.url(),
+            self.ca_file().display()
+        )
+    }
+
     /// The certificate of the authority that issued the server's (PEM).
     pub fn ca_file(&self) -> PathBuf {
         self.directory.path().join("ca.pem")
