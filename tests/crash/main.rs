@@ -1032,8 +1032,9 @@ async fn a_second_server_on_the_same_sqlite_file_does_not_start() {
 }
 
 /// The writer's session dies (as in a database restart) and another
-/// session takes the writer's lock before it can take it back, as a
-/// second server started meanwhile would: the database answers, but this
+/// session takes the writer's lock before it can take it back (a script;
+/// a second server would also claim the database, see the next test):
+/// the database answers, but this
 /// server can commit nothing, so it reports itself not ready instead of
 /// taking orders it can only refuse; once the lock is free it recovers
 /// by itself.
@@ -1048,17 +1049,8 @@ async fn a_writer_whose_lock_was_taken_is_not_ready_postgres() {
 
     // The writer is idle, so the other session gets the lock first: its
     // `pg_advisory_lock` waits for the terminated backend to let go.
-    // (`pg_locks` shows every database's locks: only this one's.)
     let mut other = app.database.as_ref().expect("a database").connect().await;
-    sqlx::query(
-        "SELECT pg_terminate_backend(pid) FROM pg_locks \
-         WHERE locktype = 'advisory' AND ((classid::bigint << 32) | objid::bigint) = $1 \
-         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-    )
-    .bind(bidask_store::WRITER_LOCK)
-    .execute(&mut other)
-    .await
-    .expect("the writer's backend terminated");
+    terminate_writer_backend(&mut other).await;
     sqlx::query("SELECT pg_advisory_lock($1)")
         .bind(bidask_store::WRITER_LOCK)
         .execute(&mut other)
@@ -1087,6 +1079,90 @@ async fn a_writer_whose_lock_was_taken_is_not_ready_postgres() {
         .await;
     assert_eq!(app.get("/readyz", None).await.status, 200);
     app.stop().await;
+}
+
+/// Ends the backend of the session holding the writer's lock in the
+/// database `connection` is on, as an operator's `pg_terminate_backend`
+/// or a proxy's cut would. (`pg_locks` shows every database's locks:
+/// only this one's.)
+async fn terminate_writer_backend(connection: &mut sqlx::AnyConnection) {
+    let (ended,): (i64,) = sqlx::query_as(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_locks \
+         WHERE locktype = 'advisory' AND ((classid::bigint << 32) | objid::bigint) = $1 \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .bind(bidask_store::WRITER_LOCK)
+    .fetch_one(connection)
+    .await
+    .expect("the writer's backend terminated");
+    assert_eq!(ended, 1, "one session held the writer's lock");
+}
+
+/// A server whose connection, and with it the writer's lock, was cut
+/// while a second server claimed the database, wrote and stopped, must
+/// not write again when it gets the lock back: its ids and feed counters
+/// are the second one's too, and its orders would upsert over that one's
+/// orders of the same ids. It refuses, and exits 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_replaced_while_its_lock_was_lost_stops_postgres() {
+    let database = TestDatabase::new(Backend::Postgres).await;
+    let mut first = ServerProcess::start(SERVER, &database.url);
+    let mut app = TestApp::connect(first.address.clone());
+    let (product_id, traders) = setup(&mut app).await;
+    // The second server trades another product: its feed counters are not
+    // the first one's, so only the order ids meet.
+    let theirs_id = app.create_product("CRASH-2", &SIZES).await;
+    let ours = app
+        .order(&traders[0], "ask", product_id, "9", "500.00")
+        .await;
+    assert_eq!(ours.status, 201, "{:?}", ours.body);
+
+    terminate_writer_backend(&mut database.connect().await).await;
+    // The second server's wait for the lock ends with the ended backend.
+    let second = ServerProcess::start(SERVER, &database.url);
+    let other = TestApp::connect(second.address.clone());
+    let mut theirs = Vec::new();
+    for (trader, price) in traders[1..4].iter().zip(["600.00", "610.00", "620.00"]) {
+        let placed = other.order(trader, "ask", theirs_id, "9", price).await;
+        assert_eq!(placed.status, 201, "{:?}", placed.body);
+        theirs.push((trader, placed.body["order"].clone()));
+    }
+    assert_eq!(second.terminate(), Some(0));
+
+    // The lock is free again: the first server takes it at once.
+    let refused = app
+        .order(&traders[4], "ask", product_id, "9", "700.00")
+        .await;
+    assert_storage_unavailable(&refused);
+    assert_eq!(
+        first.exited_within(Duration::from_secs(30)),
+        Some(Some(1)),
+        "the replaced server kept running"
+    );
+
+    let third = ServerProcess::start(SERVER, &database.url);
+    let check = TestApp::connect(third.address.clone());
+    for (trader, placed) in theirs {
+        let id = placed["id"].as_i64().expect("an order id");
+        let stored = check
+            .get(&format!("/api/v1/orders/{id}"), Some(&trader.token))
+            .await;
+        assert_eq!(stored.status, 200, "{:?}", stored.body);
+        assert_eq!(stored.body, placed, "the second server's order changed");
+    }
+    for (product, prices) in [
+        (product_id, &["500.00"][..]),
+        (theirs_id, &["600.00", "610.00", "620.00"]),
+    ] {
+        let book = check.book(product, "9").await;
+        let asks: Vec<&str> = book["asks"]
+            .as_array()
+            .expect("asks")
+            .iter()
+            .filter_map(|level| level["price"].as_str())
+            .collect();
+        assert_eq!(asks, prices, "product {product}");
+    }
 }
 
 /// An operator's second signal during the drain stops the server at once

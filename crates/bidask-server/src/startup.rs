@@ -66,6 +66,13 @@ pub enum StartupError {
     /// The writer's thread panicked before its queue was committed: a bug.
     #[error("the writer stopped without committing its queue")]
     WriterPanicked,
+    /// Another server claimed the database while this one's writer had
+    /// lost its lock: this one stopped rather than write over it.
+    #[error(
+        "another bidask server claimed the database while this one had lost its connection; \
+         stopped without writing over it (start this one again once only one server runs)"
+    )]
+    Replaced,
     /// A second stop signal came during the drain.
     #[error(
         "stopped by a second signal before the drain ended: unanswered requests are lost, answered ones are committed"
@@ -254,8 +261,12 @@ impl Application {
             header_timeout,
         } = self;
         let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+        let replaced = Arc::clone(&markets);
         let server = crate::serve::serve(listener, router, header_timeout, async move {
-            shutdown.await;
+            tokio::select! {
+                () = shutdown => {}
+                () = replaced.replaced() => {}
+            }
             let _ = stopping.send(());
         });
         let mut server = tokio::spawn(server);
@@ -289,6 +300,9 @@ impl Application {
         };
         store.close().await;
         written?;
+        if markets.writer_replaced() {
+            return Err(StartupError::Replaced);
+        }
         match outcome {
             Ok(Ok(())) => Ok(()),
             Ok(Err(join)) => Err(StartupError::ServerTask(join)),

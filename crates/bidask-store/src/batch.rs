@@ -94,11 +94,17 @@ const CHUNK_SIZES: [usize; 5] = [256, 64, 16, 4, 1];
 /// second server on the same file would hand out the same ids, and the
 /// order upsert would merge their rows without a word. The kernel lets go
 /// of it when the process ends, however it ends.
+///
+/// The lock alone cannot tell a writer whether it was held by someone
+/// else while its connection was gone: see [`Committer::claim`].
 #[derive(Debug)]
 pub struct Committer {
     store: Store,
     connection: Option<PgConnection>,
     lock_file: Option<std::fs::File>,
+    /// The writer generation this committer claimed, checked whenever it
+    /// takes the lock again.
+    generation: Option<i64>,
 }
 
 impl Committer {
@@ -116,7 +122,9 @@ impl Committer {
         };
         let mut connection = match self.connection.take() {
             Some(connection) => connection,
-            None => locked_connection(postgres, self.store.writer_lock_wait).await?,
+            None => {
+                locked_connection(postgres, self.store.writer_lock_wait, self.generation).await?
+            }
         };
         let result = commit_postgres(&mut connection, batch).await;
         // A refused statement leaves the connection usable; a broken one
@@ -146,8 +154,43 @@ impl Committer {
             return self.lock_file().await;
         };
         if self.connection.is_none() {
-            self.connection = Some(locked_connection(postgres, self.store.writer_lock_wait).await?);
+            self.connection = Some(
+                locked_connection(postgres, self.store.writer_lock_wait, self.generation).await?,
+            );
         }
+        Ok(())
+    }
+
+    /// Makes this committer the database's writer from now on, once the
+    /// migrations ran: it counts up the stored writer generation, on the
+    /// connection that has held the lock since [`Committer::fence`], and
+    /// remembers it.
+    ///
+    /// A connection can be lost without the server stopping (a restarted
+    /// database, an operator's `pg_terminate_backend`, a proxy's idle
+    /// cut), and with it the lock. Another server may then start, claim,
+    /// write and stop before this one takes the lock again, and this one's
+    /// ids and books no longer match the database: its next order would
+    /// upsert over the other's order with the same id. So every later
+    /// taking of the lock compares the stored generation with the claimed
+    /// one, and refuses with [`StoreError::WriterReplaced`] if it moved.
+    /// On SQLite the lock file is held for the life of the process, so
+    /// there is nothing to claim.
+    pub async fn claim(&mut self) -> Result<(), StoreError> {
+        if self.store.postgres.is_none() {
+            return Ok(());
+        }
+        // Taken out so that a connection that fails is not kept.
+        let Some(mut connection) = self.connection.take() else {
+            return Err(StoreError::LockLost);
+        };
+        let (generation,): (i64,) = sqlx::query_as(
+            "UPDATE writer_generation SET generation = generation + 1 RETURNING generation",
+        )
+        .fetch_one(&mut connection)
+        .await?;
+        self.generation = Some(generation);
+        self.connection = Some(connection);
         Ok(())
     }
 
@@ -199,6 +242,7 @@ impl Store {
             store: self.clone(),
             connection: None,
             lock_file: None,
+            generation: None,
         }
     }
 
@@ -328,8 +372,12 @@ pub const WRITER_LOCK: i64 = 0x6269_6461_736b_0001;
 
 /// A connection of its own, out of `postgres`'s pool (so the lock ends
 /// with it), holding the writer's lock: tried every 50 ms for up to
-/// `wait`.
-async fn locked_connection(postgres: &PgPool, wait: Duration) -> Result<PgConnection, StoreError> {
+/// `wait`. With a `claimed` generation, none if the stored one moved on.
+async fn locked_connection(
+    postgres: &PgPool,
+    wait: Duration,
+    claimed: Option<i64>,
+) -> Result<PgConnection, StoreError> {
     let mut connection = postgres.acquire().await?.detach();
     let deadline = tokio::time::Instant::now() + wait;
     loop {
@@ -337,6 +385,19 @@ async fn locked_connection(postgres: &PgPool, wait: Duration) -> Result<PgConnec
             .bind(WRITER_LOCK)
             .fetch_one(&mut connection)
             .await?;
+        // Read after the lock is held, so that no claim comes between the
+        // check and this writer's next commit; and also while another
+        // session holds it, so that a replaced writer learns so then
+        // rather than waiting out the lock. Dropping the connection lets
+        // go of the lock.
+        if let Some(claimed) = claimed {
+            let (stored,): (i64,) = sqlx::query_as("SELECT generation FROM writer_generation")
+                .fetch_one(&mut connection)
+                .await?;
+            if stored != claimed {
+                return Err(StoreError::WriterReplaced);
+            }
+        }
         if held {
             return Ok(connection);
         }

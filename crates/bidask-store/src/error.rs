@@ -54,6 +54,18 @@ pub enum StoreError {
     /// still running. On SQLite, another process holds the lock file.
     #[error("another bidask server is writing to this database (it holds the writer's lock)")]
     WriterElsewhere,
+    /// Another server claimed this database while this committer's
+    /// connection, and with it the writer's lock, was gone: what this
+    /// server holds in memory is no longer what is stored. It must stop
+    /// writing for good (see [`crate::Committer::claim`]).
+    #[error(
+        "another bidask server has claimed this database since this one lost the writer's lock"
+    )]
+    WriterReplaced,
+    /// The writer's connection was gone before it could claim the
+    /// database: the lock may have been held by someone else meanwhile.
+    #[error("the writer's lock was lost before the database could be claimed")]
+    LockLost,
 }
 
 impl StoreError {

@@ -24,8 +24,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use bidask_store::{ProductRecord, Store, StoreError};
-use tokio::sync::{mpsc, oneshot};
+use bidask_store::{Committer, ProductRecord, Store, StoreError};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::bus::Bus;
 use crate::catalog::{Catalog, Product};
@@ -91,8 +91,16 @@ pub type WriterDone = oneshot::Receiver<()>;
 /// server's first commit: a dead server's last statement has finished,
 /// and a live one is refused.
 pub struct FencedWriter {
-    parts: oneshot::Sender<WriterParts>,
+    claims: oneshot::Sender<Claim>,
     done: WriterDone,
+}
+
+/// What start-up asks of the fenced writer, once migrated: to claim the
+/// database ([`bidask_store::Committer::claim`]), saying how that went on
+/// `claimed`, and then to run with the `parts` read after it.
+struct Claim {
+    claimed: oneshot::Sender<Result<(), StoreError>>,
+    parts: oneshot::Receiver<WriterParts>,
 }
 
 impl FencedWriter {
@@ -104,7 +112,7 @@ impl FencedWriter {
     ) -> Result<Self, StartError> {
         let (done, done_receiver) = oneshot::channel();
         let (ready, fenced) = oneshot::channel();
-        let (parts, parts_receiver) = oneshot::channel::<WriterParts>();
+        let (claims, claims_receiver) = oneshot::channel::<Claim>();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -122,15 +130,8 @@ impl FencedWriter {
                             return;
                         }
                     };
-                    let mut committer = store.committer();
-                    let fenced = committer.fence().await;
-                    let holds = fenced.is_ok();
-                    let _ = ready.send(fenced);
-                    if holds && let Ok(parts) = parts_receiver.await {
-                        Writer::new(store.clone(), committer, parts).run().await;
-                    } else {
-                        committer.close().await;
-                    }
+                    let committer = store.committer();
+                    run_fenced(store.clone(), committer, ready, claims_receiver).await;
                     store.close().await;
                 });
                 let _ = done.send(());
@@ -138,13 +139,36 @@ impl FencedWriter {
             .map_err(StartError::Writer)?;
         match fenced.await {
             Ok(Ok(())) => Ok(Self {
-                parts,
+                claims,
                 done: done_receiver,
             }),
             Ok(Err(error)) => Err(StartError::Store(error)),
             Err(_) => Err(StartError::WriterStopped),
         }
     }
+}
+
+/// The writer thread's life: lock, claim, run, each step only if the one
+/// before succeeded and start-up still wants it. The lock goes with the
+/// committer, however this ends.
+async fn run_fenced(
+    store: Store,
+    mut committer: Committer,
+    ready: oneshot::Sender<Result<(), StoreError>>,
+    claims: oneshot::Receiver<Claim>,
+) {
+    let fenced = committer.fence().await;
+    let holds = fenced.is_ok();
+    let _ = ready.send(fenced);
+    if holds && let Ok(Claim { claimed, parts }) = claims.await {
+        let claim = committer.claim().await;
+        let owns = claim.is_ok();
+        let _ = claimed.send(claim);
+        if owns && let Ok(parts) = parts.await {
+            return Writer::new(store, committer, parts).run().await;
+        }
+    }
+    committer.close().await;
 }
 
 /// Makes an actor reachable, unless the runtime is closing: then its
@@ -185,6 +209,8 @@ pub struct Markets {
     adopting: tokio::sync::Mutex<()>,
     /// Set by the writer while a failed commit's outcome is unknown.
     in_doubt: Arc<AtomicBool>,
+    /// Set by the writer once another server claimed the database.
+    replaced: watch::Receiver<bool>,
 }
 
 impl Markets {
@@ -205,6 +231,18 @@ impl Markets {
         bus: Arc<dyn Bus>,
         options: RuntimeOptions,
     ) -> Result<(Arc<Self>, WriterDone), StartError> {
+        let FencedWriter { claims, done } = writer;
+        let (claimed, claim_outcome) = oneshot::channel();
+        let (parts, parts_receiver) = oneshot::channel();
+        claims
+            .send(Claim {
+                claimed,
+                parts: parts_receiver,
+            })
+            .map_err(|_| StartError::WriterStopped)?;
+        claim_outcome
+            .await
+            .map_err(|_| StartError::WriterStopped)??;
         let seqs: HashMap<Channel, i64> = store
             .last_seqs()
             .await?
@@ -221,8 +259,8 @@ impl Markets {
         let ids = Arc::new(Ids::after(last_ids));
         let (sender, receiver) = mpsc::channel(options.writer_queue);
         let finished = Arc::new(RecentlyFinished::default());
-        let FencedWriter { parts, done } = writer;
         let in_doubt = Arc::new(AtomicBool::new(false));
+        let (replaced_sender, replaced) = watch::channel(false);
         parts
             .send(WriterParts {
                 units: receiver,
@@ -232,6 +270,7 @@ impl Markets {
                 max_batch: options.max_batch,
                 finished: Arc::clone(&finished),
                 in_doubt: Arc::clone(&in_doubt),
+                replaced: replaced_sender,
             })
             .map_err(|_| StartError::WriterStopped)?;
         let markets = Arc::new(Self {
@@ -246,6 +285,7 @@ impl Markets {
             writer: Arc::new(Mutex::new(Some(sender))),
             adopting: tokio::sync::Mutex::new(()),
             in_doubt,
+            replaced,
         });
         let opener = Arc::downgrade(&markets);
         tokio::spawn(async move {
@@ -446,7 +486,24 @@ impl Markets {
     /// has read back what landed, which needs the database and the
     /// writer's lock.
     pub fn writer_ready(&self) -> bool {
-        !self.in_doubt.load(Ordering::Acquire)
+        !self.in_doubt.load(Ordering::Acquire) && !self.writer_replaced()
+    }
+
+    /// Whether another server has claimed the database while the writer's
+    /// lock was lost, so that this one can no longer write (see
+    /// [`bidask_store::Committer::claim`]).
+    pub fn writer_replaced(&self) -> bool {
+        *self.replaced.borrow()
+    }
+
+    /// Resolves once [`Markets::writer_replaced`] holds.
+    pub async fn replaced(&self) {
+        let mut replaced = self.replaced.clone();
+        // An error means the writer is gone, which it is only once the
+        // server is stopping: then there is nothing to wait for.
+        if replaced.wait_for(|replaced| *replaced).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// The committed books.

@@ -24,7 +24,7 @@ use std::time::Instant;
 use bidask_store::{
     Batch, Committer, FeedEventRecord, IdempotencyRecord, NotificationRecord, Store, StoreError,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::bus::{Bus, Published};
 use crate::clock::{format_micros, now_micros};
@@ -107,6 +107,8 @@ pub struct WriterParts {
     pub finished: Arc<RecentlyFinished>,
     /// Set while a failed commit's outcome is unknown (see `unsure`).
     pub in_doubt: Arc<AtomicBool>,
+    /// Set once another server has claimed the database.
+    pub replaced: watch::Sender<bool>,
 }
 
 /// The writer task's state.
@@ -140,6 +142,10 @@ pub struct Writer {
     /// database came back without its writer's lock (another server took
     /// it) must not report itself ready.
     in_doubt: Arc<AtomicBool>,
+    /// Set, for good, once another server claimed the database while this
+    /// one's lock was gone ([`StoreError::WriterReplaced`]): from then on
+    /// every unit is refused unwritten, and the server stops.
+    replaced: watch::Sender<bool>,
 }
 
 impl Writer {
@@ -155,6 +161,7 @@ impl Writer {
             max_batch,
             finished,
             in_doubt,
+            replaced,
         } = parts;
         Self {
             committer,
@@ -170,6 +177,7 @@ impl Writer {
             staleness: HashMap::new(),
             landed_products: counters.landed,
             in_doubt,
+            replaced,
         }
     }
 
@@ -207,6 +215,10 @@ impl Writer {
     }
 
     async fn commit(&mut self, units: &mut Vec<Unit>, batch: &mut Batch) {
+        if *self.replaced.borrow() {
+            fail(units);
+            return;
+        }
         for unit in units.iter() {
             if let (Channel::Product(id), Some((staleness, _))) = (unit.channel, &unit.epoch) {
                 self.staleness
@@ -239,6 +251,11 @@ impl Writer {
         batch.clear();
         match self.write(units, batch).await {
             Ok(()) => {}
+            // Refused before anything was written.
+            Err(StoreError::WriterReplaced) => {
+                self.step_down();
+                fail(units);
+            }
             Err(error) if error.is_unavailable() => {
                 tracing::error!(%error, units = units.len(), "batch commit failed; its products rebuild from the database");
                 metrics::counter!("bidask_commit_failures_total").increment(1);
@@ -292,10 +309,23 @@ impl Writer {
         let caught_up = tokio::time::timeout(COMMIT_TIMEOUT, self.catch_up())
             .await
             .unwrap_or(Err(StoreError::TimedOut));
-        if let Err(error) = &caught_up {
-            tracing::warn!(%error, "cannot read the feed counters back");
+        match &caught_up {
+            Ok(()) => {}
+            Err(StoreError::WriterReplaced) => self.step_down(),
+            Err(error) => tracing::warn!(%error, "cannot read the feed counters back"),
         }
         caught_up.is_ok()
+    }
+
+    /// Stops writing for good, and tells the server to stop.
+    fn step_down(&mut self) {
+        if !self.replaced.send_replace(true) {
+            tracing::error!(
+                "another bidask server claimed this database while this one had lost its \
+                 connection and the writer's lock: its ids and books are no longer what is \
+                 stored, so it refuses every order from now on and stops"
+            );
+        }
     }
 
     /// Notes the channels `units` write to as unsure.
