@@ -76,8 +76,9 @@ pub struct DatabaseConfig {
 /// Everything `serve` needs.
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, env = "BIDASK_LISTEN", default_value = "127.0.0.1:8080")]
+    /// Address to listen on, `ip:port` or `host:port` (port 0 picks a free
+    /// port).
+    #[arg(long, env = "BIDASK_LISTEN", default_value = "127.0.0.1:8080", value_parser = listen_address)]
     pub listen: SocketAddr,
     /// The database.
     #[command(flatten)]
@@ -295,6 +296,27 @@ impl Cli {
     }
 }
 
+/// `ip:port`, or `host:port` resolved once, at start. A name with both
+/// kinds of address (`localhost` is 127.0.0.1 and ::1 on Debian) means
+/// its IPv4 one: a server on ::1 alone would not answer the
+/// `http://127.0.0.1:…` most clients and guides use.
+fn listen_address(value: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(address) = value.parse() {
+        return Ok(address);
+    }
+    let addresses: Vec<SocketAddr> = value
+        .to_socket_addrs()
+        .map_err(|error| format!("{value:?} is not ip:port or host:port ({error})"))?
+        .collect();
+    addresses
+        .iter()
+        .find(|address| address.is_ipv4())
+        .or(addresses.first())
+        .copied()
+        .ok_or_else(|| format!("{value:?} names no address"))
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -340,6 +362,35 @@ mod tests {
                 .is_err_and(|message| message.contains("\"a.example\" is not an origin")),
             "{refused:?}"
         );
+    }
+
+    #[test]
+    fn the_listening_address_may_name_a_host() {
+        let listen = |value: &str| {
+            Cli::try_parse_from(["bidask", "serve", "--listen", value])
+                .map(|cli| match cli.command() {
+                    Command::Serve(config) => config.listen.to_string(),
+                    Command::Migrate(_) => String::new(),
+                })
+                .map_err(|error| error.to_string())
+        };
+        assert_eq!(listen("0.0.0.0:80"), Ok("0.0.0.0:80".to_owned()));
+        assert_eq!(listen("[::1]:8080"), Ok("[::1]:8080".to_owned()));
+        assert_eq!(listen("localhost:8080"), Ok("127.0.0.1:8080".to_owned()));
+        for refused in [
+            "localhost",
+            "127.0.0.1",
+            "127.0.0.1:99999",
+            "no such host.invalid:80",
+        ] {
+            let message = listen(refused);
+            assert!(
+                message
+                    .as_ref()
+                    .is_err_and(|message| message.contains("--listen")),
+                "{refused}: {message:?}"
+            );
+        }
     }
 
     #[test]
