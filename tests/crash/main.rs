@@ -477,6 +477,27 @@ async fn migrate_then_serve(backend: Backend) {
 
 on_both_backends!(migrate_then_serve);
 
+/// A `RUST_LOG` that does not parse is said, and the default levels
+/// apply, instead of the directives being dropped without a word.
+#[test]
+fn a_bad_rust_log_is_said_and_the_default_levels_apply() {
+    for (directives, warned) in [("bidask=loud", true), ("", false), ("info", false)] {
+        let output = std::process::Command::new(SERVER)
+            .args(["migrate", "--database-url", "sqlite::memory:"])
+            .env("RUST_LOG", directives)
+            .output()
+            .expect("the binary runs");
+        let log = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{directives:?}: {log}");
+        assert_eq!(
+            log.contains("RUST_LOG is not a valid filter"),
+            warned,
+            "{directives:?}: {log}"
+        );
+        assert!(log.contains("migrations applied"), "{directives:?}: {log}");
+    }
+}
+
 /// PostgreSQL stops mid-stream (as in a crash) and comes back: requests
 /// fail fast with 503 meanwhile, and the server recovers by itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

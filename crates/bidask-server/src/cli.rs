@@ -103,9 +103,24 @@ fn stopped() {
     tracing::info!("bidask stopped: everything accepted is committed");
 }
 
+/// The log levels without `RUST_LOG`.
+const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,tower_http=info";
+
 fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    // A `RUST_LOG` that does not parse is said once logging runs, rather
+    // than leaving an operator to wonder why their levels do nothing. It
+    // does not stop the server: it is a debugging aid, often set for a
+    // whole environment.
+    let (filter, refused) = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => match EnvFilter::try_new(&directives) {
+            Ok(filter) => (filter, None),
+            Err(error) => (
+                EnvFilter::new(DEFAULT_LOG_FILTER),
+                Some((directives, error)),
+            ),
+        },
+        _ => (EnvFilter::new(DEFAULT_LOG_FILTER), None),
+    };
     // Colours only for a terminal, not for a file or a log collector.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -113,6 +128,13 @@ fn init_tracing(format: LogFormat) {
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
+    }
+    if let Some((directives, error)) = refused {
+        tracing::warn!(
+            rust_log = %directives,
+            %error,
+            "RUST_LOG is not a valid filter; logging at the default levels ({DEFAULT_LOG_FILTER})"
+        );
     }
 }
 
