@@ -405,8 +405,9 @@ fn documented(schemas: &serde_json::Value, name: &str) -> Vec<String> {
 }
 
 /// Start-up refusals an operator can act on: the address that cannot be
-/// bound is named with its setting, and half of an admin account is a
-/// mistake, not a server without one.
+/// bound and the database that cannot be reached are named with their
+/// settings (the pool alone said only that it timed out), and half of an
+/// admin account is a mistake, not a server without one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_up_names_what_is_wrong() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
@@ -423,6 +424,35 @@ async fn start_up_names_what_is_wrong() {
         refused.contains(&address.to_string()) && refused.contains("BIDASK_LISTEN"),
         "{refused}"
     );
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a port")
+        .port();
+    for (url, named) in [
+        (
+            format!("postgres://ann:secret-password@127.0.0.1:{closed}/market"),
+            format!("cannot connect to PostgreSQL at 127.0.0.1:{closed}, database \"market\""),
+        ),
+        (
+            "sqlite:///no/such/directory/bidask.db".to_owned(),
+            "cannot connect to the SQLite file /no/such/directory/bidask.db".to_owned(),
+        ),
+    ] {
+        let database = TestDatabase::new(Backend::Sqlite).await;
+        let mut config = bidask_tests::test_config(&database);
+        config.database.database_url = url;
+        let refused = bidask_server::startup::Application::build(config)
+            .await
+            .err()
+            .map(|error| error.to_string())
+            .unwrap_or_default();
+        assert!(
+            refused.contains(&named) && refused.contains("DATABASE_URL"),
+            "{refused}"
+        );
+        assert!(!refused.contains("secret-password"), "{refused}");
+    }
 
     for (username, password, named) in [
         (Some("admin"), None, "BIDASK_ADMIN_USERNAME is set without"),

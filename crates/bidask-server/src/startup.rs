@@ -112,6 +112,7 @@ fn listen(address: SocketAddr, send_buffer: Option<u32>) -> std::io::Result<TcpL
 /// Applies the migrations of the configured database.
 pub async fn migrate(config: &DatabaseConfig) -> Result<(), StartupError> {
     let store = Store::connect_lazy(&config.database_url, &StoreOptions::default())?;
+    store.reach().await?;
     store.migrate().await?;
     store.close().await;
     Ok(())
@@ -128,6 +129,7 @@ impl Application {
                 ..StoreOptions::default()
             },
         )?;
+        store.reach().await?;
         // Everything below writes to or reads what earlier servers
         // committed: the writer takes its lock first, which waits for the
         // last commit of one that died and keeps out one that still runs

@@ -7,6 +7,16 @@ pub enum StoreError {
     /// connection lost): the caller answers 503 and tries again later.
     #[error("the database is unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
+    /// The database could not be reached at start (see
+    /// [`crate::Store::reach`]); `target` says where it was looked for.
+    #[error("cannot connect to {target} (DATABASE_URL): {}", reason(source))]
+    Unreachable {
+        /// Host, port and database, or the SQLite file: never a password.
+        target: String,
+        /// Why.
+        #[source]
+        source: sqlx::Error,
+    },
     /// The database did not answer within the caller's bound; what was
     /// asked may or may not have happened.
     #[error("the database did not answer in time")]
@@ -31,6 +41,18 @@ pub enum StoreError {
         known = crate::pool::POSTGRES_PARAMETERS.join(", ")
     )]
     UnknownParameter(String),
+    /// A file the PostgreSQL URL names (a certificate or key) cannot be
+    /// read.
+    #[error("cannot read {path} ({parameter} in DATABASE_URL): {source}")]
+    UnreadableFile {
+        /// The URL parameter naming the file.
+        parameter: String,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A stored value does not fit the schema this code expects.
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
@@ -68,13 +90,25 @@ pub enum StoreError {
     LockLost,
 }
 
+/// What the database said, without the location in PostgreSQL's own
+/// source code that sqlx appends to it (`at line 768`).
+fn reason(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(database) => database.message().to_owned(),
+        other => other.to_string(),
+    }
+}
+
 impl StoreError {
     /// Whether retrying later can help: the database was unreachable
     /// rather than refusing what was asked.
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            Self::Unavailable(_) | Self::TimedOut | Self::WriterElsewhere
+            Self::Unavailable(_)
+                | Self::Unreachable { .. }
+                | Self::TimedOut
+                | Self::WriterElsewhere
         )
     }
 }

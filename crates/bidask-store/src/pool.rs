@@ -75,20 +75,44 @@ pub const POSTGRES_PARAMETERS: &[&str] = &[
     "options",
 ];
 
+/// The parameters that name a file: sqlx reads them only when it
+/// connects, and its error then says what failed but not which file.
+const FILE_PARAMETERS: &[&str] = &[
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+];
+
 /// Refuses a PostgreSQL URL parameter the driver does not read, naming
 /// the key only: a misspelt `pasword=…` would otherwise be logged, value
-/// and all, at every connection, and silently do nothing.
+/// and all, at every connection, and silently do nothing. A certificate
+/// or key file that cannot be read is refused here too, by its path. A
+/// URL that does not parse is left to sqlx, which says why.
 fn check_postgres_parameters(url: &str) -> Result<(), StoreError> {
-    let Some((_, query)) = url.split_once('?') else {
+    let Ok(parsed) = url::Url::parse(url) else {
         return Ok(());
     };
-    let query = query.split('#').next().unwrap_or_default();
-    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-        let key = pair.split('=').next().unwrap_or_default();
-        let known = POSTGRES_PARAMETERS.contains(&key)
+    for (key, value) in parsed.query_pairs() {
+        let known = POSTGRES_PARAMETERS.contains(&&*key)
             || (key.starts_with("options[") && key.ends_with(']'));
         if !known {
-            return Err(StoreError::UnknownParameter(key.to_owned()));
+            return Err(StoreError::UnknownParameter(key.into_owned()));
+        }
+        // An inline PEM is not a file (sqlx tells them apart the same way).
+        let inline = value.trim().starts_with("-----BEGIN");
+        if FILE_PARAMETERS.contains(&&*key) && !inline {
+            let path = PathBuf::from(&*value);
+            if let Err(source) = std::fs::File::open(&path) {
+                return Err(StoreError::UnreadableFile {
+                    parameter: key.into_owned(),
+                    path,
+                    source,
+                });
+            }
         }
     }
     Ok(())
@@ -160,6 +184,9 @@ pub struct Store {
     /// A SQLite database opened read-only (`mode=ro`), which takes no
     /// writer's lock: it would keep the real writer out.
     pub(crate) read_only: bool,
+    /// Where the database is, for errors: host, port and database name, or
+    /// the SQLite file; never a user or password.
+    target: String,
 }
 
 impl Store {
@@ -219,12 +246,30 @@ impl Store {
             ),
             Backend::Sqlite => None,
         };
+        let target = match &postgres {
+            Some(postgres) => {
+                let options = postgres.connect_options();
+                let place = match options.get_socket() {
+                    Some(socket) => format!("the socket in {}", socket.display()),
+                    None => format!("{}:{}", options.get_host(), options.get_port()),
+                };
+                match options.get_database() {
+                    Some(database) => format!("PostgreSQL at {place}, database {database:?}"),
+                    None => format!("PostgreSQL at {place}"),
+                }
+            }
+            None => match sqlite_file(&url) {
+                Some(file) => format!("the SQLite file {}", file.display()),
+                None => "an in-memory SQLite database".to_owned(),
+            },
+        };
         Ok(Self {
             pool,
             postgres,
             backend,
             writer_lock_wait: options.writer_lock_wait,
             read_only: backend == Backend::Sqlite && url.contains("mode=ro"),
+            target,
         })
     }
 
@@ -262,6 +307,45 @@ impl Store {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
         };
         migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Opens one connection, to say why it cannot be made when it cannot
+    /// (refused, unknown role, no such file): a pool only says that it timed out waiting. Start-up
+    /// calls this first. On PostgreSQL the connection is made outside the
+    /// pool, within the pool's wait, and closed.
+    pub async fn reach(&self) -> Result<(), StoreError> {
+        let Some(postgres) = &self.postgres else {
+            let file = self.database_file().await;
+            return file.map(|_| ()).map_err(|error| match error {
+                StoreError::Unavailable(source) | StoreError::Database(source) => {
+                    StoreError::Unreachable {
+                        target: self.target.clone(),
+                        source,
+                    }
+                }
+                other => other,
+            });
+        };
+        let options = postgres.connect_options();
+        let wait = postgres.options().get_acquire_timeout();
+        let unreachable = |source| StoreError::Unreachable {
+            target: self.target.clone(),
+            source,
+        };
+        let connection = tokio::time::timeout(
+            wait,
+            <sqlx::PgConnection as sqlx::Connection>::connect_with(&options),
+        )
+        .await
+        .map_err(|_| {
+            unreachable(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {} s", wait.as_secs_f64()),
+            )))
+        })?
+        .map_err(unreachable)?;
+        let _ = sqlx::Connection::close(connection).await;
         Ok(())
     }
 
@@ -316,9 +400,29 @@ mod tests {
             Store::connect_lazy("postgres://db/x?sslpassword=k", &StoreOptions::default()),
             Err(StoreError::UnknownParameter(key)) if key == "sslpassword"
         ));
-        let known = "postgres://ann@db/x?sslmode=verify-full&sslrootcert=/ca.pem\
+        let known = "postgres://ann@db/x?sslmode=verify-full&sslrootcert=/dev/null\
                      &application_name=bidask&options[statement_timeout]=5s#frag";
         assert!(check_postgres_parameters(known).is_ok());
         assert!(check_postgres_parameters("postgres://ann@db/x?").is_ok());
+    }
+
+    /// A certificate or key file that cannot be read is refused before
+    /// any connection, by parameter and path (percent-decoded); sqlx
+    /// would read it only when connecting, and its error names no file.
+    #[test]
+    fn an_unreadable_certificate_file_is_named() {
+        let missing =
+            refusal("postgres://ann@db/x?sslmode=verify-full&sslrootcert=/no%20such/ca.pem");
+        assert!(
+            missing.contains("sslrootcert") && missing.contains("/no such/ca.pem"),
+            "{missing}"
+        );
+        let key = refusal("postgres://ann@db/x?sslcert=/dev/null&sslkey=/no/such/key.pem");
+        assert!(
+            key.contains("sslkey") && key.contains("/no/such/key.pem"),
+            "{key}"
+        );
+        let inline = "postgres://ann@db/x?sslrootcert=-----BEGIN%20CERTIFICATE-----%0A-----END%20CERTIFICATE-----";
+        assert!(check_postgres_parameters(inline).is_ok());
     }
 }
