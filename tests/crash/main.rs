@@ -1070,8 +1070,9 @@ async fn a_writer_whose_lock_was_taken_is_not_ready_postgres() {
 
     // The writer is idle, so the other session gets the lock first: its
     // `pg_advisory_lock` waits for the terminated backend to let go.
-    let mut other = app.database.as_ref().expect("a database").connect().await;
-    terminate_writer_backend(&mut other).await;
+    let database = app.database.as_ref().expect("a database");
+    database.terminate_writer().await;
+    let mut other = database.connect().await;
     sqlx::query("SELECT pg_advisory_lock($1)")
         .bind(bidask_store::WRITER_LOCK)
         .execute(&mut other)
@@ -1102,23 +1103,6 @@ async fn a_writer_whose_lock_was_taken_is_not_ready_postgres() {
     app.stop().await;
 }
 
-/// Ends the backend of the session holding the writer's lock in the
-/// database `connection` is on, as an operator's `pg_terminate_backend`
-/// or a proxy's cut would. (`pg_locks` shows every database's locks:
-/// only this one's.)
-async fn terminate_writer_backend(connection: &mut sqlx::AnyConnection) {
-    let (ended,): (i64,) = sqlx::query_as(
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_locks \
-         WHERE locktype = 'advisory' AND ((classid::bigint << 32) | objid::bigint) = $1 \
-         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-    )
-    .bind(bidask_store::WRITER_LOCK)
-    .fetch_one(connection)
-    .await
-    .expect("the writer's backend terminated");
-    assert_eq!(ended, 1, "one session held the writer's lock");
-}
-
 /// A server whose connection, and with it the writer's lock, was cut
 /// while a second server claimed the database, wrote and stopped, must
 /// not write again when it gets the lock back: its ids and feed counters
@@ -1138,7 +1122,7 @@ async fn a_server_replaced_while_its_lock_was_lost_stops_postgres() {
         .await;
     assert_eq!(ours.status, 201, "{:?}", ours.body);
 
-    terminate_writer_backend(&mut database.connect().await).await;
+    database.terminate_writer().await;
     // The second server's wait for the lock ends with the ended backend.
     let second = ServerProcess::start(SERVER, &database.url);
     let other = TestApp::connect(second.address.clone());
@@ -1155,6 +1139,21 @@ async fn a_server_replaced_while_its_lock_was_lost_stops_postgres() {
         .order(&traders[4], "ask", product_id, "9", "700.00")
         .await;
     assert_storage_unavailable(&refused);
+    // Unfenced, the first order fails on the dead connection anyway, and
+    // this retry is the one that took the id of the second server's
+    // 610.00 ask and wrote over it.
+    let retried = app
+        .client
+        .post(format!("{}/api/v1/asks", app.address))
+        .bearer_auth(&traders[4].token)
+        .json(&json!({"product_id": product_id, "size": "9", "price": "700.00"}))
+        .send()
+        .await
+        .map(|response| response.status().as_u16());
+    assert!(
+        !matches!(retried, Ok(201)),
+        "the replaced server took an order"
+    );
     assert_eq!(
         first.exited_within(Duration::from_secs(30)),
         Some(Some(1)),

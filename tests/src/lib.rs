@@ -84,6 +84,23 @@ impl TestDatabase {
             .expect("the test database")
     }
 
+    /// Ends the PostgreSQL backend holding the writer's lock in this
+    /// database, as a database restart, an operator's
+    /// `pg_terminate_backend` or a proxy's cut would. (`pg_locks` shows
+    /// every database's locks: only this one's.)
+    pub async fn terminate_writer(&self) {
+        let (ended,): (i64,) = sqlx::query_as(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_locks \
+             WHERE locktype = 'advisory' AND ((classid::bigint << 32) | objid::bigint) = $1 \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .bind(bidask_store::WRITER_LOCK)
+        .fetch_one(&mut self.connect().await)
+        .await
+        .expect("the writer's backend terminated");
+        assert_eq!(ended, 1, "one session held the writer's lock");
+    }
+
     /// A database someone else made (and cleans up).
     pub fn at(url: String) -> Self {
         Self {

@@ -310,3 +310,74 @@ async fn pruning_the_feed_keeps_each_channels_newest_events(backend: Backend) {
         "a second pass finds nothing more to remove"
     );
 }
+
+/// The lock ends with its connection, and a committer cannot tell from
+/// the lock alone whether another writer held it meanwhile: the
+/// generation it claimed tells. With its own connection cut and nobody
+/// else claiming, it takes the lock back and goes on; once another
+/// committer has claimed the database it refuses, at once while the other
+/// holds the lock and still after it let go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committer_refuses_once_another_claimed_the_database() {
+    use std::time::{Duration, Instant};
+
+    use bidask_store::StoreError;
+
+    let (store, database) = store_with_a_market(Backend::Postgres).await;
+    let mut first = store.committer();
+    first.fence().await.expect("the lock");
+    first.claim().await.expect("a claim");
+    let one = |id| Batch {
+        orders: vec![bid(id, 100)],
+        ..Batch::default()
+    };
+
+    database.terminate_writer().await;
+    commit_past_a_cut(&mut first, &one(1))
+        .await
+        .expect("its own lock back, nobody else having claimed");
+
+    database.terminate_writer().await;
+    let mut second = store.committer();
+    second
+        .fence()
+        .await
+        .expect("the lock, once the cut backend is gone");
+    second.claim().await.expect("a claim");
+    let started = Instant::now();
+    let refused = commit_past_a_cut(&mut first, &one(2)).await;
+    assert!(
+        matches!(refused, Err(StoreError::WriterReplaced)),
+        "{refused:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "it did not wait out the other's lock"
+    );
+    second.close().await;
+    let refused = first.commit(&one(2)).await;
+    assert!(
+        matches!(refused, Err(StoreError::WriterReplaced)),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.order(2).await.expect("a read").map(|order| order.id),
+        None
+    );
+}
+
+/// Commits `batch`, again after each failure the cut connection causes
+/// (at most three tries), until it lands or is refused for good.
+async fn commit_past_a_cut(
+    committer: &mut bidask_store::Committer,
+    batch: &Batch,
+) -> Result<(), bidask_store::StoreError> {
+    let mut outcome = committer.commit(batch).await;
+    for _ in 0..2 {
+        match &outcome {
+            Ok(()) | Err(bidask_store::StoreError::WriterReplaced) => break,
+            Err(_) => outcome = committer.commit(batch).await,
+        }
+    }
+    outcome
+}

@@ -111,14 +111,21 @@ fn init_tracing(format: LogFormat) {
     // than leaving an operator to wonder why their levels do nothing. It
     // does not stop the server: it is a debugging aid, often set for a
     // whole environment.
-    let (filter, refused) = match std::env::var("RUST_LOG") {
-        Ok(directives) if !directives.trim().is_empty() => match EnvFilter::try_new(&directives) {
-            Ok(filter) => (filter, None),
-            Err(error) => (
-                EnvFilter::new(DEFAULT_LOG_FILTER),
-                Some((directives, error)),
-            ),
-        },
+    let directives = std::env::var_os("RUST_LOG").map(|value| value.into_string());
+    let (filter, refused) = match directives {
+        Some(Ok(directives)) if !directives.trim().is_empty() => {
+            match EnvFilter::try_new(&directives) {
+                Ok(filter) => (filter, None),
+                Err(error) => (
+                    EnvFilter::new(DEFAULT_LOG_FILTER),
+                    Some((directives, error.to_string())),
+                ),
+            }
+        }
+        Some(Err(raw)) => (
+            EnvFilter::new(DEFAULT_LOG_FILTER),
+            Some((raw.to_string_lossy().into_owned(), "not UTF-8".to_owned())),
+        ),
         _ => (EnvFilter::new(DEFAULT_LOG_FILTER), None),
     };
     // Colours only for a terminal, not for a file or a log collector.

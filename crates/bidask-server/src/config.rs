@@ -381,7 +381,7 @@ mod tests {
             "localhost",
             "127.0.0.1",
             "127.0.0.1:99999",
-            "no such host.invalid:80",
+            "localhost:http",
         ] {
             let message = listen(refused);
             assert!(

@@ -1,8 +1,9 @@
 //! Building the application and running it until shutdown.
 //!
-//! [`Application::build`] does everything that can fail (connect, migrate,
-//! bootstrap accounts, rebuild every book, bind the port) before anything
-//! is served, so tests can start it on port 0 and read the address.
+//! [`Application::build`] does everything that can fail (connect, bind
+//! the port, migrate, bootstrap accounts, rebuild every book) before
+//! anything is served, so tests can start it on port 0 and read the
+//! address.
 //!
 //! Shutdown drains in this order: stop accepting connections, close
 //! WebSockets with 1001 and let in-flight requests finish; stop pruning
@@ -119,8 +120,8 @@ pub async fn migrate(config: &DatabaseConfig) -> Result<(), StartupError> {
 }
 
 impl Application {
-    /// Connects, takes the writer's lock, migrates, bootstraps and
-    /// rebuilds everything, then binds.
+    /// Connects, binds, takes the writer's lock, migrates, bootstraps,
+    /// claims the database and rebuilds everything.
     pub async fn build(config: ServeConfig) -> Result<Self, StartupError> {
         let store = Store::connect_lazy(
             &config.database.database_url,
@@ -130,6 +131,13 @@ impl Application {
             },
         )?;
         store.reach().await?;
+        // Before the claim below, which stops an older server that lost
+        // its lock even if this one then cannot start.
+        let listener =
+            listen(config.listen, config.send_buffer).map_err(|source| StartupError::Listen {
+                address: config.listen,
+                source,
+            })?;
         // Everything below writes to or reads what earlier servers
         // committed: the writer takes its lock first, which waits for the
         // last commit of one that died and keeps out one that still runs
@@ -162,6 +170,10 @@ impl Application {
         let secret = jwt_secret(&config)?;
         let tokens = Tokens::new(&secret, config.token_lifetime_secs);
         ensure_admin(&store, &config).await?;
+        // After everything that can fail on a setting, since the claim
+        // stops an older server even if this one then cannot start; before
+        // the state this one continues from is read.
+        let writer = writer.claim().await?;
 
         let products = store
             .products()
@@ -222,11 +234,6 @@ impl Application {
                 allowed_origins: config.allowed_origins.0.clone(),
             },
         );
-        let listener =
-            listen(config.listen, config.send_buffer).map_err(|source| StartupError::Listen {
-                address: config.listen,
-                source,
-            })?;
         Ok(Self {
             listener,
             router,

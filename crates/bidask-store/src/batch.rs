@@ -10,11 +10,9 @@
 //! clause's rows are there. On SQLite, which runs in-process and has no
 //! arrays, a batch is a transaction of multi-row `INSERT`s.
 
-use std::time::Duration;
-
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
-use sqlx::{Any, AnyConnection, AssertSqlSafe, Connection, PgConnection, PgPool};
+use sqlx::{Any, AnyConnection, AssertSqlSafe};
 
 use crate::error::StoreError;
 use crate::pool::Store;
@@ -77,176 +75,8 @@ type AnyQuery<'q> = Query<'q, Any, AnyArguments>;
 /// 65,535, SQLite 32,766).
 const CHUNK_SIZES: [usize; 5] = [256, 64, 16, 4, 1];
 
-/// Writes batches on one connection that it keeps between them.
-///
-/// Every checkout from a sqlx pool costs a round trip to test the
-/// connection and another to return it, and the writer commits hundreds of
-/// batches a second one after another: on its own connection the commit
-/// is the statement's one round trip. The connection is taken out of the
-/// pool, since it holds the writer's lock (see [`Committer::fence`]),
-/// which must end with it rather than pass to the pool's next user. A
-/// connection that failed is closed and the next batch opens a fresh one,
-/// which waits for the lock: for the failed one's statement to end, if
-/// its server is still running it.
-///
-/// On SQLite the lock is an exclusive `flock` of a file beside the
-/// database, held from [`Committer::fence`] until the committer goes: a
-/// second server on the same file would hand out the same ids, and the
-/// order upsert would merge their rows without a word. The kernel lets go
-/// of it when the process ends, however it ends.
-///
-/// The lock alone cannot tell a writer whether it was held by someone
-/// else while its connection was gone: see [`Committer::claim`].
-#[derive(Debug)]
-pub struct Committer {
-    store: Store,
-    connection: Option<PgConnection>,
-    lock_file: Option<std::fs::File>,
-    /// The writer generation this committer claimed, checked whenever it
-    /// takes the lock again.
-    generation: Option<i64>,
-}
-
-impl Committer {
-    /// Writes `batch` in one transaction: all of it or, on error, none.
-    ///
-    /// Cancelling the returned future (a timeout) drops the connection
-    /// with it, so a statement cut off mid-way never reaches the next
-    /// batch.
-    pub async fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let Some(postgres) = &self.store.postgres else {
-            return self.store.commit_rows(batch).await;
-        };
-        let mut connection = match self.connection.take() {
-            Some(connection) => connection,
-            None => {
-                locked_connection(postgres, self.store.writer_lock_wait, self.generation).await?
-            }
-        };
-        let result = commit_postgres(&mut connection, batch).await;
-        // A refused statement leaves the connection usable; a broken one
-        // is not kept.
-        if !result.as_ref().is_err_and(StoreError::is_unavailable) {
-            self.connection = Some(connection);
-        }
-        result
-    }
-
-    /// Takes the writer's lock, for as long as this committer lives; a
-    /// server takes it before it reads anything it rebuilds from (its
-    /// catalog, books, ids and feed counters).
-    ///
-    /// A killed server's connection closes, but PostgreSQL finishes the
-    /// statement it was running, and may commit it, before its backend
-    /// notices and exits: a restart that read the largest order id first
-    /// would hand it out again, and an order written as an upsert would
-    /// silently merge into the old one. The lock goes with that backend,
-    /// so waiting for it waits for the commit. A second server on the same
-    /// database waits in vain and refuses to start
-    /// ([`StoreError::WriterElsewhere`]). On SQLite, whose writes end with
-    /// the process that made them, the lock file is taken at once or not
-    /// at all.
-    pub async fn fence(&mut self) -> Result<(), StoreError> {
-        let Some(postgres) = &self.store.postgres else {
-            return self.lock_file().await;
-        };
-        if self.connection.is_none() {
-            self.connection = Some(
-                locked_connection(postgres, self.store.writer_lock_wait, self.generation).await?,
-            );
-        }
-        Ok(())
-    }
-
-    /// Makes this committer the database's writer from now on, once the
-    /// migrations ran: it counts up the stored writer generation, on the
-    /// connection that has held the lock since [`Committer::fence`], and
-    /// remembers it.
-    ///
-    /// A connection can be lost without the server stopping (a restarted
-    /// database, an operator's `pg_terminate_backend`, a proxy's idle
-    /// cut), and with it the lock. Another server may then start, claim,
-    /// write and stop before this one takes the lock again, and this one's
-    /// ids and books no longer match the database: its next order would
-    /// upsert over the other's order with the same id. So every later
-    /// taking of the lock compares the stored generation with the claimed
-    /// one, and refuses with [`StoreError::WriterReplaced`] if it moved.
-    /// On SQLite the lock file is held for the life of the process, so
-    /// there is nothing to claim.
-    pub async fn claim(&mut self) -> Result<(), StoreError> {
-        if self.store.postgres.is_none() {
-            return Ok(());
-        }
-        // Taken out so that a connection that fails is not kept.
-        let Some(mut connection) = self.connection.take() else {
-            return Err(StoreError::LockLost);
-        };
-        let (generation,): (i64,) = sqlx::query_as(
-            "UPDATE writer_generation SET generation = generation + 1 RETURNING generation",
-        )
-        .fetch_one(&mut connection)
-        .await?;
-        self.generation = Some(generation);
-        self.connection = Some(connection);
-        Ok(())
-    }
-
-    /// Closes the connection, and with it the writer's lock.
-    pub async fn close(&mut self) {
-        if let Some(connection) = self.connection.take() {
-            let _ = connection.close().await;
-        }
-        self.lock_file = None;
-    }
-
-    /// Locks the SQLite database's lock file, unless this committer holds
-    /// it already or the database is in memory or read-only. The file is
-    /// named after the database file SQLite opened, so two URLs that
-    /// spell one file differently still meet at one lock.
-    async fn lock_file(&mut self) -> Result<(), StoreError> {
-        if self.lock_file.is_some() || self.store.read_only {
-            return Ok(());
-        }
-        let Some(database) = self.store.database_file().await? else {
-            return Ok(());
-        };
-        let path = &crate::pool::beside(&database, "lock");
-        let failed = |source| StoreError::LockFile {
-            path: path.clone(),
-            source,
-        };
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(failed)?;
-        match file.try_lock() {
-            Ok(()) => {
-                self.lock_file = Some(file);
-                Ok(())
-            }
-            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::WriterElsewhere),
-            Err(std::fs::TryLockError::Error(error)) => Err(failed(error)),
-        }
-    }
-}
-
 impl Store {
-    /// The group-commit writer's handle, see [`Committer`].
-    pub fn committer(&self) -> Committer {
-        Committer {
-            store: self.clone(),
-            connection: None,
-            lock_file: None,
-            generation: None,
-        }
-    }
-
-    async fn commit_rows(&self, batch: &Batch) -> Result<(), StoreError> {
+    pub(crate) async fn commit_rows(&self, batch: &Batch) -> Result<(), StoreError> {
         let mut transaction = self.pool.begin().await?;
         let connection: &mut AnyConnection = &mut transaction;
         for product in &batch.products {
@@ -363,51 +193,6 @@ impl Store {
     }
 }
 
-/// The advisory lock of the connection that commits batches (the bytes
-/// of "bidask", and 1). Advisory locks are per database, so servers on
-/// different databases of one cluster do not meet. Public so that an
-/// operator's script, or a test standing in for a second server, can
-/// tell who holds it (`pg_locks.objid`) or take it.
-pub const WRITER_LOCK: i64 = 0x6269_6461_736b_0001;
-
-/// A connection of its own, out of `postgres`'s pool (so the lock ends
-/// with it), holding the writer's lock: tried every 50 ms for up to
-/// `wait`. With a `claimed` generation, none if the stored one moved on.
-async fn locked_connection(
-    postgres: &PgPool,
-    wait: Duration,
-    claimed: Option<i64>,
-) -> Result<PgConnection, StoreError> {
-    let mut connection = postgres.acquire().await?.detach();
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let (held,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
-            .bind(WRITER_LOCK)
-            .fetch_one(&mut connection)
-            .await?;
-        // Read after the lock is held, so that no claim comes between the
-        // check and this writer's next commit; and also while another
-        // session holds it, so that a replaced writer learns so then
-        // rather than waiting out the lock. Dropping the connection lets
-        // go of the lock.
-        if let Some(claimed) = claimed {
-            let (stored,): (i64,) = sqlx::query_as("SELECT generation FROM writer_generation")
-                .fetch_one(&mut connection)
-                .await?;
-            if stored != claimed {
-                return Err(StoreError::WriterReplaced);
-            }
-        }
-        if held {
-            return Ok(connection);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(StoreError::WriterElsewhere);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The PostgreSQL batch statement; see the module docs.
 const POSTGRES_BATCH: &str = "\
 WITH new_orders AS (
@@ -441,7 +226,7 @@ WITH new_orders AS (
 )
 SELECT 1";
 
-async fn commit_postgres(
+pub(crate) async fn commit_postgres(
     connection: &mut sqlx::PgConnection,
     batch: &Batch,
 ) -> Result<(), StoreError> {

@@ -84,9 +84,11 @@ pub enum StoreError {
         "another bidask server has claimed this database since this one lost the writer's lock"
     )]
     WriterReplaced,
-    /// The writer's connection was gone before it could claim the
-    /// database: the lock may have been held by someone else meanwhile.
-    #[error("the writer's lock was lost before the database could be claimed")]
+    /// [`crate::Committer::claim`] was called without the lock that
+    /// [`crate::Committer::fence`] takes: a bug in the caller. (A lock
+    /// connection that died before the claim fails the claim's statement,
+    /// as [`StoreError::Unavailable`].)
+    #[error("the database was claimed without the writer's lock")]
     LockLost,
 }
 

@@ -14,6 +14,8 @@
 //! - [`records`]: the rows, as plain values (ids, integer ticks, microsecond
 //!   times) that mean the same on both backends;
 //! - [`batch`]: the group-commit write;
+//! - [`committer`]: the one connection that commits, with the writer's
+//!   lock and generation that keep every other writer out;
 //! - [`reads`]: what the API and recovery read back;
 //! - [`retention`]: what is forgotten with age (old feed events,
 //!   idempotency keys past their day);
@@ -26,13 +28,15 @@
 //! `migrations/sqlite` and differs only where the two dialects do.
 
 pub mod batch;
+pub mod committer;
 pub mod error;
 pub mod pool;
 pub mod reads;
 pub mod records;
 pub mod retention;
 
-pub use batch::{Batch, Committer, WRITER_LOCK};
+pub use batch::Batch;
+pub use committer::{Committer, WRITER_LOCK};
 pub use error::StoreError;
 pub use pool::{Backend, Store, StoreOptions, beside, sqlite_file};
 pub use records::{

@@ -87,32 +87,49 @@ const FILE_PARAMETERS: &[&str] = &[
     "ssl-key",
 ];
 
+/// Whether a certificate parameter holds the PEM itself rather than a
+/// path: sqlx's own test (`CertificateInput::from`).
+fn is_inline_pem(value: &str) -> bool {
+    let trimmed = value.trim();
+    trimmed.starts_with("-----BEGIN") && trimmed.ends_with("-----")
+}
+
 /// Refuses a PostgreSQL URL parameter the driver does not read, naming
 /// the key only: a misspelt `pasword=…` would otherwise be logged, value
 /// and all, at every connection, and silently do nothing. A certificate
-/// or key file that cannot be read is refused here too, by its path. A
-/// URL that does not parse is left to sqlx, which says why.
+/// or key file that cannot be read is refused here too, by its path,
+/// unless TLS is off. A URL that does not parse is left to sqlx, which
+/// says why.
 fn check_postgres_parameters(url: &str) -> Result<(), StoreError> {
     let Ok(parsed) = url::Url::parse(url) else {
         return Ok(());
     };
+    let mut files = Vec::new();
     for (key, value) in parsed.query_pairs() {
         let known = POSTGRES_PARAMETERS.contains(&&*key)
             || (key.starts_with("options[") && key.ends_with(']'));
         if !known {
             return Err(StoreError::UnknownParameter(key.into_owned()));
         }
-        // An inline PEM is not a file (sqlx tells them apart the same way).
-        let inline = value.trim().starts_with("-----BEGIN");
-        if FILE_PARAMETERS.contains(&&*key) && !inline {
-            let path = PathBuf::from(&*value);
-            if let Err(source) = std::fs::File::open(&path) {
-                return Err(StoreError::UnreadableFile {
-                    parameter: key.into_owned(),
-                    path,
-                    source,
-                });
-            }
+        if FILE_PARAMETERS.contains(&&*key) && !is_inline_pem(&value) {
+            files.push((key.into_owned(), PathBuf::from(&*value)));
+        }
+    }
+    // Without TLS sqlx reads none of them.
+    let plain = parsed
+        .query_pairs()
+        .any(|(key, value)| matches!(&*key, "sslmode" | "ssl-mode") && value == "disable");
+    if plain {
+        return Ok(());
+    }
+    for (parameter, path) in files {
+        // Read, not just opened: a directory opens.
+        if let Err(source) = std::fs::read(&path) {
+            return Err(StoreError::UnreadableFile {
+                parameter,
+                path,
+                source,
+            });
         }
     }
     Ok(())
@@ -192,10 +209,11 @@ pub struct Store {
 impl Store {
     /// Connects to `url`; a SQLite file is created if it does not exist.
     ///
-    /// Connecting is lazy: a database that is down at start makes the
-    /// first query fail with [`StoreError::Unavailable`] rather than this
-    /// call, so the server can start, report itself not ready, and recover
-    /// when the database comes up.
+    /// Connecting is lazy: a database that is down makes the first query
+    /// fail with [`StoreError::Unavailable`] rather than this call. The
+    /// server calls [`Store::reach`] at start, to stop saying why; a
+    /// database that goes away later makes requests fail with 503 until
+    /// it is back.
     pub fn connect_lazy(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
         install_default_drivers();
         let backend = Backend::of_url(url).ok_or_else(|| StoreError::InvalidUrl(scheme_of(url)))?;
@@ -311,9 +329,10 @@ impl Store {
     }
 
     /// Opens one connection, to say why it cannot be made when it cannot
-    /// (refused, unknown role, no such file): a pool only says that it timed out waiting. Start-up
-    /// calls this first. On PostgreSQL the connection is made outside the
-    /// pool, within the pool's wait, and closed.
+    /// (refused, unknown role, no such file): a pool only says that it
+    /// timed out waiting. Start-up calls this first. On PostgreSQL the
+    /// connection is made outside the pool, within the pool's wait, and
+    /// closed.
     pub async fn reach(&self) -> Result<(), StoreError> {
         let Some(postgres) = &self.postgres else {
             let file = self.database_file().await;
@@ -422,7 +441,11 @@ mod tests {
             key.contains("sslkey") && key.contains("/no/such/key.pem"),
             "{key}"
         );
+        let directory = refusal("postgres://ann@db/x?sslrootcert=/tmp");
+        assert!(directory.contains("cannot read /tmp"), "{directory}");
         let inline = "postgres://ann@db/x?sslrootcert=-----BEGIN%20CERTIFICATE-----%0A-----END%20CERTIFICATE-----";
         assert!(check_postgres_parameters(inline).is_ok());
+        let plain = "postgres://ann@db/x?sslmode=disable&sslrootcert=/no/such/ca.pem";
+        assert!(check_postgres_parameters(plain).is_ok(), "never read");
     }
 }

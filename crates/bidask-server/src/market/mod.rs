@@ -146,6 +146,36 @@ impl FencedWriter {
             Err(_) => Err(StartError::WriterStopped),
         }
     }
+
+    /// Makes this server the database's writer, once it is migrated
+    /// ([`bidask_store::Committer::claim`]): from here on, another server
+    /// that claims it makes this one stop rather than write over it. The
+    /// claim counts even if the rest of start-up fails, so everything that
+    /// can fail without the database (the port) comes before.
+    pub async fn claim(self) -> Result<ClaimedWriter, StartError> {
+        let (claimed, claim_outcome) = oneshot::channel();
+        let (parts, parts_receiver) = oneshot::channel();
+        self.claims
+            .send(Claim {
+                claimed,
+                parts: parts_receiver,
+            })
+            .map_err(|_| StartError::WriterStopped)?;
+        claim_outcome
+            .await
+            .map_err(|_| StartError::WriterStopped)??;
+        Ok(ClaimedWriter {
+            parts,
+            done: self.done,
+        })
+    }
+}
+
+/// The writer's thread once it has claimed the database, waiting for
+/// what it continues from (see [`Markets::start`]).
+pub struct ClaimedWriter {
+    parts: oneshot::Sender<WriterParts>,
+    done: WriterDone,
 }
 
 /// The writer thread's life: lock, claim, run, each step only if the one
@@ -225,24 +255,13 @@ impl Markets {
     /// a commit waited in the run queue behind HTTP work.
     pub async fn start(
         store: Store,
-        writer: FencedWriter,
+        writer: ClaimedWriter,
         catalog: Arc<Catalog>,
         replicas: Arc<Replicas>,
         bus: Arc<dyn Bus>,
         options: RuntimeOptions,
     ) -> Result<(Arc<Self>, WriterDone), StartError> {
-        let FencedWriter { claims, done } = writer;
-        let (claimed, claim_outcome) = oneshot::channel();
-        let (parts, parts_receiver) = oneshot::channel();
-        claims
-            .send(Claim {
-                claimed,
-                parts: parts_receiver,
-            })
-            .map_err(|_| StartError::WriterStopped)?;
-        claim_outcome
-            .await
-            .map_err(|_| StartError::WriterStopped)??;
+        let ClaimedWriter { parts, done } = writer;
         let seqs: HashMap<Channel, i64> = store
             .last_seqs()
             .await?

@@ -283,7 +283,16 @@ impl Writer {
                 }
                 for mut group in groups {
                     batch.clear();
+                    if *self.replaced.borrow() {
+                        fail(&mut group);
+                        continue;
+                    }
                     if let Err(error) = self.write(&mut group, batch).await {
+                        if matches!(error, StoreError::WriterReplaced) {
+                            self.step_down();
+                            fail(&mut group);
+                            continue;
+                        }
                         tracing::error!(%error, channel = %group[0].channel, "units refused by the database");
                         // Refused or not: a commit counted as failed may
                         // have landed after the counters were read back
@@ -317,8 +326,11 @@ impl Writer {
         caught_up.is_ok()
     }
 
-    /// Stops writing for good, and tells the server to stop.
+    /// Stops writing for good, and tells the server to stop. What was in
+    /// doubt stays so: it is the other server's to read back now, and this
+    /// one stops asking.
     fn step_down(&mut self) {
+        self.unsure.clear();
         if !self.replaced.send_replace(true) {
             tracing::error!(
                 "another bidask server claimed this database while this one had lost its \
