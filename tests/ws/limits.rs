@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use bidask_tests::process::ServerProcess;
 use bidask_tests::ws::{
     Connect, EXAMPLE_ACCEPT, EXAMPLE_KEY, WsClient, raw_request, raw_upgrade, refusal,
 };
@@ -405,4 +406,59 @@ async fn protocol_violations_are_closed_with_their_code() {
     assert_eq!(after.next().await["type"], "pong");
     after.close().await;
     app.stop().await;
+}
+
+/// The open-file limit bounds the connections, and past it `accept` fails
+/// for REST and WebSocket alike. Start-up raises a low soft limit to the
+/// hard one; under a low hard limit it lowers the WebSocket bound, leaving
+/// files for the rest, so that an upgrade past it gets a 503 and REST
+/// still answers. Each server is a process of its own, started by a shell
+/// that lowers its limit first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_file_limit_bounds_websockets_and_spares_rest() {
+    const LIMIT: usize = 600;
+    // `-Sn` lowers the soft limit only, `-n` both.
+    for (ulimit, room) in [("-Sn", None), ("-n", Some(450))] {
+        let database = TestDatabase::new(Backend::Sqlite).await;
+        let mut command = std::process::Command::new("sh");
+        command
+            .args([
+                "-c",
+                &format!("ulimit {ulimit} {LIMIT} && exec \"$0\" serve --listen 127.0.0.1:0"),
+                env!("CARGO_BIN_EXE_bidask-under-test"),
+            ])
+            .env("DATABASE_URL", &database.url)
+            .env("BIDASK_JWT_SECRET", bidask_tests::JWT_SECRET);
+        let server = ServerProcess::spawn(command);
+        let app = TestApp::connect(server.address.clone());
+        let mut held = Vec::new();
+        let anonymous = Connect::default();
+        let refused = loop {
+            if held.len() > LIMIT + 100 {
+                break None;
+            }
+            let upgrade = WsClient::connect_with(&app, &anonymous);
+            match tokio::time::timeout(Duration::from_secs(10), upgrade).await {
+                Ok(Ok(client)) => held.push(client),
+                Ok(Err(response)) => break Some(refusal(&response)),
+                Err(_) => panic!(
+                    "ulimit {ulimit} {LIMIT}: upgrade {} had no answer in 10 s",
+                    held.len() + 1
+                ),
+            }
+        };
+        match room {
+            None => assert_eq!(refused, None, "the soft limit was not raised"),
+            Some(room) => {
+                assert_eq!(held.len(), room);
+                assert_eq!(refused, Some((503, "at_capacity".to_owned())));
+            }
+        }
+        let health = tokio::time::timeout(Duration::from_secs(10), app.get("/healthz", None)).await;
+        assert_eq!(
+            health.map(|reply| reply.status).ok(),
+            Some(200),
+            "ulimit {ulimit}"
+        );
+    }
 }

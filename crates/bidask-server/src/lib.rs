@@ -4,6 +4,8 @@
 //! Read in this order:
 //! - [`config`] and [`cli`]: the command line and environment, with
 //!   [`origin`] and [`proxies`], the settings that are lists to parse;
+//! - [`open_files`]: the open-file limit, raised at start, which bounds
+//!   the connections;
 //! - [`startup`]: building the application (bind first, run later) and
 //!   shutting it down in order, and [`serve`], the accept loop with
 //!   hyper's timers;
@@ -35,6 +37,7 @@ pub mod gateway;
 pub mod housekeeping;
 pub mod http;
 pub mod market;
+pub mod open_files;
 pub mod origin;
 pub mod proxies;
 pub mod serve;

@@ -184,7 +184,11 @@ impl Application {
             .map_err(|error| StoreError::Corrupt(error.to_string()))?;
         let catalog = Arc::new(Catalog::new(products));
         let replicas = Arc::new(Replicas::default());
-        let gateway_settings = config.gateway();
+        let mut gateway_settings = config.gateway();
+        gateway_settings.max_connections = crate::open_files::websocket_room(
+            gateway_settings.max_connections,
+            crate::open_files::raise(),
+        );
         let hub = Hub::start(Windows::default(), gateway_settings.heartbeat)?;
         let (markets, writer) = Markets::start(
             store.clone(),
