@@ -2,13 +2,13 @@
 //! the lock it holds for as long as it lives, and the generation that
 //! tells it whether another writer came between.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::batch::{Batch, commit_postgres};
 use crate::error::StoreError;
-use crate::pool::Store;
+use crate::pool::{IDLE_CHECK, Store};
 
 /// Writes batches on one connection that it keeps between them.
 ///
@@ -38,6 +38,9 @@ pub struct Committer {
     /// The writer generation this committer claimed, checked whenever it
     /// takes the lock again.
     generation: Option<i64>,
+    /// When `connection` was last used, to test it before a batch after a
+    /// quiet spell (see [`crate::pool::IDLE_CHECK`]).
+    last_used: Instant,
 }
 
 impl Committer {
@@ -53,6 +56,15 @@ impl Committer {
         let Some(postgres) = &self.store.postgres else {
             return self.store.commit_rows(batch).await;
         };
+        // A connection that died while the writer was idle (a database
+        // restart) is found by a ping instead of by the batch, which would
+        // then fail: a batch sent is one whose outcome may be unknown.
+        if self.last_used.elapsed() >= IDLE_CHECK
+            && let Some(connection) = &mut self.connection
+            && connection.ping().await.is_err()
+        {
+            self.connection = None;
+        }
         let mut connection = match self.connection.take() {
             Some(connection) => connection,
             None => {
@@ -60,6 +72,7 @@ impl Committer {
             }
         };
         let result = commit_postgres(&mut connection, batch).await;
+        self.last_used = Instant::now();
         // A refused statement leaves the connection usable; a broken one
         // is not kept.
         if !result.as_ref().is_err_and(StoreError::is_unavailable) {
@@ -177,6 +190,7 @@ impl Store {
             connection: None,
             lock_file: None,
             generation: None,
+            last_used: Instant::now(),
         }
     }
 }

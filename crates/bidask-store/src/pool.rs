@@ -160,6 +160,13 @@ pub fn beside(database: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// How long a connection may sit idle before it is tested with a round
+/// trip ahead of its next use: long enough that connections in use under
+/// load never are, and that the writer's connection is not tested in the
+/// middle of a burst (a test on a frozen database would keep a batch that
+/// is due from being sent at all).
+pub(crate) const IDLE_CHECK: Duration = Duration::from_secs(2);
+
 /// How to connect.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -232,11 +239,22 @@ impl Store {
         // not to, and again when it is returned. One is enough: a
         // connection that died in between fails its query, which the
         // caller sees as `Unavailable` (503), and the test on return
-        // discards it.
+        // discards it. Only one idle for a while is tested before use, so
+        // that a database restart while the server was quiet costs no
+        // request; under load none is idle that long.
         let pool = AnyPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
             .test_before_acquire(false)
+            .before_acquire(|connection, metadata| {
+                Box::pin(async move {
+                    if metadata.idle_for < IDLE_CHECK {
+                        return Ok(true);
+                    }
+                    // A connection that fails is replaced by a new one.
+                    Ok(sqlx::Connection::ping(connection).await.is_ok())
+                })
+            })
             .after_connect(move |connection, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
