@@ -30,6 +30,21 @@ async fn welcome_ping_and_bad_messages(backend: Backend) {
 
     client.send(&json!({"type": "ping", "id": 7})).await;
     assert_eq!(client.next().await, json!({"type": "pong", "id": 7}));
+    // Echoed as written: parsed, 2^64 would come back as 1.8446744073709552e19.
+    for id in ["18446744073709551616", "1e2", "-0"] {
+        let ping = format!(r#"{{"type": "ping", "id": {id}}}"#);
+        client.send_raw(Message::text(ping)).await;
+        let mut pong = None;
+        for _ in 0..10 {
+            if let Some(Message::Text(text)) = client.next_frame().await
+                && !text.contains("heartbeat")
+            {
+                pong = Some(text.to_string());
+                break;
+            }
+        }
+        assert_eq!(pong, Some(format!(r#"{{"type":"pong","id":{id}}}"#)));
+    }
 
     let bad: [(&str, &str, Value); 13] = [
         ("not json", "invalid_json", Value::Null),

@@ -36,7 +36,7 @@ mod subscriptions;
 use self::fragments::send_fragments;
 use super::handshake::Socket;
 use super::hub::{Peer, SharedFrame, Signal};
-use super::protocol::{self, Command, Refusal, Request};
+use super::protocol::{self, Command, MessageId, Refusal, Request};
 use super::{Gateway, Identity};
 use crate::auth::TokenError;
 use crate::clock::{format_micros, now_micros};
@@ -427,9 +427,8 @@ impl Connection {
         let Request { id, command } = request;
         let outcome = match command {
             Command::Ping => {
-                let mut pong = json!({"type": "pong"});
-                protocol::with_id(&mut pong, id.as_ref());
-                return self.send(socket, pong.to_string()).await;
+                let pong = protocol::with_id(&json!({"type": "pong"}), id.as_ref());
+                return self.send(socket, pong).await;
             }
             Command::Auth { token } => self.authenticate(socket, &token, id.as_ref()).await,
             Command::Subscribe {
@@ -454,7 +453,7 @@ impl Connection {
         &mut self,
         socket: &mut Socket,
         token: &str,
-        id: Option<&Value>,
+        id: Option<&MessageId>,
     ) -> Result<Result<(), End>, Refusal> {
         let identity = super::identify(&self.state, token)
             .await
@@ -471,9 +470,8 @@ impl Connection {
             Some(user) => user.expires_at = user.expires_at.max(identity.expires_at),
             None => self.user = Some(identity.clone()),
         }
-        let mut reply = json!({"type": "authenticated", "user": identity.to_json()});
-        protocol::with_id(&mut reply, id);
-        if let Err(end) = self.send(socket, reply.to_string()).await {
+        let reply = json!({"type": "authenticated", "user": identity.to_json()});
+        if let Err(end) = self.send(socket, protocol::with_id(&reply, id)).await {
             return Ok(Err(end));
         }
         Ok(self.join_own_channel(socket, id).await)
@@ -696,7 +694,7 @@ async fn next_signal(
 }
 
 /// The API's own answer to an expired token, as a feed error.
-fn token_expired(id: Option<&Value>) -> Refusal {
+fn token_expired(id: Option<&MessageId>) -> Refusal {
     Refusal::from_api(&ApiError::from(TokenError::Expired), id)
 }
 

@@ -3,16 +3,53 @@
 //! replies the server builds.
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::feed::Channel;
 use crate::http::error::ApiError;
 
+/// A client's `id`, kept as the JSON text it was sent as, so that the
+/// reply echoes it exactly: through a parsed value, an integer past 2^64
+/// or one written `1e2` would come back as a different number.
+#[derive(Debug, Clone)]
+pub struct MessageId(Box<RawValue>);
+
+impl MessageId {
+    /// The `id` of the message `text`, given the value it was parsed to:
+    /// as `text` spells it, or as parsed when the text cannot be read for
+    /// it alone (a key given twice, of which the parse kept the last).
+    fn of(text: &str, parsed: &Value) -> Self {
+        #[derive(Deserialize)]
+        struct Id<'a> {
+            #[serde(borrow)]
+            id: Option<&'a RawValue>,
+        }
+        let raw = serde_json::from_str::<Id>(text)
+            .ok()
+            .and_then(|message| message.id)
+            .map(RawValue::to_owned)
+            .or_else(|| serde_json::value::to_raw_value(parsed).ok());
+        Self(raw.unwrap_or_else(|| RawValue::NULL.to_owned()))
+    }
+
+    /// The id's JSON text.
+    pub fn as_json(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for MessageId {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_json() == other.as_json()
+    }
+}
+
 /// One client message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
     /// The client's `id`, echoed in the reply.
-    pub id: Option<Value>,
+    pub id: Option<MessageId>,
     /// What it asks for.
     pub command: Command,
 }
@@ -49,12 +86,12 @@ pub struct Refusal {
     /// A sentence.
     pub message: String,
     /// The client's `id`, when it got that far.
-    pub id: Option<Value>,
+    pub id: Option<MessageId>,
 }
 
 impl Refusal {
     /// A refusal of the request with `id`.
-    pub fn new(code: &'static str, message: impl Into<String>, id: Option<Value>) -> Self {
+    pub fn new(code: &'static str, message: impl Into<String>, id: Option<MessageId>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -65,7 +102,7 @@ impl Refusal {
     /// The refusal of an `auth` that failed as a REST request's token
     /// would: the same code (`unavailable` for a database that is down),
     /// and never an internal cause, which is logged instead.
-    pub fn from_api(error: &ApiError, id: Option<&Value>) -> Self {
+    pub fn from_api(error: &ApiError, id: Option<&MessageId>) -> Self {
         let code = match error {
             ApiError::Unauthorized { code, .. } | ApiError::Malformed { code, .. } => code,
             ApiError::Unavailable => "unavailable",
@@ -80,9 +117,8 @@ impl Refusal {
 
     /// The `error` message.
     pub fn to_message(&self) -> String {
-        let mut reply = json!({"type": "error", "code": self.code, "message": self.message});
-        with_id(&mut reply, self.id.as_ref());
-        reply.to_string()
+        let reply = json!({"type": "error", "code": self.code, "message": self.message});
+        with_id(&reply, self.id.as_ref())
     }
 }
 
@@ -100,18 +136,23 @@ struct AuthBody {
 
 /// The `id` of a message refused before it is read (over the rate), so
 /// that the error still names it; nothing else of it is looked at.
-pub fn id_of(text: &str) -> Option<Value> {
-    #[derive(Deserialize)]
-    struct Id {
-        id: Option<Value>,
-    }
-    serde_json::from_str::<Id>(text).ok()?.id
+pub fn id_of(text: &str) -> Option<MessageId> {
+    let value: Value = serde_json::from_str(text).ok()?;
+    let parsed = value.get("id")?;
+    Some(MessageId::of(text, parsed))
 }
 
 /// Parses one text frame.
 pub fn parse(text: &str) -> Result<Request, Refusal> {
-    let value: Value = serde_json::from_str(text)
-        .map_err(|_| Refusal::new("invalid_json", "messages must be JSON objects", None))?;
+    // A number past what a parse can hold (`1e400`) is valid JSON but
+    // not readable here: the error says where.
+    let value: Value = serde_json::from_str(text).map_err(|error| {
+        Refusal::new(
+            "invalid_json",
+            format!("messages must be JSON objects ({error})"),
+            None,
+        )
+    })?;
     let Value::Object(object) = &value else {
         return Err(Refusal::new(
             "invalid_message",
@@ -119,7 +160,7 @@ pub fn parse(text: &str) -> Result<Request, Refusal> {
             None,
         ));
     };
-    let id = object.get("id").cloned();
+    let id = object.get("id").map(|parsed| MessageId::of(text, parsed));
     let kind = match object.get("type") {
         Some(Value::String(kind)) => kind.as_str(),
         Some(_) => return Err(Refusal::new("invalid_message", "type must be a string", id)),
@@ -174,7 +215,10 @@ pub fn parse(text: &str) -> Result<Request, Refusal> {
 }
 
 /// Deserializes a message's fields, naming the one that is wrong.
-fn fields<T: serde::de::DeserializeOwned>(value: &Value, id: Option<&Value>) -> Result<T, Refusal> {
+fn fields<T: serde::de::DeserializeOwned>(
+    value: &Value,
+    id: Option<&MessageId>,
+) -> Result<T, Refusal> {
     serde_path_to_error::deserialize(value).map_err(|error| {
         let path = error.path().to_string();
         let message = if path == "." {
@@ -187,7 +231,7 @@ fn fields<T: serde::de::DeserializeOwned>(value: &Value, id: Option<&Value>) -> 
 }
 
 /// Parses the channel names of a `subscribe` or `unsubscribe`.
-pub fn channels(names: &[String], id: Option<&Value>) -> Result<Vec<Channel>, Refusal> {
+pub fn channels(names: &[String], id: Option<&MessageId>) -> Result<Vec<Channel>, Refusal> {
     names
         .iter()
         .map(|name| {
@@ -208,11 +252,21 @@ pub fn channels(names: &[String], id: Option<&Value>) -> Result<Vec<Channel>, Re
         .collect()
 }
 
-/// Adds the client's `id` to a reply.
-pub fn with_id(reply: &mut Value, id: Option<&Value>) {
-    if let (Some(id), Value::Object(object)) = (id, reply) {
-        object.insert("id".to_owned(), id.clone());
+/// A reply object's text, with the client's `id` added last, as sent.
+pub fn with_id(reply: &Value, id: Option<&MessageId>) -> String {
+    let mut text = reply.to_string();
+    if let Some(id) = id
+        && text.ends_with('}')
+    {
+        text.pop();
+        if text.len() > 1 {
+            text.push(',');
+        }
+        text.push_str("\"id\":");
+        text.push_str(id.as_json());
+        text.push('}');
     }
+    text
 }
 
 #[cfg(test)]
@@ -228,7 +282,9 @@ mod tests {
         assert_eq!(
             parse(r#"{"type":"subscribe","channels":["product:42"],"since_seq":7,"id":1}"#),
             Ok(Request {
-                id: Some(json!(1)),
+                id: Some(MessageId(
+                    RawValue::from_string("1".to_owned()).expect("JSON")
+                )),
                 command: Command::Subscribe {
                     channels: vec!["product:42".to_owned()],
                     since_seq: Some(7)
@@ -257,17 +313,54 @@ mod tests {
     fn bad_messages_are_refused_with_a_code_and_the_id() {
         assert_eq!(refusal("not json").code, "invalid_json");
         assert_eq!(refusal("[1]").code, "invalid_message");
-        assert_eq!(refusal(r#"{"id":3}"#).id, Some(json!(3)));
+        let id = |refusal: Refusal| refusal.id.map(|id| id.as_json().to_owned());
+        assert_eq!(id(refusal(r#"{"id":3}"#)), Some("3".to_owned()));
         let unknown = refusal(r#"{"type":"dance","id":4}"#);
-        assert_eq!((unknown.code, unknown.id), ("unknown_type", Some(json!(4))));
+        assert_eq!(unknown.code, "unknown_type");
+        assert_eq!(id(unknown), Some("4".to_owned()));
         let wrong = refusal(r#"{"type":"subscribe","channels":"product:1"}"#);
         assert!(wrong.message.contains("channels"), "{}", wrong.message);
         let negative = refusal(r#"{"type":"subscribe","channels":[],"since_seq":-1}"#);
         assert!(negative.message.contains("since_seq"));
         let empty = refusal(r#"{"type":"subscribe","channels":[],"id":7}"#);
-        assert_eq!((empty.code, empty.id), ("invalid_message", Some(json!(7))));
+        assert_eq!(empty.code, "invalid_message");
+        assert_eq!(id(empty), Some("7".to_owned()));
         let missing = refusal(r#"{"type":"auth"}"#);
         assert!(missing.message.contains("token"), "{}", missing.message);
+    }
+
+    /// The `id` comes back as it was written, whatever JSON it is: a
+    /// parsed number would lose digits past 2^64, or turn `1e2` into 100.0.
+    #[test]
+    fn the_id_is_echoed_as_sent() {
+        for id in [
+            "18446744073709551616",
+            "-9223372036854775809",
+            "123456789012345678901234567890",
+            "1e2",
+            "-0",
+            "0.1000",
+            "\"a\\u00e9\"",
+            "null",
+            "{\"nested\": [1, 2.50]}",
+        ] {
+            let request = parse(&format!(r#"{{"type":"ping","id":{id}}}"#)).expect("a ping");
+            let pong = with_id(&json!({"type": "pong"}), request.id.as_ref());
+            assert_eq!(pong, format!(r#"{{"type":"pong","id":{id}}}"#));
+            let refused = refusal(&format!(r#"{{"type":"dance","id":{id}}}"#));
+            let error: Value = serde_json::from_str(&refused.to_message()).expect("JSON");
+            assert_eq!(error["code"], "unknown_type", "{id}");
+            assert!(refused.to_message().ends_with(&format!(r#","id":{id}}}"#)));
+        }
+        // A key given twice: the last, as the parse keeps it.
+        let twice = parse(r#"{"type":"ping","id":1,"id":2}"#).expect("a ping");
+        assert_eq!(
+            twice.id.map(|id| id.as_json().to_owned()),
+            Some("2".to_owned())
+        );
+        let huge = refusal(r#"{"type":"ping","id":1e400}"#);
+        assert_eq!(huge.code, "invalid_json");
+        assert!(huge.message.contains("out of range"), "{}", huge.message);
     }
 
     #[test]
@@ -289,9 +382,10 @@ mod tests {
             message: "the token has expired; log in again",
         };
         assert_eq!(Refusal::from_api(&expired, None).code, "token_expired");
+        let two = MessageId(RawValue::from_string("2".to_owned()).expect("JSON"));
         assert_eq!(
-            Refusal::from_api(&ApiError::Unavailable, Some(&json!(2))).id,
-            Some(json!(2))
+            Refusal::from_api(&ApiError::Unavailable, Some(&two)).id,
+            Some(two)
         );
         let internal = Refusal::from_api(&ApiError::Internal("disk on fire".to_owned()), None);
         assert_eq!(internal.code, "internal_error");
@@ -300,7 +394,8 @@ mod tests {
 
     #[test]
     fn errors_echo_the_id() {
-        let message = Refusal::new("forbidden", "no", Some(json!(9))).to_message();
+        let nine = MessageId(RawValue::from_string("9".to_owned()).expect("JSON"));
+        let message = Refusal::new("forbidden", "no", Some(nine)).to_message();
         let value: Value = serde_json::from_str(&message).unwrap_or_default();
         assert_eq!(
             value,

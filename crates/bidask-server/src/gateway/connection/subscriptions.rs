@@ -16,7 +16,7 @@ use crate::feed::Channel;
 use crate::gateway::Identity;
 use crate::gateway::handshake::Socket;
 use crate::gateway::hub::Joined;
-use crate::gateway::protocol::{self, Refusal};
+use crate::gateway::protocol::{self, MessageId, Refusal};
 
 /// Events read from the database per query of a resume.
 const REPLAY_PAGE: i64 = 500;
@@ -40,7 +40,7 @@ impl Connection {
     pub(super) async fn join_own_channel(
         &mut self,
         socket: &mut Socket,
-        id: Option<&Value>,
+        id: Option<&MessageId>,
     ) -> Result<(), End> {
         let Some(user) = &self.user else {
             return Ok(());
@@ -67,7 +67,7 @@ impl Connection {
     /// `since_seq`: where this connection stopped when its token expired,
     /// or else after what the user's connections were seen to read. Not at
     /// the channel's newest `seq`, which would skip what was never sent.
-    async fn own_start(&mut self, id: Option<&Value>) -> Result<i64, Refusal> {
+    async fn own_start(&mut self, id: Option<&MessageId>) -> Result<i64, Refusal> {
         if let Some(stopped) = self.own_stopped_at.take() {
             return Ok(stopped);
         }
@@ -90,7 +90,7 @@ impl Connection {
         socket: &mut Socket,
         names: &[String],
         since_seq: Option<i64>,
-        id: Option<&Value>,
+        id: Option<&MessageId>,
     ) -> Result<Result<(), End>, Refusal> {
         let channels = protocol::channels(names, id)?;
         for channel in &channels {
@@ -170,7 +170,7 @@ impl Connection {
         socket: &mut Socket,
         channel: Channel,
         since: Option<i64>,
-        id: Option<&Value>,
+        id: Option<&MessageId>,
     ) -> Result<Result<(), End>, Refusal> {
         // A `user:` or `products` channel already followed, with nothing
         // to resume: it stands at what this connection was last sent, and
@@ -217,7 +217,7 @@ impl Connection {
         socket: &mut Socket,
         channel: Channel,
         joined: &Joined,
-        id: Option<&Value>,
+        id: Option<&MessageId>,
         reset: bool,
     ) -> Result<Result<(), End>, Refusal> {
         let (seq, snapshot) = match channel {
@@ -250,10 +250,9 @@ impl Connection {
         if reset {
             reply["reset"] = Value::Bool(true);
         }
-        protocol::with_id(&mut reply, id);
         // The snapshot is shared with the product's other subscribers: it
         // goes out as it is, after this connection's own fields.
-        let mut head = reply.to_string();
+        let mut head = protocol::with_id(&reply, id);
         head.pop();
         head.push_str(",\"snapshot\":");
         let snapshot = snapshot.unwrap_or_else(|| Utf8Bytes::from_static("null"));
@@ -296,7 +295,7 @@ impl Connection {
         channel: Channel,
         joined: Joined,
         since: i64,
-        id: Option<&Value>,
+        id: Option<&MessageId>,
     ) -> Result<Result<(), End>, Refusal> {
         self.mark(channel, since);
         let counters = &self.gateway.hub.counters;
@@ -375,7 +374,7 @@ impl Connection {
         socket: &mut Socket,
         channel: Channel,
         mut page: Vec<(i64, String)>,
-        id: Option<&Value>,
+        id: Option<&MessageId>,
     ) -> Result<Result<(), End>, Refusal> {
         loop {
             let Some(&(first, _)) = page.first() else {
@@ -383,15 +382,14 @@ impl Connection {
             };
             let from = first - 1;
             self.mark(channel, from);
-            let mut reply = json!({
+            let reply = json!({
                 "type": "subscribed",
                 "channel": channel.to_string(),
                 "seq": from,
                 "reset": true,
                 "snapshot": null,
             });
-            protocol::with_id(&mut reply, id);
-            if let Err(end) = self.send(socket, reply.to_string()).await {
+            if let Err(end) = self.send(socket, protocol::with_id(&reply, id)).await {
                 return Ok(Err(end));
             }
             match self.replay(socket, channel, page, from, id).await? {
@@ -417,7 +415,7 @@ impl Connection {
         channel: Channel,
         mut page: Vec<(i64, String)>,
         since: i64,
-        id: Option<&Value>,
+        id: Option<&MessageId>,
     ) -> Result<Result<Replayed, End>, Refusal> {
         let name = channel.to_string();
         let store = self.state.store.clone();
@@ -451,16 +449,15 @@ impl Connection {
         &mut self,
         socket: &mut Socket,
         names: &[String],
-        id: Option<&Value>,
+        id: Option<&MessageId>,
     ) -> Result<Result<(), End>, Refusal> {
         let channels = protocol::channels(names, id)?;
         for channel in &channels {
             self.drop_subscription(*channel);
         }
         let names: Vec<String> = channels.iter().map(Channel::to_string).collect();
-        let mut reply = json!({"type": "unsubscribed", "channels": names});
-        protocol::with_id(&mut reply, id);
-        Ok(self.send(socket, reply.to_string()).await)
+        let reply = json!({"type": "unsubscribed", "channels": names});
+        Ok(self.send(socket, protocol::with_id(&reply, id)).await)
     }
 
     /// The `seq` of `channel` last sent on this connection, if it is
@@ -526,18 +523,17 @@ impl Connection {
 /// A `subscribed` without a snapshot (the field is there, `null`, as in
 /// every `subscribed`): a resume's, with the `seq` it resumes after, or a
 /// followed channel's, with the `seq` last sent.
-fn subscribed(channel: Channel, seq: i64, id: Option<&Value>) -> String {
-    let mut reply = json!({
+fn subscribed(channel: Channel, seq: i64, id: Option<&MessageId>) -> String {
+    let reply = json!({
         "type": "subscribed",
         "channel": channel.to_string(),
         "seq": seq,
         "snapshot": null,
     });
-    protocol::with_id(&mut reply, id);
-    reply.to_string()
+    protocol::with_id(&reply, id)
 }
 
-fn unavailable(error: &StoreError, id: Option<&Value>) -> Refusal {
+fn unavailable(error: &StoreError, id: Option<&MessageId>) -> Refusal {
     tracing::warn!(%error, "a subscription could not read the feed");
     Refusal::new(
         "unavailable",
