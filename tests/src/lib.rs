@@ -171,6 +171,7 @@ pub fn test_config(database: &TestDatabase) -> ServeConfig {
         body_limit: 16 * 1024,
         request_timeout_secs: 15,
         db_connections: 4,
+        db_idle_check_ms: 2_000,
         max_batch: 2_048,
         max_open_orders: 1_000,
         shutdown_timeout_secs: 10,

@@ -157,6 +157,16 @@ pub struct ServeConfig {
         value_parser = clap::value_parser!(u32).range(1..=1_000)
     )]
     pub db_connections: u32,
+    /// Milliseconds a database connection may sit idle before it is tested
+    /// ahead of its next use, and replaced if the database restarted
+    /// meanwhile (PostgreSQL).
+    #[arg(
+        long,
+        env = "BIDASK_DB_IDLE_CHECK_MS",
+        default_value_t = 2_000,
+        value_parser = clap::value_parser!(u64).range(100..=3_600_000)
+    )]
+    pub db_idle_check_ms: u64,
     /// Most orders one user may have resting in one product; past it a
     /// new resting order is 409 `too_many_open_orders` (0: no bound).
     #[arg(long, env = "BIDASK_MAX_OPEN_ORDERS", default_value_t = 1_000)]
@@ -281,6 +291,17 @@ impl ServeConfig {
     /// How long feed events are kept, `None` for ever.
     pub fn feed_retention(&self) -> Option<Duration> {
         (self.feed_retention_secs > 0).then(|| Duration::from_secs(self.feed_retention_secs))
+    }
+
+    /// How the database is connected to: `connections` at most.
+    pub fn store_options(&self, connections: u32) -> bidask_store::StoreOptions {
+        bidask_store::StoreOptions {
+            max_connections: connections,
+            // The command line refuses less; a config built in code is
+            // held to the same floor.
+            idle_check: Duration::from_millis(self.db_idle_check_ms.max(100)),
+            ..bidask_store::StoreOptions::default()
+        }
     }
 
     /// How long shutdown waits for requests in flight.
@@ -436,6 +457,7 @@ mod tests {
             ("--shutdown-timeout-secs", "0", "3600", "-1", "3601"),
             ("--body-limit", "256", "16777216", "255", "16777217"),
             ("--db-connections", "1", "1000", "0", "1001"),
+            ("--db-idle-check-ms", "100", "3600000", "99", "3600001"),
             ("--ws-max-subscriptions", "1", "10000", "0", "10001"),
         ] {
             for value in [lowest, highest] {

@@ -94,9 +94,10 @@ pub struct Application {
     header_timeout: Duration,
 }
 
-/// Binds the port. With `send_buffer`, every accepted connection inherits
-/// that kernel send buffer (Linux copies it from the listening socket).
-fn listen(address: SocketAddr, send_buffer: Option<u32>) -> std::io::Result<TcpListener> {
+/// Binds the port, to listen on later. With `send_buffer`, every accepted
+/// connection inherits that kernel send buffer (Linux copies it from the
+/// listening socket). A port another process listens on is refused here.
+fn bind(address: SocketAddr, send_buffer: Option<u32>) -> std::io::Result<TcpSocket> {
     let socket = if address.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -107,7 +108,7 @@ fn listen(address: SocketAddr, send_buffer: Option<u32>) -> std::io::Result<TcpL
         socket.set_send_buffer_size(size)?;
     }
     socket.bind(address)?;
-    socket.listen(1_024)
+    Ok(socket)
 }
 
 /// Applies the migrations of the configured database.
@@ -125,25 +126,25 @@ impl Application {
     pub async fn build(config: ServeConfig) -> Result<Self, StartupError> {
         let store = Store::connect_lazy(
             &config.database.database_url,
-            &StoreOptions {
-                max_connections: config.db_connections.max(2),
-                ..StoreOptions::default()
-            },
+            &config.store_options(config.db_connections.max(2)),
         )?;
         store.reach().await?;
-        // Before the claim below, which stops an older server that lost
-        // its lock even if this one then cannot start.
-        let listener =
-            listen(config.listen, config.send_buffer).map_err(|source| StartupError::Listen {
-                address: config.listen,
-                source,
-            })?;
+        // Bound before the claim below, which stops an older server that
+        // lost its lock even if this one then cannot start; listening only
+        // once built, so that meanwhile clients are refused at once rather
+        // than left waiting in the backlog.
+        let cannot_listen = |source| StartupError::Listen {
+            address: config.listen,
+            source,
+        };
+        let socket = bind(config.listen, config.send_buffer).map_err(cannot_listen)?;
         // Everything below writes to or reads what earlier servers
         // committed: the writer takes its lock first, which waits for the
         // last commit of one that died and keeps out one that still runs
         // (before it could migrate, make a secret or change the admin),
         // until this server stops.
         let writer_url = config.database.database_url.clone();
+        let writer_options = config.store_options(1);
         // Said soon if the lock is not free, rather than only when the
         // wait ends half a minute later; after the 2 s a connection may
         // take, so that a database that does not answer is told as such.
@@ -154,16 +155,8 @@ impl Application {
                  or a stopped one's last commit is finishing (up to 30 s)"
             );
         });
-        let writer = FencedWriter::start(move || {
-            Store::connect_lazy(
-                &writer_url,
-                &StoreOptions {
-                    max_connections: 1,
-                    ..StoreOptions::default()
-                },
-            )
-        })
-        .await;
+        let writer =
+            FencedWriter::start(move || Store::connect_lazy(&writer_url, &writer_options)).await;
         waiting.abort();
         let writer = writer?;
         store.migrate().await?;
@@ -238,6 +231,7 @@ impl Application {
                 allowed_origins: config.allowed_origins.0.clone(),
             },
         );
+        let listener = socket.listen(1_024).map_err(cannot_listen)?;
         Ok(Self {
             listener,
             router,

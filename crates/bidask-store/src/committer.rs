@@ -8,7 +8,11 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::batch::{Batch, commit_postgres};
 use crate::error::StoreError;
-use crate::pool::{IDLE_CHECK, Store};
+use crate::pool::Store;
+
+/// The longest the test of a quiet connection may take before the
+/// connection is given up for a new one.
+const PING_WAIT: Duration = Duration::from_secs(2);
 
 /// Writes batches on one connection that it keeps between them.
 ///
@@ -39,7 +43,7 @@ pub struct Committer {
     /// takes the lock again.
     generation: Option<i64>,
     /// When `connection` was last used, to test it before a batch after a
-    /// quiet spell (see [`crate::pool::IDLE_CHECK`]).
+    /// quiet spell (see [`crate::StoreOptions::idle_check`]).
     last_used: Instant,
 }
 
@@ -58,12 +62,16 @@ impl Committer {
         };
         // A connection that died while the writer was idle (a database
         // restart) is found by a ping instead of by the batch, which would
-        // then fail: a batch sent is one whose outcome may be unknown.
-        if self.last_used.elapsed() >= IDLE_CHECK
-            && let Some(connection) = &mut self.connection
-            && connection.ping().await.is_err()
+        // then fail: a batch sent is one whose outcome may be unknown. Out
+        // of `self` meanwhile, like the batch's connection below, so that
+        // a ping cut off by the caller's timeout takes the connection with
+        // it; and bounded by the same wait, so that one that stopped
+        // answering is replaced rather than waited for.
+        if self.last_used.elapsed() >= self.store.idle_check
+            && let Some(mut connection) = self.connection.take()
+            && let Ok(Ok(())) = tokio::time::timeout(PING_WAIT, connection.ping()).await
         {
-            self.connection = None;
+            self.connection = Some(connection);
         }
         let mut connection = match self.connection.take() {
             Some(connection) => connection,
@@ -103,6 +111,7 @@ impl Committer {
             self.connection = Some(
                 locked_connection(postgres, self.store.writer_lock_wait, self.generation).await?,
             );
+            self.last_used = Instant::now();
         }
         Ok(())
     }

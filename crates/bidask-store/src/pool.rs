@@ -115,11 +115,14 @@ fn check_postgres_parameters(url: &str) -> Result<(), StoreError> {
             files.push((key.into_owned(), PathBuf::from(&*value)));
         }
     }
-    // Without TLS sqlx reads none of them.
-    let plain = parsed
+    // Without TLS sqlx reads none of them. It takes the mode from the
+    // URL, else from PGSSLMODE, in any case.
+    let mode = parsed
         .query_pairs()
-        .any(|(key, value)| matches!(&*key, "sslmode" | "ssl-mode") && value == "disable");
-    if plain {
+        .find(|(key, _)| matches!(&**key, "sslmode" | "ssl-mode"))
+        .map(|(_, value)| value.into_owned())
+        .or_else(|| std::env::var("PGSSLMODE").ok());
+    if mode.is_some_and(|mode| mode.eq_ignore_ascii_case("disable")) {
         return Ok(());
     }
     for (parameter, path) in files {
@@ -160,13 +163,6 @@ pub fn beside(database: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// How long a connection may sit idle before it is tested with a round
-/// trip ahead of its next use: long enough that connections in use under
-/// load never are, and that the writer's connection is not tested in the
-/// middle of a burst (a test on a frozen database would keep a batch that
-/// is due from being sent at all).
-pub(crate) const IDLE_CHECK: Duration = Duration::from_secs(2);
-
 /// How to connect.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -182,6 +178,13 @@ pub struct StoreOptions {
     /// [`StoreError::WriterElsewhere`]: a dead server's last statement
     /// takes milliseconds, a frozen database longer.
     pub writer_lock_wait: Duration,
+    /// How long a PostgreSQL connection may sit idle before it is tested
+    /// with a round trip ahead of its next use, and replaced if dead: a
+    /// database restarted while the server was quiet leaves every
+    /// connection dead, and each would fail the request that used it.
+    /// Long enough that connections in use under load never are tested,
+    /// and that the writer's is not in the middle of a burst.
+    pub idle_check: Duration,
 }
 
 impl Default for StoreOptions {
@@ -190,6 +193,7 @@ impl Default for StoreOptions {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(2),
             writer_lock_wait: Duration::from_secs(30),
+            idle_check: Duration::from_secs(2),
         }
     }
 }
@@ -211,6 +215,7 @@ pub struct Store {
     /// Where the database is, for errors: host, port and database name, or
     /// the SQLite file; never a user or password.
     target: String,
+    pub(crate) idle_check: Duration,
 }
 
 impl Store {
@@ -239,20 +244,22 @@ impl Store {
         // not to, and again when it is returned. One is enough: a
         // connection that died in between fails its query, which the
         // caller sees as `Unavailable` (503), and the test on return
-        // discards it. Only one idle for a while is tested before use, so
-        // that a database restart while the server was quiet costs no
-        // request; under load none is idle that long.
+        // discards it. Only one idle for a while is tested before use
+        // (`idle_check`); SQLite's, in-process, cannot die that way.
+        let idle_check = options.idle_check;
         let pool = AnyPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
             .test_before_acquire(false)
-            .before_acquire(|connection, metadata| {
+            .before_acquire(move |connection, metadata| {
                 Box::pin(async move {
-                    if metadata.idle_for < IDLE_CHECK {
+                    if backend == Backend::Sqlite || metadata.idle_for < idle_check {
                         return Ok(true);
                     }
-                    // A connection that fails is replaced by a new one.
-                    Ok(sqlx::Connection::ping(connection).await.is_ok())
+                    // An error closes the connection, logged, and the
+                    // pool opens another.
+                    sqlx::Connection::ping(connection).await?;
+                    Ok(true)
                 })
             })
             .after_connect(move |connection, _| {
@@ -306,6 +313,7 @@ impl Store {
             writer_lock_wait: options.writer_lock_wait,
             read_only: backend == Backend::Sqlite && url.contains("mode=ro"),
             target,
+            idle_check: options.idle_check,
         })
     }
 
@@ -463,7 +471,7 @@ mod tests {
         assert!(directory.contains("cannot read /tmp"), "{directory}");
         let inline = "postgres://ann@db/x?sslrootcert=-----BEGIN%20CERTIFICATE-----%0A-----END%20CERTIFICATE-----";
         assert!(check_postgres_parameters(inline).is_ok());
-        let plain = "postgres://ann@db/x?sslmode=disable&sslrootcert=/no/such/ca.pem";
+        let plain = "postgres://ann@db/x?sslmode=DISABLE&sslrootcert=/no/such/ca.pem";
         assert!(check_postgres_parameters(plain).is_ok(), "never read");
     }
 }
