@@ -20,17 +20,19 @@ impl MessageId {
     /// as `text` spells it, or as parsed when the text cannot be read for
     /// it alone (a key given twice, of which the parse kept the last).
     fn of(text: &str, parsed: &Value) -> Self {
+        let raw = Self::written(text).or_else(|| serde_json::value::to_raw_value(parsed).ok());
+        Self(raw.unwrap_or_else(|| RawValue::NULL.to_owned()))
+    }
+
+    /// The `id` as `text` spells it, read without parsing the rest into
+    /// values; `None` when it is absent or `null`, or given twice.
+    fn written(text: &str) -> Option<Box<RawValue>> {
         #[derive(Deserialize)]
         struct Id<'a> {
             #[serde(borrow)]
             id: Option<&'a RawValue>,
         }
-        let raw = serde_json::from_str::<Id>(text)
-            .ok()
-            .and_then(|message| message.id)
-            .map(RawValue::to_owned)
-            .or_else(|| serde_json::value::to_raw_value(parsed).ok());
-        Self(raw.unwrap_or_else(|| RawValue::NULL.to_owned()))
+        Some(serde_json::from_str::<Id>(text).ok()?.id?.to_owned())
     }
 
     /// The id's JSON text.
@@ -137,9 +139,12 @@ struct AuthBody {
 /// The `id` of a message refused before it is read (over the rate), so
 /// that the error still names it; nothing else of it is looked at.
 pub fn id_of(text: &str) -> Option<MessageId> {
+    if let Some(raw) = MessageId::written(text) {
+        return Some(MessageId(raw));
+    }
+    // Only for an `id` that is `null` or given twice.
     let value: Value = serde_json::from_str(text).ok()?;
-    let parsed = value.get("id")?;
-    Some(MessageId::of(text, parsed))
+    Some(MessageId::of(text, value.get("id")?))
 }
 
 /// Parses one text frame.
@@ -254,6 +259,7 @@ pub fn channels(names: &[String], id: Option<&MessageId>) -> Result<Vec<Channel>
 
 /// A reply object's text, with the client's `id` added last, as sent.
 pub fn with_id(reply: &Value, id: Option<&MessageId>) -> String {
+    debug_assert!(reply.get("id").is_none(), "a reply with an id of its own");
     let mut text = reply.to_string();
     if let Some(id) = id
         && text.ends_with('}')
