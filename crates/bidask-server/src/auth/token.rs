@@ -138,13 +138,20 @@ impl Tokens {
     }
 
     /// The claims of a valid token.
+    ///
+    /// A token whose header has `crit` is refused: it names extensions
+    /// the recipient must understand or reject (RFC 7515, 4.1.11), and
+    /// this server understands none.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims)
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|error| match error.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid,
-            })
+            })?;
+        match data.header.crit {
+            None => Ok(data.claims),
+            Some(_) => Err(TokenError::Invalid),
+        }
     }
 }
 
@@ -198,6 +205,18 @@ mod tests {
         let not_yet =
             sign(serde_json::json!({"sub": "42", "role": "trader", "exp": exp + 600, "nbf": exp}));
         assert!(matches!(tokens.verify(&not_yet), Err(TokenError::Invalid)));
+        let mut critical = Header::new(Algorithm::HS256);
+        critical.crit = Some(vec!["exp".to_owned()]);
+        let token = jsonwebtoken::encode(
+            &critical,
+            &serde_json::json!({"sub": "42", "role": "trader", "exp": exp}),
+            &EncodingKey::from_secret(secret),
+        )
+        .expect("signs");
+        assert!(
+            matches!(tokens.verify(&token), Err(TokenError::Invalid)),
+            "crit"
+        );
         for refused in [
             serde_json::json!({"role": "trader", "exp": exp}),
             serde_json::json!({"sub": 4.2, "role": "trader", "exp": exp}),
