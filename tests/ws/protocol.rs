@@ -210,6 +210,23 @@ async fn authentication_by_header_query_and_message(backend: Backend) {
         .expect("refused");
         assert_eq!(refusal(&refused), (401, "invalid_token".to_owned()));
     }
+
+    // Two tokens: the same one twice is one user; two users is refused,
+    // not decided by which came first.
+    let both = |query_token| Connect {
+        header_token: Some(&alice.token),
+        query_token: Some(query_token),
+        ..Connect::default()
+    };
+    let mut twice = WsClient::connect_with(&app, &both(&alice.token))
+        .await
+        .expect("upgraded");
+    assert_eq!(twice.expect("welcome").await["user"]["id"], alice.id);
+    let refused = WsClient::connect_with(&app, &both(&bob.token))
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(refusal(&refused), (400, "ambiguous_token".to_owned()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -65,7 +65,7 @@ impl Committer {
         // then fail: a batch sent is one whose outcome may be unknown. Out
         // of `self` meanwhile, like the batch's connection below, so that
         // a ping cut off by the caller's timeout takes the connection with
-        // it; and bounded by the same wait, so that one that stopped
+        // it; and bounded by `PING_WAIT`, so that one that stopped
         // answering is replaced rather than waited for.
         if self.last_used.elapsed() >= self.store.idle_check
             && let Some(mut connection) = self.connection.take()

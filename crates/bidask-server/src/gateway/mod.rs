@@ -281,7 +281,18 @@ async fn upgrade(
     };
     // The place first: a client refused for want of one costs no query.
     let slot = gateway.hold(client)?;
-    let token = bearer(&headers).or(query.token);
+    // Two different tokens could be two users: which one the client
+    // meant is not for the server to guess.
+    let token = match (bearer(&headers), query.token) {
+        (Some(header), Some(query)) if header != query => {
+            return Err(ApiError::Malformed {
+                code: "ambiguous_token",
+                message: "the Authorization header and ?token= carry different tokens; send one"
+                    .to_owned(),
+            });
+        }
+        (header, query) => header.or(query),
+    };
     let user = match token {
         Some(token) => Some(identify(&state, &token).await?),
         None => None,
