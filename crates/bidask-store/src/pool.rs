@@ -215,6 +215,7 @@ pub struct Store {
     /// Where the database is, for errors: host, port and database name, or
     /// the SQLite file; never a user or password.
     target: String,
+    /// See [`StoreOptions::idle_check`]; the writer's committer reads it.
     pub(crate) idle_check: Duration,
 }
 
@@ -223,9 +224,9 @@ impl Store {
     ///
     /// Connecting is lazy: a database that is down makes the first query
     /// fail with [`StoreError::Unavailable`] rather than this call. The
-    /// server calls [`Store::reach`] at start, to stop saying why; a
-    /// database that goes away later makes requests fail with 503 until
-    /// it is back.
+    /// server calls [`Store::reach`] at start, and stops, saying why, if
+    /// the database cannot be reached; one that goes away later makes
+    /// requests fail with 503 until it is back.
     pub fn connect_lazy(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
         install_default_drivers();
         let backend = Backend::of_url(url).ok_or_else(|| StoreError::InvalidUrl(scheme_of(url)))?;
