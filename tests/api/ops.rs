@@ -404,6 +404,15 @@ fn documented(schemas: &serde_json::Value, name: &str) -> Vec<String> {
     names
 }
 
+/// Why a server built from `config` did not start; empty if it did.
+async fn start_up_refusal(config: bidask_server::config::ServeConfig) -> String {
+    bidask_server::startup::Application::build(config)
+        .await
+        .err()
+        .map(|error| error.to_string())
+        .unwrap_or_default()
+}
+
 /// Start-up refusals an operator can act on: the address that cannot be
 /// bound and the database that cannot be reached are named with their
 /// settings (the pool alone said only that it timed out), and half of an
@@ -415,11 +424,7 @@ async fn start_up_names_what_is_wrong() {
     let database = TestDatabase::new(Backend::Sqlite).await;
     let mut config = bidask_tests::test_config(&database);
     config.listen = address;
-    let refused = bidask_server::startup::Application::build(config)
-        .await
-        .err()
-        .map(|error| error.to_string())
-        .unwrap_or_default();
+    let refused = start_up_refusal(config).await;
     assert!(
         refused.contains(&address.to_string()) && refused.contains("BIDASK_LISTEN"),
         "{refused}"
@@ -442,11 +447,7 @@ async fn start_up_names_what_is_wrong() {
         let database = TestDatabase::new(Backend::Sqlite).await;
         let mut config = bidask_tests::test_config(&database);
         config.database.database_url = url;
-        let refused = bidask_server::startup::Application::build(config)
-            .await
-            .err()
-            .map(|error| error.to_string())
-            .unwrap_or_default();
+        let refused = start_up_refusal(config).await;
         assert!(
             refused.contains(&named) && refused.contains("DATABASE_URL"),
             "{refused}"
@@ -466,11 +467,7 @@ async fn start_up_names_what_is_wrong() {
         let mut config = bidask_tests::test_config(&database);
         config.admin_username = username.map(str::to_owned);
         config.admin_password = password.map(str::to_owned);
-        let refused = bidask_server::startup::Application::build(config)
-            .await
-            .err()
-            .map(|error| error.to_string())
-            .unwrap_or_default();
+        let refused = start_up_refusal(config).await;
         assert!(refused.contains(named), "{refused}");
     }
 }

@@ -38,7 +38,7 @@ pub enum StoreError {
     #[error(
         "the database URL has a parameter the PostgreSQL driver does not know: {0:?} \
          (known: {known})",
-        known = crate::pool::POSTGRES_PARAMETERS.join(", ")
+        known = crate::pool::postgres_parameters().collect::<Vec<_>>().join(", ")
     )]
     UnknownParameter(String),
     /// A file the PostgreSQL URL names (a certificate or key) cannot be

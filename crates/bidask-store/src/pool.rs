@@ -53,17 +53,11 @@ pub fn sqlite_file(url: &str) -> Option<PathBuf> {
 }
 
 /// The query parameters sqlx's PostgreSQL driver reads (besides
-/// `options[…]`); it logs any other with its value and goes on.
-pub const POSTGRES_PARAMETERS: &[&str] = &[
+/// `options[…]` and [`FILE_PARAMETERS`]); it logs any other with its
+/// value and goes on.
+const PLAIN_PARAMETERS: &[&str] = &[
     "sslmode",
     "ssl-mode",
-    "sslrootcert",
-    "ssl-root-cert",
-    "ssl-ca",
-    "sslcert",
-    "ssl-cert",
-    "sslkey",
-    "ssl-key",
     "statement-cache-capacity",
     "host",
     "hostaddr",
@@ -87,6 +81,12 @@ const FILE_PARAMETERS: &[&str] = &[
     "ssl-key",
 ];
 
+/// Every query parameter the PostgreSQL driver reads, for the message
+/// that refuses another.
+pub fn postgres_parameters() -> impl Iterator<Item = &'static str> {
+    PLAIN_PARAMETERS.iter().chain(FILE_PARAMETERS).copied()
+}
+
 /// Whether a certificate parameter holds the PEM itself rather than a
 /// path: sqlx's own test (`CertificateInput::from`).
 fn is_inline_pem(value: &str) -> bool {
@@ -106,7 +106,7 @@ fn check_postgres_parameters(url: &str) -> Result<(), StoreError> {
     };
     let mut files = Vec::new();
     for (key, value) in parsed.query_pairs() {
-        let known = POSTGRES_PARAMETERS.contains(&&*key)
+        let known = postgres_parameters().any(|known| known == key)
             || (key.starts_with("options[") && key.ends_with(']'));
         if !known {
             return Err(StoreError::UnknownParameter(key.into_owned()));

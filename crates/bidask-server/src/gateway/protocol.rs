@@ -20,7 +20,12 @@ impl MessageId {
     /// as `text` spells it, or as parsed when the text cannot be read for
     /// it alone (a key given twice, of which the parse kept the last).
     fn of(text: &str, parsed: &Value) -> Self {
-        let raw = Self::written(text).or_else(|| serde_json::value::to_raw_value(parsed).ok());
+        Self::written(text).map_or_else(|| Self::parsed(parsed), Self)
+    }
+
+    /// The `id` as parsed: for one that is `null`, or given twice.
+    fn parsed(parsed: &Value) -> Self {
+        let raw = serde_json::value::to_raw_value(parsed).ok();
         Self(raw.unwrap_or_else(|| RawValue::NULL.to_owned()))
     }
 
@@ -144,7 +149,7 @@ pub fn id_of(text: &str) -> Option<MessageId> {
     }
     // Only for an `id` that is `null` or given twice.
     let value: Value = serde_json::from_str(text).ok()?;
-    Some(MessageId::of(text, value.get("id")?))
+    Some(MessageId::parsed(value.get("id")?))
 }
 
 /// Parses one text frame.
