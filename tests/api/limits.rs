@@ -223,6 +223,64 @@ async fn connections_that_send_no_request_head_are_closed() {
     app.stop().await;
 }
 
+/// A client whose request body does not all arrive within the request
+/// time bound gets 408 `body_timeout`, not the 503 that blames the
+/// server, and nothing is placed; declared by length or chunked alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_sent_too_slowly_is_408_and_places_nothing() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let mut app = spawn_app_on(database, |config| config.request_timeout_secs = 1).await;
+    let product = app.create_product("SLOW-1", &["10"]).await;
+    let ann = app.register("ann").await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let start = format!("{{\"product_id\": {product}, \"size\": \"10\",");
+    let framings = [
+        format!("Content-Length: 200\r\n\r\n{start}"),
+        format!(
+            "Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{start}\r\n",
+            start.len()
+        ),
+    ];
+    for framing in framings {
+        let mut stream = tokio::net::TcpStream::connect(&address)
+            .await
+            .expect("a connection");
+        let head = format!(
+            "POST /api/v1/bids HTTP/1.1\r\nHost: bidask\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\n{framing}",
+            ann.token
+        );
+        stream.write_all(head.as_bytes()).await.expect("a write");
+        let started = Instant::now();
+        let mut received = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut received)).await;
+        assert!(read.is_ok(), "{framing:?}: still open after 10 s");
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(900),
+            "answered after {waited:?}"
+        );
+        let received = String::from_utf8_lossy(&received);
+        assert!(received.starts_with("HTTP/1.1 408"), "{received}");
+        let body = received.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let body: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+        assert_eq!(body["error"]["code"], "body_timeout", "{body}");
+    }
+    let orders = app.get("/api/v1/orders", Some(&ann.token)).await;
+    assert_eq!(orders.status, 200);
+    assert_eq!(orders.body["items"], json!([]), "an order was placed");
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("bidask_http_timeouts_total{waiting_for=\"client\"} 2"),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
 /// The per-address rate covers every route, the feed's upgrade and the
 /// operational endpoints included, not only the API's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -240,8 +240,9 @@ pub struct ServeConfig {
     /// that hangs instead of failing (a frozen host, a lost network path)
     /// must not hold requests, and their connections, for ever. Longer
     /// than the writer's own 10 s bound on a commit, which answers first.
-    /// Also the most a connection may take to send a request's head, or
-    /// stay idle between requests, before it is closed.
+    /// Also the most a request's body may take to arrive (408), and the
+    /// most a connection may take to send a request's head, or stay idle
+    /// between requests, before it is closed.
     #[arg(
         long,
         env = "BIDASK_REQUEST_TIMEOUT_SECS",

@@ -39,6 +39,10 @@ pub enum ApiError {
     /// 405: the path exists, the method does not.
     #[error("this endpoint does not take that method")]
     MethodNotAllowed,
+    /// 408: the request's body did not all arrive within the request time
+    /// bound.
+    #[error("the request body did not arrive within {} s", .0.as_secs())]
+    BodyTimeout(std::time::Duration),
     /// 409: the request conflicts with the current state.
     #[error("{message}")]
     Conflict {
@@ -118,6 +122,7 @@ impl ApiError {
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None),
+            Self::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "body_timeout", None),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, *code, None),
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None),
             Self::Invalid { field, .. } => (

@@ -3,6 +3,9 @@
 //! of the wrong type or missing is a 422 naming that field, and no
 //! failure is ever axum's plain-text rejection.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -35,6 +38,20 @@ pub struct Body(pub Bytes);
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
 
+/// Set while [`Body`] waits for a request's bytes, so that the request
+/// time bound can tell a client that sends its body too slowly (its
+/// fault, 408) from a server too slow to answer (503).
+#[derive(Debug, Clone, Default)]
+pub struct BodyReading(Arc<AtomicBool>);
+
+impl BodyReading {
+    /// Whether the body was still being read. A read cut off by the time
+    /// bound never clears the flag, which is what the bound asks.
+    pub fn unfinished(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = ApiError;
 
@@ -56,25 +73,30 @@ impl<S: Send + Sync> FromRequest<S> for Body {
         {
             return Err(ApiError::TooLarge);
         }
-        Bytes::from_request(request, state)
-            .await
-            .map(Body)
-            .map_err(|rejection| match rejection {
-                BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
-                    ApiError::TooLarge
-                }
-                // A chunked body that is not chunked, or one cut short.
-                BytesRejection::FailedToBufferBody(FailedToBufferBody::UnknownBodyError(_)) => {
-                    ApiError::Malformed {
-                        code: "malformed_request",
-                        message: "the request body could not be read".to_owned(),
-                    }
-                }
-                other => ApiError::Malformed {
+        let reading = request.extensions().get::<BodyReading>().cloned();
+        if let Some(BodyReading(flag)) = &reading {
+            flag.store(true, Ordering::Relaxed);
+        }
+        let read = Bytes::from_request(request, state).await;
+        if let Some(BodyReading(flag)) = &reading {
+            flag.store(false, Ordering::Relaxed);
+        }
+        read.map(Body).map_err(|rejection| match rejection {
+            BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
+                ApiError::TooLarge
+            }
+            // A chunked body that is not chunked, or one cut short.
+            BytesRejection::FailedToBufferBody(FailedToBufferBody::UnknownBodyError(_)) => {
+                ApiError::Malformed {
                     code: "malformed_request",
-                    message: other.body_text(),
-                },
-            })
+                    message: "the request body could not be read".to_owned(),
+                }
+            }
+            other => ApiError::Malformed {
+                code: "malformed_request",
+                message: other.body_text(),
+            },
+        })
     }
 }
 

@@ -180,7 +180,8 @@ fn cors(settings: &ApiSettings) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
-/// Answers 503 for a request that is not done within `limit`.
+/// Answers 503 for a request that is not done within `limit`, or 408 if
+/// it was the client that was slow: its body had not all arrived.
 ///
 /// Reads take a pooled connection without testing it first, so against a
 /// database that stopped answering (rather than refusing connections) a
@@ -190,16 +191,22 @@ fn cors(settings: &ApiSettings) -> CorsLayer {
 /// fail on the pool's 2 s acquire bound instead. A WebSocket is not held:
 /// its upgrade answers at once and the connection lives on in a task of
 /// its own. An order whose reply timed out may still commit, as after any
-/// lost reply; an `Idempotency-Key` makes its retry safe. The bound also
-/// covers reading the request body, so a client that sends it slowly gets
-/// the same answer.
-async fn bound_time(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+/// lost reply; an `Idempotency-Key` makes its retry safe. One whose body
+/// did not arrive was never sent to a market, so nothing was done.
+async fn bound_time(State(limit): State<Duration>, mut request: Request, next: Next) -> Response {
+    let reading = json::BodyReading::default();
+    request.extensions_mut().insert(reading.clone());
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
+        // Inside the request's span, which names its method and path.
+        Err(_) if reading.unfinished() => {
+            tracing::info!(?limit, "request body not received in time; answering 408");
+            metrics::counter!("bidask_http_timeouts_total", "waiting_for" => "client").increment(1);
+            ApiError::BodyTimeout(limit).into_response()
+        }
         Err(_) => {
-            // Inside the request's span, which names its method and path.
             tracing::warn!(?limit, "request timed out; answering 503");
-            metrics::counter!("bidask_http_timeouts_total").increment(1);
+            metrics::counter!("bidask_http_timeouts_total", "waiting_for" => "server").increment(1);
             ApiError::Unavailable.into_response()
         }
     }
