@@ -3,7 +3,9 @@
 //! restart, and with a `reset` snapshot when its `seq` is unknown or its
 //! events were pruned.
 
-use bidask_tests::ws::WsClient;
+use bidask_store::{Store, StoreOptions};
+use bidask_tests::ws::{Connect, WsClient};
+use futures_util::future::join_all;
 use std::time::{Duration, Instant};
 
 use bidask_tests::{
@@ -14,6 +16,7 @@ use serde_json::{Value, json};
 on_both_backends!(
     resume_after_disconnect_and_restart,
     a_resume_from_pruned_events_resets_and_numbering_goes_on,
+    a_prune_during_a_replay_resets_where_the_events_stop,
 );
 
 async fn place_some(
@@ -276,4 +279,85 @@ async fn a_resume_from_pruned_events_resets_and_numbering_goes_on(backend: Backe
     let app = spawn_app_on(database, |_| {}).await;
     let next = place_some(&app, &trader, product, 105..106).await;
     assert_eq!(next, last + 1, "seq goes on from the newest event kept");
+}
+
+/// A prune that runs while a resume is replayed from the database takes
+/// the events the replay had not reached yet. The client gets every event
+/// up to where the prune cut in, whole and in order, and then a `reset`
+/// snapshot at the channel's newest `seq`, never a jump over the hole.
+///
+/// The replay reads the database a page (500 events) at a time. Small
+/// socket buffers at both ends hold the server inside the first page
+/// while the client reads no further than its first event, and the prune
+/// runs then, so it lands between the first page and the second. Were the first page to go out
+/// whole before the prune, the second would follow it with no hole and no
+/// reset, and the test would fail.
+async fn a_prune_during_a_replay_resets_where_the_events_stop(backend: Backend) {
+    const TRADERS: u32 = 4;
+    const EACH: u32 = 175;
+    let mut app = spawn_app(backend).await;
+    let product = app.create_product("WS-PRUNE-MID", &["10"]).await;
+    let channel = format!("product:{product}");
+    let mut traders = Vec::new();
+    for index in 0..TRADERS {
+        traders.push(app.register(&format!("trader-{index}")).await);
+    }
+    let shared = &app;
+    join_all(traders.iter().zip(0..).map(|(trader, index)| async move {
+        let first = 100 + index * EACH;
+        place_some(shared, trader, product, first..first + EACH).await
+    }))
+    .await;
+    let last = app.book(product, "10").await["seq"]
+        .as_i64()
+        .expect("a seq");
+    assert!(last > 600, "{last} events: not enough for two pages");
+
+    // A restarted server's window is empty: the database serves resumes.
+    let database = app.stop().await;
+    let url = database.url.clone();
+    let app = spawn_app_on(database, |config| config.send_buffer = Some(4096)).await;
+    let mut client = WsClient::connect_with(
+        &app,
+        &Connect {
+            receive_buffer: Some(4096),
+            ..Connect::default()
+        },
+    )
+    .await
+    .expect("the upgrade succeeds");
+    client.expect("welcome").await;
+    client
+        .send(&json!({"type": "subscribe", "channels": [channel], "since_seq": 1}))
+        .await;
+    let subscribed = client.expect("subscribed").await;
+    assert_eq!(
+        (&subscribed["seq"], subscribed.get("reset")),
+        (&json!(1), None),
+        "{subscribed}"
+    );
+    // The first event shows the first page was read; the rest of it waits
+    // on the client, far more than the buffers hold.
+    let mut replayed = client.events_until(&channel, 1, 2).await;
+    let store = Store::connect_lazy(&url, &StoreOptions::default()).expect("a store");
+    let pruned = store.prune_feed(i64::MAX).await.expect("a prune");
+    assert!(pruned.events + 2 >= last.unsigned_abs(), "{pruned:?}");
+    replayed.extend(client.events_until(&channel, 2, 501).await);
+    assert_eq!(replayed.len(), 500, "the first page, whole");
+    let reset = client.expect("subscribed").await;
+    assert_eq!(
+        (&reset["reset"], &reset["seq"]),
+        (&json!(true), &json!(last)),
+        "{reset}"
+    );
+    let bids = &reset["snapshot"]["markets"][0]["bids"];
+    let book = app.book_depth(product, "10", 1000).await;
+    assert_eq!(bids, &book["bids"], "the snapshot is the committed book");
+    assert_eq!(book["seq"], last);
+    assert_eq!(resumes(&app).await, (0, 1, 1), "(window, database, reset)");
+
+    // And on from there, live.
+    let next = place_some(&app, &traders[0], product, 50..51).await;
+    assert_eq!(next, last + 1);
+    client.events_until(&channel, last, next).await;
 }
