@@ -133,6 +133,11 @@ async fn only_an_admin_creates_a_product_and_skus_are_unique(backend: Backend) {
             "brand",
             json!({"sku": "BOM", "name": "Air Max", "brand": "\u{FEFF}Nike", "sizes": ["9"]}),
         ),
+        // And a line break that is not a control character.
+        (
+            "name",
+            json!({"sku": "LSEP", "name": "Air\u{2028}Max", "brand": "Nike", "sizes": ["9"]}),
+        ),
     ] {
         let refused = create_product(&mut app, &body).await;
         assert_eq!(

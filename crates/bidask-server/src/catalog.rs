@@ -85,7 +85,8 @@ impl Size {
     }
 }
 
-/// A character a name or a size must not hold: a control character, or
+/// A character a name or a size must not hold: a control character, a
+/// line or paragraph separator (which break a line as a newline does), or
 /// one of Unicode's invisible format characters (soft hyphen, zero-width
 /// spaces and joiners, direction marks, overrides and isolates, the BOM,
 /// tags). Shown on the page, those would make two sizes that look alike,
@@ -98,7 +99,7 @@ pub fn is_hidden(character: char) -> bool {
                 | '\u{61C}'
                 | '\u{180E}'
                 | '\u{200B}'..='\u{200F}'
-                | '\u{202A}'..='\u{202E}'
+                | '\u{2028}'..='\u{202E}'
                 | '\u{2060}'..='\u{206F}'
                 | '\u{FEFF}'
                 | '\u{FFF9}'..='\u{FFFB}'
