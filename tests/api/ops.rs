@@ -470,4 +470,19 @@ async fn start_up_names_what_is_wrong() {
         let refused = start_up_refusal(config).await;
         assert!(refused.contains(named), "{refused}");
     }
+
+    for (secret, named) in [
+        ("short-secret", "at least 32 bytes"),
+        (&" ".repeat(40), "one character repeated"),
+        (&"x".repeat(32), "one character repeated"),
+    ] {
+        let database = TestDatabase::new(Backend::Sqlite).await;
+        let mut config = bidask_tests::test_config(&database);
+        config.jwt_secret = Some(secret.to_owned());
+        let refused = start_up_refusal(config).await;
+        assert!(
+            refused.contains(named) && refused.contains("BIDASK_JWT_SECRET"),
+            "{refused}"
+        );
+    }
 }

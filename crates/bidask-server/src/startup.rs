@@ -369,9 +369,22 @@ fn metrics_handle() -> PrometheusHandle {
 /// embedded database.
 fn jwt_secret(config: &ServeConfig) -> Result<Vec<u8>, StartupError> {
     if let Some(secret) = &config.jwt_secret {
+        // HS256 asks for a key of 256 bits at least (RFC 7518, 3.2).
         if secret.len() < 32 {
             return Err(StartupError::Config(
-                "BIDASK_JWT_SECRET must be at least 32 characters".to_owned(),
+                "BIDASK_JWT_SECRET must be at least 32 bytes".to_owned(),
+            ));
+        }
+        // A placeholder (spaces, `xxxx…`) of the right length is no secret;
+        // whoever guesses it can sign tokens for any user, admins included.
+        if secret
+            .chars()
+            .all(|character| secret.starts_with(character))
+        {
+            return Err(StartupError::Config(
+                "BIDASK_JWT_SECRET is one character repeated: use a random value, such as the \
+                 output of `openssl rand -hex 32`"
+                    .to_owned(),
             ));
         }
         return Ok(secret.as_bytes().to_vec());
