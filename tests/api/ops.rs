@@ -416,7 +416,8 @@ async fn start_up_refusal(config: bidask_server::config::ServeConfig) -> String 
 /// Start-up refusals an operator can act on: the address that cannot be
 /// bound and the database that cannot be reached are named with their
 /// settings (the pool alone said only that it timed out), and half of an
-/// admin account is a mistake, not a server without one.
+/// admin account is a mistake, not a server without one; so are a
+/// placeholder token secret and a database from a newer version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_up_names_what_is_wrong() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
@@ -470,6 +471,24 @@ async fn start_up_names_what_is_wrong() {
         let refused = start_up_refusal(config).await;
         assert!(refused.contains(named), "{refused}");
     }
+
+    // A database a newer bidask migrated: this one would misread it.
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let store =
+        bidask_store::Store::connect_lazy(&database.url, &Default::default()).expect("a store");
+    store.migrate().await.expect("migrated");
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'from the future', true, x'00', 1)",
+    )
+    .execute(&mut database.connect().await)
+    .await
+    .expect("a migration row");
+    let refused = start_up_refusal(bidask_tests::test_config(&database)).await;
+    assert!(
+        refused.contains("migrated by a newer bidask") && refused.contains("9999"),
+        "{refused}"
+    );
 
     for (secret, named) in [
         ("short-secret", "at least 32 bytes"),

@@ -59,6 +59,13 @@ pub enum StoreError {
     /// Any other database error: a bug, or a broken database.
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
+    /// The database holds a migration this build does not have: a newer
+    /// bidask migrated it, and this one would misread what it stored.
+    #[error(
+        "the database was migrated by a newer bidask (it has migration {0}, which this one does \
+         not know): run that version or a later one"
+    )]
+    NewerSchema(i64),
     /// The migrations could not be applied.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::migrate::Migrator;
+use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{AnyPool, Executor, PgPool, Row};
 
@@ -351,8 +351,10 @@ impl Store {
             Backend::Postgres => &POSTGRES_MIGRATIONS,
             Backend::Sqlite => &SQLITE_MIGRATIONS,
         };
-        migrator.run(&self.pool).await?;
-        Ok(())
+        migrator.run(&self.pool).await.map_err(|error| match error {
+            MigrateError::VersionMissing(version) => StoreError::NewerSchema(version),
+            other => StoreError::Migrate(other),
+        })
     }
 
     /// Opens one connection, to say why it cannot be made when it cannot
