@@ -477,6 +477,104 @@ async fn migrate_then_serve(backend: Backend) {
 
 on_both_backends!(migrate_then_serve);
 
+/// A server on `url` that was given no token secret, so that it keeps one
+/// beside its SQLite file.
+fn serve_with_kept_secret(url: &str) -> ServerProcess {
+    let mut command = std::process::Command::new(SERVER);
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("DATABASE_URL", url)
+        .env_remove("BIDASK_JWT_SECRET")
+        .env("BIDASK_ADMIN_USERNAME", bidask_tests::ADMIN.0)
+        .env("BIDASK_ADMIN_PASSWORD", bidask_tests::ADMIN.1);
+    ServerProcess::spawn(command)
+}
+
+/// `bidask backup` copies the SQLite database while orders stream in. A
+/// server started on the copy finds a market as whole as after a crash
+/// (every order's fills equal its matches, every book its resting orders,
+/// none crossed), with what was answered before the copy began and
+/// without what was answered after it ended; it numbers `seq` on from the
+/// copy's, and accepts the tokens of the original, whose secret came
+/// along. A second backup to the same place is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_mid_stream_restores_a_whole_market() {
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let directory = tempfile::tempdir().expect("a directory");
+    let copy = directory.path().join("copy.db");
+    let server = serve_with_kept_secret(&database.url);
+    let mut app = TestApp::connect(server.address.clone());
+    let (product_id, traders) = setup(&mut app).await;
+    let app = Arc::new(app);
+    let streams = Streams::start(&app, &traders, product_id, 400);
+    streams.until_acknowledged(150).await;
+
+    let before = app.order(&traders[0], "bid", product_id, "9", "1.01").await;
+    assert_eq!(before.status, 201, "{:?}", before.body);
+    let back_up = {
+        let (url, copy) = (database.url.clone(), copy.clone());
+        move || {
+            std::process::Command::new(SERVER)
+                .arg("backup")
+                .args(["--database-url", &url])
+                .arg(&copy)
+                .output()
+                .expect("the binary runs")
+        }
+    };
+    let made = tokio::task::spawn_blocking(back_up.clone())
+        .await
+        .expect("a backup");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let after = app.order(&traders[0], "bid", product_id, "9", "1.02").await;
+    assert_eq!(after.status, 201, "{:?}", after.body);
+    let acknowledged = streams.stop().await;
+    let again = tokio::task::spawn_blocking(back_up)
+        .await
+        .expect("a backup");
+    assert!(
+        !again.status.success()
+            && String::from_utf8_lossy(&again.stderr).contains("already exists"),
+        "{again:?}"
+    );
+    assert_eq!(server.terminate(), Some(0));
+
+    let copy_url = format!("sqlite://{}", copy.display());
+    let server = serve_with_kept_secret(&copy_url);
+    let app = TestApp::connect(server.address.clone());
+    let findings = audit(&app, &traders, product_id, &SIZES).await;
+    let id = |reply: &bidask_tests::Reply| reply.body["order"]["id"].as_i64().expect("an id");
+    assert!(
+        findings.orders.contains_key(&id(&before)),
+        "answered before"
+    );
+    assert!(!findings.orders.contains_key(&id(&after)), "answered after");
+    assert!(
+        findings.orders.len() >= 150 && findings.orders.len() < acknowledged.len(),
+        "{} orders in the copy of {} acknowledged",
+        findings.orders.len(),
+        acknowledged.len()
+    );
+    let next = app
+        .order(&traders[0], "bid", product_id, "10", "1.00")
+        .await;
+    assert_eq!(next.status, 201, "{:?}", next.body);
+    assert_eq!(next.body["seq"].as_i64(), Some(findings.seq + 1));
+    let channel = format!("product:{product_id}");
+    let mut replay = WsClient::connect(&app).await;
+    replay.expect("welcome").await;
+    replay
+        .send(&json!({"type": "subscribe", "channels": [channel], "since_seq": 0}))
+        .await;
+    replay.expect("subscribed").await;
+    replay.events_until(&channel, 0, findings.seq + 1).await;
+    drop(server);
+}
+
 /// A `RUST_LOG` that does not parse is said, and the default levels
 /// apply, instead of the directives being dropped without a word.
 #[test]

@@ -1,5 +1,5 @@
-//! The command line of the `bidask` binary: `bidask serve` (the default)
-//! and `bidask migrate`. It lives in the library so that the crash tests
+//! The command line of the `bidask` binary: `bidask serve` (the default),
+//! `bidask migrate` and `bidask backup`. It lives in the library so that the crash tests
 //! can run exactly this in a process of their own and kill it.
 
 use std::io::IsTerminal;
@@ -10,7 +10,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{Cli, Command, LogFormat, ServeConfig};
-use crate::startup::{Application, StartupError, migrate};
+use crate::startup::{Application, StartupError, back_up, migrate};
 
 /// Parses the command line and runs the command to its end.
 pub fn main() -> ExitCode {
@@ -34,6 +34,7 @@ async fn run() -> ExitCode {
         Command::Migrate(config) => migrate(&config).await.map(|()| {
             tracing::info!("migrations applied");
         }),
+        Command::Backup(config) => back_up(&config).await,
         Command::Serve(config) => serve(*config).await,
     };
     match result {

@@ -57,6 +57,19 @@ pub enum Command {
     Serve(Box<ServeConfig>),
     /// Apply the database migrations and exit.
     Migrate(DatabaseConfig),
+    /// Copy the embedded SQLite database (and its token secret) to a new
+    /// file, while a server runs or not; for PostgreSQL, use pg_dump.
+    Backup(BackupConfig),
+}
+
+/// What `backup` copies, and where to.
+#[derive(Debug, Clone, Args)]
+pub struct BackupConfig {
+    /// The database to copy.
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    /// The copy: a file that does not exist yet.
+    pub destination: std::path::PathBuf,
 }
 
 /// Where the data lives.
@@ -372,7 +385,7 @@ mod tests {
                 .ok()
                 .map(|cli| match cli.command() {
                     Command::Serve(config) => config.allowed_origins.0.len(),
-                    Command::Migrate(_) => usize::MAX,
+                    Command::Migrate(_) | Command::Backup(_) => usize::MAX,
                 }),
             Some(0),
             "unset"
@@ -392,7 +405,7 @@ mod tests {
             Cli::try_parse_from(["bidask", "serve", "--listen", value])
                 .map(|cli| match cli.command() {
                     Command::Serve(config) => config.listen.to_string(),
-                    Command::Migrate(_) => String::new(),
+                    Command::Migrate(_) | Command::Backup(_) => String::new(),
                 })
                 .map_err(|error| error.to_string())
         };
@@ -444,7 +457,7 @@ mod tests {
             Cli::try_parse_from(["bidask", "serve", &format!("{flag}={value}")])
                 .map(|cli| match cli.command() {
                     Command::Serve(config) => format!("{config:?}"),
-                    Command::Migrate(_) => String::new(),
+                    Command::Migrate(_) | Command::Backup(_) => String::new(),
                 })
                 .map_err(|error| error.to_string())
         };

@@ -26,7 +26,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use crate::auth::{Password, Role, Tokens, Username, password};
 use crate::catalog::{Catalog, Product};
 use crate::clock::now_micros;
-use crate::config::{DatabaseConfig, ServeConfig};
+use crate::config::{BackupConfig, DatabaseConfig, ServeConfig};
 use crate::gateway::Gateway;
 use crate::gateway::hub::{Hub, Windows};
 use crate::housekeeping::Housekeeping;
@@ -117,6 +117,57 @@ pub async fn migrate(config: &DatabaseConfig) -> Result<(), StartupError> {
     store.reach().await?;
     store.migrate().await?;
     store.close().await;
+    Ok(())
+}
+
+/// Copies the embedded database to `config.destination`, with its token
+/// secret beside the copy when it has one, so that a server started on
+/// the copy accepts the tokens it had signed.
+pub async fn back_up(config: &BackupConfig) -> Result<(), StartupError> {
+    let url = &config.database.database_url;
+    let destination = &config.destination;
+    // A missing file would be created, empty, by connecting; that is no
+    // backup of anything.
+    if let Some(source) = bidask_store::sqlite_file(url)
+        && !source.exists()
+    {
+        return Err(StartupError::Config(format!(
+            "there is no database at {} (DATABASE_URL)",
+            source.display()
+        )));
+    }
+    for path in [
+        destination,
+        &bidask_store::beside(destination, "jwt-secret"),
+    ] {
+        if path.symlink_metadata().is_ok() {
+            return Err(StartupError::Config(format!(
+                "{} already exists: a backup never replaces a file",
+                path.display()
+            )));
+        }
+    }
+    let secret = secret_path(url).filter(|path| path.exists());
+    let store = Store::connect_lazy(url, &StoreOptions::default())?;
+    if store.backend() == bidask_store::Backend::Postgres {
+        return Err(StoreError::BackupUnsupported.into());
+    }
+    store.reach().await?;
+    let started = std::time::Instant::now();
+    store.back_up(destination).await?;
+    store.close().await;
+    if let Some(secret) = &secret {
+        let copy = bidask_store::beside(destination, "jwt-secret");
+        write_private(&copy, &std::fs::read(secret)?)?;
+    }
+    let bytes = std::fs::metadata(destination)?.len();
+    tracing::info!(
+        destination = %destination.display(),
+        bytes,
+        seconds = started.elapsed().as_secs_f64(),
+        secret = secret.is_some(),
+        "backup written"
+    );
     Ok(())
 }
 

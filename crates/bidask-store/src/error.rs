@@ -69,6 +69,22 @@ pub enum StoreError {
     /// The migrations could not be applied.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// [`crate::Store::back_up`] copies the embedded SQLite database only.
+    #[error(
+        "bidask backup copies the embedded SQLite database; for PostgreSQL use pg_dump, which \
+         takes a consistent copy while bidask runs (pg_dump --format=custom \
+         --file=bidask.dump \"$DATABASE_URL\")"
+    )]
+    BackupUnsupported,
+    /// The copy could not be written.
+    #[error("cannot write the backup {path}: {source}")]
+    Backup {
+        /// Where it was to go.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The SQLite database's lock file could not be opened or locked.
     #[error("cannot lock {path}: {source}")]
     LockFile {

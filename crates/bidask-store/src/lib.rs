@@ -19,6 +19,8 @@
 //! - [`reads`]: what the API and recovery read back;
 //! - [`retention`]: what is forgotten with age (old feed events,
 //!   idempotency keys past their day);
+//! - [`backup`]: a consistent copy of the embedded database, taken while a
+//!   server runs;
 //! - [`error`]: what can go wrong, sorted by what a caller should do.
 //!
 //! Reads go through sqlx's `Any` driver with one set of SQL statements
@@ -27,6 +29,7 @@
 //! (see [`batch`]); the schema lives in `migrations/postgres` and
 //! `migrations/sqlite` and differs only where the two dialects do.
 
+pub mod backup;
 pub mod batch;
 pub mod committer;
 pub mod error;
