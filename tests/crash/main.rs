@@ -575,6 +575,36 @@ async fn a_backup_taken_mid_stream_restores_a_whole_market() {
     drop(server);
 }
 
+/// `bidask backup` says what it cannot copy instead of copying nothing:
+/// PostgreSQL (pointing to pg_dump), a file that is not there (which
+/// connecting would create, empty), a database in memory.
+#[test]
+fn a_backup_of_what_cannot_be_copied_is_refused() {
+    let directory = tempfile::tempdir().expect("a directory");
+    let missing = directory.path().join("missing.db");
+    for (url, said) in [
+        ("postgres://bidask@127.0.0.1:1/bidask".to_owned(), "pg_dump"),
+        (
+            format!("sqlite://{}", missing.display()),
+            "there is no database at",
+        ),
+        ("sqlite::memory:".to_owned(), "in-memory"),
+    ] {
+        let output = std::process::Command::new(SERVER)
+            .args(["backup", "--database-url", &url])
+            .arg(directory.path().join("copy.db"))
+            .output()
+            .expect("the binary runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.code() == Some(1) && stderr.contains(said),
+            "{url}: {stderr}"
+        );
+    }
+    assert!(!missing.exists(), "the missing database was created");
+    assert!(!directory.path().join("copy.db").exists());
+}
+
 /// A `RUST_LOG` that does not parse is said, and the default levels
 /// apply, instead of the directives being dropped without a word.
 #[test]

@@ -1,6 +1,7 @@
 //! The command line of the `bidask` binary: `bidask serve` (the default),
-//! `bidask migrate` and `bidask backup`. It lives in the library so that the crash tests
-//! can run exactly this in a process of their own and kill it.
+//! `bidask migrate` and `bidask backup`. It lives in the library so that
+//! the crash tests can run exactly this in a process of their own and kill
+//! it.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

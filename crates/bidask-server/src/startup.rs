@@ -126,15 +126,24 @@ pub async fn migrate(config: &DatabaseConfig) -> Result<(), StartupError> {
 pub async fn back_up(config: &BackupConfig) -> Result<(), StartupError> {
     let url = &config.database.database_url;
     let destination = &config.destination;
+    if bidask_store::Backend::of_url(url) == Some(bidask_store::Backend::Postgres) {
+        return Err(StoreError::BackupUnsupported.into());
+    }
     // A missing file would be created, empty, by connecting; that is no
-    // backup of anything.
-    if let Some(source) = bidask_store::sqlite_file(url)
-        && !source.exists()
-    {
-        return Err(StartupError::Config(format!(
-            "there is no database at {} (DATABASE_URL)",
-            source.display()
-        )));
+    // backup of anything, and neither is a database in memory.
+    match bidask_store::sqlite_file(url) {
+        Some(source) if !source.exists() => {
+            return Err(StartupError::Config(format!(
+                "there is no database at {} (DATABASE_URL)",
+                source.display()
+            )));
+        }
+        None if url.starts_with("sqlite:") => {
+            return Err(StartupError::Config(
+                "an in-memory database has nothing to back up (DATABASE_URL)".to_owned(),
+            ));
+        }
+        _ => {}
     }
     for path in [
         destination,
@@ -149,9 +158,6 @@ pub async fn back_up(config: &BackupConfig) -> Result<(), StartupError> {
     }
     let secret = secret_path(url).filter(|path| path.exists());
     let store = Store::connect_lazy(url, &StoreOptions::default())?;
-    if store.backend() == bidask_store::Backend::Postgres {
-        return Err(StoreError::BackupUnsupported.into());
-    }
     store.reach().await?;
     let started = std::time::Instant::now();
     store.back_up(destination).await?;
