@@ -1098,7 +1098,8 @@ async fn a_product_that_landed_unopened_is_opened_on_the_next_try(backend: Backe
 /// A product creation that landed after it counted as failed leaves its
 /// `NEW_PRODUCT` in the feed (planted here, with the product). When the
 /// writer finds it, it opens the product and then publishes the event,
-/// with no retry of the creation needed.
+/// with no retry of the creation needed; a retry that comes afterwards
+/// still gets its 201.
 async fn a_product_whose_creation_landed_late_is_opened_when_the_writer_finds_it(backend: Backend) {
     let mut app = spawn_app_on(TestDatabase::new(backend).await, |_| {}).await;
     let mut catalog = WsClient::connect(&app).await;
@@ -1140,6 +1141,22 @@ async fn a_product_whose_creation_landed_late_is_opened_when_the_writer_finds_it
     let ann = app.register("ann").await;
     let bid = app.order(&ann, "bid", landed, "10", "100.00").await;
     assert_eq!(bid.status, 201, "{:?}", bid.body);
+    // Its own creation, which was answered 503, retried: the 201 it
+    // should have had, once; the same again, or another product under
+    // its SKU, is taken.
+    let late = json!({"sku": "LATE-1", "name": "Sneaker LATE-1", "brand": "Nike", "sizes": ["10"]});
+    let other = json!({"sku": "LATE-1", "name": "Another shoe", "brand": "Nike", "sizes": ["10"]});
+    let answered = app.post("/api/v1/products", Some(&token), &other).await;
+    assert_eq!((answered.status, answered.code()), (409, "sku_taken"));
+    let answered = app.post("/api/v1/products", Some(&token), &late).await;
+    assert_eq!(
+        (answered.status, &answered.body["id"]),
+        (201, &json!(landed)),
+        "{:?}",
+        answered.body
+    );
+    let answered = app.post("/api/v1/products", Some(&token), &late).await;
+    assert_eq!((answered.status, answered.code()), (409, "sku_taken"));
     // The refused creation, retried, goes through after it.
     let retried = app.post("/api/v1/products", Some(&token), &body).await;
     assert_eq!(retried.status, 201, "{:?}", retried.body);

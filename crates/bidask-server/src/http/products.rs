@@ -227,23 +227,36 @@ async fn create(
 
     let _one_at_a_time = state.catalog_lock.lock().await;
     let taken = || ApiError::conflict("sku_taken", format!("a product with SKU {sku} exists"));
-    if state.catalog.has_sku(&sku) {
-        return Err(taken());
-    }
-    // A creation answered 503 may have landed all the same; then the
-    // product is stored but was never opened, and inserting it again
-    // would be refused by the database for as long as the server runs.
-    // It is opened now; if it is what this request asks for, this is that
-    // creation's retry, and it gets the answer the first one should have.
-    if let Some(stored) = state.store.product_by_sku(&sku).await? {
-        let retried = stored.name == name
+    // A creation answered 503 may have landed all the same. If this
+    // request asks for exactly what is stored, it is that creation's
+    // retry, and it gets the answer the first one should have.
+    let is_retry = |stored: &ProductRecord| {
+        stored.name == name
             && stored.brand == brand
             && stored
                 .sizes
                 .iter()
                 .map(String::as_str)
                 .eq(sizes.iter().map(Size::as_str))
-            && (stored.tick_units, stored.scale) == (tick_units, scale);
+            && (stored.tick_units, stored.scale) == (tick_units, scale)
+    };
+    if state.catalog.has_sku(&sku) {
+        // The writer may have opened it, on reading back what landed,
+        // before the retry came.
+        let retried = state
+            .markets
+            .take_unanswered(&sku, is_retry)
+            .and_then(|stored| state.catalog.get(stored.id));
+        return match retried {
+            Some(product) => Ok((StatusCode::CREATED, Json(view(&state, &product)))),
+            None => Err(taken()),
+        };
+    }
+    // Or it is stored but was never opened, and inserting it again would
+    // be refused by the database for as long as the server runs: it is
+    // opened now.
+    if let Some(stored) = state.store.product_by_sku(&sku).await? {
+        let retried = is_retry(&stored);
         let product = state.markets.adopt(stored).await?;
         return if retried {
             Ok((StatusCode::CREATED, Json(view(&state, &product))))

@@ -237,6 +237,10 @@ pub struct Markets {
     writer: Arc<Mutex<Option<mpsc::Sender<Unit>>>>,
     /// One product opened at a time outside creation (see [`Markets::adopt`]).
     adopting: tokio::sync::Mutex<()>,
+    /// Products the writer opened after their creation's commit counted
+    /// as failed but landed, by SKU, until that creation's retry is
+    /// answered (see [`Markets::take_unanswered`]).
+    unanswered: Mutex<HashMap<String, ProductRecord>>,
     /// Set by the writer while a failed commit's outcome is unknown.
     in_doubt: Arc<AtomicBool>,
     /// Set by the writer once another server claimed the database.
@@ -303,6 +307,7 @@ impl Markets {
             actors: Arc::new(RwLock::new(HashMap::new())),
             writer: Arc::new(Mutex::new(Some(sender))),
             adopting: tokio::sync::Mutex::new(()),
+            unanswered: Mutex::new(HashMap::new()),
             in_doubt,
             replaced,
         });
@@ -474,7 +479,12 @@ impl Markets {
             Ok(Some(record)) => {
                 // On failure `adopt` has logged why; a retried creation
                 // opens it later.
-                let _ = self.adopt(record).await;
+                if self.adopt(record.clone()).await.is_ok() {
+                    self.unanswered
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(record.sku.clone(), record);
+                }
             }
             Ok(None) => {
                 tracing::error!(product = id, "a landed NEW_PRODUCT names no stored product")
@@ -483,6 +493,25 @@ impl Markets {
                 tracing::warn!(product = id, %error, "cannot read a landed product yet; a retried creation opens it")
             }
         }
+    }
+
+    /// The product with `sku` that the writer opened after its creation
+    /// was answered 503, if `is_retry` says a request is that creation
+    /// again: the retry gets the answer the first request should have had,
+    /// once. Another request for the SKU is refused as taken.
+    pub fn take_unanswered(
+        &self,
+        sku: &str,
+        is_retry: impl Fn(&ProductRecord) -> bool,
+    ) -> Option<ProductRecord> {
+        let mut unanswered = self
+            .unanswered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !unanswered.get(sku).is_some_and(is_retry) {
+            return None;
+        }
+        unanswered.remove(sku)
     }
 
     /// The product `order_id` rests in, as far as the actors know (a hint:
