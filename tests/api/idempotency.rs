@@ -1,7 +1,9 @@
 //! `Idempotency-Key` on `POST /bids` and `POST /asks`: a retried request
 //! gets the first answer and places nothing new.
 
-use bidask_tests::{Backend, Reply, TestApp, Trader, on_both_backends, spawn_app};
+use bidask_tests::{
+    Backend, Reply, TestApp, TestDatabase, Trader, on_both_backends, spawn_app, spawn_app_on,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -16,6 +18,7 @@ on_both_backends!(
     a_retry_is_answered_from_the_key_even_after_its_expiry_passed,
     a_key_older_than_a_day_may_be_used_again,
     the_same_key_sent_at_once_places_once,
+    a_refusal_for_the_open_orders_bound_is_the_keys_answer,
 );
 
 /// `POST /{side}s` as `trader` with `body` and `Idempotency-Key: key`.
@@ -434,4 +437,47 @@ async fn the_same_key_sent_at_once_places_once(backend: Backend) {
         (retried.status, retried.body["order"]["id"].as_i64()),
         (201, Some(placed[0]))
     );
+}
+
+/// A request refused for what the market holds (the open-orders bound)
+/// ran, as one answered 201 did: its key keeps the 409, so a retry once
+/// there is room gets the 409 again and places nothing. A new key places.
+async fn a_refusal_for_the_open_orders_bound_is_the_keys_answer(backend: Backend) {
+    let mut app = spawn_app_on(TestDatabase::new(backend).await, |config| {
+        config.max_open_orders = 1;
+    })
+    .await;
+    let product = app.create_product("AJ1-CHI", &["10"]).await;
+    let ann = app.register("ann").await;
+    let resting = app.order(&ann, "bid", product, "10", "100.00").await;
+    assert_eq!(resting.status, 201, "{:?}", resting.body);
+    let body = json!({"product_id": product, "size": "10", "price": "101.00"});
+    let refused = place_with_key(&app, &ann, "bid", &body, "second").await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (409, "too_many_open_orders"),
+        "{:?}",
+        refused.body
+    );
+
+    let id = resting.body["order"]["id"].as_i64().expect("an id");
+    let cancelled = app
+        .delete(&format!("/api/v1/orders/{id}"), Some(&ann.token))
+        .await;
+    assert_eq!(cancelled.status, 200, "{:?}", cancelled.body);
+    let retried = place_with_key(&app, &ann, "bid", &body, "second").await;
+    assert_eq!(
+        (retried.status, &retried.body),
+        (409, &refused.body),
+        "the retry was not answered from the key"
+    );
+    assert_eq!(
+        order_ids(&app, &ann).await,
+        [id],
+        "the retry placed an order"
+    );
+
+    let placed = place_with_key(&app, &ann, "bid", &body, "third").await;
+    assert_eq!(placed.status, 201, "{:?}", placed.body);
+    app.stop().await;
 }

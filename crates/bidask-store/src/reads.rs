@@ -401,6 +401,24 @@ impl Store {
         .await?)
     }
 
+    /// Stores the first response to a request that wrote nothing else (a
+    /// refusal), keeping a response already stored under the key.
+    pub async fn remember_idempotency(&self, record: &IdempotencyRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (user_id, key, request_hash, status, response, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id, key) DO NOTHING",
+        )
+        .bind(record.user_id)
+        .bind(record.key.clone())
+        .bind(record.request_hash.clone())
+        .bind(record.status)
+        .bind(record.response.clone())
+        .bind(record.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Forgets this user's `key` if it was made before `before`, so that
     /// it can be used again: a batch inserts keys without replacing any,
     /// and a key still in use must make it fail.

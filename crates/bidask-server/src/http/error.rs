@@ -143,20 +143,37 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        if let Self::Internal(cause) = &self {
-            tracing::error!(%cause, "internal error");
-        }
-        let (status, code, field) = self.parts();
-        let body = ErrorBody {
+impl ApiError {
+    /// The response body.
+    fn body(&self) -> ErrorBody<'_> {
+        let (_, code, field) = self.parts();
+        ErrorBody {
             error: Detail {
                 code,
                 message: self.to_string(),
                 field,
             },
-        };
-        let mut response = (status, axum::Json(body)).into_response();
+        }
+    }
+
+    /// The status and the body as text, to be stored and answered again
+    /// (an idempotent request's first response).
+    pub fn to_stored(&self) -> (StatusCode, String) {
+        // A struct of strings always serializes.
+        (
+            self.parts().0,
+            serde_json::to_string(&self.body()).unwrap_or_default(),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(cause) = &self {
+            tracing::error!(%cause, "internal error");
+        }
+        let status = self.parts().0;
+        let mut response = (status, axum::Json(self.body())).into_response();
         if let Self::RateLimited { retry_after } = self
             && let Ok(value) = HeaderValue::from_str(&retry_after.to_string())
         {

@@ -162,11 +162,41 @@ async fn place(
             key,
             request_hash,
         };
-        let order = parse_order(&state, user, &body, side, Some(draft))?;
-        submit(&state, order).await
+        let order = parse_order(&state, user, &body, side, Some(draft.clone()))?;
+        match submit(&state, order).await {
+            Err(refusal @ ApiError::Conflict { .. }) => {
+                Err(remember(&state, draft, refusal).await?)
+            }
+            answered => answered,
+        }
     });
     task.await
         .map_err(|error| ApiError::Internal(format!("order task: {error}")))?
+}
+
+/// Stores a refusal that rests on the market's state (the bound on open
+/// orders) as the key's first response, as a 201 is stored: a retry gets
+/// the same 409 instead of an order once there is room, which would be
+/// something new placed under a key that was answered. Returns the
+/// refusal, or why it could not be stored (then a retry decides afresh).
+/// Refusals of the request itself (422) are not stored: a retry gets them
+/// again anyway; nor are 503s, whose request may have landed.
+async fn remember(
+    state: &AppState,
+    draft: IdempotencyDraft,
+    refusal: ApiError,
+) -> Result<ApiError, ApiError> {
+    let (status, response) = refusal.to_stored();
+    let record = IdempotencyRecord {
+        user_id: draft.user_id,
+        key: draft.key,
+        request_hash: draft.request_hash,
+        status: i64::from(status.as_u16()),
+        response,
+        created_at: now_micros(),
+    };
+    state.store.remember_idempotency(&record).await?;
+    Ok(refusal)
 }
 
 /// The stored first response to a key, for a retry of the same request.
