@@ -402,9 +402,13 @@ impl Store {
     }
 
     /// Stores the first response to a request that wrote nothing else (a
-    /// refusal), keeping a response already stored under the key.
-    pub async fn remember_idempotency(&self, record: &IdempotencyRecord) -> Result<(), StoreError> {
-        sqlx::query(
+    /// refusal), keeping a response already stored under the key; false
+    /// when there was one.
+    pub async fn remember_idempotency(
+        &self,
+        record: &IdempotencyRecord,
+    ) -> Result<bool, StoreError> {
+        let stored = sqlx::query(
             "INSERT INTO idempotency_keys (user_id, key, request_hash, status, response, \
              created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id, key) DO NOTHING",
         )
@@ -416,7 +420,7 @@ impl Store {
         .bind(record.created_at)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(stored.rows_affected() == 1)
     }
 
     /// Forgets this user's `key` if it was made before `before`, so that

@@ -164,9 +164,7 @@ async fn place(
         };
         let order = parse_order(&state, user, &body, side, Some(draft.clone()))?;
         match submit(&state, order).await {
-            Err(refusal @ ApiError::Conflict { .. }) => {
-                Err(remember(&state, draft, refusal).await?)
-            }
+            Err(refusal @ ApiError::Conflict { .. }) => remember(&state, draft, refusal).await,
             answered => answered,
         }
     });
@@ -177,15 +175,19 @@ async fn place(
 /// Stores a refusal that rests on the market's state (the bound on open
 /// orders) as the key's first response, as a 201 is stored: a retry gets
 /// the same 409 instead of an order once there is room, which would be
-/// something new placed under a key that was answered. Returns the
-/// refusal, or why it could not be stored (then a retry decides afresh).
-/// Refusals of the request itself (422) are not stored: a retry gets them
-/// again anyway; nor are 503s, whose request may have landed.
+/// something new placed under a key that was answered. Refusals of the
+/// request itself (422) are not stored: a retry gets them again anyway;
+/// nor are 503s, whose request may have landed.
+///
+/// Answers the refusal; or, when the key turns out to hold a response
+/// already (an earlier attempt answered 503 whose order landed meanwhile,
+/// which is why this one was refused), that response; or 503 when the
+/// refusal cannot be stored, so that a retry decides afresh.
 async fn remember(
     state: &AppState,
     draft: IdempotencyDraft,
     refusal: ApiError,
-) -> Result<ApiError, ApiError> {
+) -> Result<Response, ApiError> {
     let (status, response) = refusal.to_stored();
     let record = IdempotencyRecord {
         user_id: draft.user_id,
@@ -195,8 +197,13 @@ async fn remember(
         response,
         created_at: now_micros(),
     };
-    state.store.remember_idempotency(&record).await?;
-    Ok(refusal)
+    if state.store.remember_idempotency(&record).await? {
+        return Err(refusal);
+    }
+    match state.store.idempotency(record.user_id, &record.key).await? {
+        Some(first) => Ok(json_response(stored_status(&first), first.response)),
+        None => Err(refusal),
+    }
 }
 
 /// The stored first response to a key, for a retry of the same request.
@@ -214,11 +221,15 @@ fn replay(
             "this Idempotency-Key was used with a different request",
         ));
     }
-    let status = u16::try_from(stored.status)
+    Ok(json_response(stored_status(&stored), stored.response))
+}
+
+/// The status a key's first response had.
+fn stored_status(stored: &IdempotencyRecord) -> StatusCode {
+    u16::try_from(stored.status)
         .ok()
         .and_then(|status| StatusCode::from_u16(status).ok())
-        .unwrap_or(StatusCode::CREATED);
-    Ok(json_response(status, stored.response))
+        .unwrap_or(StatusCode::CREATED)
 }
 
 /// What identifies a request under its idempotency key: the order it
