@@ -496,7 +496,8 @@ fn serve_with_kept_secret(url: &str) -> ServerProcess {
 /// none crossed), with what was answered before the copy began and
 /// without what was answered after it ended; it numbers `seq` on from the
 /// copy's, and accepts the tokens of the original, whose secret came
-/// along. A second backup to the same place is refused.
+/// along. Both files are their owner's alone. A second backup to the same
+/// place is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_taken_mid_stream_restores_a_whole_market() {
     let database = TestDatabase::new(Backend::Sqlite).await;
@@ -506,7 +507,8 @@ async fn a_backup_taken_mid_stream_restores_a_whole_market() {
     let mut app = TestApp::connect(server.address.clone());
     let (product_id, traders) = setup(&mut app).await;
     let app = Arc::new(app);
-    let streams = Streams::start(&app, &traders, product_id, 400);
+    // More orders than get through: the streams go on until stopped.
+    let streams = Streams::start(&app, &traders, product_id, 100_000);
     streams.until_acknowledged(150).await;
 
     let before = app.order(&traders[0], "bid", product_id, "9", "1.01").await;
@@ -532,6 +534,15 @@ async fn a_backup_taken_mid_stream_restores_a_whole_market() {
     );
     let after = app.order(&traders[0], "bid", product_id, "9", "1.02").await;
     assert_eq!(after.status, 201, "{:?}", after.body);
+    // It holds password hashes: its owner's alone, as its secret is.
+    for file in [copy.clone(), bidask_store::beside(&copy, "jwt-secret")] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file)
+            .expect("written")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+    }
     let acknowledged = streams.stop().await;
     let again = tokio::task::spawn_blocking(back_up)
         .await

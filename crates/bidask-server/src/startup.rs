@@ -121,16 +121,17 @@ pub async fn migrate(config: &DatabaseConfig) -> Result<(), StartupError> {
 }
 
 /// Copies the embedded database to `config.destination`, with its token
-/// secret beside the copy when it has one, so that a server started on
-/// the copy accepts the tokens it had signed.
+/// secret beside the copy when it keeps one (not when the secret comes
+/// from `BIDASK_JWT_SECRET`), so that a server started on the copy accepts
+/// the tokens it had signed.
 pub async fn back_up(config: &BackupConfig) -> Result<(), StartupError> {
     let url = &config.database.database_url;
     let destination = &config.destination;
     if bidask_store::Backend::of_url(url) == Some(bidask_store::Backend::Postgres) {
         return Err(StoreError::BackupUnsupported.into());
     }
-    // A missing file would be created, empty, by connecting; that is no
-    // backup of anything, and neither is a database in memory.
+    // Connecting would create a missing file, empty; that is no backup of
+    // anything, and neither is a database in memory.
     match bidask_store::sqlite_file(url) {
         Some(source) if !source.exists() => {
             return Err(StartupError::Config(format!(
@@ -138,17 +139,16 @@ pub async fn back_up(config: &BackupConfig) -> Result<(), StartupError> {
                 source.display()
             )));
         }
-        None if url.starts_with("sqlite:") => {
+        None if bidask_store::Backend::of_url(url).is_some() => {
             return Err(StartupError::Config(
                 "an in-memory database has nothing to back up (DATABASE_URL)".to_owned(),
             ));
         }
+        // Another scheme: connecting says which ones there are.
         _ => {}
     }
-    for path in [
-        destination,
-        &bidask_store::beside(destination, "jwt-secret"),
-    ] {
+    let secret_copy = bidask_store::beside(destination, "jwt-secret");
+    for path in [destination, &secret_copy] {
         if path.symlink_metadata().is_ok() {
             return Err(StartupError::Config(format!(
                 "{} already exists: a backup never replaces a file",
@@ -156,23 +156,46 @@ pub async fn back_up(config: &BackupConfig) -> Result<(), StartupError> {
             )));
         }
     }
-    let secret = secret_path(url).filter(|path| path.exists());
-    let store = Store::connect_lazy(url, &StoreOptions::default())?;
+    // Read-only: a backup must not change what it copies, not even by the
+    // checkpoint a last connection makes when it closes.
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let read_only = if url.contains("mode=") {
+        url.clone()
+    } else {
+        format!("{url}{separator}mode=ro")
+    };
+    let store = Store::connect_lazy(&read_only, &StoreOptions::default())?;
     store.reach().await?;
     let started = std::time::Instant::now();
-    store.back_up(destination).await?;
+    // The secret first: a copy of the database whose secret is missing
+    // would sign everyone out when restored.
+    let secret = match secret_path(url).filter(|path| path.exists()) {
+        Some(path) => {
+            let secret = std::fs::read(&path).map_err(|error| {
+                StartupError::Config(format!("cannot read {}: {error}", path.display()))
+            })?;
+            bidask_store::backup::write_new(&secret_copy, &secret).map_err(|error| {
+                StartupError::Config(format!("cannot write {}: {error}", secret_copy.display()))
+            })?;
+            true
+        }
+        None => false,
+    };
+    let copied = store.back_up(destination).await;
     store.close().await;
-    if let Some(secret) = &secret {
-        let copy = bidask_store::beside(destination, "jwt-secret");
-        write_private(&copy, &std::fs::read(secret)?)?;
+    if let Err(error) = copied {
+        if secret {
+            let _ = std::fs::remove_file(&secret_copy);
+        }
+        return Err(error.into());
     }
     let bytes = std::fs::metadata(destination)?.len();
     tracing::info!(
         destination = %destination.display(),
         bytes,
         seconds = started.elapsed().as_secs_f64(),
-        secret = secret.is_some(),
-        "backup written"
+        secret,
+        "backup written and checked"
     );
     Ok(())
 }
