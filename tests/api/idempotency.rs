@@ -481,3 +481,49 @@ async fn a_refusal_for_the_open_orders_bound_is_the_keys_answer(backend: Backend
     assert_eq!(placed.status, 201, "{:?}", placed.body);
     app.stop().await;
 }
+
+/// The key of a refused request may turn out to hold a response already:
+/// an earlier attempt answered 503 whose order landed meanwhile. That
+/// response is the key's, and the refused retry gets it (or, if it was for
+/// another order, `idempotency_key_reused`), not a 409 that later retries
+/// would not see. A trigger stands in for the landing, as the refusal is
+/// stored. SQLite only: the trigger is SQLite's dialect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_retry_whose_key_was_answered_meanwhile_gets_that_answer() {
+    let landed = r#"{"order":{"id":999},"matches":[],"seq":7}"#;
+    for (planted_hash, expected) in [("NEW.request_hash", 201), ("'another order'", 409)] {
+        let database = TestDatabase::new(Backend::Sqlite).await;
+        let mut app = spawn_app_on(database, |config| config.max_open_orders = 1).await;
+        let product = app.create_product("AJ1-CHI", &["10"]).await;
+        let ann = app.register("ann").await;
+        let resting = app.order(&ann, "bid", product, "10", "100.00").await;
+        assert_eq!(resting.status, 201, "{:?}", resting.body);
+        let trigger = format!(
+            "CREATE TRIGGER landed BEFORE INSERT ON idempotency_keys WHEN NEW.status = 409 \
+             BEGIN INSERT INTO idempotency_keys \
+             (user_id, key, request_hash, status, response, created_at) \
+             VALUES (NEW.user_id, NEW.key, {planted_hash}, 201, '{landed}', NEW.created_at); END"
+        );
+        let database = app.database.as_ref().expect("a database");
+        sqlx::query(sqlx::AssertSqlSafe(trigger))
+            .execute(&mut database.connect().await)
+            .await
+            .expect("a trigger");
+
+        let body = json!({"product_id": product, "size": "10", "price": "101.00"});
+        let refused = place_with_key(&app, &ann, "bid", &body, "late").await;
+        match expected {
+            201 => assert_eq!(
+                (refused.status, refused.body.clone()),
+                (201, serde_json::from_str::<Value>(landed).expect("JSON")),
+            ),
+            _ => assert_eq!(
+                (refused.status, refused.code()),
+                (409, "idempotency_key_reused"),
+                "{:?}",
+                refused.body
+            ),
+        }
+        app.stop().await;
+    }
+}

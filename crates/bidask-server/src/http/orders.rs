@@ -164,7 +164,16 @@ async fn place(
         };
         let order = parse_order(&state, user, &body, side, Some(draft.clone()))?;
         match submit(&state, order).await {
-            Err(refusal @ ApiError::Conflict { .. }) => remember(&state, draft, refusal).await,
+            Err(
+                refusal @ ApiError::Conflict {
+                    code: "too_many_open_orders",
+                    ..
+                },
+            ) => {
+                let hash = draft.request_hash.clone();
+                let first = remember(&state, draft, refusal).await?;
+                replay(first, &hash, side, &body)
+            }
             answered => answered,
         }
     });
@@ -179,15 +188,14 @@ async fn place(
 /// request itself (422) are not stored: a retry gets them again anyway;
 /// nor are 503s, whose request may have landed.
 ///
-/// Answers the refusal; or, when the key turns out to hold a response
-/// already (an earlier attempt answered 503 whose order landed meanwhile,
-/// which is why this one was refused), that response; or 503 when the
-/// refusal cannot be stored, so that a retry decides afresh.
+/// Returns the key's first response: this refusal, or, when the key turns
+/// out to hold one already, that one (an earlier attempt answered 503
+/// whose order landed meanwhile, which may be why this one was refused).
 async fn remember(
     state: &AppState,
     draft: IdempotencyDraft,
     refusal: ApiError,
-) -> Result<Response, ApiError> {
+) -> Result<IdempotencyRecord, ApiError> {
     let (status, response) = refusal.to_stored();
     let record = IdempotencyRecord {
         user_id: draft.user_id,
@@ -198,12 +206,13 @@ async fn remember(
         created_at: now_micros(),
     };
     if state.store.remember_idempotency(&record).await? {
-        return Err(refusal);
+        return Ok(record);
     }
-    match state.store.idempotency(record.user_id, &record.key).await? {
-        Some(first) => Ok(json_response(stored_status(&first), first.response)),
-        None => Err(refusal),
-    }
+    Ok(state
+        .store
+        .idempotency(record.user_id, &record.key)
+        .await?
+        .unwrap_or(record))
 }
 
 /// The stored first response to a key, for a retry of the same request.
