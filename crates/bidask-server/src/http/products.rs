@@ -257,7 +257,7 @@ async fn create(
     // opened now.
     if let Some(stored) = state.store.product_by_sku(&sku).await? {
         let retried = is_retry(&stored);
-        let product = state.markets.adopt(stored).await?;
+        let product = state.markets.adopt(stored, false).await?;
         return if retried {
             Ok((StatusCode::CREATED, Json(view(&state, &product))))
         } else {

@@ -448,13 +448,21 @@ impl Markets {
 
     /// Opens a product that is in the database but not in the catalog: one
     /// whose commit counted as failed but landed. It is then served like
-    /// any other, as it would be after a restart.
-    pub async fn adopt(&self, record: ProductRecord) -> Result<Arc<Product>, MarketError> {
+    /// any other, as it would be after a restart. `unanswered` when nobody
+    /// is answering its creation's retry at this moment (the writer found
+    /// it): the retry is then answered later (see
+    /// [`Markets::take_unanswered`]).
+    pub async fn adopt(
+        &self,
+        record: ProductRecord,
+        unanswered: bool,
+    ) -> Result<Arc<Product>, MarketError> {
         // The retried creation and the writer's read-back may both find it.
         let _one_at_a_time = self.adopting.lock().await;
         if let Some(open) = self.catalog.get(record.id) {
             return Ok(open);
         }
+        let stored = unanswered.then(|| record.clone());
         let product = Arc::new(Product::from_record(record).map_err(|error| {
             tracing::error!(%error, "a stored product record does not parse");
             MarketError::Unavailable
@@ -463,6 +471,14 @@ impl Markets {
             tracing::error!(%error, product = product.id, "cannot open a stored product's markets");
             MarketError::Unavailable
         })?;
+        // Before the catalog has it: a retry that finds its SKU taken
+        // finds it here too.
+        if let Some(stored) = stored {
+            self.unanswered
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(stored.sku.clone(), stored);
+        }
         self.catalog.insert(Arc::clone(&product));
         tracing::warn!(product = product.id, sku = %product.sku, "opened a product whose commit had counted as failed");
         Ok(product)
@@ -479,12 +495,7 @@ impl Markets {
             Ok(Some(record)) => {
                 // On failure `adopt` has logged why; a retried creation
                 // opens it later.
-                if self.adopt(record.clone()).await.is_ok() {
-                    self.unanswered
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .insert(record.sku.clone(), record);
-                }
+                let _ = self.adopt(record, true).await;
             }
             Ok(None) => {
                 tracing::error!(product = id, "a landed NEW_PRODUCT names no stored product")
