@@ -289,9 +289,9 @@ async fn a_resume_from_pruned_events_resets_and_numbering_goes_on(backend: Backe
 /// The replay reads the database a page (500 events) at a time. Small
 /// socket buffers at both ends hold the server inside the first page
 /// while the client reads no further than its first event, and the prune
-/// runs then, so it lands between the first page and the second. Were the first page to go out
-/// whole before the prune, the second would follow it with no hole and no
-/// reset, and the test would fail.
+/// runs then, so it lands between the first page and the second. Were
+/// the first page to go out whole before the prune, the second would
+/// follow it with no hole and no reset, and the test would fail.
 async fn a_prune_during_a_replay_resets_where_the_events_stop(backend: Backend) {
     const TRADERS: u32 = 4;
     const EACH: u32 = 175;

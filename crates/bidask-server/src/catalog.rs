@@ -40,7 +40,7 @@ pub struct Product {
 /// One size of a product ("10.5", "M", "EU 44"), as people read it.
 ///
 /// A new one comes through [`Size::parse`]: trimmed, 1 to 16 characters,
-/// none of them control or invisible, so that two sizes that look alike
+/// none of them control, line-breaking or invisible, so that two sizes that look alike
 /// cannot be two markets. A stored one comes through [`Size::stored`] as
 /// it was committed, since orders name it and an older version's rules
 /// may have let through what today's refuse.
@@ -55,7 +55,7 @@ pub enum SizeError {
     #[error("a size is 1 to 16 characters")]
     Length,
     /// See [`is_hidden`].
-    #[error("a size must not contain control or invisible characters")]
+    #[error("a size must not contain control, line-breaking or invisible characters")]
     Hidden,
 }
 
@@ -294,7 +294,13 @@ mod tests {
             Size::parse(&"é".repeat(16)).is_ok(),
             "characters, not bytes"
         );
-        for hidden in ["10\u{200B}", "1\u{0}0", "10\u{202E}", "\u{FEFF}10"] {
+        for hidden in [
+            "10\u{200B}",
+            "1\u{0}0",
+            "10\u{202E}",
+            "\u{FEFF}10",
+            "1\u{2028}0",
+        ] {
             assert_eq!(Size::parse(hidden), Err(SizeError::Hidden), "{hidden:?}");
         }
     }

@@ -141,9 +141,7 @@ impl ApiError {
     pub fn code(&self) -> &str {
         self.parts().1
     }
-}
 
-impl ApiError {
     /// The response body.
     fn body(&self) -> ErrorBody<'_> {
         let (_, code, field) = self.parts();

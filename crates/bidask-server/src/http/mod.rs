@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderName, Method};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
@@ -43,7 +43,8 @@ pub struct ApiSettings {
     pub body_limit: usize,
     /// Browser origins allowed to call the API (empty: same origin only).
     pub allowed_origins: Vec<AllowedOrigin>,
-    /// Longest a request may take before it is answered 503.
+    /// Longest a request may take before it is answered 503 (or 408, when
+    /// its body had not all arrived).
     pub request_timeout: Duration,
 }
 
@@ -202,7 +203,13 @@ async fn bound_time(State(limit): State<Duration>, mut request: Request, next: N
         Err(_) if reading.unfinished() => {
             tracing::info!(?limit, "request body not received in time; answering 408");
             metrics::counter!("bidask_http_timeouts_total", "waiting_for" => "client").increment(1);
-            ApiError::BodyTimeout(limit).into_response()
+            let mut response = ApiError::BodyTimeout(limit).into_response();
+            // The rest of the body may still come; hyper closes the
+            // connection rather than read it, and says so (RFC 9110, 15.5.9).
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
         }
         Err(_) => {
             tracing::warn!(?limit, "request timed out; answering 503");

@@ -77,6 +77,10 @@ fn add_common_responses(operation: &mut Operation) {
             "The body is not JSON (`malformed_json`) or could not be read (`malformed_request`).",
         ));
         answers.push((
+            "408",
+            "The body did not all arrive within the request time bound (`body_timeout`).",
+        ));
+        answers.push((
             "413",
             "The body is over the size limit (`payload_too_large`).",
         ));

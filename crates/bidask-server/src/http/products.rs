@@ -190,7 +190,7 @@ async fn create(
         } else if value.chars().any(is_hidden) {
             Err(ApiError::invalid(
                 field,
-                format!("{field} must not contain control or invisible characters"),
+                format!("{field} must not contain control, line-breaking or invisible characters"),
             ))
         } else {
             Ok(value.to_owned())
