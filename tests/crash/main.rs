@@ -588,7 +588,8 @@ async fn a_backup_taken_mid_stream_restores_a_whole_market() {
 
 /// `bidask backup` says what it cannot copy instead of copying nothing:
 /// PostgreSQL (pointing to pg_dump), a file that is not there (which
-/// connecting would create, empty), a database in memory.
+/// connecting would create, empty), a database in memory; and where it
+/// will not write: through a link.
 #[test]
 fn a_backup_of_what_cannot_be_copied_is_refused() {
     let directory = tempfile::tempdir().expect("a directory");
@@ -614,6 +615,28 @@ fn a_backup_of_what_cannot_be_copied_is_refused() {
     }
     assert!(!missing.exists(), "the missing database was created");
     assert!(!directory.path().join("copy.db").exists());
+
+    // Nor does it write through a link, even one to nothing yet.
+    let source = format!("sqlite://{}", directory.path().join("bidask.db").display());
+    let migrated = std::process::Command::new(SERVER)
+        .args(["migrate", "--database-url", &source])
+        .status()
+        .expect("the binary runs");
+    assert!(migrated.success());
+    let target = directory.path().join("elsewhere.db");
+    let link = directory.path().join("link.db");
+    std::os::unix::fs::symlink(&target, &link).expect("a link");
+    let output = std::process::Command::new(SERVER)
+        .args(["backup", "--database-url", &source])
+        .arg(&link)
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.code() == Some(1) && stderr.contains("already exists"),
+        "{stderr}"
+    );
+    assert!(!target.exists(), "written through the link");
 }
 
 /// A `RUST_LOG` that does not parse is said, and the default levels
