@@ -243,6 +243,26 @@ async fn the_own_channel_counts_toward_the_subscription_bound() {
         .await;
     assert_eq!(feed.expect("error").await["code"], "too_many_subscriptions");
     feed.subscribe(&format!("product:{first}")).await;
+
+    // Signing in on a connection already at the bound does not join the
+    // own channel past it: the `auth`'s refusal says so, and the
+    // connection keeps what it had.
+    let mut anonymous = WsClient::connect(&app).await;
+    anonymous.expect("welcome").await;
+    anonymous.subscribe(&format!("product:{first}")).await;
+    anonymous.subscribe(&format!("product:{second}")).await;
+    anonymous
+        .send(&json!({"type": "auth", "token": ann.token, "id": 7}))
+        .await;
+    anonymous.expect("authenticated").await;
+    let refused = anonymous.expect("error").await;
+    assert_eq!(
+        (&refused["code"], &refused["id"]),
+        (&json!("too_many_subscriptions"), &json!(7)),
+        "{refused}"
+    );
+    let stats = app.get("/api/v1/realtime/stats", None).await;
+    assert_eq!(stats.body["subscriptions"], 4, "{:?}", stats.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,7 @@ on_both_backends!(
     resume_after_disconnect_and_restart,
     a_resume_from_pruned_events_resets_and_numbering_goes_on,
     a_prune_during_a_replay_resets_where_the_events_stop,
+    a_refused_resume_keeps_the_subscription_it_had,
 );
 
 async fn place_some(
@@ -360,4 +361,127 @@ async fn a_prune_during_a_replay_resets_where_the_events_stop(backend: Backend) 
     let next = place_some(&app, &traders[0], product, 50..51).await;
     assert_eq!(next, last + 1);
     client.events_until(&channel, last, next).await;
+}
+
+/// `/realtime/stats`, once no client is connected: each connection adds
+/// its count of messages as it closes.
+async fn settled_stats(app: &TestApp) -> Value {
+    let began = Instant::now();
+    loop {
+        let stats = app.get("/api/v1/realtime/stats", None).await.body;
+        if stats["connected_clients"] == 0 {
+            return stats;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "clients never left: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Events a resume replays are messages sent, as live ones are; and a
+/// connection with a token, which joins its own channel from where the
+/// user's events were last read, has not asked for a resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_events_are_sent_messages_and_signing_in_is_no_resume() {
+    let mut app = spawn_app(Backend::Sqlite).await;
+    let product = app.create_product("WS-COUNT", &["10"]).await;
+    let channel = format!("product:{product}");
+    let trader = app.register("trader").await;
+    let end = place_some(&app, &trader, product, 100..150).await;
+    let before = settled_stats(&app).await["messages_sent"]
+        .as_u64()
+        .expect("a counter");
+    let mut client = WsClient::connect(&app).await;
+    client.expect("welcome").await;
+    client
+        .send(&json!({"type": "subscribe", "channels": [channel], "since_seq": 0}))
+        .await;
+    client.expect("subscribed").await;
+    let events = client.events_until(&channel, 0, end).await;
+    client.close().await;
+    let after = settled_stats(&app).await["messages_sent"]
+        .as_u64()
+        .expect("a counter");
+    assert_eq!(
+        after - before,
+        2 + events.len() as u64,
+        "welcome, subscribed and the {} events replayed",
+        events.len()
+    );
+
+    let counted = resumes(&app).await;
+    let mut signed_in = WsClient::connect_as(&app, &trader.token).await;
+    signed_in.expect("welcome").await;
+    signed_in.expect("subscribed").await;
+    assert_eq!(resumes(&app).await, counted, "(window, database, reset)");
+}
+
+/// A `subscribe` with `since_seq` to a channel the connection follows
+/// already, refused because the feed cannot be read, leaves that
+/// subscription as it was: its events go on coming. The same for the
+/// user's own channel and for a product (resumed after a restart, so that
+/// the database, not the window, has to serve it).
+async fn a_refused_resume_keeps_the_subscription_it_had(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let product = app.create_product("WS-KEEP", &["10"]).await;
+    let channel = format!("product:{product}");
+    let ann = app.register("ann").await;
+    let bob = app.register("bob").await;
+    let seq = place_some(&app, &bob, product, 100..103).await;
+    let database = app.stop().await;
+    let app = spawn_app_on(database, |_| {}).await;
+    let own = format!("user:{}", ann.id);
+    let mut client = WsClient::connect_as(&app, &ann.token).await;
+    client.expect("welcome").await;
+    let from = client.expect("subscribed").await["seq"]
+        .as_i64()
+        .expect("a seq");
+    assert_eq!(client.subscribe(&channel).await["seq"], seq);
+
+    let mut connection = app.database.as_ref().expect("a database").connect().await;
+    sqlx::query("ALTER TABLE feed_events RENAME TO feed_events_away")
+        .execute(&mut connection)
+        .await
+        .expect("the table moves");
+    for name in [&own, &channel] {
+        client
+            .send(&json!({"type": "subscribe", "channels": [name], "since_seq": 1, "id": 5}))
+            .await;
+        let refused = client.expect("error").await;
+        assert_eq!(
+            (&refused["code"], &refused["id"]),
+            (&json!("unavailable"), &json!(5)),
+            "{refused}"
+        );
+    }
+    sqlx::query("ALTER TABLE feed_events_away RENAME TO feed_events")
+        .execute(&mut connection)
+        .await
+        .expect("the table returns");
+
+    // Ann sells to Bob: her channel and the product's both go on.
+    app.order(&ann, "ask", product, "10", "90").await;
+    let sold = app.order(&bob, "bid", product, "10", "90").await;
+    assert_eq!(sold.status, 201, "{:?}", sold.body);
+    let last = sold.body["seq"].as_i64().expect("a seq");
+    let mut heard = Vec::new();
+    let (mut at_own, mut at_product) = (from, seq);
+    while at_own < from + 2 || at_product < last {
+        let message = client.next().await;
+        let at = if message["channel"] == own.as_str() {
+            &mut at_own
+        } else {
+            assert_eq!(message["channel"], channel.as_str(), "{message}");
+            &mut at_product
+        };
+        assert_eq!(message["seq"], *at + 1, "a gap or a repeat: {message}");
+        *at += 1;
+        heard.push(message);
+    }
+    assert!(
+        heard.iter().any(|event| event["type"] == "MATCH_CREATED"),
+        "{heard:?}"
+    );
 }

@@ -270,7 +270,6 @@ impl Connection {
         }
         if written > 0 {
             socket.flush().await?;
-            self.unsent_count += written as u64;
             if self.unsent_count >= COUNT_BATCH {
                 self.count_sent();
             }
@@ -305,6 +304,8 @@ impl Connection {
         }
         socket.feed(Message::Text(text.clone())).await?;
         self.subscriptions[index].seq = seq;
+        // Live or replayed by a resume, it is a message sent.
+        self.unsent_count += 1;
         Ok(true)
     }
 

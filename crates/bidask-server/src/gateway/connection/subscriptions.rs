@@ -21,6 +21,17 @@ use crate::gateway::protocol::{self, MessageId, Refusal};
 /// Events read from the database per query of a resume.
 const REPLAY_PAGE: i64 = 500;
 
+/// How a resume was served, for `/realtime/stats`.
+#[derive(Debug, Clone, Copy)]
+enum Served {
+    /// From the hub's in-memory window.
+    Window,
+    /// From the database.
+    Database,
+    /// With a `reset`: the events were gone.
+    Reset,
+}
+
 /// How a replay from the database ended.
 enum Replayed {
     /// Every stored event after the starting point went out.
@@ -49,9 +60,14 @@ impl Connection {
         if self.is_subscribed(channel) {
             return Ok(());
         }
-        let outcome = match self.own_start(None).await {
-            Ok(start) => self.join(socket, channel, Some(start), None).await,
-            Err(refusal) => Err(refusal),
+        let limit = self.gateway.settings.max_subscriptions;
+        let outcome = if self.subscriptions.len() >= limit {
+            Err(too_many_subscriptions(limit, None))
+        } else {
+            match self.own_start(None).await {
+                Ok(start) => self.join(socket, channel, Some(start), false, None).await,
+                Err(refusal) => Err(refusal),
+            }
         };
         match outcome {
             Ok(result) => result,
@@ -124,11 +140,7 @@ impl Connection {
         added.dedup();
         let limit = self.gateway.settings.max_subscriptions;
         if self.subscriptions.len() + added.len() > limit {
-            return Err(Refusal::new(
-                "too_many_subscriptions",
-                format!("at most {limit} subscriptions per connection"),
-                id.cloned(),
-            ));
+            return Err(too_many_subscriptions(limit, id));
         }
         let mut seen = Vec::with_capacity(channels.len());
         for channel in channels {
@@ -136,8 +148,12 @@ impl Connection {
                 continue;
             }
             seen.push(channel);
+            // The user's own channel, joined without a `since_seq`, starts
+            // where their events were last read: a start, not a resume the
+            // client asked for.
+            let asked = since_seq.is_some();
             let since = match channel {
-                Channel::User(_) if since_seq.is_none() && !self.is_subscribed(channel) => {
+                Channel::User(_) if !asked && !self.is_subscribed(channel) => {
                     match self.own_start(id).await {
                         Ok(start) => Some(start),
                         Err(refusal) => {
@@ -150,7 +166,7 @@ impl Connection {
                 }
                 _ => since_seq,
             };
-            match self.join(socket, channel, since, id).await {
+            match self.join(socket, channel, since, asked, id).await {
                 Ok(Ok(())) => {}
                 Ok(Err(end)) => return Ok(Err(end)),
                 Err(refusal) => {
@@ -164,12 +180,14 @@ impl Connection {
     }
 
     /// Joins one channel: its `subscribed` reply, then (on a resume) the
-    /// events after `since`.
+    /// events after `since`. `asked` when the client gave `since` (a
+    /// `since_seq`), which `/realtime/stats` counts as a resume.
     async fn join(
         &mut self,
         socket: &mut Socket,
         channel: Channel,
         since: Option<i64>,
+        asked: bool,
         id: Option<&MessageId>,
     ) -> Result<Result<(), End>, Refusal> {
         // A `user:` or `products` channel already followed, with nothing
@@ -189,6 +207,7 @@ impl Connection {
             self.gateway
                 .hub
                 .join(channel, self.id, &self.outbox_sender, &self.peer, since);
+        let followed = self.written_seq(channel);
         if self.is_subscribed(channel) {
             self.mark(channel, since.unwrap_or(i64::MAX));
         } else {
@@ -201,11 +220,24 @@ impl Connection {
             metrics::gauge!("bidask_ws_subscriptions").increment(1.0);
         }
         let result = match since {
-            Some(since) => self.resume(socket, channel, joined, since, id).await,
+            Some(since) => self.resume(socket, channel, joined, since, asked, id).await,
             None => self.start(socket, channel, &joined, id, false).await,
         };
         if result.is_err() {
-            self.drop_subscription(channel);
+            match followed {
+                // A refused request leaves the connection as it was: a
+                // channel it followed goes on from what was written last,
+                // before the request or by the part of its replay that
+                // went out (past its `since`; the `since` itself was only
+                // the client's word, which the refusal takes back).
+                Some(before) => {
+                    let replayed = self
+                        .written_seq(channel)
+                        .filter(|seq| since.is_some_and(|since| *seq > since));
+                    self.mark(channel, replayed.map_or(before, |seq| seq.max(before)));
+                }
+                None => self.drop_subscription(channel),
+            }
         }
         result
     }
@@ -288,20 +320,19 @@ impl Connection {
 
     /// `subscribed` without a snapshot, then every event after `since`:
     /// from the hub's window, else from the database; a `reset` snapshot
-    /// when they are gone.
+    /// when they are gone. Counted as a resume when `asked`.
     async fn resume(
         &mut self,
         socket: &mut Socket,
         channel: Channel,
         joined: Joined,
         since: i64,
+        asked: bool,
         id: Option<&MessageId>,
     ) -> Result<Result<(), End>, Refusal> {
         self.mark(channel, since);
-        let counters = &self.gateway.hub.counters;
         if let Some(backlog) = joined.backlog {
-            counters.resumes_from_window.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("bidask_ws_resumes_total", "from" => "window").increment(1);
+            self.count_resume(asked, Served::Window);
             if let Err(end) = self.send(socket, subscribed(channel, since, id)).await {
                 return Ok(Err(end));
             }
@@ -334,16 +365,13 @@ impl Connection {
             }
         };
         if gone {
-            self.count_reset();
+            self.count_resume(asked, Served::Reset);
             if matches!(channel, Channel::Product(_)) || page.is_empty() {
                 return self.start(socket, channel, &joined, id, true).await;
             }
             return self.replay_what_is_left(socket, channel, page, id).await;
         }
-        counters
-            .resumes_from_database
-            .fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("bidask_ws_resumes_total", "from" => "database").increment(1);
+        self.count_resume(asked, Served::Database);
         if let Err(end) = self.send(socket, subscribed(channel, since, id)).await {
             return Ok(Err(end));
         }
@@ -353,7 +381,7 @@ impl Connection {
             // the state they would have built, as for a resume that came
             // too late.
             Ok(Replayed::Pruned(page)) => {
-                self.count_reset();
+                self.count_resume(asked, Served::Reset);
                 if matches!(channel, Channel::Product(_)) {
                     self.start(socket, channel, &joined, id, true).await
                 } else {
@@ -400,11 +428,20 @@ impl Connection {
         }
     }
 
-    /// Counts a resume answered with a `reset` snapshot.
-    fn count_reset(&self) {
+    /// Counts a resume by how it was served, if the client `asked` for it
+    /// with `since_seq` (not the automatic join of its own channel).
+    fn count_resume(&self, asked: bool, served: Served) {
+        if !asked {
+            return;
+        }
         let counters = &self.gateway.hub.counters;
-        counters.resets.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("bidask_ws_resumes_total", "from" => "reset").increment(1);
+        let (counter, from) = match served {
+            Served::Window => (&counters.resumes_from_window, "window"),
+            Served::Database => (&counters.resumes_from_database, "database"),
+            Served::Reset => (&counters.resets, "reset"),
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("bidask_ws_resumes_total", "from" => from).increment(1);
     }
 
     /// Sends `page`, the first page of stored events after `since`, and
@@ -538,6 +575,15 @@ fn unavailable(error: &StoreError, id: Option<&MessageId>) -> Refusal {
     Refusal::new(
         "unavailable",
         "storage is unavailable; subscribe again shortly",
+        id.cloned(),
+    )
+}
+
+/// The refusal of a subscription past `BIDASK_WS_MAX_SUBSCRIPTIONS`.
+fn too_many_subscriptions(limit: usize, id: Option<&MessageId>) -> Refusal {
+    Refusal::new(
+        "too_many_subscriptions",
+        format!("at most {limit} subscriptions per connection"),
         id.cloned(),
     )
 }
