@@ -293,26 +293,24 @@ async fn kill_9_mid_stream(backend: Backend) {
     let app = TestApp::connect(server.address.clone());
     let seq = check_acknowledged(&app, &traders, product_id, &acknowledged).await;
 
-    // seq continues right after the last committed one...
-    let next = app
-        .order(&traders[0], "bid", product_id, "10", "1.00")
-        .await;
+    numbering_goes_on(&app, &traders[0], product_id, seq).await;
+    drop(server);
+}
+
+/// After a crash or a restore, at product channel `seq`: the next order
+/// gets the next `seq`, neither reused nor skipped, and the channel,
+/// replayed from its start, has no gap anywhere.
+async fn numbering_goes_on(app: &TestApp, trader: &Trader, product_id: i64, seq: i64) {
+    let next = app.order(trader, "bid", product_id, "10", "1.00").await;
     assert_eq!(next.status, 201, "{:?}", next.body);
     assert_eq!(
         next.body["seq"].as_i64(),
         Some(seq + 1),
-        "seq was reused or skipped after the crash"
+        "seq was reused or skipped"
     );
-    // ...and the channel, replayed from its start, has no gap anywhere.
     let channel = format!("product:{product_id}");
-    let mut replay = WsClient::connect(&app).await;
-    replay.expect("welcome").await;
-    replay
-        .send(&json!({"type": "subscribe", "channels": [channel], "since_seq": 0}))
-        .await;
-    replay.expect("subscribed").await;
+    let (mut replay, _) = WsClient::resuming(app, &channel, 0).await;
     replay.events_until(&channel, 0, seq + 1).await;
-    drop(server);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -570,19 +568,7 @@ async fn a_backup_taken_mid_stream_restores_a_whole_market() {
         findings.orders.len(),
         acknowledged.len()
     );
-    let next = app
-        .order(&traders[0], "bid", product_id, "10", "1.00")
-        .await;
-    assert_eq!(next.status, 201, "{:?}", next.body);
-    assert_eq!(next.body["seq"].as_i64(), Some(findings.seq + 1));
-    let channel = format!("product:{product_id}");
-    let mut replay = WsClient::connect(&app).await;
-    replay.expect("welcome").await;
-    replay
-        .send(&json!({"type": "subscribe", "channels": [channel], "since_seq": 0}))
-        .await;
-    replay.expect("subscribed").await;
-    replay.events_until(&channel, 0, findings.seq + 1).await;
+    numbering_goes_on(&app, &traders[0], product_id, findings.seq).await;
     drop(server);
 }
 

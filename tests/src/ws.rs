@@ -117,6 +117,18 @@ impl WsClient {
         }
     }
 
+    /// Connects anonymously and subscribes to `channel` with `since_seq`:
+    /// the client, and the `subscribed` reply (a resume's, or a reset's).
+    pub async fn resuming(app: &TestApp, channel: &str, since: i64) -> (Self, Value) {
+        let mut client = Self::connect(app).await;
+        client.expect("welcome").await;
+        client
+            .send(&serde_json::json!({"type": "subscribe", "channels": [channel], "since_seq": since}))
+            .await;
+        let subscribed = client.expect("subscribed").await;
+        (client, subscribed)
+    }
+
     /// Sends a JSON message.
     pub async fn send(&mut self, message: &Value) {
         self.send_raw(Message::Text(message.to_string().into()))

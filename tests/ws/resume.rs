@@ -50,12 +50,7 @@ async fn resumes(app: &TestApp) -> (u64, u64, u64) {
 }
 
 async fn resume(app: &TestApp, channel: &str, since: i64) -> WsClient {
-    let mut client = WsClient::connect(app).await;
-    client.expect("welcome").await;
-    client
-        .send(&json!({"type": "subscribe", "channels": [channel], "since_seq": since}))
-        .await;
-    let subscribed = client.expect("subscribed").await;
+    let (client, subscribed) = WsClient::resuming(app, channel, since).await;
     assert_eq!(subscribed["seq"], since, "{subscribed}");
     assert!(
         subscribed.get("snapshot").is_none_or(Value::is_null),
@@ -206,12 +201,7 @@ async fn a_resume_from_pruned_events_resets_and_numbering_goes_on(backend: Backe
     let app = spawn_app_on(database, |config| config.feed_retention_secs = 2).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     let reset = loop {
-        let mut client = WsClient::connect(&app).await;
-        client.expect("welcome").await;
-        client
-            .send(&json!({"type": "subscribe", "channels": [channel], "since_seq": 0}))
-            .await;
-        let subscribed = client.expect("subscribed").await;
+        let (client, subscribed) = WsClient::resuming(&app, &channel, 0).await;
         client.close().await;
         if subscribed.get("reset").is_some() {
             break subscribed;
@@ -393,12 +383,7 @@ async fn replayed_events_are_sent_messages_and_signing_in_is_no_resume() {
     let before = settled_stats(&app).await["messages_sent"]
         .as_u64()
         .expect("a counter");
-    let mut client = WsClient::connect(&app).await;
-    client.expect("welcome").await;
-    client
-        .send(&json!({"type": "subscribe", "channels": [channel], "since_seq": 0}))
-        .await;
-    client.expect("subscribed").await;
+    let (mut client, _) = WsClient::resuming(&app, &channel, 0).await;
     let events = client.events_until(&channel, 0, end).await;
     client.close().await;
     let after = settled_stats(&app).await["messages_sent"]

@@ -158,12 +158,7 @@ pub async fn back_up(config: &BackupConfig) -> Result<(), StartupError> {
     }
     // Read-only: a backup must not change what it copies, not even by the
     // checkpoint a last connection makes when it closes.
-    let separator = if url.contains('?') { '&' } else { '?' };
-    let read_only = if url.contains("mode=") {
-        url.clone()
-    } else {
-        format!("{url}{separator}mode=ro")
-    };
+    let read_only = bidask_store::with_sqlite_mode(url, "ro");
     let store = Store::connect_lazy(&read_only, &StoreOptions::default())?;
     store.reach().await?;
     let started = std::time::Instant::now();

@@ -177,20 +177,28 @@ impl Store {
             "",
             6,
             &batch.idempotency,
-            |query, record| {
-                query
-                    .bind(record.user_id)
-                    .bind(record.key.clone())
-                    .bind(record.request_hash.clone())
-                    .bind(record.status)
-                    .bind(record.response.clone())
-                    .bind(record.created_at)
-            },
+            bind_idempotency,
         )
         .await?;
         transaction.commit().await?;
         Ok(())
     }
+}
+
+/// Binds an `idempotency_keys` row, its columns in the table's order: the
+/// batch's inserts and a refusal's own one (see
+/// [`Store::remember_idempotency`]) write the same row.
+pub(crate) fn bind_idempotency<'q>(
+    query: AnyQuery<'q>,
+    record: &IdempotencyRecord,
+) -> AnyQuery<'q> {
+    query
+        .bind(record.user_id)
+        .bind(record.key.clone())
+        .bind(record.request_hash.clone())
+        .bind(record.status)
+        .bind(record.response.clone())
+        .bind(record.created_at)
 }
 
 /// The PostgreSQL batch statement; see the module docs.

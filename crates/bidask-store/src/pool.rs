@@ -35,6 +35,16 @@ impl Backend {
     }
 }
 
+/// A SQLite `url` that opens its file in `mode` (`rwc`, `ro`), unless it
+/// names a mode itself or a database in memory.
+pub fn with_sqlite_mode(url: &str, mode: &str) -> String {
+    if url.contains("mode=") || url.contains(":memory:") {
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}mode={mode}")
+}
+
 /// The file of a SQLite URL (`sqlite:bidask.db?mode=rwc` → `bidask.db`);
 /// `None` for another backend or an in-memory database.
 pub fn sqlite_file(url: &str) -> Option<PathBuf> {
@@ -234,12 +244,9 @@ impl Store {
             check_postgres_parameters(url)?;
         }
         let url = match backend {
-            // Create the file on first start; `mode` may already be given.
-            Backend::Sqlite if !url.contains("mode=") && !url.contains(":memory:") => {
-                let separator = if url.contains('?') { '&' } else { '?' };
-                format!("{url}{separator}mode=rwc")
-            }
-            _ => url.to_owned(),
+            // Create the file on first start.
+            Backend::Sqlite => with_sqlite_mode(url, "rwc"),
+            Backend::Postgres => url.to_owned(),
         };
         // sqlx tests a connection with a round trip on checkout unless told
         // not to, and again when it is returned. One is enough: a

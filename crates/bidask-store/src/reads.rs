@@ -4,6 +4,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::batch::bind_idempotency;
 use crate::error::StoreError;
 use crate::pool::Store;
 use crate::records::{
@@ -408,18 +409,11 @@ impl Store {
         &self,
         record: &IdempotencyRecord,
     ) -> Result<bool, StoreError> {
-        let stored = sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO idempotency_keys (user_id, key, request_hash, status, response, \
              created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id, key) DO NOTHING",
-        )
-        .bind(record.user_id)
-        .bind(record.key.clone())
-        .bind(record.request_hash.clone())
-        .bind(record.status)
-        .bind(record.response.clone())
-        .bind(record.created_at)
-        .execute(&self.pool)
-        .await?;
+        );
+        let stored = bind_idempotency(insert, record).execute(&self.pool).await?;
         Ok(stored.rows_affected() == 1)
     }
 

@@ -230,15 +230,11 @@ fn replay(
             "this Idempotency-Key was used with a different request",
         ));
     }
-    Ok(json_response(stored_status(&stored), stored.response))
-}
-
-/// The status a key's first response had.
-fn stored_status(stored: &IdempotencyRecord) -> StatusCode {
-    u16::try_from(stored.status)
+    let status = u16::try_from(stored.status)
         .ok()
         .and_then(|status| StatusCode::from_u16(status).ok())
-        .unwrap_or(StatusCode::CREATED)
+        .unwrap_or(StatusCode::CREATED);
+    Ok(json_response(status, stored.response))
 }
 
 /// What identifies a request under its idempotency key: the order it
