@@ -290,7 +290,7 @@ impl Application {
             known_users: Arc::new(Mutex::new(HashSet::new())),
             keys_in_flight: Arc::new(Mutex::new(HashSet::new())),
             catalog_lock: Arc::new(tokio::sync::Mutex::new(())),
-            gateway: Arc::new(Gateway::new(Arc::clone(&hub), gateway_settings)),
+            gateway: Gateway::start(Arc::clone(&hub), gateway_settings),
             limits: RateLimits::new(
                 config.rate_limit_user,
                 config.rate_limit_address,

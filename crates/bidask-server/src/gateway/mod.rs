@@ -108,15 +108,18 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway in front of `hub`.
-    pub fn new(hub: Arc<Hub>, settings: GatewaySettings) -> Self {
-        Self {
+    /// A gateway in front of `hub`, and its task that lets go of what it
+    /// keeps once it is old (until the gateway is dropped).
+    pub fn start(hub: Arc<Hub>, settings: GatewaySettings) -> Arc<Self> {
+        let gateway = Arc::new(Self {
             queries: Semaphore::new(settings.database_queries.max(1)),
             hub,
             settings,
             held: Mutex::default(),
             snapshots: snapshot::Snapshots::default(),
-        }
+        });
+        tokio::spawn(age_out(Arc::downgrade(&gateway)));
+        gateway
     }
 
     /// Runs `query`, one of the feed's, once a place for it is free.
@@ -404,6 +407,27 @@ pub async fn stats(State(state): State<AppState>) -> Json<RealtimeStats> {
     })
 }
 
+/// Four times per window age, lets the hub's windows and the snapshot
+/// cache go of what is older than that age: what both keep is for a
+/// client that comes back in a moment, and a product that has gone quiet
+/// should cost nothing.
+async fn age_out(gateway: std::sync::Weak<Gateway>) {
+    let Some(age) = gateway.upgrade().map(|gateway| gateway.hub.window_age()) else {
+        return;
+    };
+    let mut ticks = tokio::time::interval((age / 4).max(Duration::from_millis(10)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(gateway) = gateway.upgrade() else {
+            return;
+        };
+        gateway.hub.age_out();
+        gateway.snapshots.age_out(age);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,13 +463,13 @@ mod tests {
     #[tokio::test]
     async fn feed_queries_past_their_places_wait_for_one() {
         let hub = hub::Hub::start(hub::Windows::default(), Duration::from_secs(5)).expect("a hub");
-        let gateway = Arc::new(Gateway::new(
+        let gateway = Gateway::start(
             hub,
             GatewaySettings {
                 database_queries: 1,
                 ..GatewaySettings::default()
             },
-        ));
+        );
         let (release, released) = tokio::sync::oneshot::channel::<()>();
         let first = tokio::spawn({
             let gateway = Arc::clone(&gateway);

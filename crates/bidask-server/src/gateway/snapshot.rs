@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -17,13 +18,21 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use crate::http::AppState;
 use crate::market::replica::Level;
 
-/// The latest serialized snapshot per product: one entry per product
-/// subscribed to since the start, so bounded by the catalog.
+/// The latest serialized snapshot per product subscribed to lately: a
+/// whole book each, let go once older than the hub's window age (see
+/// [`Snapshots::age_out`]).
 #[derive(Debug, Default)]
 pub struct Snapshots {
-    latest: Mutex<HashMap<i64, (i64, Utf8Bytes)>>,
+    latest: Mutex<HashMap<i64, Kept>>,
     /// Held while a snapshot is made.
     making: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug)]
+struct Kept {
+    made: Instant,
+    seq: i64,
+    json: Utf8Bytes,
 }
 
 impl Snapshots {
@@ -50,24 +59,45 @@ impl Snapshots {
         }
         let (seq, json) = serialize(state, product_id)?;
         let json = Utf8Bytes::from(json);
+        let kept = Kept {
+            made: Instant::now(),
+            seq,
+            json: json.clone(),
+        };
         let mut latest = self.lock();
-        let entry = latest
-            .entry(product_id)
-            .or_insert_with(|| (seq, json.clone()));
-        if entry.0 < seq {
-            *entry = (seq, json.clone());
+        match latest.get_mut(&product_id) {
+            Some(entry) if entry.seq >= seq => {}
+            Some(entry) => *entry = kept,
+            None => {
+                latest.insert(product_id, kept);
+            }
         }
         Some((seq, json))
+    }
+
+    /// Lets go of the snapshots made longer than `age` ago. One is kept
+    /// for the herd that subscribes at once; a product nobody has
+    /// subscribed to for a while should not hold its whole book twice.
+    pub fn age_out(&self, age: Duration) {
+        let Some(cutoff) = Instant::now().checked_sub(age) else {
+            return;
+        };
+        let mut latest = self.lock();
+        latest.retain(|_, kept| kept.made >= cutoff);
+        let len = latest.len();
+        if len * 4 <= latest.capacity() {
+            latest.shrink_to(len * 2);
+        }
     }
 
     fn kept(&self, product_id: i64, at_least: i64) -> Option<(i64, Utf8Bytes)> {
         self.lock()
             .get(&product_id)
-            .filter(|(seq, _)| *seq >= at_least)
-            .cloned()
+            .filter(|kept| kept.seq >= at_least)
+            .map(|kept| (kept.seq, kept.json.clone()))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, (i64, Utf8Bytes)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Kept>> {
         self.latest.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -128,5 +158,30 @@ fn serialize(state: &AppState, product_id: i64) -> Option<(i64, String)> {
             tracing::error!(%error, product_id, "a snapshot did not serialize");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_older_than_the_age_are_let_go() {
+        let snapshots = Snapshots::default();
+        let now = Instant::now();
+        let made_ago = |seconds| now.checked_sub(Duration::from_secs(seconds)).unwrap_or(now);
+        for (product_id, made) in [(1, made_ago(30)), (2, made_ago(0))] {
+            snapshots.lock().insert(
+                product_id,
+                Kept {
+                    made,
+                    seq: 7,
+                    json: Utf8Bytes::from_static("{}"),
+                },
+            );
+        }
+        snapshots.age_out(Duration::from_secs(10));
+        assert!(snapshots.kept(1, 0).is_none(), "made 30 s ago");
+        assert_eq!(snapshots.kept(2, 0).map(|(seq, _)| seq), Some(7));
     }
 }
