@@ -415,6 +415,19 @@ async fn bad_orders_are_refused_and_nothing_is_stored(backend: Backend) {
             json!({"price": "210_"}),
             "price",
         ),
+        // `i32::MIN` is the one exponent whose `abs()` overflows: a bound
+        // written that way let it through, to a panic in a debug build
+        // and a string of 2 GiB in a release one (or 0.5 for `.5e…`).
+        (
+            "price's exponent is the smallest 32-bit integer",
+            json!({"price": "1e-2147483648"}),
+            "price",
+        ),
+        (
+            "price of a fraction times the smallest exponent",
+            json!({"price": ".5e-2147483648"}),
+            "price",
+        ),
         ("quantity is zero", json!({"quantity": 0}), "quantity"),
         ("quantity is negative", json!({"quantity": -1}), "quantity"),
         (
@@ -496,6 +509,20 @@ async fn bad_orders_are_refused_and_nothing_is_stored(backend: Backend) {
         huge_quantity,
         "quantity",
     ));
+    cases.push(invalid_ask(
+        "price as a number with the smallest 32-bit exponent",
+        format!(r#"{{"product_id":{product},"size":"10","price":250e-2147483648}}"#),
+        "price",
+    ));
+    // With a key, the request's hash reads the price first of all.
+    cases.push(
+        invalid_bid(
+            "price's exponent is the smallest 32-bit integer, with a key",
+            with(json!({"price": "1e-2147483648"})),
+            "price",
+        )
+        .header("idempotency-key", "smallest-exponent"),
+    );
     cases.push(invalid_bid(
         "off the 0.05 tick",
         order(nickel, json!({"price": "210.03"})),

@@ -43,10 +43,12 @@ fn exact_decimal(text: &str) -> Option<Decimal> {
         // `Decimal::from_scientific` rounds an over-long mantissa, so the
         // point is moved in the text and the result parsed exactly.
         Some((mantissa, exponent)) => {
-            let exponent = exponent.parse::<i32>().ok()?;
-            if exponent.abs() > MAX_EXPONENT {
-                return None;
-            }
+            // A range, not `abs()`: `i32::MIN.abs()` overflows, and
+            // would wave `1e-2147483648` through to a string of 2 GiB.
+            let exponent = exponent
+                .parse::<i32>()
+                .ok()
+                .filter(|exponent| (-MAX_EXPONENT..=MAX_EXPONENT).contains(exponent))?;
             Decimal::from_str_exact(&shift_point(mantissa, exponent)?).ok()
         }
     }
@@ -63,11 +65,11 @@ fn shift_point(mantissa: &str, exponent: i32) -> Option<String> {
     if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
         return None;
     }
-    let point = i32::try_from(whole.len()).ok()? + exponent;
+    let point = i32::try_from(whole.len()).ok()?.checked_add(exponent)?;
     let length = i32::try_from(digits.len()).ok()?;
     let zeros = |count: i32| "0".repeat(usize::try_from(count).unwrap_or(0));
     Some(if point <= 0 {
-        format!("{sign}0.{}{digits}", zeros(-point))
+        format!("{sign}0.{}{digits}", zeros(point.checked_neg()?))
     } else if point >= length {
         format!("{sign}{digits}{}", zeros(point - length))
     } else {
@@ -111,6 +113,12 @@ mod tests {
             "2.10000000000000000000000000001e2",
             "1e-30",
             "1e41",
+            "1e-41",
+            "1e-2147483648",
+            r#"".5e-2147483648""#,
+            "250E-2147483648",
+            "1e2147483647",
+            "1e-2147483649",
             "0e1000",
             r#""1e""#,
             r#""e5""#,

@@ -26,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
 use bidask_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
@@ -131,6 +132,7 @@ pub fn router(state: AppState, settings: &ApiSettings) -> Router {
             settings.request_timeout,
             bound_time,
         ))
+        .layer(CatchPanicLayer::custom(panicked))
         .layer(middleware::from_fn(record_latency))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
@@ -219,6 +221,18 @@ async fn bound_time(State(limit): State<Duration>, mut request: Request, next: N
     }
 }
 
+/// A handler that panicked answers the contract's 500, logged with the
+/// request's span, instead of a connection closed without a word. No
+/// request should reach a panic; this is for the one that does.
+fn panicked(cause: Box<dyn std::any::Any + Send>) -> Response {
+    let message = cause
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| cause.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned());
+    ApiError::Internal(format!("a handler panicked: {message}")).into_response()
+}
+
 /// Records every request's latency per route and status.
 async fn record_latency(request: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -301,5 +315,39 @@ impl<T> Page<T> {
             items,
             next_cursor: last.filter(|_| full).map(|id| id.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_the_contracts_500() {
+        async fn broken() -> &'static str {
+            panic!("a bug")
+        }
+        let router = Router::new()
+            .route("/broken", get(broken))
+            .layer(CatchPanicLayer::custom(panicked));
+        let request = Request::get("/broken")
+            .body(Body::empty())
+            .expect("a request");
+        let response = router.oneshot(request).await.expect("an answer");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 4_096)
+            .await
+            .expect("a body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(body["error"]["code"], "internal_error");
+        assert!(
+            !body.to_string().contains("a bug"),
+            "the cause leaked: {body}"
+        );
     }
 }
