@@ -10,4 +10,5 @@ mod orders;
 mod postgres_tls;
 mod readme;
 mod restart;
+mod tokens;
 mod trading;

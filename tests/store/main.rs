@@ -25,6 +25,7 @@ async fn store_with_a_market(backend: Backend) -> (Store, TestDatabase) {
             password_hash: "not-a-real-hash".to_owned(),
             role: "trader".to_owned(),
             created_at: 1,
+            token_key: 1,
         })
         .await
         .expect("a user");

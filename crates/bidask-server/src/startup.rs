@@ -12,7 +12,7 @@
 //! queued; let the writer commit everything that was accepted; close the
 //! database pool.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,7 +23,7 @@ use bidask_store::{NewUser, Store, StoreError, StoreOptions};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::{TcpListener, TcpSocket};
 
-use crate::auth::{Password, Role, Tokens, Username, password};
+use crate::auth::{Password, Role, Tokens, Username, password, token};
 use crate::catalog::{Catalog, Product};
 use crate::clock::now_micros;
 use crate::config::{BackupConfig, DatabaseConfig, ServeConfig};
@@ -287,7 +287,7 @@ impl Application {
             markets: Arc::clone(&markets),
             tokens,
             metrics: metrics_handle(),
-            known_users: Arc::new(Mutex::new(HashSet::new())),
+            known_users: Arc::new(Mutex::new(HashMap::new())),
             keys_in_flight: Arc::new(Mutex::new(HashSet::new())),
             catalog_lock: Arc::new(tokio::sync::Mutex::new(())),
             gateway: Gateway::start(Arc::clone(&hub), gateway_settings),
@@ -535,17 +535,49 @@ async fn ensure_admin(store: &Store, config: &ServeConfig) -> Result<(), Startup
         .map_err(|error| StartupError::Config(format!("BIDASK_ADMIN_USERNAME: {error}")))?;
     let password = Password::parse(password)
         .map_err(|error| StartupError::Config(format!("BIDASK_ADMIN_PASSWORD: {error}")))?;
+    let existing = store.user_by_name(username.as_str()).await?;
+    if let Some(user) = &existing
+        && user.role == Role::Admin.as_str()
+        && password::verify(password.clone(), user.password_hash.clone())
+            .await
+            .map_err(|error| StartupError::Config(error.to_string()))?
+    {
+        tracing::info!(%username, "admin account ready");
+        return Ok(());
+    }
+    // A new password, or a new admin: the tokens issued before, under the
+    // old password or to the trader who had the name, stop working.
     let password_hash = password::hash(password)
         .await
         .map_err(|error| StartupError::Config(error.to_string()))?;
-    store
-        .ensure_admin(&NewUser {
-            username: username.to_string(),
-            password_hash,
-            role: Role::Admin.as_str().to_owned(),
-            created_at: now_micros(),
-        })
-        .await?;
+    let token_key =
+        token::new_key().map_err(|error| StartupError::Config(format!("a token key: {error}")))?;
+    match existing {
+        Some(user) => {
+            if user.role != Role::Admin.as_str() {
+                tracing::warn!(
+                    %username,
+                    id = user.id,
+                    "BIDASK_ADMIN_USERNAME names a trader's account: it is now the admin, \
+                     with the configured password, and the tokens issued to it before are refused"
+                );
+            }
+            if !store.make_admin(user.id, &password_hash, token_key).await? {
+                return Err(StoreError::Corrupt("the admin's account vanished".to_owned()).into());
+            }
+        }
+        None => {
+            store
+                .create_user(&NewUser {
+                    username: username.to_string(),
+                    password_hash,
+                    role: Role::Admin.as_str().to_owned(),
+                    created_at: now_micros(),
+                    token_key,
+                })
+                .await?;
+        }
+    }
     tracing::info!(%username, "admin account ready");
     Ok(())
 }

@@ -46,13 +46,14 @@ impl Store {
     /// Creates an account; a taken username is [`StoreError::Conflict`].
     pub async fn create_user(&self, user: &NewUser) -> Result<UserRecord, StoreError> {
         let row = sqlx::query(
-            "INSERT INTO users (username, password_hash, role, created_at) \
-             VALUES ($1, $2, $3, $4) RETURNING id",
+            "INSERT INTO users (username, password_hash, role, created_at, token_key) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
         .bind(user.username.clone())
         .bind(user.password_hash.clone())
         .bind(user.role.clone())
         .bind(user.created_at)
+        .bind(user.token_key)
         .fetch_one(&self.pool)
         .await?;
         Ok(UserRecord {
@@ -61,40 +62,33 @@ impl Store {
             password_hash: user.password_hash.clone(),
             role: user.role.clone(),
             created_at: user.created_at,
+            token_key: user.token_key,
         })
     }
 
-    /// Makes sure `user` exists as an admin with this password hash: the
-    /// account of that name in any case, or a new one.
-    pub async fn ensure_admin(&self, user: &NewUser) -> Result<UserRecord, StoreError> {
+    /// Makes account `id` an admin with this password hash and token key;
+    /// whether there was such an account.
+    pub async fn make_admin(
+        &self,
+        id: i64,
+        password_hash: &str,
+        token_key: i64,
+    ) -> Result<bool, StoreError> {
         let updated = sqlx::query(
-            "UPDATE users SET password_hash = $2, role = 'admin' \
-             WHERE lower(username) = lower($1)",
+            "UPDATE users SET password_hash = $2, role = 'admin', token_key = $3 WHERE id = $1",
         )
-        .bind(user.username.clone())
-        .bind(user.password_hash.clone())
+        .bind(id)
+        .bind(password_hash.to_owned())
+        .bind(token_key)
         .execute(&self.pool)
         .await?;
-        if updated.rows_affected() == 0 {
-            sqlx::query(
-                "INSERT INTO users (username, password_hash, role, created_at) \
-                 VALUES ($1, $2, 'admin', $3)",
-            )
-            .bind(user.username.clone())
-            .bind(user.password_hash.clone())
-            .bind(user.created_at)
-            .execute(&self.pool)
-            .await?;
-        }
-        self.user_by_name(&user.username)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("admin user vanished after upsert".to_owned()))
+        Ok(updated.rows_affected() == 1)
     }
 
     /// The account with this username, in any case.
     pub async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, username, password_hash, role, created_at FROM users \
+            "SELECT id, username, password_hash, role, created_at, token_key FROM users \
              WHERE lower(username) = lower($1)",
         )
         .bind(username.to_owned())
@@ -105,7 +99,8 @@ impl Store {
     /// The account with this id.
     pub async fn user_by_id(&self, id: i64) -> Result<Option<UserRecord>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, username, password_hash, role, created_at FROM users WHERE id = $1",
+            "SELECT id, username, password_hash, role, created_at, token_key FROM users \
+             WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)

@@ -17,6 +17,9 @@ pub struct NewUser {
     pub role: String,
     /// Microseconds since the epoch.
     pub created_at: i64,
+    /// What the account's tokens carry besides its id (see
+    /// [`UserRecord::token_key`]).
+    pub token_key: i64,
 }
 
 /// An account.
@@ -32,6 +35,10 @@ pub struct UserRecord {
     pub role: String,
     /// Microseconds since the epoch.
     pub created_at: i64,
+    /// Carried by the account's tokens, which are refused once it differs:
+    /// it tells this account from another that got its id after the
+    /// database was reset, and changes when its password is reset.
+    pub token_key: i64,
 }
 
 /// A product with its sizes; size `i` is the engine's market `i`.

@@ -1,8 +1,14 @@
 //! HS256 JSON Web Tokens: `sub` (the user id), `role`, `exp`, and `iat`
-//! on the ones this server issues.
+//! and `key` on the ones this server issues.
 //!
 //! Only the configured algorithm is accepted, so `alg: none` and
 //! algorithm-confusion tokens fail verification like tampered ones.
+//!
+//! `key` is the account's token key ([`new_key`]): an id alone names
+//! whoever has it now, and after the database is reset or restored while
+//! the secret stays, that can be someone else than the token was issued
+//! to. A token with a key is taken only while the account's key is the
+//! same.
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -51,6 +57,12 @@ pub struct Claims {
     pub iat: Option<i64>,
     /// Expires at, seconds since the epoch.
     pub exp: i64,
+    /// The account's token key when the token was issued. Optional, so
+    /// that a token another service mints with the shared secret and
+    /// the contract's claims alone is still taken: naming the right
+    /// account by its id is then that service's part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<i64>,
 }
 
 /// `sub` as a string, whether the token wrote it as one or as a number.
@@ -72,6 +84,18 @@ impl Claims {
     pub fn user_id(&self) -> Option<i64> {
         self.sub.parse().ok().filter(|id| *id > 0)
     }
+
+    /// Whether the token was issued to the account that now has its id
+    /// and this token key, as far as it says.
+    pub fn fits(&self, token_key: i64) -> bool {
+        self.key.is_none_or(|key| key == token_key)
+    }
+}
+
+/// A new account's token key: random, and below 2^53 so that a client
+/// that reads the token's claims as JavaScript numbers reads it exactly.
+pub fn new_key() -> Result<i64, getrandom::Error> {
+    Ok(i64::try_from(getrandom::u64()? >> 11).unwrap_or(0) + 1)
 }
 
 /// Why a token was refused; all of them mean 401.
@@ -123,14 +147,21 @@ impl Tokens {
         }
     }
 
-    /// A token for `user_id`, issued at `now` (seconds since the epoch),
-    /// and when it expires.
-    pub fn issue(&self, user_id: i64, role: Role, now: i64) -> Result<(String, i64), TokenError> {
+    /// A token for `user_id`, whose token key is `key`, issued at `now`
+    /// (seconds since the epoch), and when it expires.
+    pub fn issue(
+        &self,
+        user_id: i64,
+        role: Role,
+        key: i64,
+        now: i64,
+    ) -> Result<(String, i64), TokenError> {
         let claims = Claims {
             sub: user_id.to_string(),
             role,
             iat: Some(now),
             exp: now + self.lifetime,
+            key: Some(key),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|_| TokenError::Invalid)?;
@@ -166,17 +197,27 @@ mod tests {
     #[test]
     fn issued_tokens_verify_and_others_do_not() {
         let tokens = Tokens::new(b"a secret of reasonable length!!", 3_600);
-        let (token, _) = tokens.issue(42, Role::Trader, now()).expect("issues");
+        let (token, _) = tokens.issue(42, Role::Trader, 7, now()).expect("issues");
         let claims = tokens.verify(&token).expect("verifies");
         assert_eq!((claims.user_id(), claims.role), (Some(42), Role::Trader));
+        assert!(claims.fits(7));
+        assert!(!claims.fits(8), "another account that got id 42");
 
         let other = Tokens::new(b"another secret entirely........", 3_600);
         assert!(matches!(other.verify(&token), Err(TokenError::Invalid)));
 
         let (expired, _) = tokens
-            .issue(42, Role::Trader, now() - 7_200)
+            .issue(42, Role::Trader, 7, now() - 7_200)
             .expect("issues");
         assert!(matches!(tokens.verify(&expired), Err(TokenError::Expired)));
+    }
+
+    #[test]
+    fn keys_are_positive_and_exact_as_javascript_numbers() {
+        for _ in 0..1_000 {
+            let key = new_key().expect("randomness");
+            assert!((1..=1 << 53).contains(&key), "{key}");
+        }
     }
 
     #[test]
@@ -196,6 +237,7 @@ mod tests {
             let token = sign(serde_json::json!({"sub": sub, "role": "admin", "exp": exp}));
             let claims = tokens.verify(&token).expect("verifies");
             assert_eq!((claims.user_id(), claims.role), (Some(42), Role::Admin));
+            assert!(claims.fits(7), "without a key, the id is all it says");
         }
         let expired = sign(serde_json::json!({"sub": "42", "role": "trader", "exp": exp - 3_600}));
         assert!(matches!(tokens.verify(&expired), Err(TokenError::Expired)));

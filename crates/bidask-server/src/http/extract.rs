@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::auth::Role;
+use crate::auth::{Claims, Role};
 
 /// An authenticated user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +48,7 @@ impl FromRequestParts<AppState> for User {
             message: "the token is not valid",
         })?;
         state.limits.check_user(id)?;
-        ensure_known(state, id).await?;
+        ensure_known(state, id, &claims).await?;
         Ok(Self {
             id,
             role: claims.role,
@@ -57,28 +57,42 @@ impl FromRequestParts<AppState> for User {
 }
 
 /// Refuses tokens of users the database does not have (a token signed
-/// with the same secret for a database that was reset, say).
-async fn ensure_known(state: &AppState, id: i64) -> Result<(), ApiError> {
+/// with the same secret for a database that was reset, say), and those
+/// of another account than the one that has their id now.
+async fn ensure_known(state: &AppState, id: i64, claims: &Claims) -> Result<(), ApiError> {
     let known = state
         .known_users
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .contains(&id);
-    if known {
-        return Ok(());
-    }
-    if state.store.user_by_id(id).await?.is_none() {
-        return Err(ApiError::Unauthorized {
+        .get(&id)
+        .copied();
+    let token_key = match known {
+        Some(token_key) => token_key,
+        None => {
+            let user = state
+                .store
+                .user_by_id(id)
+                .await?
+                .ok_or(ApiError::Unauthorized {
+                    code: "invalid_token",
+                    message: "the token's user does not exist",
+                })?;
+            state
+                .known_users
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(id, user.token_key);
+            user.token_key
+        }
+    };
+    if claims.fits(token_key) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized {
             code: "invalid_token",
-            message: "the token's user does not exist",
-        });
+            message: "the token was issued to another account",
+        })
     }
-    state
-        .known_users
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(id);
-    Ok(())
 }
 
 /// An authenticated admin. Anyone else is refused (403) before the body

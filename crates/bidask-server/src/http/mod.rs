@@ -15,7 +15,7 @@ pub mod orders;
 pub mod products;
 pub mod users;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -81,9 +81,12 @@ pub struct AppContext {
     pub tokens: Tokens,
     /// Prometheus text for `/metrics`.
     pub metrics: PrometheusHandle,
-    /// Users known to exist, so that a valid token of a user the database
-    /// does not have is refused before any of its orders reach a batch.
-    pub known_users: Arc<Mutex<HashSet<i64>>>,
+    /// The token key of each user known to exist, so that a valid token
+    /// of a user the database does not have, or of another account than
+    /// the one with its id now, is refused before any of its orders reach
+    /// a batch. Keys change only at start-up (the admin's password reset),
+    /// before this is filled.
+    pub known_users: Arc<Mutex<HashMap<i64, i64>>>,
     /// Idempotency keys whose first request is still running: a second
     /// request with the same key waits for nothing and gets 409.
     pub keys_in_flight: Arc<Mutex<HashSet<(i64, String)>>>,

@@ -14,7 +14,7 @@ use super::extract::{ClientAddress, User};
 use super::json;
 use crate::auth::credentials::CredentialError;
 use crate::auth::password::PasswordError;
-use crate::auth::{Password, Role, Username, password};
+use crate::auth::{Password, Role, Username, password, token};
 use crate::clock::{SECOND, format_micros, now_micros};
 
 /// The routes.
@@ -82,7 +82,7 @@ fn session(state: &AppState, user: &UserRecord) -> Result<Session, ApiError> {
         .ok_or_else(|| ApiError::Internal(format!("user {} has role {:?}", user.id, user.role)))?;
     let (token, expires_at) = state
         .tokens
-        .issue(user.id, role, now_micros() / SECOND)
+        .issue(user.id, role, user.token_key, now_micros() / SECOND)
         .map_err(|error| ApiError::Internal(error.to_string()))?;
     Ok(Session {
         user: UserView::from(user),
@@ -101,6 +101,8 @@ async fn register(
     state.limits.check_password_attempt(address)?;
     let (username, password) = parse_credentials(&body)?;
     let password_hash = password::hash(password).await.map_err(hashing_error)?;
+    let token_key =
+        token::new_key().map_err(|error| ApiError::Internal(format!("a token key: {error}")))?;
     let user = state
         .store
         .create_user(&NewUser {
@@ -108,6 +110,7 @@ async fn register(
             password_hash,
             role: Role::Trader.as_str().to_owned(),
             created_at: now_micros(),
+            token_key,
         })
         .await
         .map_err(|error| match error {

@@ -1,0 +1,11 @@
+-- A token names an account, not only its id: it carries the account's
+-- token key, and is refused once the key differs. Ids are handed out again
+-- after the database is reset or restored while the signing secret stays
+-- (a configured secret, or the kept secret file that a backup copies), and
+-- a token issued before would otherwise act as whoever has its id now. The
+-- key is random per account (below 2^53, so any JSON reader keeps it
+-- exact), and is made anew when the server resets the admin's password, so
+-- that tokens issued under the old one stop working. Accounts made before
+-- this migration keep 0, which tokens issued before it (without a key)
+-- and after it (with key 0) both name.
+ALTER TABLE users ADD COLUMN token_key BIGINT NOT NULL DEFAULT 0;
