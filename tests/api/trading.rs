@@ -199,6 +199,37 @@ async fn notification_ids_follow_the_commit_order(backend: Backend) {
         notes.extend(items);
     }
     assert_eq!(notes.len(), PRODUCTS * MATCHES_EACH);
+    // The same pages through `next_cursor` passed back as `cursor`, as
+    // every other list is paged.
+    let mut by_cursor = Vec::new();
+    let mut cursor = String::new();
+    for _ in 0..=(PRODUCTS * MATCHES_EACH).div_ceil(30) {
+        let page = app
+            .get(
+                &format!("/api/v1/notifications?limit=30{cursor}"),
+                Some(&seller.token),
+            )
+            .await;
+        assert_eq!(page.status, 200, "{:?}", page.body);
+        by_cursor.extend(page.body["items"].as_array().cloned().unwrap_or_default());
+        let Some(next) = page.body["next_cursor"].as_str() else {
+            break;
+        };
+        cursor = format!("&cursor={next}");
+    }
+    assert_eq!(by_cursor, notes);
+    let both = app
+        .get(
+            "/api/v1/notifications?after=1&cursor=1",
+            Some(&seller.token),
+        )
+        .await;
+    assert_eq!(
+        (both.status, &both.body["error"]["field"]),
+        (422, &json!("cursor")),
+        "{:?}",
+        both.body
+    );
     let pairs: Vec<(i64, i64)> = notes
         .iter()
         .map(|note| {

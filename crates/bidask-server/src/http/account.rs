@@ -60,13 +60,17 @@ async fn matches(
 #[derive(Deserialize)]
 struct NotificationsQuery {
     after: Option<i64>,
+    /// The other lists' name for where a page starts: a client that pages
+    /// every list by passing `next_cursor` back as `cursor` would
+    /// otherwise get the first page of notifications again and again.
+    cursor: Option<String>,
     limit: Option<i64>,
 }
 
 /// Notifications are the `MATCH_CREATED` messages of the user's channel,
 /// returned exactly as they were sent, oldest first.
 #[utoipa::path(get, path = "/api/v1/notifications", tag = "account", security(("bearer" = [])),
-    params(("after" = Option<i64>, Query), ("limit" = Option<i64>, Query)),
+    params(("after" = Option<i64>, Query), ("cursor" = Option<String>, Query), ("limit" = Option<i64>, Query)),
     responses((status = 200, description = "The user's MATCH_CREATED messages as published, oldest first", body = Object)))]
 async fn notifications(
     State(state): State<AppState>,
@@ -74,13 +78,21 @@ async fn notifications(
     Query(query): Query<NotificationsQuery>,
 ) -> Result<Json<Page<Box<RawValue>>>, ApiError> {
     let limit = page_limit(query.limit)?;
-    let after = query.after.unwrap_or(0);
-    if after < 0 {
-        return Err(ApiError::invalid(
-            "after",
-            "after must be a notification id",
-        ));
-    }
+    let after = match (query.after, page_cursor(query.cursor.as_deref())?) {
+        (Some(after), None) if after < 0 => {
+            return Err(ApiError::invalid(
+                "after",
+                "after must be a notification id",
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "cursor",
+                "give after or cursor, not both",
+            ));
+        }
+        (after, cursor) => after.or(cursor).unwrap_or(0),
+    };
     let records = state.store.notifications(user.id, after, limit).await?;
     let last = records.last().map(|record| record.id);
     let items = records
