@@ -12,6 +12,7 @@ on_both_backends!(
     a_refused_batch_writes_nothing,
     an_idempotency_key_is_never_replaced,
     pruning_the_feed_keeps_each_channels_newest_events,
+    pruning_idempotency_keys_forgets_the_old_ones_only,
 );
 
 /// A migrated store with one user (id 1) and one product (id 1, one size).
@@ -309,6 +310,50 @@ async fn pruning_the_feed_keeps_each_channels_newest_events(backend: Backend) {
         store.prune_feed(5_000).await.expect("a second pass"),
         PrunedFeed::default(),
         "a second pass finds nothing more to remove"
+    );
+}
+
+/// Keys older than the cutoff go, over more than one delete's worth (each
+/// holds SQLite's write lock only for its chunk); younger ones stay.
+async fn pruning_idempotency_keys_forgets_the_old_ones_only(backend: Backend) {
+    let (store, _database) = store_with_a_market(backend).await;
+    let key = |index: i64, created_at: i64| bidask_store::IdempotencyRecord {
+        user_id: 1,
+        key: format!("key-{index}"),
+        request_hash: "sha256:hash".to_owned(),
+        status: 201,
+        response: "{}".to_owned(),
+        created_at,
+    };
+    let mut keys: Vec<_> = (1..=4_500).map(|index| key(index, index)).collect();
+    keys.extend((4_501..=4_510).map(|index| key(index, 10_000)));
+    store
+        .committer()
+        .commit(&Batch {
+            idempotency: keys,
+            ..Batch::default()
+        })
+        .await
+        .expect("the keys");
+
+    assert_eq!(store.prune_idempotency(5_000).await.expect("a pass"), 4_500);
+    for index in [1, 2_000, 2_001, 4_500] {
+        let kept = store
+            .idempotency(1, &format!("key-{index}"))
+            .await
+            .expect("a read");
+        assert!(kept.is_none(), "key-{index} is older than the cutoff");
+    }
+    for index in 4_501..=4_510 {
+        let kept = store
+            .idempotency(1, &format!("key-{index}"))
+            .await
+            .expect("a read");
+        assert!(kept.is_some(), "key-{index} is younger than the cutoff");
+    }
+    assert_eq!(
+        store.prune_idempotency(5_000).await.expect("a second pass"),
+        0
     );
 }
 
