@@ -132,8 +132,9 @@ pub struct ServeConfig {
     /// turns the limit off.
     #[arg(long, env = "BIDASK_RATE_LIMIT_USER", default_value_t = 100)]
     pub rate_limit_user: u32,
-    /// Requests per second each client address may make to the API
-    /// (bursts to twice that); 0 turns the limit off.
+    /// Requests per second each client address may make, on every route
+    /// (the API, the feed's upgrade, the page and the operational
+    /// endpoints; bursts to twice that); 0 turns the limit off.
     #[arg(long, env = "BIDASK_RATE_LIMIT_ADDRESS", default_value_t = 1_000)]
     pub rate_limit_address: u32,
     /// Registrations and logins per second each client address may make
@@ -162,7 +163,9 @@ pub struct ServeConfig {
         value_parser = RangedU64ValueParser::<usize>::new().range(256..=16 * 1024 * 1024)
     )]
     pub body_limit: usize,
-    /// Database connections.
+    /// Database connections of the pool that requests and the feed read
+    /// through (2 when set lower). The group commit has its own besides:
+    /// one on SQLite, two on PostgreSQL.
     #[arg(
         long,
         env = "BIDASK_DB_CONNECTIONS",
@@ -255,12 +258,12 @@ pub struct ServeConfig {
     /// than the writer's own 10 s bound on a commit, which answers first.
     /// Also the most a request's body may take to arrive (408), and the
     /// most a connection may take to send a request's head, or stay idle
-    /// between requests, before it is closed.
+    /// between requests, before it is closed. At most a day.
     #[arg(
         long,
         env = "BIDASK_REQUEST_TIMEOUT_SECS",
         default_value_t = 15,
-        value_parser = clap::value_parser!(u64).range(1..)
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
     )]
     pub request_timeout_secs: u64,
     /// How long feed events are kept for resumes (`since_seq`), in
@@ -473,6 +476,10 @@ mod tests {
             ("--db-connections", "1", "1000", "0", "1001"),
             ("--db-idle-check-ms", "100", "3600000", "99", "3600001"),
             ("--ws-max-subscriptions", "1", "10000", "0", "10001"),
+            // Past about 2^63 s, hyper's deadline for a request's head
+            // overflowed in every connection, after the server had said it
+            // was listening.
+            ("--request-timeout-secs", "1", "86400", "0", "86401"),
         ] {
             for value in [lowest, highest] {
                 let parsed = parse(flag, value);
