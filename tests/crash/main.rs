@@ -1387,6 +1387,40 @@ async fn a_server_replaced_while_its_lock_was_lost_stops_postgres() {
     }
 }
 
+/// A second signal during start-up stops the server at once, with exit 1
+/// as the README says: a supervisor must not record a start-up abandoned
+/// halfway as a clean stop. Start-up waits here on a database another
+/// connection holds the write lock of.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_during_start_up_stops_with_exit_1() {
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    sqlx::any::install_default_drivers();
+    let url = format!("{}?mode=rwc", database.url);
+    let mut holder = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+        .await
+        .expect("the test's own connection");
+    sqlx::raw_sql("PRAGMA journal_mode = WAL; BEGIN IMMEDIATE; CREATE TABLE hold (x INTEGER);")
+        .execute(&mut holder)
+        .await
+        .expect("the write lock");
+    let mut command = std::process::Command::new(SERVER);
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("DATABASE_URL", &database.url)
+        .env("BIDASK_JWT_SECRET", bidask_tests::JWT_SECRET);
+    let mut server = ServerProcess::spawn_starting(command);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.signal("INT");
+    assert_eq!(
+        server.exited_within(Duration::from_secs(5)),
+        Some(Some(1)),
+        "a second signal did not stop start-up with exit 1"
+    );
+    drop(holder);
+}
+
 /// An operator's second signal during the drain stops the server at once
 /// (exit 1, saying so) instead of waiting out a request that may never
 /// finish arriving.

@@ -31,7 +31,21 @@ impl ServerProcess {
 
     /// Starts `command`, a `bidask serve` listening on port 0, with JSON
     /// logs (the address is read from them), and waits until it listens.
-    pub fn spawn(mut command: Command) -> Self {
+    pub fn spawn(command: Command) -> Self {
+        Self::spawn_until(command, listening_address)
+    }
+
+    /// Starts `command` like [`ServerProcess::spawn`], but returns as soon
+    /// as it says it is starting, before it listens (`address` is empty).
+    pub fn spawn_starting(command: Command) -> Self {
+        Self::spawn_until(command, |line| {
+            line.contains("starting: migrations").then(String::new)
+        })
+    }
+
+    /// Starts `command` and waits (at most 60 s) for the first log line
+    /// that `wanted` reads an address from.
+    fn spawn_until(mut command: Command, wanted: fn(&str) -> Option<String>) -> Self {
         let mut child = command
             .env("BIDASK_LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
@@ -46,7 +60,7 @@ impl ServerProcess {
             let mut sender = Some(sender);
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(address) = listening_address(&line)
+                if let Some(address) = wanted(&line)
                     && let Some(sender) = sender.take()
                 {
                     let _ = sender.send(address);
@@ -57,7 +71,7 @@ impl ServerProcess {
             Ok(address) => address,
             Err(_) => {
                 let _ = child.kill();
-                panic!("the server did not report its address within 60 s");
+                panic!("the server did not say what was awaited within 60 s");
             }
         };
         Self { child, address }

@@ -63,10 +63,9 @@ async fn serve(config: ServeConfig) -> Result<(), StartupError> {
             tracing::info!("stopping once start-up is done; a second signal stops now");
             tokio::select! {
                 built = &mut build => (built?, true),
-                () = stop.requested() => {
-                    tracing::warn!("stopped during start-up");
-                    return Ok(());
-                }
+                // Not a clean stop: a supervisor must not count a start-up
+                // left halfway as one.
+                () = stop.requested() => return Err(StartupError::InterruptedStarting),
             }
         }
     };

@@ -74,6 +74,9 @@ pub enum StartupError {
          stopped without writing over it (start this one again once only one server runs)"
     )]
     Replaced,
+    /// A second stop signal came during start-up.
+    #[error("stopped by a second signal during start-up, before serving anything")]
+    InterruptedStarting,
     /// A second stop signal came during the drain.
     #[error(
         "stopped by a second signal before the drain ended: unanswered requests are lost, answered ones are committed"
