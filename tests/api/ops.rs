@@ -456,6 +456,40 @@ async fn start_up_names_what_is_wrong() {
         assert!(!refused.contains("secret-password"), "{refused}");
     }
 
+    // SQLite databases a server cannot run on: in memory or temporary
+    // (each connection would get its own), and read-only (it would start
+    // beside the server writing the file, without the writer's lock).
+    let file = bidask_store::sqlite_file(&database.url).expect("a file");
+    for (url, named) in [
+        ("sqlite::memory:".to_owned(), "in memory"),
+        ("sqlite:".to_owned(), "in memory"),
+        ("sqlite://?mode=memory&cache=shared".to_owned(), "in memory"),
+        (format!("sqlite://{}?mode=ro", file.display()), "read-only"),
+        (
+            format!("sqlite://{}?immutable=1", file.display()),
+            "read-only",
+        ),
+    ] {
+        let mut config = bidask_tests::test_config(&database);
+        config.database.database_url = url.clone();
+        let refused = start_up_refusal(config).await;
+        assert!(
+            refused.contains(named) && refused.contains("DATABASE_URL"),
+            "{url}: {refused}"
+        );
+    }
+
+    // A file that is not a database says so (the pool said it timed out).
+    let notes = file.with_file_name("notes.txt");
+    std::fs::write(&notes, "hello, this is not a database\n").expect("a file");
+    let mut config = bidask_tests::test_config(&database);
+    config.database.database_url = format!("sqlite://{}", notes.display());
+    let refused = start_up_refusal(config).await;
+    assert!(
+        refused.contains("not a database") && refused.contains("notes.txt"),
+        "{refused}"
+    );
+
     for (username, password, named) in [
         (Some("admin"), None, "BIDASK_ADMIN_USERNAME is set without"),
         (

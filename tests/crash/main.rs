@@ -625,6 +625,35 @@ fn a_backup_of_what_cannot_be_copied_is_refused() {
     assert!(!target.exists(), "written through the link");
 }
 
+/// A URL whose path is percent-encoded names the file SQLite opens, for
+/// the backup as for the server: `my%20db.db` is `my db.db`.
+#[test]
+fn a_backup_reads_a_percent_encoded_path_as_sqlite_does() {
+    let directory = tempfile::tempdir().expect("a directory");
+    let url = format!("sqlite://{}/my%20db.db", directory.path().display());
+    let migrated = std::process::Command::new(SERVER)
+        .args(["migrate", "--database-url", &url])
+        .status()
+        .expect("the binary runs");
+    assert!(migrated.success());
+    assert!(
+        directory.path().join("my db.db").exists(),
+        "SQLite decodes %20"
+    );
+    let copy = directory.path().join("copy.db");
+    let output = std::process::Command::new(SERVER)
+        .args(["backup", "--database-url", &url])
+        .arg(&copy)
+        .output()
+        .expect("the binary runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(copy.exists());
+}
+
 /// A `RUST_LOG` that does not parse is said, and the default levels
 /// apply, instead of the directives being dropped without a word.
 #[test]

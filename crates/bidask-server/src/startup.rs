@@ -114,6 +114,34 @@ fn bind(address: SocketAddr, send_buffer: Option<u32>) -> std::io::Result<TcpSoc
     Ok(socket)
 }
 
+/// Refuses a SQLite URL a server cannot run on: one in memory (or
+/// SQLite's temporary database, an empty path), which each pooled
+/// connection would get anew, so that the migrations land in one and the
+/// next query reads another; and one opened read-only, which takes no
+/// writer's lock and so would start beside the server that writes the
+/// file, and then commit nothing.
+fn servable(url: &str) -> Result<(), StartupError> {
+    let Some(sqlite) = bidask_store::SqliteUrl::parse(url) else {
+        return Ok(());
+    };
+    if sqlite.file.is_none() {
+        return Err(StartupError::Config(
+            "DATABASE_URL names a SQLite database in memory (or a temporary one), which each \
+             connection would get anew and which ends with the process: name a file, such as \
+             sqlite:bidask.db"
+                .to_owned(),
+        ));
+    }
+    if sqlite.read_only() {
+        return Err(StartupError::Config(
+            "DATABASE_URL opens the SQLite file read-only (mode=ro or immutable), and a server \
+             writes: leave the mode out (`bidask backup` copies a live database)"
+                .to_owned(),
+        ));
+    }
+    Ok(())
+}
+
 /// Applies the migrations of the configured database.
 pub async fn migrate(config: &DatabaseConfig) -> Result<(), StartupError> {
     let store = Store::connect_lazy(&config.database_url, &StoreOptions::default())?;
@@ -202,6 +230,7 @@ impl Application {
     /// Connects, binds, takes the writer's lock, migrates, bootstraps,
     /// claims the database and rebuilds everything.
     pub async fn build(config: ServeConfig) -> Result<Self, StartupError> {
+        servable(&config.database.database_url)?;
         let store = Store::connect_lazy(
             &config.database.database_url,
             &config.store_options(config.db_connections.max(2)),
@@ -474,6 +503,9 @@ fn jwt_secret(config: &ServeConfig) -> Result<Vec<u8>, StartupError> {
         );
         return random_secret();
     };
+    // Made only where there is none: any other secret file, unreadable,
+    // short or not text, is the secret every token was signed with, and
+    // replacing it would sign everyone out for good.
     match std::fs::read_to_string(&path) {
         Ok(secret) if secret.trim().len() >= 32 => Ok(secret.trim().as_bytes().to_vec()),
         _ => {

@@ -41,7 +41,7 @@ pub mod retention;
 pub use batch::Batch;
 pub use committer::{Committer, WRITER_LOCK};
 pub use error::StoreError;
-pub use pool::{Backend, Store, StoreOptions, beside, sqlite_file, with_sqlite_mode};
+pub use pool::{Backend, SqliteUrl, Store, StoreOptions, beside, sqlite_file, with_sqlite_mode};
 pub use records::{
     FeedEventRecord, IdempotencyRecord, MatchRecord, NewUser, NotificationRecord, OrderRecord,
     ProductRecord, UserRecord,

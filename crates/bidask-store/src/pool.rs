@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{AnyPool, Executor, PgPool, Row};
+use sqlx::{AnyConnection, AnyPool, Executor, PgPool, Row};
 
 use crate::error::StoreError;
 
@@ -35,31 +35,71 @@ impl Backend {
     }
 }
 
-/// A SQLite `url` that opens its file in `mode` (`rwc`, `ro`), unless it
-/// names a mode itself or a database in memory.
-pub fn with_sqlite_mode(url: &str, mode: &str) -> String {
-    if url.contains("mode=") || url.contains(":memory:") {
-        return url.to_owned();
-    }
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}mode={mode}")
+/// A SQLite URL read the way sqlx reads it: `sqlite:` or `sqlite://`, a
+/// percent-encoded path, then `?key=value&…` (the last of a key counts).
+/// Read from the text rather than searched, so that a directory named
+/// `mode=…` or `my%20db` means what it means to sqlx.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteUrl {
+    /// The file; `None` for a database in memory, or for SQLite's
+    /// temporary one (an empty path), which each connection gets anew.
+    pub file: Option<PathBuf>,
+    /// The `mode` parameter (`ro`, `rw`, `rwc`, `memory`), if given.
+    pub mode: Option<String>,
+    /// `immutable=1`: SQLite reads the file as if nobody could change it.
+    pub immutable: bool,
 }
 
-/// The file of a SQLite URL (`sqlite:bidask.db?mode=rwc` → `bidask.db`);
-/// `None` for another backend or an in-memory database.
-pub fn sqlite_file(url: &str) -> Option<PathBuf> {
-    if Backend::of_url(url) != Some(Backend::Sqlite)
-        || url.contains(":memory:")
-        || url.contains("mode=memory")
-    {
-        return None;
+impl SqliteUrl {
+    /// `None` for another scheme, or a path that is not UTF-8 once
+    /// decoded (which sqlx refuses too).
+    pub fn parse(url: &str) -> Option<Self> {
+        let rest = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))?;
+        let (database, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut mode = None;
+        let mut immutable = false;
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            match &*key {
+                "mode" => mode = Some(value.into_owned()),
+                "immutable" => immutable = matches!(&*value, "1" | "true"),
+                _ => {}
+            }
+        }
+        let path = percent_encoding::percent_decode_str(database)
+            .decode_utf8()
+            .ok()?;
+        let in_memory = database == ":memory:" || mode.as_deref() == Some("memory");
+        Some(Self {
+            file: (!in_memory && !path.is_empty()).then(|| PathBuf::from(&*path)),
+            mode,
+            immutable,
+        })
     }
-    let path = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:")
-        .split('?')
-        .next()?;
-    (!path.is_empty()).then(|| PathBuf::from(path))
+
+    /// Whether connections through this URL cannot write.
+    pub fn read_only(&self) -> bool {
+        self.mode.as_deref() == Some("ro") || self.immutable
+    }
+}
+
+/// A SQLite `url` that opens its file in `mode` (`rwc`, `ro`), unless it
+/// names a mode itself or is not a file.
+pub fn with_sqlite_mode(url: &str, mode: &str) -> String {
+    match SqliteUrl::parse(url) {
+        Some(parsed) if parsed.mode.is_none() && parsed.file.is_some() => {
+            let separator = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{separator}mode={mode}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The file of a SQLite URL (`sqlite:my%20db.db?mode=rwc` → `my db.db`);
+/// `None` for another backend or a database that is not a file.
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+    SqliteUrl::parse(url)?.file
 }
 
 /// The query parameters sqlx's PostgreSQL driver reads (besides
@@ -229,6 +269,17 @@ pub struct Store {
     pub(crate) idle_check: Duration,
 }
 
+/// What every SQLite connection is set to. WAL lets readers run beside
+/// the one writer; synchronous=FULL makes a commit durable when it
+/// returns, which is what a 201 promises.
+async fn prepare_sqlite(connection: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    connection.execute("PRAGMA journal_mode = WAL").await?;
+    connection.execute("PRAGMA synchronous = FULL").await?;
+    connection.execute("PRAGMA foreign_keys = ON").await?;
+    connection.execute("PRAGMA busy_timeout = 5000").await?;
+    Ok(())
+}
+
 impl Store {
     /// Connects to `url`; a SQLite file is created if it does not exist.
     ///
@@ -273,13 +324,7 @@ impl Store {
             .after_connect(move |connection, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        // WAL lets readers run beside the one writer;
-                        // synchronous=FULL makes a commit durable when it
-                        // returns, which is what a 201 promises.
-                        connection.execute("PRAGMA journal_mode = WAL").await?;
-                        connection.execute("PRAGMA synchronous = FULL").await?;
-                        connection.execute("PRAGMA foreign_keys = ON").await?;
-                        connection.execute("PRAGMA busy_timeout = 5000").await?;
+                        prepare_sqlite(connection).await?;
                     }
                     Ok(())
                 })
@@ -319,7 +364,7 @@ impl Store {
             postgres,
             backend,
             writer_lock_wait: options.writer_lock_wait,
-            read_only: backend == Backend::Sqlite && url.contains("mode=ro"),
+            read_only: SqliteUrl::parse(&url).is_some_and(|parsed| parsed.read_only()),
             target,
             idle_check: options.idle_check,
         })
@@ -371,16 +416,20 @@ impl Store {
     /// closed.
     pub async fn reach(&self) -> Result<(), StoreError> {
         let Some(postgres) = &self.postgres else {
-            let file = self.database_file().await;
-            return file.map(|_| ()).map_err(|error| match error {
-                StoreError::Unavailable(source) | StoreError::Database(source) => {
-                    StoreError::Unreachable {
-                        target: self.target.clone(),
-                        source,
-                    }
-                }
-                other => other,
-            });
+            // Outside the pool too: a file that is not a database fails
+            // the pool's set-up of each connection, which the pool retries
+            // until its wait is over, and then says only that.
+            let unreachable = |source| StoreError::Unreachable {
+                target: self.target.clone(),
+                source,
+            };
+            let mut connection =
+                <AnyConnection as sqlx::Connection>::connect_with(&self.pool.connect_options())
+                    .await
+                    .map_err(unreachable)?;
+            let prepared = prepare_sqlite(&mut connection).await;
+            let _ = sqlx::Connection::close(connection).await;
+            return prepared.map_err(unreachable);
         };
         let options = postgres.connect_options();
         let wait = postgres.options().get_acquire_timeout();
@@ -421,7 +470,60 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::{Store, StoreError, StoreOptions, check_postgres_parameters};
+    use std::path::PathBuf;
+
+    use super::{
+        SqliteUrl, Store, StoreError, StoreOptions, check_postgres_parameters, sqlite_file,
+        with_sqlite_mode,
+    };
+
+    #[test]
+    fn sqlite_urls_are_read_as_sqlx_reads_them() {
+        let file = |url: &str| sqlite_file(url);
+        assert_eq!(file("sqlite:bidask.db"), Some(PathBuf::from("bidask.db")));
+        assert_eq!(
+            file("sqlite:///tmp/x.db?mode=rwc"),
+            Some(PathBuf::from("/tmp/x.db"))
+        );
+        assert_eq!(file("sqlite://my%20db.db"), Some(PathBuf::from("my db.db")));
+        assert_eq!(
+            file("sqlite:/a/mode=x/b.db"),
+            Some(PathBuf::from("/a/mode=x/b.db"))
+        );
+        for not_a_file in [
+            "sqlite::memory:",
+            "sqlite://:memory:",
+            "sqlite://x.db?mode=memory&cache=shared",
+            "sqlite:",
+            "sqlite://",
+            "sqlite://?mode=rwc",
+            "postgres://host/db",
+        ] {
+            assert_eq!(file(not_a_file), None, "{not_a_file}");
+        }
+        let read_only = |url: &str| SqliteUrl::parse(url).is_some_and(|url| url.read_only());
+        assert!(read_only("sqlite:x.db?mode=ro"));
+        assert!(read_only("sqlite:x.db?immutable=1"));
+        assert!(read_only("sqlite:x.db?mode=rwc&mode=ro"), "the last counts");
+        assert!(!read_only("sqlite:x.db?mode=ro&mode=rw"));
+        assert!(!read_only("sqlite:/srv/mode=ro/x.db"), "a directory's name");
+        assert_eq!(
+            with_sqlite_mode("sqlite:/srv/mode=ro/x.db", "rwc"),
+            "sqlite:/srv/mode=ro/x.db?mode=rwc"
+        );
+        assert_eq!(
+            with_sqlite_mode("sqlite:x.db?cache=shared", "ro"),
+            "sqlite:x.db?cache=shared&mode=ro"
+        );
+        assert_eq!(
+            with_sqlite_mode("sqlite:x.db?mode=rw", "rwc"),
+            "sqlite:x.db?mode=rw"
+        );
+        assert_eq!(
+            with_sqlite_mode("sqlite::memory:", "rwc"),
+            "sqlite::memory:"
+        );
+    }
 
     /// Why `url` is refused before any connection is made.
     fn refusal(url: &str) -> String {
