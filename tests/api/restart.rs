@@ -43,6 +43,45 @@ async fn a_generated_secret_is_kept_beside_the_sqlite_file() {
     app.stop().await;
 }
 
+/// A kept secret is only ever read, whatever it holds: 48 bytes that are
+/// not text sign tokens as they are; one too short stops the server,
+/// naming the file, rather than being replaced (which would sign everyone
+/// out for good, a restored secret too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_secret_is_used_as_it_is_or_refused_never_replaced() {
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let file = bidask_store::sqlite_file(&database.url).expect("a SQLite file");
+    let kept = bidask_store::beside(&file, "jwt-secret");
+    let secret: Vec<u8> = (0..48u8).map(|byte| byte.wrapping_mul(37) | 0x80).collect();
+    std::fs::write(&kept, &secret).expect("a secret that is not text");
+    let app = spawn_app_on(database, |config| config.jwt_secret = None).await;
+    let ann = app.register("ann").await;
+    let database = app.stop().await;
+    assert_eq!(
+        std::fs::read(&kept).expect("the secret"),
+        secret,
+        "replaced"
+    );
+    let app = spawn_app_on(database, |config| config.jwt_secret = None).await;
+    let me = app.get("/api/v1/me", Some(&ann.token)).await;
+    assert_eq!(me.status, 200, "{:?}", me.body);
+    let database = app.stop().await;
+
+    std::fs::write(&kept, b"too short\n").expect("a short secret");
+    let mut config = bidask_tests::test_config(&database);
+    config.jwt_secret = None;
+    let refused = bidask_server::startup::Application::build(config)
+        .await
+        .err()
+        .map(|error| error.to_string())
+        .unwrap_or_default();
+    assert!(
+        refused.contains(&kept.display().to_string()) && refused.contains("9 bytes"),
+        "{refused}"
+    );
+    assert_eq!(std::fs::read(&kept).expect("the secret"), b"too short\n");
+}
+
 async fn a_restart_rebuilds_priority_expires_overdue_orders_and_continues_seq(backend: Backend) {
     let mut app = spawn_app(backend).await;
     let product = app.create_product("RESTART-1", &["9", "10"]).await;

@@ -15,7 +15,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -506,17 +506,36 @@ fn jwt_secret(config: &ServeConfig) -> Result<Vec<u8>, StartupError> {
     // Made only where there is none: any other secret file, unreadable,
     // short or not text, is the secret every token was signed with, and
     // replacing it would sign everyone out for good.
-    match std::fs::read_to_string(&path) {
-        Ok(secret) if secret.trim().len() >= 32 => Ok(secret.trim().as_bytes().to_vec()),
-        _ => {
+    match std::fs::read(&path) {
+        Ok(kept) => {
+            let secret = kept.trim_ascii();
+            if secret.len() < 32 {
+                return Err(StartupError::Config(format!(
+                    "the kept token secret {} holds {} bytes, and at least 32 are needed: \
+                     restore it, or delete it to have a new one made (which signs everyone out)",
+                    path.display(),
+                    secret.len()
+                )));
+            }
+            Ok(secret.to_vec())
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let secret = random_secret()?;
-            write_private(&path, &secret)?;
+            // Whole under its name or not there, so that a crash cannot
+            // leave an empty secret behind.
+            bidask_store::backup::write_new(&path, &secret).map_err(|error| {
+                StartupError::Config(format!("cannot write {}: {error}", path.display()))
+            })?;
             tracing::warn!(
                 path = %path.display(),
                 "BIDASK_JWT_SECRET is not set: generated a secret and kept it beside the database"
             );
             Ok(secret)
         }
+        Err(error) => Err(StartupError::Config(format!(
+            "cannot read the kept token secret {}: {error}",
+            path.display()
+        ))),
     }
 }
 
@@ -534,20 +553,6 @@ fn random_secret() -> Result<Vec<u8>, StartupError> {
         .map(|byte| format!("{byte:02x}"))
         .collect::<String>()
         .into_bytes())
-}
-
-fn write_private(path: &Path, secret: &[u8]) -> Result<(), StartupError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(secret)?;
-    file.sync_all()?;
-    Ok(())
 }
 
 async fn ensure_admin(store: &Store, config: &ServeConfig) -> Result<(), StartupError> {
