@@ -35,12 +35,21 @@ impl Store {
     /// orders, or a start after a long stop, one `DELETE` of them all held
     /// SQLite's write lock for seconds (7.8 s for a million), and every
     /// commit waiting behind it failed.
+    ///
+    /// A chunk is the oldest keys up to the time of the `DELETE_CHUNK`th
+    /// (a few more when keys share that time, as a batch's do), found and
+    /// removed through the index on their age alone. Selecting the keys
+    /// themselves (`(user_id, key) IN (…)`) made SQLite look each one up
+    /// by user, reading every key of a user with many: 0.6 s of CPU per
+    /// chunk when one user held a million, against 4 ms this way (the
+    /// sqlite3 3.40 shell, on this schema).
     pub async fn prune_idempotency(&self, before: i64) -> Result<u64, StoreError> {
         let mut removed = 0;
         loop {
             let chunk = sqlx::query(
-                "DELETE FROM idempotency_keys WHERE (user_id, key) IN \
-                 (SELECT user_id, key FROM idempotency_keys WHERE created_at < $1 LIMIT $2)",
+                "DELETE FROM idempotency_keys WHERE created_at <= \
+                 (SELECT max(created_at) FROM (SELECT created_at FROM idempotency_keys \
+                  WHERE created_at < $1 ORDER BY created_at LIMIT $2) AS oldest)",
             )
             .bind(before)
             .bind(DELETE_CHUNK)
