@@ -132,7 +132,7 @@ fn servable(url: &str) -> Result<(), StartupError> {
                 .to_owned(),
         ));
     }
-    if sqlite.read_only() {
+    if sqlite.read_only {
         return Err(StartupError::Config(
             "DATABASE_URL opens the SQLite file read-only (mode=ro or immutable), and a server \
              writes: leave the mode out (`bidask backup` copies a live database)"
@@ -163,16 +163,21 @@ pub async fn back_up(config: &BackupConfig) -> Result<(), StartupError> {
     }
     // Connecting would create a missing file, empty; that is no backup of
     // anything, and neither is a database in memory.
-    match bidask_store::sqlite_file(url) {
-        Some(source) if !source.exists() => {
+    match bidask_store::SqliteUrl::parse(url).map(|sqlite| sqlite.file) {
+        Some(Some(source)) if !source.exists() => {
             return Err(StartupError::Config(format!(
                 "there is no database at {} (DATABASE_URL)",
                 source.display()
             )));
         }
-        None if bidask_store::Backend::of_url(url).is_some() => {
+        Some(None) => {
             return Err(StartupError::Config(
                 "an in-memory database has nothing to back up (DATABASE_URL)".to_owned(),
+            ));
+        }
+        None if bidask_store::Backend::of_url(url).is_some() => {
+            return Err(StartupError::Config(
+                "DATABASE_URL's path is not UTF-8 once percent-decoded".to_owned(),
             ));
         }
         // Another scheme: connecting says which ones there are.

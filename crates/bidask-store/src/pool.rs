@@ -36,18 +36,18 @@ impl Backend {
 }
 
 /// A SQLite URL read the way sqlx reads it: `sqlite:` or `sqlite://`, a
-/// percent-encoded path, then `?key=value&…` (the last of a key counts).
-/// Read from the text rather than searched, so that a directory named
-/// `mode=…` or `my%20db` means what it means to sqlx.
+/// percent-encoded path, then `?key=value&…`. Read from the text rather
+/// than searched, so that a directory named `mode=…` or `my%20db` means
+/// what it means to sqlx.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqliteUrl {
     /// The file; `None` for a database in memory, or for SQLite's
     /// temporary one (an empty path), which each connection gets anew.
     pub file: Option<PathBuf>,
-    /// The `mode` parameter (`ro`, `rw`, `rwc`, `memory`), if given.
-    pub mode: Option<String>,
-    /// `immutable=1`: SQLite reads the file as if nobody could change it.
-    pub immutable: bool,
+    /// Whether the URL gives a `mode` at all.
+    pub names_mode: bool,
+    /// `mode=ro` or `immutable=1`: connections through it cannot write.
+    pub read_only: bool,
 }
 
 impl SqliteUrl {
@@ -58,29 +58,30 @@ impl SqliteUrl {
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))?;
         let (database, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let mut mode = None;
-        let mut immutable = false;
+        // As sqlx reads them: each `mode` can only switch something on
+        // (`ro&rw` is read-only, `memory&rwc` in memory); the last
+        // `immutable` counts.
+        let (mut names_mode, mut read_only, mut in_memory, mut immutable) =
+            (false, false, database == ":memory:", false);
         for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-            match &*key {
-                "mode" => mode = Some(value.into_owned()),
-                "immutable" => immutable = matches!(&*value, "1" | "true"),
+            match (&*key, &*value) {
+                ("mode", mode) => {
+                    names_mode = true;
+                    read_only |= mode == "ro";
+                    in_memory |= mode == "memory";
+                }
+                ("immutable", value) => immutable = matches!(value, "1" | "true"),
                 _ => {}
             }
         }
         let path = percent_encoding::percent_decode_str(database)
             .decode_utf8()
             .ok()?;
-        let in_memory = database == ":memory:" || mode.as_deref() == Some("memory");
         Some(Self {
             file: (!in_memory && !path.is_empty()).then(|| PathBuf::from(&*path)),
-            mode,
-            immutable,
+            names_mode,
+            read_only: read_only || immutable,
         })
-    }
-
-    /// Whether connections through this URL cannot write.
-    pub fn read_only(&self) -> bool {
-        self.mode.as_deref() == Some("ro") || self.immutable
     }
 }
 
@@ -88,7 +89,7 @@ impl SqliteUrl {
 /// names a mode itself or is not a file.
 pub fn with_sqlite_mode(url: &str, mode: &str) -> String {
     match SqliteUrl::parse(url) {
-        Some(parsed) if parsed.mode.is_none() && parsed.file.is_some() => {
+        Some(parsed) if !parsed.names_mode && parsed.file.is_some() => {
             let separator = if url.contains('?') { '&' } else { '?' };
             format!("{url}{separator}mode={mode}")
         }
@@ -364,7 +365,7 @@ impl Store {
             postgres,
             backend,
             writer_lock_wait: options.writer_lock_wait,
-            read_only: SqliteUrl::parse(&url).is_some_and(|parsed| parsed.read_only()),
+            read_only: SqliteUrl::parse(&url).is_some_and(|parsed| parsed.read_only),
             target,
             idle_check: options.idle_check,
         })
@@ -494,6 +495,7 @@ mod tests {
             "sqlite::memory:",
             "sqlite://:memory:",
             "sqlite://x.db?mode=memory&cache=shared",
+            "sqlite://x.db?mode=memory&mode=rwc",
             "sqlite:",
             "sqlite://",
             "sqlite://?mode=rwc",
@@ -501,11 +503,15 @@ mod tests {
         ] {
             assert_eq!(file(not_a_file), None, "{not_a_file}");
         }
-        let read_only = |url: &str| SqliteUrl::parse(url).is_some_and(|url| url.read_only());
+        let read_only = |url: &str| SqliteUrl::parse(url).is_some_and(|url| url.read_only);
         assert!(read_only("sqlite:x.db?mode=ro"));
         assert!(read_only("sqlite:x.db?immutable=1"));
-        assert!(read_only("sqlite:x.db?mode=rwc&mode=ro"), "the last counts");
-        assert!(!read_only("sqlite:x.db?mode=ro&mode=rw"));
+        assert!(read_only("sqlite:x.db?mode=rwc&mode=ro"));
+        assert!(read_only("sqlite:x.db?mode=ro&mode=rw"), "a mode only adds");
+        assert!(
+            !read_only("sqlite:x.db?immutable=1&immutable=0"),
+            "the last counts"
+        );
         assert!(!read_only("sqlite:/srv/mode=ro/x.db"), "a directory's name");
         assert_eq!(
             with_sqlite_mode("sqlite:/srv/mode=ro/x.db", "rwc"),
