@@ -306,7 +306,12 @@ impl Hub {
     /// Walks every channel under the lock the fan-out needs: about a
     /// millisecond for 100,000 of them, once every quarter of the age.
     pub fn age_out(&self) {
-        let Some(cutoff) = Instant::now().checked_sub(self.windows.age) else {
+        self.age_out_at(Instant::now());
+    }
+
+    /// [`Hub::age_out`] as of `now`.
+    fn age_out_at(&self, now: Instant) {
+        let Some(cutoff) = now.checked_sub(self.windows.age) else {
             return;
         };
         for state in self.lock().values_mut() {
@@ -633,40 +638,43 @@ mod tests {
 
     #[tokio::test]
     async fn events_leave_the_window_with_age_and_their_room_with_them() {
-        let age = Duration::from_millis(100);
-        let hub = Hub::start(
-            Windows {
-                age,
-                ..Windows::default()
-            },
-            Duration::from_secs(5),
-        )
-        .expect("a hub");
+        let hub = Hub::start(Windows::default(), Duration::from_secs(5)).expect("a hub");
+        let age = hub.window_age();
         hub.publish(
             (1..=600)
                 .map(|seq| event(Channel::Product(1), seq))
                 .collect(),
         );
         settle(&hub).await;
+        // One event later than the rest, so that a moment falls between.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        hub.publish(vec![event(Channel::Product(1), 601)]);
+        settle(&hub).await;
         let (outbox, _frames) = mpsc::channel(16);
         let peer = Arc::new(Peer::default());
         let joined = hub.join(Channel::Product(1), 1, &outbox, &peer, Some(0));
-        assert_eq!(joined.backlog.map(|backlog| backlog.len()), Some(600));
-        hub.age_out();
+        assert_eq!(joined.backlog.map(|backlog| backlog.len()), Some(601));
         let recent = |hub: &Hub| {
             let channels = hub.lock();
             let state = channels.get(&Channel::Product(1)).expect("the channel");
             (state.recent.len(), state.recent.capacity())
         };
-        assert_eq!(recent(&hub).0, 600, "none is old yet");
-        // One event of now, on the other side of the age from the rest.
-        tokio::time::sleep(age).await;
-        hub.publish(vec![event(Channel::Product(1), 601)]);
-        settle(&hub).await;
-        hub.age_out();
+        let arrived = |hub: &Hub, index: usize| {
+            let channels = hub.lock();
+            let state = channels.get(&Channel::Product(1)).expect("the channel");
+            state.recent[index].0
+        };
+        let (first, last_old, young) = (arrived(&hub, 0), arrived(&hub, 599), arrived(&hub, 600));
+        assert!(last_old < young);
+
+        hub.age_out_at(first + age);
+        assert_eq!(recent(&hub).0, 601, "exactly the age is not older");
+        // The clock as it will read when the 600 are old and the last one
+        // is not yet.
+        hub.age_out_at(young + age - Duration::from_nanos(1));
         let (kept, room) = recent(&hub);
         assert_eq!(kept, 1);
-        assert!(room < 8, "the room of 600 was kept: {room}");
+        assert!(room < 8, "the room of 601 was kept: {room}");
         let joined = hub.join(Channel::Product(1), 1, &outbox, &peer, Some(0));
         assert!(joined.backlog.is_none(), "the database serves that resume");
         let joined = hub.join(Channel::Product(1), 1, &outbox, &peer, Some(600));
@@ -677,9 +685,9 @@ mod tests {
             .map(|frame| frame.seq)
             .collect();
         assert_eq!((joined.seq, seqs), (601, vec![601]));
+
         // Once all have aged, the channel still knows its `seq`.
-        tokio::time::sleep(age).await;
-        hub.age_out();
+        hub.age_out_at(young + age + Duration::from_nanos(1));
         assert_eq!(recent(&hub), (0, 0));
         let joined = hub.join(Channel::Product(1), 1, &outbox, &peer, Some(601));
         let backlog = joined.backlog.map(|backlog| backlog.len());

@@ -214,9 +214,7 @@ pub async fn identify(state: &AppState, token: &str) -> Result<Identity, ApiErro
         .query(state.store.user_by_id(id))
         .await?
         .ok_or_else(|| invalid("the token's user does not exist"))?;
-    if !claims.fits(user.token_key) {
-        return Err(invalid("the token was issued to another account"));
-    }
+    crate::http::extract::issued_to(&claims, user.token_key)?;
     Ok(Identity {
         id: user.id,
         username: user.username,

@@ -85,6 +85,12 @@ async fn ensure_known(state: &AppState, id: i64, claims: &Claims) -> Result<(), 
             user.token_key
         }
     };
+    issued_to(claims, token_key)
+}
+
+/// Refuses a token issued to another account than the one that has its
+/// id now, whose token key is `token_key`; REST and the feed alike.
+pub fn issued_to(claims: &Claims, token_key: i64) -> Result<(), ApiError> {
     if claims.fits(token_key) {
         Ok(())
     } else {

@@ -118,6 +118,9 @@ pub fn router(state: AppState, settings: &ApiSettings) -> Router {
         .merge(openapi::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Innermost, so that the 500 goes out through every layer below:
+        // CORS (a page may read it), the request id, the trace.
+        .layer(CatchPanicLayer::custom(panicked))
         // Every route: the feed's upgrade, the page and the operational
         // endpoints cost the server as much as the API's.
         .layer(middleware::from_fn_with_state(
@@ -135,7 +138,6 @@ pub fn router(state: AppState, settings: &ApiSettings) -> Router {
             settings.request_timeout,
             bound_time,
         ))
-        .layer(CatchPanicLayer::custom(panicked))
         .layer(middleware::from_fn(record_latency))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
