@@ -375,7 +375,12 @@ async fn settled_stats(app: &TestApp) -> Value {
 /// user's events were last read, has not asked for a resume.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_events_are_sent_messages_and_signing_in_is_no_resume() {
-    let mut app = spawn_app(Backend::Sqlite).await;
+    // No heartbeat during the test: it is a message sent too, and the
+    // first one may come at any moment of a connection's first interval.
+    let mut app = spawn_app_on(TestDatabase::new(Backend::Sqlite).await, |config| {
+        config.ws_heartbeat_ms = 3_600_000;
+    })
+    .await;
     let product = app.create_product("WS-COUNT", &["10"]).await;
     let channel = format!("product:{product}");
     let trader = app.register("trader").await;
