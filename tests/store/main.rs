@@ -313,8 +313,8 @@ async fn pruning_the_feed_keeps_each_channels_newest_events(backend: Backend) {
     );
 }
 
-/// Keys older than the cutoff go, over more than one delete's worth (each
-/// holds SQLite's write lock only for its chunk); younger ones stay.
+/// Keys older than the cutoff go, over more than one chunk's worth (the
+/// pass goes on until a chunk comes back short); younger ones stay.
 async fn pruning_idempotency_keys_forgets_the_old_ones_only(backend: Backend) {
     let (store, _database) = store_with_a_market(backend).await;
     let key = |index: i64, created_at: i64| bidask_store::IdempotencyRecord {

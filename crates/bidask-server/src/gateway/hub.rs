@@ -73,9 +73,9 @@ pub struct Windows {
     pub products: usize,
     /// How long an event stays in a window. A window is for the client
     /// that lost its connection a moment ago; without an age, every
-    /// product that ever traded 1,024 events would hold them (some 300 KB)
-    /// for as long as the process runs, however long ago that was, and a
-    /// large catalog would grow the server by gigabytes.
+    /// product that ever traded 1,024 events would hold them (by estimate,
+    /// some 300 KB) for as long as the process runs, and a large catalog
+    /// would grow the server by gigabytes.
     pub age: Duration,
 }
 
@@ -299,21 +299,13 @@ impl Hub {
         self.windows.age
     }
 
-    /// Lets go of the events that have been in their window longer than
-    /// the windows' age, and of the room they took. A channel keeps its
-    /// `seq`: a subscriber's snapshot must be current to at least it.
+    /// Lets go of the events that arrived in their window before
+    /// `cutoff`, and of the room they took. A channel keeps its `seq`: a
+    /// subscriber's snapshot must be current to at least it.
     ///
-    /// Walks every channel under the lock the fan-out needs: about a
-    /// millisecond for 100,000 of them, once every quarter of the age.
-    pub fn age_out(&self) {
-        self.age_out_at(Instant::now());
-    }
-
-    /// [`Hub::age_out`] as of `now`.
-    fn age_out_at(&self, now: Instant) {
-        let Some(cutoff) = now.checked_sub(self.windows.age) else {
-            return;
-        };
+    /// Walks every channel under the lock the fan-out needs, once every
+    /// quarter of the age (not timed; a check of one front per channel).
+    pub fn forget_before(&self, cutoff: Instant) {
         for state in self.lock().values_mut() {
             let before = state.recent.len();
             while state
@@ -639,7 +631,6 @@ mod tests {
     #[tokio::test]
     async fn events_leave_the_window_with_age_and_their_room_with_them() {
         let hub = Hub::start(Windows::default(), Duration::from_secs(5)).expect("a hub");
-        let age = hub.window_age();
         hub.publish(
             (1..=600)
                 .map(|seq| event(Channel::Product(1), seq))
@@ -667,11 +658,14 @@ mod tests {
         let (first, last_old, young) = (arrived(&hub, 0), arrived(&hub, 599), arrived(&hub, 600));
         assert!(last_old < young);
 
-        hub.age_out_at(first + age);
-        assert_eq!(recent(&hub).0, 601, "exactly the age is not older");
-        // The clock as it will read when the 600 are old and the last one
-        // is not yet.
-        hub.age_out_at(young + age - Duration::from_nanos(1));
+        hub.forget_before(first);
+        assert_eq!(
+            recent(&hub).0,
+            601,
+            "arrived at the cutoff is not before it"
+        );
+        // The cutoff once the 600 are old and the last one is not yet.
+        hub.forget_before(young - Duration::from_nanos(1));
         let (kept, room) = recent(&hub);
         assert_eq!(kept, 1);
         assert!(room < 8, "the room of 601 was kept: {room}");
@@ -687,7 +681,7 @@ mod tests {
         assert_eq!((joined.seq, seqs), (601, vec![601]));
 
         // Once all have aged, the channel still knows its `seq`.
-        hub.age_out_at(young + age + Duration::from_nanos(1));
+        hub.forget_before(young + Duration::from_nanos(1));
         assert_eq!(recent(&hub), (0, 0));
         let joined = hub.join(Channel::Product(1), 1, &outbox, &peer, Some(601));
         let backlog = joined.backlog.map(|backlog| backlog.len());

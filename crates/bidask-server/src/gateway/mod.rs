@@ -23,7 +23,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -424,8 +424,10 @@ async fn age_out(gateway: std::sync::Weak<Gateway>) {
         let Some(gateway) = gateway.upgrade() else {
             return;
         };
-        gateway.hub.age_out();
-        gateway.snapshots.age_out(age);
+        if let Some(cutoff) = Instant::now().checked_sub(age) {
+            gateway.hub.forget_before(cutoff);
+            gateway.snapshots.forget_before(cutoff);
+        }
     }
 }
 

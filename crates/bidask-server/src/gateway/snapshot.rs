@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -20,7 +20,7 @@ use crate::market::replica::Level;
 
 /// The latest serialized snapshot per product subscribed to lately: a
 /// whole book each, let go once older than the hub's window age (see
-/// [`Snapshots::age_out`]).
+/// [`Snapshots::forget_before`]).
 #[derive(Debug, Default)]
 pub struct Snapshots {
     latest: Mutex<HashMap<i64, Kept>>,
@@ -75,13 +75,10 @@ impl Snapshots {
         Some((seq, json))
     }
 
-    /// Lets go of the snapshots made longer than `age` ago. One is kept
-    /// for the herd that subscribes at once; a product nobody has
-    /// subscribed to for a while should not hold its whole book twice.
-    pub fn age_out(&self, age: Duration) {
-        let Some(cutoff) = Instant::now().checked_sub(age) else {
-            return;
-        };
+    /// Lets go of the snapshots made before `cutoff`. One is kept for the
+    /// herd that subscribes at once; a product nobody has subscribed to
+    /// for a while should not hold its whole book twice.
+    pub fn forget_before(&self, cutoff: Instant) {
         let mut latest = self.lock();
         latest.retain(|_, kept| kept.made >= cutoff);
         let len = latest.len();
@@ -163,6 +160,8 @@ fn serialize(state: &AppState, product_id: i64) -> Option<(i64, String)> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -180,7 +179,7 @@ mod tests {
                 },
             );
         }
-        snapshots.age_out(Duration::from_secs(10));
+        snapshots.forget_before(made_ago(10));
         assert!(snapshots.kept(1, 0).is_none(), "made 30 s ago");
         assert_eq!(snapshots.kept(2, 0).map(|(seq, _)| seq), Some(7));
     }
