@@ -11,7 +11,7 @@
 //! the client. A request from any other peer is counted by that peer,
 //! whatever its header says.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
 use axum::http::HeaderMap;
@@ -67,11 +67,7 @@ impl TrustedProxies {
             .get_all(FORWARDED_FOR)
             .iter()
             .flat_map(|value| value.as_bytes().split(|byte| *byte == b','))
-            .map(|hop| {
-                std::str::from_utf8(hop)
-                    .ok()
-                    .and_then(|hop| hop.trim().parse().ok())
-            })
+            .map(|hop| std::str::from_utf8(hop).ok().and_then(hop_address))
             .collect();
         let mut client = peer;
         for hop in hops.iter().rev() {
@@ -87,6 +83,16 @@ impl TrustedProxies {
         }
         client
     }
+}
+
+/// The address in one entry of the header: a bare address, or one with the
+/// port the proxy saw it from (`203.0.113.5:4711`, `[2001:db8::7]:4711`),
+/// which some proxies append.
+fn hop_address(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    hop.parse()
+        .ok()
+        .or_else(|| hop.parse::<SocketAddr>().ok().map(|socket| socket.ip()))
 }
 
 #[cfg(test)]
@@ -168,6 +174,15 @@ mod tests {
         assert_eq!(
             client("127.0.0.1", &[b"\xff, 203.0.113.5"]),
             address("203.0.113.5")
+        );
+        // Entries with the port the proxy saw the client's connection from.
+        assert_eq!(
+            client("127.0.0.1", &[b"203.0.113.5:4711"]),
+            address("203.0.113.5")
+        );
+        assert_eq!(
+            client("127.0.0.1", &[b"[2001:db8::7]:4711, 10.1.2.3:80"]),
+            address("2001:db8::7")
         );
         // An IPv4 peer seen through an IPv6 socket is still that peer.
         assert_eq!(
