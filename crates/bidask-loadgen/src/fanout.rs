@@ -439,6 +439,12 @@ pub async fn run_fanout(config: FanoutConfig) -> Result<FanoutReport, LoadgenErr
     );
     errors_by_kind.add_many("slow_consumer", totals.slow_consumer_closes);
     errors_by_kind.add_many("error_message", totals.error_messages);
+    // A subscriber's event that never came (skipped, or after its last
+    // one) or came again is a failed delivery: `--max-error-rate 0` must
+    // not pass a server that drops or repeats events.
+    let delivered = received.in_window + received.late;
+    errors_by_kind.add_many("undelivered", expected.saturating_sub(delivered));
+    errors_by_kind.add_many("out_of_order", totals.out_of_order);
     for (key, count) in publishing.errors.iter() {
         errors_by_kind.add_many(&format!("publish_{key}"), count);
     }
@@ -451,7 +457,7 @@ pub async fn run_fanout(config: FanoutConfig) -> Result<FanoutReport, LoadgenErr
             0.0
         }
     };
-    let attempts = (clients + stalled) as u64 + publishing.attempts;
+    let attempts = (clients + stalled) as u64 + publishing.attempts + expected;
     let (from_idle, second_half) = readings.per_connection();
     Ok(FanoutReport {
         scenario: "fanout",
@@ -486,7 +492,7 @@ pub async fn run_fanout(config: FanoutConfig) -> Result<FanoutReport, LoadgenErr
         delivery_ratio: if expected == 0 {
             0.0
         } else {
-            (received.in_window + received.late) as f64 / expected as f64
+            delivered as f64 / expected as f64
         },
         missing: totals.missing,
         out_of_order: totals.out_of_order,

@@ -62,7 +62,8 @@ pub struct FanoutReport {
     pub publish_p50_ms: f64,
     /// Publish round trip, 99th percentile.
     pub publish_p99_ms: f64,
-    /// Events received by all clients within the window.
+    /// Events received by all clients within the window, each once per
+    /// client: a repeat is counted in `out_of_order` instead.
     pub messages_delivered: u64,
     /// `messages_delivered` per second: the headline throughput.
     pub messages_per_sec: f64,
@@ -115,11 +116,13 @@ pub struct FanoutReport {
     pub server_cpu_percent: Option<f64>,
     /// The load generator's own CPU over the window, percent of one core.
     pub loadgen_cpu_percent: Option<f64>,
-    /// Setup failures, disconnects, error messages and publish errors.
+    /// Setup failures, disconnects, error messages, publish errors, and
+    /// deliveries that failed: expected events that never arrived
+    /// (`undelivered`) and events that arrived again (`out_of_order`).
     pub errors: u64,
     /// `errors` by kind.
     pub errors_by_kind: ErrorCounts,
-    /// `errors` over clients plus publish attempts.
+    /// `errors` over clients, publish attempts and expected messages.
     pub error_rate: f64,
 }
 

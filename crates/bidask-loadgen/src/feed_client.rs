@@ -149,9 +149,12 @@ pub async fn run(
             Some(Ok(Message::Text(text))) => {
                 let received = clock::now_micros();
                 match feed_message::classify(text.as_str()) {
+                    // A repeat is not a second delivery: counted, it
+                    // would stand in for an event that never came.
                     FeedMessage::Event { seq, ts_micros } => {
-                        delivery.record(index, ts_micros.map(|ts| received - ts));
-                        tally.check_seq(&mut last_seq, seq);
+                        if tally.check_seq(&mut last_seq, seq) {
+                            delivery.record(index, ts_micros.map(|ts| received - ts));
+                        }
                     }
                     FeedMessage::Heartbeat => tally.heartbeats += 1,
                     FeedMessage::Error => tally.errors += 1,
@@ -237,16 +240,24 @@ pub async fn run_stalled(
 
 impl ClientTally {
     /// Follows the channel's `seq`: counts events skipped and events that
-    /// came out of order.
-    fn check_seq(&mut self, last_seq: &mut Option<i64>, seq: Option<i64>) {
-        let Some(seq) = seq else { return };
+    /// came out of order, and says whether this one is new (an event
+    /// without a `seq` cannot be told apart, so it counts as new).
+    fn check_seq(&mut self, last_seq: &mut Option<i64>, seq: Option<i64>) -> bool {
+        let Some(seq) = seq else { return true };
         match *last_seq {
-            Some(last) if seq <= last => self.out_of_order += 1,
+            Some(last) if seq <= last => {
+                self.out_of_order += 1;
+                false
+            }
             Some(last) => {
                 self.missing += u64::try_from(seq - last - 1).unwrap_or(0);
                 *last_seq = Some(seq);
+                true
             }
-            None => *last_seq = Some(seq),
+            None => {
+                *last_seq = Some(seq);
+                true
+            }
         }
     }
 }
@@ -329,13 +340,15 @@ mod tests {
     fn seq_jumps_count_as_missing_and_repeats_as_out_of_order() {
         let mut tally = ClientTally::default();
         let mut last = Some(10);
-        for seq in [11, 12, 15, 14, 16, 16] {
-            tally.check_seq(&mut last, Some(seq));
-        }
-        tally.check_seq(&mut last, None);
+        let new: Vec<bool> = [11, 12, 15, 14, 16, 16]
+            .into_iter()
+            .map(|seq| tally.check_seq(&mut last, Some(seq)))
+            .collect();
+        assert_eq!(new, [true, true, true, false, true, false]);
+        assert!(tally.check_seq(&mut last, None));
         assert_eq!((tally.missing, tally.out_of_order, last), (2, 2, Some(16)));
         let mut unknown = None;
-        tally.check_seq(&mut unknown, Some(40));
+        assert!(tally.check_seq(&mut unknown, Some(40)));
         assert_eq!(unknown, Some(40));
     }
 

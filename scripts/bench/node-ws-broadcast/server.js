@@ -9,8 +9,11 @@
 //   `ping` with `pong`.
 // - POST /publish takes one message (the load generator's BID_UPDATED-shaped
 //   JSON), stamps its `ts` with the time it arrived, as bidask stamps its
-//   events when it accepts them, and sends it to every subscribed client:
-//   one Buffer, no per-client copy, the loop of ws's own README.
+//   events when it accepts them, answers 204, and then sends it to every
+//   subscribed client: one Buffer, no per-client copy, the loop of ws's
+//   own README. The next message is read once that loop is done (one
+//   thread), so the server still takes events no faster than it
+//   broadcasts them.
 // - GET /healthz answers 200 once the server listens.
 //
 // No heartbeats, no per-client queues, no slow-consumer policy: that is
@@ -63,8 +66,11 @@ const server = http.createServer((request, response) => {
       );
       const seq = /"seq":(\d+)/.exec(message.toString('latin1', 0, 200));
       if (seq) lastSeq = Number(seq[1]);
-      broadcast(message);
+      // Answered first, as bidask answers an order once it is committed
+      // and fans its event out afterwards: the publisher's round trip is
+      // the acceptance, not the broadcast, for both servers.
       response.writeHead(204).end();
+      broadcast(message);
     });
     return;
   }
