@@ -21,7 +21,7 @@ on_both_backends!(
 
 async fn welcome_ping_and_bad_messages(backend: Backend) {
     let mut app = spawn_app(backend).await;
-    app.create_product("WS-PROTO", &["10"]).await;
+    let product = app.create_product("WS-PROTO", &["10"]).await;
     let mut client = WsClient::connect(&app).await;
     let welcome = client.expect("welcome").await;
     assert!(welcome["connection_id"].as_u64().is_some(), "{welcome}");
@@ -95,6 +95,16 @@ async fn welcome_ping_and_bad_messages(backend: Backend) {
     }
     client.send_raw(Message::Binary(vec![1, 2, 3].into())).await;
     assert_eq!(client.expect("error").await["code"], "unsupported_frame");
+
+    // The product's channel spelled another way: replies and events name
+    // `product:{id}`, which such a client would not know for its own.
+    for other in [format!("product:0{product}"), format!("product:+{product}")] {
+        client
+            .send(&json!({"type": "subscribe", "channels": [other], "id": 9}))
+            .await;
+        let error = client.expect("error").await;
+        assert_eq!(error["code"], "unknown_channel", "{other} → {error}");
+    }
 
     // None of that closed the connection.
     client.send(&json!({"type": "ping"})).await;

@@ -36,13 +36,17 @@ impl fmt::Display for Channel {
 }
 
 impl Channel {
-    /// Parses `product:42`, `user:7` or `products`.
+    /// Parses `product:42`, `user:7` or `products`, each only as written
+    /// here: replies and events carry the channel's name, and a client
+    /// that subscribed to `product:042` or `product:+42` would never see
+    /// that name again.
     pub fn parse(text: &str) -> Option<Self> {
         if text == "products" {
             return Some(Self::Products);
         }
         let (kind, id) = text.split_once(':')?;
-        let id = id.parse().ok().filter(|id: &i64| *id > 0)?;
+        let canonical = id.bytes().all(|digit| digit.is_ascii_digit()) && !id.starts_with('0');
+        let id = id.parse().ok().filter(|id: &i64| *id > 0 && canonical)?;
         match kind {
             "product" => Some(Self::Product(id)),
             "user" => Some(Self::User(id)),
@@ -286,6 +290,10 @@ mod tests {
         assert_eq!(Channel::parse("product:0"), None);
         assert_eq!(Channel::parse("product:x"), None);
         assert_eq!(Channel::parse("orders:1"), None);
+        // Another spelling of a channel is not that channel.
+        for other in ["product:042", "product:+42", "user:07", "product: 42", "product:"] {
+            assert_eq!(Channel::parse(other), None, "{other}");
+        }
     }
 
     #[test]
