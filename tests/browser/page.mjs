@@ -209,6 +209,18 @@ try {
   await order.getByRole('button', { name: 'Cancel' }).click();
   await order.waitFor({ state: 'detached', timeout: WAIT });
   await textOf(watcher, '[data-testid=lowest-ask-10]', '—');
+  // A thousands separator is not a decimal comma: "1,000" is not $1.00,
+  // which would sell at the highest bid. It is refused before it is sent.
+  let sentWithComma = 0;
+  const countOrders = (request) => {
+    if (/\/api\/v1\/(asks|bids)$/.test(request.url()) && request.method() === 'POST') sentWithComma += 1;
+  };
+  sellerPage.on('request', countOrders);
+  await sellerPage.fill('[data-testid=price]', '1,000');
+  await sellerPage.click('[data-testid=trade] button[name=ask]');
+  await textOf(sellerPage, '[data-testid=trade-error]', 'Write the price without a thousands separator, e.g. 1000.00.');
+  sellerPage.off('request', countOrders);
+  if (sentWithComma !== 0) throw new Error(`"1,000" was sent as an order ${sentWithComma} time(s)`);
 
   step('Sell Now sells at the highest bid, immediate-or-cancel, once for a double click');
   const isAsk = (request) => request.url().endsWith('/api/v1/asks') && request.method() === 'POST';
@@ -405,10 +417,12 @@ try {
 
   step('a session the server no longer takes ends with a notice, not silently');
   faking401 = true;
-  await sellerPage.evaluate(() => { current.token += 'x'; return page.refreshOrders(); });
+  // An order refused for its session: the refusal ends the session.
+  await sellerPage.evaluate(() => { current.token += 'x'; return page.place('ask', '999.00'); });
   await toast(sellerPage, 'Your session has ended; sign in again.');
   await sellerPage.locator('[data-testid=sign-in]').waitFor({ timeout: WAIT });
-  // Not the last message meant for the user who was signed in.
+  // Neither the refusal nor the last message meant for the user who was
+  // signed in stays on the page.
   await textOf(sellerPage, '[data-testid=trade-error]', 'Sign in to trade.');
   faking401 = false;
   step('a book deeper than a snapshot: the best price stays right as its top goes');
@@ -498,6 +512,26 @@ try {
     throw new Error(`a product name was run as markup: ${JSON.stringify(injected)}`);
   }
   await reader.close();
+
+  step('the catalog beyond its first page is a click away');
+  for (let index = 0; index < 50; index += 1) {
+    await rest('POST', '/products', admin.token, {
+      sku: `FILL-${run}-${index}`, name: `Filler ${index}`, brand: 'Filler', sizes: ['10'],
+    });
+  }
+  const browsing = await browser.newPage();
+  watch(browsing, 'browsing');
+  await browsing.goto(base);
+  await browsing.getByText('Filler 49', { exact: true }).waitFor({ timeout: WAIT });
+  // Fifty newer products fill the first page.
+  if (await browsing.getByText('Air Jordan 1 Chicago', { exact: true }).count() !== 0) {
+    throw new Error('the first page of the catalog holds more than fifty products');
+  }
+  await browsing.click('[data-testid=more-products]');
+  await browsing.getByText('Air Jordan 1 Chicago', { exact: true }).waitFor({ timeout: WAIT });
+  // Nothing is older: the last page needs no button.
+  await browsing.locator('[data-testid=more-products]').waitFor({ state: 'hidden', timeout: WAIT });
+  await browsing.close();
 
   if (failures.length) throw new Error(`the page reported errors:\n${failures.join('\n')}`);
   console.log('the product page works');

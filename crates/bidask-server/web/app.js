@@ -41,9 +41,15 @@ const session = {
       return null;
     }
   },
+  // Storage the browser refuses (blocked site data, a full quota) costs
+  // the session its place across reloads, not the sign-in itself.
   save(value) {
-    if (value) localStorage.setItem(TOKEN_KEY, JSON.stringify(value));
-    else localStorage.removeItem(TOKEN_KEY);
+    try {
+      if (value) localStorage.setItem(TOKEN_KEY, JSON.stringify(value));
+      else localStorage.removeItem(TOKEN_KEY);
+    } catch {
+      // Kept in memory only.
+    }
   },
 };
 
@@ -92,6 +98,12 @@ async function api(method, path, body, extraHeaders = {}) {
 }
 
 const SESSION_ENDED = 'Your session has ended; sign in again.';
+
+/**
+ * A refusal of the session, which `api` has ended with its notice: no
+ * message for the page, which would show it to whoever signs in next.
+ */
+const sessionEnded = (failure) => failure instanceof ApiError && failure.status === 401;
 
 /** Signs out; `notice` says why, when it was not the user's choice. */
 function signOut(notice) {
@@ -356,27 +368,56 @@ let page = null;
 
 async function showCatalog(main) {
   document.title = 'bidask';
-  const products = await api('GET', '/products?limit=100');
   const list = h('ul', { class: 'products', 'data-testid': 'catalog' });
-  for (const product of products.items) {
-    const asks = product.markets.map((market) => market.lowest_ask).filter((price) => price !== null);
-    const lowest = asks.length ? asks.reduce((a, b) => (Number(b) < Number(a) ? b : a)) : null;
-    list.append(
-      h('li', {},
-        h('a', { class: 'card', href: `/products/${product.id}` },
-          h('div', { class: 'muted' }, product.brand),
-          h('strong', {}, product.name),
-          h('div', { class: 'price' }, lowest === null ? 'No asks' : money(lowest)),
-          h('div', { class: 'muted' }, 'Lowest ask'))),
-    );
-  }
+  const error = h('p', { class: 'error' });
+  const more = h('button', { type: 'button', class: 'secondary more', 'data-testid': 'more-products', hidden: true },
+    'More sneakers');
+  // A page at a time, newest first, as the API lists them: the rest of
+  // the catalog is a click away, not out of reach.
+  let cursor = null;
+  const loadPage = async () => {
+    const after = cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`;
+    const products = await api('GET', `/products?limit=${CATALOG_PAGE}${after}`);
+    list.append(...products.items.map(productCard));
+    cursor = products.next_cursor;
+    more.hidden = cursor === null;
+    return products.items.length;
+  };
+  more.addEventListener('click', async () => {
+    more.disabled = true;
+    error.textContent = '';
+    try {
+      await loadPage();
+    } catch (failure) {
+      error.textContent = failure.message;
+    } finally {
+      more.disabled = false;
+    }
+  });
+  const found = await loadPage();
   main.replaceChildren(
     h('h1', {}, 'Sneakers'),
     h('p', { class: 'muted' }, 'Live bids and asks. Pick a pair.'),
-    products.items.length ? list : h('p', { class: 'muted' }, 'The catalog is empty.'),
+    found ? list : h('p', { class: 'muted' }, 'The catalog is empty.'),
+    more,
+    error,
   );
   feed = new Feed(null, { snapshot() {}, event() {}, private: (message) => privateEvent(message) });
   feed.connect();
+}
+
+/** Products per page of the catalog: the API's default page. */
+const CATALOG_PAGE = 50;
+
+function productCard(product) {
+  const asks = product.markets.map((market) => market.lowest_ask).filter((price) => price !== null);
+  const lowest = asks.length ? asks.reduce((a, b) => (Number(b) < Number(a) ? b : a)) : null;
+  return h('li', {},
+    h('a', { class: 'card', href: `/products/${product.id}` },
+      h('div', { class: 'muted' }, product.brand),
+      h('strong', {}, product.name),
+      h('div', { class: 'price' }, lowest === null ? 'No asks' : money(lowest)),
+      h('div', { class: 'muted' }, 'Lowest ask')));
 }
 
 // Each match is toasted once per tab, across reconnects and reloads: the
@@ -387,14 +428,36 @@ async function showCatalog(main) {
 function privateEvent(message) {
   if (message.type === 'MATCH_CREATED' && current) {
     const key = `bidask.toasted.${current.user.id}`;
-    const last = Number(sessionStorage.getItem(key) || 0);
-    if (message.notification_id > last) {
-      sessionStorage.setItem(key, String(message.notification_id));
+    if (message.notification_id > toasted.get(key)) {
+      toasted.set(key, message.notification_id);
       toast(message.message);
     }
   }
   if (page) page.refreshOrders();
 }
+
+// The last notification toasted per user: in the tab's session storage,
+// or in memory where the browser refuses storage (then once per page).
+const toasted = {
+  memory: new Map(),
+  get(key) {
+    let stored = 0;
+    try {
+      stored = Number(sessionStorage.getItem(key) || 0);
+    } catch {
+      // Nothing readable stored.
+    }
+    return Math.max(stored, this.memory.get(key) || 0);
+  },
+  set(key, id) {
+    this.memory.set(key, id);
+    try {
+      sessionStorage.setItem(key, String(id));
+    } catch {
+      // Kept in memory only.
+    }
+  },
+};
 
 // ---- a product -------------------------------------------------------------
 
@@ -565,8 +628,20 @@ class ProductPage {
     this.placing = true;
     this.error = '';
     this.render();
-    // A phone's decimal keypad may offer a comma: 210,50 is 210.50.
-    if (/^\d+,\d+$/.test(price)) price = price.replace(',', '.');
+    // A phone's decimal keypad may offer a comma: 210,50 is 210.50. But
+    // 1,000 is a thousand, not one: a comma is a decimal point only when
+    // no more digits follow it than the product's tick has decimals, and
+    // any other is refused here rather than guessed at.
+    if (price.includes(',')) {
+      const decimals = (this.product.tick_size.split('.')[1] || '').length;
+      if (decimals === 0 || !new RegExp(`^\\d+,\\d{1,${decimals}}$`).test(price)) {
+        this.error = 'Write the price without a thousands separator, e.g. 1000.00.';
+        this.placing = false;
+        this.render();
+        return;
+      }
+      price = price.replace(',', '.');
+    }
     const order = { product_id: this.product.id, size: this.selected, price };
     if (timeInForce) order.time_in_force = timeInForce;
     // An order that failed for want of an answer (a 5xx, a timeout) may
@@ -599,7 +674,7 @@ class ProductPage {
     } catch (failure) {
       if (!(failure instanceof ApiError) || failure.status >= 500) this.retry = { signature, key };
       this.placing = false;
-      this.error = failure.message;
+      if (!sessionEnded(failure)) this.error = failure.message;
       this.render();
     }
   }
@@ -608,7 +683,7 @@ class ProductPage {
     try {
       await api('DELETE', `/orders/${id}`);
     } catch (failure) {
-      this.error = failure.message;
+      if (!sessionEnded(failure)) this.error = failure.message;
     }
     await this.refreshOrders();
   }
