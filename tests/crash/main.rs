@@ -475,6 +475,97 @@ async fn migrate_then_serve(backend: Backend) {
 
 on_both_backends!(migrate_then_serve);
 
+/// SQLite's side of a failed commit: another process holds the write lock
+/// (the outage tests above stop PostgreSQL). The order whose commit it
+/// refused gets a 503 and leaves nothing in the book; an order that came
+/// due meanwhile expires once the lock is gone and never trades; `seq`
+/// goes on from the last commit, without a gap or a reuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_refused_by_a_held_sqlite_lock_leaves_nothing_ahead() {
+    use bidask_server::clock::{format_micros, now_micros};
+    use sqlx::Connection;
+
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let mut app = spawn_app_on(database, |_| {}).await;
+    let product = app.create_product("LOCK-1", &["10"]).await;
+    let (ann, bob, carl) = (
+        app.register("ann").await,
+        app.register("bob").await,
+        app.register("carl").await,
+    );
+    let resting = app.order(&ann, "ask", product, "10", "220.00").await;
+    assert_eq!(resting.status, 201, "{:?}", resting.body);
+    let soon = format_micros(now_micros() + 1_500_000);
+    let expiring = app
+        .place(
+            &carl,
+            "ask",
+            &json!({"product_id": product, "size": "10", "price": "210.00", "expires_at": soon}),
+        )
+        .await;
+    assert_eq!(expiring.status, 201, "{:?}", expiring.body);
+    let seq = expiring.body["seq"].as_i64().expect("a seq");
+    let expiring_id = expiring.body["order"]["id"].as_i64().expect("an id");
+
+    let mut lock = app
+        .database
+        .as_ref()
+        .expect("the test's database")
+        .connect()
+        .await;
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut lock)
+        .await
+        .expect("the write lock");
+    let refused = app
+        .place(
+            &bob,
+            "bid",
+            &json!({"product_id": product, "size": "10", "price": "225.00", "time_in_force": "ioc"}),
+        )
+        .await;
+    assert_storage_unavailable(&refused);
+    // Past the expiry, still locked.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sqlx::query("ROLLBACK")
+        .execute(&mut lock)
+        .await
+        .expect("the lock let go");
+    lock.close().await.expect("closed");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let book = app.book(product, "10").await;
+        if book["asks"].as_array().is_some_and(|asks| asks.len() == 1) {
+            assert_eq!(book["asks"][0]["price"], "220.00", "{book}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the expiry never came: {book}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let order = app
+        .get(&format!("/api/v1/orders/{expiring_id}"), Some(&carl.token))
+        .await;
+    assert_eq!(order.body["status"], "expired", "{:?}", order.body);
+    let bought = app
+        .place(
+            &bob,
+            "bid",
+            &json!({"product_id": product, "size": "10", "price": "225.00"}),
+        )
+        .await;
+    assert_eq!(bought.status, 201, "{:?}", bought.body);
+    assert_eq!(bought.body["matches"][0]["price"], "220.00");
+    // The expiry's ASK_UPDATED, then the match and the emptied level.
+    assert_eq!(
+        bought.body["seq"].as_i64(),
+        Some(seq + 3),
+        "{:?}",
+        bought.body
+    );
+    app.stop().await;
+}
+
 /// A server on `url` that was given no token secret, so that it keeps one
 /// beside its SQLite file.
 fn serve_with_kept_secret(url: &str) -> ServerProcess {
