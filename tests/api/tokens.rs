@@ -68,7 +68,8 @@ async fn a_token_from_before_a_reset_does_not_act_as_the_new_owner_of_its_id(bac
 /// `BIDASK_ADMIN_USERNAME` names an account a trader registered: the
 /// account becomes the admin's with the configured password, and the
 /// trader's token stops working. A restart with the same password keeps
-/// the admin's tokens; a new password ends them.
+/// the admin's tokens; a new password ends them, and so does naming
+/// another account, which leaves this one a trader's.
 async fn an_account_taken_over_as_admin_refuses_its_earlier_tokens(backend: Backend) {
     let admin = |password: &'static str| {
         move |config: &mut bidask_server::config::ServeConfig| {
@@ -111,5 +112,30 @@ async fn an_account_taken_over_as_admin_refuses_its_earlier_tokens(backend: Back
 
     let app = spawn_app_on(database, admin("a-new-password-for-boss")).await;
     assert_refused(&app, &token, 1).await;
+    let boss = json!({"username": "boss", "password": "a-new-password-for-boss"});
+    let login = app.post("/api/v1/auth/login", None, &boss).await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    let token = login.body["token"].as_str().expect("a token").to_owned();
+    let database = app.stop().await;
+
+    // The environment names another admin: boss is a trader now, its
+    // admin's tokens end, and it signs in with its password as a trader.
+    let app = spawn_app_on(database, |config| {
+        config.admin_username = Some("chief".to_owned());
+        config.admin_password = Some("the-new-operators-password".to_owned());
+    })
+    .await;
+    assert_refused(&app, &token, 1).await;
+    let login = app.post("/api/v1/auth/login", None, &boss).await;
+    assert_eq!(
+        (login.status, &login.body["user"]["role"]),
+        (200, &json!("trader")),
+        "{}",
+        login.body
+    );
+    let token = login.body["token"].as_str().expect("a token");
+    let product = json!({"sku": "DEMOTED-1", "name": "Dunk", "brand": "Nike", "sizes": ["10"]});
+    let created = app.post("/api/v1/products", Some(token), &product).await;
+    assert_eq!(created.status, 403, "{}", created.body);
     app.stop().await;
 }

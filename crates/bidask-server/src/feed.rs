@@ -291,7 +291,13 @@ mod tests {
         assert_eq!(Channel::parse("product:x"), None);
         assert_eq!(Channel::parse("orders:1"), None);
         // Another spelling of a channel is not that channel.
-        for other in ["product:042", "product:+42", "user:07", "product: 42", "product:"] {
+        for other in [
+            "product:042",
+            "product:+42",
+            "user:07",
+            "product: 42",
+            "product:",
+        ] {
             assert_eq!(Channel::parse(other), None, "{other}");
         }
     }

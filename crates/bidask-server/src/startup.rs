@@ -581,48 +581,71 @@ async fn ensure_admin(store: &Store, config: &ServeConfig) -> Result<(), Startup
     let password = Password::parse(password)
         .map_err(|error| StartupError::Config(format!("BIDASK_ADMIN_PASSWORD: {error}")))?;
     let existing = store.user_by_name(username.as_str()).await?;
-    if let Some(user) = &existing
-        && user.role == Role::Admin.as_str()
-        && password::verify(password.clone(), user.password_hash.clone())
-            .await
-            .map_err(|error| StartupError::Config(error.to_string()))?
-    {
-        tracing::info!(%username, "admin account ready");
-        return Ok(());
-    }
-    // A new password, or a new admin: the tokens issued before, under the
-    // old password or to the trader who had the name, stop working.
-    let password_hash = password::hash(password)
-        .await
-        .map_err(|error| StartupError::Config(error.to_string()))?;
-    let token_key =
-        token::new_key().map_err(|error| StartupError::Config(format!("a token key: {error}")))?;
-    match existing {
-        Some(user) => {
-            if user.role != Role::Admin.as_str() {
-                tracing::warn!(
-                    %username,
-                    id = user.id,
-                    "BIDASK_ADMIN_USERNAME names a trader's account: it is now the admin, \
-                     with the configured password, and the tokens issued to it before are refused"
-                );
-            }
-            if !store.make_admin(user.id, &password_hash, token_key).await? {
-                return Err(StoreError::Corrupt("the admin's account vanished".to_owned()).into());
+    let admin = match existing {
+        Some(user)
+            if user.role == Role::Admin.as_str()
+                && password::verify(password.clone(), user.password_hash.clone())
+                    .await
+                    .map_err(|error| StartupError::Config(error.to_string()))? =>
+        {
+            user.id
+        }
+        // A new password, or a new admin: the tokens issued before, under
+        // the old password or to the trader who had the name, stop working.
+        existing => {
+            let password_hash = password::hash(password)
+                .await
+                .map_err(|error| StartupError::Config(error.to_string()))?;
+            let token_key = new_token_key()?;
+            match existing {
+                Some(user) => {
+                    if user.role != Role::Admin.as_str() {
+                        tracing::warn!(
+                            %username,
+                            id = user.id,
+                            "BIDASK_ADMIN_USERNAME names a trader's account: it is now the admin, \
+                             with the configured password, and the tokens issued to it before are refused"
+                        );
+                    }
+                    if !store.make_admin(user.id, &password_hash, token_key).await? {
+                        return Err(
+                            StoreError::Corrupt("the admin's account vanished".to_owned()).into(),
+                        );
+                    }
+                    user.id
+                }
+                None => {
+                    store
+                        .create_user(&NewUser {
+                            username: username.to_string(),
+                            password_hash,
+                            role: Role::Admin.as_str().to_owned(),
+                            created_at: now_micros(),
+                            token_key,
+                        })
+                        .await?
+                        .id
+                }
             }
         }
-        None => {
-            store
-                .create_user(&NewUser {
-                    username: username.to_string(),
-                    password_hash,
-                    role: Role::Admin.as_str().to_owned(),
-                    created_at: now_micros(),
-                    token_key,
-                })
-                .await?;
+    };
+    // The environment names the admin: an account that was the admin
+    // under an earlier name keeps its password as a trader, and its
+    // tokens, which say `admin`, stop working.
+    for (id, former) in store.other_admins(admin).await? {
+        if store.demote_admin(id, new_token_key()?).await? {
+            tracing::warn!(
+                username = %former,
+                id,
+                "BIDASK_ADMIN_USERNAME names another account: this one, an admin before, is now \
+                 a trader, and its tokens are refused"
+            );
         }
     }
     tracing::info!(%username, "admin account ready");
     Ok(())
+}
+
+fn new_token_key() -> Result<i64, StartupError> {
+    token::new_key().map_err(|error| StartupError::Config(format!("a token key: {error}")))
 }

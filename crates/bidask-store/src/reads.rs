@@ -85,6 +85,29 @@ impl Store {
         Ok(updated.rows_affected() == 1)
     }
 
+    /// The admin accounts other than `id`, as `(id, username)`.
+    pub async fn other_admins(&self, id: i64) -> Result<Vec<(i64, String)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT id, username FROM users WHERE role = 'admin' AND id <> $1")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Makes admin `id` a trader with a new token key, which ends the
+    /// tokens it holds; whether it was an admin.
+    pub async fn demote_admin(&self, id: i64, token_key: i64) -> Result<bool, StoreError> {
+        let updated = sqlx::query(
+            "UPDATE users SET role = 'trader', token_key = $2 WHERE id = $1 AND role = 'admin'",
+        )
+        .bind(id)
+        .bind(token_key)
+        .execute(&self.pool)
+        .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
     /// The account with this username, in any case.
     pub async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
         Ok(sqlx::query_as(
