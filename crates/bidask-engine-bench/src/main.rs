@@ -71,6 +71,8 @@ struct Summary<'a> {
     /// Peak resident memory of the whole benchmark process (streams and
     /// reference model included), from the kernel.
     process_peak_resident_bytes: u64,
+    /// Whether the engine's final books equal the reference model's on
+    /// every stream, not only the first.
     agrees: bool,
     peers: &'a [PeerReport],
     fastest_agreeing_peer_ratio: Option<f64>,
@@ -147,7 +149,7 @@ fn main() {
         p999_ns: first.p999_ns,
         peak_memory_bytes: first.peak_memory_bytes,
         process_peak_resident_bytes: measure::peak_resident_bytes(),
-        agrees: first.agrees,
+        agrees: reports.iter().all(|report| report.agrees),
         peers: &first.peers,
         fastest_agreeing_peer_ratio,
         timer_overhead_ns: overhead,
@@ -163,6 +165,11 @@ fn main() {
             eprintln!("engine-bench: could not encode the summary: {error}");
             std::process::exit(1);
         }
+    }
+    // A fast engine that matches wrongly has measured nothing.
+    if !summary.agrees {
+        eprintln!("engine-bench: the engine's books differ from the reference model's");
+        std::process::exit(2);
     }
 }
 

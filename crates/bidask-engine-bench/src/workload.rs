@@ -106,7 +106,8 @@ pub struct WorkloadStats {
     pub trades: u64,
     /// Resting orders over all markets at the end.
     pub resting_at_end: usize,
-    /// Mean number of resting orders after the books were built.
+    /// Mean number of resting orders after the books were built (the
+    /// number at the end, for a stream that is all building).
     pub mean_resting: u64,
 }
 
@@ -208,7 +209,9 @@ pub fn generate(spec: WorkloadSpec, mut progress: impl FnMut(usize)) -> Workload
     }
     progress(spec.commands);
     stats.resting_at_end = model.len();
-    stats.mean_resting = resting_sum.checked_div(resting_samples).unwrap_or(0);
+    stats.mean_resting = resting_sum
+        .checked_div(resting_samples)
+        .unwrap_or(model.len() as u64);
     let final_books = (0..markets)
         .map(|market| reference_book(&model, market))
         .collect();

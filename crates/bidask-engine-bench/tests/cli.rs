@@ -1,6 +1,8 @@
 //! The `engine-bench` binary end to end, on short streams: it must finish,
 //! agree with the reference model on every stream, and end with the JSON
-//! summary line that scripts and CI read.
+//! summary line that scripts and CI read. The streams are long enough to
+//! get past the books' building on every stream, so each one trades and
+//! cancels: matching and cancels, not only resting orders, are compared.
 
 use std::process::Command;
 
@@ -9,7 +11,7 @@ use serde_json::Value;
 #[test]
 fn engine_bench_ends_with_a_json_summary_and_agrees_with_the_model() {
     let output = Command::new(env!("CARGO_BIN_EXE_engine-bench"))
-        .args(["--commands", "20000", "--seed", "7"])
+        .args(["--commands", "40000", "--seed", "7"])
         .output()
         .expect("engine-bench starts");
     assert!(
@@ -58,6 +60,14 @@ fn engine_bench_ends_with_a_json_summary_and_agrees_with_the_model() {
     assert_eq!(streams.len(), 3);
     for stream in streams {
         assert_eq!(stream["agrees"], Value::Bool(true), "{}", stream["stream"]);
-        assert_eq!(stream["commands"], 20_000);
+        assert_eq!(stream["commands"], 40_000);
+        let workload = &stream["workload"];
+        for key in ["trades", "cancels", "mean_resting"] {
+            assert!(
+                workload[key].as_u64().is_some_and(|count| count > 0),
+                "{}: {key} in {workload}",
+                stream["stream"]
+            );
+        }
     }
 }

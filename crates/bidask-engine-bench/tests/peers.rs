@@ -507,3 +507,23 @@ fn no_command_of_the_scenarios_is_rejected() {
         assert_eq!(orderbook_rs.rejected(), 0, "{commands:?}");
     }
 }
+
+/// The matchcore adapter forgets the makers a trade filled, as the engine
+/// drops them from its index: a cancel of one is not sent (the crate
+/// would reject it), and the id map does not grow with every fill. A
+/// maker filled in part still rests and is cancelled.
+#[test]
+fn matchcore_forgets_the_makers_a_trade_filled() {
+    let mut commands: Vec<StreamCommand> = (1..=100).map(|id| limit(0, id, ASK, 100, 1)).collect();
+    commands.extend((101..=200).map(|id| limit(0, id, BID, 100, 1)));
+    commands.push(limit(0, 300, ASK, 100, 2));
+    commands.push(limit(0, 301, BID, 100, 1));
+    commands.extend((1..=100).map(|id| cancel(0, id)));
+    commands.push(cancel(0, 300));
+    let mut matchcore = MatchcorePeer::new(1);
+    for command in &commands {
+        matchcore.apply(command);
+    }
+    assert_eq!(matchcore.rejected(), 0);
+    assert_eq!(matchcore.books(), [book(&[], &[])]);
+}

@@ -14,13 +14,14 @@
 //! - **Ids**: matchcore does not take the caller's id; it names an order by
 //!   the sequence number of the command that submitted it
 //!   (`OrderId::from(SequenceNumber)`). The adapter therefore keeps, per
-//!   market, an `FxHashMap` from the stream's id to matchcore's `OrderId`.
-//!   An order is entered there only if it may be resting after its submit
-//!   (not immediate-or-cancel and not completely filled at once), and it is
-//!   removed when the stream cancels it; an order later filled as a maker
-//!   stays in the map until the stream cancels it (matchcore then rejects
-//!   the cancel with `OrderNotFound`, which is the no-op the stream expects).
-//!   A cancel of an id the map does not hold is not sent to the crate.
+//!   market, an `FxHashMap` from the stream's id to matchcore's `OrderId`
+//!   and one back. An order is entered there only if it may be resting
+//!   after its submit (not immediate-or-cancel and not completely filled at
+//!   once), and it leaves when the stream cancels it or when a trade fills
+//!   it as a maker (each trade's maker is looked up in the crate's resting
+//!   orders), so the maps hold the resting orders only, as the engine's
+//!   own index does. A cancel of an id the map does not hold (an order
+//!   that filled) is not sent to the crate.
 //! - **Prices and quantities**: `Price(u64)` and `Quantity(u64)`, the
 //!   stream's ticks and units unchanged.
 //! - **Immediate-or-cancel**: native, `TimeInForce::Ioc`; other orders are
@@ -58,6 +59,8 @@ struct Market {
     next_sequence: u64,
     /// Stream order id → matchcore order id, for orders that may be resting.
     ids: FxHashMap<u64, OrderId>,
+    /// The other way, to forget a maker once a trade has filled it.
+    stream_ids: FxHashMap<OrderId, u64>,
 }
 
 impl Market {
@@ -66,6 +69,7 @@ impl Market {
             book: OrderBook::new("bench"),
             next_sequence: 0,
             ids: FxHashMap::default(),
+            stream_ids: FxHashMap::default(),
         }
     }
 
@@ -96,8 +100,8 @@ impl MatchcorePeer {
         }
     }
 
-    /// Number of submits matchcore rejected (always 0 for a valid stream;
-    /// rejected cancels of filled orders are expected and not counted).
+    /// Number of commands matchcore rejected: always 0 for a valid stream,
+    /// since only resting orders are cancelled.
     pub fn rejected(&self) -> u64 {
         self.rejected
     }
@@ -152,11 +156,21 @@ impl Peer for MatchcorePeer {
                 match outcome {
                     CommandOutcome::Applied(CommandReport::Submit(effects)) => {
                         let target = effects.target_order();
-                        let executed = target
-                            .match_result()
-                            .map_or(0, |result| result.executed_quantity().0);
+                        let mut executed = 0;
+                        if let Some(result) = target.match_result() {
+                            executed = result.executed_quantity().0;
+                            for trade in result.trades() {
+                                let maker = trade.maker_order_id();
+                                if !state.book.limit().orders().contains_key(&maker)
+                                    && let Some(filled) = state.stream_ids.remove(&maker)
+                                {
+                                    state.ids.remove(&filled);
+                                }
+                            }
+                        }
                         if !immediate_or_cancel && executed < quantity {
                             state.ids.insert(order_id, target.order_id());
+                            state.stream_ids.insert(target.order_id(), order_id);
                         }
                     }
                     _ => self.rejected += 1,
@@ -165,15 +179,18 @@ impl Peer for MatchcorePeer {
             StreamCommand::Cancel { market, order_id } => {
                 let state = self.market(market);
                 if let Some(id) = state.ids.remove(&order_id) {
+                    state.stream_ids.remove(&id);
                     let meta = state.meta();
-                    // Rejected with `OrderNotFound` if the order filled meanwhile.
-                    state.book.execute(&Command {
+                    let outcome = state.book.execute(&Command {
                         meta,
                         kind: CommandKind::Cancel(CancelCmd {
                             order_id: id,
                             order_kind: OrderKind::Limit,
                         }),
                     });
+                    if !matches!(outcome, CommandOutcome::Applied(_)) {
+                        self.rejected += 1;
+                    }
                 }
             }
         }
