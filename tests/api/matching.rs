@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use bidask_server::clock::{SECOND, format_micros, now_micros, parse_rfc3339};
-use bidask_tests::{Backend, Reply, TestApp, Trader, on_both_backends, spawn_app};
+use bidask_tests::ws::WsClient;
+use bidask_tests::{
+    Backend, Reply, TestApp, TestDatabase, Trader, on_both_backends, spawn_app, spawn_app_on,
+};
 use serde_json::{Value, json};
 
 on_both_backends!(
@@ -18,6 +21,7 @@ on_both_backends!(
     an_order_never_trades_with_its_owners_own_order,
     an_order_expires_on_time_without_being_touched,
     orders_expiring_within_microseconds_are_accepted_or_refused_never_unavailable,
+    thousands_of_orders_due_at_once_expire_in_several_commits,
 );
 
 /// Places `quantity` units at `price` with extra fields from `extra`.
@@ -472,6 +476,74 @@ async fn an_order_expires_on_time_without_being_touched(backend: Backend) {
     assert_eq!(still_open.body["status"], "open");
     let cancel = app.delete(&path, Some(&ann.token)).await;
     assert_eq!((cancel.status, cancel.code()), (409, "order_not_open"));
+    app.stop().await;
+}
+
+/// More orders than one expiry unit holds (2,000), all due at one moment,
+/// leave in several commits: one for all of them grew with their number
+/// (80,000 outlasted the writer's 10 s bound, failed and were retried for
+/// ever). Every one expires, each with its event, and `seq` counts them.
+async fn thousands_of_orders_due_at_once_expire_in_several_commits(backend: Backend) {
+    const ORDERS: usize = 2_500;
+    let database = TestDatabase::new(backend).await;
+    let mut app = spawn_app_on(database, |config| config.max_open_orders = 0).await;
+    let product = app.create_product("AJ1-CHI", &["10"]).await;
+    let ann = app.register("ann").await;
+    // Far enough ahead for every order to be placed first, even on a
+    // slow machine.
+    let due = now_micros() + 20 * SECOND;
+    let expires_at = format_micros(due);
+    let mut last_seq = 0;
+    for batch in (0..ORDERS).collect::<Vec<_>>().chunks(25) {
+        let placed = futures_util::future::join_all(batch.iter().map(|index| {
+            let price = format!("{}.{:02}", 300 + index / 100, index % 100);
+            let (app, ann, expires_at) = (&app, &ann, &expires_at);
+            async move {
+                let extra = json!({"expires_at": expires_at});
+                place(app, ann, "ask", product, &price, 1, extra).await
+            }
+        }))
+        .await;
+        for reply in placed {
+            assert_eq!(reply.status, 201, "{:?}", reply.body);
+            last_seq = last_seq.max(reply.body["seq"].as_i64().expect("a seq"));
+        }
+    }
+    assert!(
+        now_micros() < due,
+        "placing took past the expiry: make it later"
+    );
+
+    let mut book = Value::Null;
+    for _ in 0..300 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        book = app.book(product, "10").await;
+        if now_micros() > due && book["asks"].as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+    }
+    assert_eq!(book["asks"], json!([]), "every order left the book");
+    // One level event per order, and nothing else happened.
+    assert_eq!(book["seq"].as_i64(), Some(last_seq + ORDERS as i64));
+    let listed = app
+        .get("/api/v1/orders?status=open", Some(&ann.token))
+        .await;
+    assert_eq!(listed.body["items"], json!([]), "{:?}", listed.body);
+    // Events are stamped when their commit begins: the expiry's carry
+    // more than one stamp.
+    let channel = format!("product:{product}");
+    let (mut feed, _) = WsClient::resuming(&app, &channel, last_seq).await;
+    let mut stamps = std::collections::BTreeSet::new();
+    for _ in 0..ORDERS {
+        let event = feed.next().await;
+        assert_eq!(event["type"], "ASK_UPDATED", "{event}");
+        stamps.insert(event["ts"].as_str().expect("a ts").to_owned());
+    }
+    assert!(
+        stamps.len() >= 2,
+        "{ORDERS} expiries in {} commit(s)",
+        stamps.len()
+    );
     app.stop().await;
 }
 

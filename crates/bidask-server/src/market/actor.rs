@@ -8,6 +8,7 @@
 //! never awaits I/O except to rebuild its engine after a failed commit.
 //! How events become rows and feed messages is in the `translate` module.
 
+mod expiry;
 mod translate;
 
 use std::collections::HashMap;
@@ -518,23 +519,59 @@ impl Actor {
         let mut events = std::mem::take(&mut self.events);
         events.clear();
         self.engine.expire(Timestamp(now), &mut events);
-        let outcome = self.translate(&events, now);
+        self.send_expiry(&events, now, committed).await;
         self.events = events;
-        if outcome.orders.is_empty() {
-            return;
-        }
-        metrics::counter!("bidask_orders_expired_total").increment(outcome.orders.len() as u64);
-        let unit = self.unit(
-            outcome,
-            committed.map(|sender| Reply {
+    }
+
+    /// Sends an expiry's results to the writer in units of at most
+    /// [`expiry::UNIT_ORDERS`] orders, each but the last committed before
+    /// the next goes, so that each is a transaction of its own (see
+    /// [`expiry`]). The engine has let every order go already: a command
+    /// after the expiry never trades with one, whichever unit holds it.
+    async fn send_expiry(
+        &mut self,
+        events: &[Event],
+        now: i64,
+        mut committed: Option<oneshot::Sender<Result<Committed, MarketError>>>,
+    ) {
+        let runs = expiry::runs(events, expiry::UNIT_ORDERS);
+        let last = runs.len().saturating_sub(1);
+        for (index, run) in runs.into_iter().enumerate() {
+            let outcome = self.translate(run, now);
+            if outcome.orders.is_empty() {
+                continue;
+            }
+            metrics::counter!("bidask_orders_expired_total").increment(outcome.orders.len() as u64);
+            let (sender, waiting) = if index == last {
+                (committed.take(), None)
+            } else {
+                let (sender, waiting) = oneshot::channel();
+                (Some(sender), Some(waiting))
+            };
+            let reply = sender.map(|sender| Reply {
                 response: None,
                 idempotency: None,
                 sender,
                 refusal: None,
-            }),
-        );
-        // A closed writer means shutdown; the orders expire again on start.
-        let _ = self.writer.send(unit).await;
+            });
+            // A closed writer means shutdown; the orders expire again on start.
+            if self.writer.send(self.unit(outcome, reply)).await.is_err() {
+                return;
+            }
+            let Some(waiting) = waiting else { continue };
+            // A failed unit leaves the product stale: it is rebuilt from
+            // the database, where the rest are still open, and they
+            // expire again then.
+            let failure = match waiting.await {
+                Ok(Ok(_)) => continue,
+                Ok(Err(error)) => error,
+                Err(_) => MarketError::Unavailable,
+            };
+            if let Some(committed) = committed.take() {
+                let _ = committed.send(Err(failure));
+            }
+            return;
+        }
     }
 
     /// A command's results as a unit of this product's current epoch.
