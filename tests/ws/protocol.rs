@@ -324,6 +324,16 @@ async fn an_expired_token_ends_the_private_channel_until_a_fresh_one() {
     };
     assert_eq!(sold["channel"], channel);
     assert_eq!(sold["role"], "seller");
+    // Each heartbeat records its connection's queue, in frames: buckets
+    // of frames, not the latencies' fractions of a second, under which
+    // every queue of one frame or more read as above 2.5.
+    let metrics = app.metrics().await;
+    for bucket in [
+        r#"bidask_ws_queue_depth_bucket{le="16"}"#,
+        r#"bidask_ws_queue_depth_bucket{le="65536"}"#,
+    ] {
+        assert!(metrics.contains(bucket), "{bucket} missing from /metrics");
+    }
 }
 
 /// The `auth` succeeds, but joining the user's channel needs a read that

@@ -29,7 +29,7 @@ pub struct Cli {
     /// The settings of `serve`, when no subcommand is given.
     #[command(flatten)]
     pub serve: ServeConfig,
-    /// How logs are written, by `serve` and `migrate` alike (after the
+    /// How logs are written, by every command (after the
     /// subcommand's name, or in the environment). Level: `RUST_LOG`.
     #[arg(
         long,
@@ -214,8 +214,10 @@ pub struct ServeConfig {
         value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_048_576)
     )]
     pub ws_queue: usize,
-    /// WebSocket connections held at once; upgrades beyond get 503. A
-    /// process here may hold 20,000 open files in all.
+    /// WebSocket connections held at once; upgrades beyond get 503.
+    /// Lowered at start, with a warning, to what the open-file limit
+    /// leaves after a reserve for REST and the database (a quarter of
+    /// the limit, at most 1,000).
     #[arg(long, env = "BIDASK_WS_MAX_CONNECTIONS", default_value_t = 19_000)]
     pub ws_max_connections: usize,
     /// WebSocket connections held at once from one client address (an

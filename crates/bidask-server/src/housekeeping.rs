@@ -46,9 +46,10 @@ impl Drop for Housekeeping {
     }
 }
 
-/// How often the feed is pruned: four times per retention, so an event
-/// outlives it by at most a quarter; at most hourly, since a pass visits
-/// every channel; at least a second apart.
+/// How often the feed is pruned: every quarter of the retention, so an
+/// event outlives it by at most a quarter, but at least hourly, so a long
+/// retention's pass never has more than an hour's events to remove; at
+/// least a second apart.
 fn feed_period(retention: Duration) -> Duration {
     (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(3_600))
 }

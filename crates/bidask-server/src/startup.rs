@@ -439,7 +439,8 @@ fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            // Latencies in seconds; batch sizes in commands.
+            // Latencies in seconds; batch sizes in commands; a feed
+            // connection's queue in frames.
             let seconds = [
                 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                 0.5, 1.0, 2.5,
@@ -447,12 +448,21 @@ fn metrics_handle() -> PrometheusHandle {
             let units = [
                 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1_024.0, 2_048.0,
             ];
+            let frames = [
+                0.0, 1.0, 4.0, 16.0, 64.0, 256.0, 1_024.0, 4_096.0, 16_384.0, 65_536.0,
+            ];
             let builder = PrometheusBuilder::new()
                 .set_buckets(&seconds)
                 .and_then(|builder| {
                     builder.set_buckets_for_metric(
                         Matcher::Full("bidask_commit_batch_units".to_owned()),
                         &units,
+                    )
+                })
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(
+                        Matcher::Full("bidask_ws_queue_depth".to_owned()),
+                        &frames,
                     )
                 })
                 .unwrap_or_else(|_| PrometheusBuilder::new());
