@@ -513,6 +513,36 @@ try {
   }
   await reader.close();
 
+  step('a browser that refuses storage still signs in, and toasts a sale once');
+  const runner = await rest('POST', '/products', admin.token, {
+    sku: `RUN-${run}`, name: 'Storage Runner', brand: 'Nike', sizes: ['10'],
+  });
+  const refusing = await register('refusing');
+  const blocked = await browser.newContext();
+  // Site data blocked, or a full quota: every write throws.
+  await blocked.addInitScript(() => {
+    Storage.prototype.setItem = () => { throw new DOMException('blocked', 'SecurityError'); };
+  });
+  const refuser = await blocked.newPage();
+  watch(refuser, 'refusing storage');
+  await refuser.goto(`${base}/products/${runner.id}`);
+  await textOf(refuser, '[data-testid=live]', 'Live');
+  await refuser.fill('[data-testid=sign-in] input[name=username]', refusing.username);
+  await refuser.fill('[data-testid=sign-in] input[name=password]', refusing.password);
+  await refuser.click('[data-testid=sign-in] button[name=login]');
+  await textOf(refuser, '[data-testid=signed-in]', refusing.username);
+  await rest('POST', '/asks', refusing.token, { product_id: runner.id, size: '10', price: '150.00' });
+  await rest('POST', '/bids', buyer.token, { product_id: runner.id, size: '10', price: '150.00' });
+  const runnerSold = 'Your Storage Runner (size 10) sold for $150.00!';
+  await toast(refuser, runnerSold);
+  // The connection's next start sends the sale again; it is not toasted again.
+  await refuser.evaluate(() => feed.restart());
+  await textOf(refuser, '[data-testid=live]', 'Live');
+  await refuser.waitForTimeout(500);
+  const runnerToasts = await refuser.locator('[data-testid=toast]', { hasText: runnerSold }).count();
+  if (runnerToasts !== 1) throw new Error(`the sale was toasted ${runnerToasts} times`);
+  await blocked.close();
+
   step('the catalog beyond its first page is a click away');
   for (let index = 0; index < 50; index += 1) {
     await rest('POST', '/products', admin.token, {
