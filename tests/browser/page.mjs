@@ -50,6 +50,14 @@ async function textOf(page, selector, text) {
   return Date.now() - started;
 }
 
+/** Signs `user` in through the page's own form, and waits until it says so. */
+async function signIn(page, user) {
+  await page.fill('[data-testid=sign-in] input[name=username]', user.username);
+  await page.fill('[data-testid=sign-in] input[name=password]', user.password);
+  await page.click('[data-testid=sign-in] button[name=login]');
+  await textOf(page, '[data-testid=signed-in]', user.username);
+}
+
 async function toast(page, text) {
   await page.locator('[data-testid=toast]', { hasText: text }).first().waitFor({ timeout: WAIT });
 }
@@ -166,10 +174,7 @@ try {
   watch(sellerPage, 'seller');
   await sellerPage.goto(`${base}/products/${product.id}`);
   await textOf(sellerPage, '[data-testid=live]', 'Live');
-  await sellerPage.fill('[data-testid=sign-in] input[name=username]', seller.username);
-  await sellerPage.fill('[data-testid=sign-in] input[name=password]', seller.password);
-  await sellerPage.click('[data-testid=sign-in] button[name=login]');
-  await textOf(sellerPage, '[data-testid=signed-in]', seller.username);
+  await signIn(sellerPage, seller);
   await textOf(sellerPage, '[data-testid=live]', 'Live');
   await sellerPage.fill('[data-testid=price]', '205.00');
   await sellerPage.click('[data-testid=trade] button[name=ask]');
@@ -487,10 +492,7 @@ try {
     await tab.goto(`${base}/products/${product.id}`);
     await textOf(tab, '[data-testid=live]', 'Live');
   }
-  await first.fill('[data-testid=sign-in] input[name=username]', buyer.username);
-  await first.fill('[data-testid=sign-in] input[name=password]', buyer.password);
-  await first.click('[data-testid=sign-in] button[name=login]');
-  await textOf(first, '[data-testid=signed-in]', buyer.username);
+  await signIn(first, buyer);
   await textOf(other, '[data-testid=signed-in]', buyer.username);
   await first.getByRole('button', { name: 'Sign out' }).click();
   await other.locator('[data-testid=sign-in]').waitFor({ timeout: WAIT });
@@ -527,10 +529,7 @@ try {
   watch(refuser, 'refusing storage');
   await refuser.goto(`${base}/products/${runner.id}`);
   await textOf(refuser, '[data-testid=live]', 'Live');
-  await refuser.fill('[data-testid=sign-in] input[name=username]', refusing.username);
-  await refuser.fill('[data-testid=sign-in] input[name=password]', refusing.password);
-  await refuser.click('[data-testid=sign-in] button[name=login]');
-  await textOf(refuser, '[data-testid=signed-in]', refusing.username);
+  await signIn(refuser, refusing);
   await rest('POST', '/asks', refusing.token, { product_id: runner.id, size: '10', price: '150.00' });
   await rest('POST', '/bids', buyer.token, { product_id: runner.id, size: '10', price: '150.00' });
   const runnerSold = 'Your Storage Runner (size 10) sold for $150.00!';
