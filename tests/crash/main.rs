@@ -566,6 +566,127 @@ async fn a_commit_refused_by_a_held_sqlite_lock_leaves_nothing_ahead() {
     app.stop().await;
 }
 
+/// An expiry of more orders than one unit of the writer's is committed unit
+/// by unit (`market/actor/expiry.rs`). When a unit after the first fails,
+/// the units before it stay committed, the product is rebuilt from the
+/// database with the rest still open, and the rest expire then: every
+/// order ends expired, once, and each level's emptying is one event, in
+/// `seq` order without a gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiry_whose_later_unit_fails_is_finished_after_the_rebuild() {
+    use bidask_server::clock::{SECOND, format_micros, now_micros};
+    use sqlx::Connection;
+
+    /// Three units: 2,000, 2,000 and 500 (`UNIT_ORDERS` is 2,000).
+    const ORDERS: i64 = 4_500;
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let mut app = spawn_app_on(database, |config| config.max_open_orders = 0).await;
+    let product = app.create_product("EXPIRE-MANY", &["10"]).await;
+    let ann = app.register("ann").await;
+    // Far enough ahead for every order to be placed first, even on a slow
+    // machine.
+    let due = now_micros() + 40 * SECOND;
+    let expires_at = format_micros(due);
+    let mut last_seq = 0;
+    for batch in (0..ORDERS).collect::<Vec<_>>().chunks(25) {
+        let placed = futures_util::future::join_all(batch.iter().map(|index| {
+            // A level of its own for each order.
+            let body = json!({
+                "product_id": product,
+                "size": "10",
+                "price": format!("{}.{:02}", 300 + index / 100, index % 100),
+                "expires_at": expires_at,
+            });
+            let (app, ann) = (&app, &ann);
+            async move { app.place(ann, "ask", &body).await }
+        }))
+        .await;
+        for reply in placed {
+            assert_eq!(reply.status, 201, "{:?}", reply.body);
+            last_seq = last_seq.max(reply.body["seq"].as_i64().expect("a seq"));
+        }
+    }
+    assert!(
+        now_micros() < due,
+        "placing took past the expiry: make it later"
+    );
+
+    // The write lock is taken as soon as the first unit has landed, so
+    // that a later one finds it held past the store's 5 s busy timeout.
+    let test_database = app.database.as_ref().expect("the test's database");
+    let mut reader = test_database.connect().await;
+    let mut lock = test_database.connect().await;
+    let expired = "SELECT count(*) FROM orders WHERE status = 'expired'";
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (count,): (i64,) = sqlx::query_as(expired)
+            .fetch_one(&mut reader)
+            .await
+            .expect("the count");
+        if count > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the expiry never began");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut lock)
+        .await
+        .expect("the write lock");
+    let locked_at = format_micros(now_micros());
+    let (landed,): (i64,) = sqlx::query_as(expired)
+        .fetch_one(&mut lock)
+        .await
+        .expect("the count");
+    assert!(
+        0 < landed && landed < ORDERS && landed % 2_000 == 0,
+        "{landed} of {ORDERS} expired when the lock was taken: whole units, not all"
+    );
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    sqlx::query("ROLLBACK")
+        .execute(&mut lock)
+        .await
+        .expect("the lock let go");
+    lock.close().await.expect("closed");
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let book = loop {
+        let book = app.book(product, "10").await;
+        if book["asks"].as_array().is_some_and(Vec::is_empty) {
+            break book;
+        }
+        assert!(Instant::now() < deadline, "the rest never expired: {book}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (count,): (i64,) = sqlx::query_as(expired)
+        .fetch_one(&mut reader)
+        .await
+        .expect("the count");
+    assert_eq!(count, ORDERS, "every order ends expired");
+    // One level event per order, and no number taken by the failed unit.
+    assert_eq!(book["seq"].as_i64(), Some(last_seq + ORDERS), "{book}");
+    let channel = format!("product:{product}");
+    let (mut feed, _) = WsClient::resuming(&app, &channel, last_seq).await;
+    let events = feed
+        .events_until(&channel, last_seq, last_seq + ORDERS)
+        .await;
+    let mut levels = std::collections::BTreeSet::new();
+    let mut before_the_lock = 0;
+    for event in &events {
+        assert_eq!(event["type"], "ASK_UPDATED", "{event}");
+        assert_eq!(event["quantity"], 0, "{event}");
+        levels.insert(event["price"].to_string());
+        if event["ts"].as_str().expect("a ts") < locked_at.as_str() {
+            before_the_lock += 1;
+        }
+    }
+    assert_eq!(levels.len(), events.len(), "a level emptied twice");
+    // The units that landed first kept their commit; the rest were
+    // committed after the lock, by the rebuilt product.
+    assert_eq!(before_the_lock, landed);
+    app.stop().await;
+}
+
 /// A server on `url` that was given no token secret, so that it keeps one
 /// beside its SQLite file.
 fn serve_with_kept_secret(url: &str) -> ServerProcess {
