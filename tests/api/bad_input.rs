@@ -892,10 +892,26 @@ async fn bad_tokens_are_refused_and_nothing_is_stored(backend: Backend) {
     setup.app.stop().await;
 }
 
+/// How many accounts the database holds.
+async fn users(app: &TestApp) -> i64 {
+    let mut connection = app
+        .database
+        .as_ref()
+        .expect("the test's database")
+        .connect()
+        .await;
+    let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM users")
+        .fetch_one(&mut connection)
+        .await
+        .expect("the count");
+    count
+}
+
 async fn bad_registrations_and_amendments_are_refused_and_change_nothing(backend: Backend) {
     let setup = setup(backend).await;
     let app = &setup.app;
     let before = state(&setup).await;
+    let users_before = users(app).await;
     let maker_order_before = app
         .get(
             &format!("/api/v1/orders/{}", setup.maker_order),
@@ -1097,6 +1113,12 @@ async fn bad_registrations_and_amendments_are_refused_and_change_nothing(backend
     }
 
     // None of the refused registrations created an account.
+    let users_after = users(app).await;
+    if users_after != users_before {
+        found.push(format!(
+            "stored by mistake: {users_before} accounts before the refused registrations, {users_after} after"
+        ));
+    }
     let carol_login = app
         .post(
             "/api/v1/auth/login",

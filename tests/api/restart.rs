@@ -2,7 +2,7 @@
 //! orders expired at start, feed `seq` continuing.
 
 use bidask_tests::{Backend, TestDatabase, on_both_backends, spawn_app, spawn_app_on};
-use serde_json::json;
+use serde_json::{Value, json};
 
 on_both_backends!(a_restart_rebuilds_priority_expires_overdue_orders_and_continues_seq);
 
@@ -129,13 +129,15 @@ async fn a_restart_rebuilds_priority_expires_overdue_orders_and_continues_seq(ba
     assert_eq!(expired.body["status"], "expired", "{:?}", expired.body);
     assert_eq!(app.book(product, "9").await["bids"], json!([]));
 
-    // The size-10 book is as it was; its seq includes the expiry's events
-    // only on size 9, so it is at least what it was.
+    // The size-10 book is as it was; the product's seq counts one more
+    // event, the expiry's emptied size-9 level.
+    let seq = |book: &Value| book["seq"].as_i64().expect("a seq");
     let book_after = app.book(product, "10").await;
     assert_eq!(book_after["asks"], book_before["asks"]);
-    assert!(
-        book_after["seq"].as_i64() > book_before["seq"].as_i64(),
-        "the expiry published no event"
+    assert_eq!(
+        seq(&book_after),
+        seq(&book_before) + 1,
+        "the expiry's one event"
     );
 
     // Priority survived: a buyer takes Bob's ask, not Ann's.
@@ -145,7 +147,7 @@ async fn a_restart_rebuilds_priority_expires_overdue_orders_and_continues_seq(ba
         buy.body["matches"][0]["ask_order_id"],
         bob_ask.body["order"]["id"]
     );
-    // And seq continued without reuse.
-    assert!(buy.body["seq"].as_i64() > book_after["seq"].as_i64());
+    // And seq continued without reuse: the match and the emptied level.
+    assert_eq!(seq(&buy.body), seq(&book_after) + 2, "{:?}", buy.body);
     app.stop().await;
 }

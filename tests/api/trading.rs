@@ -109,9 +109,9 @@ async fn ask_then_crossing_bid_makes_one_match(backend: Backend) {
     assert_eq!(matches[0]["ask_order_id"], ask_id);
     assert_eq!(matches[0]["taker_side"], "bid");
     assert!(
-        bid.body["seq"]
-            .as_i64()
-            .is_some_and(|seq| seq > ask.body["seq"].as_i64().unwrap_or(0))
+        bid.body["seq"].as_i64().expect("a seq") > ask.body["seq"].as_i64().expect("a seq"),
+        "{:?}",
+        bid.body
     );
 
     let ask_now = app
