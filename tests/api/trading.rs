@@ -345,5 +345,47 @@ async fn match_lists_are_newest_first_filtered_and_paged(backend: Backend) {
             own.body
         );
     }
+
+    // A trader who both sells and buys, between other traders' trades:
+    // the two sides come merged in id order, page by page.
+    let both = app.register("both").await;
+    let mut traded = Vec::new();
+    for _ in 0..3 {
+        for (maker, taker, role) in [
+            (&both, &buyer, "seller"),
+            (&seller, &buyer, ""),
+            (&seller, &both, "buyer"),
+        ] {
+            let ask = app.order(maker, "ask", product, "10", "110.00").await;
+            assert_eq!(ask.status, 201, "{:?}", ask.body);
+            let bid = app.order(taker, "bid", product, "10", "110.00").await;
+            assert_eq!(bid.status, 201, "{:?}", bid.body);
+            if !role.is_empty() {
+                let id = bid.body["matches"][0]["id"].as_i64().expect("a match");
+                traded.push((id, role.to_owned()));
+            }
+        }
+    }
+    traded.reverse();
+    let mut paged = Vec::new();
+    let mut cursor = String::new();
+    for _ in 0..=traded.len() {
+        let page = app
+            .get(
+                &format!("/api/v1/matches?limit=2{cursor}"),
+                Some(&both.token),
+            )
+            .await;
+        assert_eq!(page.status, 200, "{:?}", page.body);
+        for item in page.body["items"].as_array().expect("items") {
+            let id = item["id"].as_i64().expect("an id");
+            paged.push((id, item["role"].as_str().unwrap_or_default().to_owned()));
+        }
+        let Some(next) = page.body["next_cursor"].as_str() else {
+            break;
+        };
+        cursor = format!("&cursor={next}");
+    }
+    assert_eq!(paged, traded, "newest first, each trade once, as its side");
     app.stop().await;
 }

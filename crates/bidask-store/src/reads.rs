@@ -36,6 +36,53 @@ pub struct Page {
     pub limit: i64,
 }
 
+impl Page {
+    /// The id every row of the page is below: a bound even on the first
+    /// page, so that the condition is always an index range.
+    fn below(self) -> i64 {
+        self.before.unwrap_or(i64::MAX)
+    }
+}
+
+/// A newest-first list query whose filters are written only when given.
+///
+/// Written as `(CAST($n AS …) IS NULL OR column = $n)`, a filter hid the
+/// indexes from SQLite's planner and from PostgreSQL's generic plans: a
+/// product's first page of trades read every trade of the product, or of
+/// the newer products (measured on 700,000 trades: 44–134 ms through the
+/// API on SQLite; on PostgreSQL, 106 ms for the query, and 75 ms with a
+/// size once its plan went generic; 2.4–2.7 ms after, through the API,
+/// with `matches_by_product`).
+struct List {
+    sql: String,
+    /// Parameters so far: the base query's two, then one per filter.
+    params: usize,
+}
+
+impl List {
+    /// `select` binds `$1` (whose rows) and `$2` ([`Page::below`]).
+    fn new(select: String) -> Self {
+        Self {
+            sql: select,
+            params: 2,
+        }
+    }
+
+    /// Adds `column = $n`, bound next, when the filter is `given`.
+    fn and(&mut self, column: &str, given: bool) {
+        if given {
+            self.params += 1;
+            self.sql
+                .push_str(&format!(" AND {column} = ${}", self.params));
+        }
+    }
+
+    /// The query, newest first; the page's limit is bound last.
+    fn newest_first(self) -> String {
+        format!("{} ORDER BY id DESC LIMIT ${}", self.sql, self.params + 1)
+    }
+}
+
 const ORDER_COLUMNS: &str = "id, user_id, product_id, market, side, price_ticks, quantity, \
     remaining_quantity, status, time_in_force, cancel_reason, expires_at, created_at, \
     updated_at, priority";
@@ -315,34 +362,49 @@ impl Store {
         product_id: Option<i64>,
         page: Page,
     ) -> Result<Vec<OrderRecord>, StoreError> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = $1 \
-             AND (CAST($2 AS TEXT) IS NULL OR status = $2) \
-             AND (CAST($3 AS BIGINT) IS NULL OR product_id = $3) \
-             AND (CAST($4 AS BIGINT) IS NULL OR id < $4) \
-             ORDER BY id DESC LIMIT $5"
-        )))
-        .bind(user_id)
-        .bind(status.map(str::to_owned))
-        .bind(product_id)
-        .bind(page.before)
-        .bind(page.limit)
-        .fetch_all(&self.pool)
-        .await?)
+        let mut list = List::new(format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = $1 AND id < $2"
+        ));
+        list.and("status", status.is_some());
+        list.and("product_id", product_id.is_some());
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(list.newest_first()))
+            .bind(user_id)
+            .bind(page.below());
+        if let Some(status) = status {
+            query = query.bind(status.to_owned());
+        }
+        if let Some(product_id) = product_id {
+            query = query.bind(product_id);
+        }
+        Ok(query.bind(page.limit).fetch_all(&self.pool).await?)
     }
 
     /// A user's trades as buyer or seller, newest first.
+    ///
+    /// Each side is read from its own index and the two merged: with
+    /// `buyer_id = $1 OR seller_id = $1`, no index gives the rows in id
+    /// order, and a user whose trades were not the newest cost a scan of
+    /// every newer trade (measured on 700,000 trades: 193 ms through the
+    /// API on SQLite, 133 ms for the query on PostgreSQL; 2.7 ms after).
+    /// A trade is never in both halves: its buyer is not its seller.
     pub async fn user_matches(
         &self,
         user_id: i64,
         page: Page,
     ) -> Result<Vec<MatchRecord>, StoreError> {
+        let side = |column: &str, name: &str| {
+            format!(
+                "SELECT {MATCH_COLUMNS} FROM (SELECT {MATCH_COLUMNS} FROM matches \
+                 WHERE {column} = $1 AND id < $2 ORDER BY id DESC LIMIT $3) AS {name}"
+            )
+        };
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {MATCH_COLUMNS} FROM matches WHERE (buyer_id = $1 OR seller_id = $1) \
-             AND (CAST($2 AS BIGINT) IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+            "{} UNION ALL {} ORDER BY id DESC LIMIT $3",
+            side("buyer_id", "bought"),
+            side("seller_id", "sold"),
         )))
         .bind(user_id)
-        .bind(page.before)
+        .bind(page.below())
         .bind(page.limit)
         .fetch_all(&self.pool)
         .await?)
@@ -355,17 +417,17 @@ impl Store {
         market: Option<i64>,
         page: Page,
     ) -> Result<Vec<MatchRecord>, StoreError> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {MATCH_COLUMNS} FROM matches WHERE product_id = $1 \
-             AND (CAST($2 AS BIGINT) IS NULL OR market = $2) \
-             AND (CAST($3 AS BIGINT) IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
-        )))
-        .bind(product_id)
-        .bind(market)
-        .bind(page.before)
-        .bind(page.limit)
-        .fetch_all(&self.pool)
-        .await?)
+        let mut list = List::new(format!(
+            "SELECT {MATCH_COLUMNS} FROM matches WHERE product_id = $1 AND id < $2"
+        ));
+        list.and("market", market.is_some());
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(list.newest_first()))
+            .bind(product_id)
+            .bind(page.below());
+        if let Some(market) = market {
+            query = query.bind(market);
+        }
+        Ok(query.bind(page.limit).fetch_all(&self.pool).await?)
     }
 
     /// The price of the last trade of each market of a product that has
