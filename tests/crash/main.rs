@@ -475,6 +475,79 @@ async fn migrate_then_serve(backend: Backend) {
 
 on_both_backends!(migrate_then_serve);
 
+/// A SQLite file this process may only read (another user's, say after a
+/// restore done as root) stops the server at start, saying so. SQLite
+/// opened it read-only without a word: the server started, `/readyz` said
+/// ready, and every command was refused with 503. Root may write any
+/// file, so as root the server runs as `nobody` (`setpriv`, util-linux),
+/// from a copy of the binary that `nobody` may run; otherwise the file is
+/// made 0444.
+#[tokio::test]
+async fn a_database_this_process_may_only_read_is_refused_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let file = bidask_store::sqlite_file(&database.url).expect("a file");
+    let directory = file.parent().expect("its directory").to_owned();
+    let migrated = std::process::Command::new(SERVER)
+        .args(["migrate", "--database-url", &database.url])
+        .status()
+        .expect("the binary runs");
+    assert!(migrated.success(), "bidask migrate failed: {migrated}");
+    // A directory the server may write to: only the file is not its own.
+    let anyone = std::fs::Permissions::from_mode(0o777);
+    std::fs::set_permissions(&directory, anyone).expect("the directory opened up");
+    let uid = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .expect("id runs");
+    let mut command = if String::from_utf8_lossy(&uid.stdout).trim() == "0" {
+        let copy = directory.join("bidask-under-test");
+        std::fs::copy(SERVER, &copy).expect("a copy of the server");
+        let mut command = std::process::Command::new("setpriv");
+        command
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(copy);
+        command
+    } else {
+        let read_only = std::fs::Permissions::from_mode(0o444);
+        std::fs::set_permissions(&file, read_only).expect("the file made read-only");
+        std::process::Command::new(SERVER)
+    };
+    let mut child = command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("DATABASE_URL", &database.url)
+        .env("BIDASK_JWT_SECRET", bidask_tests::JWT_SECRET)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the server starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("the server's status") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server kept running on a database it may only read");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut said = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        std::io::Read::read_to_string(&mut stderr, &mut said).expect("its stderr");
+    }
+    assert_eq!(status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!(
+            "the SQLite file {} can only be read by this process",
+            file.display()
+        )),
+        "{said}"
+    );
+}
+
 /// SQLite's side of a failed commit: another process holds the write lock
 /// (the outage tests above stop PostgreSQL). The order whose commit it
 /// refused gets a 503 and leaves nothing in the book; an order that came

@@ -272,6 +272,7 @@ impl Application {
         waiting.abort();
         let writer = writer?;
         store.migrate().await?;
+        store.check_writable().await?;
         let secret = jwt_secret(&config)?;
         let tokens = Tokens::new(&secret, config.token_lifetime_secs);
         ensure_admin(&store, &config).await?;

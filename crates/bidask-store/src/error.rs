@@ -53,6 +53,18 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The database opened, but this process may not write to it.
+    #[error(
+        "{target} can only be read by this process ({reason}): bidask writes to it, and \
+         beside it; check the owner and permissions of the file, its -wal and -shm files \
+         and its directory, and that its file system is mounted read-write"
+    )]
+    ReadOnly {
+        /// Which database.
+        target: String,
+        /// SQLite's words.
+        reason: String,
+    },
     /// A stored value does not fit the schema this code expects.
     #[error("stored data is not valid: {0}")]
     Corrupt(String),

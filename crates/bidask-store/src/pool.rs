@@ -270,6 +270,10 @@ pub struct Store {
     pub(crate) idle_check: Duration,
 }
 
+/// SQLite's primary result code for a write to a database opened
+/// read-only.
+const SQLITE_READONLY: u32 = 8;
+
 /// What every SQLite connection is set to. WAL lets readers run beside
 /// the one writer; synchronous=FULL makes a commit durable when it
 /// returns, which is what a 201 promises.
@@ -408,6 +412,35 @@ impl Store {
             MigrateError::VersionMissing(version) => StoreError::NewerSchema(version),
             other => StoreError::Migrate(other),
         })
+    }
+
+    /// Refuses a SQLite file this process may only read: SQLite opens a
+    /// file it cannot write (another user's, or on a read-only mount)
+    /// read-only without a word, and the server started, said it was
+    /// ready, and refused every command with 503. A write that changes
+    /// nothing says so at start instead. (A URL that asks for read-only
+    /// is refused by name before this.)
+    pub async fn check_writable(&self) -> Result<(), StoreError> {
+        if self.backend != Backend::Sqlite || self.read_only {
+            return Ok(());
+        }
+        match sqlx::query("UPDATE users SET id = id WHERE 0")
+            .execute(&self.pool)
+            .await
+        {
+            Err(sqlx::Error::Database(error))
+                if error
+                    .code()
+                    .and_then(|code| code.parse::<u32>().ok())
+                    .is_some_and(|code| code & 0xff == SQLITE_READONLY) =>
+            {
+                Err(StoreError::ReadOnly {
+                    target: self.target.clone(),
+                    reason: error.message().to_owned(),
+                })
+            }
+            result => result.map(drop).map_err(StoreError::from),
+        }
     }
 
     /// Opens one connection, to say why it cannot be made when it cannot
