@@ -6,6 +6,29 @@ use serde_json::{Value, json};
 
 on_both_backends!(a_restart_rebuilds_priority_expires_overdue_orders_and_continues_seq);
 
+/// The embedded database holds password hashes: the server creates its
+/// file, and SQLite its `-wal` and `-shm` files, for their owner only,
+/// as the backup and the kept secret are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_sqlite_database_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let file = bidask_store::sqlite_file(&database.url).expect("a SQLite file");
+    assert!(!file.exists(), "made by the server");
+    let app = spawn_app_on(database, |_| {}).await;
+    app.register("ann").await;
+    for suffix in ["", "-wal", "-shm"] {
+        let path = format!("{}{suffix}", file.display());
+        let mode = std::fs::metadata(&path)
+            .unwrap_or_else(|error| panic!("{path}: {error}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{path}: {:o}", mode & 0o777);
+    }
+    app.stop().await;
+}
+
 /// Without `BIDASK_JWT_SECRET`, the embedded database's server makes a
 /// secret once, keeps it beside the file where only its owner reads it,
 /// and signs with it again after a restart: sessions survive.

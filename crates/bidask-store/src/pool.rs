@@ -97,6 +97,31 @@ pub fn with_sqlite_mode(url: &str, mode: &str) -> String {
     }
 }
 
+/// Creates the file of a SQLite `url` that names no mode (and so is opened
+/// to be created) readable and writable by its owner only, as the backup
+/// and the kept token secret are: it holds password hashes, and SQLite
+/// makes a file anyone may read. SQLite gives the `-wal` and `-shm` files
+/// the database file's permissions. A file that exists keeps what its
+/// owner gave it; one that cannot be made here (a missing directory) is
+/// left to SQLite, whose error says why.
+fn create_owner_only(url: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let Some(SqliteUrl {
+        file: Some(file),
+        names_mode: false,
+        ..
+    }) = SqliteUrl::parse(url)
+    else {
+        return;
+    };
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file);
+}
+
 /// The file of a SQLite URL (`sqlite:my%20db.db?mode=rwc` → `my db.db`);
 /// `None` for another backend or a database that is not a file.
 pub fn sqlite_file(url: &str) -> Option<PathBuf> {
@@ -301,7 +326,10 @@ impl Store {
         }
         let url = match backend {
             // Create the file on first start.
-            Backend::Sqlite => with_sqlite_mode(url, "rwc"),
+            Backend::Sqlite => {
+                create_owner_only(url);
+                with_sqlite_mode(url, "rwc")
+            }
             Backend::Postgres => url.to_owned(),
         };
         // sqlx tests a connection with a round trip on checkout unless told
