@@ -217,8 +217,13 @@ pub struct ServeConfig {
     /// WebSocket connections held at once; upgrades beyond get 503.
     /// Lowered at start, with a warning, to what the open-file limit
     /// leaves after a reserve for REST and the database (a quarter of
-    /// the limit, at most 1,000).
-    #[arg(long, env = "BIDASK_WS_MAX_CONNECTIONS", default_value_t = 19_000)]
+    /// the limit, at most 1,000). From 1 to 10,000,000.
+    #[arg(
+        long,
+        env = "BIDASK_WS_MAX_CONNECTIONS",
+        default_value_t = 19_000,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=10_000_000)
+    )]
     pub ws_max_connections: usize,
     /// WebSocket connections held at once from one client address (an
     /// IPv6 /64 counts as one), so that one client cannot take every
@@ -478,6 +483,7 @@ mod tests {
             ("--db-connections", "1", "1000", "0", "1001"),
             ("--db-idle-check-ms", "100", "3600000", "99", "3600001"),
             ("--ws-max-subscriptions", "1", "10000", "0", "10001"),
+            ("--ws-max-connections", "1", "10000000", "0", "10000001"),
             // Past about 2^63 s, hyper's deadline for a request's head
             // overflowed in every connection, after the server had said it
             // was listening.
