@@ -475,6 +475,46 @@ async fn migrate_then_serve(backend: Backend) {
 
 on_both_backends!(migrate_then_serve);
 
+/// A fresh server's `/metrics` already carries every series without
+/// labels, at 0, with what it counts: a series used to appear only with
+/// its first event, so an alert on a rate of failures or on the number of
+/// feed connections saw nothing until then. A process of its own, since
+/// the metrics recorder is the process's.
+#[tokio::test]
+async fn a_fresh_server_exports_its_metrics_at_zero() {
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let server = ServerProcess::start(SERVER, &database.url);
+    let app = TestApp::connect(server.address.clone());
+    let metrics = app.metrics().await;
+    for name in [
+        "bidask_orders_accepted_total",
+        "bidask_orders_expired_total",
+        "bidask_matches_total",
+        "bidask_events_published_total",
+        "bidask_commit_failures_total",
+        "bidask_units_refused_stale_total",
+        "bidask_requests_rate_limited_total",
+        "bidask_ws_connections",
+        "bidask_ws_subscriptions",
+        "bidask_ws_messages_sent_total",
+        "bidask_ws_events_fanned_out_total",
+        "bidask_ws_slow_disconnects_total",
+        "bidask_ws_ping_timeouts_total",
+        "bidask_feed_events_pruned_total",
+    ] {
+        assert!(
+            metrics.lines().any(|line| line == format!("{name} 0")),
+            "{name} at 0:\n{metrics}"
+        );
+        assert!(
+            metrics
+                .lines()
+                .any(|line| line.starts_with(&format!("# HELP {name} "))),
+            "{name} described:\n{metrics}"
+        );
+    }
+}
+
 /// A SQLite file this process may only read (another user's, say after a
 /// restore done as root) stops the server at start, saying so. SQLite
 /// opened it read-only without a word: the server started, `/readyz` said

@@ -18,6 +18,7 @@
 //! - [`http`]: the routes, the request parsing and the one error type;
 //! - [`views`] and [`clock`]: the JSON shapes and times of the contract;
 //! - [`housekeeping`]: pruning old feed events and idempotency keys;
+//! - `recorder`: the Prometheus recorder behind `/metrics`;
 //! - [`demo`]: the sample catalog of `--demo`;
 //! - [`web`]: the product page served at `/`.
 //!
@@ -40,6 +41,7 @@ pub mod market;
 pub mod open_files;
 pub mod origin;
 pub mod proxies;
+mod recorder;
 pub mod serve;
 pub mod startup;
 pub mod views;

@@ -16,11 +16,10 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bidask_store::{NewUser, Store, StoreError, StoreOptions};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::auth::{Password, Role, Tokens, Username, password, token};
@@ -324,7 +323,7 @@ impl Application {
             catalog,
             markets: Arc::clone(&markets),
             tokens,
-            metrics: metrics_handle(),
+            metrics: crate::recorder::handle(),
             known_users: Arc::new(Mutex::new(HashMap::new())),
             keys_in_flight: Arc::new(Mutex::new(HashSet::new())),
             catalog_lock: Arc::new(tokio::sync::Mutex::new(())),
@@ -432,60 +431,6 @@ impl Application {
             }
         }
     }
-}
-
-/// One Prometheus recorder per process, shared by every application in it
-/// (tests start several).
-fn metrics_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            // Latencies in seconds; batch sizes in commands; a feed
-            // connection's queue in frames.
-            let seconds = [
-                0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                0.5, 1.0, 2.5,
-            ];
-            let units = [
-                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1_024.0, 2_048.0,
-            ];
-            let frames = [
-                0.0, 1.0, 4.0, 16.0, 64.0, 256.0, 1_024.0, 4_096.0, 16_384.0, 65_536.0,
-            ];
-            let builder = PrometheusBuilder::new()
-                .set_buckets(&seconds)
-                .and_then(|builder| {
-                    builder.set_buckets_for_metric(
-                        Matcher::Full("bidask_commit_batch_units".to_owned()),
-                        &units,
-                    )
-                })
-                .and_then(|builder| {
-                    builder.set_buckets_for_metric(
-                        Matcher::Full("bidask_ws_queue_depth".to_owned()),
-                        &frames,
-                    )
-                })
-                .unwrap_or_else(|_| PrometheusBuilder::new());
-            let recorder = builder.build_recorder();
-            let handle = recorder.handle();
-            // Another recorder may already be installed (a test harness);
-            // then this handle renders nothing, which is all we can do.
-            let _ = metrics::set_global_recorder(recorder);
-            // Histogram samples pile up until they are folded into their
-            // buckets; without a scraper nobody would fold them.
-            let upkeep = handle.clone();
-            let _ = std::thread::Builder::new()
-                .name("bidask-metrics".to_owned())
-                .spawn(move || {
-                    loop {
-                        std::thread::sleep(Duration::from_secs(5));
-                        upkeep.run_upkeep();
-                    }
-                });
-            handle
-        })
-        .clone()
 }
 
 /// The token secret: configured, or generated once and kept beside the
