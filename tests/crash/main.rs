@@ -21,7 +21,8 @@ const TRADERS: usize = 6;
 
 /// One trader's stream: alternating passive and crossing orders around
 /// 100.00, at most `orders` of them, until `stop` is set; counts each 201
-/// in `counted`. Any answer but a 201, a 429 or a 503 fails the test.
+/// in `counted` and each 503 in `unavailable`. Any answer but a 201, a 429
+/// or a 503 fails the test.
 async fn trade(
     app: Arc<TestApp>,
     trader: Trader,
@@ -29,6 +30,7 @@ async fn trade(
     orders: usize,
     stop: Arc<AtomicBool>,
     counted: Arc<AtomicUsize>,
+    unavailable: Arc<AtomicUsize>,
 ) -> Vec<Value> {
     let mut acknowledged = Vec::new();
     for step in 0..orders {
@@ -73,7 +75,10 @@ async fn trade(
                 acknowledged.push(body);
                 counted.fetch_add(1, Ordering::Relaxed);
             }
-            Ok((429 | 503, _)) => {}
+            Ok((429, _)) => {}
+            Ok((503, _)) => {
+                unavailable.fetch_add(1, Ordering::Relaxed);
+            }
             Ok((status, answer)) => panic!(
                 "{side} {body}: {status} {}",
                 String::from_utf8_lossy(&answer)
@@ -91,6 +96,8 @@ struct Streams {
     stop: Arc<AtomicBool>,
     /// 201s so far.
     acknowledged: Arc<AtomicUsize>,
+    /// 503s so far: none unless the database is made to fail.
+    unavailable: Arc<AtomicUsize>,
     tasks: Vec<tokio::task::JoinHandle<Vec<Value>>>,
 }
 
@@ -99,6 +106,7 @@ impl Streams {
     fn start(app: &Arc<TestApp>, traders: &[Trader], product_id: i64, orders: usize) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let acknowledged = Arc::new(AtomicUsize::new(0));
+        let unavailable = Arc::new(AtomicUsize::new(0));
         let tasks = traders
             .iter()
             .map(|trader| {
@@ -109,6 +117,7 @@ impl Streams {
                     orders,
                     Arc::clone(&stop),
                     Arc::clone(&acknowledged),
+                    Arc::clone(&unavailable),
                 );
                 tokio::spawn(task)
             })
@@ -116,8 +125,14 @@ impl Streams {
         Self {
             stop,
             acknowledged,
+            unavailable,
             tasks,
         }
+    }
+
+    /// How many requests were answered 503.
+    fn unavailable(&self) -> usize {
+        self.unavailable.load(Ordering::Relaxed)
     }
 
     /// Waits until `count` orders were acknowledged, so that what follows
@@ -273,12 +288,27 @@ async fn kill_9_mid_stream(backend: Backend) {
     let mut app = TestApp::connect(server.address.clone());
     let (product_id, traders) = setup(&mut app).await;
     let app = Arc::new(app);
+    // A product page watching the live feed across the crash.
+    let channel = format!("product:{product_id}");
+    let mut page = WsClient::connect(&app).await;
+    page.expect("welcome").await;
+    page.subscribe(&channel).await;
+    let watched = {
+        let channel = channel.clone();
+        tokio::spawn(async move {
+            page.events_until_closed(&channel, Duration::from_secs(120))
+                .await
+        })
+    };
     let streams = Streams::start(&app, &traders, product_id, 400);
     // Let a few hundred orders through, then pull the plug.
     streams.until_acknowledged(300).await;
     server.kill();
     tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(streams.unavailable(), 0, "503s with the database up");
     let acknowledged = streams.stop().await;
+    let published = watched.await.expect("the watching page");
+    assert!(!published.is_empty(), "nothing was published live");
     assert!(
         !acknowledged.is_empty(),
         "no order got through before the kill"
@@ -287,20 +317,39 @@ async fn kill_9_mid_stream(backend: Backend) {
         acknowledged.len() < TRADERS * 400,
         "every order finished before the kill: the crash was not mid-stream"
     );
-    eprintln!("{} orders acknowledged before kill -9", acknowledged.len());
+    eprintln!(
+        "{} orders acknowledged and {} events sent live before kill -9",
+        acknowledged.len(),
+        published.len()
+    );
 
     let server = ServerProcess::start(SERVER, &database.url);
     let app = TestApp::connect(server.address.clone());
     let seq = check_acknowledged(&app, &traders, product_id, &acknowledged).await;
 
-    numbering_goes_on(&app, &traders[0], product_id, seq).await;
+    let committed = numbering_goes_on(&app, &traders[0], product_id, seq).await;
+    // Published only once committed: every event the page was sent is
+    // the committed one of its `seq`, to the byte of its time stamp.
+    for event in &published {
+        let seq = event["seq"].as_i64().expect("a seq");
+        let stored = usize::try_from(seq - 1)
+            .ok()
+            .and_then(|index| committed.get(index));
+        assert_eq!(stored, Some(event), "sent live, not what was committed");
+    }
     drop(server);
 }
 
 /// After a crash or a restore, at product channel `seq`: the next order
 /// gets the next `seq`, neither reused nor skipped, and the channel,
-/// replayed from its start, has no gap anywhere.
-async fn numbering_goes_on(app: &TestApp, trader: &Trader, product_id: i64, seq: i64) {
+/// replayed from its start, has no gap anywhere. Returns the replayed
+/// events, the one of `seq` n at index n - 1.
+async fn numbering_goes_on(
+    app: &TestApp,
+    trader: &Trader,
+    product_id: i64,
+    seq: i64,
+) -> Vec<Value> {
     let next = app.order(trader, "bid", product_id, "10", "1.00").await;
     assert_eq!(next.status, 201, "{:?}", next.body);
     assert_eq!(
@@ -310,7 +359,7 @@ async fn numbering_goes_on(app: &TestApp, trader: &Trader, product_id: i64, seq:
     );
     let channel = format!("product:{product_id}");
     let (mut replay, _) = WsClient::resuming(app, &channel, 0).await;
-    replay.events_until(&channel, 0, seq + 1).await;
+    replay.events_until(&channel, 0, seq + 1).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -866,6 +915,7 @@ async fn a_backup_taken_mid_stream_restores_a_whole_market() {
             .mode();
         assert_eq!(mode & 0o777, 0o600, "{}", file.display());
     }
+    assert_eq!(streams.unavailable(), 0, "503s during the backup");
     let acknowledged = streams.stop().await;
     let again = tokio::task::spawn_blocking(back_up)
         .await

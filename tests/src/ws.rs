@@ -200,6 +200,26 @@ impl WsClient {
         subscribed
     }
 
+    /// Every event of `channel` this client is sent until its connection
+    /// ends (a killed server's); fails if it is still open after `within`.
+    pub async fn events_until_closed(&mut self, channel: &str, within: Duration) -> Vec<Value> {
+        let mut events = Vec::new();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    let event: Value = serde_json::from_str(&text).expect("messages are JSON");
+                    if event["channel"] == channel && event["type"] != "subscribed" {
+                        events.push(event);
+                    }
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(_)) | None) => return events,
+                Err(_) => panic!("{channel}: the connection still open after {within:?}"),
+            }
+        }
+    }
+
     /// Reads until the server closes; the close frame, if it sent one.
     pub async fn closed(&mut self) -> Option<CloseFrame> {
         let waiting = async {
