@@ -414,6 +414,73 @@ async fn sigterm_drains_and_exits_cleanly() {
     }
 }
 
+/// A request whose body is still coming when `SIGTERM` arrives holds the
+/// drain: the process waits for it, answers it 201, commits it, and only
+/// then exits 0; a restart has the order. (The streaming test above
+/// accepts a request cut short, as it cannot tell one from a connection
+/// refused after the listener closed.)
+async fn a_request_in_flight_at_sigterm_is_answered_and_committed(backend: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let database = TestDatabase::new(backend).await;
+    let mut server = ServerProcess::start(SERVER, &database.url);
+    let mut app = TestApp::connect(server.address.clone());
+    let (product_id, traders) = setup(&mut app).await;
+    let body = json!({"product_id": product_id, "size": "10", "price": "42.00"}).to_string();
+    let (first, rest) = body.split_at(body.len() / 2);
+    let authority = server.address.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&authority)
+        .await
+        .expect("the server accepts");
+    let head = format!(
+        "POST /api/v1/bids HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{first}",
+        traders[0].token,
+        body.len()
+    );
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .expect("the head is sent");
+    // Time for the head to reach the handler, which then waits for the
+    // rest of the body.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.signal("TERM");
+    assert_eq!(
+        server.exited_within(Duration::from_millis(500)),
+        None,
+        "exited with a request in flight"
+    );
+    stream
+        .write_all(rest.as_bytes())
+        .await
+        .expect("the rest is sent");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer))
+        .await
+        .expect("an answer in time");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(read.is_ok(), "{read:?}: {answer}");
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let exit = tokio::task::spawn_blocking(move || server.exited_within(Duration::from_secs(60)))
+        .await
+        .expect("the waiting task");
+    assert_eq!(exit, Some(Some(0)), "the exit after the drain");
+
+    let server = ServerProcess::start(SERVER, &database.url);
+    let app = TestApp::connect(server.address.clone());
+    let orders = app.get("/api/v1/orders", Some(&traders[0].token)).await;
+    let prices: Vec<&Value> = orders.body["items"]
+        .as_array()
+        .expect("the orders")
+        .iter()
+        .map(|order| &order["price"])
+        .collect();
+    assert_eq!(prices, [&json!("42.00")], "{:?}", orders.body);
+}
+
+on_both_backends!(a_request_in_flight_at_sigterm_is_answered_and_committed);
+
 /// Creates products until told to stop (1,000 at most), paced under the
 /// admin's own rate limit so creations are still arriving when the drain
 /// begins, riding out refusals and a server that is gone; returns the ids
