@@ -1204,6 +1204,64 @@ async fn database_outage_mid_stream_postgres() {
     app.stop().await;
 }
 
+/// SQLite's outage mid-stream: another process holds the write lock past
+/// the busy timeout while orders stream in. Orders fail with 503 in
+/// bounded time meanwhile; once the lock is let go the server recovers by
+/// itself, every acknowledged order is there with its matches, and what
+/// the running server shows is what a restart rebuilds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_locked_mid_stream_sqlite() {
+    let mut app = spawn_app_on(TestDatabase::new(Backend::Sqlite).await, |_| {}).await;
+    let (product_id, traders) = setup(&mut app).await;
+    let app = Arc::new(app);
+    let streams = Streams::start(&app, &traders, product_id, 100_000);
+    streams.until_acknowledged(100).await;
+    let mut lock = app
+        .database
+        .as_ref()
+        .expect("the test's database")
+        .connect()
+        .await;
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut lock)
+        .await
+        .expect("the write lock");
+
+    // While it is held: a clear 503, in bounded time (the store's busy
+    // timeout is 5 s).
+    let started = Instant::now();
+    let refused = app
+        .order(&traders[0], "ask", product_id, "9", "500.00")
+        .await;
+    assert_storage_unavailable(&refused);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "503 took {:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sqlx::query("ROLLBACK")
+        .execute(&mut lock)
+        .await
+        .expect("the lock let go");
+    sqlx::Connection::close(lock).await.expect("closed");
+    assert!(streams.unavailable() > 0, "the streams met no outage");
+
+    let ask = Retry::within_a_minute(&traders[1], "ask", product_id, "600.00");
+    ask.until_accepted(&app).await;
+    let acknowledged = streams.stop().await;
+    check_acknowledged(&app, &traders, product_id, &acknowledged).await;
+
+    let app = Arc::try_unwrap(app).unwrap_or_else(|_| panic!("all streams ended"));
+    let before = audit(&app, &traders, product_id, &SIZES).await;
+    let database = app.stop().await;
+    let app = spawn_app_on(database, |_| {}).await;
+    let after = audit(&app, &traders, product_id, &SIZES).await;
+    assert_eq!(before.orders, after.orders);
+    assert_eq!(before.seq, after.seq);
+    app.stop().await;
+}
+
 /// PostgreSQL stops answering without going away (a frozen host): reads
 /// and readiness get 503 within the request timeout instead of hanging,
 /// market data from memory is still served, and the server carries on
