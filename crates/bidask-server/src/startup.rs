@@ -52,7 +52,7 @@ pub enum StartupError {
     Config(String),
     /// The listening address could not be bound (taken, not this host's,
     /// or a privileged port).
-    #[error("cannot listen on {address} (BIDASK_LISTEN): {source}")]
+    #[error("cannot listen on {address} (--listen, BIDASK_LISTEN): {source}")]
     Listen {
         /// The address asked for.
         address: SocketAddr,
