@@ -13,6 +13,7 @@ on_both_backends!(
     an_idempotency_key_is_never_replaced,
     pruning_the_feed_keeps_each_channels_newest_events,
     pruning_idempotency_keys_forgets_the_old_ones_only,
+    the_schema_refuses_rows_the_domain_forbids,
 );
 
 /// A migrated store with one user (id 1) and one product (id 1, one size).
@@ -426,4 +427,147 @@ async fn commit_past_a_cut(
         }
     }
     outcome
+}
+
+/// The schema refuses, on both backends, the rows the domain forbids,
+/// whatever a bug above it might send: each statement below changes one
+/// thing of a row the schema takes, and is refused.
+async fn the_schema_refuses_rows_the_domain_forbids(backend: Backend) {
+    let (store, database) = store_with_a_market(backend).await;
+    let seller = store
+        .create_user(&NewUser {
+            username: "bob".to_owned(),
+            password_hash: "not-a-real-hash".to_owned(),
+            role: "trader".to_owned(),
+            created_at: 1,
+            token_key: 1,
+        })
+        .await
+        .expect("a second user");
+    let mut connection = database.connect().await;
+    let order =
+        |id: &str, price: &str, quantity: &str, remaining: &str, status: &str, tif: &str| {
+            format!(
+                "INSERT INTO orders (id, user_id, product_id, market, side, price_ticks, quantity, \
+             remaining_quantity, status, time_in_force, cancel_reason, expires_at, created_at, \
+             updated_at, priority) VALUES ({id}, 1, 1, 0, 'bid', {price}, {quantity}, \
+             {remaining}, '{status}', '{tif}', NULL, 100, 1, 1, 1)"
+            )
+        };
+    let trade = |id: &str, price: &str, quantity: &str| {
+        format!(
+            "INSERT INTO matches (id, product_id, market, price_ticks, quantity, bid_order_id, \
+             ask_order_id, buyer_id, seller_id, taker_side, created_at) \
+             VALUES ({id}, 1, 0, {price}, {quantity}, 1, 2, 1, {}, 'bid', 1)",
+            seller.id
+        )
+    };
+    let ask = format!(
+        "INSERT INTO orders (id, user_id, product_id, market, side, price_ticks, quantity, \
+         remaining_quantity, status, time_in_force, cancel_reason, expires_at, created_at, \
+         updated_at, priority) VALUES (2, {}, 1, 0, 'ask', 100, 5, 4, 'partially_filled', \
+         'gtc', NULL, 100, 1, 1, 2)",
+        seller.id
+    );
+    for taken in [
+        order("1", "100", "5", "4", "partially_filled", "gtc"),
+        ask,
+        trade("1", "100", "1"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(taken.clone()))
+            .execute(&mut connection)
+            .await
+            .unwrap_or_else(|error| panic!("{error}: {taken}"));
+    }
+    let mut refused = vec![
+        ("a price of 0", order("3", "0", "5", "5", "open", "gtc")),
+        (
+            "a price as text",
+            order("4", "'abc'", "5", "5", "open", "gtc"),
+        ),
+        (
+            "a quantity of 0",
+            order("5", "100", "0", "0", "filled", "gtc"),
+        ),
+        (
+            "more left than ordered",
+            order("6", "100", "5", "6", "open", "gtc"),
+        ),
+        (
+            "an unknown status",
+            order("7", "100", "5", "5", "resting", "gtc"),
+        ),
+        (
+            "open, part filled",
+            order("8", "100", "5", "3", "open", "gtc"),
+        ),
+        (
+            "partially filled, none filled",
+            order("9", "100", "5", "5", "partially_filled", "gtc"),
+        ),
+        (
+            "filled, some left",
+            order("10", "100", "5", "1", "filled", "gtc"),
+        ),
+        (
+            "an open immediate-or-cancel",
+            order("11", "100", "5", "5", "open", "ioc"),
+        ),
+        (
+            "a resting fill-or-kill",
+            order("12", "100", "5", "3", "partially_filled", "fok"),
+        ),
+        (
+            "an order with no id",
+            order("NULL", "100", "5", "5", "open", "gtc"),
+        ),
+        (
+            "an order that became partially filled with none filled",
+            "UPDATE orders SET remaining_quantity = 5 WHERE id = 1".to_owned(),
+        ),
+        (
+            "an order that became open, part filled",
+            "UPDATE orders SET status = 'open' WHERE id = 1".to_owned(),
+        ),
+        ("a trade of 0", trade("13", "100", "0")),
+        ("a trade at 0", trade("14", "0", "1")),
+        ("a trade with no id", trade("NULL", "100", "1")),
+    ];
+    // PostgreSQL stores 1.5 in an integer column rounded, as an integer;
+    // SQLite stored 1.5 itself, which recovery cannot read.
+    if backend == Backend::Sqlite {
+        refused.extend([
+            (
+                "a price of 1.5 ticks",
+                order("15", "1.5", "5", "5", "open", "gtc"),
+            ),
+            (
+                "a quantity of 2.5",
+                order("16", "100", "2.5", "2.5", "open", "gtc"),
+            ),
+            (
+                "an order id of 3.5",
+                order("3.5", "100", "5", "5", "open", "gtc"),
+            ),
+            ("a trade at 1.5 ticks", trade("17", "1.5", "1")),
+            ("a trade of 0.5", trade("18", "100", "0.5")),
+        ]);
+    }
+    let mut taken = Vec::new();
+    for (what, statement) in &refused {
+        if sqlx::query(sqlx::AssertSqlSafe(statement.clone()))
+            .execute(&mut connection)
+            .await
+            .is_ok()
+        {
+            taken.push(*what);
+        }
+    }
+    assert!(taken.is_empty(), "{backend:?} took {taken:?}");
+    let (orders, matches): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM orders), (SELECT count(*) FROM matches)")
+            .fetch_one(&mut connection)
+            .await
+            .expect("the counts");
+    assert_eq!((orders, matches), (2, 1));
 }
