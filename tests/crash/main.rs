@@ -636,8 +636,8 @@ async fn a_fresh_server_exports_its_metrics_at_zero() {
 /// opened it read-only without a word: the server started, `/readyz` said
 /// ready, and every command was refused with 503. Root may write any
 /// file, so as root the server runs as `nobody` (`setpriv`, util-linux),
-/// from a copy of the binary that `nobody` may run; otherwise the file is
-/// made 0444.
+/// from a copy of the binary that `nobody` may run, on root's file made
+/// 0644; otherwise the file is made 0444.
 #[tokio::test]
 async fn a_database_this_process_may_only_read_is_refused_at_start() {
     use std::os::unix::fs::PermissionsExt;
@@ -658,6 +658,10 @@ async fn a_database_this_process_may_only_read_is_refused_at_start() {
         .output()
         .expect("id runs");
     let mut command = if String::from_utf8_lossy(&uid.stdout).trim() == "0" {
+        // Root's file, which others may read (the server makes it its
+        // owner's alone).
+        let readable = std::fs::Permissions::from_mode(0o644);
+        std::fs::set_permissions(&file, readable).expect("the file made readable");
         let copy = directory.join("bidask-under-test");
         std::fs::copy(SERVER, &copy).expect("a copy of the server");
         let mut command = std::process::Command::new("setpriv");

@@ -270,8 +270,8 @@ impl Application {
             FencedWriter::start(move || Store::connect_lazy(&writer_url, &writer_options)).await;
         waiting.abort();
         let writer = writer?;
-        store.migrate().await?;
         store.check_writable().await?;
+        store.migrate().await?;
         let secret = jwt_secret(&config)?;
         let tokens = Tokens::new(&secret, config.token_lifetime_secs);
         ensure_admin(&store, &config).await?;

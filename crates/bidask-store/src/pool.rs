@@ -446,15 +446,23 @@ impl Store {
     /// file it cannot write (another user's, or on a read-only mount)
     /// read-only without a word, and the server started, said it was
     /// ready, and refused every command with 503. A write that changes
-    /// nothing says so at start instead. (A URL that asks for read-only
-    /// is refused by name before this.)
+    /// nothing, the header's `user_version` set to what it is (no table
+    /// is needed, so it can come before the migrations, which would fail
+    /// with less to say), tells at start instead. (A URL that asks for
+    /// read-only is refused by name before this.)
     pub async fn check_writable(&self) -> Result<(), StoreError> {
         if self.backend != Backend::Sqlite || self.read_only {
             return Ok(());
         }
-        match sqlx::query("UPDATE users SET id = id WHERE 0")
-            .execute(&self.pool)
-            .await
+        let mut connection = self.pool.acquire().await?;
+        let (version,): (i64,) = sqlx::query_as("PRAGMA user_version")
+            .fetch_one(&mut *connection)
+            .await?;
+        match sqlx::query(sqlx::AssertSqlSafe(format!(
+            "PRAGMA user_version = {version}"
+        )))
+        .execute(&mut *connection)
+        .await
         {
             Err(sqlx::Error::Database(error))
                 if error
