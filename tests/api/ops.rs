@@ -17,9 +17,11 @@ async fn health_metrics_openapi_and_request_ids(backend: Backend) {
     let refused = app.order(&ann, "ask", product, "10", "100.001").await;
     assert_eq!(refused.status, 422);
 
+    // Series that appear with their first event; those there from start
+    // are counted in a process of their own (tests/crash), as the
+    // recorder is the process's.
     let text = app.metrics().await;
     for name in [
-        "bidask_orders_accepted_total",
         "bidask_orders_rejected_total{reason=\"validation_failed\"}",
         "bidask_commit_seconds_bucket",
         "bidask_commit_batch_units",

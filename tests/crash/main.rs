@@ -591,16 +591,18 @@ async fn migrate_then_serve(backend: Backend) {
 
 on_both_backends!(migrate_then_serve);
 
-/// A fresh server's `/metrics` already carries every series without
-/// labels, at 0, with what it counts: a series used to appear only with
-/// its first event, so an alert on a rate of failures or on the number of
-/// feed connections saw nothing until then. A process of its own, since
-/// the metrics recorder is the process's.
+/// A fresh server's `/metrics` already carries every counter and gauge
+/// without labels, at 0, with what it counts (a series used to appear
+/// only with its first event, so an alert on a rate of failures or on the
+/// number of feed connections saw nothing until then); and then counts
+/// what the server does. A process of its own, since the metrics
+/// recorder is the process's: in-process tests share one, and only a rise
+/// could be checked there, which another test could have made.
 #[tokio::test]
-async fn a_fresh_server_exports_its_metrics_at_zero() {
+async fn a_servers_metrics_start_at_zero_and_count_what_it_does() {
     let database = TestDatabase::new(Backend::Sqlite).await;
     let server = ServerProcess::start(SERVER, &database.url);
-    let app = TestApp::connect(server.address.clone());
+    let mut app = TestApp::connect(server.address.clone());
     let metrics = app.metrics().await;
     for name in [
         "bidask_orders_accepted_total",
@@ -618,10 +620,7 @@ async fn a_fresh_server_exports_its_metrics_at_zero() {
         "bidask_ws_ping_timeouts_total",
         "bidask_feed_events_pruned_total",
     ] {
-        assert!(
-            metrics.lines().any(|line| line == format!("{name} 0")),
-            "{name} at 0:\n{metrics}"
-        );
+        assert_eq!(value(&metrics, name), Some(0.0), "{name}:\n{metrics}");
         assert!(
             metrics
                 .lines()
@@ -629,6 +628,61 @@ async fn a_fresh_server_exports_its_metrics_at_zero() {
             "{name} described:\n{metrics}"
         );
     }
+
+    let product = app.create_product("METRICS-1", &["10"]).await;
+    let (ann, bob) = (app.register("ann").await, app.register("bob").await);
+    let mut page = WsClient::connect(&app).await;
+    page.expect("welcome").await;
+    page.subscribe(&format!("product:{product}")).await;
+    let metrics = app.metrics().await;
+    for (name, expected) in [
+        ("bidask_ws_connections", 1.0),
+        ("bidask_ws_subscriptions", 1.0),
+    ] {
+        assert_eq!(value(&metrics, name), Some(expected), "{name}:\n{metrics}");
+    }
+    app.sell(&ann, &bob, product, "150.00").await;
+    page.expect("ASK_UPDATED").await;
+    page.close().await;
+    // A connection counts what it sent at its end, which comes after the
+    // close: read until it has.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let metrics = app.metrics().await;
+        if value(&metrics, "bidask_ws_connections") == Some(0.0) {
+            break metrics;
+        }
+        assert!(Instant::now() < deadline, "the page never left:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for (name, expected) in [
+        ("bidask_orders_accepted_total", 2.0),
+        ("bidask_matches_total", 1.0),
+        ("bidask_commit_failures_total", 0.0),
+    ] {
+        assert_eq!(value(&metrics, name), Some(expected), "{name}:\n{metrics}");
+    }
+    for name in [
+        "bidask_events_published_total",
+        "bidask_ws_messages_sent_total",
+        "bidask_ws_events_fanned_out_total",
+    ] {
+        assert!(
+            value(&metrics, name).is_some_and(|count| count > 0.0),
+            "{name}:\n{metrics}"
+        );
+    }
+}
+
+/// The value of the series `name` without labels in a Prometheus text.
+fn value(metrics: &str, name: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        line.strip_prefix(name)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// A SQLite file this process may only read (another user's, say after a

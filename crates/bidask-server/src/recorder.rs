@@ -62,8 +62,9 @@ pub(crate) fn handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Says what each metric counts, and starts every series without labels
-/// at 0: a series appeared only with its first event, and an alert on
+/// Says what each metric counts, and starts every counter and gauge
+/// without labels at 0 (the exporter shows a histogram only once it has a
+/// sample): a series appeared only with its first event, and an alert on
 /// `rate(bidask_commit_failures_total[5m])` or on a missing
 /// `bidask_ws_connections` saw nothing at all until then.
 fn describe() {
