@@ -859,15 +859,32 @@ async fn a_commit_refused_by_a_held_sqlite_lock_leaves_nothing_ahead() {
 /// database with the rest still open, and the rest expire then: every
 /// order ends expired, once, and each level's emptying is one event, in
 /// `seq` order without a gap.
+///
+/// The second unit fails for certain: a trigger the test adds counts the
+/// expired orders and refuses the 2,001st, until the test drops it once
+/// the rebuilt product has tried again. (A refusal takes the writer's
+/// path of an outage here: the unit fails and its product is marked
+/// stale.) A process of its own, so that its count of failed commits is
+/// this test's alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expiry_whose_later_unit_fails_is_finished_after_the_rebuild() {
     use bidask_server::clock::{SECOND, format_micros, now_micros};
-    use sqlx::Connection;
 
     /// Three units: 2,000, 2,000 and 500 (`UNIT_ORDERS` is 2,000).
     const ORDERS: i64 = 4_500;
     let database = TestDatabase::new(Backend::Sqlite).await;
-    let mut app = spawn_app_on(database, |config| config.max_open_orders = 0).await;
+    let mut command = std::process::Command::new(SERVER);
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("DATABASE_URL", &database.url)
+        .env("BIDASK_JWT_SECRET", bidask_tests::JWT_SECRET)
+        .env("BIDASK_ADMIN_USERNAME", bidask_tests::ADMIN.0)
+        .env("BIDASK_ADMIN_PASSWORD", bidask_tests::ADMIN.1)
+        .env("BIDASK_MAX_OPEN_ORDERS", "0")
+        .env("BIDASK_RATE_LIMIT_USER", "0")
+        .env("BIDASK_RATE_LIMIT_ADDRESS", "0");
+    let server = ServerProcess::spawn(command);
+    let mut app = TestApp::connect(server.address.clone());
     let product = app.create_product("EXPIRE-MANY", &["10"]).await;
     let ann = app.register("ann").await;
     // Far enough ahead for every order to be placed first, even on a slow
@@ -898,43 +915,46 @@ async fn an_expiry_whose_later_unit_fails_is_finished_after_the_rebuild() {
         "placing took past the expiry: make it later"
     );
 
-    // The write lock is taken as soon as the first unit has landed, so
-    // that a later one finds it held past the store's 5 s busy timeout.
-    let test_database = app.database.as_ref().expect("the test's database");
-    let mut reader = test_database.connect().await;
-    let mut lock = test_database.connect().await;
-    let expired = "SELECT count(*) FROM orders WHERE status = 'expired'";
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut connection = database.connect().await;
+    sqlx::raw_sql(
+        "CREATE TABLE test_expired (count INTEGER NOT NULL); \
+         INSERT INTO test_expired VALUES (0); \
+         CREATE TRIGGER test_count AFTER UPDATE ON orders \
+         WHEN NEW.status = 'expired' AND OLD.status <> 'expired' \
+         BEGIN UPDATE test_expired SET count = count + 1; END; \
+         CREATE TRIGGER test_refuse BEFORE UPDATE ON orders \
+         WHEN NEW.status = 'expired' AND (SELECT count FROM test_expired) >= 2000 \
+         BEGIN SELECT RAISE(ABORT, 'the test refuses this unit'); END;",
+    )
+    .execute(&mut connection)
+    .await
+    .expect("the triggers");
+    // A refused batch is retried product by product, once, uncounted; the
+    // second count is the rebuilt product's own expiry, refused in turn.
+    let failures = |metrics: &str| value(metrics, "bidask_commit_failures_total");
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let (count,): (i64,) = sqlx::query_as(expired)
-            .fetch_one(&mut reader)
-            .await
-            .expect("the count");
-        if count > 0 {
+        let metrics = app.metrics().await;
+        if failures(&metrics).is_some_and(|count| count >= 2.0) {
             break;
         }
-        assert!(Instant::now() < deadline, "the expiry never began");
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(
+            Instant::now() < deadline,
+            "no unit failed and was expired again:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut lock)
-        .await
-        .expect("the write lock");
-    let locked_at = format_micros(now_micros());
+    let failed_by = format_micros(now_micros());
+    let expired = "SELECT count(*) FROM orders WHERE status = 'expired'";
     let (landed,): (i64,) = sqlx::query_as(expired)
-        .fetch_one(&mut lock)
+        .fetch_one(&mut connection)
         .await
         .expect("the count");
-    assert!(
-        0 < landed && landed < ORDERS && landed % 2_000 == 0,
-        "{landed} of {ORDERS} expired when the lock was taken: whole units, not all"
-    );
-    tokio::time::sleep(Duration::from_secs(7)).await;
-    sqlx::query("ROLLBACK")
-        .execute(&mut lock)
+    assert_eq!(landed, 2_000, "the first unit kept its commit");
+    sqlx::raw_sql("DROP TRIGGER test_refuse; DROP TRIGGER test_count; DROP TABLE test_expired;")
+        .execute(&mut connection)
         .await
-        .expect("the lock let go");
-    lock.close().await.expect("closed");
+        .expect("the triggers dropped");
 
     let deadline = Instant::now() + Duration::from_secs(90);
     let book = loop {
@@ -946,7 +966,7 @@ async fn an_expiry_whose_later_unit_fails_is_finished_after_the_rebuild() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let (count,): (i64,) = sqlx::query_as(expired)
-        .fetch_one(&mut reader)
+        .fetch_one(&mut connection)
         .await
         .expect("the count");
     assert_eq!(count, ORDERS, "every order ends expired");
@@ -958,20 +978,22 @@ async fn an_expiry_whose_later_unit_fails_is_finished_after_the_rebuild() {
         .events_until(&channel, last_seq, last_seq + ORDERS)
         .await;
     let mut levels = std::collections::BTreeSet::new();
-    let mut before_the_lock = 0;
     for event in &events {
         assert_eq!(event["type"], "ASK_UPDATED", "{event}");
         assert_eq!(event["quantity"], 0, "{event}");
         levels.insert(event["price"].to_string());
-        if event["ts"].as_str().expect("a ts") < locked_at.as_str() {
-            before_the_lock += 1;
-        }
     }
     assert_eq!(levels.len(), events.len(), "a level emptied twice");
-    // The units that landed first kept their commit; the rest were
-    // committed after the lock, by the rebuilt product.
-    assert_eq!(before_the_lock, landed);
-    app.stop().await;
+    // The first unit's events are those of its commit, before the failure;
+    // the rest came from commits after it, by the rebuilt product.
+    let stamp = |event: &Value| event["ts"].as_str().expect("a ts").to_owned();
+    let (first, rest) = events.split_at(2_000);
+    let first_unit = first.iter().map(stamp).max().expect("a first unit");
+    assert!(first_unit < failed_by, "{first_unit} after {failed_by}");
+    assert!(
+        rest.iter().all(|event| stamp(event) > first_unit),
+        "the rest committed with the first unit"
+    );
 }
 
 /// A server on `url` that was given no token secret, so that it keeps one
