@@ -561,7 +561,7 @@ async fn orders_expiring_within_microseconds_are_accepted_or_refused_never_unava
     let mut past_the_handler = 0;
     for index in 0..60_i64 {
         let at = bidask_server::clock::format_micros(
-            bidask_server::clock::now_micros() + 50 + index * 100,
+            bidask_server::clock::now_micros() + 50 + index * 500,
         );
         let tif = ["gtc", "ioc", "fok"][usize::try_from(index % 3).unwrap_or(0)];
         let reply = app

@@ -170,7 +170,8 @@ async fn a_restart_rebuilds_priority_expires_overdue_orders_and_continues_seq(ba
         buy.body["matches"][0]["ask_order_id"],
         bob_ask.body["order"]["id"]
     );
-    // And seq continued without reuse: the match and the emptied level.
+    // And seq continued without reuse: the match, and the 200.00 level
+    // down to Ann's ask.
     assert_eq!(seq(&buy.body), seq(&book_after) + 2, "{:?}", buy.body);
     app.stop().await;
 }

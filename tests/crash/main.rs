@@ -292,7 +292,9 @@ async fn kill_9_mid_stream(backend: Backend) {
     let channel = format!("product:{product_id}");
     let mut page = WsClient::connect(&app).await;
     page.expect("welcome").await;
-    page.subscribe(&channel).await;
+    let subscribed = page.subscribe(&channel).await["seq"]
+        .as_i64()
+        .expect("a seq");
     let watched = {
         let channel = channel.clone();
         tokio::spawn(async move {
@@ -328,8 +330,15 @@ async fn kill_9_mid_stream(backend: Backend) {
     let seq = check_acknowledged(&app, &traders, product_id, &acknowledged).await;
 
     let committed = numbering_goes_on(&app, &traders[0], product_id, seq).await;
-    // Published only once committed: every event the page was sent is
-    // the committed one of its `seq`, to the byte of its time stamp.
+    // Published only once committed: the page was sent the committed
+    // events from its subscription on, in order, each once, to the byte
+    // of its time stamp.
+    let sent: Vec<i64> = published
+        .iter()
+        .map(|event| event["seq"].as_i64().expect("a seq"))
+        .collect();
+    let expected: Vec<i64> = (subscribed + 1..).take(sent.len()).collect();
+    assert_eq!(sent, expected, "sent out of order, twice, or with a gap");
     for event in &published {
         let seq = event["seq"].as_i64().expect("a seq");
         let stored = usize::try_from(seq - 1)
@@ -432,9 +441,11 @@ async fn a_request_in_flight_at_sigterm_is_answered_and_committed(backend: Backe
     let mut stream = tokio::net::TcpStream::connect(&authority)
         .await
         .expect("the server accepts");
+    // hyper answers `100 Continue` when the handler first reads the body:
+    // then the request is in flight, whatever the machine's speed.
     let head = format!(
         "POST /api/v1/bids HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{first}",
+         Content-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
         traders[0].token,
         body.len()
     );
@@ -442,9 +453,16 @@ async fn a_request_in_flight_at_sigterm_is_answered_and_committed(backend: Backe
         .write_all(head.as_bytes())
         .await
         .expect("the head is sent");
-    // Time for the head to reach the handler, which then waits for the
-    // rest of the body.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut interim = [0; 25];
+    tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut interim))
+        .await
+        .expect("100 Continue in time")
+        .expect("100 Continue");
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    stream
+        .write_all(first.as_bytes())
+        .await
+        .expect("half the body is sent");
     server.signal("TERM");
     assert_eq!(
         server.exited_within(Duration::from_millis(500)),

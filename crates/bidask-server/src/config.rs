@@ -301,9 +301,9 @@ impl ServeConfig {
             // built in code (tests, an embedder) is held to the same floor.
             heartbeat: Duration::from_millis(self.ws_heartbeat_ms.max(10)),
             queue: self.ws_queue.max(1),
-            max_connections: self.ws_max_connections,
+            max_connections: self.ws_max_connections.max(1),
             max_connections_per_address: self.ws_max_connections_per_address,
-            max_subscriptions: self.ws_max_subscriptions,
+            max_subscriptions: self.ws_max_subscriptions.max(1),
             messages_per_sec: self.ws_messages_per_sec,
             max_message_bytes: self.ws_max_message_bytes.max(64),
             // Half the pool, so that REST keeps the other half.

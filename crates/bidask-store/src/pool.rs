@@ -48,6 +48,10 @@ pub struct SqliteUrl {
     pub names_mode: bool,
     /// `mode=ro` or `immutable=1`: connections through it cannot write.
     pub read_only: bool,
+    /// Whether the store's connections create the file if it is missing:
+    /// the URL names no mode (the store asks for `rwc`) or names `rwc`,
+    /// and is not read-only.
+    pub creates: bool,
 }
 
 impl SqliteUrl {
@@ -61,14 +65,15 @@ impl SqliteUrl {
         // As sqlx reads them: each `mode` can only switch something on
         // (`ro&rw` is read-only, `memory&rwc` in memory); the last
         // `immutable` counts.
-        let (mut names_mode, mut read_only, mut in_memory, mut immutable) =
-            (false, false, database == ":memory:", false);
+        let (mut names_mode, mut read_only, mut in_memory, mut immutable, mut rwc) =
+            (false, false, database == ":memory:", false, false);
         for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
             match (&*key, &*value) {
                 ("mode", mode) => {
                     names_mode = true;
                     read_only |= mode == "ro";
                     in_memory |= mode == "memory";
+                    rwc |= mode == "rwc";
                 }
                 ("immutable", value) => immutable = matches!(value, "1" | "true"),
                 _ => {}
@@ -77,10 +82,13 @@ impl SqliteUrl {
         let path = percent_encoding::percent_decode_str(database)
             .decode_utf8()
             .ok()?;
+        let read_only = read_only || immutable;
+        let file = (!in_memory && !path.is_empty()).then(|| PathBuf::from(&*path));
         Some(Self {
-            file: (!in_memory && !path.is_empty()).then(|| PathBuf::from(&*path)),
+            creates: file.is_some() && !read_only && (rwc || !names_mode),
+            file,
             names_mode,
-            read_only: read_only || immutable,
+            read_only,
         })
     }
 }
@@ -97,8 +105,8 @@ pub fn with_sqlite_mode(url: &str, mode: &str) -> String {
     }
 }
 
-/// Creates the file of a SQLite `url` that names no mode (and so is opened
-/// to be created) readable and writable by its owner only, as the backup
+/// Creates the file of a SQLite `url` that is opened to be created
+/// ([`SqliteUrl::creates`]) readable and writable by its owner only, as the backup
 /// and the kept token secret are: it holds password hashes, and SQLite
 /// makes a file anyone may read. SQLite gives the `-wal` and `-shm` files
 /// the database file's permissions. A file that exists keeps what its
@@ -109,7 +117,7 @@ fn create_owner_only(url: &str) {
 
     let Some(SqliteUrl {
         file: Some(file),
-        names_mode: false,
+        creates: true,
         ..
     }) = SqliteUrl::parse(url)
     else {
@@ -582,6 +590,20 @@ mod tests {
             "the last counts"
         );
         assert!(!read_only("sqlite:/srv/mode=ro/x.db"), "a directory's name");
+        let creates = |url: &str| SqliteUrl::parse(url).is_some_and(|url| url.creates);
+        assert!(creates("sqlite:x.db"));
+        assert!(creates("sqlite:x.db?mode=rwc"));
+        assert!(creates("sqlite:x.db?cache=shared"));
+        for opens_only in [
+            "sqlite:x.db?mode=rw",
+            "sqlite:x.db?mode=ro",
+            "sqlite:x.db?mode=rwc&mode=ro",
+            "sqlite:x.db?mode=rwc&immutable=1",
+            "sqlite::memory:",
+            "sqlite:",
+        ] {
+            assert!(!creates(opens_only), "{opens_only}");
+        }
         assert_eq!(
             with_sqlite_mode("sqlite:/srv/mode=ro/x.db", "rwc"),
             "sqlite:/srv/mode=ro/x.db?mode=rwc"
