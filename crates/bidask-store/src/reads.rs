@@ -49,10 +49,8 @@ impl Page {
 /// Written as `(CAST($n AS …) IS NULL OR column = $n)`, a filter hid the
 /// indexes from SQLite's planner and from PostgreSQL's generic plans: a
 /// product's first page of trades read every trade of the product, or of
-/// the newer products (measured on 700,000 trades: 44–134 ms through the
-/// API on SQLite; on PostgreSQL, 106 ms for the query, and 75 ms with a
-/// size once its plan went generic; 2.4–2.7 ms after, through the API,
-/// with `matches_by_product`).
+/// the newer products (`scripts/bench-lists`: 31–133 ms on SQLite, 2.0–2.4
+/// ms after, with `matches_by_product`; docs/benchmarks.md).
 struct List {
     sql: String,
     /// Parameters so far: the base query's two, then one per filter.
@@ -384,8 +382,8 @@ impl Store {
     /// Each side is read from its own index and the two merged: with
     /// `buyer_id = $1 OR seller_id = $1`, no index gives the rows in id
     /// order, and a user whose trades were not the newest cost a scan of
-    /// every newer trade (measured on 700,000 trades: 193 ms through the
-    /// API on SQLite, 133 ms for the query on PostgreSQL; 2.7 ms after).
+    /// every newer trade (`scripts/bench-lists`: 181 ms for a first page
+    /// on SQLite, 2.4 ms after; docs/benchmarks.md).
     /// A trade is never in both halves: its buyer is not its seller.
     pub async fn user_matches(
         &self,
