@@ -493,22 +493,9 @@ async fn thousands_of_orders_due_at_once_expire_in_several_commits(backend: Back
     // slow machine.
     let due = now_micros() + 20 * SECOND;
     let expires_at = format_micros(due);
-    let mut last_seq = 0;
-    for batch in (0..ORDERS).collect::<Vec<_>>().chunks(25) {
-        let placed = futures_util::future::join_all(batch.iter().map(|index| {
-            let price = format!("{}.{:02}", 300 + index / 100, index % 100);
-            let (app, ann, expires_at) = (&app, &ann, &expires_at);
-            async move {
-                let extra = json!({"expires_at": expires_at});
-                place(app, ann, "ask", product, &price, 1, extra).await
-            }
-        }))
+    let last_seq = app
+        .asks_on_levels_of_their_own(&ann, product, ORDERS, &expires_at)
         .await;
-        for reply in placed {
-            assert_eq!(reply.status, 201, "{:?}", reply.body);
-            last_seq = last_seq.max(reply.body["seq"].as_i64().expect("a seq"));
-        }
-    }
     assert!(
         now_micros() < due,
         "placing took past the expiry: make it later"

@@ -429,7 +429,9 @@ async fn start_up_names_what_is_wrong() {
     config.listen = address;
     let refused = start_up_refusal(config).await;
     assert!(
-        refused.contains(&address.to_string()) && refused.contains("BIDASK_LISTEN"),
+        refused.starts_with(&format!(
+            "cannot listen on {address} (--listen, BIDASK_LISTEN): "
+        )),
         "{refused}"
     );
 
@@ -540,26 +542,4 @@ async fn start_up_names_what_is_wrong() {
             "{refused}"
         );
     }
-}
-
-/// A port another process holds stops start-up with one line that names
-/// the address and both ways of setting it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_port_in_use_is_refused_by_name() {
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
-    let address = taken.local_addr().expect("its address");
-    let database = TestDatabase::new(Backend::Sqlite).await;
-    let mut config = bidask_tests::test_config(&database);
-    config.listen = address;
-    let refused = bidask_server::startup::Application::build(config)
-        .await
-        .err()
-        .map(|error| error.to_string())
-        .unwrap_or_default();
-    assert!(
-        refused.starts_with(&format!(
-            "cannot listen on {address} (--listen, BIDASK_LISTEN): "
-        )),
-        "{refused}"
-    );
 }

@@ -534,10 +534,19 @@ try {
   await rest('POST', '/bids', buyer.token, { product_id: runner.id, size: '10', price: '150.00' });
   const runnerSold = 'Your Storage Runner (size 10) sold for $150.00!';
   await toast(refuser, runnerSold);
-  // The connection's next start sends the sale again; it is not toasted again.
+  // Across the connection's next start, the sale comes again with a seq
+  // the feed has not seen, so that only the toast's own record, here in
+  // memory, can stop it. The page handles it at once: counted after.
   await refuser.evaluate(() => feed.restart());
   await textOf(refuser, '[data-testid=live]', 'Live');
-  await refuser.waitForTimeout(500);
+  const refusingNotices = await rest('GET', '/notifications', refusing.token);
+  const resent = refusingNotices.items[refusingNotices.items.length - 1];
+  const handled = await refuser.evaluate((notice) => {
+    const seq = feed.userSeq + 1;
+    feed.receive({ ...notice, seq });
+    return feed.userSeq === seq;
+  }, resent);
+  if (!handled) throw new Error('the sale sent again was not handled');
   const runnerToasts = await refuser.locator('[data-testid=toast]', { hasText: runnerSold }).count();
   if (runnerToasts !== 1) throw new Error(`the sale was toasted ${runnerToasts} times`);
   await blocked.close();

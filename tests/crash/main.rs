@@ -891,17 +891,15 @@ async fn an_expiry_whose_later_unit_fails_is_finished_after_the_rebuild() {
     /// Three units: 2,000, 2,000 and 500 (`UNIT_ORDERS` is 2,000).
     const ORDERS: i64 = 4_500;
     let database = TestDatabase::new(Backend::Sqlite).await;
-    let mut command = std::process::Command::new(SERVER);
-    command
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("DATABASE_URL", &database.url)
-        .env("BIDASK_JWT_SECRET", bidask_tests::JWT_SECRET)
-        .env("BIDASK_ADMIN_USERNAME", bidask_tests::ADMIN.0)
-        .env("BIDASK_ADMIN_PASSWORD", bidask_tests::ADMIN.1)
-        .env("BIDASK_MAX_OPEN_ORDERS", "0")
-        .env("BIDASK_RATE_LIMIT_USER", "0")
-        .env("BIDASK_RATE_LIMIT_ADDRESS", "0");
-    let server = ServerProcess::spawn(command);
+    let server = ServerProcess::start_with(
+        SERVER,
+        &database.url,
+        &[
+            ("BIDASK_MAX_OPEN_ORDERS", "0"),
+            ("BIDASK_RATE_LIMIT_USER", "0"),
+            ("BIDASK_RATE_LIMIT_ADDRESS", "0"),
+        ],
+    );
     let mut app = TestApp::connect(server.address.clone());
     let product = app.create_product("EXPIRE-MANY", &["10"]).await;
     let ann = app.register("ann").await;
@@ -909,25 +907,9 @@ async fn an_expiry_whose_later_unit_fails_is_finished_after_the_rebuild() {
     // machine.
     let due = now_micros() + 40 * SECOND;
     let expires_at = format_micros(due);
-    let mut last_seq = 0;
-    for batch in (0..ORDERS).collect::<Vec<_>>().chunks(25) {
-        let placed = futures_util::future::join_all(batch.iter().map(|index| {
-            // A level of its own for each order.
-            let body = json!({
-                "product_id": product,
-                "size": "10",
-                "price": format!("{}.{:02}", 300 + index / 100, index % 100),
-                "expires_at": expires_at,
-            });
-            let (app, ann) = (&app, &ann);
-            async move { app.place(ann, "ask", &body).await }
-        }))
+    let last_seq = app
+        .asks_on_levels_of_their_own(&ann, product, ORDERS as usize, &expires_at)
         .await;
-        for reply in placed {
-            assert_eq!(reply.status, 201, "{:?}", reply.body);
-            last_seq = last_seq.max(reply.body["seq"].as_i64().expect("a seq"));
-        }
-    }
     assert!(
         now_micros() < due,
         "placing took past the expiry: make it later"

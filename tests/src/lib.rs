@@ -493,6 +493,37 @@ impl TestApp {
         }
     }
 
+    /// `count` asks of one unit in size 10 of `product_id`, each on a level
+    /// of its own (300.00, 300.01, …) and expiring at `expires_at`, placed
+    /// 25 at a time; every one must be accepted. The largest `seq` their
+    /// replies carried.
+    pub async fn asks_on_levels_of_their_own(
+        &self,
+        trader: &Trader,
+        product_id: i64,
+        count: usize,
+        expires_at: &str,
+    ) -> i64 {
+        let mut last_seq = 0;
+        for batch in (0..count).collect::<Vec<_>>().chunks(25) {
+            let placed = futures_util::future::join_all(batch.iter().map(|index| {
+                let body = serde_json::json!({
+                    "product_id": product_id,
+                    "size": "10",
+                    "price": format!("{}.{:02}", 300 + index / 100, index % 100),
+                    "expires_at": expires_at,
+                });
+                async move { self.place(trader, "ask", &body).await }
+            }))
+            .await;
+            for reply in placed {
+                assert_eq!(reply.status, 201, "{:?}", reply.body);
+                last_seq = last_seq.max(reply.body["seq"].as_i64().expect("a seq"));
+            }
+        }
+        last_seq
+    }
+
     /// The book of one market.
     pub async fn book(&self, product_id: i64, size: &str) -> Value {
         self.book_depth(product_id, size, 50).await

@@ -19,13 +19,19 @@ impl ServerProcess {
     /// `env!("CARGO_BIN_EXE_bidask-under-test")`) on `database_url` and
     /// waits until it listens.
     pub fn start(program: &str, database_url: &str) -> Self {
+        Self::start_with(program, database_url, &[])
+    }
+
+    /// [`ServerProcess::start`] with more settings in its environment.
+    pub fn start_with(program: &str, database_url: &str, settings: &[(&str, &str)]) -> Self {
         let mut command = Command::new(program);
         command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("DATABASE_URL", database_url)
             .env("BIDASK_JWT_SECRET", JWT_SECRET)
             .env("BIDASK_ADMIN_USERNAME", ADMIN.0)
-            .env("BIDASK_ADMIN_PASSWORD", ADMIN.1);
+            .env("BIDASK_ADMIN_PASSWORD", ADMIN.1)
+            .envs(settings.iter().copied());
         Self::spawn(command)
     }
 

@@ -462,23 +462,40 @@ async fn the_schema_refuses_rows_the_domain_forbids(backend: Backend) {
             seller.id
         )
     };
-    let ask = format!(
-        "INSERT INTO orders (id, user_id, product_id, market, side, price_ticks, quantity, \
-         remaining_quantity, status, time_in_force, cancel_reason, expires_at, created_at, \
-         updated_at, priority) VALUES (2, {}, 1, 0, 'ask', 100, 5, 4, 'partially_filled', \
-         'gtc', NULL, 100, 1, 1, 2)",
-        seller.id
-    );
-    for taken in [
-        order("1", "100", "5", "4", "partially_filled", "gtc"),
-        ask,
-        trade("1", "100", "1"),
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(taken.clone()))
-            .execute(&mut connection)
-            .await
-            .unwrap_or_else(|error| panic!("{error}: {taken}"));
-    }
+    // The rows the schema takes, written as the server writes them: a bid
+    // and an ask, each partly filled by one trade.
+    let partly = |order: OrderRecord| OrderRecord {
+        quantity: 5,
+        remaining_quantity: 4,
+        status: "partially_filled".to_owned(),
+        ..order
+    };
+    let ask = OrderRecord {
+        user_id: seller.id,
+        side: "ask".to_owned(),
+        ..bid(2, 100)
+    };
+    store
+        .committer()
+        .commit(&Batch {
+            orders: vec![partly(bid(1, 100)), partly(ask)],
+            matches: vec![MatchRecord {
+                id: 1,
+                product_id: 1,
+                market: 0,
+                price_ticks: 100,
+                quantity: 1,
+                bid_order_id: 1,
+                ask_order_id: 2,
+                buyer_id: 1,
+                seller_id: seller.id,
+                taker_side: "bid".to_owned(),
+                created_at: 10,
+            }],
+            ..Batch::default()
+        })
+        .await
+        .expect("the rows the schema takes");
     let mut refused = vec![
         ("a price of 0", order("3", "0", "5", "5", "open", "gtc")),
         (
