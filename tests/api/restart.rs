@@ -173,5 +173,18 @@ async fn a_restart_rebuilds_priority_expires_overdue_orders_and_continues_seq(ba
     // And seq continued without reuse: the match, and the 200.00 level
     // down to Ann's ask.
     assert_eq!(seq(&buy.body), seq(&book_after) + 2, "{:?}", buy.body);
+
+    // An ask placed after the restart queues behind Ann's, which rested
+    // through it, and still does after one more: queue places continue
+    // after the resting orders'.
+    let late_ask = app.order(&bob, "ask", product, "10", "200.00").await;
+    assert_eq!(late_ask.status, 201, "{:?}", late_ask.body);
+    let app = spawn_app_on(app.stop().await, |_| {}).await;
+    let buy = app.order(&cy, "bid", product, "10", "200.00").await;
+    assert_eq!(
+        buy.body["matches"][0]["ask_order_id"], ann_id,
+        "{:?}",
+        buy.body
+    );
     app.stop().await;
 }

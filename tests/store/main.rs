@@ -445,13 +445,25 @@ async fn the_schema_refuses_rows_the_domain_forbids(backend: Backend) {
         .await
         .expect("a second user");
     let mut connection = database.connect().await;
+    // Each row takes its own place in the queue, so that none is refused
+    // for taking another's place, but the one row about that.
+    let place = std::cell::Cell::new(100);
+    let order_at = |place: i64, id: &str, price: &str, state: &str| {
+        format!(
+            "INSERT INTO orders (id, user_id, product_id, market, side, price_ticks, quantity, \
+             remaining_quantity, status, time_in_force, cancel_reason, expires_at, created_at, \
+             updated_at, priority) VALUES ({id}, 1, 1, 0, 'bid', {price}, {state}, NULL, 100, \
+             1, 1, {place})"
+        )
+    };
     let order =
         |id: &str, price: &str, quantity: &str, remaining: &str, status: &str, tif: &str| {
-            format!(
-                "INSERT INTO orders (id, user_id, product_id, market, side, price_ticks, quantity, \
-             remaining_quantity, status, time_in_force, cancel_reason, expires_at, created_at, \
-             updated_at, priority) VALUES ({id}, 1, 1, 0, 'bid', {price}, {quantity}, \
-             {remaining}, '{status}', '{tif}', NULL, 100, 1, 1, 1)"
+            place.set(place.get() + 1);
+            order_at(
+                place.get(),
+                id,
+                price,
+                &format!("{quantity}, {remaining}, '{status}', '{tif}'"),
             )
         };
     let trade = |id: &str, price: &str, quantity: &str| {
@@ -496,6 +508,19 @@ async fn the_schema_refuses_rows_the_domain_forbids(backend: Backend) {
         })
         .await
         .expect("the rows the schema takes");
+    // The same statements write rows the schema takes when nothing is wrong
+    // with them, a finished order at a resting order's place among them:
+    // only resting orders hold a place in a queue.
+    for statement in [
+        order("30", "100", "5", "5", "open", "gtc"),
+        order_at(1, "31", "100", "5, 0, 'filled', 'gtc'"),
+        trade("32", "100", "1"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&mut connection)
+            .await
+            .expect("a row the schema takes");
+    }
     let mut refused = vec![
         ("a price of 0", order("3", "0", "5", "5", "open", "gtc")),
         (
@@ -537,6 +562,10 @@ async fn the_schema_refuses_rows_the_domain_forbids(backend: Backend) {
         (
             "an order with no id",
             order("NULL", "100", "5", "5", "open", "gtc"),
+        ),
+        (
+            "a resting order at the place of another in the queue",
+            order_at(1, "19", "100", "5, 5, 'open', 'gtc'"),
         ),
         (
             "an order that became partially filled with none filled",
@@ -586,5 +615,5 @@ async fn the_schema_refuses_rows_the_domain_forbids(backend: Backend) {
             .fetch_one(&mut connection)
             .await
             .expect("the counts");
-    assert_eq!((orders, matches), (2, 1));
+    assert_eq!((orders, matches), (4, 2));
 }

@@ -23,7 +23,9 @@ pub struct LastIds {
     pub matches: i64,
     /// Largest notification id.
     pub notification: i64,
-    /// Largest queue priority.
+    /// Largest queue place of a resting order: a new order queues behind
+    /// it. A finished order's place no longer matters, so it is not read,
+    /// and the query reads the index of resting orders, not the table.
     pub priority: i64,
 }
 
@@ -329,7 +331,8 @@ impl Store {
                (SELECT COALESCE(MAX(id), 0) FROM orders), \
                (SELECT COALESCE(MAX(id), 0) FROM matches), \
                (SELECT COALESCE(MAX(id), 0) FROM notifications), \
-               (SELECT COALESCE(MAX(priority), 0) FROM orders)",
+               (SELECT COALESCE(MAX(priority), 0) FROM orders \
+                 WHERE status IN ('open', 'partially_filled'))",
         )
         .fetch_one(&self.pool)
         .await?;

@@ -1,9 +1,11 @@
 //! Ids the server assigns itself, so that a batch can refer to rows before
 //! they are committed.
 //!
-//! Each counter continues after the largest id in the database. An id
-//! taken by a command whose commit then failed is never reused; ids may
-//! have gaps, never duplicates.
+//! Each counter continues after the largest id in the database, and the
+//! queue places after the last resting order's (a finished order's place
+//! may be given again: it never returns to a book). An id taken by a
+//! command whose commit then failed is never reused; ids may have gaps,
+//! never duplicates.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
