@@ -14,6 +14,7 @@ on_both_backends!(
     bad_registrations_and_amendments_are_refused_and_change_nothing,
     oversized_bodies_unknown_routes_and_wrong_methods_answer_in_json,
     bodies_declared_too_large_or_unreadable_are_refused_at_once,
+    bodies_that_are_not_utf8_are_not_json,
 );
 
 /// One request and the error it must get.
@@ -1356,5 +1357,63 @@ async fn bodies_declared_too_large_or_unreadable_are_refused_at_once(backend: Ba
     assert!(body.contains("\"malformed_request\""), "{body}");
 
     assert_eq!(state(&setup).await, before, "nothing was stored");
+    setup.app.stop().await;
+}
+
+/// JSON is UTF-8: a body with a byte that is not is malformed (400), in a
+/// field the API reads or in one it ignores, and nothing is stored. (The
+/// cases are bytes, which the table's `String` bodies cannot hold.)
+async fn bodies_that_are_not_utf8_are_not_json(backend: Backend) {
+    let setup = setup(backend).await;
+    let before = state(&setup).await;
+    let app = &setup.app;
+    // Each bid would cross the maker's ask at 300.00 if it were taken.
+    let bid = |rest: &[u8]| {
+        [
+            format!(r#"{{"product_id": {}, "#, setup.product).as_bytes(),
+            rest,
+        ]
+        .concat()
+    };
+    let cases = [
+        (
+            "a size that is not UTF-8",
+            "/api/v1/bids",
+            bid(b"\"size\": \"10\xff\", \"price\": \"310.00\"}"),
+        ),
+        (
+            "a field the API ignores that is not UTF-8",
+            "/api/v1/bids",
+            bid(b"\"size\": \"10\", \"price\": \"310.00\", \"note\": \"\xc3\x28\"}"),
+        ),
+        (
+            "a name cut inside a character",
+            "/api/v1/auth/register",
+            b"{\"username\": \"ren\xc3\", \"password\": \"long enough\"}".to_vec(),
+        ),
+    ];
+    let accounts = users(app).await;
+    let mut failures = Vec::new();
+    for (what, path, body) in cases {
+        let reply = app
+            .client
+            .post(format!("{}{path}", app.address))
+            .bearer_auth(&setup.trader.token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("the server answers");
+        let status = reply.status().as_u16();
+        let body: Value = reply.json().await.expect("a JSON body");
+        if status != 400 || body["error"]["code"] != "malformed_json" {
+            failures.push(format!(
+                "{what}: expected 400 malformed_json, got {status} {body}"
+            ));
+        }
+    }
+    failures.extend(changes_since(&setup, &before).await);
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert_eq!(users(app).await, accounts, "no account was made");
     setup.app.stop().await;
 }

@@ -106,7 +106,14 @@ impl<S: Send + Sync> FromRequest<S> for Body {
 /// of the typed pass is about a value: serde_json reports some wrong types
 /// (a number where an enum's string belongs) as syntax errors.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if let Err(error) = serde_json::from_slice::<IgnoredAny>(bytes) {
+    // JSON is UTF-8 (RFC 8259, 8.1). serde_json checks the strings it
+    // reads but not those it skips, so a field the API ignores could carry
+    // any bytes, and a bad byte in a field it reads was a 422 about a value.
+    let text = std::str::from_utf8(bytes).map_err(|error| ApiError::Malformed {
+        code: "malformed_json",
+        message: format!("the body is not valid JSON: it is not UTF-8 ({error})"),
+    })?;
+    if let Err(error) = serde_json::from_str::<IgnoredAny>(text) {
         return Err(ApiError::Malformed {
             code: "malformed_json",
             message: format!("the body is not valid JSON: {error}"),
@@ -114,10 +121,15 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     }
     // serde would fill a struct from an array by position; the API takes
     // objects only.
-    if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
+    if text
+        .trim_start_matches(|c: char| c.is_ascii_whitespace())
+        .as_bytes()
+        .first()
+        != Some(&b'{')
+    {
         return Err(ApiError::invalid("body", "the body must be a JSON object"));
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let mut deserializer = serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let message = error.into_inner().to_string();
