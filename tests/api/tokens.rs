@@ -139,3 +139,44 @@ async fn an_account_taken_over_as_admin_refuses_its_earlier_tokens(backend: Back
     assert_eq!(created.status, 403, "{}", created.body);
     app.stop().await;
 }
+
+/// A 401 about a bearer token says how to authenticate, and whether the
+/// token sent was refused (RFC 6750, 3); a refused login challenges none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_is_answered_with_a_challenge() {
+    let app = spawn_app(Backend::Sqlite).await;
+    app.register("ann").await;
+    let me = format!("{}/api/v1/me", app.address);
+    let challenge = |response: &reqwest::Response| {
+        response
+            .headers()
+            .get("www-authenticate")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    };
+    let missing = app.client.get(&me).send().await.expect("an answer");
+    assert_eq!(missing.status(), 401);
+    assert_eq!(challenge(&missing).as_deref(), Some("Bearer"));
+    let forged = app
+        .client
+        .get(&me)
+        .bearer_auth("not.a.token")
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(forged.status(), 401);
+    assert_eq!(
+        challenge(&forged).as_deref(),
+        Some("Bearer error=\"invalid_token\"")
+    );
+    let login = app
+        .client
+        .post(format!("{}/api/v1/auth/login", app.address))
+        .json(&json!({"username": "ann", "password": "not her password"}))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(login.status(), 401);
+    assert_eq!(challenge(&login), None);
+    app.stop().await;
+}

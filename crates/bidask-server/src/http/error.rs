@@ -163,6 +163,23 @@ impl ApiError {
             serde_json::to_string(&self.body()).unwrap_or_default(),
         )
     }
+
+    /// The challenge a 401 about a bearer token carries (RFC 6750, 3):
+    /// how to authenticate, and whether the token sent was refused. A
+    /// refused login challenges no token.
+    fn challenge(&self) -> Option<&'static str> {
+        match self {
+            Self::Unauthorized {
+                code: "missing_token",
+                ..
+            } => Some("Bearer"),
+            Self::Unauthorized {
+                code: "invalid_token" | "token_expired",
+                ..
+            } => Some("Bearer error=\"invalid_token\""),
+            _ => None,
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -176,6 +193,12 @@ impl IntoResponse for ApiError {
             && let Ok(value) = HeaderValue::from_str(&retry_after.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        if let Some(challenge) = self.challenge() {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         response
     }
