@@ -57,18 +57,13 @@ async fn health_metrics_openapi_and_request_ids(backend: Backend) {
             .get("OrderView")
             .is_some()
     );
-    // The document describes the bodies the server sends, field for field.
+    // The document describes the bodies the server sends, field for field,
+    // and marks as required each field always sent (null or not).
     let schemas = &document.body["components"]["schemas"];
-    assert_eq!(
-        documented(schemas, "PlacedOrder"),
-        sent(&placed.body),
-        "placed"
-    );
-    assert_eq!(
-        documented(schemas, "OrderView"),
-        sent(&placed.body["order"]),
-        "order"
-    );
+    let mut bodies = vec![
+        ("PlacedOrder", placed.body.clone()),
+        ("OrderView", placed.body["order"].clone()),
+    ];
     let id = placed.body["order"]["id"].as_i64().expect("an order id");
     let amended = app
         .patch(
@@ -78,20 +73,36 @@ async fn health_metrics_openapi_and_request_ids(backend: Backend) {
         )
         .await;
     assert_eq!(amended.status, 200, "{:?}", amended.body);
-    assert_eq!(
-        documented(schemas, "AmendedOrder"),
-        sent(&amended.body),
-        "amended"
-    );
+    bodies.push(("AmendedOrder", amended.body));
     let cancelled = app
         .delete(&format!("/api/v1/orders/{id}"), Some(&ann.token))
         .await;
     assert_eq!(cancelled.status, 200, "{:?}", cancelled.body);
+    bodies.push(("CancelledOrder", cancelled.body));
+    let bob = app.register("bob").await;
     assert_eq!(
-        documented(schemas, "CancelledOrder"),
-        sent(&cancelled.body),
-        "cancelled"
+        app.order(&bob, "ask", product, "10", "100.00").await.status,
+        201
     );
+    assert_eq!(
+        app.order(&ann, "bid", product, "10", "100.00").await.status,
+        201
+    );
+    let shown = app.get(&format!("/api/v1/products/{product}"), None).await;
+    bodies.push(("MarketView", shown.body["markets"][0].clone()));
+    bodies.push(("ProductView", shown.body));
+    bodies.push((
+        "Page_OrderView",
+        app.get("/api/v1/orders", Some(&ann.token)).await.body,
+    ));
+    let notifications = app.get("/api/v1/notifications", Some(&ann.token)).await;
+    bodies.push(("Notification", notifications.body["items"][0].clone()));
+    bodies.push(("Page_Notification", notifications.body));
+    for (name, body) in &bodies {
+        let (properties, required) = documented(schemas, name);
+        assert_eq!(properties, sent(body), "{name}'s properties");
+        assert_eq!(required, sent(body), "{name}'s required fields");
+    }
 
     let response = app
         .client
@@ -232,9 +243,32 @@ async fn the_openapi_document_lists_every_answer_the_api_gives() {
     let document = app.get("/api/openapi.json", None).await.body;
     let paths = document["paths"].as_object().expect("paths");
     let mut probes = 0;
+    let mut operation_ids = std::collections::HashSet::new();
     for (path, item) in paths {
         let concrete = path.replace("{id}", "1");
         for (method, operation) in item.as_object().expect("a path item") {
+            // What OpenAPI 3.1 requires and code generators rely on: an
+            // operation id unique in the document, and a description of
+            // every response.
+            let operation_id = operation["operationId"].as_str().unwrap_or_default();
+            assert!(
+                operation_ids.insert(operation_id.to_owned()) && !operation_id.is_empty(),
+                "{method} {path}: operation id {operation_id:?} missing or used twice"
+            );
+            for (status, response) in operation["responses"].as_object().expect("responses") {
+                assert!(
+                    response["description"]
+                        .as_str()
+                        .is_some_and(|text| !text.is_empty()),
+                    "{method} {path} {status} has no description"
+                );
+            }
+            assert!(
+                operation["responses"]["429"]["headers"]
+                    .get("Retry-After")
+                    .is_some(),
+                "{method} {path}: 429 does not name Retry-After"
+            );
             let listed = |status: u16| operation["responses"].get(status.to_string()).is_some();
             let secured = operation["security"]
                 .as_array()
@@ -384,25 +418,33 @@ fn sent(body: &serde_json::Value) -> Vec<String> {
     names
 }
 
-/// The field names the OpenAPI document gives schema `name`, sorted: its
-/// `properties`, and those of each part of an `allOf` (how a flattened
-/// field is described), following `$ref`s.
-fn documented(schemas: &serde_json::Value, name: &str) -> Vec<String> {
-    fn collect(schemas: &serde_json::Value, schema: &serde_json::Value, names: &mut Vec<String>) {
+/// The field names the OpenAPI document gives schema `name`, and those it
+/// marks required, each sorted: its own, and those of each part of an
+/// `allOf` (how a flattened field is described), following `$ref`s.
+fn documented(schemas: &serde_json::Value, name: &str) -> (Vec<String>, Vec<String>) {
+    fn collect(
+        schemas: &serde_json::Value,
+        schema: &serde_json::Value,
+        names: &mut (Vec<String>, Vec<String>),
+    ) {
         if let Some(reference) = schema["$ref"].as_str() {
             let target = reference.rsplit('/').next().unwrap_or_default();
             collect(schemas, &schemas[target], names);
         }
         if let Some(properties) = schema["properties"].as_object() {
-            names.extend(properties.keys().cloned());
+            names.0.extend(properties.keys().cloned());
+        }
+        for required in schema["required"].as_array().into_iter().flatten() {
+            names.1.extend(required.as_str().map(str::to_owned));
         }
         for part in schema["allOf"].as_array().into_iter().flatten() {
             collect(schemas, part, names);
         }
     }
-    let mut names = Vec::new();
+    let mut names = (Vec::new(), Vec::new());
     collect(schemas, &schemas[name], &mut names);
-    names.sort();
+    names.0.sort();
+    names.1.sort();
     names
 }
 

@@ -131,16 +131,18 @@ pub struct PublicMatch {
 }
 
 /// `MATCH_CREATED` on a user channel, also stored as a notification.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UserMatch {
     /// The match.
     pub match_id: i64,
-    /// The stored notification. The writer numbers it as it writes the
-    /// batch (the actor leaves 0), so ids grow in commit order and a client
-    /// reading `GET /notifications?after=` never passes one that commits
-    /// later, as it could when each product's actor took ids as it went.
+    /// The stored notification: ids grow in the order they were
+    /// committed, so `GET /notifications?after=` never passes one.
+    // The writer numbers it as it writes the batch (the actor leaves 0): a
+    // client reading `?after=` could pass one that commits later if each
+    // product's actor took ids as it went.
     pub notification_id: i64,
     /// `buyer` or `seller`.
+    #[schema(value_type = String)]
     pub role: &'static str,
     /// The user's order in the match.
     pub order_id: i64,

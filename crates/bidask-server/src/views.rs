@@ -38,6 +38,7 @@ pub struct OrderView {
     /// RFC 3339: the last change.
     pub updated_at: String,
     /// Why it was cancelled, or null.
+    #[schema(required = true)]
     pub cancel_reason: Option<String>,
 }
 

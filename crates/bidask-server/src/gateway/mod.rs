@@ -388,8 +388,8 @@ pub struct RealtimeStats {
 }
 
 /// Live feed counters.
-#[utoipa::path(get, path = "/api/v1/realtime/stats", tag = "realtime",
-    responses((status = 200, body = RealtimeStats)))]
+#[utoipa::path(get, path = "/api/v1/realtime/stats", tag = "realtime", operation_id = "realtime_stats",
+    responses((status = 200, description = "The feed's counters since the server started.", body = RealtimeStats)))]
 pub async fn stats(State(state): State<AppState>) -> Json<RealtimeStats> {
     let hub = &state.gateway.hub;
     let counters = &hub.counters;

@@ -6,11 +6,15 @@ use axum::{Json, Router};
 use bidask_store::reads::Page as StorePage;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::{KnownFormat, RefOr, SchemaFormat};
+use utoipa::{PartialSchema, ToSchema};
 
 use super::error::ApiError;
 use super::extract::User;
 use super::json::Query;
 use super::{AppState, Page, page_cursor, page_limit};
+use crate::feed::UserMatch;
 use crate::views::MatchView;
 
 /// The routes.
@@ -28,7 +32,8 @@ struct MatchesQuery {
 
 #[utoipa::path(get, path = "/api/v1/matches", tag = "account", security(("bearer" = [])),
     params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, body = Page<MatchView>)))]
+    operation_id = "my_matches",
+    responses((status = 200, description = "The caller's trades as buyer or seller, newest first.", body = Page<MatchView>)))]
 async fn matches(
     State(state): State<AppState>,
     user: User,
@@ -57,6 +62,62 @@ async fn matches(
     Ok(Json(Page::new(items, limit, last)))
 }
 
+/// A stored notification: the `MATCH_CREATED` message of the user's
+/// channel, as it was published. It is served as the stored text, so no
+/// type holds it whole: its schema is [`UserMatch`]'s with the message's
+/// envelope added.
+pub enum Notification {}
+
+impl PartialSchema for Notification {
+    fn schema() -> RefOr<Schema> {
+        let mut schema = UserMatch::schema();
+        if let RefOr::T(Schema::Object(object)) = &mut schema {
+            let envelope = [
+                (
+                    "type",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some(["MATCH_CREATED"]))
+                        .build(),
+                ),
+                (
+                    "channel",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .description(Some("`user:{id}`, the caller's channel."))
+                        .build(),
+                ),
+                (
+                    "seq",
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                        .description(Some("Its place in the channel's feed."))
+                        .build(),
+                ),
+                (
+                    "ts",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .description(Some("RFC 3339: when its commit began."))
+                        .build(),
+                ),
+            ];
+            for (name, property) in envelope {
+                object.properties.insert(name.to_owned(), property.into());
+                object.required.push(name.to_owned());
+            }
+            object.description = Some(
+                "A `MATCH_CREATED` message of the caller's channel, as it was published."
+                    .to_owned(),
+            );
+        }
+        schema
+    }
+}
+
+impl ToSchema for Notification {}
+
 #[derive(Deserialize)]
 struct NotificationsQuery {
     after: Option<i64>,
@@ -71,7 +132,8 @@ struct NotificationsQuery {
 /// returned exactly as they were sent, oldest first.
 #[utoipa::path(get, path = "/api/v1/notifications", tag = "account", security(("bearer" = [])),
     params(("after" = Option<i64>, Query), ("cursor" = Option<String>, Query), ("limit" = Option<i64>, Query)),
-    responses((status = 200, description = "The user's MATCH_CREATED messages as published, oldest first", body = Object)))]
+    operation_id = "my_notifications",
+    responses((status = 200, description = "The caller's `MATCH_CREATED` messages exactly as they were published on its channel, oldest first.", body = Page<Notification>)))]
 async fn notifications(
     State(state): State<AppState>,
     user: User,

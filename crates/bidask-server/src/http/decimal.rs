@@ -1,8 +1,47 @@
 //! Prices and tick sizes as a request writes them: a JSON string or
 //! number, read exactly, never through a float.
 
+use std::ops::Deref;
+
 use rust_decimal::Decimal;
+use serde::Deserialize;
 use serde_json::value::RawValue;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::{PartialSchema, ToSchema};
+
+/// A request's price or size as sent, a JSON string or number, kept as
+/// text until its field's parser reads it ([`string_or_number`],
+/// [`decimal`]). Its schema names both types, so that a client checking
+/// its requests against the OpenAPI document may send either.
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub struct StringOrNumber(Box<RawValue>);
+
+impl Deref for StringOrNumber {
+    type Target = RawValue;
+
+    fn deref(&self) -> &RawValue {
+        &self.0
+    }
+}
+
+impl PartialSchema for StringOrNumber {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(
+                [Type::String, Type::Number]
+                    .into_iter()
+                    .collect::<SchemaType>(),
+            )
+            .description(Some(
+                "A JSON string or number, read exactly (never through a float).",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for StringOrNumber {}
 
 /// The text of a JSON string, or the literal of a JSON number.
 pub fn string_or_number(raw: &RawValue) -> Option<String> {

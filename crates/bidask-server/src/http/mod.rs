@@ -308,6 +308,7 @@ pub struct Page<T> {
     /// This page.
     pub items: Vec<T>,
     /// Pass as `cursor` (or `after`) for the next page; null on the last.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 

@@ -19,7 +19,8 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Object)))]
+#[utoipa::path(get, path = "/healthz", tag = "operations", operation_id = "healthz",
+    responses((status = 200, description = "The process is up: `{\"status\": \"ok\"}`.", body = Object)))]
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
@@ -28,7 +29,9 @@ async fn healthz() -> Json<serde_json::Value> {
 /// it must read back what landed first, which takes its lock again, and a
 /// server whose lock another took when the database restarted stays
 /// unready rather than taking orders it can only refuse.
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Object), (status = 503, body = ErrorBody)))]
+#[utoipa::path(get, path = "/readyz", tag = "operations", operation_id = "readyz",
+    responses((status = 200, description = "The database answers and the writer is ready: `{\"status\": \"ready\"}`.", body = Object),
+        (status = 503, description = "Not ready: the database does not answer, or the writer has not read back a failed commit (`storage_unavailable`).", body = ErrorBody)))]
 async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     state.store.ping().await?;
     if !state.markets.writer_ready() {
@@ -39,7 +42,8 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>
 }
 
 /// Prometheus text.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, body = String, content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "metrics",
+    responses((status = 200, description = "Prometheus's text format.", body = String, content_type = "text/plain")))]
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     (
         StatusCode::OK,

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use utoipa::ToSchema;
 
-use super::decimal::{decimal, string_or_number};
+use super::decimal::{StringOrNumber, decimal, string_or_number};
 use super::error::{ApiError, ErrorBody};
 use super::extract::User;
 use super::json::{self, PathId, Query};
@@ -38,6 +38,15 @@ pub fn router() -> Router<AppState> {
 
 /// How long an order rests when the request does not say.
 const DEFAULT_LIFETIME: i64 = 30 * DAY;
+/// The OpenAPI descriptions the two ways of placing an order share.
+const PLACED: &str =
+    "The order after matching, its trades and the product feed's `seq`, all committed.";
+const PLACE_CONFLICT: &str = "The caller has too many resting orders (`too_many_open_orders`), or the \
+    `Idempotency-Key` was used with another body (`idempotency_key_reused`) or by a request still running \
+    (`idempotency_key_in_use`).";
+const PLACE_INVALID: &str = "A field is refused (`validation_failed`, naming it).";
+/// Another user's order is as unknown as one that does not exist.
+const NOT_YOURS: &str = "No such order of the caller's (`not_found`), whoever else's it may be.";
 /// The longest an order may rest.
 const MAX_LIFETIME: i64 = 365 * DAY;
 /// How long an idempotency key is remembered.
@@ -49,11 +58,9 @@ pub struct PlaceBody {
     /// The product to trade.
     product_id: i64,
     /// A string or a number, one of the product's sizes.
-    #[schema(value_type = String)]
-    size: Box<RawValue>,
+    size: StringOrNumber,
     /// A decimal string or number, e.g. `"210.00"`.
-    #[schema(value_type = String)]
-    price: Box<RawValue>,
+    price: StringOrNumber,
     /// Units, 1 by default (sneakers are one pair).
     quantity: Option<i64>,
     /// `gtc` by default: rest until filled, cancelled or `expires_at`.
@@ -75,9 +82,11 @@ pub enum TimeInForceBody {
     Fok,
 }
 
-#[utoipa::path(post, path = "/api/v1/bids", tag = "orders", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/bids", tag = "orders", operation_id = "place_bid", security(("bearer" = [])),
     request_body = PlaceBody, params(("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 201, body = PlacedOrder), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, description = PLACED, body = PlacedOrder),
+        (status = 409, description = PLACE_CONFLICT, body = ErrorBody),
+        (status = 422, description = PLACE_INVALID, body = ErrorBody)))]
 async fn place_bid(
     state: State<AppState>,
     user: User,
@@ -87,9 +96,11 @@ async fn place_bid(
     counted(place(state, user, headers, body, Side::Bid).await)
 }
 
-#[utoipa::path(post, path = "/api/v1/asks", tag = "orders", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/asks", tag = "orders", operation_id = "place_ask", security(("bearer" = [])),
     request_body = PlaceBody, params(("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 201, body = PlacedOrder), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, description = PLACED, body = PlacedOrder),
+        (status = 409, description = PLACE_CONFLICT, body = ErrorBody),
+        (status = 422, description = PLACE_INVALID, body = ErrorBody)))]
 async fn place_ask(
     state: State<AppState>,
     user: User,
@@ -438,8 +449,9 @@ struct ListQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])),
+    operation_id = "list_orders",
     params(("status" = Option<String>, Query), ("product_id" = Option<i64>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, body = Page<OrderView>)))]
+    responses((status = 200, description = "The caller's orders, newest first.", body = Page<OrderView>)))]
 async fn list(
     State(state): State<AppState>,
     user: User,
@@ -509,8 +521,9 @@ async fn own_order(
     Ok((order, product))
 }
 
-#[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
-    responses((status = 200, body = OrderView), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders", operation_id = "show_order", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, description = "One of the caller's orders.", body = OrderView),
+        (status = 404, description = NOT_YOURS, body = ErrorBody)))]
 async fn show(
     State(state): State<AppState>,
     user: User,
@@ -536,16 +549,18 @@ fn not_open(status: &str) -> ApiError {
 #[derive(Deserialize, ToSchema)]
 pub struct AmendBody {
     /// A new limit price; the order loses its time priority.
-    #[schema(value_type = Option<String>)]
-    price: Option<Box<RawValue>>,
+    price: Option<StringOrNumber>,
     /// A new total quantity, not below what already traded; a lower one keeps
     /// the order's time priority.
     quantity: Option<i64>,
 }
 
 #[utoipa::path(patch, path = "/api/v1/orders/{id}", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
-    request_body = AmendBody,
-    responses((status = 200, body = AmendedOrder), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    operation_id = "amend_order", request_body = AmendBody,
+    responses((status = 200, description = "The order as amended, and the trades the new price made.", body = AmendedOrder),
+        (status = 404, description = NOT_YOURS, body = ErrorBody),
+        (status = 409, description = "The order no longer rests (`order_not_open`).", body = ErrorBody),
+        (status = 422, description = "A field is refused (`validation_failed`, naming it).", body = ErrorBody)))]
 async fn amend(
     State(state): State<AppState>,
     user: User,
@@ -578,7 +593,10 @@ async fn amend(
 }
 
 #[utoipa::path(delete, path = "/api/v1/orders/{id}", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
-    responses((status = 200, body = CancelledOrder), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    operation_id = "cancel_order",
+    responses((status = 200, description = "The order, cancelled.", body = CancelledOrder),
+        (status = 404, description = NOT_YOURS, body = ErrorBody),
+        (status = 409, description = "The order no longer rests (`order_not_open`).", body = ErrorBody)))]
 async fn cancel(
     State(state): State<AppState>,
     user: User,

@@ -10,10 +10,9 @@ use bidask_store::ProductRecord;
 use bidask_store::reads::Page as StorePage;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use super::decimal::{decimal, string_or_number};
+use super::decimal::{StringOrNumber, decimal, string_or_number};
 use super::error::{ApiError, ErrorBody};
 use super::extract::Admin;
 use super::json::{self, PathId, Query};
@@ -37,10 +36,13 @@ pub struct MarketView {
     /// The market: one size of the product.
     size: Size,
     /// The best price a buyer offers now, or null with no bids.
+    #[schema(required = true)]
     highest_bid: Option<String>,
     /// The best price a seller asks now, or null with no asks (Buy Now pays it).
+    #[schema(required = true)]
     lowest_ask: Option<String>,
     /// The price of the last match, or null before the first.
+    #[schema(required = true)]
     last_sale: Option<String>,
     /// Bids resting in this size.
     bid_count: u64,
@@ -123,8 +125,10 @@ struct ListQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/products", tag = "products",
+    operation_id = "list_products",
     params(("q" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, body = Page<ProductView>), (status = 422, body = ErrorBody)))]
+    responses((status = 200, description = "Products, newest first, each with its markets' summaries.", body = Page<ProductView>),
+        (status = 422, description = "A query value is refused (`validation_failed`, naming it).", body = ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
@@ -144,8 +148,9 @@ async fn list(
     Ok(Json(Page::new(items, limit, last)))
 }
 
-#[utoipa::path(get, path = "/api/v1/products/{id}", tag = "products", params(("id" = i64, Path)),
-    responses((status = 200, body = ProductView), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/products/{id}", tag = "products", operation_id = "show_product", params(("id" = i64, Path)),
+    responses((status = 200, description = "The product and its markets' summaries.", body = ProductView),
+        (status = 404, description = "No such product (`not_found`).", body = ErrorBody)))]
 async fn show(
     State(state): State<AppState>,
     PathId(id): PathId,
@@ -165,16 +170,17 @@ pub struct NewProductBody {
     /// 1 to 100 characters.
     brand: String,
     /// Strings or numbers, e.g. `["9", "9.5", 10]`.
-    #[schema(value_type = Vec<String>)]
-    sizes: Vec<Box<RawValue>>,
+    sizes: Vec<StringOrNumber>,
     /// Default `"0.01"`.
-    #[schema(value_type = Option<String>)]
-    tick_size: Option<Box<RawValue>>,
+    tick_size: Option<StringOrNumber>,
 }
 
 #[utoipa::path(post, path = "/api/v1/products", tag = "products", security(("bearer" = [])),
-    request_body = NewProductBody,
-    responses((status = 201, body = ProductView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    operation_id = "create_product", request_body = NewProductBody,
+    responses((status = 201, description = "The product, created.", body = ProductView),
+        (status = 403, description = "The caller is not an admin (`forbidden`).", body = ErrorBody),
+        (status = 409, description = "A product with this SKU exists (`sku_taken`).", body = ErrorBody),
+        (status = 422, description = "A field is refused (`validation_failed`, naming it).", body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
     _: Admin,
@@ -311,8 +317,11 @@ pub struct BookView {
 }
 
 #[utoipa::path(get, path = "/api/v1/products/{id}/book", tag = "products",
+    operation_id = "product_book",
     params(("id" = i64, Path), ("size" = String, Query), ("depth" = Option<usize>, Query)),
-    responses((status = 200, body = BookView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, description = "One size's book, best levels first, with the product feed's `seq` it is current to.", body = BookView),
+        (status = 404, description = "No such product (`not_found`).", body = ErrorBody),
+        (status = 422, description = "No such size, or a depth out of range (`validation_failed`).", body = ErrorBody)))]
 async fn book(
     State(state): State<AppState>,
     PathId(id): PathId,
@@ -361,8 +370,10 @@ struct MatchesQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/products/{id}/matches", tag = "products",
+    operation_id = "product_matches",
     params(("id" = i64, Path), ("size" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, body = Page<MatchView>), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "The product's trades, or one size's, newest first.", body = Page<MatchView>),
+        (status = 404, description = "No such product (`not_found`).", body = ErrorBody)))]
 async fn matches(
     State(state): State<AppState>,
     PathId(id): PathId,

@@ -91,8 +91,10 @@ fn session(state: &AppState, user: &UserRecord) -> Result<Session, ApiError> {
     })
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = Credentials,
-    responses((status = 201, body = Session), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", operation_id = "register", request_body = Credentials,
+    responses((status = 201, description = "The account, created, and a token for it.", body = Session),
+        (status = 409, description = "The name is taken, in any case (`username_taken`).", body = ErrorBody),
+        (status = 422, description = "The name or the password is refused (`validation_failed`, naming it).", body = ErrorBody)))]
 async fn register(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,
@@ -122,8 +124,9 @@ async fn register(
     Ok((StatusCode::CREATED, Json(session(&state, &user)?)))
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Credentials,
-    responses((status = 200, body = Session), (status = 401, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", operation_id = "login", request_body = Credentials,
+    responses((status = 200, description = "A new token.", body = Session),
+        (status = 401, description = "No such name, or the wrong password (`invalid_credentials`).", body = ErrorBody)))]
 async fn login(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,
@@ -164,8 +167,8 @@ fn hashing_error(error: PasswordError) -> ApiError {
 /// An argon2id hash of a random password nobody knows.
 const DECOY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$yLvPRqCKLEu4n6LsY4oJHRcXKVIgMCw4p9YJm3g2NRY";
 
-#[utoipa::path(get, path = "/api/v1/me", tag = "auth", security(("bearer" = [])),
-    responses((status = 200, body = UserView)))]
+#[utoipa::path(get, path = "/api/v1/me", tag = "auth", operation_id = "me", security(("bearer" = [])),
+    responses((status = 200, description = "The caller's account.", body = UserView)))]
 async fn me(State(state): State<AppState>, user: User) -> Result<Json<UserView>, ApiError> {
     let record = state
         .store
