@@ -265,6 +265,66 @@ async fn the_own_channel_counts_toward_the_subscription_bound() {
     assert_eq!(stats.body["subscriptions"], 4, "{:?}", stats.body);
 }
 
+/// A client that keeps sending at a few times its rate is closed, though
+/// some of its messages pass; one that keeps within its rate is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_keeps_sending_past_its_rate_is_closed() {
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let app = spawn_app_on(database, |config| config.ws_messages_per_sec = 5).await;
+
+    // 20 a second, each slot's answers read before the next is sent.
+    let mut flooder = WsClient::connect(&app).await;
+    flooder.expect("welcome").await;
+    let (mut sent, mut answered, mut refused) = (0, 0, 0);
+    let close = 'flood: loop {
+        assert!(
+            sent < 200,
+            "still open after 200 messages in 10 s: {answered} answered, {refused} refused"
+        );
+        flooder.send(&json!({"type": "ping", "id": sent})).await;
+        sent += 1;
+        let slot = tokio::time::Instant::now() + Duration::from_millis(50);
+        while let Ok(frame) = tokio::time::timeout_at(slot, flooder.next_result()).await {
+            match frame {
+                Some(Ok(Message::Close(frame))) => break 'flood frame,
+                Some(Ok(Message::Text(text))) => {
+                    let message: Value = serde_json::from_str(&text).expect("JSON");
+                    match message["type"].as_str() {
+                        Some("pong") => answered += 1,
+                        Some("error") if message["code"] == "rate_limited" => refused += 1,
+                        _ => {}
+                    }
+                }
+                Some(Ok(_)) => {}
+                other => panic!("the connection ended without a close frame: {other:?}"),
+            }
+        }
+    };
+    assert_eq!(close.map(|frame| frame.code), Some(CloseCode::Policy));
+    // Past the first second's burst of 5, some passed between refusals.
+    assert!(
+        answered > 5 && refused > 0,
+        "{answered} answered, {refused} refused before the close"
+    );
+    drop(flooder);
+
+    // 4 a second for 3 s: every one answered.
+    let mut steady = WsClient::connect(&app).await;
+    steady.expect("welcome").await;
+    for n in 0..12 {
+        steady.send(&json!({"type": "ping", "id": n})).await;
+        let answer = steady.next().await;
+        assert_eq!(
+            (&answer["type"], &answer["id"]),
+            (&json!("pong"), &json!(n)),
+            "{answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    steady.close().await;
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn floods_and_huge_frames_close_the_connection() {
     let database = TestDatabase::new(Backend::Sqlite).await;

@@ -59,6 +59,11 @@ const WRITE_BATCH: usize = 64;
 const COUNT_BATCH: u64 = 64;
 /// Heartbeats without a frame from the client before it is dropped.
 const SILENT_BEATS: u32 = 3;
+/// Messages refused for the rate count toward a close over this long: a
+/// client refused more than a second's worth of messages in it is closed.
+/// Counting in a window, not in a row, closes one that keeps sending at a
+/// few times its rate, whose messages pass now and then.
+const STRIKE_WINDOW: Duration = Duration::from_secs(5);
 /// The least time a write of queued frames may wait on the client.
 const MIN_STUCK: Duration = Duration::from_secs(1);
 /// The least time a reply (a subscription's snapshot or replay, read from
@@ -137,7 +142,9 @@ pub struct Connection {
     outbox: mpsc::Receiver<SharedFrame>,
     peer: Arc<Peer>,
     limiter: Option<DefaultDirectRateLimiter>,
+    /// Messages refused for the rate since `strikes_since`.
     strikes: u32,
+    strikes_since: Option<tokio::time::Instant>,
     silent_beats: u32,
     /// The user channel's `seq` last recorded as delivered.
     marked: i64,
@@ -173,6 +180,7 @@ impl Connection {
             peer: Arc::new(Peer::default()),
             limiter,
             strikes: 0,
+            strikes_since: None,
             silent_beats: 0,
             marked: 0,
             acked: 0,
@@ -391,6 +399,14 @@ impl Connection {
         if let Some(limiter) = &self.limiter
             && limiter.check().is_err()
         {
+            let now = tokio::time::Instant::now();
+            if self
+                .strikes_since
+                .is_none_or(|since| now.duration_since(since) > STRIKE_WINDOW)
+            {
+                self.strikes = 0;
+                self.strikes_since = Some(now);
+            }
             self.strikes += 1;
             if self.strikes > self.gateway.settings.messages_per_sec {
                 return Err(End::Flood);
@@ -409,7 +425,6 @@ impl Connection {
             );
             return self.send(socket, refusal.to_message()).await;
         }
-        self.strikes = 0;
         let text = match message {
             Message::Text(text) => text,
             Message::Binary(_) => {
