@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use bidask_server::clock::now_micros;
-use bidask_tests::ws::{Connect, WsClient, refusal};
+use bidask_tests::ws::{Connect, WsClient, raw_upgrade, refusal};
 use bidask_tests::{Backend, JWT_SECRET, TestDatabase, on_both_backends, spawn_app, spawn_app_on};
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
@@ -215,6 +215,16 @@ async fn authentication_by_header_query_and_message(backend: Backend) {
         .expect("refused");
         assert_eq!(refusal(&refused), (401, "invalid_token".to_owned()));
     }
+    // Credentials of another scheme are refused as on REST, not passed
+    // over for an anonymous feed.
+    let (head, _) = raw_upgrade(&app, &["Authorization: Basic YW5uOnNlY3JldA=="]).await;
+    assert!(
+        head.starts_with("HTTP/1.1 401")
+            && head
+                .to_ascii_lowercase()
+                .contains("www-authenticate: bearer error=\"invalid_token\""),
+        "{head}"
+    );
 
     // Two tokens: the same one twice is one user; two users is refused,
     // not decided by which came first.

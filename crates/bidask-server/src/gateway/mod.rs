@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::http::header::{AUTHORIZATION, HOST, ORIGIN};
+use axum::http::header::{HOST, ORIGIN};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -41,7 +41,7 @@ use utoipa::ToSchema;
 use crate::clock::{SECOND, now_micros};
 use crate::http::AppState;
 use crate::http::error::ApiError;
-use crate::http::extract::ClientAddress;
+use crate::http::extract::{ClientAddress, bearer};
 use crate::http::json::Query;
 use crate::http::limits::client;
 use crate::origin::{self, AllowedOrigin};
@@ -287,7 +287,7 @@ async fn upgrade(
     let slot = gateway.hold(client)?;
     // Two different tokens could be two users: which one the client
     // meant is not for the server to guess.
-    let token = match (bearer(&headers), query.token) {
+    let token = match (bearer(&headers)?, query.token) {
         (Some(header), Some(query)) if header != query => {
             return Err(ApiError::Malformed {
                 code: "ambiguous_token",
@@ -295,7 +295,7 @@ async fn upgrade(
                     .to_owned(),
             });
         }
-        (header, query) => header.or(query),
+        (header, query) => header.map(str::to_owned).or(query),
     };
     let user = match token {
         Some(token) => Some(identify(&state, &token).await?),
@@ -322,16 +322,6 @@ async fn upgrade(
             .await;
         drop(slot);
     }))
-}
-
-fn bearer(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .split_once(' ')
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim().to_owned())
 }
 
 /// Browsers send `Origin`; a page of another site may not open a feed

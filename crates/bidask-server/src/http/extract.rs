@@ -4,6 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
@@ -24,24 +25,10 @@ impl FromRequestParts<AppState> for User {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized {
-                code: "missing_token",
-                message: "send Authorization: Bearer <token>",
-            })?;
-        // The scheme is case-insensitive (RFC 7235).
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|value| value.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .ok_or(ApiError::Unauthorized {
-                code: "invalid_token",
-                message: "the Authorization header must be Bearer <token>",
-            })?;
+        let token = bearer(&parts.headers)?.ok_or(ApiError::Unauthorized {
+            code: "missing_token",
+            message: "send Authorization: Bearer <token>",
+        })?;
         let claims = state.tokens.verify(token)?;
         let id = claims.user_id().ok_or(ApiError::Unauthorized {
             code: "invalid_token",
@@ -54,6 +41,26 @@ impl FromRequestParts<AppState> for User {
             role: claims.role,
         })
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header, `None` without
+/// the header. The scheme is case-insensitive (RFC 7235). A header with
+/// another scheme is refused, not passed over: on the feed, a client that
+/// sent `Basic` credentials would otherwise be served as anonymous.
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(header) = headers.get(AUTHORIZATION) else {
+        return Ok(None);
+    };
+    header
+        .to_str()
+        .ok()
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| Some(token.trim()))
+        .ok_or(ApiError::Unauthorized {
+            code: "invalid_token",
+            message: "the Authorization header must be Bearer <token>",
+        })
 }
 
 /// Refuses tokens of users the database does not have (a token signed
