@@ -486,5 +486,20 @@ async fn a_coarser_tick_size_refuses_off_tick_prices_and_keeps_two_decimals(back
     let shown = app.get(&format!("/api/v1/products/{product}"), None).await;
     assert_eq!(shown.body["markets"][0]["highest_bid"], "210.10");
     assert_eq!(shown.body["markets"][0]["lowest_ask"], "250.00");
+
+    // A whole tick is shown, and named in a refusal, with two decimals.
+    let fives = create_product(
+        &mut app,
+        &json!({"sku": "FIVES", "name": "Five Dollar Dunk", "brand": "Nike",
+                "sizes": ["10"], "tick_size": "5"}),
+    )
+    .await;
+    assert_eq!(fives.body["tick_size"], "5.00", "{:?}", fives.body);
+    let fives = fives.body["id"].as_i64().expect("an id");
+    let off = app.order(&ann, "bid", fives, "10", "212.00").await;
+    assert_eq!(
+        off.body["error"]["message"],
+        "price must be a multiple of the tick size 5.00"
+    );
     app.stop().await;
 }

@@ -223,15 +223,21 @@ async fn an_order_without_quantity_or_time_in_force_is_one_unit_good_till_cancel
     assert_eq!(order["remaining_quantity"], 1);
     assert_eq!(order["time_in_force"], "gtc");
     assert_eq!(order["status"], "open");
-    let expires_at = order["expires_at"]
-        .as_str()
-        .and_then(parse_rfc3339)
-        .expect("an RFC 3339 expires_at");
+    let time = |name: &str| {
+        order[name]
+            .as_str()
+            .and_then(parse_rfc3339)
+            .unwrap_or_else(|| panic!("an RFC 3339 {name}: {order}"))
+    };
     let thirty_days = 30 * 86_400 * SECOND;
     assert!(
-        (before + thirty_days - 60 * SECOND..=now_micros() + thirty_days + 60 * SECOND)
-            .contains(&expires_at),
-        "expires_at defaults to 30 days after placement: {order}"
+        (before..=now_micros()).contains(&time("created_at")),
+        "created_at is when it was placed: {order}"
+    );
+    assert_eq!(
+        time("expires_at"),
+        time("created_at") + thirty_days,
+        "expires_at defaults to 30 days after placement, to the microsecond: {order}"
     );
     assert_eq!(
         app.book(product, "10").await["bids"],

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use bidask_engine::{Quantity, Side, TimeInForce};
+use bidask_engine::{PriceError, Quantity, Side, TimeInForce};
 use bidask_store::reads::Page as StorePage;
 use bidask_store::{IdempotencyRecord, OrderRecord};
 use serde::Deserialize;
@@ -23,7 +23,7 @@ use super::json::{self, PathId, Query};
 use super::{AppState, Page, page_cursor, page_limit};
 use crate::catalog::Product;
 use crate::clock::{DAY, now_micros, parse_rfc3339};
-use crate::market::actor::{MarketError, PlaceOrder, Request, side_name};
+use crate::market::actor::{Expiry, MarketError, PlaceOrder, Request, side_name};
 use crate::market::unit::{Committed, IdempotencyDraft};
 use crate::views::{AmendedOrder, CancelledOrder, OrderView, PlacedOrder};
 
@@ -135,9 +135,17 @@ fn quantity(value: i64) -> Result<Quantity, ApiError> {
 fn price(product: &Product, raw: &RawValue) -> Result<bidask_engine::Price, ApiError> {
     let value = decimal(raw)
         .ok_or_else(|| ApiError::invalid("price", "price must be a decimal such as \"210.00\""))?;
-    product
-        .price(value)
-        .map_err(|error| ApiError::invalid("price", error))
+    product.price(value).map_err(|error| match error {
+        // The tick as the product shows it ("5.00", not "5").
+        PriceError::OffTick(_) => ApiError::invalid(
+            "price",
+            format!(
+                "price must be a multiple of the tick size {}",
+                product.tick_size()
+            ),
+        ),
+        other => ApiError::invalid("price", other),
+    })
 }
 
 async fn place(
@@ -326,8 +334,10 @@ fn parse_order(
         TimeInForceBody::Fok => TimeInForce::FillOrKill,
     };
     let now = now_micros();
-    let expires_at = match &body.expires_at {
-        None => now + DEFAULT_LIFETIME,
+    let expiry = match &body.expires_at {
+        // Counted by the market from the order's `created_at`, so that an
+        // order's default lifetime is exactly 30 days.
+        None => Expiry::After(DEFAULT_LIFETIME),
         Some(text) => {
             let at = parse_rfc3339(text).ok_or_else(|| {
                 ApiError::invalid("expires_at", "expires_at must be an RFC 3339 time")
@@ -344,7 +354,7 @@ fn parse_order(
                     "expires_at must be at most 365 days away",
                 ));
             }
-            at
+            Expiry::At(at)
         }
     };
     Ok((
@@ -356,7 +366,7 @@ fn parse_order(
             price,
             quantity,
             time_in_force,
-            expires_at,
+            expiry,
             idempotency,
         },
     ))

@@ -54,10 +54,20 @@ pub struct PlaceOrder {
     pub quantity: Quantity,
     /// gtc, ioc or fok.
     pub time_in_force: TimeInForce,
-    /// Microseconds since the epoch.
-    pub expires_at: i64,
+    /// When it leaves the book.
+    pub expiry: Expiry,
     /// Record the response under this key.
     pub idempotency: Option<IdempotencyDraft>,
+}
+
+/// When an order leaves the book.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// This many microseconds after it is placed, counted from the time
+    /// the market stamps as its `created_at` (the default lifetime).
+    After(i64),
+    /// At this time, in microseconds since the epoch.
+    At(i64),
 }
 
 /// What a handler asks of a market.
@@ -319,10 +329,14 @@ impl Actor {
         reply: oneshot::Sender<Result<Committed, MarketError>>,
         now: i64,
     ) {
+        let expires_at = match order.expiry {
+            Expiry::After(lifetime) => now.saturating_add(lifetime),
+            Expiry::At(at) => at,
+        };
         // The engine refuses a past expiry only for orders that rest; the
         // stored row must satisfy `expires_at > created_at` whatever the
         // time in force, and the handler's clock ran a little earlier.
-        if order.expires_at <= now {
+        if expires_at <= now {
             let _ = reply.send(Err(MarketError::Rejected(EngineError::AlreadyExpired)));
             return;
         }
@@ -354,7 +368,7 @@ impl Actor {
                 status: "open".to_owned(),
                 time_in_force: time_in_force_name(order.time_in_force).to_owned(),
                 cancel_reason: None,
-                expires_at: order.expires_at,
+                expires_at,
                 created_at: now,
                 updated_at: now,
                 priority,
@@ -372,7 +386,7 @@ impl Actor {
                 price: order.price,
                 quantity: order.quantity,
                 time_in_force: order.time_in_force,
-                expires_at: Timestamp(order.expires_at),
+                expires_at: Timestamp(expires_at),
             },
             Timestamp(now),
             &mut events,
