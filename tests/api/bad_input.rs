@@ -838,6 +838,18 @@ async fn bad_tokens_are_refused_and_nothing_is_stored(backend: Backend) {
             .header("authorization", &header),
         );
     }
+    // Two good tokens of two users: the server does not pick one.
+    cases.push(
+        Case::new(
+            "two Authorization headers",
+            Method::POST,
+            "/api/v1/bids",
+            Some(&setup.trader.token),
+            Some(body.clone()),
+            invalid,
+        )
+        .header("authorization", &format!("Bearer {}", setup.maker.token)),
+    );
     let product =
         json!({"sku": "FORGED", "name": "Forged", "brand": "Nike", "sizes": ["9"]}).to_string();
     for (what, token) in [

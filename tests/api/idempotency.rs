@@ -348,6 +348,22 @@ async fn a_key_must_be_one_to_255_characters(backend: Backend) {
             reply.body
         );
     }
+    // Two keys: a retry with either would not be recognised by the other.
+    let two = app
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/bids",
+            Some(&ann.token),
+            Some(body.to_string()),
+            &[("Idempotency-Key", "first"), ("Idempotency-Key", "second")],
+        )
+        .await;
+    assert_eq!(
+        (two.status, two.code()),
+        (422, "validation_failed"),
+        "two keys: {:?}",
+        two.body
+    );
     assert_eq!(order_ids(&app, &ann).await, Vec::<i64>::new());
     assert_eq!(app.book(product, "10").await["bids"], json!([]));
 

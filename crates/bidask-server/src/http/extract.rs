@@ -48,9 +48,17 @@ impl FromRequestParts<AppState> for User {
 /// another scheme is refused, not passed over: on the feed, a client that
 /// sent `Basic` credentials would otherwise be served as anonymous.
 pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
-    let Some(header) = headers.get(AUTHORIZATION) else {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(header) = values.next() else {
         return Ok(None);
     };
+    // Two could name two users; the server does not pick one.
+    if values.next().is_some() {
+        return Err(ApiError::Unauthorized {
+            code: "invalid_token",
+            message: "send one Authorization header",
+        });
+    }
     header
         .to_str()
         .ok()

@@ -394,9 +394,18 @@ fn json_response(status: StatusCode, body: String) -> Response {
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else {
+    let mut values = headers.get_all("idempotency-key").iter();
+    let Some(value) = values.next() else {
         return Ok(None);
     };
+    // Which of two keys the client meant is not for the server to guess:
+    // a retry sent with the other would place the order again.
+    if values.next().is_some() {
+        return Err(ApiError::invalid(
+            "Idempotency-Key",
+            "send one Idempotency-Key header",
+        ));
+    }
     value
         .to_str()
         .ok()
