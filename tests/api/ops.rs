@@ -128,6 +128,31 @@ async fn health_metrics_openapi_and_request_ids(backend: Backend) {
         generated.headers().get("x-request-id").is_some(),
         "no generated request id"
     );
+    // A client's id is echoed up to 128 visible characters; a longer one,
+    // or two, are replaced by the server's own.
+    let echoed = |ids: Vec<String>| {
+        let mut request = app.client.get(format!("{}/healthz", app.address));
+        for id in &ids {
+            request = request.header("x-request-id", id);
+        }
+        async move {
+            let response = request.send().await.expect("an answer");
+            let id = response
+                .headers()
+                .get("x-request-id")
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+                .expect("a request id");
+            ids.contains(&id)
+        }
+    };
+    assert!(echoed(vec!["k".repeat(128)]).await, "128 characters kept");
+    assert!(!echoed(vec!["k".repeat(129)]).await, "129 characters kept");
+    assert!(!echoed(vec!["a b".to_owned()]).await, "a space kept");
+    assert!(
+        !echoed(vec!["one".to_owned(), "two".to_owned()]).await,
+        "one of two kept"
+    );
 
     // Made-up methods share one label instead of a series each.
     for method in ["FOO1", "FOO2"] {

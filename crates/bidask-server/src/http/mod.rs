@@ -159,7 +159,30 @@ pub fn router(state: AppState, settings: &ApiSettings) -> Router {
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(middleware::from_fn(bound_request_id))
         .with_state(state)
+}
+
+/// The longest request id taken from a client.
+const MAX_REQUEST_ID: usize = 128;
+
+/// Keeps a client's `x-request-id` only if it is one header of at most
+/// [`MAX_REQUEST_ID`] visible ASCII characters; otherwise the server makes
+/// its own. The id is echoed and written into every log line of the
+/// request, which a client's 500-character id would fill.
+async fn bound_request_id(mut request: Request, next: Next) -> Response {
+    let mut ids = request.headers().get_all("x-request-id").iter();
+    let fitting = match (ids.next(), ids.next()) {
+        (Some(id), None) => {
+            id.len() <= MAX_REQUEST_ID && id.as_bytes().iter().all(u8::is_ascii_graphic)
+        }
+        (None, _) => true,
+        (Some(_), Some(_)) => false,
+    };
+    if !fitting {
+        request.headers_mut().remove("x-request-id");
+    }
+    next.run(request).await
 }
 
 fn cors(settings: &ApiSettings) -> CorsLayer {
