@@ -366,7 +366,10 @@ try {
   await textOf(refusedPage, '[data-testid=live]', 'Live');
   const passing9 = await rest('POST', '/bids', bidder.token, { product_id: product.id, size: '9', price: '157.00' });
   await textOf(refusedPage, '[data-testid=highest-bid-9]', '$157.00');
+  // Once reads are answered again, the list is read again by itself.
+  await refusedPage.unroute('**/api/v1/products/*/matches?**');
   faking429 = false;
+  await refusedPage.locator('[data-testid=matches] td').first().waitFor({ timeout: WAIT });
   await refusedPage.close();
   await rest('DELETE', `/orders/${passing9.order.id}`, bidder.token);
 
@@ -550,6 +553,61 @@ try {
   const runnerToasts = await refuser.locator('[data-testid=toast]', { hasText: runnerSold }).count();
   if (runnerToasts !== 1) throw new Error(`the sale was toasted ${runnerToasts} times`);
   await blocked.close();
+
+  step('an ask placed in one tab is listed in the other tabs of that browser');
+  const sellerTabs = await browser.newContext();
+  const [placing, listing] = [await sellerTabs.newPage(), await sellerTabs.newPage()];
+  watch(placing, 'placing tab');
+  watch(listing, 'listing tab');
+  await placing.goto(`${base}/products/${product.id}`);
+  await signIn(placing, seller);
+  await listing.goto(`${base}/products/${product.id}`);
+  await textOf(listing, '[data-testid=signed-in]', seller.username);
+  await textOf(listing, '[data-testid=live]', 'Live');
+  await placing.fill('[data-testid=price]', '296.00');
+  await placing.click('[data-testid=trade] button[name=ask]');
+  await listing.locator('[data-testid=my-orders] li', { hasText: '$296.00' }).waitFor({ timeout: WAIT });
+
+  step('a second click just after the first order was answered places nothing more');
+  // In front: a hidden tab draws (requestAnimationFrame) only now and then.
+  await placing.bringToFront();
+  let asksPlaced = 0;
+  placing.on('request', (request) => {
+    if (request.url().endsWith('/api/v1/asks') && request.method() === 'POST') asksPlaced += 1;
+  });
+  await placing.fill('[data-testid=price]', '297.00');
+  await placing.click('[data-testid=trade] button[name=ask]');
+  await toast(placing, 'Ask placed at $297.00');
+  // Once the page has drawn the answer (two frames), a person's click, not
+  // one that waits for the button to be enabled.
+  await placing.evaluate(() => new Promise((drawn) => requestAnimationFrame(() => requestAnimationFrame(drawn))));
+  await placing.click('[data-testid=trade] button[name=ask]', { force: true });
+  await placing.waitForTimeout(300);
+  if (asksPlaced !== 1) throw new Error(`a click right after the answer sent ${asksPlaced} orders`);
+  // The button had the focus, lost it while disabled, and has it back.
+  await placing.waitForFunction(() => document.activeElement?.getAttribute('name') === 'ask', null, { timeout: WAIT });
+
+  step('a toast goes at a tap');
+  const placed = placing.locator('[data-testid=toast]', { hasText: 'Ask placed at $297.00' });
+  await placed.click();
+  // Well before it would go by itself, 8 s after it came.
+  await placed.waitFor({ state: 'detached', timeout: 2000 });
+  for (const price of ['296.00', '297.00']) {
+    await placing.locator('[data-testid=my-orders] li', { hasText: `$${price}` })
+      .getByRole('button', { name: 'Cancel' }).click();
+  }
+  await sellerTabs.close();
+
+  step('a stored session of another shape is dropped, and the page offers to sign in');
+  const oddContext = await browser.newContext();
+  const odd = await oddContext.newPage();
+  watch(odd, 'odd session');
+  await odd.goto(`${base}/`);
+  await odd.evaluate(() => localStorage.setItem('bidask.session', '{"token":"x"}'));
+  await odd.reload();
+  await odd.locator('[data-testid=sign-in]').waitFor({ timeout: WAIT });
+  await odd.locator('[data-testid=catalog]').waitFor({ timeout: WAIT });
+  await oddContext.close();
 
   step('the catalog beyond its first page is a click away');
   for (let index = 0; index < 50; index += 1) {

@@ -34,9 +34,15 @@ const money = (price) => (price === null || price === undefined ? '—' : `$${pr
 // ---- session ---------------------------------------------------------------
 
 const session = {
+  // A stored value of another shape (another version's, or edited by
+  // hand) is no session: the page would fail on it before it could
+  // offer to sign in again.
   load() {
     try {
-      return JSON.parse(localStorage.getItem(TOKEN_KEY)) || null;
+      const value = JSON.parse(localStorage.getItem(TOKEN_KEY));
+      const valid = value && typeof value.token === 'string' && value.user
+        && Number.isInteger(value.user.id) && typeof value.user.username === 'string';
+      return valid ? value : null;
     } catch {
       return null;
     }
@@ -74,14 +80,20 @@ async function api(method, path, body, extraHeaders = {}) {
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   const token = current && current.token;
   if (token) headers.Authorization = `Bearer ${token}`;
-  const response = await fetch(`/api/v1${path}`, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-    // A request the server never answers must not hold the page (an order
-    // in flight disables the trade buttons) for ever.
-    signal: typeof AbortSignal.timeout === 'function' ? AbortSignal.timeout(20000) : undefined,
-  });
+  let response;
+  try {
+    response = await fetch(`/api/v1${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      // A request the server never answers must not hold the page (an
+      // order in flight disables the trade buttons) for ever.
+      signal: typeof AbortSignal.timeout === 'function' ? AbortSignal.timeout(20000) : undefined,
+    });
+  } catch {
+    // The browser's own words ("Failed to fetch") tell a user nothing.
+    throw new ApiError(0, 'unreachable', 'The server could not be reached. Try again in a moment.');
+  }
   const payload = await response.json().catch(() => null);
   if (!response.ok) {
     const error = payload && payload.error ? payload.error : {};
@@ -128,7 +140,7 @@ function renderAccount() {
     return;
   }
   const form = document.getElementById('sign-in').content.firstElementChild.cloneNode(true);
-  const error = h('p', { class: 'error' });
+  const error = h('p', { class: 'error', role: 'alert' });
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     const register = event.submitter && event.submitter.name === 'register';
@@ -141,6 +153,10 @@ function renderAccount() {
       renderAccount();
       if (feed) feed.restart();
       if (page) page.accountChanged();
+      // The form that held the focus is gone: on to what the user came
+      // for, the price box or the first product, not back to the top.
+      const next = page && page.view ? page.view.price : document.querySelector('#main a');
+      if (next) next.focus();
     } catch (failure) {
       error.textContent = failure.message;
     }
@@ -152,9 +168,11 @@ function renderAccount() {
 
 const MAX_TOASTS = 3;
 
+// A toast goes at a tap: on a phone three of them cover the trade buttons.
 function toast(message) {
   const toasts = document.getElementById('toasts');
-  const item = h('div', { class: 'toast', role: 'status', 'data-testid': 'toast' }, message);
+  const item = h('div', { class: 'toast', role: 'status', 'data-testid': 'toast', title: 'Dismiss',
+    onclick: () => item.remove() }, message);
   toasts.append(item);
   while (toasts.children.length > MAX_TOASTS) toasts.firstElementChild.remove();
   setTimeout(() => item.remove(), 8000);
@@ -356,7 +374,10 @@ class Feed {
   }
 
   ready() {
-    if (!this.upSince) this.upSince = Date.now();
+    if (!this.upSince) {
+      this.upSince = Date.now();
+      if (this.handlers.live) this.handlers.live();
+    }
     setLive('on');
   }
 }
@@ -397,7 +418,7 @@ async function showCatalog(main) {
   const found = await loadPage();
   main.replaceChildren(
     h('h1', {}, 'Sneakers'),
-    h('p', { class: 'muted' }, 'Live bids and asks. Pick a pair.'),
+    h('p', { class: 'muted' }, 'Lowest asks as the page was loaded. Pick a pair for its live bids and asks.'),
     found ? list : h('p', { class: 'muted' }, 'The catalog is empty.'),
     more,
     error,
@@ -405,6 +426,9 @@ async function showCatalog(main) {
   feed = new Feed(null, { snapshot() {}, event() {}, private: (message) => privateEvent(message) });
   feed.connect();
 }
+
+/** How long the trade buttons rest after an order is placed. */
+const PLACED_PAUSE_MS = 1000;
 
 /** Products per page of the catalog: the API's default page. */
 const CATALOG_PAGE = 50;
@@ -533,7 +557,7 @@ class ProductPage {
 
   snapshot(snapshot, reset) {
     // After a reset the sales in between were never seen here.
-    if (reset) this.loadMatches().catch(() => {});
+    if (reset) this.loadSales();
     for (const market of snapshot.markets) {
       const book = this.markets.get(market.size);
       if (!book) continue;
@@ -564,7 +588,34 @@ class ProductPage {
     // Not the last size's sales under this size's heading meanwhile.
     this.matches = [];
     this.render();
-    await this.loadMatches().catch(() => {});
+    await this.loadSales();
+  }
+
+  /**
+   * Reads the chosen size's recent sales. A read that fails (offline, a
+   * 429, a 503) is tried again 5 s later while that size is still shown,
+   * rather than leave its list empty until the next reload.
+   */
+  async loadSales() {
+    const size = this.selected;
+    clearTimeout(this.salesRetry);
+    try {
+      await this.loadMatches();
+    } catch {
+      this.salesRetry = setTimeout(() => {
+        if (this.selected === size) this.loadSales();
+      }, 5000);
+    }
+  }
+
+  /**
+   * The feed is up again, or for the first time. Orders placed or ended
+   * meanwhile by the user elsewhere (another device, the API) raise no
+   * event of their own on the page: it reads them again.
+   */
+  live() {
+    if (this.wasLive) this.refreshOrders();
+    this.wasLive = true;
   }
 
   async loadMatches() {
@@ -623,9 +674,14 @@ class ProductPage {
   // `timeInForce` is 'ioc' for Buy Now and Sell Now: trade at that price
   // now or not at all, never a bid left resting when the ask went first.
   async place(side, price, timeInForce) {
-    // One order at a time: a double click must not place two.
-    if (this.placing) return;
+    // One order at a time, and none for a moment after one: a double
+    // click must not place two, even when the first is answered between
+    // its clicks.
+    if (this.placing || this.cooling) return;
     this.placing = true;
+    // The button is disabled while the order is out, which takes the
+    // focus from it: it gets it back when it is enabled again.
+    this.refocus = document.activeElement instanceof HTMLButtonElement ? document.activeElement : null;
     this.error = '';
     this.render();
     // A phone's decimal keypad may offer a comma: 210,50 is 210.50. But
@@ -667,6 +723,12 @@ class ProductPage {
         }
       }
       this.placing = false;
+      this.cooling = true;
+      setTimeout(() => {
+        this.cooling = false;
+        this.render();
+      }, PLACED_PAUSE_MS);
+      tabs.tell();
       // Now: the refresh may be skipped (one is running) or refused, and
       // the buttons and the message must not wait for it.
       this.render();
@@ -682,9 +744,13 @@ class ProductPage {
   async cancel(id) {
     try {
       await api('DELETE', `/orders/${id}`);
+      tabs.tell();
     } catch (failure) {
       if (!sessionEnded(failure)) this.error = failure.message;
     }
+    // The list is drawn anew, and the button that had the focus with it:
+    // the focus stays in the list, not back at the top of the page.
+    this.refocusOrders = true;
     await this.refreshOrders();
   }
 
@@ -742,8 +808,8 @@ class ProductPage {
         onclick: () => this.shown.ask && this.place('bid', this.shown.ask, 'ioc') }),
       sellNow: h('button', { type: 'button', class: 'secondary', 'data-testid': 'sell-now',
         onclick: () => this.shown.bid && this.place('ask', this.shown.bid, 'ioc') }),
-      error: h('p', { class: 'error', 'data-testid': 'trade-error' }),
-      orders: h('div', { class: 'card' }),
+      error: h('p', { class: 'error', role: 'alert', 'data-testid': 'trade-error' }),
+      orders: h('div', { class: 'card', tabindex: '-1', 'aria-label': 'Your open orders' }),
     };
     // No submit button: Enter in the price box must not pick a side for
     // the user (it would always be the first button's).
@@ -814,7 +880,7 @@ class ProductPage {
     const bestBid = selected.best('bid');
     this.shown = { ask: bestAsk && bestAsk.price, bid: bestBid && bestBid.price };
     const signedIn = Boolean(current);
-    const idle = signedIn && !this.placing;
+    const idle = signedIn && !this.placing && !this.cooling;
     view.bid.disabled = !idle;
     view.ask.disabled = !idle;
     view.buyNow.disabled = !idle || !bestAsk;
@@ -822,6 +888,10 @@ class ProductPage {
     setText(view.buyNow, bestAsk ? `Buy Now ${money(bestAsk.price)}` : 'Buy Now');
     setText(view.sellNow, bestBid ? `Sell Now ${money(bestBid.price)}` : 'Sell Now');
     setText(view.error, this.error || (signedIn ? '' : 'Sign in to trade.'));
+    if (this.refocus && !this.refocus.disabled) {
+      if (document.activeElement === document.body) this.refocus.focus();
+      this.refocus = null;
+    }
     if (this.drawn.orders !== this.orders || this.drawn.signedIn !== signedIn) {
       this.drawn.orders = this.orders;
       this.drawn.signedIn = signedIn;
@@ -830,10 +900,13 @@ class ProductPage {
         : this.orders.length
           ? h('ul', { class: 'orders', 'data-testid': 'my-orders' },
             this.orders.map((order) => h('li', { 'data-testid': `order-${order.id}` },
-              h('span', { class: order.side }, `${order.side === 'bid' ? 'Bid' : 'Ask'} size ${order.size} ${money(order.price)}`),
+              h('span', { class: order.side }, `${order.side === 'bid' ? 'Bid' : 'Ask'} size ${order.size} ${money(order.price)}`
+                + (order.quantity > 1 ? ` · ${order.remaining_quantity} of ${order.quantity} left` : '')),
               h('button', { class: 'secondary', onclick: () => this.cancel(order.id),
                 'aria-label': `Cancel ${order.side} size ${order.size} at ${money(order.price)}` }, 'Cancel'))))
           : h('p', { class: 'muted', 'data-testid': 'my-orders' }, 'None.'));
+      if (this.refocusOrders && document.activeElement === document.body) view.orders.focus();
+      this.refocusOrders = false;
     }
   }
 }
@@ -847,12 +920,13 @@ async function showProduct(main, id) {
     snapshot: (snapshot, reset) => page.snapshot(snapshot, reset),
     event: (message) => page.event(message),
     private: (message) => privateEvent(message),
+    live: () => page.live(),
   });
   feed.connect();
   // Recent sales that could not be read (a 429, a 503) leave their list
-  // empty, not the whole page replaced by an error: the page draws into
-  // the elements it built, and the feed goes on.
-  await Promise.all([page.loadMatches().catch(() => {}), page.refreshOrders()]);
+  // empty for a moment, not the whole page replaced by an error: the page
+  // draws into the elements it built, and the feed goes on.
+  await Promise.all([page.loadSales(), page.refreshOrders()]);
 }
 
 // ---- start -----------------------------------------------------------------
@@ -873,6 +947,25 @@ async function start() {
 // showing one user's orders while acting with another's token.
 window.addEventListener('storage', (event) => {
   if (event.key === TOKEN_KEY) location.reload();
+});
+
+// An order placed or cancelled in another tab of this browser raises no
+// event on this one's feed (only fills, cancels and expiries do): the tab
+// that did it says so here, and the others read their orders again. A
+// page coming back into view reads them too, for what another device did.
+const tabs = {
+  channel: 'BroadcastChannel' in window ? new BroadcastChannel('bidask.orders') : null,
+  tell() {
+    if (this.channel && current) this.channel.postMessage({ user: current.user.id });
+  },
+};
+if (tabs.channel) {
+  tabs.channel.onmessage = (event) => {
+    if (page && current && event.data && event.data.user === current.user.id) page.refreshOrders();
+  };
+}
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'visible' && page) page.refreshOrders();
 });
 
 start();
