@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use bidask_server::clock::now_micros;
-use bidask_tests::ws::{Connect, WsClient, raw_upgrade, refusal};
+use bidask_tests::ws::{Connect, EXAMPLE_KEY, WsClient, raw_request, refusal};
 use bidask_tests::{Backend, JWT_SECRET, TestDatabase, on_both_backends, spawn_app, spawn_app_on};
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
@@ -215,16 +215,35 @@ async fn authentication_by_header_query_and_message(backend: Backend) {
         .expect("refused");
         assert_eq!(refusal(&refused), (401, "invalid_token".to_owned()));
     }
-    // Credentials of another scheme are refused as on REST, not passed
-    // over for an anonymous feed.
-    let (head, _) = raw_upgrade(&app, &["Authorization: Basic YW5uOnNlY3JldA=="]).await;
-    assert!(
-        head.starts_with("HTTP/1.1 401")
-            && head
-                .to_ascii_lowercase()
-                .contains("www-authenticate: bearer error=\"invalid_token\""),
-        "{head}"
+    // Credentials of another scheme (a browser behind a password-protected
+    // proxy resends them) are no token: the feed is anonymous, or signed
+    // in by `?token=`. Two `Authorization` headers are refused.
+    let authority = app.address.trim_start_matches("http://");
+    let upgrade = |query: &str, headers: &str| {
+        format!(
+            "GET /ws{query} HTTP/1.1\r\nHost: {authority}\r\nConnection: Upgrade\r\n\
+             Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: {EXAMPLE_KEY}\r\n{headers}\r\n"
+        )
+    };
+    let basic = "Authorization: Basic YW5uOnNlY3JldA==\r\n";
+    for (query, user) in [
+        (String::new(), Value::Null),
+        (format!("?token={}", bob.token), json!("bob")),
+    ] {
+        let (head, stream) = raw_request(authority, &upgrade(&query, basic)).await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{query}: {head}");
+        let mut welcome = RawFrames(stream);
+        let message = welcome.next_text().await;
+        assert_eq!(message["type"], "welcome", "{message}");
+        assert_eq!(message["user"]["username"], user, "{query}: {message}");
+    }
+    let both = format!(
+        "Authorization: Bearer {}\r\nAuthorization: Bearer {}\r\n",
+        alice.token, alice.token
     );
+    let (head, _) = raw_request(authority, &upgrade("", &both)).await;
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
 
     // Two tokens: the same one twice is one user; two users is refused,
     // not decided by which came first.
@@ -441,5 +460,31 @@ async fn the_id_comes_back_as_written() {
             }
         }
         assert_eq!(pong, Some(format!(r#"{{"type":"pong","id":{id}}}"#)));
+    }
+}
+
+/// A server's unmasked, unfragmented text frames read off a raw stream.
+struct RawFrames(tokio::net::TcpStream);
+
+impl RawFrames {
+    async fn next_text(&mut self) -> Value {
+        use tokio::io::AsyncReadExt;
+
+        let reading = async {
+            let mut head = [0_u8; 2];
+            self.0.read_exact(&mut head).await.expect("a frame head");
+            assert_eq!(head[0], 0x81, "one whole text frame");
+            let length = match head[1] & 0x7f {
+                126 => usize::from(self.0.read_u16().await.expect("a length")),
+                127 => usize::try_from(self.0.read_u64().await.expect("a length")).expect("a size"),
+                short => usize::from(short),
+            };
+            let mut payload = vec![0_u8; length];
+            self.0.read_exact(&mut payload).await.expect("the payload");
+            serde_json::from_slice(&payload).expect("JSON")
+        };
+        tokio::time::timeout(Duration::from_secs(10), reading)
+            .await
+            .expect("a frame within 10 s")
     }
 }

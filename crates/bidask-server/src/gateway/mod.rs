@@ -41,7 +41,7 @@ use utoipa::ToSchema;
 use crate::clock::{SECOND, now_micros};
 use crate::http::AppState;
 use crate::http::error::ApiError;
-use crate::http::extract::{ClientAddress, bearer};
+use crate::http::extract::{ClientAddress, Credentials, credentials};
 use crate::http::json::Query;
 use crate::http::limits::client;
 use crate::origin::{self, AllowedOrigin};
@@ -287,7 +287,15 @@ async fn upgrade(
     let slot = gateway.hold(client)?;
     // Two different tokens could be two users: which one the client
     // meant is not for the server to guess.
-    let token = match (bearer(&headers)?, query.token) {
+    // A token is optional here, and a header of another scheme is not
+    // one: the page's own feed, behind a password-protected proxy, comes
+    // with the `Basic` credentials the browser resends, and signs in with
+    // an `auth` message.
+    let header = match credentials(&headers)? {
+        Credentials::Bearer(token) => Some(token),
+        Credentials::None | Credentials::Other => None,
+    };
+    let token = match (header, query.token) {
         (Some(header), Some(query)) if header != query => {
             return Err(ApiError::Malformed {
                 code: "ambiguous_token",

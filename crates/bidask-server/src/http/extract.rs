@@ -25,10 +25,21 @@ impl FromRequestParts<AppState> for User {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(&parts.headers)?.ok_or(ApiError::Unauthorized {
-            code: "missing_token",
-            message: "send Authorization: Bearer <token>",
-        })?;
+        let token = match credentials(&parts.headers)? {
+            Credentials::Bearer(token) => token,
+            Credentials::None => {
+                return Err(ApiError::Unauthorized {
+                    code: "missing_token",
+                    message: "send Authorization: Bearer <token>",
+                });
+            }
+            Credentials::Other => {
+                return Err(ApiError::Unauthorized {
+                    code: "invalid_token",
+                    message: "the Authorization header must be Bearer <token>",
+                });
+            }
+        };
         let claims = state.tokens.verify(token)?;
         let id = claims.user_id().ok_or(ApiError::Unauthorized {
             code: "invalid_token",
@@ -43,32 +54,39 @@ impl FromRequestParts<AppState> for User {
     }
 }
 
-/// The token of an `Authorization: Bearer <token>` header, `None` without
-/// the header. The scheme is case-insensitive (RFC 7235). A header with
-/// another scheme is refused, not passed over: on the feed, a client that
-/// sent `Basic` credentials would otherwise be served as anonymous.
-pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+/// What a request's `Authorization` header holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credentials<'a> {
+    /// No header.
+    None,
+    /// `Bearer <token>`; the scheme is case-insensitive (RFC 7235).
+    Bearer(&'a str),
+    /// Another scheme, or a value that is not one: `Basic` credentials a
+    /// browser resends to a site behind a password-protected proxy, say.
+    Other,
+}
+
+/// Reads the `Authorization` header. Two are refused: they could name two
+/// users, and the server does not pick one.
+pub fn credentials(headers: &HeaderMap) -> Result<Credentials<'_>, ApiError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(header) = values.next() else {
-        return Ok(None);
+        return Ok(Credentials::None);
     };
-    // Two could name two users; the server does not pick one.
     if values.next().is_some() {
         return Err(ApiError::Unauthorized {
             code: "invalid_token",
             message: "send one Authorization header",
         });
     }
-    header
+    Ok(header
         .to_str()
         .ok()
         .and_then(|value| value.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| Some(token.trim()))
-        .ok_or(ApiError::Unauthorized {
-            code: "invalid_token",
-            message: "the Authorization header must be Bearer <token>",
-        })
+        .map_or(Credentials::Other, |(_, token)| {
+            Credentials::Bearer(token.trim())
+        }))
 }
 
 /// Refuses tokens of users the database does not have (a token signed
