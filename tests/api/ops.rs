@@ -128,8 +128,8 @@ async fn health_metrics_openapi_and_request_ids(backend: Backend) {
         generated.headers().get("x-request-id").is_some(),
         "no generated request id"
     );
-    // A client's id is echoed up to 128 visible characters; a longer one,
-    // or two, are replaced by the server's own.
+    // A client's id is echoed up to 128 visible characters; an empty or
+    // longer one, or two, are replaced by the server's own.
     let echoed = |ids: Vec<String>| {
         let mut request = app.client.get(format!("{}/healthz", app.address));
         for id in &ids {
@@ -149,6 +149,7 @@ async fn health_metrics_openapi_and_request_ids(backend: Backend) {
     assert!(echoed(vec!["k".repeat(128)]).await, "128 characters kept");
     assert!(!echoed(vec!["k".repeat(129)]).await, "129 characters kept");
     assert!(!echoed(vec!["a b".to_owned()]).await, "a space kept");
+    assert!(!echoed(vec![String::new()]).await, "an empty id kept");
     assert!(
         !echoed(vec!["one".to_owned(), "two".to_owned()]).await,
         "one of two kept"
@@ -294,6 +295,14 @@ async fn the_openapi_document_lists_every_answer_the_api_gives() {
                     .is_some(),
                 "{method} {path}: 429 does not name Retry-After"
             );
+            if let Some(unauthorized) = operation["responses"].get("401")
+                && operation["security"].is_array()
+            {
+                assert!(
+                    unauthorized["headers"].get("WWW-Authenticate").is_some(),
+                    "{method} {path}: 401 does not name WWW-Authenticate"
+                );
+            }
             let listed = |status: u16| operation["responses"].get(status.to_string()).is_some();
             let secured = operation["security"]
                 .as_array()

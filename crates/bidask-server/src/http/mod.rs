@@ -166,7 +166,7 @@ pub fn router(state: AppState, settings: &ApiSettings) -> Router {
 /// The longest request id taken from a client.
 const MAX_REQUEST_ID: usize = 128;
 
-/// Keeps a client's `x-request-id` only if it is one header of at most
+/// Keeps a client's `x-request-id` only if it is one header of 1 to
 /// [`MAX_REQUEST_ID`] visible ASCII characters; otherwise the server makes
 /// its own. The id is echoed and written into every log line of the
 /// request, which a client's 500-character id would fill.
@@ -174,7 +174,8 @@ async fn bound_request_id(mut request: Request, next: Next) -> Response {
     let mut ids = request.headers().get_all("x-request-id").iter();
     let fitting = match (ids.next(), ids.next()) {
         (Some(id), None) => {
-            id.len() <= MAX_REQUEST_ID && id.as_bytes().iter().all(u8::is_ascii_graphic)
+            (1..=MAX_REQUEST_ID).contains(&id.len())
+                && id.as_bytes().iter().all(u8::is_ascii_graphic)
         }
         (None, _) => true,
         (Some(_), Some(_)) => false,

@@ -132,6 +132,17 @@ fn add_common_responses(operation: &mut Operation) {
                             .build(),
                     );
                 }
+                if status == "401" {
+                    response = response.header(
+                        "WWW-Authenticate",
+                        HeaderBuilder::new()
+                            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                            .description(Some(
+                                "`Bearer`, with `error=\"invalid_token\"` when a token was refused.",
+                            ))
+                            .build(),
+                    );
+                }
                 response.build().into()
             });
     }
