@@ -285,8 +285,6 @@ async fn upgrade(
     };
     // The place first: a client refused for want of one costs no query.
     let slot = gateway.hold(client)?;
-    // Two different tokens could be two users: which one the client
-    // meant is not for the server to guess.
     // A token is optional here, and a header of another scheme is not
     // one: the page's own feed, behind a password-protected proxy, comes
     // with the `Basic` credentials the browser resends, and signs in with
@@ -295,6 +293,8 @@ async fn upgrade(
         Credentials::Bearer(token) => Some(token),
         Credentials::None | Credentials::Other => None,
     };
+    // Two different tokens could be two users: which one the client
+    // meant is not for the server to guess.
     let token = match (header, query.token) {
         (Some(header), Some(query)) if header != query => {
             return Err(ApiError::Malformed {
