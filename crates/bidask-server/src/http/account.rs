@@ -72,39 +72,34 @@ impl PartialSchema for Notification {
     fn schema() -> RefOr<Schema> {
         let mut schema = UserMatch::schema();
         if let RefOr::T(Schema::Object(object)) = &mut schema {
+            let field = |schema_type: Type, description: &str| {
+                ObjectBuilder::new()
+                    .schema_type(schema_type)
+                    .description(Some(description))
+            };
             let envelope = [
                 (
                     "type",
-                    ObjectBuilder::new()
-                        .schema_type(Type::String)
-                        .enum_values(Some(["MATCH_CREATED"]))
-                        .build(),
+                    field(Type::String, "The event.").enum_values(Some(["MATCH_CREATED"])),
                 ),
                 (
                     "channel",
-                    ObjectBuilder::new()
-                        .schema_type(Type::String)
-                        .description(Some("`user:{id}`, the caller's channel."))
-                        .build(),
+                    field(Type::String, "`user:{id}`, the caller's channel."),
                 ),
                 (
                     "seq",
-                    ObjectBuilder::new()
-                        .schema_type(Type::Integer)
-                        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
-                        .description(Some("Its place in the channel's feed."))
-                        .build(),
+                    field(Type::Integer, "Its place in the channel's feed.")
+                        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64))),
                 ),
                 (
                     "ts",
-                    ObjectBuilder::new()
-                        .schema_type(Type::String)
-                        .description(Some("RFC 3339: when its commit began."))
-                        .build(),
+                    field(Type::String, "RFC 3339: when its commit began."),
                 ),
             ];
             for (name, property) in envelope {
-                object.properties.insert(name.to_owned(), property.into());
+                object
+                    .properties
+                    .insert(name.to_owned(), property.build().into());
                 object.required.push(name.to_owned());
             }
             object.description = Some(

@@ -123,28 +123,32 @@ fn add_common_responses(operation: &mut Operation) {
                         .schema(Some(Ref::from_schema_name("ErrorBody")))
                         .build(),
                 );
-                if status == "429" {
-                    response = response.header(
-                        "Retry-After",
-                        HeaderBuilder::new()
-                            .schema(Some(ObjectBuilder::new().schema_type(Type::Integer)))
-                            .description(Some("Seconds to wait before trying again."))
-                            .build(),
-                    );
-                }
-                if status == "401" {
-                    response = response.header(
-                        "WWW-Authenticate",
-                        HeaderBuilder::new()
-                            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
-                            .description(Some(
-                                "`Bearer`, with `error=\"invalid_token\"` when a token was refused.",
-                            ))
-                            .build(),
-                    );
+                if let Some((name, schema_type, text)) = header_of(status) {
+                    let header = HeaderBuilder::new()
+                        .schema(Some(ObjectBuilder::new().schema_type(schema_type)))
+                        .description(Some(text))
+                        .build();
+                    response = response.header(name, header);
                 }
                 response.build().into()
             });
+    }
+}
+
+/// The header an answer of `status` carries: its name, type and meaning.
+fn header_of(status: &str) -> Option<(&'static str, Type, &'static str)> {
+    match status {
+        "401" => Some((
+            "WWW-Authenticate",
+            Type::String,
+            "`Bearer`, with `error=\"invalid_token\"` when a token was refused.",
+        )),
+        "429" => Some((
+            "Retry-After",
+            Type::Integer,
+            "Seconds to wait before trying again.",
+        )),
+        _ => None,
     }
 }
 

@@ -44,7 +44,6 @@ const PLACED: &str =
 const PLACE_CONFLICT: &str = "The caller has too many resting orders (`too_many_open_orders`), or the \
     `Idempotency-Key` was used with another body (`idempotency_key_reused`) or by a request still running \
     (`idempotency_key_in_use`).";
-const PLACE_INVALID: &str = "A field is refused (`validation_failed`, naming it).";
 /// Another user's order is as unknown as one that does not exist.
 const NOT_YOURS: &str = "No such order of the caller's (`not_found`), whoever else's it may be.";
 /// The longest an order may rest.
@@ -85,8 +84,7 @@ pub enum TimeInForceBody {
 #[utoipa::path(post, path = "/api/v1/bids", tag = "orders", operation_id = "place_bid", security(("bearer" = [])),
     request_body = PlaceBody, params(("Idempotency-Key" = Option<String>, Header)),
     responses((status = 201, description = PLACED, body = PlacedOrder),
-        (status = 409, description = PLACE_CONFLICT, body = ErrorBody),
-        (status = 422, description = PLACE_INVALID, body = ErrorBody)))]
+        (status = 409, description = PLACE_CONFLICT, body = ErrorBody)))]
 async fn place_bid(
     state: State<AppState>,
     user: User,
@@ -99,8 +97,7 @@ async fn place_bid(
 #[utoipa::path(post, path = "/api/v1/asks", tag = "orders", operation_id = "place_ask", security(("bearer" = [])),
     request_body = PlaceBody, params(("Idempotency-Key" = Option<String>, Header)),
     responses((status = 201, description = PLACED, body = PlacedOrder),
-        (status = 409, description = PLACE_CONFLICT, body = ErrorBody),
-        (status = 422, description = PLACE_INVALID, body = ErrorBody)))]
+        (status = 409, description = PLACE_CONFLICT, body = ErrorBody)))]
 async fn place_ask(
     state: State<AppState>,
     user: User,
@@ -578,8 +575,7 @@ pub struct AmendBody {
     operation_id = "amend_order", request_body = AmendBody,
     responses((status = 200, description = "The order as amended, and the trades the new price made.", body = AmendedOrder),
         (status = 404, description = NOT_YOURS, body = ErrorBody),
-        (status = 409, description = "The order no longer rests (`order_not_open`).", body = ErrorBody),
-        (status = 422, description = "A field is refused (`validation_failed`, naming it).", body = ErrorBody)))]
+        (status = 409, description = "The order no longer rests (`order_not_open`).", body = ErrorBody)))]
 async fn amend(
     State(state): State<AppState>,
     user: User,

@@ -127,8 +127,7 @@ struct ListQuery {
 #[utoipa::path(get, path = "/api/v1/products", tag = "products",
     operation_id = "list_products",
     params(("q" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, description = "Products, newest first, each with its markets' summaries.", body = Page<ProductView>),
-        (status = 422, description = "A query value is refused (`validation_failed`, naming it).", body = ErrorBody)))]
+    responses((status = 200, description = "Products, newest first, each with its markets' summaries.", body = Page<ProductView>)))]
 async fn list(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
@@ -179,8 +178,7 @@ pub struct NewProductBody {
     operation_id = "create_product", request_body = NewProductBody,
     responses((status = 201, description = "The product, created.", body = ProductView),
         (status = 403, description = "The caller is not an admin (`forbidden`).", body = ErrorBody),
-        (status = 409, description = "A product with this SKU exists (`sku_taken`).", body = ErrorBody),
-        (status = 422, description = "A field is refused (`validation_failed`, naming it).", body = ErrorBody)))]
+        (status = 409, description = "A product with this SKU exists (`sku_taken`).", body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
     _: Admin,
