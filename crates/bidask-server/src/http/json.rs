@@ -121,12 +121,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     }
     // serde would fill a struct from an array by position; the API takes
     // objects only.
-    if text
-        .trim_start_matches(|c: char| c.is_ascii_whitespace())
-        .as_bytes()
-        .first()
-        != Some(&b'{')
-    {
+    if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ApiError::invalid("body", "the body must be a JSON object"));
     }
     let mut deserializer = serde_json::Deserializer::from_str(text);
