@@ -763,12 +763,17 @@ async fn bad_tokens_are_refused_and_nothing_is_stored(backend: Backend) {
             invalid,
         ),
         ("an empty bearer token", "Bearer ".to_owned(), invalid),
+        // Another scheme sends no bearer token (RFC 6750, 3.1).
         (
             "Basic credentials",
             "Basic dHJhZGVyOnBhc3N3b3Jk".to_owned(),
-            invalid,
+            (401, "missing_token"),
         ),
-        ("a token without a scheme", trader.token.clone(), invalid),
+        (
+            "a token without a scheme",
+            trader.token.clone(),
+            (401, "missing_token"),
+        ),
         ("alg none", format!("Bearer {alg_none}"), invalid),
         (
             "an expired token",

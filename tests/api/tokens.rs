@@ -169,6 +169,16 @@ async fn a_refused_token_is_answered_with_a_challenge() {
         challenge(&forged).as_deref(),
         Some("Bearer error=\"invalid_token\"")
     );
+    // Another scheme is no bearer token, and none was refused.
+    let basic = app
+        .client
+        .get(&me)
+        .basic_auth("ann", Some("her password"))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(basic.status(), 401);
+    assert_eq!(challenge(&basic).as_deref(), Some("Bearer"));
     let login = app
         .client
         .post(format!("{}/api/v1/auth/login", app.address))

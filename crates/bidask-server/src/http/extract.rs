@@ -33,9 +33,11 @@ impl FromRequestParts<AppState> for User {
                     message: "send Authorization: Bearer <token>",
                 });
             }
+            // No bearer token was sent, so none was refused: the challenge
+            // carries no error (RFC 6750, 3.1).
             Credentials::Other => {
                 return Err(ApiError::Unauthorized {
-                    code: "invalid_token",
+                    code: "missing_token",
                     message: "the Authorization header must be Bearer <token>",
                 });
             }
@@ -79,10 +81,12 @@ pub fn credentials(headers: &HeaderMap) -> Result<Credentials<'_>, ApiError> {
             message: "send one Authorization header",
         });
     }
+    // A bare `Bearer` (the space after it trimmed away in transit) is a
+    // bearer token that is empty, and refused as one.
     Ok(header
         .to_str()
         .ok()
-        .and_then(|value| value.split_once(' '))
+        .map(|value| value.split_once(' ').unwrap_or((value, "")))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map_or(Credentials::Other, |(_, token)| {
             Credentials::Bearer(token.trim())
