@@ -67,9 +67,13 @@ async fn only_an_admin_creates_a_product_and_skus_are_unique(backend: Backend) {
             })
         );
     }
-    let shown = app
-        .get(&format!("/api/v1/products/{}", product["id"]), None)
-        .await;
+    let location = format!("/api/v1/products/{}", product["id"]);
+    assert_eq!(
+        created.location.as_ref(),
+        Some(&location),
+        "the 201 names it"
+    );
+    let shown = app.get(&location, None).await;
     assert_eq!(shown.status, 200, "{:?}", shown.body);
     assert_eq!(shown.body["sku"], "AJ1-CHI");
     assert_eq!(shown.body["created_at"], product["created_at"]);

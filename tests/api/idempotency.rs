@@ -94,6 +94,9 @@ async fn the_same_key_and_body_return_the_first_response_and_place_once(backend:
     assert_eq!(second.body["order"]["id"], first.body["order"]["id"]);
     assert_eq!(second.body["seq"], first.body["seq"]);
     let order = first.body["order"]["id"].as_i64().expect("an id");
+    let location = Some(format!("/api/v1/orders/{order}"));
+    assert_eq!(first.location, location, "the 201 names the order");
+    assert_eq!(second.location, location, "so does its replay");
     assert_eq!(order_ids(&app, &ann).await, vec![order]);
     let book = app.book(product, "10").await;
     assert_eq!(

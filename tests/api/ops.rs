@@ -295,6 +295,12 @@ async fn the_openapi_document_lists_every_answer_the_api_gives() {
                     .is_some(),
                 "{method} {path}: 429 does not name Retry-After"
             );
+            if let Some(created) = operation["responses"].get("201") {
+                assert!(
+                    created["headers"].get("Location").is_some(),
+                    "{method} {path}: 201 does not name Location"
+                );
+            }
             if let Some(unauthorized) = operation["responses"].get("401")
                 && operation["security"].is_array()
             {

@@ -77,6 +77,24 @@ async fn register_login_and_me(backend: Backend) {
     assert_eq!(me.body["role"], "trader");
     let anonymous = app.get("/api/v1/me", None).await;
     assert_eq!((anonymous.status, anonymous.code()), (401, "missing_token"));
+
+    // A new account's 201 names where its token reads it.
+    let bob = app
+        .post(
+            "/api/v1/auth/register",
+            None,
+            &json!({"username": "bob", "password": "password-of-bob"}),
+        )
+        .await;
+    assert_eq!(bob.status, 201, "{:?}", bob.body);
+    let location = bob.location.as_deref().expect("a Location");
+    let token = bob.body["token"].as_str().expect("a token");
+    let read = app.get(location, Some(token)).await;
+    assert_eq!(
+        (read.status, &read.body["username"]),
+        (200, &json!("bob")),
+        "{location}"
+    );
     app.stop().await;
 }
 
@@ -114,9 +132,13 @@ async fn ask_then_crossing_bid_makes_one_match(backend: Backend) {
         bid.body
     );
 
-    let ask_now = app
-        .get(&format!("/api/v1/orders/{ask_id}"), Some(&seller.token))
-        .await;
+    let ask_at = format!("/api/v1/orders/{ask_id}");
+    assert_eq!(
+        ask.location.as_ref(),
+        Some(&ask_at),
+        "the 201 names the order"
+    );
+    let ask_now = app.get(&ask_at, Some(&seller.token)).await;
     assert_eq!(ask_now.body["status"], "filled");
 
     let book = app.book(product, "10").await;

@@ -221,6 +221,8 @@ pub struct Reply {
     pub body: Value,
     /// `Retry-After`, if any.
     pub retry_after: Option<String>,
+    /// `Location`, if any.
+    pub location: Option<String>,
 }
 
 impl Reply {
@@ -335,11 +337,15 @@ impl TestApp {
         }
         let response = request.send().await.expect("the server answers");
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        };
+        let retry_after = header("retry-after");
+        let location = header("location");
         let text = response.text().await.expect("a body");
         // Every answer under /api is JSON: anything else is a failure, not
         // a `null` that a check for a missing field would take for a pass.
@@ -355,6 +361,7 @@ impl TestApp {
             status,
             body,
             retry_after,
+            location,
         }
     }
 

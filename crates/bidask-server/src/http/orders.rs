@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -83,7 +83,8 @@ pub enum TimeInForceBody {
 
 #[utoipa::path(post, path = "/api/v1/bids", tag = "orders", operation_id = "place_bid", security(("bearer" = [])),
     request_body = PlaceBody, params(("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 201, description = PLACED, body = PlacedOrder),
+    responses((status = 201, description = PLACED, body = PlacedOrder,
+            headers(("Location" = String, description = "The order's address, `/api/v1/orders/{id}`."))),
         (status = 409, description = PLACE_CONFLICT, body = ErrorBody)))]
 async fn place_bid(
     state: State<AppState>,
@@ -96,7 +97,8 @@ async fn place_bid(
 
 #[utoipa::path(post, path = "/api/v1/asks", tag = "orders", operation_id = "place_ask", security(("bearer" = [])),
     request_body = PlaceBody, params(("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 201, description = PLACED, body = PlacedOrder),
+    responses((status = 201, description = PLACED, body = PlacedOrder,
+            headers(("Location" = String, description = "The order's address, `/api/v1/orders/{id}`."))),
         (status = 409, description = PLACE_CONFLICT, body = ErrorBody)))]
 async fn place_ask(
     state: State<AppState>,
@@ -250,7 +252,25 @@ fn replay(
         .ok()
         .and_then(|status| StatusCode::from_u16(status).ok())
         .unwrap_or(StatusCode::CREATED);
+    if status == StatusCode::CREATED {
+        // Only the body was stored; the order's id is in it.
+        let order_id = serde_json::from_str::<StoredPlacement>(&stored.response)
+            .ok()
+            .map(|placement| placement.order.id);
+        return Ok(placed(order_id, stored.response));
+    }
     Ok(json_response(status, stored.response))
+}
+
+/// What a replay reads of a stored 201.
+#[derive(Deserialize)]
+struct StoredPlacement {
+    order: StoredOrder,
+}
+
+#[derive(Deserialize)]
+struct StoredOrder {
+    id: i64,
 }
 
 /// What identifies a request under its idempotency key: the order it
@@ -380,10 +400,22 @@ async fn submit(
         .request(product_id, |reply| Request::Place { order, reply })
         .await?;
     metrics::counter!("bidask_orders_accepted_total").increment(1);
-    Ok(json_response(
-        StatusCode::CREATED,
+    Ok(placed(
+        committed.order_id,
         committed.body.unwrap_or_default(),
     ))
+}
+
+/// A 201 with the new order's address (RFC 9110, 15.3.2), where a client
+/// reads it again.
+fn placed(order_id: Option<i64>, body: String) -> Response {
+    let mut response = json_response(StatusCode::CREATED, body);
+    if let Some(location) =
+        order_id.and_then(|id| HeaderValue::try_from(format!("/api/v1/orders/{id}")).ok())
+    {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
 }
 
 fn json_response(status: StatusCode, body: String) -> Response {

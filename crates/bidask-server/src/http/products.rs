@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderName, StatusCode, header};
 use axum::routing::get;
 use axum::{Json, Router};
 use bidask_store::ProductRecord;
@@ -176,14 +176,15 @@ pub struct NewProductBody {
 
 #[utoipa::path(post, path = "/api/v1/products", tag = "products", security(("bearer" = [])),
     operation_id = "create_product", request_body = NewProductBody,
-    responses((status = 201, description = "The product, created.", body = ProductView),
+    responses((status = 201, description = "The product, created.", body = ProductView,
+            headers(("Location" = String, description = "The product's address, `/api/v1/products/{id}`."))),
         (status = 403, description = "The caller is not an admin (`forbidden`).", body = ErrorBody),
         (status = 409, description = "A product with this SKU exists (`sku_taken`).", body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
     _: Admin,
     json::Json(body): json::Json<NewProductBody>,
-) -> Result<(StatusCode, Json<ProductView>), ApiError> {
+) -> Result<Created, ApiError> {
     let text = |field: &'static str, value: &str, max: usize| {
         let value = value.trim();
         if value.is_empty() || value.chars().count() > max {
@@ -252,7 +253,7 @@ async fn create(
             .take_unanswered(&sku, is_retry)
             .and_then(|stored| state.catalog.get(stored.id));
         return match retried {
-            Some(product) => Ok((StatusCode::CREATED, Json(view(&state, &product)))),
+            Some(product) => Ok(created(&state, &product)),
             None => Err(taken()),
         };
     }
@@ -263,7 +264,7 @@ async fn create(
         let retried = is_retry(&stored);
         let product = state.markets.adopt(stored, false).await?;
         return if retried {
-            Ok((StatusCode::CREATED, Json(view(&state, &product))))
+            Ok(created(&state, &product))
         } else {
             Err(taken())
         };
@@ -279,7 +280,18 @@ async fn create(
         created_at: now_micros(),
     };
     let product = state.markets.create_product(record).await?;
-    Ok((StatusCode::CREATED, Json(view(&state, &product))))
+    Ok(created(&state, &product))
+}
+
+/// A 201 with the product and its address (RFC 9110, 15.3.2).
+type Created = (StatusCode, [(HeaderName, String); 1], Json<ProductView>);
+
+fn created(state: &AppState, product: &Product) -> Created {
+    (
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/api/v1/products/{}", product.id))],
+        Json(view(state, product)),
+    )
 }
 
 #[derive(Deserialize)]

@@ -1,7 +1,7 @@
 //! Registration, login and `GET /me`.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderName, StatusCode, header};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bidask_store::{NewUser, StoreError, UserRecord};
@@ -92,14 +92,15 @@ fn session(state: &AppState, user: &UserRecord) -> Result<Session, ApiError> {
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", operation_id = "register", request_body = Credentials,
-    responses((status = 201, description = "The account, created, and a token for it.", body = Session),
+    responses((status = 201, description = "The account, created, and a token for it.", body = Session,
+            headers(("Location" = String, description = "`/api/v1/me`, where the token reads the account."))),
         (status = 409, description = "The name is taken, in any case (`username_taken`).", body = ErrorBody),
         (status = 422, description = "The name or the password is refused (`validation_failed`, naming it).", body = ErrorBody)))]
 async fn register(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,
     json::Json(body): json::Json<Credentials>,
-) -> Result<(StatusCode, Json<Session>), ApiError> {
+) -> Result<(StatusCode, [(HeaderName, &'static str); 1], Json<Session>), ApiError> {
     state.limits.check_password_attempt(address)?;
     let (username, password) = parse_credentials(&body)?;
     let password_hash = password::hash(password).await.map_err(hashing_error)?;
@@ -121,7 +122,12 @@ async fn register(
             }
             other => other.into(),
         })?;
-    Ok((StatusCode::CREATED, Json(session(&state, &user)?)))
+    // The account's own address: `/me` with the token that comes with it.
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, "/api/v1/me")],
+        Json(session(&state, &user)?),
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", operation_id = "login", request_body = Credentials,

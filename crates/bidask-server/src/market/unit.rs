@@ -115,6 +115,15 @@ impl Response {
         // Plain structs of strings and numbers always serialize.
         body.unwrap_or_default()
     }
+
+    /// The id of the order the response is about.
+    pub fn order_id(&self) -> i64 {
+        match self {
+            Self::Placed { order, .. }
+            | Self::Amended { order, .. }
+            | Self::Cancelled { order } => order.id,
+        }
+    }
 }
 
 /// A committed unit.
@@ -125,4 +134,7 @@ pub struct Committed {
     pub seq: i64,
     /// The response body, when the unit had a [`Response`].
     pub body: Option<String>,
+    /// The id of the order the [`Response`] is about: a placed order's
+    /// `Location`.
+    pub order_id: Option<i64>,
 }

@@ -33,7 +33,7 @@ use crate::market::actor::MarketError;
 use crate::market::finished::{Finished, RecentlyFinished};
 use crate::market::replica::Replicas;
 use crate::market::staleness::Staleness;
-use crate::market::unit::{Committed, OnCommit, Unit};
+use crate::market::unit::{Committed, OnCommit, Response, Unit};
 
 /// Feed rows read per query when publishing a batch that landed after
 /// its commit counted as failed.
@@ -441,7 +441,7 @@ impl Writer {
         let ts = format_micros(now);
         let mut seqs: HashMap<Channel, i64> = HashMap::new();
         let mut published: Vec<(usize, usize, i64, String)> = Vec::new();
-        let mut replies: Vec<(usize, i64, Option<String>)> = Vec::new();
+        let mut replies: Vec<(usize, Committed)> = Vec::new();
         let mut order_slots: HashMap<i64, usize> = HashMap::new();
         for (index, unit) in units.iter_mut().enumerate() {
             if let Some(product) = &unit.product {
@@ -507,7 +507,15 @@ impl Writer {
                         created_at: now,
                     });
                 }
-                replies.push((index, seq, body));
+                let order_id = reply.response.as_ref().map(Response::order_id);
+                replies.push((
+                    index,
+                    Committed {
+                        seq,
+                        body,
+                        order_id,
+                    },
+                ));
             }
         }
 
@@ -564,11 +572,11 @@ impl Writer {
         }
         metrics::counter!("bidask_events_published_total").increment(batch.events.len() as u64);
         metrics::counter!("bidask_matches_total").increment(batch.matches.len() as u64);
-        for (index, seq, body) in replies {
+        for (index, committed) in replies {
             if let Some(reply) = units[index].reply.take() {
                 let outcome = match reply.refusal {
                     Some(refusal) => Err(refusal),
-                    None => Ok(Committed { seq, body }),
+                    None => Ok(committed),
                 };
                 let _ = reply.sender.send(outcome);
             }
