@@ -386,8 +386,10 @@ async fn the_openapi_document_lists_every_answer_the_api_gives() {
 /// rather than the file again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_and_its_files_are_served_with_validators() {
-    let app = spawn_app(Backend::Sqlite).await;
-    let fetch = |path: &'static str, tag: Option<String>| {
+    let mut app = spawn_app(Backend::Sqlite).await;
+    let product = app.create_product("AJ1-CHI", &["10"]).await;
+    let product_page = format!("/products/{product}");
+    let fetch = |path: &str, tag: Option<String>| {
         let mut request = app.client.get(format!("{}{path}", app.address));
         if let Some(tag) = tag {
             request = request.header("if-none-match", tag);
@@ -404,7 +406,7 @@ async fn the_page_and_its_files_are_served_with_validators() {
     let mut tags = Vec::new();
     for (path, kind) in [
         ("/", "text/html"),
-        ("/products/1", "text/html"),
+        (product_page.as_str(), "text/html"),
         ("/assets/app.js", "text/javascript"),
         ("/assets/style.css", "text/css"),
     ] {
@@ -445,6 +447,40 @@ async fn the_page_and_its_files_are_served_with_validators() {
     tags.sort();
     tags.dedup();
     assert_eq!(tags.len(), 3, "one tag per file: {tags:?}");
+
+    // An address that names no product is the page with a 404, its own
+    // tag notwithstanding; one with a trailing slash is sent to its form
+    // without.
+    for path in [
+        format!("/products/{}", product + 1),
+        "/products/abc".to_owned(),
+    ] {
+        let missing = fetch(&path, Some(tags[0].clone()))
+            .await
+            .expect("an answer");
+        assert_eq!(missing.status(), 404, "{path}");
+        assert!(
+            header(&missing, "content-security-policy").is_some(),
+            "{path}"
+        );
+        let text = missing.text().await.expect("a body");
+        assert!(text.contains("/assets/app.js"), "{path}: {text}");
+    }
+    let unfollowed = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("an HTTP client");
+    let get = |path: String| unfollowed.get(format!("{}{path}", app.address)).send();
+    let slashed = get(format!("{product_page}/")).await.expect("an answer");
+    assert_eq!(slashed.status(), 308);
+    assert_eq!(header(&slashed, "location"), Some(product_page));
+    let odd = get("/products/%2F%2Fexample.com/".to_owned())
+        .await
+        .expect("an answer");
+    assert_eq!(
+        (odd.status(), header(&odd, "location")),
+        (reqwest::StatusCode::NOT_FOUND, None)
+    );
     app.stop().await;
 }
 

@@ -629,6 +629,20 @@ try {
   await browsing.locator('[data-testid=more-products]').waitFor({ state: 'hidden', timeout: WAIT });
   await browsing.close();
 
+  step('an address that names no sneaker says so, and one with a trailing slash is forgiven');
+  // Not watched: its 404s are the point. Its script must not throw.
+  const lost = await browser.newPage();
+  lost.on('pageerror', (error) => failures.push(`lost: ${error.message}`));
+  for (const path of [`/products/${product.id + 1_000_000}`, '/products/abc']) {
+    const answer = await lost.goto(`${base}${path}`);
+    if (answer.status() !== 404) throw new Error(`${path} answered ${answer.status()}`);
+    await lost.locator('[data-testid=not-found]').waitFor({ timeout: WAIT });
+  }
+  await lost.goto(`${base}/products/${product.id}/`);
+  await lost.waitForURL(`**/products/${product.id}`);
+  await lost.locator('[data-testid=product-name]').waitFor({ timeout: WAIT });
+  await lost.close();
+
   if (failures.length) throw new Error(`the page reported errors:\n${failures.join('\n')}`);
   console.log('the product page works');
 } finally {

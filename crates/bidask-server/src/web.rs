@@ -3,14 +3,16 @@
 //!
 //! `/` is the catalog and `/products/{id}` a product; both are the same
 //! document, which reads the path and talks to the public API and `/ws`
-//! like any other client.
+//! like any other client. A product the catalog does not hold gets that
+//! document with a 404, and the page says there is no such sneaker.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::LazyLock;
 
 use axum::Router;
+use axum::extract::{Path, State};
 use axum::http::header::{
-    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH,
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH, LOCATION,
 };
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -94,17 +96,53 @@ static STYLE: LazyLock<Asset> =
 /// The page's routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/", get(page))
-        .route("/products/{id}", get(page))
+        .route("/", get(catalog))
+        .route("/products/{id}", get(product))
+        .route("/products/{id}/", get(without_slash))
         .route("/assets/app.js", get(script))
         .route("/assets/style.css", get(style))
 }
 
-async fn page(headers: HeaderMap) -> impl IntoResponse {
-    (
-        [(CONTENT_SECURITY_POLICY, HeaderValue::from_static(POLICY))],
-        INDEX.serve(&headers),
-    )
+async fn catalog(headers: HeaderMap) -> Response {
+    page(INDEX.serve(&headers))
+}
+
+/// A product's page, or the same document with a 404 for an id the
+/// catalog does not hold (the page then says so): a link checker, a
+/// crawler or a proxy's cache learns that the address is wrong.
+async fn product(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let known = id
+        .parse::<i64>()
+        .is_ok_and(|id| state.catalog.get(id).is_some());
+    if known {
+        return page(INDEX.serve(&headers));
+    }
+    let mut missing = INDEX.serve(&HeaderMap::new());
+    *missing.status_mut() = StatusCode::NOT_FOUND;
+    page(missing)
+}
+
+/// `/products/1/` is `/products/1`, as a person who typed it means. Only
+/// digits are sent back in `Location`: nothing a link could smuggle in.
+async fn without_slash(state: State<AppState>, Path(id): Path<String>) -> Response {
+    if id.is_empty() || !id.bytes().all(|byte| byte.is_ascii_digit()) {
+        return product(state, Path(id), HeaderMap::new()).await;
+    }
+    let location = HeaderValue::try_from(format!("/products/{id}"))
+        .expect("a path of ASCII digits is a valid header value");
+    (StatusCode::PERMANENT_REDIRECT, [(LOCATION, location)]).into_response()
+}
+
+/// The page's policy on its document.
+fn page(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(POLICY));
+    response
 }
 
 async fn script(headers: HeaderMap) -> Response {

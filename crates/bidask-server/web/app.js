@@ -931,15 +931,25 @@ async function showProduct(main, id) {
 
 // ---- start -----------------------------------------------------------------
 
+/** A product address that names none (the server answered it 404). */
+function showNotFound(main) {
+  document.title = 'Not found · bidask';
+  main.replaceChildren(
+    h('h1', { 'data-testid': 'not-found' }, 'No such sneaker'),
+    h('p', {}, h('a', { href: '/' }, 'See all sneakers')));
+}
+
 async function start() {
   renderAccount();
   const main = document.getElementById('main');
-  const match = location.pathname.match(/^\/products\/(\d+)\/?$/);
+  const match = location.pathname.match(/^\/products\/(\d+)$/);
   try {
     if (match) await showProduct(main, match[1]);
-    else await showCatalog(main);
+    else if (location.pathname === '/') await showCatalog(main);
+    else showNotFound(main);
   } catch (failure) {
-    main.replaceChildren(h('p', { class: 'error' }, `Could not load: ${failure.message}`));
+    if (failure instanceof ApiError && failure.status === 404) showNotFound(main);
+    else main.replaceChildren(h('p', { class: 'error' }, `Could not load: ${failure.message}`));
   }
 }
 
