@@ -174,6 +174,17 @@ try {
   watch(sellerPage, 'seller');
   await sellerPage.goto(`${base}/products/${product.id}`);
   await textOf(sellerPage, '[data-testid=live]', 'Live');
+  // A refused try's error goes with the next try, also one the browser's
+  // own checks stop before it is sent (an empty password).
+  faking401 = true;
+  await sellerPage.fill('[data-testid=sign-in] input[name=username]', seller.username);
+  await sellerPage.fill('[data-testid=sign-in] input[name=password]', 'not-the-password');
+  await sellerPage.click('[data-testid=sign-in] button[name=login]');
+  await sellerPage.locator('[data-testid=sign-in-error]:not(:empty)').waitFor({ timeout: WAIT });
+  faking401 = false;
+  await sellerPage.fill('[data-testid=sign-in] input[name=password]', '');
+  await sellerPage.click('[data-testid=sign-in] button[name=login]');
+  await textOf(sellerPage, '[data-testid=sign-in-error]', '');
   await signIn(sellerPage, seller);
   await textOf(sellerPage, '[data-testid=live]', 'Live');
   await sellerPage.fill('[data-testid=price]', '205.00');
@@ -211,9 +222,19 @@ try {
   await sellerPage.click('[data-testid=trade] button[name=ask]');
   await textOf(watcher, '[data-testid=lowest-ask-10]', '$240.00');
   const order = sellerPage.locator('[data-testid=my-orders] li', { hasText: '$240.00' });
-  await order.getByRole('button', { name: 'Cancel' }).click();
+  // A double click cancels once, and says nothing of an order "already
+  // cancelled" (the second DELETE's 409 would count as a failure too).
+  let cancelsSent = 0;
+  const countCancels = (request) => {
+    if (request.method() === 'DELETE') cancelsSent += 1;
+  };
+  sellerPage.on('request', countCancels);
+  await order.getByRole('button', { name: 'Cancel' }).dblclick();
   await order.waitFor({ state: 'detached', timeout: WAIT });
   await textOf(watcher, '[data-testid=lowest-ask-10]', '—');
+  sellerPage.off('request', countCancels);
+  if (cancelsSent !== 1) throw new Error(`a double click sent ${cancelsSent} cancels`);
+  await textOf(sellerPage, '[data-testid=trade-error]', '');
   // A thousands separator is not a decimal comma: "1,000" is not $1.00,
   // which would sell at the highest bid. It is refused before it is sent.
   let sentWithComma = 0;
@@ -433,7 +454,7 @@ try {
   // signed in stays on the page.
   await textOf(sellerPage, '[data-testid=trade-error]', 'Sign in to trade.');
   faking401 = false;
-  step('a book deeper than a snapshot: the best price stays right as its top goes');
+  step('a deep book: the levels past the ten shown are counted, and the best price stays right as its top goes');
   const deep = [];
   for (let cents = 5000; cents <= 5100; cents += 1) {
     const price = `${Math.floor(cents / 100)}.${String(cents % 100).padStart(2, '0')}`;
@@ -443,11 +464,17 @@ try {
   watch(deepPage, 'deep');
   await deepPage.goto(`${base}/products/${product.id}`);
   await textOf(deepPage, '[data-testid=highest-bid-11]', '$51.00');
-  // The snapshot held the best 100 levels; cancel all of them.
+  await deepPage.click('[data-testid=size-11]');
+  const bidLevels = (await rest('GET', `/products/${product.id}/book?size=11&depth=1000`)).bids.length;
+  await textOf(deepPage, '[data-testid=more-bids]', `${bidLevels - 10} more price levels`);
+  // Cancel the best hundred of them.
   for (const placed of deep.slice(1)) {
     await rest('DELETE', `/orders/${placed.order.id}`, bidder.token);
   }
   await textOf(deepPage, '[data-testid=highest-bid-11]', '$50.00');
+  const left = bidLevels - 100 - 10;
+  if (left > 0) await textOf(deepPage, '[data-testid=more-bids]', `${left} more price level${left === 1 ? '' : 's'}`);
+  else await deepPage.locator('[data-testid=more-bids]').waitFor({ state: 'detached', timeout: WAIT });
   await deepPage.close();
 
   step('a sale the feed brings while the recent sales are being read is listed, once');
@@ -628,6 +655,37 @@ try {
   // Nothing is older: the last page needs no button.
   await browsing.locator('[data-testid=more-products]').waitFor({ state: 'hidden', timeout: WAIT });
   await browsing.close();
+
+  step('an order that expires leaves the list with a word');
+  const expiring = await register('expiring');
+  // Placed before the page opens, so that its list holds it (and its price).
+  const expiresAt = new Date(Date.now() + 8000).toISOString();
+  const doomed = await rest('POST', '/bids', expiring.token, {
+    product_id: product.id, size: '9', price: '1.00', expires_at: expiresAt,
+  });
+  const expiringContext = await browser.newContext();
+  const expiringPage = await expiringContext.newPage();
+  watch(expiringPage, 'expiring');
+  await expiringPage.goto(`${base}/products/${product.id}`);
+  await signIn(expiringPage, expiring);
+  await expiringPage.locator(`[data-testid=order-${doomed.order.id}]`).waitFor({ timeout: WAIT });
+  await toast(expiringPage, 'Your bid at $1.00 (size 9) expired.');
+  await expiringPage.locator(`[data-testid=order-${doomed.order.id}]`).waitFor({ state: 'detached', timeout: WAIT });
+  await expiringContext.close();
+
+  step('the price box names a coarse tick, with an example on it');
+  const coarse = await rest('POST', '/products', admin.token, {
+    sku: `COARSE-${run}`, name: 'Coarse Tick', brand: 'Nike', sizes: ['10'], tick_size: '5.00',
+  });
+  const coarsePage = await browser.newPage();
+  watch(coarsePage, 'coarse');
+  await coarsePage.goto(`${base}/products/${coarse.id}`);
+  await coarsePage.waitForFunction(
+    () => document.querySelector('[data-testid=price]')?.placeholder === 'Price in steps of 5.00, e.g. 210.00',
+    null,
+    { timeout: WAIT },
+  );
+  await coarsePage.close();
 
   step('an address that names no sneaker says so, and one with a trailing slash is forgiven');
   // Not watched: its 404s are the point. Its script must not throw.

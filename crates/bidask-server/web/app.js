@@ -140,9 +140,13 @@ function renderAccount() {
     return;
   }
   const form = document.getElementById('sign-in').content.firstElementChild.cloneNode(true);
-  const error = h('p', { class: 'error', role: 'alert' });
+  const error = h('p', { class: 'error', role: 'alert', 'data-testid': 'sign-in-error' });
+  // A new try clears the last one's error, also when the browser's own
+  // checks stop it before it is sent (then they say what is wrong).
+  form.addEventListener('invalid', () => { error.textContent = ''; }, true);
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
+    error.textContent = '';
     const register = event.submitter && event.submitter.name === 'register';
     const username = form.elements.username.value.trim();
     const password = form.elements.password.value;
@@ -457,11 +461,24 @@ function privateEvent(message) {
       toast(message.message);
     }
   }
+  // An order that expires leaves the list: the user is told why, once
+  // (the user channel's seq only grows). Its price is known if the page
+  // lists it, which it still does until the refresh below.
+  if (message.type === 'ORDER_UPDATED' && message.status === 'expired' && current) {
+    const key = `bidask.expired.${current.user.id}`;
+    if (message.seq > toasted.get(key)) {
+      toasted.set(key, message.seq);
+      const listed = page && page.orders.find((order) => order.id === message.order_id);
+      const at = listed ? ` at ${money(listed.price)}` : '';
+      toast(`Your ${message.side}${at} (size ${message.size}) expired.`);
+    }
+  }
   if (page) page.refreshOrders();
 }
 
-// The last notification toasted per user: in the tab's session storage,
-// or in memory where the browser refuses storage (then once per page).
+// The last notification (or expiry) toasted per user: in the tab's
+// session storage, or in memory where the browser refuses storage (then
+// once per page).
 const toasted = {
   memory: new Map(),
   get(key) {
@@ -491,15 +508,33 @@ function recentSales(some, others) {
   return [...byId.values()].sort((a, b) => b.id - a.id).slice(0, 10);
 }
 
+/**
+ * An example price near $210 on the product's tick, and the tick itself
+ * when it is coarser than the last decimal ("Price in steps of 5.00, e.g.
+ * 210.00"): the server refuses a price off the tick. Counted in units of
+ * the tick's last decimal, as integers.
+ */
+function pricePlaceholder(tick) {
+  const decimals = (tick.split('.')[1] || '').length;
+  const units = Number(tick.replace('.', ''));
+  const example = Math.max(1, Math.round((210 * 10 ** decimals) / units)) * units;
+  const digits = String(example).padStart(decimals + 1, '0');
+  const shown = decimals ? `${digits.slice(0, -decimals)}.${digits.slice(-decimals)}` : digits;
+  return units === 1 ? `Price, e.g. ${shown}` : `Price in steps of ${tick}, e.g. ${shown}`;
+}
+
+/** How many levels a side the page shows. */
+const BOOK_SHOWN = 10;
+
 /** One market's book as the feed describes it: price → {quantity, orders}. */
 class Market {
   constructor(size) {
     this.size = size;
     this.bids = new Map();
     this.asks = new Map();
-    // The best of each side as the feed last said: a snapshot holds at
-    // most 100 levels a side, so once the levels it showed are gone the
-    // copy above no longer knows the best price, but each update does.
+    // The best of each side as the feed last said: each update names it,
+    // so the page shows the server's word for it rather than its own
+    // reckoning from the copy above.
     this.top = { bid: null, ask: null };
     this.lastSale = null;
   }
@@ -538,6 +573,7 @@ class ProductPage {
     this.selected = product.sizes[Math.floor(product.sizes.length / 2)] || product.sizes[0];
     this.matches = [];
     this.orders = [];
+    this.cancelling = new Set();
     this.placing = false;
     // The last order that failed without an answer, and its key.
     this.retry = null;
@@ -741,12 +777,20 @@ class ProductPage {
     }
   }
 
-  async cancel(id) {
+  // One cancel per order at a time: the second click of a double click
+  // would be answered "already cancelled".
+  async cancel(id, button) {
+    if (this.cancelling.has(id)) return;
+    this.cancelling.add(id);
+    button.disabled = true;
     try {
       await api('DELETE', `/orders/${id}`);
       tabs.tell();
     } catch (failure) {
+      button.disabled = false;
       if (!sessionEnded(failure)) this.error = failure.message;
+    } finally {
+      this.cancelling.delete(id);
     }
     // The list is drawn anew, and the button that had the focus with it:
     // the focus stays in the list, not back at the top of the page.
@@ -788,7 +832,7 @@ class ProductPage {
         h('td', {}, cells.pick), cells.bid, cells.ask, cells.last);
       return [size, cells];
     }));
-    const price = h('input', { name: 'price', inputmode: 'decimal', placeholder: 'Price, e.g. 210.00',
+    const price = h('input', { name: 'price', inputmode: 'decimal', placeholder: pricePlaceholder(product.tick_size),
       'aria-label': 'Price', 'data-testid': 'price' });
     const view = {
       sizes,
@@ -858,15 +902,21 @@ class ProductPage {
     setText(view.salesTitle, `Recent sales · size ${this.selected}`);
     setText(view.tradeTitle, `Trade · size ${this.selected}`);
     for (const side of ['bid', 'ask']) {
-      const levels = selected.levels(side).slice(0, 10);
+      // The page knows the whole book (a snapshot holds every level), and
+      // says how much of it is not shown.
+      const all = selected.levels(side);
+      const levels = all.slice(0, BOOK_SHOWN);
+      const more = all.length - levels.length;
+      const moreText = more > 0 ? `${more} more price ${more === 1 ? 'level' : 'levels'}` : '';
       const table = side === 'bid' ? view.bids : view.asks;
-      const drawn = JSON.stringify(levels);
+      const drawn = JSON.stringify([levels, moreText]);
       if (this.drawn[side] === drawn) continue;
       this.drawn[side] = drawn;
       table.replaceChildren(
         h('tr', {}, h('th', {}, side === 'bid' ? 'Bids' : 'Asks'), h('th', {}, 'Qty'), h('th', {}, 'Orders')),
         ...levels.map((level) => h('tr', {},
-          h('td', { class: side }, money(level.price)), h('td', {}, level.quantity), h('td', {}, level.orders))));
+          h('td', { class: side }, money(level.price)), h('td', {}, level.quantity), h('td', {}, level.orders))),
+        ...(moreText ? [h('tr', {}, h('td', { class: 'muted', colspan: '3', 'data-testid': `more-${side}s` }, moreText))] : []));
     }
     if (this.drawn.matches !== this.matches) {
       this.drawn.matches = this.matches;
@@ -902,7 +952,7 @@ class ProductPage {
             this.orders.map((order) => h('li', { 'data-testid': `order-${order.id}` },
               h('span', { class: order.side }, `${order.side === 'bid' ? 'Bid' : 'Ask'} size ${order.size} ${money(order.price)}`
                 + (order.quantity > 1 ? ` · ${order.remaining_quantity} of ${order.quantity} left` : '')),
-              h('button', { class: 'secondary', onclick: () => this.cancel(order.id),
+              h('button', { class: 'secondary', onclick: (event) => this.cancel(order.id, event.currentTarget),
                 'aria-label': `Cancel ${order.side} size ${order.size} at ${money(order.price)}` }, 'Cancel'))))
           : h('p', { class: 'muted', 'data-testid': 'my-orders' }, 'None.'));
       if (this.refocusOrders && document.activeElement === document.body) view.orders.focus();
