@@ -77,6 +77,12 @@ impl List {
         }
     }
 
+    /// Adds a condition written into the statement.
+    fn and_where(&mut self, condition: &str) {
+        self.sql.push_str(" AND ");
+        self.sql.push_str(condition);
+    }
+
     /// The query, newest first; the page's limit is bound last.
     fn newest_first(self) -> String {
         format!("{} ORDER BY id DESC LIMIT ${}", self.sql, self.params + 1)
@@ -367,6 +373,12 @@ impl Store {
             "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = $1 AND id < $2"
         ));
         list.and("status", status.is_some());
+        // A resting status is read from the index of resting orders, which
+        // the planner takes only when the statement states its condition
+        // itself: a bound `status = $n` could be any status.
+        if matches!(status, Some("open" | "partially_filled")) {
+            list.and_where("status IN ('open', 'partially_filled')");
+        }
         list.and("product_id", product_id.is_some());
         let mut query = sqlx::query_as(sqlx::AssertSqlSafe(list.newest_first()))
             .bind(user_id)
