@@ -7,6 +7,8 @@ use bidask_store::{
 };
 use bidask_tests::{Backend, TestDatabase, on_both_backends};
 
+mod upgrade;
+
 on_both_backends!(
     orders_are_inserted_then_replaced,
     a_refused_batch_writes_nothing,
