@@ -609,6 +609,54 @@ async fn migrate_then_serve(backend: Backend) {
 
 on_both_backends!(migrate_then_serve);
 
+/// `bidask migrate` does not change the schema under a server that writes
+/// to the database (an older one, which a new column or check could
+/// break): while another holds the writer's lock it refuses, naming why,
+/// and applies nothing. With nothing left to apply it runs beside that
+/// server, and exits 0.
+async fn migrate_refuses_to_change_the_schema_under_a_running_writer(backend: Backend) {
+    let database = TestDatabase::new(backend).await;
+    let store =
+        bidask_store::Store::connect_lazy(&database.url, &Default::default()).expect("a store");
+    store.reach().await.expect("the database");
+    let migrate = || {
+        std::process::Command::new(SERVER)
+            .args(["migrate", "--database-url", &database.url])
+            .output()
+            .expect("the binary runs")
+    };
+    let mut writer = store.committer();
+    writer.fence().await.expect("the writer's lock");
+    let refused = migrate();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && said.contains("another bidask server is writing"),
+        "{}: {said}",
+        refused.status
+    );
+    assert!(
+        store.has_pending_migrations().await.expect("a read"),
+        "nothing was applied"
+    );
+    writer.close().await;
+
+    let applied = migrate();
+    assert!(applied.status.success(), "{}", applied.status);
+    let mut writer = store.committer();
+    writer.fence().await.expect("the writer's lock");
+    let beside = migrate();
+    assert!(
+        beside.status.success(),
+        "nothing to apply, beside a writer: {}: {}",
+        beside.status,
+        String::from_utf8_lossy(&beside.stderr)
+    );
+    writer.close().await;
+    store.close().await;
+}
+
+on_both_backends!(migrate_refuses_to_change_the_schema_under_a_running_writer);
+
 /// A fresh server's `/metrics` already carries every counter and gauge
 /// without labels, at 0, with what it counts (a series used to appear
 /// only with its first event, so an alert on a rate of failures or on the

@@ -142,12 +142,43 @@ fn servable(url: &str) -> Result<(), StartupError> {
 }
 
 /// Applies the migrations of the configured database.
+///
+/// Changing the schema under a server that writes to the database (an
+/// older one, which a new column or check may break mid-stream) is
+/// refused as a second server is: the writer's lock is taken first. With
+/// nothing to apply the lock is not needed, and `migrate` beside a running
+/// server only checks that the database is not newer than this bidask.
 pub async fn migrate(config: &DatabaseConfig) -> Result<(), StartupError> {
     let store = Store::connect_lazy(&config.database_url, &StoreOptions::default())?;
     store.reach().await?;
+    let mut writer = None;
+    if store.has_pending_migrations().await? {
+        let mut committer = store.committer();
+        let waiting = warn_while_the_lock_waits();
+        let fenced = committer.fence().await;
+        waiting.abort();
+        fenced?;
+        writer = Some(committer);
+    }
     store.migrate().await?;
+    if let Some(mut committer) = writer {
+        committer.close().await;
+    }
     store.close().await;
     Ok(())
+}
+
+/// Says soon that the writer's lock is not free, rather than only when
+/// the wait ends half a minute later; after the 2 s a connection may
+/// take, so that a database that does not answer is told as such.
+fn warn_while_the_lock_waits() -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        tracing::warn!(
+            "waiting for the writer's lock: another bidask server writes to this database, \
+             or a stopped one's last commit is finishing (up to 30 s)"
+        );
+    })
 }
 
 /// Copies the embedded database to `config.destination`, with its token
@@ -256,16 +287,7 @@ impl Application {
         // until this server stops.
         let writer_url = config.database.database_url.clone();
         let writer_options = config.store_options(1);
-        // Said soon if the lock is not free, rather than only when the
-        // wait ends half a minute later; after the 2 s a connection may
-        // take, so that a database that does not answer is told as such.
-        let waiting = tokio::spawn(async {
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            tracing::warn!(
-                "waiting for the writer's lock: another bidask server writes to this database, \
-                 or a stopped one's last commit is finishing (up to 30 s)"
-            );
-        });
+        let waiting = warn_while_the_lock_waits();
         let writer =
             FencedWriter::start(move || Store::connect_lazy(&writer_url, &writer_options)).await;
         waiting.abort();

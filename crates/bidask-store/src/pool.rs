@@ -438,16 +438,50 @@ impl Store {
         Ok(None)
     }
 
-    /// Applies the migrations of this backend that have not run yet.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        let migrator = match self.backend {
+    /// The migrations of this backend, as this build embeds them.
+    fn migrator(&self) -> &'static Migrator {
+        match self.backend {
             Backend::Postgres => &POSTGRES_MIGRATIONS,
             Backend::Sqlite => &SQLITE_MIGRATIONS,
+        }
+    }
+
+    /// Whether some of this build's migrations have not run on this
+    /// database (all of them, on a database that has none), read without
+    /// writing anything.
+    pub async fn has_pending_migrations(&self) -> Result<bool, StoreError> {
+        let recorded = match self.backend {
+            Backend::Postgres => {
+                "SELECT CASE WHEN to_regclass('_sqlx_migrations') IS NULL THEN 0 ELSE 1 END"
+            }
+            Backend::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' \
+                 AND name = '_sqlx_migrations'"
+            }
         };
-        migrator.run(&self.pool).await.map_err(|error| match error {
-            MigrateError::VersionMissing(version) => StoreError::NewerSchema(version),
-            other => StoreError::Migrate(other),
-        })
+        let (tables,): (i64,) = sqlx::query_as(recorded).fetch_one(&self.pool).await?;
+        if tables == 0 {
+            return Ok(true);
+        }
+        let applied: Vec<(i64,)> =
+            sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(self
+            .migrator()
+            .iter()
+            .any(|migration| !applied.contains(&(migration.version,))))
+    }
+
+    /// Applies the migrations of this backend that have not run yet.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.migrator()
+            .run(&self.pool)
+            .await
+            .map_err(|error| match error {
+                MigrateError::VersionMissing(version) => StoreError::NewerSchema(version),
+                other => StoreError::Migrate(other),
+            })
     }
 
     /// Refuses a SQLite file this process may only read: SQLite opens a
