@@ -821,9 +821,9 @@ async fn every_older_schema_upgrades_with_its_rows(backend: Backend) {
 
 /// Before 0003 a name could be registered beside one differing only in
 /// case. Such a database cannot be upgraded as it is: the migration stops
-/// with an error naming the migration and its index, the server refuses
-/// to start with it, and nothing is half done (the schema stays at 2, both
-/// accounts stay). Renamed, it upgrades.
+/// with an error naming the migration, the two accounts and the remedy,
+/// the server refuses to start with it, and nothing is half done (the
+/// schema stays at 2, both accounts stay). Renamed, it upgrades.
 async fn names_differing_only_in_case_stop_the_upgrade_and_leave_the_database_as_it_was(
     backend: Backend,
 ) {
@@ -837,10 +837,14 @@ async fn names_differing_only_in_case_stop_the_upgrade_and_leave_the_database_as
         .await
         .expect_err("two names for one account");
     let message = refused.to_string();
-    assert!(matches!(refused, StoreError::Migrate(_)), "{refused:?}");
     assert!(
-        message.contains("migration 3") && message.contains("users_username_folded"),
-        "the error names the migration and its index: {message}"
+        matches!(refused, StoreError::UsernamesDifferOnlyInCase(_)),
+        "{refused:?}"
+    );
+    let named = format!("\"Ann\" (id {ann}) and \"ann\" (id {other})");
+    assert!(
+        message.contains("migration 3") && message.contains(&named) && message.contains("rename"),
+        "the error names the migration, the two accounts and what to do: {message}"
     );
     assert_eq!(applied(&database).await, vec![1, 2], "nothing half applied");
     let (users,): (i64,) = sqlx::query_as("SELECT count(*) FROM users")
@@ -858,10 +862,7 @@ async fn names_differing_only_in_case_stop_the_upgrade_and_leave_the_database_as
         Ok(_) => panic!("a server started on a database it could not migrate"),
         Err(error) => {
             let error = error.to_string();
-            assert!(
-                error.contains("migration 3") && error.contains("users_username_folded"),
-                "{error}"
-            );
+            assert!(error.contains(&named), "{error}");
         }
     }
     assert_eq!(applied(&database).await, vec![1, 2]);

@@ -475,13 +475,38 @@ impl Store {
 
     /// Applies the migrations of this backend that have not run yet.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        self.migrator()
-            .run(&self.pool)
-            .await
-            .map_err(|error| match error {
-                MigrateError::VersionMissing(version) => StoreError::NewerSchema(version),
-                other => StoreError::Migrate(other),
+        let error = match self.migrator().run(&self.pool).await {
+            Ok(()) => return Ok(()),
+            Err(MigrateError::VersionMissing(version)) => {
+                return Err(StoreError::NewerSchema(version));
+            }
+            Err(error) => error,
+        };
+        // The one failure old data is known to cause, named with what to
+        // do: the database's own message names only an index.
+        match self.names_differing_only_in_case().await {
+            Ok(clashes) if !clashes.is_empty() => {
+                Err(StoreError::UsernamesDifferOnlyInCase(clashes))
+            }
+            _ => Err(StoreError::Migrate(error)),
+        }
+    }
+
+    /// Pairs of usernames that differ only in case, as `"Ann" (id 2) and
+    /// "ann" (id 3)`, at most ten.
+    async fn names_differing_only_in_case(&self) -> Result<Vec<String>, StoreError> {
+        let pairs: Vec<(String, i64, String, i64)> = sqlx::query_as(
+            "SELECT a.username, a.id, b.username, b.id FROM users a JOIN users b \
+             ON lower(a.username) = lower(b.username) AND a.id < b.id ORDER BY a.id, b.id LIMIT 10",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(pairs
+            .into_iter()
+            .map(|(first, first_id, second, second_id)| {
+                format!("{first:?} (id {first_id}) and {second:?} (id {second_id})")
             })
+            .collect())
     }
 
     /// Refuses a SQLite file this process may only read: SQLite opens a
