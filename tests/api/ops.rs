@@ -241,8 +241,10 @@ async fn cors_answers_the_allowed_origins_only() {
         .unwrap_or_default()
         .to_ascii_lowercase();
     assert!(
-        exposed.contains("retry-after") && exposed.contains("x-request-id"),
-        "the page can read when to retry: {exposed:?}"
+        exposed.contains("retry-after")
+            && exposed.contains("x-request-id")
+            && exposed.contains("location"),
+        "the page can read when to retry, and where a 201's resource is: {exposed:?}"
     );
     listed.stop().await;
 
@@ -404,6 +406,7 @@ async fn the_page_and_its_files_are_served_with_validators() {
             .map(str::to_owned)
     };
     let mut tags = Vec::new();
+    let mut page_tag = None;
     for (path, kind) in [
         ("/", "text/html"),
         (product_page.as_str(), "text/html"),
@@ -442,23 +445,30 @@ async fn the_page_and_its_files_are_served_with_validators() {
             .await
             .expect("an answer");
         assert_eq!(stale.status(), 200, "{path} with another tag");
+        if path == "/" {
+            page_tag = Some(tag.clone());
+        }
         tags.push(tag);
     }
     tags.sort();
     tags.dedup();
     assert_eq!(tags.len(), 3, "one tag per file: {tags:?}");
 
-    // An address that names no product is the page with a 404, its own
-    // tag notwithstanding; one with a trailing slash is sent to its form
-    // without.
+    // An address that names no product is the page with a 404, its tag
+    // notwithstanding, and without it (a cache must not revalidate a 404
+    // into a product's page); one with a trailing slash is sent to its
+    // form without. Only digits name a product, as the page reads them.
+    let page_tag = page_tag.expect("the page's tag");
     for path in [
         format!("/products/{}", product + 1),
         "/products/abc".to_owned(),
+        format!("/products/+{product}"),
     ] {
-        let missing = fetch(&path, Some(tags[0].clone()))
+        let missing = fetch(&path, Some(page_tag.clone()))
             .await
             .expect("an answer");
         assert_eq!(missing.status(), 404, "{path}");
+        assert_eq!(header(&missing, "etag"), None, "{path}");
         assert!(
             header(&missing, "content-security-policy").is_some(),
             "{path}"

@@ -216,8 +216,9 @@ async fn authentication_by_header_query_and_message(backend: Backend) {
         assert_eq!(refusal(&refused), (401, "invalid_token".to_owned()));
     }
     // Credentials of another scheme (a browser behind a password-protected
-    // proxy resends them) are no token: the feed is anonymous, or signed
-    // in by `?token=`. Two `Authorization` headers are refused.
+    // proxy resends them), or a bare `Bearer`, are no token: the feed is
+    // anonymous, or signed in by `?token=`. Two `Authorization` headers
+    // are refused.
     let authority = app.address.trim_start_matches("http://");
     let upgrade = |query: &str, headers: &str| {
         format!(
@@ -226,17 +227,26 @@ async fn authentication_by_header_query_and_message(backend: Backend) {
              Sec-WebSocket-Key: {EXAMPLE_KEY}\r\n{headers}\r\n"
         )
     };
-    let basic = "Authorization: Basic YW5uOnNlY3JldA==\r\n";
-    for (query, user) in [
-        (String::new(), Value::Null),
-        (format!("?token={}", bob.token), json!("bob")),
+    for (query, user, header) in [
+        (String::new(), Value::Null, "Basic YW5uOnNlY3JldA=="),
+        (
+            format!("?token={}", bob.token),
+            json!("bob"),
+            "Basic YW5uOnNlY3JldA==",
+        ),
+        (String::new(), Value::Null, "Bearer"),
+        (format!("?token={}", bob.token), json!("bob"), "Bearer"),
     ] {
-        let (head, stream) = raw_request(authority, &upgrade(&query, basic)).await;
-        assert!(head.starts_with("HTTP/1.1 101"), "{query}: {head}");
+        let authorization = format!("Authorization: {header}\r\n");
+        let (head, stream) = raw_request(authority, &upgrade(&query, &authorization)).await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{header} {query}: {head}");
         let mut welcome = RawFrames(stream);
         let message = welcome.next_text().await;
         assert_eq!(message["type"], "welcome", "{message}");
-        assert_eq!(message["user"]["username"], user, "{query}: {message}");
+        assert_eq!(
+            message["user"]["username"], user,
+            "{header} {query}: {message}"
+        );
     }
     let both = format!(
         "Authorization: Bearer {}\r\nAuthorization: Bearer {}\r\n",

@@ -115,26 +115,35 @@ async fn product(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let known = id
-        .parse::<i64>()
-        .is_ok_and(|id| state.catalog.get(id).is_some());
+    // Digits only, as the page reads its address: `+1` is no product's.
+    let known = is_digits(&id)
+        && id
+            .parse::<i64>()
+            .is_ok_and(|id| state.catalog.get(id).is_some());
     if known {
         return page(INDEX.serve(&headers));
     }
+    // Without the document's tag: a cache that revalidated this 404 once
+    // the product exists would be told it is still current.
     let mut missing = INDEX.serve(&HeaderMap::new());
     *missing.status_mut() = StatusCode::NOT_FOUND;
+    missing.headers_mut().remove(ETAG);
     page(missing)
 }
 
 /// `/products/1/` is `/products/1`, as a person who typed it means. Only
 /// digits are sent back in `Location`: nothing a link could smuggle in.
 async fn without_slash(state: State<AppState>, Path(id): Path<String>) -> Response {
-    if id.is_empty() || !id.bytes().all(|byte| byte.is_ascii_digit()) {
+    if !is_digits(&id) {
         return product(state, Path(id), HeaderMap::new()).await;
     }
     let location = HeaderValue::try_from(format!("/products/{id}"))
         .expect("a path of ASCII digits is a valid header value");
     (StatusCode::PERMANENT_REDIRECT, [(LOCATION, location)]).into_response()
+}
+
+fn is_digits(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit())
 }
 
 /// The page's policy on its document.

@@ -288,10 +288,11 @@ async fn upgrade(
     // A token is optional here, and a header of another scheme is not
     // one: the page's own feed, behind a password-protected proxy, comes
     // with the `Basic` credentials the browser resends, and signs in with
-    // an `auth` message.
+    // an `auth` message. Nor is a bare `Bearer`, which REST refuses as an
+    // empty token.
     let header = match credentials(&headers)? {
-        Credentials::Bearer(token) => Some(token),
-        Credentials::None | Credentials::Other => None,
+        Credentials::Bearer(token) if !token.is_empty() => Some(token),
+        Credentials::Bearer(_) | Credentials::None | Credentials::Other => None,
     };
     // Two different tokens could be two users: which one the client
     // meant is not for the server to guess.

@@ -204,10 +204,12 @@ fn cors(settings: &ApiSettings) -> CorsLayer {
             axum::http::header::CONTENT_TYPE,
             HeaderName::from_static("idempotency-key"),
         ])
-        // A page must read when to retry a 429, and the id to quote.
+        // A page must read when to retry a 429, the id to quote, and
+        // where a 201's new order or product is.
         .expose_headers([
             axum::http::header::RETRY_AFTER,
             HeaderName::from_static("x-request-id"),
+            axum::http::header::LOCATION,
         ])
         .max_age(Duration::from_secs(600))
 }
