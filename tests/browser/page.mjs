@@ -663,13 +663,19 @@ try {
   const doomed = await rest('POST', '/bids', expiring.token, {
     product_id: product.id, size: '9', price: '1.00', expires_at: expiresAt,
   });
+  // And one of another sneaker, which this page does not list: told by
+  // the product's name, without a price.
+  await rest('POST', '/bids', expiring.token, {
+    product_id: runner.id, size: '10', price: '1.00', expires_at: expiresAt,
+  });
   const expiringContext = await browser.newContext();
   const expiringPage = await expiringContext.newPage();
   watch(expiringPage, 'expiring');
   await expiringPage.goto(`${base}/products/${product.id}`);
   await signIn(expiringPage, expiring);
   await expiringPage.locator(`[data-testid=order-${doomed.order.id}]`).waitFor({ timeout: WAIT });
-  await toast(expiringPage, 'Your bid at $1.00 (size 9) expired.');
+  await toast(expiringPage, 'Your bid for Air Jordan 1 Chicago (size 9) at $1.00 expired.');
+  await toast(expiringPage, 'Your bid for Storage Runner (size 10) expired.');
   await expiringPage.locator(`[data-testid=order-${doomed.order.id}]`).waitFor({ state: 'detached', timeout: WAIT });
   await expiringContext.close();
 

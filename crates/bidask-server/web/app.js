@@ -462,18 +462,37 @@ function privateEvent(message) {
     }
   }
   // An order that expires leaves the list: the user is told why, once
-  // (the user channel's seq only grows). Its price is known if the page
-  // lists it, which it still does until the refresh below.
+  // (the user channel's seq only grows).
   if (message.type === 'ORDER_UPDATED' && message.status === 'expired' && current) {
     const key = `bidask.expired.${current.user.id}`;
     if (message.seq > toasted.get(key)) {
       toasted.set(key, message.seq);
-      const listed = page && page.orders.find((order) => order.id === message.order_id);
-      const at = listed ? ` at ${money(listed.price)}` : '';
-      toast(`Your ${message.side}${at} (size ${message.size}) expired.`);
+      expiryToast(message);
     }
   }
   if (page) page.refreshOrders();
+}
+
+/**
+ * "Your bid for Air Jordan 1 Chicago (size 9) at $1.00 expired." The event
+ * names the product by id: its name is this page's, or read. The price is
+ * known while the page lists the order, which it still does until the
+ * refresh the event causes; an order of another product, or one that
+ * expired while the user was away, is told without it.
+ */
+async function expiryToast(message) {
+  const listed = page && page.orders.find((order) => order.id === message.order_id);
+  let name = page && page.product.id === message.product_id ? page.product.name : null;
+  if (!name) {
+    try {
+      name = (await api('GET', `/products/${message.product_id}`)).name;
+    } catch {
+      // Told without the name rather than not at all.
+    }
+  }
+  const what = name ? `${message.side} for ${name}` : message.side;
+  const at = listed ? ` at ${money(listed.price)}` : '';
+  toast(`Your ${what} (size ${message.size})${at} expired.`);
 }
 
 // The last notification (or expiry) toasted per user: in the tab's
@@ -777,24 +796,27 @@ class ProductPage {
     }
   }
 
-  // One cancel per order at a time: the second click of a double click
-  // would be answered "already cancelled".
-  async cancel(id, button) {
+  // One cancel per order: the second click of a double click would be
+  // answered "already cancelled". Its button is drawn disabled from then
+  // on, also by a refresh that lists the order again before it has gone;
+  // a refused cancel gives it back.
+  async cancel(id) {
     if (this.cancelling.has(id)) return;
     this.cancelling.add(id);
-    button.disabled = true;
+    this.drawn.orders = null;
+    this.render();
     try {
       await api('DELETE', `/orders/${id}`);
       tabs.tell();
     } catch (failure) {
-      button.disabled = false;
-      if (!sessionEnded(failure)) this.error = failure.message;
-    } finally {
       this.cancelling.delete(id);
+      this.drawn.orders = null;
+      if (!sessionEnded(failure)) this.error = failure.message;
     }
     // The list is drawn anew, and the button that had the focus with it:
     // the focus stays in the list, not back at the top of the page.
     this.refocusOrders = true;
+    this.render();
     await this.refreshOrders();
   }
 
@@ -952,7 +974,7 @@ class ProductPage {
             this.orders.map((order) => h('li', { 'data-testid': `order-${order.id}` },
               h('span', { class: order.side }, `${order.side === 'bid' ? 'Bid' : 'Ask'} size ${order.size} ${money(order.price)}`
                 + (order.quantity > 1 ? ` · ${order.remaining_quantity} of ${order.quantity} left` : '')),
-              h('button', { class: 'secondary', onclick: (event) => this.cancel(order.id, event.currentTarget),
+              h('button', { class: 'secondary', onclick: () => this.cancel(order.id), disabled: this.cancelling.has(order.id),
                 'aria-label': `Cancel ${order.side} size ${order.size} at ${money(order.price)}` }, 'Cancel'))))
           : h('p', { class: 'muted', 'data-testid': 'my-orders' }, 'None.'));
       if (this.refocusOrders && document.activeElement === document.body) view.orders.focus();
