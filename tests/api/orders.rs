@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 on_both_backends!(
     orders_list_only_the_callers_own_with_filters,
+    resting_orders_are_listed_by_status_as_they_fill,
     another_users_order_is_not_found_like_a_missing_one,
     cancelling_an_open_order_takes_it_off_the_book,
     a_new_price_loses_time_priority,
@@ -35,6 +36,70 @@ fn ids(page: &Value) -> Vec<i64> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The two resting statuses, which are read from their own index, list
+/// an order as it goes from open to partly filled to filled, with and
+/// without a product.
+async fn resting_orders_are_listed_by_status_as_they_fill(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let jordan = app.create_product("AJ1-CHI", &["10"]).await;
+    let dunk = app.create_product("DUNK-PANDA", &["10"]).await;
+    let ann = app.register("ann").await;
+    let bob = app.register("bob").await;
+    let two = json!({"product_id": jordan, "size": "10", "price": "200.00", "quantity": 2});
+    let bid = order_id(&app.place(&ann, "bid", &two).await);
+    let other = order_id(&app.order(&ann, "bid", dunk, "10", "100.00").await);
+    let listed = |query: String| {
+        let app = &app;
+        let token = ann.token.clone();
+        async move {
+            let reply = app
+                .get(&format!("/api/v1/orders?{query}"), Some(&token))
+                .await;
+            assert_eq!(reply.status, 200, "{query}: {:?}", reply.body);
+            ids(&reply.body)
+        }
+    };
+    for (sold, open, partly) in [
+        (0, vec![bid], vec![]),
+        (1, vec![], vec![bid]),
+        (2, vec![], vec![]),
+    ] {
+        if sold > 0 {
+            let ask = app.order(&bob, "ask", jordan, "10", "200.00").await;
+            assert_eq!(ask.body["matches"].as_array().map(Vec::len), Some(1));
+        }
+        let of_jordan = format!("product_id={jordan}");
+        assert_eq!(
+            listed(format!("status=open&{of_jordan}")).await,
+            open,
+            "{sold} sold"
+        );
+        assert_eq!(
+            listed(format!("status=partially_filled&{of_jordan}")).await,
+            partly,
+            "{sold} sold"
+        );
+        let mut all_open = open.clone();
+        all_open.insert(0, other);
+        assert_eq!(
+            listed("status=open".to_owned()).await,
+            all_open,
+            "{sold} sold"
+        );
+        assert_eq!(
+            listed("status=partially_filled".to_owned()).await,
+            partly,
+            "{sold} sold"
+        );
+    }
+    assert_eq!(
+        listed("status=filled".to_owned()).await,
+        vec![bid],
+        "filled, it is listed with the finished ones"
+    );
+    app.stop().await;
 }
 
 /// `GET /orders/{id}` as `trader`.

@@ -89,6 +89,25 @@ impl List {
     }
 }
 
+/// [`Store::user_orders`]' statement: `$1` the user, `$2` the page's
+/// bound, then the status and the product when given, then the limit.
+fn user_orders_statement(status: Option<&str>, product: bool) -> String {
+    let mut list = List::new(format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = $1 AND id < $2"
+    ));
+    list.and("status", status.is_some());
+    // A resting status is read from `orders_resting_by_user`, which the
+    // planners take only when the statement states the index's condition
+    // itself (a bound `status = $n` could be any status), and SQLite only
+    // when it is spelled as the index spells it: the list in the same
+    // order. The unit test below checks SQLite's plan.
+    if matches!(status, Some("open" | "partially_filled")) {
+        list.and_where("status IN ('open', 'partially_filled')");
+    }
+    list.and("product_id", product);
+    list.newest_first()
+}
+
 const ORDER_COLUMNS: &str = "id, user_id, product_id, market, side, price_ticks, quantity, \
     remaining_quantity, status, time_in_force, cancel_reason, expires_at, created_at, \
     updated_at, priority";
@@ -369,18 +388,8 @@ impl Store {
         product_id: Option<i64>,
         page: Page,
     ) -> Result<Vec<OrderRecord>, StoreError> {
-        let mut list = List::new(format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = $1 AND id < $2"
-        ));
-        list.and("status", status.is_some());
-        // A resting status is read from the index of resting orders, which
-        // the planner takes only when the statement states its condition
-        // itself: a bound `status = $n` could be any status.
-        if matches!(status, Some("open" | "partially_filled")) {
-            list.and_where("status IN ('open', 'partially_filled')");
-        }
-        list.and("product_id", product_id.is_some());
-        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(list.newest_first()))
+        let statement = user_orders_statement(status, product_id.is_some());
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(statement))
             .bind(user_id)
             .bind(page.below());
         if let Some(status) = status {
@@ -544,4 +553,54 @@ fn product_without_sizes(row: &AnyRow) -> Result<ProductRecord, StoreError> {
         sizes: Vec::new(),
         created_at: row.try_get("created_at")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Row;
+
+    use super::user_orders_statement;
+    use crate::{Store, StoreOptions};
+
+    /// A trader's resting orders come from the index of resting orders,
+    /// not from all of the trader's orders (108 ms against 1.4 ms with
+    /// 200,000 finished ones, `scripts/bench-lists`): an edit to the
+    /// condition's spelling, here or in the migration, would undo that
+    /// without failing any other test.
+    #[tokio::test]
+    async fn resting_orders_are_read_from_their_own_index() {
+        let directory = tempfile::tempdir().expect("a directory");
+        let url = format!("sqlite://{}/plan.db?mode=rwc", directory.path().display());
+        let store = Store::connect_lazy(&url, &StoreOptions::default()).expect("a store");
+        store.migrate().await.expect("the migrations");
+        for status in ["open", "partially_filled"] {
+            for product in [false, true] {
+                let statement = user_orders_statement(Some(status), product);
+                let mut plan = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "EXPLAIN QUERY PLAN {statement}"
+                )))
+                .bind(1_i64)
+                .bind(i64::MAX)
+                .bind(status);
+                if product {
+                    plan = plan.bind(1_i64);
+                }
+                let steps: Vec<String> = plan
+                    .bind(50_i64)
+                    .fetch_all(&store.pool)
+                    .await
+                    .expect("a plan")
+                    .iter()
+                    .map(|row| row.try_get::<String, _>(3).expect("a step"))
+                    .collect();
+                assert!(
+                    steps
+                        .iter()
+                        .any(|step| step.contains("INDEX orders_resting_by_user")),
+                    "{status}, product {product}: {steps:?}"
+                );
+            }
+        }
+        store.close().await;
+    }
 }
