@@ -265,11 +265,14 @@ fn replay(
 /// What a replay reads of a stored 201.
 #[derive(Deserialize)]
 struct StoredPlacement {
+    /// The order placed, as stored since the first version.
     order: StoredOrder,
 }
 
+/// Of the stored order, its id only.
 #[derive(Deserialize)]
 struct StoredOrder {
+    /// For the replay's `Location`.
     id: i64,
 }
 
