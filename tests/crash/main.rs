@@ -657,6 +657,44 @@ async fn migrate_refuses_to_change_the_schema_under_a_running_writer(backend: Ba
 
 on_both_backends!(migrate_refuses_to_change_the_schema_under_a_running_writer);
 
+/// At a terminal, where the log and the error both land, a start-up error
+/// is said once, as a sentence ("bidask: ..."), not also as a log line
+/// above it. Piped (a service manager, a script), it is in both: the log
+/// for a collector, stderr for whoever reads it. The terminal is
+/// `script`'s (util-linux, essential on Debian).
+#[tokio::test]
+async fn a_start_up_error_is_said_once_at_a_terminal() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let address = taken.local_addr().expect("its address").to_string();
+    let directory = tempfile::tempdir().expect("a directory");
+    let url = format!("sqlite://{}/bidask.db", directory.path().display());
+    let args = ["serve", "--listen", &address, "--database-url", &url];
+    let terminal = std::process::Command::new("script")
+        .args(["--quiet", "--return", "--command"])
+        .arg(format!("{SERVER} {}", args.join(" ")))
+        .arg("/dev/null")
+        .output()
+        .expect("script runs");
+    let said = String::from_utf8_lossy(&terminal.stdout);
+    assert_eq!(terminal.status.code(), Some(1), "{said}");
+    assert_eq!(said.matches("cannot listen on").count(), 1, "{said}");
+    assert!(said.contains("bidask: cannot listen on"), "{said}");
+
+    let piped = std::process::Command::new(SERVER)
+        .args(args)
+        .output()
+        .expect("the binary runs");
+    assert_eq!(piped.status.code(), Some(1));
+    let logged = String::from_utf8_lossy(&piped.stdout);
+    let said = String::from_utf8_lossy(&piped.stderr);
+    assert!(
+        logged.contains("bidask stopped") && logged.contains("cannot listen on"),
+        "{logged}"
+    );
+    assert!(said.contains("bidask: cannot listen on"), "{said}");
+    drop(taken);
+}
+
 /// A fresh server's `/metrics` already carries every counter and gauge
 /// without labels, at 0, with what it counts (a series used to appear
 /// only with its first event, so an alert on a rate of failures or on the

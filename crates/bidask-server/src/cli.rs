@@ -30,6 +30,11 @@ pub fn main() -> ExitCode {
 async fn run() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
+    // A person at a terminal, where the log and the error both land: the
+    // error is said once, as a sentence, not also as a log line above it.
+    let at_a_terminal = cli.log_format == LogFormat::Text
+        && std::io::stdout().is_terminal()
+        && std::io::stderr().is_terminal();
     let command = cli.command();
     let result = match command {
         Command::Migrate(config) => migrate(&config).await.map(|()| {
@@ -41,7 +46,11 @@ async fn run() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(%error, "bidask stopped");
+            // Elsewhere both: the log for a collector, stderr for a
+            // script or a service manager.
+            if !at_a_terminal {
+                tracing::error!(%error, "bidask stopped");
+            }
             eprintln!("bidask: {error}");
             ExitCode::FAILURE
         }
