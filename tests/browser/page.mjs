@@ -658,8 +658,16 @@ try {
 
   step('an order that expires leaves the list with a word');
   const expiring = await register('expiring');
-  // Placed before the page opens, so that its list holds it (and its price).
-  const expiresAt = new Date(Date.now() + 8000).toISOString();
+  const expiringContext = await browser.newContext();
+  const expiringPage = await expiringContext.newPage();
+  watch(expiringPage, 'expiring');
+  await expiringPage.goto(`${base}/products/${product.id}`);
+  await signIn(expiringPage, expiring);
+  await textOf(expiringPage, '[data-testid=live]', 'Live');
+  // Placed once the page is up, with time to list it before it expires
+  // (its price is told only while it is listed): over REST, which raises
+  // no event, so the page is told as another tab of its browser would.
+  const expiresAt = new Date(Date.now() + 10_000).toISOString();
   const doomed = await rest('POST', '/bids', expiring.token, {
     product_id: product.id, size: '9', price: '1.00', expires_at: expiresAt,
   });
@@ -668,14 +676,14 @@ try {
   await rest('POST', '/bids', expiring.token, {
     product_id: runner.id, size: '10', price: '1.00', expires_at: expiresAt,
   });
-  const expiringContext = await browser.newContext();
-  const expiringPage = await expiringContext.newPage();
-  watch(expiringPage, 'expiring');
-  await expiringPage.goto(`${base}/products/${product.id}`);
-  await signIn(expiringPage, expiring);
+  await expiringPage.evaluate((user) => new BroadcastChannel('bidask.orders').postMessage({ user }), expiring.id);
   await expiringPage.locator(`[data-testid=order-${doomed.order.id}]`).waitFor({ timeout: WAIT });
-  await toast(expiringPage, 'Your bid for Air Jordan 1 Chicago (size 9) at $1.00 expired.');
-  await toast(expiringPage, 'Your bid for Storage Runner (size 10) expired.');
+  if (Date.now() >= Date.parse(expiresAt)) throw new Error('the order was listed only after it expired');
+  const dueIn = { timeout: WAIT + 10_000 };
+  await expiringPage.locator('[data-testid=toast]', { hasText: 'Your bid for Air Jordan 1 Chicago (size 9) at $1.00 expired.' })
+    .first().waitFor(dueIn);
+  await expiringPage.locator('[data-testid=toast]', { hasText: 'Your bid for Storage Runner (size 10) expired.' })
+    .first().waitFor(dueIn);
   await expiringPage.locator(`[data-testid=order-${doomed.order.id}]`).waitFor({ state: 'detached', timeout: WAIT });
   await expiringContext.close();
 
