@@ -657,6 +657,61 @@ async fn migrate_refuses_to_change_the_schema_under_a_running_writer(backend: Ba
 
 on_both_backends!(migrate_refuses_to_change_the_schema_under_a_running_writer);
 
+/// An older PostgreSQL server that lost its writer's lock for a moment (a
+/// database restart) while `bidask migrate` changed the schema must not
+/// take the lock back and write on the new schema: `migrate` claims the
+/// database as `serve` does, and the old writer's next commit is refused.
+#[tokio::test]
+async fn migrate_stops_a_writer_that_had_lost_its_lock() {
+    let database = TestDatabase::new(Backend::Postgres).await;
+    let store =
+        bidask_store::Store::connect_lazy(&database.url, &Default::default()).expect("a store");
+    store.migrate().await.expect("the migrations");
+    let mut old = store.committer();
+    old.fence().await.expect("the writer's lock");
+    old.claim().await.expect("a claim");
+    old.close().await;
+    // Something to apply: the newest migration, as if not yet run.
+    let mut connection = database.connect().await;
+    for statement in [
+        "DROP INDEX orders_resting_by_user",
+        "DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)",
+    ] {
+        sqlx::query(statement)
+            .execute(&mut connection)
+            .await
+            .expect(statement);
+    }
+    assert!(store.has_pending_migrations().await.expect("a read"));
+
+    let applied = std::process::Command::new(SERVER)
+        .args(["migrate", "--database-url", &database.url])
+        .output()
+        .expect("the binary runs");
+    assert!(applied.status.success(), "{}", applied.status);
+    let product = bidask_store::ProductRecord {
+        id: 1,
+        sku: "LATE-1".to_owned(),
+        name: "Late".to_owned(),
+        brand: "Old server".to_owned(),
+        tick_units: 1,
+        scale: 2,
+        sizes: vec!["10".to_owned()],
+        created_at: 1,
+    };
+    let refused = old
+        .commit(&bidask_store::Batch {
+            products: vec![product],
+            ..bidask_store::Batch::default()
+        })
+        .await;
+    assert!(
+        matches!(refused, Err(bidask_store::StoreError::WriterReplaced)),
+        "{refused:?}"
+    );
+    store.close().await;
+}
+
 /// At a terminal, where the log and the error both land, a start-up error
 /// is said once, as a sentence ("bidask: ..."), not also as a log line
 /// above it. Piped (a service manager, a script), it is in both: the log
@@ -669,10 +724,14 @@ async fn a_start_up_error_is_said_once_at_a_terminal() {
     let directory = tempfile::tempdir().expect("a directory");
     let url = format!("sqlite://{}/bidask.db", directory.path().display());
     let args = ["serve", "--listen", &address, "--database-url", &url];
+    // A command line for `sh -c`, each word quoted.
+    let quoted = |word: &str| format!("'{}'", word.replace('\'', "'\\''"));
+    let line: Vec<String> = std::iter::once(SERVER).chain(args).map(quoted).collect();
     let terminal = std::process::Command::new("script")
         .args(["--quiet", "--return", "--command"])
-        .arg(format!("{SERVER} {}", args.join(" ")))
+        .arg(line.join(" "))
         .arg("/dev/null")
+        .env("SHELL", "/bin/sh")
         .output()
         .expect("script runs");
     let said = String::from_utf8_lossy(&terminal.stdout);

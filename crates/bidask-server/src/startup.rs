@@ -145,9 +145,13 @@ fn servable(url: &str) -> Result<(), StartupError> {
 ///
 /// Changing the schema under a server that writes to the database (an
 /// older one, which a new column or check may break mid-stream) is
-/// refused as a second server is: the writer's lock is taken first. With
-/// nothing to apply the lock is not needed, and `migrate` beside a running
-/// server only checks that the database is not newer than this bidask.
+/// refused as a second server is: the writer's lock is taken first, and
+/// the database claimed after, as `serve` does, so that an older server
+/// that had lost its lock for a moment (a database restart) stops rather
+/// than take it back and write on the new schema. With nothing to apply
+/// the lock is not needed, and `migrate` beside a running server only
+/// checks what sqlx checks: no migration newer than this bidask's, none
+/// changed, none half applied.
 pub async fn migrate(config: &DatabaseConfig) -> Result<(), StartupError> {
     let store = Store::connect_lazy(&config.database_url, &StoreOptions::default())?;
     store.reach().await?;
@@ -162,6 +166,7 @@ pub async fn migrate(config: &DatabaseConfig) -> Result<(), StartupError> {
     }
     store.migrate().await?;
     if let Some(mut committer) = writer {
+        committer.claim().await?;
         committer.close().await;
     }
     store.close().await;
