@@ -10,6 +10,10 @@ use sqlx::{AnyConnection, AnyPool, Executor, PgPool, Row};
 
 use crate::error::StoreError;
 
+/// The migration that makes usernames case-insensitive (0003 on both
+/// backends), which names an earlier version took can refuse.
+const USERNAMES_FOLDED: i64 = 3;
+
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/postgres");
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/sqlite");
 
@@ -447,12 +451,14 @@ impl Store {
     }
 
     /// Whether some of this build's migrations have not run on this
-    /// database (all of them, on a database that has none), read without
-    /// writing anything.
+    /// database (all of them, on a database that has none); the check
+    /// itself writes nothing. On PostgreSQL the record is looked for
+    /// where sqlx keeps it, in the schema it creates tables in.
     pub async fn has_pending_migrations(&self) -> Result<bool, StoreError> {
         let recorded = match self.backend {
             Backend::Postgres => {
-                "SELECT CASE WHEN to_regclass('_sqlx_migrations') IS NULL THEN 0 ELSE 1 END"
+                "SELECT COUNT(*) FROM pg_catalog.pg_tables \
+                 WHERE schemaname = current_schema() AND tablename = '_sqlx_migrations'"
             }
             Backend::Sqlite => {
                 "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' \
@@ -483,28 +489,53 @@ impl Store {
             Err(error) => error,
         };
         // The one failure old data is known to cause, named with what to
-        // do: the database's own message names only an index.
-        match self.names_differing_only_in_case().await {
-            Ok(clashes) if !clashes.is_empty() => {
-                Err(StoreError::UsernamesDifferOnlyInCase(clashes))
-            }
-            _ => Err(StoreError::Migrate(error)),
+        // do: the database's own message names only an index. Any other
+        // failure is told as it is.
+        let folding_refused = matches!(
+            &error,
+            MigrateError::ExecuteMigration(sqlx::Error::Database(refused), USERNAMES_FOLDED)
+                if refused.is_unique_violation()
+        );
+        if folding_refused
+            && let Ok(clashes) = self.names_differing_only_in_case().await
+            && !clashes.is_empty()
+        {
+            return Err(StoreError::UsernamesDifferOnlyInCase(clashes));
         }
+        Err(StoreError::Migrate(error))
     }
 
-    /// Pairs of usernames that differ only in case, as `"Ann" (id 2) and
-    /// "ann" (id 3)`, at most ten.
+    /// Usernames that differ only in case, a group per folded name, as
+    /// `"Ann" (id 2) and "ann" (id 3)`, at most ten groups. The folded
+    /// names are found first: before migration 3 no index serves
+    /// `lower(username)`, and joining every user to every other would be
+    /// quadratic on SQLite.
     async fn names_differing_only_in_case(&self) -> Result<Vec<String>, StoreError> {
-        let pairs: Vec<(String, i64, String, i64)> = sqlx::query_as(
-            "SELECT a.username, a.id, b.username, b.id FROM users a JOIN users b \
-             ON lower(a.username) = lower(b.username) AND a.id < b.id ORDER BY a.id, b.id LIMIT 10",
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT clash.folded, users.username, users.id FROM users JOIN \
+             (SELECT lower(username) AS folded FROM users GROUP BY lower(username) \
+              HAVING COUNT(*) > 1 ORDER BY lower(username) LIMIT 10) AS clash \
+             ON lower(users.username) = clash.folded ORDER BY clash.folded, users.id",
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(pairs
+        let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+        for (folded, username, id) in rows {
+            let name = format!("{username:?} (id {id})");
+            match groups.last_mut() {
+                Some((last, names)) if *last == folded => names.push(name),
+                _ => groups.push((folded, vec![name])),
+            }
+        }
+        Ok(groups
             .into_iter()
-            .map(|(first, first_id, second, second_id)| {
-                format!("{first:?} (id {first_id}) and {second:?} (id {second_id})")
+            .map(|(_, mut names)| {
+                let last = names.pop().unwrap_or_default();
+                if names.is_empty() {
+                    last
+                } else {
+                    format!("{} and {last}", names.join(", "))
+                }
             })
             .collect())
     }
