@@ -174,12 +174,20 @@ impl Committer {
             path: path.clone(),
             source,
         };
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(failed)?;
+        // Reading is enough to lock a file, and one another account made
+        // (an operator's `sudo bidask migrate`) may be only readable here.
+        let file = match std::fs::File::open(path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(path)
+                    .map_err(failed)?
+            }
+            Err(error) => return Err(failed(error)),
+        };
         match file.try_lock() {
             Ok(()) => {
                 self.lock_file = Some(file);
