@@ -50,17 +50,6 @@ async fn resting_orders_are_listed_by_status_as_they_fill(backend: Backend) {
     let two = json!({"product_id": jordan, "size": "10", "price": "200.00", "quantity": 2});
     let bid = order_id(&app.place(&ann, "bid", &two).await);
     let other = order_id(&app.order(&ann, "bid", dunk, "10", "100.00").await);
-    let listed = |query: String| {
-        let app = &app;
-        let token = ann.token.clone();
-        async move {
-            let reply = app
-                .get(&format!("/api/v1/orders?{query}"), Some(&token))
-                .await;
-            assert_eq!(reply.status, 200, "{query}: {:?}", reply.body);
-            ids(&reply.body)
-        }
-    };
     for (sold, open, partly) in [
         (0, vec![bid], vec![]),
         (1, vec![], vec![bid]),
@@ -72,34 +61,43 @@ async fn resting_orders_are_listed_by_status_as_they_fill(backend: Backend) {
         }
         let of_jordan = format!("product_id={jordan}");
         assert_eq!(
-            listed(format!("status=open&{of_jordan}")).await,
+            listed(&app, &ann, &format!("status=open&{of_jordan}")).await,
             open,
             "{sold} sold"
         );
         assert_eq!(
-            listed(format!("status=partially_filled&{of_jordan}")).await,
+            listed(&app, &ann, &format!("status=partially_filled&{of_jordan}")).await,
             partly,
             "{sold} sold"
         );
         let mut all_open = open.clone();
         all_open.insert(0, other);
         assert_eq!(
-            listed("status=open".to_owned()).await,
+            listed(&app, &ann, "status=open").await,
             all_open,
             "{sold} sold"
         );
         assert_eq!(
-            listed("status=partially_filled".to_owned()).await,
+            listed(&app, &ann, "status=partially_filled").await,
             partly,
             "{sold} sold"
         );
     }
     assert_eq!(
-        listed("status=filled".to_owned()).await,
+        listed(&app, &ann, "status=filled").await,
         vec![bid],
         "filled, it is listed with the finished ones"
     );
     app.stop().await;
+}
+
+/// The ids `GET /orders?{query}` lists for `trader`, which must answer 200.
+async fn listed(app: &TestApp, trader: &Trader, query: &str) -> Vec<i64> {
+    let reply = app
+        .get(&format!("/api/v1/orders?{query}"), Some(&trader.token))
+        .await;
+    assert_eq!(reply.status, 200, "{query}: {:?}", reply.body);
+    ids(&reply.body)
 }
 
 /// `GET /orders/{id}` as `trader`.
@@ -156,11 +154,7 @@ async fn orders_list_only_the_callers_own_with_filters(backend: Backend) {
         ("limit=1".to_owned(), vec![ann_dunk]),
     ];
     for (query, expected) in filters {
-        let reply = app
-            .get(&format!("/api/v1/orders?{query}"), Some(&ann.token))
-            .await;
-        assert_eq!(reply.status, 200, "{query}: {:?}", reply.body);
-        assert_eq!(ids(&reply.body), expected, "{query}");
+        assert_eq!(listed(&app, &ann, &query).await, expected, "{query}");
     }
 
     let first = app.get("/api/v1/orders?limit=2", Some(&ann.token)).await;

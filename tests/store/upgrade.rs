@@ -55,6 +55,16 @@ async fn migrator(backend: Backend) -> Migrator {
     Migrator::new(path).await.expect("the migrations")
 }
 
+/// The newest migration's version.
+async fn latest(backend: Backend) -> i64 {
+    migrator(backend)
+        .await
+        .iter()
+        .map(|migration| migration.version)
+        .max()
+        .expect("migrations")
+}
+
 /// The versions recorded as applied, in order; none recorded as failed.
 async fn applied(database: &TestDatabase) -> Vec<i64> {
     let mut connection = database.connect().await;
@@ -783,12 +793,7 @@ async fn check_server(app: &TestApp, old: &OldRows, from: i64) {
 /// version wrote it, migrates to the latest with every row intact, and a
 /// server starts on it.
 async fn every_older_schema_upgrades_with_its_rows(backend: Backend) {
-    let latest = migrator(backend)
-        .await
-        .iter()
-        .map(|migration| migration.version)
-        .max()
-        .expect("migrations");
+    let latest = latest(backend).await;
     for from in 1..latest {
         let (database, mut connection) = database_at(backend, from).await;
         let old = write_old_rows(&mut connection, from).await;
@@ -875,12 +880,7 @@ async fn names_differing_only_in_case_stop_the_upgrade_and_leave_the_database_as
     .await;
     let store = Store::connect_lazy(&database.url, &StoreOptions::default()).expect("a store");
     store.migrate().await.expect("the upgrade, once renamed");
-    let latest = migrator(backend)
-        .await
-        .iter()
-        .map(|migration| migration.version)
-        .max()
-        .expect("migrations");
+    let latest = latest(backend).await;
     assert_eq!(applied(&database).await, (1..=latest).collect::<Vec<_>>());
     let found = store
         .user_by_name("ANN")

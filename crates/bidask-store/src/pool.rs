@@ -529,13 +529,10 @@ impl Store {
         }
         Ok(groups
             .into_iter()
+            // Each group holds two names at least (`HAVING`).
             .map(|(_, mut names)| {
                 let last = names.pop().unwrap_or_default();
-                if names.is_empty() {
-                    last
-                } else {
-                    format!("{} and {last}", names.join(", "))
-                }
+                format!("{} and {last}", names.join(", "))
             })
             .collect())
     }
