@@ -6,6 +6,7 @@ use serde_json::json;
 on_both_backends!(a_user_past_the_burst_gets_429_with_retry_after);
 on_both_backends!(an_address_past_its_password_checks_gets_429_while_requests_go_on);
 on_both_backends!(clients_behind_a_trusted_proxy_are_limited_each_by_their_own_address);
+on_both_backends!(logins_to_one_account_are_limited_whatever_address_they_come_from);
 
 async fn a_user_past_the_burst_gets_429_with_retry_after(backend: Backend) {
     let database = TestDatabase::new(backend).await;
@@ -149,6 +150,83 @@ async fn clients_behind_a_trusted_proxy_are_limited_each_by_their_own_address(ba
         "{statuses:?}"
     );
     app.stop().await;
+}
+
+/// Guesses at one account spread over many addresses each keep within
+/// their address's limit; the account's own limit stops them, names in
+/// any case and names nobody has alike, and leaves other accounts be.
+async fn logins_to_one_account_are_limited_whatever_address_they_come_from(backend: Backend) {
+    let database = TestDatabase::new(backend).await;
+    let app = spawn_app_on(database, |config| {
+        config.rate_limit_login = 3;
+        config.trusted_proxies = "127.0.0.1".parse().expect("an address");
+    })
+    .await;
+    for name in ["ann", "bob"] {
+        let registered = app
+            .post(
+                "/api/v1/auth/register",
+                None,
+                &json!({"username": name, "password": format!("password-of-{name}")}),
+            )
+            .await;
+        assert_eq!(registered.status, 201, "{:?}", registered.body);
+    }
+    // Three a minute, all at once: three wrong guesses from three
+    // addresses are each refused as wrong, the fourth (in another case)
+    // is not checked at all, and neither is the right password after it.
+    let mut statuses = Vec::new();
+    for (index, name) in ["ann", "ann", "Ann", "ANN"].into_iter().enumerate() {
+        let client = format!("203.0.113.{}", index + 1);
+        let reply = login_from(&app, name, "not-the-password", &client).await;
+        statuses.push(reply.status);
+    }
+    assert_eq!(statuses, [401, 401, 401, 429]);
+    let right = login_from(&app, "ann", "password-of-ann", "198.51.100.9").await;
+    assert_eq!(right.status, 429, "{:?}", right.body);
+    assert_eq!(right.code(), "rate_limited");
+    let wait = right
+        .retry_after
+        .as_deref()
+        .and_then(|value| value.parse::<u64>().ok());
+    assert!(
+        wait.is_some_and(|seconds| (1..=20).contains(&seconds)),
+        "one login comes back every 20 s: {:?}",
+        right.retry_after
+    );
+    // Another account is untouched, and a name nobody has is limited as
+    // any other, so the limit does not tell which names exist.
+    let bob = login_from(&app, "bob", "password-of-bob", "203.0.113.1").await;
+    assert_eq!(bob.status, 200, "{:?}", bob.body);
+    let mut statuses = Vec::new();
+    for index in 0..4 {
+        let client = format!("192.0.2.{}", index + 1);
+        statuses.push(
+            login_from(&app, "nobody", "not-the-password", &client)
+                .await
+                .status,
+        );
+    }
+    assert_eq!(statuses, [401, 401, 401, 429]);
+    app.stop().await;
+}
+
+/// A login as `name` sent with `X-Forwarded-For: client`.
+async fn login_from(
+    app: &TestApp,
+    name: &str,
+    password: &str,
+    client: &str,
+) -> bidask_tests::Reply {
+    let body = json!({"username": name, "password": password});
+    app.send(
+        reqwest::Method::POST,
+        "/api/v1/auth/login",
+        None,
+        Some(body.to_string()),
+        &[("x-forwarded-for", client)],
+    )
+    .await
 }
 
 /// The status of a registration of `name` sent with `X-Forwarded-For: client`.

@@ -167,6 +167,7 @@ pub fn test_config(database: &TestDatabase) -> ServeConfig {
         rate_limit_user: 0,
         rate_limit_address: 0,
         rate_limit_auth: 0,
+        rate_limit_login: 0,
         trusted_proxies: bidask_server::proxies::TrustedProxies::default(),
         body_limit: 16 * 1024,
         request_timeout_secs: 15,

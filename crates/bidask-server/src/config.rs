@@ -144,6 +144,14 @@ pub struct ServeConfig {
     /// other addresses still sign in.
     #[arg(long, env = "BIDASK_RATE_LIMIT_AUTH", default_value_t = 5)]
     pub rate_limit_auth: u32,
+    /// Logins per minute to each account, from all addresses together
+    /// (all at once if need be); 0 turns the limit off. Guesses spread
+    /// over many addresses each keep within their address's limit; this
+    /// one bounds them per account. It counts right passwords too, so
+    /// whoever floods an account's logins keeps its owner from signing in
+    /// meanwhile (issued tokens still work).
+    #[arg(long, env = "BIDASK_RATE_LIMIT_LOGIN", default_value_t = 10)]
+    pub rate_limit_login: u32,
     /// Reverse proxies in front of the server, comma-separated addresses
     /// or networks (such as `127.0.0.1,10.0.0.0/8`): a request from one of
     /// them counts against the per-address limits of the client its

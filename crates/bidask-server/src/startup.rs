@@ -359,6 +359,7 @@ impl Application {
                 config.rate_limit_user,
                 config.rate_limit_address,
                 config.rate_limit_auth,
+                config.rate_limit_login,
             ),
             proxies: config.trusted_proxies.clone(),
         });

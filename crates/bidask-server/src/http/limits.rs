@@ -1,5 +1,15 @@
-//! Rate limits per client address and per user, and a stricter one per
-//! address on password checks, answered with 429 and `Retry-After`.
+//! Rate limits per client address and per user, a stricter one per
+//! address on password checks, and one per account on logins, answered
+//! with 429 and `Retry-After`.
+//!
+//! The per-account one is what stops guessing from many addresses: each
+//! address keeps within its own budget, but every guess at one account
+//! draws on that account's. It counts every login, right or wrong, since
+//! it must refuse before the password is checked (a guess answered only
+//! after the check would still tell the right password). Someone who
+//! keeps sending wrong passwords for an account therefore keeps its owner
+//! from signing in for as long as they do; tokens already issued still
+//! work, and the budget is generous next to what a person types.
 //!
 //! All are token buckets (GCRA, from `governor`): a client may burst to
 //! twice its per-second rate, then gets one request per 1/rate seconds.
@@ -29,17 +39,27 @@ pub struct RateLimits {
     per_user: Option<DefaultKeyedRateLimiter<i64>>,
     per_address: Option<DefaultKeyedRateLimiter<IpAddr>>,
     password_checks: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Keyed by the folded username, known or not: a name nobody has is
+    /// limited like any other, so the limit does not tell which exist.
+    logins_per_account: Option<DefaultKeyedRateLimiter<String>>,
     clock: DefaultClock,
 }
 
 impl RateLimits {
-    /// `user_rate` and `address_rate` requests per second, and
-    /// `password_rate` registrations and logins per second per address.
-    pub fn new(user_rate: u32, address_rate: u32, password_rate: u32) -> Arc<Self> {
+    /// `user_rate` and `address_rate` requests per second,
+    /// `password_rate` registrations and logins per second per address,
+    /// and `account_logins` logins per minute per account.
+    pub fn new(
+        user_rate: u32,
+        address_rate: u32,
+        password_rate: u32,
+        account_logins: u32,
+    ) -> Arc<Self> {
         let limits = Arc::new(Self {
             per_user: quota(user_rate).map(RateLimiter::keyed),
             per_address: quota(address_rate).map(RateLimiter::keyed),
             password_checks: quota(password_rate).map(RateLimiter::keyed),
+            logins_per_account: per_minute(account_logins).map(RateLimiter::keyed),
             clock: DefaultClock::default(),
         });
         // Forget idle clients now and then, so the maps stay small.
@@ -58,6 +78,9 @@ impl RateLimits {
                 if let Some(limiter) = &limits.password_checks {
                     limiter.retain_recent();
                 }
+                if let Some(limiter) = &limits.logins_per_account {
+                    limiter.retain_recent();
+                }
             }
         });
         limits
@@ -71,6 +94,11 @@ impl RateLimits {
     /// Counts a registration or login from `address`.
     pub fn check_password_attempt(&self, address: IpAddr) -> Result<(), ApiError> {
         self.check(self.password_checks.as_ref(), &client(address))
+    }
+
+    /// Counts a login to the account named `folded_username`.
+    pub fn check_login(&self, folded_username: String) -> Result<(), ApiError> {
+        self.check(self.logins_per_account.as_ref(), &folded_username)
     }
 
     fn check_address(&self, address: IpAddr) -> Result<(), ApiError> {
@@ -118,6 +146,11 @@ fn quota(rate: u32) -> Option<Quota> {
         let burst = rate.saturating_mul(NonZeroU32::MIN.saturating_add(1));
         Quota::per_second(rate).allow_burst(burst)
     })
+}
+
+/// `count` a minute, all of them at once if need be; none for 0.
+fn per_minute(count: u32) -> Option<Quota> {
+    NonZeroU32::new(count).map(|count| Quota::per_minute(count).allow_burst(count))
 }
 
 /// The per-address limit, as a middleware of every route: the feed's

@@ -147,6 +147,7 @@ async fn login(
     let Ok((username, password)) = parse_credentials(&body) else {
         return Err(refused);
     };
+    state.limits.check_login(username.folded())?;
     let user = state.store.user_by_name(username.as_str()).await?;
     // Verify against a real hash even for unknown users, so the response
     // time does not tell which usernames exist.
