@@ -330,17 +330,26 @@ try {
     console.log(`  screenshot: ${process.env.BIDASK_SCREENSHOT}`);
   }
 
-  step('on a phone the page fits its width, and the bar leaves the screen to the page');
+  step('on a phone the page fits its width, the bar leaves the screen to the page, and the trade form comes before the book');
   const fits = (page) => page.evaluate(() => {
     const bar = document.querySelector('.bar');
+    const box = (testid) => document.querySelector(`[data-testid=${testid}]`).getBoundingClientRect();
     return {
       scroll: document.documentElement.scrollWidth,
       width: window.innerWidth,
       bar: bar.getBoundingClientRect().height,
       sticky: getComputedStyle(bar).position === 'sticky',
       font: parseFloat(getComputedStyle(document.querySelector('input')).fontSize),
+      markets: box('markets'),
+      trade: box('trade'),
+      book: box('book'),
     };
   });
+  // Wide, the trade form is the right-hand column beside the book.
+  const wide = await fits(sellerPage);
+  if (!(wide.trade.left >= wide.book.right)) {
+    throw new Error(`at 1100 px the trade form (left ${wide.trade.left}) is not beside the book (right ${wide.book.right})`);
+  }
   for (const width of [375, 320]) {
     await sellerPage.setViewportSize({ width, height: 740 });
     const shape = await fits(sellerPage);
@@ -358,6 +367,11 @@ try {
   }
   // iOS zooms into a text box whose font is under 16 px.
   if (signedOut.font < 16) throw new Error(`inputs use a ${signedOut.font} px font`);
+  // One column: the sizes, then the form, and the book below both.
+  const { markets, trade, book } = signedOut;
+  if (!(markets.bottom <= trade.top && trade.bottom <= book.top)) {
+    throw new Error(`at 320 px the markets end at ${markets.bottom}, the trade form spans ${trade.top}–${trade.bottom} and the book starts at ${book.top}`);
+  }
   await phone.close();
 
   step('a refused refresh of the open orders keeps them shown');
