@@ -494,6 +494,93 @@ async fn the_page_and_its_files_are_served_with_validators() {
     app.stop().await;
 }
 
+/// The page's files go gzipped to a client that takes it, as the same
+/// bytes, under a weak form of their tag that still revalidates; every
+/// answer says it varies with `Accept-Encoding`, so a cache keeps the two
+/// apart. The API's answers are not compressed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_s_files_are_gzipped_for_clients_that_take_it() {
+    use std::io::Read;
+
+    let mut app = spawn_app(Backend::Sqlite).await;
+    let product = app.create_product("AJ1-GZ", &["10"]).await;
+    let fetch = |path: &str, headers: &[(&str, &str)]| {
+        let mut request = app.client.get(format!("{}{path}", app.address));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        async move {
+            let response = request.send().await.expect("an answer");
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let body = response.bytes().await.expect("a body").to_vec();
+            (status, headers, body)
+        }
+    };
+    let header = |headers: &reqwest::header::HeaderMap, name: &str| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    };
+    let varies = |headers: &reqwest::header::HeaderMap| {
+        header(headers, "vary").is_some_and(|vary| vary.eq_ignore_ascii_case("accept-encoding"))
+    };
+    let page = format!("/products/{product}");
+    for path in ["/", page.as_str(), "/assets/app.js", "/assets/style.css"] {
+        let (status, plain_headers, plain) = fetch(path, &[]).await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(header(&plain_headers, "content-encoding"), None, "{path}");
+        assert!(varies(&plain_headers), "{path}: {plain_headers:?}");
+        let tag = header(&plain_headers, "etag").expect("an ETag");
+        assert!(
+            tag.starts_with('"'),
+            "{path}: a strong tag when plain, {tag}"
+        );
+
+        let (status, headers, gzipped) = fetch(path, &[("accept-encoding", "gzip")]).await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(
+            header(&headers, "content-encoding").as_deref(),
+            Some("gzip")
+        );
+        assert!(varies(&headers), "{path}: {headers:?}");
+        assert_eq!(header(&headers, "etag"), Some(format!("W/{tag}")), "{path}");
+        let mut unzipped = Vec::new();
+        flate2::read::GzDecoder::new(gzipped.as_slice())
+            .read_to_end(&mut unzipped)
+            .expect("a gzip stream");
+        assert_eq!(unzipped, plain, "{path}: the same file");
+        if path == "/assets/app.js" {
+            assert!(
+                gzipped.len() * 2 < plain.len(),
+                "the script is {} bytes gzipped, {} plain",
+                gzipped.len(),
+                plain.len()
+            );
+        }
+
+        // The weak tag a browser keeps revalidates, gzipped or not.
+        let weak = format!("W/{tag}");
+        for accept in ["gzip", "identity"] {
+            let (status, headers, body) = fetch(
+                path,
+                &[("accept-encoding", accept), ("if-none-match", &weak)],
+            )
+            .await;
+            assert_eq!(status, 304, "{path}, {accept}");
+            assert!(body.is_empty(), "{path}");
+            assert!(varies(&headers), "{path}, {accept}: {headers:?}");
+        }
+    }
+
+    // The API stays as it is.
+    let (status, headers, _) = fetch("/api/v1/products", &[("accept-encoding", "gzip")]).await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "content-encoding"), None);
+    app.stop().await;
+}
+
 /// The field names of a JSON object, sorted.
 fn sent(body: &serde_json::Value) -> Vec<String> {
     let mut names: Vec<String> = body
