@@ -1326,6 +1326,84 @@ fn a_backup_reads_a_percent_encoded_path_as_sqlite_does() {
     );
 }
 
+/// An embedded database, or a kept token secret, that users other than
+/// its owner may read (made by an older bidask, copied, restored) is
+/// pointed out by `migrate` and by `serve`, and left as it is; once it is
+/// its owner's only, nothing is said.
+#[test]
+fn a_database_or_secret_others_may_read_is_pointed_out() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let directory = tempfile::tempdir().expect("a directory");
+    let database = directory.path().join("bidask.db");
+    let secret = directory.path().join("bidask.db.jwt-secret");
+    let url = format!("sqlite:{}", database.display());
+    let chmod = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    let migrate = || {
+        let output = std::process::Command::new(SERVER)
+            .args(["migrate", "--database-url", &url])
+            .env("BIDASK_LOG_FORMAT", "json")
+            .output()
+            .expect("the binary runs");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    // Stops once the secret is read, on a half-given admin account: what
+    // `serve` said before that is all there is to read.
+    let serve = || {
+        let output = std::process::Command::new(SERVER)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("DATABASE_URL", &url)
+            .env_remove("BIDASK_JWT_SECRET")
+            .env("BIDASK_ADMIN_USERNAME", "admin")
+            .env_remove("BIDASK_ADMIN_PASSWORD")
+            .env("BIDASK_LOG_FORMAT", "json")
+            .output()
+            .expect("the binary runs");
+        assert_eq!(output.status.code(), Some(1), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let warned = |log: &str, path: &std::path::Path| {
+        log.lines().any(|line| {
+            line.contains("\"WARN\"")
+                && line.contains("can be read by users other than its owner")
+                && line.contains(&format!("\"path\":\"{}\"", path.display()))
+        })
+    };
+
+    let made = migrate();
+    assert!(!warned(&made, &database), "made for its owner: {made}");
+    std::fs::write(&secret, "k".repeat(64)).expect("a secret");
+    chmod(&secret, 0o600);
+    chmod(&database, 0o644);
+    let log = migrate();
+    assert!(warned(&log, &database), "{log}");
+    assert!(!warned(&log, &secret), "{log}");
+    chmod(&secret, 0o640);
+    for log in [migrate(), serve()] {
+        assert!(warned(&log, &database) && warned(&log, &secret), "{log}");
+    }
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .expect("the file")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(
+        (mode(&database), mode(&secret)),
+        (0o644, 0o640),
+        "left as they were"
+    );
+    chmod(&database, 0o600);
+    chmod(&secret, 0o600);
+    for log in [migrate(), serve()] {
+        assert!(!warned(&log, &database) && !warned(&log, &secret), "{log}");
+    }
+}
+
 /// A `RUST_LOG` that does not parse is said, and the default levels
 /// apply, instead of the directives being dropped without a word.
 #[test]

@@ -165,12 +165,49 @@ pub async fn migrate(config: &DatabaseConfig) -> Result<(), StartupError> {
         writer = Some(committer);
     }
     store.migrate().await?;
+    warn_if_others_may_read(&config.database_url);
     if let Some(mut committer) = writer {
         committer.claim().await?;
         committer.close().await;
     }
     store.close().await;
     Ok(())
+}
+
+/// Says so when users other than its owner may read the embedded
+/// database, which holds password hashes, or the token secret kept beside
+/// it, with which anyone can sign a token. Bidask makes both for their
+/// owner only, but a file that exists keeps the permissions it has (one a
+/// bidask before that made, a copy, a restore), so it is pointed out, not
+/// changed under its owner.
+fn warn_if_others_may_read(url: &str) {
+    use std::os::unix::fs::PermissionsExt;
+
+    let Some(database) = bidask_store::sqlite_file(url) else {
+        return;
+    };
+    let secret = bidask_store::beside(&database, "jwt-secret");
+    let files = [
+        (
+            &database,
+            "the database holds password hashes and can be read by users other than its \
+             owner: `chmod 600` it, and its -wal and -shm files",
+        ),
+        (
+            &secret,
+            "the kept token secret, with which anyone can sign a token, can be read by users \
+             other than its owner: `chmod 600` it",
+        ),
+    ];
+    for (path, warning) in files {
+        let Ok(metadata) = std::fs::metadata(path) else {
+            continue;
+        };
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o044 != 0 {
+            tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "{warning}");
+        }
+    }
 }
 
 /// Says soon that the writer's lock is not free, rather than only when
@@ -299,6 +336,7 @@ impl Application {
         let writer = writer?;
         store.check_writable().await?;
         store.migrate().await?;
+        warn_if_others_may_read(&config.database.database_url);
         let secret = jwt_secret(&config)?;
         let tokens = Tokens::new(&secret, config.token_lifetime_secs);
         ensure_admin(&store, &config).await?;
