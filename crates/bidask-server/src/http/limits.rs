@@ -121,9 +121,17 @@ impl RateLimits {
     fn refused(&self, wait: Duration) -> ApiError {
         metrics::counter!("bidask_requests_rate_limited_total").increment(1);
         ApiError::RateLimited {
-            retry_after: wait.as_secs().max(1),
+            retry_after: whole_seconds(wait),
         }
     }
+}
+
+/// `Retry-After` in whole seconds, rounded up: a client that waits as long
+/// as it is told must be let in, not refused again for the fraction cut
+/// off (and 0 would mean at once).
+fn whole_seconds(wait: Duration) -> u64 {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    seconds.max(1)
 }
 
 /// The key of a client address: IPv4 as it is, IPv6 by its /64 (an
@@ -171,8 +179,18 @@ pub async fn limit_address(
 #[cfg(test)]
 mod tests {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    use std::time::Duration;
 
-    use super::client;
+    use super::{client, whole_seconds};
+
+    #[test]
+    fn retry_after_rounds_up_to_a_whole_second_of_at_least_one() {
+        assert_eq!(whole_seconds(Duration::from_millis(4_900)), 5);
+        assert_eq!(whole_seconds(Duration::from_millis(5_001)), 6);
+        assert_eq!(whole_seconds(Duration::from_secs(5)), 5);
+        assert_eq!(whole_seconds(Duration::from_millis(20)), 1);
+        assert_eq!(whole_seconds(Duration::ZERO), 1);
+    }
 
     #[test]
     fn an_ipv6_host_is_its_64_block_and_ipv4_is_itself() {
