@@ -360,6 +360,22 @@ async fn the_openapi_document_lists_every_answer_the_api_gives() {
             for status in [429, 500, 503] {
                 assert!(listed(status), "{method} {path} does not list {status}");
             }
+            // Every page size and book depth declares the range the
+            // server holds it to, so a generated client refuses what the
+            // server would.
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                let range = match parameter["name"].as_str() {
+                    Some("limit") => (1, 100),
+                    Some("depth") => (1, 1_000),
+                    _ => continue,
+                };
+                let schema = &parameter["schema"];
+                assert_eq!(
+                    (schema["minimum"].as_i64(), schema["maximum"].as_i64()),
+                    (Some(range.0), Some(range.1)),
+                    "{method} {path}: {parameter}"
+                );
+            }
             // Every response's schema that is a reference names a schema
             // the document has.
             for (status, response) in operation["responses"].as_object().expect("responses") {

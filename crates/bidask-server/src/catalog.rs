@@ -37,13 +37,13 @@ pub struct Product {
     pub created_at: i64,
 }
 
-/// One size of a product ("10.5", "M", "EU 44"), as people read it.
-///
-/// A new one comes through [`Size::parse`]: trimmed, 1 to 16 characters,
-/// none of them control, line-breaking or invisible, so that two sizes that look alike
-/// cannot be two markets. A stored one comes through [`Size::stored`] as
-/// it was committed, since orders name it and an older version's rules
-/// may have let through what today's refuse.
+/// One size of a product ("10.5", "M", "EU 44"), as people read it: 1 to
+/// 16 characters, none of them control, line-breaking or invisible, so
+/// that two sizes that look alike cannot be two markets.
+// (The doc comment is the OpenAPI description.) A new one comes through
+// `Size::parse`, trimmed; a stored one through `Size::stored` as it was
+// committed, since orders name it and an older version's rules may have
+// let through what today's refuse.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(transparent)]
 pub struct Size(String);

@@ -31,7 +31,7 @@ struct MatchesQuery {
 }
 
 #[utoipa::path(get, path = "/api/v1/matches", tag = "account", security(("bearer" = [])),
-    params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    params(("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Items on a page, 50 by default."), ("cursor" = Option<String>, Query)),
     operation_id = "my_matches",
     responses((status = 200, description = "The caller's trades as buyer or seller, newest first.", body = Page<MatchView>)))]
 async fn matches(
@@ -126,7 +126,7 @@ struct NotificationsQuery {
 /// Notifications are the `MATCH_CREATED` messages of the user's channel,
 /// returned exactly as they were sent, oldest first.
 #[utoipa::path(get, path = "/api/v1/notifications", tag = "account", security(("bearer" = [])),
-    params(("after" = Option<i64>, Query), ("cursor" = Option<String>, Query), ("limit" = Option<i64>, Query)),
+    params(("after" = Option<i64>, Query), ("cursor" = Option<String>, Query), ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Items on a page, 50 by default.")),
     operation_id = "my_notifications",
     responses((status = 200, description = "The caller's `MATCH_CREATED` messages exactly as they were published on its channel, oldest first.", body = Page<Notification>)))]
 async fn notifications(

@@ -333,7 +333,7 @@ pub fn page_cursor(cursor: Option<&str>) -> Result<Option<i64>, ApiError> {
 pub struct Page<T> {
     /// This page.
     pub items: Vec<T>,
-    /// Pass as `cursor` (or `after`) for the next page; null on the last.
+    /// Pass as `cursor` for the next page; null on the last.
     #[schema(required = true)]
     pub next_cursor: Option<String>,
 }

@@ -501,7 +501,7 @@ struct ListQuery {
 
 #[utoipa::path(get, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])),
     operation_id = "list_orders",
-    params(("status" = Option<String>, Query), ("product_id" = Option<i64>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    params(("status" = Option<String>, Query), ("product_id" = Option<i64>, Query), ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Items on a page, 50 by default."), ("cursor" = Option<String>, Query)),
     responses((status = 200, description = "The caller's orders, newest first.", body = Page<OrderView>)))]
 async fn list(
     State(state): State<AppState>,

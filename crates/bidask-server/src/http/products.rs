@@ -126,7 +126,7 @@ struct ListQuery {
 
 #[utoipa::path(get, path = "/api/v1/products", tag = "products",
     operation_id = "list_products",
-    params(("q" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    params(("q" = Option<String>, Query), ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Items on a page, 50 by default."), ("cursor" = Option<String>, Query)),
     responses((status = 200, description = "Products, newest first, each with its markets' summaries.", body = Page<ProductView>)))]
 async fn list(
     State(state): State<AppState>,
@@ -328,7 +328,7 @@ pub struct BookView {
 
 #[utoipa::path(get, path = "/api/v1/products/{id}/book", tag = "products",
     operation_id = "product_book",
-    params(("id" = i64, Path), ("size" = String, Query), ("depth" = Option<usize>, Query)),
+    params(("id" = i64, Path), ("size" = String, Query), ("depth" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "Price levels a side, 50 by default.")),
     responses((status = 200, description = "One size's book, best levels first, with the product feed's `seq` it is current to.", body = BookView),
         (status = 404, description = "No such product (`not_found`).", body = ErrorBody),
         (status = 422, description = "No such size, or a depth out of range (`validation_failed`).", body = ErrorBody)))]
@@ -381,7 +381,7 @@ struct MatchesQuery {
 
 #[utoipa::path(get, path = "/api/v1/products/{id}/matches", tag = "products",
     operation_id = "product_matches",
-    params(("id" = i64, Path), ("size" = Option<String>, Query), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    params(("id" = i64, Path), ("size" = Option<String>, Query), ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Items on a page, 50 by default."), ("cursor" = Option<String>, Query)),
     responses((status = 200, description = "The product's trades, or one size's, newest first.", body = Page<MatchView>),
         (status = 404, description = "No such product (`not_found`).", body = ErrorBody)))]
 async fn matches(
