@@ -11,6 +11,7 @@ on_both_backends!(
     book_levels_aggregate_orders_best_first_at_the_last_seq,
     unknown_products_and_sizes_are_refused,
     a_coarser_tick_size_refuses_off_tick_prices_and_keeps_two_decimals,
+    unusable_tick_sizes_are_refused_by_name_and_nothing_is_stored,
 );
 
 /// `POST /products` as the admin with `body`.
@@ -420,6 +421,41 @@ async fn unknown_products_and_sizes_are_refused(backend: Backend) {
             reply.body
         );
     }
+    app.stop().await;
+}
+
+/// A tick no price could sit on is refused with its field named, and the
+/// message says what a tick may be; no product is made.
+async fn unusable_tick_sizes_are_refused_by_name_and_nothing_is_stored(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    for tick in [
+        json!("0"),
+        json!("-0.01"),
+        json!("0.000000001"),
+        json!("2000000"),
+        json!(1e7),
+        json!("a cent"),
+        json!(true),
+    ] {
+        let reply = create_product(
+            &mut app,
+            &json!({"sku": "TICK-1", "name": "Tick Dunk", "brand": "Nike",
+                    "sizes": ["10"], "tick_size": tick}),
+        )
+        .await;
+        assert_eq!(reply.status, 422, "{tick}: {:?}", reply.body);
+        assert_eq!(reply.body["error"]["field"], "tick_size", "{tick}");
+        let message = reply.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("tick"), "{tick}: {message}");
+        if tick == json!("2000000") {
+            assert!(
+                message.contains("1000000"),
+                "names the highest price: {message}"
+            );
+        }
+    }
+    let listed = app.get("/api/v1/products", None).await;
+    assert_eq!(listed.body["items"], json!([]), "nothing was made");
     app.stop().await;
 }
 

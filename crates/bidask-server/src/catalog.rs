@@ -109,7 +109,9 @@ pub fn is_hidden(character: char) -> bool {
 
 /// Why a stored or requested tick size is unusable.
 #[derive(Debug, thiserror::Error)]
-#[error("tick size must be a positive decimal with at most 8 decimals")]
+#[error(
+    "tick size must be a positive decimal of at most 1000000 (the highest price), with at most 8 decimals"
+)]
 pub struct InvalidTickSize;
 
 impl Product {
