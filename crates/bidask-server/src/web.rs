@@ -8,10 +8,12 @@
 //!
 //! The files go gzipped to a browser that takes it: on a phone's network
 //! the script is most of the page's weight, and shrinks to a third (43 KB
-//! to 14). Only these routes are compressed; the API's answers are small
-//! and on the order path, where the time would show.
+//! to 14). Each is compressed once, at start, rather than per request,
+//! which would let one client spend a core on it. The API's answers are
+//! not compressed: they are small and on the order path.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::Write;
 use std::sync::LazyLock;
 
 use axum::Router;
@@ -23,7 +25,8 @@ use axum::http::header::{
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tower_http::compression::CompressionLayer;
+use flate2::Compression;
+use flate2::write::GzEncoder;
 
 use crate::http::AppState;
 
@@ -32,13 +35,19 @@ use crate::http::AppState;
 const POLICY: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; \
     object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
-/// A file of the page, with a validator made from its bytes: a browser
-/// that has it asks again (`no-cache`, since a new binary may change it)
-/// and gets a 304 instead of the file, which on a phone is most of the
-/// page's weight.
+/// A file of the page, plain and gzipped, with a validator made from its
+/// bytes: a browser that has it asks again (`no-cache`, since a new binary
+/// may change it) and gets a 304 instead of the file, which on a phone is
+/// most of the page's weight.
+///
+/// The validator is weak, on both forms: they are the same file in two
+/// encodings, and a strong tag would have to differ between them (RFC
+/// 9110, section 8.8.1), so that a 304 would need to know which form the
+/// browser kept. Nothing here serves ranges, the one use of a strong tag.
 struct Asset {
     content_type: &'static str,
     body: &'static str,
+    gzipped: Vec<u8>,
     etag: HeaderValue,
 }
 
@@ -46,46 +55,105 @@ impl Asset {
     fn new(content_type: &'static str, body: &'static str) -> Self {
         let mut hasher = DefaultHasher::new();
         body.hash(&mut hasher);
-        let etag = HeaderValue::from_str(&format!("\"{:016x}\"", hasher.finish()))
+        let etag = HeaderValue::from_str(&format!("W/\"{:016x}\"", hasher.finish()))
             .expect("a quoted hex number is a valid header value");
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
+        let gzipped = encoder
+            .write_all(body.as_bytes())
+            .and_then(|()| encoder.finish())
+            .expect("gzip into memory cannot fail");
         Self {
             content_type,
             body,
+            gzipped,
             etag,
         }
     }
 
     /// The file, or 304 when `If-None-Match` names its tag.
-    fn serve(&self, request: &HeaderMap) -> Response {
-        let answer = [
+    fn serve(&'static self, request: &HeaderMap) -> Response {
+        if self.known_to(request) {
+            return (StatusCode::NOT_MODIFIED, self.headers()).into_response();
+        }
+        self.send(request)
+    }
+
+    /// The file, in the encoding `request` takes.
+    fn send(&'static self, request: &HeaderMap) -> Response {
+        if takes_gzip(request) {
+            let mut response = (self.headers(), self.gzipped.as_slice()).into_response();
+            response
+                .headers_mut()
+                .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            return response;
+        }
+        (self.headers(), self.body).into_response()
+    }
+
+    fn headers(&self) -> [(HeaderName, HeaderValue); 5] {
+        [
             (CONTENT_TYPE, HeaderValue::from_static(self.content_type)),
             (CACHE_CONTROL, HeaderValue::from_static("no-cache")),
             (ETAG, self.etag.clone()),
-            // On every answer, the 304 and the uncompressed ones too: a
-            // cache must keep the gzipped file apart from the plain one.
+            // On every answer, the 304 and the plain one too: a cache
+            // must keep the gzipped file apart from the plain one.
             (VARY, HeaderValue::from_static(ACCEPT_ENCODING.as_str())),
             (
                 HeaderName::from_static("x-content-type-options"),
                 HeaderValue::from_static("nosniff"),
             ),
-        ];
-        if self.known_to(request) {
-            return (StatusCode::NOT_MODIFIED, answer).into_response();
-        }
-        (answer, self.body).into_response()
+        ]
     }
 
     /// RFC 9110, section 13.1.2: `*`, or a list of tags compared weakly.
     fn known_to(&self, request: &HeaderMap) -> bool {
-        let ours = self.etag.as_bytes();
+        let ours = weakly(self.etag.as_bytes());
         request
             .get_all(IF_NONE_MATCH)
             .iter()
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
             .map(str::trim)
-            .any(|tag| tag == "*" || tag.trim_start_matches("W/").as_bytes() == ours)
+            .any(|tag| tag == "*" || weakly(tag.as_bytes()) == ours)
     }
+}
+
+/// A tag without its weakness mark, for the weak comparison.
+fn weakly(tag: &[u8]) -> &[u8] {
+    tag.strip_prefix(b"W/").unwrap_or(tag)
+}
+
+/// Whether `Accept-Encoding` takes gzip (RFC 9110, section 12.5.3): named,
+/// as `gzip` or `x-gzip`, or else `*`, with a weight other than 0. Plain
+/// is sent otherwise, never a 406: the file is small enough either way.
+fn takes_gzip(request: &HeaderMap) -> bool {
+    let mut named = None;
+    let mut any = None;
+    let offers = request
+        .get_all(ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','));
+    for offer in offers {
+        let mut parameters = offer.split(';');
+        let coding = parameters.next().unwrap_or_default().trim();
+        let weight = parameters
+            .filter_map(|parameter| {
+                let (name, value) = parameter.split_once('=')?;
+                name.trim().eq_ignore_ascii_case("q").then(|| value.trim())
+            })
+            .next_back();
+        // A weight of 0 refuses; one that does not parse counts as given.
+        let accepted = weight.is_none_or(|weight| {
+            !(weight.starts_with('0') && weight.bytes().all(|byte| matches!(byte, b'0' | b'.')))
+        });
+        if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            named = Some(accepted);
+        } else if coding == "*" {
+            any = Some(accepted);
+        }
+    }
+    named.or(any).unwrap_or(false)
 }
 
 static INDEX: LazyLock<Asset> = LazyLock::new(|| {
@@ -111,27 +179,6 @@ pub fn router() -> Router<AppState> {
         .route("/products/{id}/", get(without_slash))
         .route("/assets/app.js", get(script))
         .route("/assets/style.css", get(style))
-        .layer(CompressionLayer::new())
-        .layer(axum::middleware::map_response(weaken_encoded_tag))
-}
-
-/// A gzipped file is another representation of it, with other bytes, so
-/// its tag may only be weak (RFC 9110, section 8.8.1); the tag still
-/// matches the file's own when a browser sends it back, as
-/// `If-None-Match` compares weakly.
-async fn weaken_encoded_tag(mut response: Response) -> Response {
-    if !response.headers().contains_key(CONTENT_ENCODING) {
-        return response;
-    }
-    let weak = response
-        .headers()
-        .get(ETAG)
-        .filter(|tag| !tag.as_bytes().starts_with(b"W/"))
-        .and_then(|tag| HeaderValue::from_bytes(&[b"W/", tag.as_bytes()].concat()).ok());
-    if let Some(weak) = weak {
-        response.headers_mut().insert(ETAG, weak);
-    }
-    response
 }
 
 async fn catalog(headers: HeaderMap) -> Response {
@@ -154,9 +201,10 @@ async fn product(
     if known {
         return page(INDEX.serve(&headers));
     }
-    // Without the document's tag: a cache that revalidated this 404 once
-    // the product exists would be told it is still current.
-    let mut missing = INDEX.serve(&HeaderMap::new());
+    // Never a 304, and without the document's tag: a cache that
+    // revalidated this 404 once the product exists would be told it is
+    // still current.
+    let mut missing = INDEX.send(&headers);
     *missing.status_mut() = StatusCode::NOT_FOUND;
     missing.headers_mut().remove(ETAG);
     page(missing)
@@ -191,4 +239,44 @@ async fn script(headers: HeaderMap) -> Response {
 
 async fn style(headers: HeaderMap) -> Response {
     STYLE.serve(&headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderMap;
+    use axum::http::header::ACCEPT_ENCODING;
+
+    use super::takes_gzip;
+
+    fn accepting(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(
+                ACCEPT_ENCODING,
+                value.parse().expect("a valid header value"),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn gzip_goes_where_it_is_taken_by_name_or_by_star_and_not_at_weight_zero() {
+        for (values, gzip) in [
+            (&[][..], false),
+            (&["gzip, deflate, br, zstd"][..], true),
+            (&["br", "GZip;q=0.5"][..], true),
+            (&["x-gzip"][..], true),
+            (&["*"][..], true),
+            (&["identity"][..], false),
+            (&["gzip;q=0"][..], false),
+            (&["gzip; Q=0.000"][..], false),
+            (&["gzip;q=0.001"][..], true),
+            (&["*, gzip;q=0"][..], false),
+            (&["*;q=0, identity"][..], false),
+            (&["br;q=1, *;q=0.1"][..], true),
+            (&["gzipped"][..], false),
+        ] {
+            assert_eq!(takes_gzip(&accepting(values)), gzip, "{values:?}");
+        }
+    }
 }
