@@ -155,45 +155,62 @@ async fn clients_behind_a_trusted_proxy_are_limited_each_by_their_own_address(ba
 /// Guesses at one account spread over many addresses each keep within
 /// their address's limit; the account's own limit stops them, names in
 /// any case and names nobody has alike, and leaves other accounts be.
+/// The owner still signs in from where they did before; from anywhere
+/// else they wait, as long as `Retry-After` says and no longer.
 async fn logins_to_one_account_are_limited_whatever_address_they_come_from(backend: Backend) {
     let database = TestDatabase::new(backend).await;
     let app = spawn_app_on(database, |config| {
         config.rate_limit_login = 6;
+        config.rate_limit_auth = 1;
         config.trusted_proxies = "127.0.0.1".parse().expect("an address");
     })
     .await;
-    for name in ["ann", "bob"] {
+    for (name, client) in [("ann", "198.51.100.1"), ("bob", "198.51.100.2")] {
+        let body = json!({"username": name, "password": format!("password-of-{name}")});
         let registered = app
-            .post(
+            .send(
+                reqwest::Method::POST,
                 "/api/v1/auth/register",
                 None,
-                &json!({"username": name, "password": format!("password-of-{name}")}),
+                Some(body.to_string()),
+                &[("x-forwarded-for", client)],
             )
             .await;
         assert_eq!(registered.status, 201, "{:?}", registered.body);
     }
-    // Six a minute, all at once: six wrong guesses from six addresses are
-    // each refused as wrong, the seventh (in another case) is not checked
-    // at all, and neither is the right password after it.
-    let guesses = ["ann", "ann", "Ann", "aNN", "anN", "AnN", "ANN"];
+    let home = login_from(&app, "ann", "password-of-ann", "198.51.100.9").await;
+    assert_eq!(home.status, 200, "{:?}", home.body);
+    // Six a minute, all at once, and that sign-in from a new client took
+    // one: five wrong guesses from five addresses are each refused as
+    // wrong, the sixth (in another case) is not checked at all, and
+    // neither is the right password from a new address.
+    let guesses = ["ann", "Ann", "aNN", "anN", "AnN", "ANN"];
     let mut statuses = Vec::new();
     for (index, name) in guesses.into_iter().enumerate() {
         let client = format!("203.0.113.{}", index + 1);
         let reply = login_from(&app, name, "not-the-password", &client).await;
         statuses.push(reply.status);
     }
-    assert_eq!(statuses, [401, 401, 401, 401, 401, 401, 429]);
-    let right = login_from(&app, "ann", "password-of-ann", "198.51.100.9").await;
-    assert_eq!(right.status, 429, "{:?}", right.body);
-    assert_eq!(right.code(), "rate_limited");
-    let wait = right
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429]);
+    let elsewhere = login_from(&app, "ann", "password-of-ann", "198.51.100.10").await;
+    assert_eq!(elsewhere.status, 429, "{:?}", elsewhere.body);
+    assert_eq!(elsewhere.code(), "rate_limited");
+    let wait = elsewhere
         .retry_after
         .as_deref()
         .and_then(|value| value.parse::<u64>().ok())
         .filter(|seconds| (1..=10).contains(seconds));
     let Some(wait) = wait else {
-        panic!("one login comes back every 10 s: {:?}", right.retry_after);
+        panic!(
+            "one login comes back every 10 s: {:?}",
+            elsewhere.retry_after
+        );
     };
+    // Where ann signed in and where she registered, she still does.
+    for client in ["198.51.100.9", "198.51.100.1"] {
+        let known = login_from(&app, "ANN", "password-of-ann", client).await;
+        assert_eq!(known.status, 200, "from {client}: {:?}", known.body);
+    }
     // Another account is untouched, and a name nobody has is limited as
     // any other, so the limit does not tell which names exist.
     let bob = login_from(&app, "bob", "password-of-bob", "203.0.113.1").await;
@@ -210,7 +227,7 @@ async fn logins_to_one_account_are_limited_whatever_address_they_come_from(backe
     assert_eq!(statuses, [401, 401, 401, 401, 401, 401, 429]);
     // Waiting as long as `Retry-After` said is enough: it is rounded up.
     tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
-    let later = login_from(&app, "ann", "password-of-ann", "198.51.100.9").await;
+    let later = login_from(&app, "ann", "password-of-ann", "198.51.100.10").await;
     assert_eq!(later.status, 200, "after {wait} s: {:?}", later.body);
     app.stop().await;
 }

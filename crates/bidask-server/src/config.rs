@@ -147,9 +147,9 @@ pub struct ServeConfig {
     /// Logins per minute to each account, from all addresses together
     /// (all at once if need be); 0 turns the limit off. Guesses spread
     /// over many addresses each keep within their address's limit; this
-    /// one bounds them per account. It counts right passwords too, so
-    /// whoever floods an account's logins keeps its owner from signing in
-    /// meanwhile (issued tokens still work).
+    /// one bounds them per account. A client that signed in to the
+    /// account, or registered it, in the last 30 days is not held to it,
+    /// so a flood of guesses does not lock the owner out.
     #[arg(long, env = "BIDASK_RATE_LIMIT_LOGIN", default_value_t = 10)]
     pub rate_limit_login: u32,
     /// Reverse proxies in front of the server, comma-separated addresses

@@ -2,27 +2,34 @@
 //! address on password checks, and one per account on logins, answered
 //! with 429 and `Retry-After`.
 //!
-//! The per-account one is what stops guessing from many addresses: each
-//! address keeps within its own budget, but every guess at one account
-//! draws on that account's. It counts every login, right or wrong, since
-//! it must refuse before the password is checked (a guess answered only
-//! after the check would still tell the right password). Someone who
-//! keeps sending wrong passwords for an account therefore keeps its owner
-//! from signing in for as long as they do; tokens already issued still
-//! work, and the budget is generous next to what a person types.
+//! The per-account one bounds guessing from many addresses: each address
+//! keeps within its own budget, but every guess at one account draws on
+//! that account's. It counts every login, right or wrong, since it must
+//! refuse before the password is checked (a guess answered only after the
+//! check would still tell the right password). So that someone who keeps
+//! sending wrong passwords for an account does not lock its owner out,
+//! a client (an address, as below) that signed in to the account, or
+//! registered it, within the last 30 days is not held to it: only to its
+//! address's own limits. The owner is then refused only from a client it
+//! has not used, and only while the flood lasts; tokens already issued
+//! keep working. These known clients are kept in memory, so a restart
+//! forgets them.
 //!
-//! All are token buckets (GCRA, from `governor`): a client may burst to
-//! twice its per-second rate, then gets one request per 1/rate seconds.
+//! All are token buckets (GCRA, from `governor`): the per-second ones let
+//! a client burst to twice its rate, then one request per 1/rate seconds;
+//! the per-account one takes its whole minute's count at once, then one
+//! login per 60/count seconds.
 //! An address is the client's IPv4 address or its IPv6 /64, the block a
 //! single host is usually given: keyed by the full IPv6 address, one
 //! host could take a fresh limit with every address of its block. The
 //! address is the TCP peer's, or, behind a trusted reverse proxy, the
 //! client's it forwards (see `crate::proxies`).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -42,8 +49,18 @@ pub struct RateLimits {
     /// Keyed by the folded username, known or not: a name nobody has is
     /// limited like any other, so the limit does not tell which exist.
     logins_per_account: Option<DefaultKeyedRateLimiter<String>>,
+    /// When each (folded username, client) pair last signed in; those
+    /// within [`KNOWN_FOR`] are not held to the per-account limit.
+    known_clients: Mutex<HashMap<(String, IpAddr), Instant>>,
     clock: DefaultClock,
 }
+
+/// How long a client that signed in to an account stays known to it.
+const KNOWN_FOR: Duration = Duration::from_secs(30 * 86_400);
+/// At most this many known pairs (about 100 bytes each); past it, new
+/// ones are not kept until old ones expire. Only a right password makes
+/// one, so a flood of guesses cannot fill it.
+const MAX_KNOWN_CLIENTS: usize = 100_000;
 
 impl RateLimits {
     /// `user_rate` and `address_rate` requests per second,
@@ -60,6 +77,7 @@ impl RateLimits {
             per_address: quota(address_rate).map(RateLimiter::keyed),
             password_checks: quota(password_rate).map(RateLimiter::keyed),
             logins_per_account: per_minute(account_logins).map(RateLimiter::keyed),
+            known_clients: Mutex::new(HashMap::new()),
             clock: DefaultClock::default(),
         });
         // Forget idle clients now and then, so the maps stay small.
@@ -80,7 +98,15 @@ impl RateLimits {
                 }
                 if let Some(limiter) = &limits.logins_per_account {
                     limiter.retain_recent();
+                    // Names are the clients' choice: give back what a
+                    // flood of them took.
+                    limiter.shrink_to_fit();
                 }
+                limits
+                    .known_clients
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .retain(|_, at| at.elapsed() < KNOWN_FOR);
             }
         });
         limits
@@ -96,9 +122,40 @@ impl RateLimits {
         self.check(self.password_checks.as_ref(), &client(address))
     }
 
-    /// Counts a login to the account named `folded_username`.
-    pub fn check_login(&self, folded_username: String) -> Result<(), ApiError> {
-        self.check(self.logins_per_account.as_ref(), &folded_username)
+    /// Counts a login from `address` to the account named
+    /// `folded_username`, unless that client signed in to it lately.
+    pub fn check_login(&self, folded_username: &str, address: IpAddr) -> Result<(), ApiError> {
+        let Some(limiter) = &self.logins_per_account else {
+            return Ok(());
+        };
+        let key = (folded_username.to_owned(), client(address));
+        let known = self
+            .known_clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .is_some_and(|at| at.elapsed() < KNOWN_FOR);
+        if known {
+            return Ok(());
+        }
+        self.check(Some(limiter), &key.0)
+    }
+
+    /// Notes that `address` signed in to, or registered, the account named
+    /// `folded_username`: from there its logins are not held to the
+    /// account's limit.
+    pub fn signed_in(&self, folded_username: String, address: IpAddr) {
+        if self.logins_per_account.is_none() {
+            return;
+        }
+        let key = (folded_username, client(address));
+        let mut known = self
+            .known_clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if known.len() < MAX_KNOWN_CLIENTS || known.contains_key(&key) {
+            known.insert(key, Instant::now());
+        }
     }
 
     fn check_address(&self, address: IpAddr) -> Result<(), ApiError> {
@@ -156,9 +213,10 @@ fn quota(rate: u32) -> Option<Quota> {
     })
 }
 
-/// `count` a minute, all of them at once if need be; none for 0.
+/// `count` a minute, all of them at once if need be (a quota's burst is
+/// its count); none for 0.
 fn per_minute(count: u32) -> Option<Quota> {
-    NonZeroU32::new(count).map(|count| Quota::per_minute(count).allow_burst(count))
+    NonZeroU32::new(count).map(Quota::per_minute)
 }
 
 /// The per-address limit, as a middleware of every route: the feed's

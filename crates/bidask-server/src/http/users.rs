@@ -122,6 +122,7 @@ async fn register(
             }
             other => other.into(),
         })?;
+    state.limits.signed_in(username.folded(), address);
     // The account's own address: `/me` with the token that comes with it.
     Ok((
         StatusCode::CREATED,
@@ -147,7 +148,7 @@ async fn login(
     let Ok((username, password)) = parse_credentials(&body) else {
         return Err(refused);
     };
-    state.limits.check_login(username.folded())?;
+    state.limits.check_login(&username.folded(), address)?;
     let user = state.store.user_by_name(username.as_str()).await?;
     // Verify against a real hash even for unknown users, so the response
     // time does not tell which usernames exist.
@@ -158,7 +159,10 @@ async fn login(
         .await
         .map_err(hashing_error)?;
     match user {
-        Some(user) if matches => Ok(Json(session(&state, &user)?)),
+        Some(user) if matches => {
+            state.limits.signed_in(username.folded(), address);
+            Ok(Json(session(&state, &user)?))
+        }
         _ => Err(refused),
     }
 }
