@@ -174,37 +174,44 @@ pub async fn migrate(config: &DatabaseConfig) -> Result<(), StartupError> {
     Ok(())
 }
 
-/// Says so when users other than its owner may read the embedded
-/// database, which holds password hashes, or the token secret kept beside
-/// it, with which anyone can sign a token. Bidask makes both for their
+/// Says so when users other than its owner may read or write the
+/// embedded database (or its `-wal` and `-shm` files, which hold recent
+/// pages), which holds password hashes, or the token secret kept beside
+/// it, with which anyone can sign a token. Bidask makes them for their
 /// owner only, but a file that exists keeps the permissions it has (one a
 /// bidask before that made, a copy, a restore), so it is pointed out, not
-/// changed under its owner.
+/// changed under its owner. A directory others cannot enter would keep
+/// them out anyway; that is not looked at, and the warning then says more
+/// than it needs to.
 fn warn_if_others_may_read(url: &str) {
     use std::os::unix::fs::PermissionsExt;
 
     let Some(database) = bidask_store::sqlite_file(url) else {
         return;
     };
-    let secret = bidask_store::beside(&database, "jwt-secret");
+    let journal = |suffix: &str| {
+        let mut name = database.clone().into_os_string();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    let hashes = "it holds password hashes, and users other than its owner may read or write \
+        it: `chmod 600` it, and the database's -wal and -shm files";
     let files = [
+        (database.clone(), hashes),
+        (journal("-wal"), hashes),
+        (journal("-shm"), hashes),
         (
-            &database,
-            "the database holds password hashes and can be read by users other than its \
-             owner: `chmod 600` it, and its -wal and -shm files",
-        ),
-        (
-            &secret,
-            "the kept token secret, with which anyone can sign a token, can be read by users \
-             other than its owner: `chmod 600` it",
+            bidask_store::beside(&database, "jwt-secret"),
+            "the kept token secret, with which anyone can sign a token, can be read or \
+             written by users other than its owner: `chmod 600` it",
         ),
     ];
     for (path, warning) in files {
-        let Ok(metadata) = std::fs::metadata(path) else {
+        let Ok(metadata) = std::fs::metadata(&path) else {
             continue;
         };
         let mode = metadata.permissions().mode() & 0o777;
-        if mode & 0o044 != 0 {
+        if mode & 0o066 != 0 {
             tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "{warning}");
         }
     }
