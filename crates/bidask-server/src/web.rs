@@ -8,7 +8,7 @@
 //!
 //! The files go gzipped to a browser that takes it: on a phone's network
 //! the script is most of the page's weight, and shrinks to a third (43 KB
-//! to 14). Each is compressed once, at start, rather than per request,
+//! to 14). Each is compressed once, when first asked for, not per request,
 //! which would let one client spend a core on it. The API's answers are
 //! not compressed: they are small and on the order path.
 

@@ -58,8 +58,9 @@ pub struct RateLimits {
 /// How long a client that signed in to an account stays known to it.
 const KNOWN_FOR: Duration = Duration::from_secs(30 * 86_400);
 /// At most this many known pairs (about 100 bytes each); past it, new
-/// ones are not kept until old ones expire. Only a right password makes
-/// one, so a flood of guesses cannot fill it.
+/// ones are not kept until old ones expire. Only a right password or a
+/// registration makes one, each an Argon2 hash within its address's
+/// limit, so guesses cannot fill it.
 const MAX_KNOWN_CLIENTS: usize = 100_000;
 
 impl RateLimits {
