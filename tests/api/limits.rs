@@ -166,17 +166,7 @@ async fn logins_to_one_account_are_limited_whatever_address_they_come_from(backe
     })
     .await;
     for (name, client) in [("ann", "198.51.100.1"), ("bob", "198.51.100.2")] {
-        let body = json!({"username": name, "password": format!("password-of-{name}")});
-        let registered = app
-            .send(
-                reqwest::Method::POST,
-                "/api/v1/auth/register",
-                None,
-                Some(body.to_string()),
-                &[("x-forwarded-for", client)],
-            )
-            .await;
-        assert_eq!(registered.status, 201, "{:?}", registered.body);
+        assert_eq!(register_from(&app, name, client).await, 201, "{name}");
     }
     let home = login_from(&app, "ann", "password-of-ann", "198.51.100.9").await;
     assert_eq!(home.status, 200, "{:?}", home.body);
@@ -240,34 +230,36 @@ async fn login_from(
     client: &str,
 ) -> bidask_tests::Reply {
     let body = json!({"username": name, "password": password});
-    app.send(
-        reqwest::Method::POST,
-        "/api/v1/auth/login",
-        None,
-        Some(body.to_string()),
-        &[("x-forwarded-for", client)],
-    )
-    .await
+    post_from(app, "/api/v1/auth/login", &body, client).await
 }
 
 /// The status of a registration of `name` sent with `X-Forwarded-For: client`.
 async fn register_from(app: &TestApp, name: &str, client: &str) -> u16 {
     let body = json!({"username": name, "password": format!("password-of-{name}")});
-    let reply = app
-        .send(
-            reqwest::Method::POST,
-            "/api/v1/auth/register",
-            None,
-            Some(body.to_string()),
-            &[("x-forwarded-for", client)],
-        )
-        .await;
+    let reply = post_from(app, "/api/v1/auth/register", &body, client).await;
     assert!(
         matches!(reply.status, 201 | 429),
         "{name}: {:?}",
         reply.body
     );
     reply.status
+}
+
+/// `POST path` with `body`, sent with `X-Forwarded-For: client`.
+async fn post_from(
+    app: &TestApp,
+    path: &str,
+    body: &serde_json::Value,
+    client: &str,
+) -> bidask_tests::Reply {
+    app.send(
+        reqwest::Method::POST,
+        path,
+        None,
+        Some(body.to_string()),
+        &[("x-forwarded-for", client)],
+    )
+    .await
 }
 
 /// A connection must send a whole request head within the request time

@@ -1381,6 +1381,13 @@ fn a_database_or_secret_others_may_read_is_pointed_out() {
     let log = migrate();
     assert!(warned(&log, &database), "{log}");
     assert!(!warned(&log, &secret), "{log}");
+    // SQLite gives its journals the database's mode while it is open.
+    for journal in ["bidask.db-wal", "bidask.db-shm"] {
+        assert!(
+            warned(&log, &directory.path().join(journal)),
+            "{journal}: {log}"
+        );
+    }
     // Written by others is as bad as read.
     chmod(&secret, 0o620);
     for log in [migrate(), serve()] {
