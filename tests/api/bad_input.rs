@@ -3,7 +3,7 @@
 
 use bidask_server::clock::{DAY, SECOND, format_micros, now_micros};
 use bidask_tests::ws::raw_request;
-use bidask_tests::{Backend, JWT_SECRET, TestApp, Trader, on_both_backends, spawn_app};
+use bidask_tests::{Backend, JWT_SECRET, TestApp, Trader, on_both_backends, rust_words, spawn_app};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -110,7 +110,9 @@ async fn failures(app: &TestApp, cases: &[Case]) -> Vec<String> {
             Some(field) => error["field"] == field,
             None => error.get("field").is_none(),
         };
+        let rust = error["message"].as_str().and_then(rust_words);
         if reply.status != case.status
+            || rust.is_some()
             || reply.code() != case.code
             || !in_contract_shape
             || !field_as_expected
@@ -125,8 +127,11 @@ async fn failures(app: &TestApp, cases: &[Case]) -> Vec<String> {
                     }
                 },
             );
+            let rust = rust.map_or_else(String::new, |phrase| {
+                format!(" (a message in Rust's words: {phrase:?})")
+            });
             failures.push(format!(
-                "{}: {} {} with {body}: expected {} {} (field {:?}), got {} {}",
+                "{}: {} {} with {body}: expected {} {} (field {:?}), got {} {}{rust}",
                 case.what,
                 case.method,
                 case.path,

@@ -236,6 +236,8 @@ async fn products_are_listed_newest_first_in_pages_and_searchable(backend: Backe
         "limit=0",
         "limit=101",
         "limit=x",
+        "limit=-1.5",
+        "limit=99999999999999999999",
         "cursor=abc",
         "limit=1&limit=2",
     ] {
@@ -252,6 +254,7 @@ async fn products_are_listed_newest_first_in_pages_and_searchable(backend: Backe
             "{bad}: {:?}",
             reply.body
         );
+        reply.assert_plain_message();
     }
     app.stop().await;
 }
@@ -405,6 +408,9 @@ async fn unknown_products_and_sizes_are_refused(backend: Backend) {
         ("?size=12", "size"),
         ("?size=10&depth=0", "depth"),
         ("?size=10&depth=x", "depth"),
+        ("?size=10&depth=-1", "depth"),
+        ("?size=10&depth=1001", "depth"),
+        ("?size=10&depth=99999999999999999999", "depth"),
     ] {
         let reply = app
             .get(&format!("/api/v1/products/{product}/book{query}"), None)
@@ -420,6 +426,7 @@ async fn unknown_products_and_sizes_are_refused(backend: Backend) {
             "{query}: {:?}",
             reply.body
         );
+        reply.assert_plain_message();
     }
     app.stop().await;
 }

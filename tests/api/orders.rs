@@ -172,7 +172,13 @@ async fn orders_list_only_the_callers_own_with_filters(backend: Backend) {
     assert_eq!(ids(&second.body), vec![ann_bid]);
     assert_eq!(second.body["next_cursor"], json!(null));
 
-    for query in ["status=bogus", "status=OPEN", "product_id=abc", "limit=0"] {
+    for query in [
+        "status=bogus",
+        "status=OPEN",
+        "product_id=abc",
+        "product_id=99999999999999999999",
+        "limit=0",
+    ] {
         let reply = app
             .get(&format!("/api/v1/orders?{query}"), Some(&ann.token))
             .await;
@@ -184,6 +190,7 @@ async fn orders_list_only_the_callers_own_with_filters(backend: Backend) {
         );
         let field = query.split('=').next().unwrap_or_default();
         assert_eq!(reply.body["error"]["field"], field, "{query}");
+        reply.assert_plain_message();
     }
 
     let anonymous = app.get("/api/v1/orders", None).await;

@@ -47,6 +47,28 @@ pub struct TestDatabase {
     _directory: Option<TempDir>,
 }
 
+/// The first phrase of serde's or the standard library's in `message`, an
+/// error message a client was given: those speak of Rust's types
+/// ("expected i64") where the API must speak of its fields.
+pub fn rust_words(message: &str) -> Option<&'static str> {
+    [
+        "invalid type",
+        "invalid value",
+        "invalid digit",
+        "target type",
+        "floating point",
+        "unknown variant",
+        "missing field",
+        "duplicate field",
+        "expected i64",
+        "expected u32",
+        "expected usize",
+        "expected a string",
+    ]
+    .into_iter()
+    .find(|phrase| message.contains(phrase))
+}
+
 /// Whether `value` is a time as the API writes them: RFC 3339 in UTC with
 /// microseconds, `2026-11-30T22:44:04.600400Z`.
 pub fn is_utc_micros(value: &Value) -> bool {
@@ -230,6 +252,17 @@ impl Reply {
     /// The error code of a contract error body.
     pub fn code(&self) -> &str {
         self.body["error"]["code"].as_str().unwrap_or_default()
+    }
+
+    /// Panics unless the error's message is in the API's words, not
+    /// Rust's ([`rust_words`]).
+    pub fn assert_plain_message(&self) {
+        let message = self.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            !message.is_empty() && rust_words(message).is_none(),
+            "the message speaks Rust: {:?}",
+            self.body
+        );
     }
 }
 

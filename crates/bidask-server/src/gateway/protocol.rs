@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::feed::Channel;
 use crate::http::error::ApiError;
+use crate::http::json;
 
 /// A client's `id`, kept as the JSON text it was sent as, so that the
 /// reply echoes it exactly: through a parsed value, an integer past 2^64
@@ -230,12 +231,7 @@ fn fields<T: serde::de::DeserializeOwned>(
     id: Option<&MessageId>,
 ) -> Result<T, Refusal> {
     serde_path_to_error::deserialize(value).map_err(|error| {
-        let path = error.path().to_string();
-        let message = if path == "." {
-            error.inner().to_string()
-        } else {
-            format!("{path}: {}", error.inner())
-        };
+        let (_, message) = json::described(&error, "message");
         Refusal::new("invalid_message", message, id.cloned())
     })
 }

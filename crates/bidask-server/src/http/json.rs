@@ -126,18 +126,77 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     }
     let mut deserializer = serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        let path = error.path().to_string();
-        let message = error.into_inner().to_string();
-        // serde reports a missing or repeated field at the object's path;
-        // the field's name is in its message.
-        let field = named_field(&message).map_or(path, str::to_owned);
-        let field = if field == "." {
-            "body".to_owned()
-        } else {
-            field
-        };
-        ApiError::invalid(field, strip_position(&message))
+        let (field, message) = described(&error, "body");
+        ApiError::invalid(field, message)
     })
+}
+
+/// The field a typed pass over a JSON document failed at, and what is
+/// wrong with it in the API's words; `whole` names the document itself.
+pub fn described(
+    error: &serde_path_to_error::Error<serde_json::Error>,
+    whole: &str,
+) -> (String, String) {
+    let message = error.inner().to_string();
+    // serde reports a missing or repeated field at the object's path;
+    // the field's name is in its message.
+    let field = named_field(&message).map_or_else(|| error.path().to_string(), str::to_owned);
+    let field = if field == "." {
+        whole.to_owned()
+    } else {
+        field
+    };
+    let message = plain(&field, strip_position(&message));
+    (field, message)
+}
+
+/// serde's message about `field` in the API's words: "quantity must be a
+/// whole number", not "invalid type: string \"x\", expected i64". A
+/// client reads these, and Rust's type names tell it nothing. Messages
+/// this does not know (the API's own deserializers' ones) pass as they are.
+fn plain(field: &str, message: &str) -> String {
+    let integers = ["i64", "u64", "i32", "u32", "u16", "u8", "usize"];
+    if let Some((_, expected)) = message
+        .strip_prefix("unknown variant `")
+        .and_then(|rest| rest.split_once("`, expected "))
+    {
+        return format!("{field} must be {}", expected.replace('`', ""));
+    }
+    if named_field(message).is_some() {
+        return if message.starts_with("missing") {
+            format!("{field} is required")
+        } else {
+            format!("{field} is given more than once")
+        };
+    }
+    match message.rsplit_once(", expected ") {
+        // A JSON number beyond 64 bits reaches serde as a float ("1e+20").
+        Some((given, expected))
+            if integers.contains(&expected)
+                && given.starts_with("invalid type: floating point")
+                && given.contains("e+") =>
+        {
+            format!("{field} is out of range")
+        }
+        Some((given, expected)) if integers.contains(&expected) => {
+            if given.starts_with("invalid value: integer") {
+                format!("{field} is out of range")
+            } else {
+                format!("{field} must be a whole number")
+            }
+        }
+        Some((_, "a string")) => format!("{field} must be a string"),
+        Some((_, "a boolean")) => format!("{field} must be true or false"),
+        Some((_, "a sequence")) => format!("{field} must be a list"),
+        _ => match message {
+            // serde_urlencoded's, from the standard library's integer parse.
+            "invalid digit found in string" => format!("{field} must be a whole number"),
+            "number too large to fit in target type" | "number too small to fit in target type" => {
+                format!("{field} is out of range")
+            }
+            other => other.to_owned(),
+        },
+    }
 }
 
 /// The field of serde's "missing field `price`" or "duplicate field
@@ -189,10 +248,11 @@ fn query<T: DeserializeOwned>(text: &str) -> Result<Query<T>, ApiError> {
                 .unwrap_or(&text);
             // "limit: invalid digit found in string", or a message that
             // names its field ("duplicate field `limit`").
-            let field = named_field(detail)
-                .or_else(|| detail.split_once(':').map(|(field, _)| field))
-                .unwrap_or("query");
-            ApiError::invalid(field, detail)
+            let (field, message) = match named_field(detail) {
+                Some(field) => (field, detail),
+                None => detail.split_once(": ").unwrap_or(("query", detail)),
+            };
+            ApiError::invalid(field, plain(field, message))
         })
 }
 
@@ -242,6 +302,92 @@ mod tests {
             ),
             "price"
         );
+    }
+
+    fn message_of(error: ApiError) -> String {
+        match error {
+            ApiError::Invalid { message, .. } => message,
+            other => panic!("expected a 422, got {other:?}"),
+        }
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Speed {
+        Gtc,
+        Ioc,
+        Fok,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[expect(dead_code, reason = "only deserialization is under test")]
+    struct Terms {
+        id: Option<i64>,
+        speed: Option<Speed>,
+        note: Option<String>,
+        flag: Option<bool>,
+    }
+
+    #[test]
+    fn messages_are_in_the_api_words_not_serde_s() {
+        let body = |json: &str| message_of(parse::<Body>(json.as_bytes()).expect_err("refused"));
+        let terms = |json: &str| message_of(parse::<Terms>(json.as_bytes()).expect_err("refused"));
+        let filters = |text: &str| message_of(query::<Filters>(text).expect_err("refused"));
+        for (message, expected) in [
+            (
+                body(r#"{"price": "1", "quantity": "x"}"#),
+                "quantity must be a whole number",
+            ),
+            (
+                body(r#"{"price": "1", "quantity": 1.5}"#),
+                "quantity must be a whole number",
+            ),
+            (
+                body(r#"{"price": "1", "quantity": null}"#),
+                "quantity must be a whole number",
+            ),
+            (
+                body(r#"{"price": "1", "quantity": -1}"#),
+                "quantity is out of range",
+            ),
+            (
+                body(r#"{"price": "1", "quantity": 5000000000}"#),
+                "quantity is out of range",
+            ),
+            (body(r#"{"quantity": 1}"#), "price is required"),
+            (
+                body(r#"{"price": "1", "quantity": 1, "price": "2"}"#),
+                "price is given more than once",
+            ),
+            (
+                body(r#"{"price": 1, "quantity": 1}"#),
+                "price must be a string",
+            ),
+            (terms(r#"{"id": 1e20}"#), "id is out of range"),
+            (
+                terms(r#"{"id": 123456789012345678901234}"#),
+                "id is out of range",
+            ),
+            (
+                terms(r#"{"speed": "fast"}"#),
+                "speed must be one of gtc, ioc, fok",
+            ),
+            (terms(r#"{"note": ["a"]}"#), "note must be a string"),
+            (terms(r#"{"flag": "yes"}"#), "flag must be true or false"),
+            (filters("limit=many"), "limit must be a whole number"),
+            (filters("limit=-1.5"), "limit must be a whole number"),
+            (
+                filters("limit=99999999999999999999"),
+                "limit is out of range",
+            ),
+            (
+                filters("limit=-99999999999999999999"),
+                "limit is out of range",
+            ),
+            (filters("limit=1&limit=2"), "limit is given more than once"),
+        ] {
+            assert_eq!(message, expected);
+        }
     }
 
     #[derive(Debug, Deserialize, PartialEq)]

@@ -297,7 +297,7 @@ fn created(state: &AppState, product: &Product) -> Created {
 #[derive(Deserialize)]
 struct BookQuery {
     size: Option<String>,
-    depth: Option<usize>,
+    depth: Option<i64>,
 }
 
 /// One price level.
@@ -328,7 +328,7 @@ pub struct BookView {
 
 #[utoipa::path(get, path = "/api/v1/products/{id}/book", tag = "products",
     operation_id = "product_book",
-    params(("id" = i64, Path), ("size" = String, Query), ("depth" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "Price levels a side, 50 by default.")),
+    params(("id" = i64, Path), ("size" = String, Query), ("depth" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Price levels a side, 50 by default.")),
     responses((status = 200, description = "One size's book, best levels first, with the product feed's `seq` it is current to.", body = BookView),
         (status = 404, description = "No such product (`not_found`).", body = ErrorBody),
         (status = 422, description = "No such size, or a depth out of range (`validation_failed`).", body = ErrorBody)))]
@@ -344,10 +344,12 @@ async fn book(
     let market = product
         .market(&size)
         .ok_or_else(|| ApiError::invalid("size", "the product has no such size"))?;
-    let depth = query.depth.unwrap_or(50);
-    if !(1..=1_000).contains(&depth) {
-        return Err(ApiError::invalid("depth", "depth must be from 1 to 1000"));
-    }
+    let depth = query
+        .depth
+        .map_or(Ok(50), usize::try_from)
+        .ok()
+        .filter(|depth| (1..=1_000).contains(depth))
+        .ok_or_else(|| ApiError::invalid("depth", "depth must be from 1 to 1000"))?;
     let (seq, bids, asks) = state
         .markets
         .replicas()
