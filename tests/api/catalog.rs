@@ -548,5 +548,21 @@ async fn a_coarser_tick_size_refuses_off_tick_prices_and_keeps_two_decimals(back
         off.body["error"]["message"],
         "price must be a multiple of the tick size 5.00"
     );
+
+    // Zeros that end a fraction are no digits that matter, however many;
+    // a digit past what a decimal holds is off every tick, and is told so.
+    let zeros = "0".repeat(40);
+    let long = app
+        .order(&ann, "bid", fives, "10", &format!("215.{zeros}"))
+        .await;
+    assert_eq!(long.status, 201, "{:?}", long.body);
+    assert_eq!(long.body["order"]["price"], "215.00");
+    let too_fine = app
+        .order(&ann, "bid", fives, "10", &format!("215.{zeros}1"))
+        .await;
+    assert_eq!(
+        too_fine.body["error"]["message"],
+        "price must be at most 1000000 and a multiple of the tick size 5.00"
+    );
     app.stop().await;
 }

@@ -55,12 +55,24 @@ pub fn string_or_number(raw: &RawValue) -> Option<String> {
     }
 }
 
+/// Why a request's price or tick size is not a decimal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreadable {
+    /// Not a number at all: `"abc"`, `true`, `"1.2.3"`.
+    NotANumber,
+    /// A number with more significant digits than a `Decimal` holds
+    /// (28), or beyond its range: no price or tick size is one.
+    TooManyDigits,
+}
+
 /// A decimal from a JSON string or number, exactly as written: a number
 /// is never read through a float, and a value with more digits than a
 /// `Decimal` holds is refused, not rounded (`"210.000…0001"` must not
-/// become a valid price of 210).
-pub fn decimal(raw: &RawValue) -> Option<Decimal> {
-    exact_decimal(string_or_number(raw)?.trim())
+/// become a valid price of 210). Zeros at the end of a fraction are not
+/// digits that matter: `"210.000…000"` is 210, however many there are.
+pub fn decimal(raw: &RawValue) -> Result<Decimal, Unreadable> {
+    let text = string_or_number(raw).ok_or(Unreadable::NotANumber)?;
+    exact_decimal(text.trim())
 }
 
 /// The largest exponent written in scientific notation that can still
@@ -68,17 +80,12 @@ pub fn decimal(raw: &RawValue) -> Option<Decimal> {
 /// rather than expanded.
 const MAX_EXPONENT: i32 = 40;
 
-fn exact_decimal(text: &str) -> Option<Decimal> {
-    // rust_decimal also reads digit separators (`2_10.00`), which JSON's
-    // decimal strings never hold.
-    if !text
-        .bytes()
-        .all(|byte| byte.is_ascii_digit() || matches!(byte, b'.' | b'-' | b'+' | b'e' | b'E'))
-    {
-        return None;
+fn exact_decimal(text: &str) -> Result<Decimal, Unreadable> {
+    if !is_number(text) {
+        return Err(Unreadable::NotANumber);
     }
-    match text.split_once(['e', 'E']) {
-        None => Decimal::from_str_exact(text).ok(),
+    let written = match text.split_once(['e', 'E']) {
+        None => text.to_owned(),
         // `Decimal::from_scientific` rounds an over-long mantissa, so the
         // point is moved in the text and the result parsed exactly.
         Some((mantissa, exponent)) => {
@@ -87,10 +94,49 @@ fn exact_decimal(text: &str) -> Option<Decimal> {
             let exponent = exponent
                 .parse::<i32>()
                 .ok()
-                .filter(|exponent| (-MAX_EXPONENT..=MAX_EXPONENT).contains(exponent))?;
-            Decimal::from_str_exact(&shift_point(mantissa, exponent)?).ok()
+                .filter(|exponent| (-MAX_EXPONENT..=MAX_EXPONENT).contains(exponent))
+                .ok_or(Unreadable::TooManyDigits)?;
+            shift_point(mantissa, exponent).ok_or(Unreadable::TooManyDigits)?
         }
+    };
+    Decimal::from_str_exact(&written)
+        .or_else(|_| Decimal::from_str_exact(&without_trailing_zeros(&written)))
+        .map_err(|_| Unreadable::TooManyDigits)
+}
+
+/// `written` without the zeros that end its fraction, and without the
+/// point if nothing is left after it.
+fn without_trailing_zeros(written: &str) -> String {
+    let Some((whole, fraction)) = written.split_once('.') else {
+        return written.to_owned();
+    };
+    let whole = match whole {
+        "" | "-" | "+" => format!("{whole}0"),
+        _ => whole.to_owned(),
+    };
+    match fraction.trim_end_matches('0') {
+        "" => whole,
+        fraction => format!("{whole}.{fraction}"),
     }
+}
+
+/// Whether `text` is a decimal number as a price may be written:
+/// `[-+]digits[.digits][e[-+]digits]`, digits on at least one side of
+/// the point. rust_decimal alone would also read digit separators
+/// (`2_10.00`), which JSON's decimal strings never hold.
+fn is_number(text: &str) -> bool {
+    let digits = |part: &str| part.bytes().all(|byte| byte.is_ascii_digit());
+    let (mantissa, exponent) = match text.split_once(['e', 'E']) {
+        Some((mantissa, exponent)) => (mantissa, Some(exponent)),
+        None => (text, None),
+    };
+    let unsigned = mantissa.strip_prefix(['-', '+']).unwrap_or(mantissa);
+    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    let exponent_ok = exponent.is_none_or(|exponent| {
+        let unsigned = exponent.strip_prefix(['-', '+']).unwrap_or(exponent);
+        !unsigned.is_empty() && digits(unsigned)
+    });
+    !(whole.is_empty() && fraction.is_empty()) && digits(whole) && digits(fraction) && exponent_ok
 }
 
 /// `mantissa` (`[-+]digits[.digits]`) times ten to `exponent`, written out.
@@ -124,11 +170,16 @@ mod tests {
     use rust_decimal::Decimal;
     use serde_json::value::RawValue;
 
-    use super::decimal;
+    use super::{Unreadable, decimal};
 
     fn parsed(json: &str) -> Option<Decimal> {
         let raw: Box<RawValue> = serde_json::from_str(json).ok()?;
-        decimal(&raw)
+        decimal(&raw).ok()
+    }
+
+    fn refusal(json: &str) -> Unreadable {
+        let raw: Box<RawValue> = serde_json::from_str(json).expect("JSON");
+        decimal(&raw).expect_err("refused")
     }
 
     #[test]
@@ -142,6 +193,17 @@ mod tests {
         assert_eq!(parsed("21050e-2"), Some(dec!(210.50)));
         assert_eq!(parsed("5e-1"), Some(dec!(0.5)));
         assert_eq!(parsed("-1.5e1"), Some(dec!(-15)));
+    }
+
+    #[test]
+    fn zeros_ending_a_fraction_are_not_digits_that_matter() {
+        let zeros = "0".repeat(40);
+        assert_eq!(parsed(&format!(r#""210.{zeros}""#)), Some(dec!(210)));
+        assert_eq!(parsed(&format!("210.5{zeros}")), Some(dec!(210.5)));
+        assert_eq!(parsed(&format!(r#""-.{zeros}""#)), Some(dec!(0)));
+        assert_eq!(parsed(&format!("2.1{zeros}e2")), Some(dec!(210)));
+        // The scale as written is kept when it fits.
+        assert_eq!(parsed(r#""210.50""#).map(|price| price.scale()), Some(2));
     }
 
     #[test]
@@ -159,13 +221,24 @@ mod tests {
             "1e2147483647",
             "1e-2147483649",
             "0e1000",
+            "123456789012345678901234567890",
+        ] {
+            assert_eq!(refusal(json), Unreadable::TooManyDigits, "{json}");
+        }
+        for json in [
             r#""1e""#,
             r#""e5""#,
             r#""1.2.3e1""#,
+            r#""2_10.00""#,
+            r#""-""#,
+            r#"".""#,
+            r#""""#,
             r#""abc""#,
             "true",
+            "null",
+            "[1]",
         ] {
-            assert_eq!(parsed(json), None, "{json} was accepted");
+            assert_eq!(refusal(json), Unreadable::NotANumber, "{json}");
         }
     }
 }

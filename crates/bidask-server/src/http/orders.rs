@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use bidask_engine::{PriceError, Quantity, Side, TimeInForce};
+use bidask_engine::{MAX_PRICE, PriceError, Quantity, Side, TimeInForce};
 use bidask_store::reads::Page as StorePage;
 use bidask_store::{IdempotencyRecord, OrderRecord};
 use serde::Deserialize;
@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use utoipa::ToSchema;
 
-use super::decimal::{StringOrNumber, decimal, string_or_number};
+use super::decimal::{StringOrNumber, Unreadable, decimal, string_or_number};
 use super::error::{ApiError, ErrorBody};
 use super::extract::User;
 use super::json::{self, PathId, Query};
@@ -132,8 +132,16 @@ fn quantity(value: i64) -> Result<Quantity, ApiError> {
 }
 
 fn price(product: &Product, raw: &RawValue) -> Result<bidask_engine::Price, ApiError> {
-    let value = decimal(raw)
-        .ok_or_else(|| ApiError::invalid("price", "price must be a decimal such as \"210.00\""))?;
+    let value = decimal(raw).map_err(|unreadable| {
+        let message = match unreadable {
+            Unreadable::NotANumber => "price must be a decimal such as \"210.00\"".to_owned(),
+            Unreadable::TooManyDigits => format!(
+                "price must be at most {MAX_PRICE} and a multiple of the tick size {}",
+                product.tick_size()
+            ),
+        };
+        ApiError::invalid("price", message)
+    })?;
     product.price(value).map_err(|error| match error {
         // The tick as the product shows it ("5.00", not "5").
         PriceError::OffTick(_) => ApiError::invalid(
@@ -297,7 +305,7 @@ fn request_hash(side: Side, body: &[u8]) -> String {
     let size = string_or_number(&order.size).ok_or_else(|| order.size.get().to_owned());
     let price = decimal(&order.price)
         .map(|price| price.normalize().to_string())
-        .ok_or_else(|| order.price.get().to_owned());
+        .map_err(|_| order.price.get().to_owned());
     let time_in_force = match order.time_in_force.unwrap_or(TimeInForceBody::Gtc) {
         TimeInForceBody::Gtc => "gtc",
         TimeInForceBody::Ioc => "ioc",

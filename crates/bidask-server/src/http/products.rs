@@ -12,12 +12,12 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::decimal::{StringOrNumber, decimal, string_or_number};
+use super::decimal::{StringOrNumber, Unreadable, decimal, string_or_number};
 use super::error::{ApiError, ErrorBody};
 use super::extract::Admin;
 use super::json::{self, PathId, Query};
 use super::{AppState, Page, page_cursor, page_limit};
-use crate::catalog::{MIN_SCALE, Product, Size, is_hidden};
+use crate::catalog::{InvalidTickSize, MIN_SCALE, Product, Size, is_hidden};
 use crate::clock::{format_micros, now_micros};
 use crate::views::MatchView;
 
@@ -223,8 +223,11 @@ async fn create(
     }
     let tick = match &body.tick_size {
         None => Decimal::new(1, MIN_SCALE),
-        Some(raw) => decimal(raw).ok_or_else(|| {
-            ApiError::invalid("tick_size", "tick_size must be a decimal such as \"0.01\"")
+        Some(raw) => decimal(raw).map_err(|unreadable| match unreadable {
+            Unreadable::NotANumber => {
+                ApiError::invalid("tick_size", "tick_size must be a decimal such as \"0.01\"")
+            }
+            Unreadable::TooManyDigits => ApiError::invalid("tick_size", InvalidTickSize),
         })?,
     };
     let (tick_units, scale) =
