@@ -10,7 +10,9 @@ pub struct Username(String);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialError {
     /// See [`Username`].
-    #[error("username must be 3 to 32 characters: letters, digits, '_', '-' or '.'")]
+    #[error(
+        "username must be 3 to 32 characters: ASCII letters (a-z, A-Z), digits, '_', '-' or '.'"
+    )]
     Username,
     /// See [`Password`].
     #[error("password must be 8 to 128 characters")]
