@@ -2149,6 +2149,52 @@ async fn a_writer_whose_lock_was_taken_is_not_ready_postgres() {
     app.stop().await;
 }
 
+/// The database becomes read-only under the server (a standby promoted
+/// the wrong way round after a failover, an operator's
+/// `default_transaction_read_only`): orders are refused as the storage
+/// being unavailable, not as an internal error, and once it is writable
+/// again the server takes orders by itself: the writer does not keep the
+/// read-only session that failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_turned_read_only_refuses_orders_until_it_is_writable_postgres() {
+    let mut app = spawn_app_on(TestDatabase::new(Backend::Postgres).await, |_| {}).await;
+    let (product_id, traders) = setup(&mut app).await;
+    let first = app
+        .order(&traders[0], "ask", product_id, "9", "500.00")
+        .await;
+    assert_eq!(first.status, 201, "{:?}", first.body);
+
+    // New sessions are read-only; the writer's next one is new.
+    let database = app.database.as_ref().expect("a database");
+    let mut admin = database.connect().await;
+    let (name,): (String,) = sqlx::query_as("SELECT current_database()::text")
+        .fetch_one(&mut admin)
+        .await
+        .expect("the database's name");
+    let set = |value: &str| {
+        format!("ALTER DATABASE \"{name}\" SET default_transaction_read_only = {value}")
+    };
+    sqlx::query(sqlx::AssertSqlSafe(set("on")))
+        .execute(&mut admin)
+        .await
+        .expect("the database made read-only");
+    database.terminate_writer().await;
+    for price in ["510.00", "520.00"] {
+        let refused = app.order(&traders[1], "ask", product_id, "9", price).await;
+        assert_storage_unavailable(&refused);
+    }
+
+    sqlx::query(sqlx::AssertSqlSafe(set("off")))
+        .execute(&mut admin)
+        .await
+        .expect("the database writable again");
+    Retry::within_a_minute(&traders[1], "ask", product_id, "530.00")
+        .until_accepted(&app)
+        .await;
+    assert_eq!(app.get("/readyz", None).await.status, 200);
+    app.stop().await;
+}
+
 /// A server whose connection, and with it the writer's lock, was cut
 /// while a second server claimed the database, wrote and stopped, must
 /// not write again when it gets the lock back: its ids and feed counters

@@ -200,6 +200,81 @@ async fn the_committing_connection_fences_out_other_writers() {
         .expect("the holder is gone, the lock is free");
 }
 
+/// The writer's backend holds the writer's lock for as long as it thinks
+/// its client is there. A client whose host vanished without closing the
+/// connection must be found gone before the next server's wait for the
+/// lock (30 s) is over, not after the kernel's default keepalive (two
+/// hours): the backend's socket must have its keepalive timer set to go
+/// off within 10 s of quiet. Read from the kernel's table of TCP sockets,
+/// since a session's settings cannot be seen from another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writers_backend_soon_finds_a_vanished_client_gone() {
+    use std::time::{Duration, Instant};
+
+    let database = TestDatabase::new(Backend::Postgres).await;
+    let store = Store::connect_lazy(&database.url, &StoreOptions::default()).expect("a store");
+    store.migrate().await.expect("migrations");
+    let mut committer = store.committer();
+    committer.fence().await.expect("the lock");
+
+    let (client_port,): (i32,) = sqlx::query_as(
+        "SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.locktype = 'advisory' AND l.granted \
+         AND ((l.classid::bigint << 32) | l.objid::bigint) = $1 \
+         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .bind(bidask_store::WRITER_LOCK)
+    .fetch_one(&mut database.connect().await)
+    .await
+    .expect("the writer's backend, over TCP");
+    let client_port = u16::try_from(client_port).expect("a TCP port");
+
+    // The backend's end: its remote port is the writer's. Columns:
+    // sl local remote st tx:rx tr:when ...; `tr` 2 is the keepalive
+    // timer, `when` is in clock ticks (100 a second) until it fires. Until
+    // the writer's delayed acknowledgement of the last answer comes, the
+    // retransmission timer (1) shows instead: read again for up to 5 s.
+    let backend_timer = || {
+        ["/proc/net/tcp", "/proc/net/tcp6"]
+            .into_iter()
+            .flat_map(|table| {
+                std::fs::read_to_string(table)
+                    .unwrap_or_default()
+                    .lines()
+                    .skip(1)
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .find_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let remote_port = fields
+                    .get(2)
+                    .and_then(|remote| remote.rsplit_once(':'))
+                    .and_then(|(_, port)| u16::from_str_radix(port, 16).ok());
+                let established = fields.get(3) == Some(&"01");
+                (established && remote_port == Some(client_port))
+                    .then(|| fields.get(5).map(|timer| (*timer).to_owned()))
+                    .flatten()
+            })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let timer = loop {
+        let timer = backend_timer().expect("the backend's socket in /proc/net/tcp");
+        if timer.starts_with("02:") || Instant::now() >= deadline {
+            break timer;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let ticks = timer
+        .strip_prefix("02:")
+        .and_then(|when| u64::from_str_radix(when, 16).ok());
+    assert!(
+        ticks.is_some_and(|ticks| ticks <= 10 * 100),
+        "the backend's socket timer is {timer}, not a keepalive due within 10 s"
+    );
+    committer.close().await;
+}
+
 /// A key is stored once: a second batch with the same user and key is
 /// refused whole (its order is not written), so that one key can never
 /// stand for two orders.

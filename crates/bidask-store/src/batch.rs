@@ -71,12 +71,14 @@ type AnyQuery<'q> = Query<'q, Any, AnyArguments>;
 /// Statements are built for these row counts only, largest first, so that
 /// batches of any size reuse a handful of prepared statements per table
 /// instead of preparing one per distinct size. 256 rows of the widest
-/// table stay far below both backends' parameter limits (PostgreSQL
-/// 65,535, SQLite 32,766).
+/// table stay far below SQLite's parameter limit (32,766).
 const CHUNK_SIZES: [usize; 5] = [256, 64, 16, 4, 1];
 
 impl Store {
-    pub(crate) async fn commit_rows(&self, batch: &Batch) -> Result<(), StoreError> {
+    /// Writes `batch` to the SQLite database in one transaction, with
+    /// multi-row `INSERT`s ([`commit_postgres`] is PostgreSQL's, one
+    /// statement over arrays).
+    pub(crate) async fn commit_sqlite(&self, batch: &Batch) -> Result<(), StoreError> {
         let mut transaction = self.pool.begin().await?;
         let connection: &mut AnyConnection = &mut transaction;
         for product in &batch.products {

@@ -48,17 +48,23 @@ pub struct Committer {
 }
 
 impl Committer {
-    /// Writes `batch` in one transaction: all of it or, on error, none.
+    /// Writes `batch` in one transaction: all of it, or none of it on a
+    /// refusal. After [`StoreError::Unavailable`], or when the returned
+    /// future is cancelled (a timeout), the outcome is unknown: the
+    /// database may have committed a transaction whose answer was lost,
+    /// and SQLite runs a `COMMIT` it was sent to its end even when no one
+    /// waits for it. The caller reads back what was stored; on SQLite
+    /// that read queues behind such a `COMMIT` only because the writer's
+    /// store has one connection.
     ///
-    /// Cancelling the returned future (a timeout) drops the connection
-    /// with it, so a statement cut off mid-way never reaches the next
-    /// batch.
+    /// Cancelling drops the PostgreSQL connection with the future, so a
+    /// statement cut off mid-way never reaches the next batch.
     pub async fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
         let Some(postgres) = &self.store.postgres else {
-            return self.store.commit_rows(batch).await;
+            return self.store.commit_sqlite(batch).await;
         };
         // A connection that died while the writer was idle (a database
         // restart) is found by a ping instead of by the batch, which would
@@ -81,9 +87,12 @@ impl Committer {
         };
         let result = commit_postgres(&mut connection, batch).await;
         self.last_used = Instant::now();
-        // A refused statement leaves the connection usable; a broken one
-        // is not kept.
-        if !result.as_ref().is_err_and(StoreError::is_unavailable) {
+        // Only a connection that committed is kept. A refused statement
+        // leaves one usable, but a new one costs a reconnect, and a kept
+        // one may be what fails: a session of a database that has become
+        // a read-only standby stays read-only, while a new connection
+        // finds the writable primary once it is back.
+        if result.is_ok() {
             self.connection = Some(connection);
         }
         result
@@ -228,6 +237,18 @@ async fn locked_connection(
     claimed: Option<i64>,
 ) -> Result<PgConnection, StoreError> {
     let mut connection = postgres.acquire().await?.detach();
+    // A writer whose host vanished without closing its connection (a
+    // power cut, a NAT that forgot the flow) would leave its backend, and
+    // with it the lock, until the operating system's keepalive gave up:
+    // over two hours on Linux, in which no server could write. With these
+    // the backend finds its client gone within about 25 s (15 s with
+    // unanswered data), inside the next writer's wait.
+    sqlx::raw_sql(
+        "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; \
+         SET tcp_keepalives_count = 3; SET tcp_user_timeout = 15000",
+    )
+    .execute(&mut connection)
+    .await?;
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let (held,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")

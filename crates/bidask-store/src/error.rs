@@ -192,16 +192,19 @@ impl From<sqlx::Error> for StoreError {
 /// PostgreSQL's codes are five-character SQLSTATEs: class 08 (connection
 /// exception), 53 (insufficient resources: disk full, out of memory, too
 /// many connections), 57 (operator intervention: shutdown, restart, a
-/// cancelled statement) and 58 (system error: I/O). SQLite's are its
+/// cancelled statement) and 58 (system error: I/O), and 25006, a write
+/// to a database that is read-only (a standby after a failover, or one
+/// an operator set so). SQLite's are its
 /// extended result codes, at most four digits, whose low byte is the
 /// primary code: BUSY and LOCKED (a lock held past the busy timeout),
 /// NOMEM, READONLY (a file or disk that became read-only), IOERR, FULL
 /// and CANTOPEN.
 fn is_outage(code: &str) -> bool {
     if code.len() == 5 {
-        return ["08", "53", "57", "58"]
-            .iter()
-            .any(|class| code.starts_with(class));
+        return code == "25006"
+            || ["08", "53", "57", "58"]
+                .iter()
+                .any(|class| code.starts_with(class));
     }
     const BUSY: u32 = 5;
     const LOCKED: u32 = 6;
@@ -224,7 +227,9 @@ mod tests {
 
     #[test]
     fn outages_are_told_from_refusals_on_both_backends() {
-        for code in ["08006", "53100", "53300", "57P01", "57014", "58030"] {
+        for code in [
+            "08006", "53100", "53300", "57P01", "57014", "58030", "25006",
+        ] {
             assert!(is_outage(code), "PostgreSQL {code}");
         }
         for code in ["23505", "23514", "22003", "42P01", "40001"] {
