@@ -368,6 +368,41 @@ async fn floods_and_huge_frames_close_the_connection() {
     );
     assert_eq!(close.map(|frame| frame.code), Some(CloseCode::Policy));
 
+    // Pongs of no ping of the server's are messages too: each could
+    // make the server record a delivery.
+    let mut ponger = WsClient::connect(&app).await;
+    ponger.expect("welcome").await;
+    for n in 0..50_i64 {
+        ponger
+            .send_raw(Message::Pong(Bytes::copy_from_slice(&n.to_be_bytes())))
+            .await;
+    }
+    let mut limited = 0;
+    let reading = async {
+        loop {
+            match ponger.next_frame().await {
+                Some(Message::Text(text)) => {
+                    let message: Value = serde_json::from_str(&text).expect("JSON");
+                    if message["type"] != "heartbeat" {
+                        assert_eq!(message["code"], "rate_limited", "{message}");
+                        limited += 1;
+                    }
+                }
+                Some(Message::Close(frame)) => break frame,
+                Some(_) => {}
+                None => panic!("closed without a close frame"),
+            }
+        }
+    };
+    let close = tokio::time::timeout(Duration::from_secs(30), reading)
+        .await
+        .expect("the pong flood closed within 30 s");
+    assert!(
+        limited > 0,
+        "the pongs were answered with rate_limited first"
+    );
+    assert_eq!(close.map(|frame| frame.code), Some(CloseCode::Policy));
+
     let mut big = WsClient::connect(&app).await;
     big.expect("welcome").await;
     // Just under the bound is a message like any other.

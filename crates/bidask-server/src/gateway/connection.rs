@@ -151,6 +151,12 @@ pub struct Connection {
     /// The user channel's `seq` the client is known to have read: it
     /// answered a ping written after it (see [`Connection::beat`]).
     acked: i64,
+    /// The payload of the last ping, until its pong comes. Only that pong
+    /// counts: it records how far the client read (one record a
+    /// heartbeat at most), and is free of the message rate. Any other
+    /// pong is a message like the rest, since a client can send them as
+    /// fast as any, and a lie in one must not move the record.
+    pinged: Option<Bytes>,
     /// Where this connection's `user:{id}` stopped when its token expired:
     /// a fresh `auth` resumes there, not after what the user's other
     /// connections were given meanwhile.
@@ -184,6 +190,7 @@ impl Connection {
             silent_beats: 0,
             marked: 0,
             acked: 0,
+            pinged: None,
             own_stopped_at: None,
             unsent_count: 0,
             mid_message: false,
@@ -345,6 +352,7 @@ impl Connection {
         let written = self
             .own_written()
             .map_or_else(Bytes::new, |seq| Bytes::copy_from_slice(&seq.to_be_bytes()));
+        self.pinged = Some(written.clone());
         socket.feed(Message::Ping(written)).await?;
         socket.flush().await?;
         self.unsent_count += 1;
@@ -383,16 +391,13 @@ impl Connection {
             Some(Ok(message)) => message,
         };
         self.silent_beats = 0;
-        match message {
-            Message::Pong(payload) => {
-                self.acknowledged(&payload);
-                return Ok(());
-            }
+        match &message {
+            Message::Pong(payload) if self.acknowledged(payload) => return Ok(()),
             Message::Close(_) => return Err(End::Closed),
-            // Every frame that makes the server write counts toward the
-            // rate: text, binary (answered with an error) and pings
-            // (answered with a pong by tungstenite).
-            Message::Text(_) | Message::Binary(_) | Message::Ping(_) => {}
+            // Every other frame counts toward the rate: text, binary
+            // (answered with an error), pings (answered with a pong by
+            // tungstenite) and pongs of no ping of ours.
+            Message::Text(_) | Message::Binary(_) | Message::Ping(_) | Message::Pong(_) => {}
             // Reading yields whole messages, never raw frames.
             Message::Frame(_) => return Ok(()),
         }
@@ -621,19 +626,23 @@ impl Connection {
             .map(|(_, seq)| seq)
     }
 
-    /// A pong: the client read the user channel up to the `seq` its ping
-    /// carried (an unsolicited pong, or one of no ping of ours, carries
-    /// nothing that counts).
-    fn acknowledged(&mut self, payload: &[u8]) {
+    /// Whether `payload` answers the last ping, which then says the
+    /// client read the user channel up to the `seq` it carried.
+    fn acknowledged(&mut self, payload: &[u8]) -> bool {
+        if self.pinged.as_deref() != Some(payload) {
+            return false;
+        }
+        self.pinged = None;
         let Ok(seq) = <[u8; 8]>::try_from(payload).map(i64::from_be_bytes) else {
-            return;
+            return true;
         };
-        // Never past what was written: a client could only skip its own
-        // events by lying, but a mistake must not do it either.
+        // Never past what is written now: the channel may have been left
+        // and joined again since the ping.
         if self.own_written().is_some_and(|written| seq <= written) {
             self.acked = self.acked.max(seq);
             self.record_delivery();
         }
+        true
     }
 
     /// Each subscription's last written `seq`, but for one whose join was
