@@ -133,18 +133,40 @@ struct Subscription {
 
 /// See the module docs.
 pub struct Connection {
+    /// The hub's key for this connection (joins, leaves, signals), and
+    /// the `connection_id` the client is welcomed with.
     id: u64,
+    /// The store and the replicas, for snapshots and replays.
     state: AppState,
+    /// Shared with every connection: the hub, the settings and the
+    /// places for database reads.
     gateway: Arc<Gateway>,
+    /// Who authenticated, if anyone: it decides which `user:` channel may
+    /// be followed, and its token's expiry ends that channel.
     user: Option<Identity>,
+    /// At most `BIDASK_WS_MAX_SUBSCRIPTIONS` (64 by default), and most
+    /// clients follow one or two channels: a vector searched in order
+    /// costs less than a map at these sizes.
     subscriptions: Vec<Subscription>,
+    /// Given to the hub when a channel is joined: the hub pushes events
+    /// here and marks the connection slow when it is full.
     outbox_sender: mpsc::Sender<SharedFrame>,
+    /// Bounded, so one client that does not read holds at most this many
+    /// events of the server's memory.
     outbox: mpsc::Receiver<SharedFrame>,
+    /// What the hub knows of this connection (its slow mark), shared so
+    /// a write blocked on the socket can race it.
     peer: Arc<Peer>,
+    /// `None` when the message rate is off (`BIDASK_WS_MESSAGES_PER_SEC=0`).
     limiter: Option<DefaultDirectRateLimiter>,
-    /// Messages refused for the rate since `strikes_since`.
+    /// Messages refused for the rate since `strikes_since`: more than a
+    /// second's worth in the window closes the connection, so a client
+    /// that ignores `rate_limited` is not answered forever.
     strikes: u32,
+    /// When the current strike window began.
     strikes_since: Option<tokio::time::Instant>,
+    /// Heartbeats since the client last sent anything: a peer that
+    /// vanished without a close would otherwise hold its slot forever.
     silent_beats: u32,
     /// The user channel's `seq` last recorded as delivered.
     marked: i64,

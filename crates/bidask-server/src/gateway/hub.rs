@@ -23,11 +23,14 @@ use crate::feed::Channel;
 /// shared by reference.
 #[derive(Debug)]
 pub struct Frame {
-    /// Its channel.
+    /// Its channel: a connection writes only the frames of channels it
+    /// follows, since one outbox serves all of them.
     pub channel: Channel,
-    /// Its `seq` on that channel.
+    /// Its `seq` on that channel, which a subscription compares with the
+    /// last it wrote to drop what a snapshot or replay already gave.
     pub seq: i64,
-    /// The JSON text.
+    /// The JSON text, made once for every subscriber, so a fan-out to
+    /// thousands of connections serializes nothing.
     pub text: Utf8Bytes,
 }
 

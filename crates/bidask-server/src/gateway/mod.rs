@@ -95,7 +95,7 @@ impl Default for GatewaySettings {
 pub struct Gateway {
     /// Where committed events arrive.
     pub hub: Arc<Hub>,
-    /// The limits.
+    /// The limits every connection holds to, set once at start.
     pub settings: GatewaySettings,
     /// Connections held per client address, for those that hold any.
     held: Mutex<HashMap<IpAddr, usize>>,
@@ -176,9 +176,10 @@ impl Gateway {
 /// Who a connection belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// The user id.
+    /// The user id: it names the one `user:{id}` channel the connection
+    /// may follow.
     pub id: i64,
-    /// The username.
+    /// The username, which the `welcome` and `authenticated` replies show.
     pub username: String,
     /// When the token expires, in seconds since the epoch: past it the
     /// connection stops receiving `user:{id}` until it sends a fresh one.
