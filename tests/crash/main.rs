@@ -777,6 +777,7 @@ async fn a_servers_metrics_start_at_zero_and_count_what_it_does() {
         "bidask_requests_rate_limited_total",
         "bidask_ws_connections",
         "bidask_ws_subscriptions",
+        "bidask_ws_fanout_backlog",
         "bidask_ws_messages_sent_total",
         "bidask_ws_events_fanned_out_total",
         "bidask_ws_slow_disconnects_total",

@@ -159,7 +159,16 @@ fn describe() {
         Unit::Count,
         "Channel subscriptions held by WebSocket clients."
     );
-    for name in ["bidask_ws_connections", "bidask_ws_subscriptions"] {
+    describe_gauge!(
+        "bidask_ws_fanout_backlog",
+        Unit::Count,
+        "Commits' event lists waiting for the fan-out thread, as it last took a batch."
+    );
+    for name in [
+        "bidask_ws_connections",
+        "bidask_ws_subscriptions",
+        "bidask_ws_fanout_backlog",
+    ] {
         metrics::gauge!(name).increment(0.0);
     }
     describe_histogram!(

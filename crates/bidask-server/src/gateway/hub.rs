@@ -431,6 +431,10 @@ fn fan_out(hub: std::sync::Weak<Hub>, mut commits: mpsc::UnboundedReceiver<Vec<P
                 Err(_) => break,
             }
         }
+        // What is still waiting, unbounded since the writer must never
+        // wait on subscribers: shown, so that a fan-out that falls behind
+        // (thousands of subscribers on a busy product) can be seen.
+        metrics::gauge!("bidask_ws_fanout_backlog").set(commits.len() as f64);
         let Some(hub) = hub.upgrade() else { return };
         let count = batch.len() as u64;
         // One commit's list can be long (a read-back publishes pages of
