@@ -475,3 +475,68 @@ async fn a_refused_resume_keeps_the_subscription_it_had(backend: Backend) {
         "{heard:?}"
     );
 }
+
+/// A replay that cannot read its next page, after its `subscribed` went
+/// out and some events with it, closes the connection with 1011 rather
+/// than refusing the `subscribe`: a refusal there would leave the client
+/// subscribed to nothing, or with a hole between the events it had and
+/// the live ones. A resume from the last one it had goes on from there.
+/// The unreadable page is a stored event that is not text (SQLite keeps
+/// what it is given), 501st of the catalog channel, so the first page of
+/// 500 is read and the second is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_cut_by_an_unreadable_page_closes_for_a_resume() {
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let store = Store::connect_lazy(&database.url, &StoreOptions::default()).expect("a store");
+    store.migrate().await.expect("migrations");
+    store.close().await;
+    let mut connection = database.connect().await;
+    for seq in 1..=500_i64 {
+        sqlx::query(
+            "INSERT INTO feed_events (channel, seq, event_type, payload, created_at) \
+             VALUES ('products', $1, 'NEW_PRODUCT', $2, $3)",
+        )
+        .bind(seq)
+        .bind(json!({"type": "NEW_PRODUCT", "seq": seq}).to_string())
+        .bind(bidask_server::clock::now_micros())
+        .execute(&mut connection)
+        .await
+        .expect("an event");
+    }
+    sqlx::query(
+        "INSERT INTO feed_events (channel, seq, event_type, payload, created_at) \
+         VALUES ('products', 501, 'NEW_PRODUCT', X'FF', $1)",
+    )
+    .bind(bidask_server::clock::now_micros())
+    .execute(&mut connection)
+    .await
+    .expect("an event that is not text");
+    drop(connection);
+    let app = spawn_app_on(database, |_| {}).await;
+
+    let mut client = WsClient::connect(&app).await;
+    client.expect("welcome").await;
+    client
+        .send(&json!({"type": "subscribe", "channels": ["products"], "since_seq": 0, "id": 7}))
+        .await;
+    assert_eq!(client.expect("subscribed").await["seq"], 0);
+    for seq in 1..=500 {
+        assert_eq!(client.next().await["seq"], seq);
+    }
+    let close = client.closed().await;
+    assert_eq!(
+        close.as_ref().map(|frame| u16::from(frame.code)),
+        Some(1011),
+        "{close:?}"
+    );
+    assert!(
+        close.is_some_and(|frame| frame.reason.contains("since_seq")),
+        "the reason says how to go on"
+    );
+
+    // The server is fine, and the catalog channel's `seq` is where the
+    // stored events end.
+    let mut after = WsClient::connect(&app).await;
+    after.expect("welcome").await;
+    assert_eq!(after.subscribe("products").await["seq"], 501);
+}

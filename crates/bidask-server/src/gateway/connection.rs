@@ -110,6 +110,10 @@ enum End {
     /// Events it was owed were pruned while they were being replayed to
     /// it, after its `subscribed` had promised them.
     Pruned,
+    /// Events it was owed could not be read from the database after its
+    /// `subscribed` had promised them: a refusal then would leave a hole
+    /// between the events it had and the live ones, so it resumes instead.
+    Unreadable,
 }
 
 impl From<WsError> for End {
@@ -602,6 +606,10 @@ impl Connection {
             End::Pruned => Some((
                 code::INTERNAL,
                 "events were pruned; resubscribe with since_seq".to_owned(),
+            )),
+            End::Unreadable => Some((
+                code::INTERNAL,
+                "the feed could not be read; resubscribe with since_seq".to_owned(),
             )),
         };
         for subscription in std::mem::take(&mut self.subscriptions) {

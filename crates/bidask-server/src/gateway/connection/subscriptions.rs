@@ -304,14 +304,17 @@ impl Connection {
         // events are committed, so they follow from the database; the
         // ones after the join follow from the outbox.
         let name = channel.to_string();
-        let page = self
+        let page = match self
             .gateway
             .query(self.state.store.feed_events(&name, seq, REPLAY_PAGE))
             .await
-            .map_err(|error| unavailable(&error, id))?;
+        {
+            Ok(page) => page,
+            Err(error) => return Ok(Err(unreadable(&error))),
+        };
         // These events were published moments ago, so they are pruned
         // only under a retention shorter than the replica's lag.
-        Ok(match self.replay(socket, channel, page, seq, id).await? {
+        Ok(match self.replay(socket, channel, page, seq).await {
             Ok(Replayed::Whole) => Ok(()),
             Ok(Replayed::Pruned(_)) => Err(End::Pruned),
             Err(end) => Err(end),
@@ -375,7 +378,7 @@ impl Connection {
         if let Err(end) = self.send(socket, subscribed(channel, since, id)).await {
             return Ok(Err(end));
         }
-        match self.replay(socket, channel, page, since, id).await? {
+        match self.replay(socket, channel, page, since).await {
             Ok(Replayed::Whole) => Ok(Ok(())),
             // The events still owed are gone: a second `subscribed`, with
             // the state they would have built, as for a resume that came
@@ -420,7 +423,7 @@ impl Connection {
             if let Err(end) = self.send(socket, protocol::with_id(&reply, id)).await {
                 return Ok(Err(end));
             }
-            match self.replay(socket, channel, page, from, id).await? {
+            match self.replay(socket, channel, page, from).await {
                 Ok(Replayed::Whole) => return Ok(Ok(())),
                 Ok(Replayed::Pruned(next)) => page = next,
                 Err(end) => return Ok(Err(end)),
@@ -446,39 +449,43 @@ impl Connection {
 
     /// Sends `page`, the first page of stored events after `since`, and
     /// the pages after it, as long as each goes on from the one before.
+    /// A page that cannot be read ends the connection
+    /// ([`End::Unreadable`]): its `subscribed` is out already.
     async fn replay(
         &mut self,
         socket: &mut Socket,
         channel: Channel,
         mut page: Vec<(i64, String)>,
         since: i64,
-        id: Option<&MessageId>,
-    ) -> Result<Result<Replayed, End>, Refusal> {
+    ) -> Result<Replayed, End> {
         let name = channel.to_string();
         let store = self.state.store.clone();
         let mut last = since;
         loop {
             if page.first().is_some_and(|&(first, _)| first != last + 1) {
-                return Ok(Ok(Replayed::Pruned(page)));
+                return Ok(Replayed::Pruned(page));
             }
             let full = page.len() as i64 == REPLAY_PAGE;
             for (seq, payload) in page {
                 last = seq;
                 if let Err(end) = self.feed_event(socket, channel, seq, &payload.into()).await {
-                    return Ok(Err(end.into()));
+                    return Err(end.into());
                 }
             }
             if let Err(end) = socket.flush().await {
-                return Ok(Err(end.into()));
+                return Err(end.into());
             }
             if !full {
-                return Ok(Ok(Replayed::Whole));
+                return Ok(Replayed::Whole);
             }
-            page = self
+            page = match self
                 .gateway
                 .query(store.feed_events(&name, last, REPLAY_PAGE))
                 .await
-                .map_err(|error| unavailable(&error, id))?;
+            {
+                Ok(page) => page,
+                Err(error) => return Err(unreadable(&error)),
+            };
         }
     }
 
@@ -568,6 +575,13 @@ fn subscribed(channel: Channel, seq: i64, id: Option<&MessageId>) -> String {
         "snapshot": null,
     });
     protocol::with_id(&reply, id)
+}
+
+/// The end of a connection whose owed events could not be read after
+/// its `subscribed` went out (see [`End::Unreadable`]).
+fn unreadable(error: &StoreError) -> End {
+    tracing::warn!(%error, "a replay could not read the feed; closing for a resume");
+    End::Unreadable
 }
 
 fn unavailable(error: &StoreError, id: Option<&MessageId>) -> Refusal {
