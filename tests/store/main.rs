@@ -109,7 +109,7 @@ async fn orders_are_inserted_then_replaced(backend: Backend) {
 }
 
 async fn a_refused_batch_writes_nothing(backend: Backend) {
-    let (store, _database) = store_with_a_market(backend).await;
+    let (store, database) = store_with_a_market(backend).await;
     let mut committer = store.committer();
     // A trade between orders that do not exist breaks two foreign keys.
     let refused = committer
@@ -141,6 +141,20 @@ async fn a_refused_batch_writes_nothing(backend: Backend) {
         None,
         "nothing of the batch landed"
     );
+    // The committer still holds the writer's lock: a server waiting for
+    // it must not get it from a refusal.
+    if backend == Backend::Postgres {
+        let options = StoreOptions {
+            writer_lock_wait: std::time::Duration::from_millis(300),
+            ..StoreOptions::default()
+        };
+        let other = Store::connect_lazy(&database.url, &options).expect("a store");
+        let taken = other.committer().fence().await;
+        assert!(
+            matches!(taken, Err(bidask_store::StoreError::WriterElsewhere)),
+            "the lock was let go after a refusal: {taken:?}"
+        );
+    }
     // A refusal is not an outage: the committer goes on with the next batch.
     committer
         .commit(&Batch {

@@ -87,12 +87,13 @@ impl Committer {
         };
         let result = commit_postgres(&mut connection, batch).await;
         self.last_used = Instant::now();
-        // Only a connection that committed is kept. A refused statement
-        // leaves one usable, but a new one costs a reconnect, and a kept
-        // one may be what fails: a session of a database that has become
-        // a read-only standby stays read-only, while a new connection
-        // finds the writable primary once it is back.
-        if result.is_ok() {
+        // A refused statement leaves the connection usable, and it holds
+        // the writer's lock, which a dropped one would hand to a server
+        // waiting for it; a broken one is not kept. Writes to a database
+        // that has become read-only count as broken (25006 is an outage),
+        // since its session stays read-only while a new connection finds
+        // the writable primary once it is back.
+        if !result.as_ref().is_err_and(StoreError::is_unavailable) {
             self.connection = Some(connection);
         }
         result
