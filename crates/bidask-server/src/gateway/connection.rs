@@ -69,6 +69,8 @@ const MIN_STUCK: Duration = Duration::from_secs(1);
 /// The least time a reply (a subscription's snapshot or replay, read from
 /// the database and written) may take.
 const MIN_REPLY_STUCK: Duration = Duration::from_secs(60);
+/// Pings whose pongs are still taken as answers (see `Connection::pinged`).
+const PINGS_AWAITED: usize = 4;
 /// How long a closing handshake may take.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
@@ -177,12 +179,15 @@ pub struct Connection {
     /// The user channel's `seq` the client is known to have read: it
     /// answered a ping written after it (see [`Connection::beat`]).
     acked: i64,
-    /// The payload of the last ping, until its pong comes. Only that pong
-    /// counts: it records how far the client read (one record a
-    /// heartbeat at most), and is free of the message rate. Any other
-    /// pong is a message like the rest, since a client can send them as
-    /// fast as any, and a lie in one must not move the record.
-    pinged: Option<Bytes>,
+    /// The last few pings whose pongs have not come, oldest first (free
+    /// slots are `None`), each as the `seq` it carried, or `None` for an
+    /// empty one. Only such a pong counts: it records how far the client
+    /// read (one record a heartbeat at most), and is free of the message
+    /// rate. Any other pong is a message like the rest, since a client can
+    /// send them as fast as any. A few, not one: a client on a slow link
+    /// may answer a ping after the next one went out. Kept in place, not
+    /// on the heap: every idle connection has them.
+    pinged: [Option<Option<i64>>; PINGS_AWAITED],
     /// Where this connection's `user:{id}` stopped when its token expired:
     /// a fresh `auth` resumes there, not after what the user's other
     /// connections were given meanwhile.
@@ -216,7 +221,7 @@ impl Connection {
             silent_beats: 0,
             marked: 0,
             acked: 0,
-            pinged: None,
+            pinged: [None; PINGS_AWAITED],
             own_stopped_at: None,
             unsent_count: 0,
             mid_message: false,
@@ -375,11 +380,12 @@ impl Connection {
         socket
             .feed(Message::Text(heartbeat.to_string().into()))
             .await?;
-        let written = self
-            .own_written()
-            .map_or_else(Bytes::new, |seq| Bytes::copy_from_slice(&seq.to_be_bytes()));
-        self.pinged = Some(written.clone());
-        socket.feed(Message::Ping(written)).await?;
+        let written = self.own_written();
+        self.pinged.rotate_left(1);
+        self.pinged[PINGS_AWAITED - 1] = Some(written);
+        let payload =
+            written.map_or_else(Bytes::new, |seq| Bytes::copy_from_slice(&seq.to_be_bytes()));
+        socket.feed(Message::Ping(payload)).await?;
         socket.flush().await?;
         self.unsent_count += 1;
         Ok(())
@@ -418,12 +424,16 @@ impl Connection {
         };
         self.silent_beats = 0;
         match &message {
-            Message::Pong(payload) if self.acknowledged(payload) => return Ok(()),
+            Message::Pong(payload) => {
+                if self.acknowledged(payload) {
+                    return Ok(());
+                }
+            }
             Message::Close(_) => return Err(End::Closed),
             // Every other frame counts toward the rate: text, binary
-            // (answered with an error), pings (answered with a pong by
-            // tungstenite) and pongs of no ping of ours.
-            Message::Text(_) | Message::Binary(_) | Message::Ping(_) | Message::Pong(_) => {}
+            // (answered with an error) and pings (answered with a pong by
+            // tungstenite), like the pongs of no ping awaited, above.
+            Message::Text(_) | Message::Binary(_) | Message::Ping(_) => {}
             // Reading yields whole messages, never raw frames.
             Message::Frame(_) => return Ok(()),
         }
@@ -656,14 +666,24 @@ impl Connection {
             .map(|(_, seq)| seq)
     }
 
-    /// Whether `payload` answers the last ping, which then says the
-    /// client read the user channel up to the `seq` it carried.
+    /// Whether `payload` answers a ping awaited, which then says the
+    /// client read the user channel up to the `seq` it carried. The pings
+    /// before it are answered by it too.
     fn acknowledged(&mut self, payload: &[u8]) -> bool {
-        if self.pinged.as_deref() != Some(payload) {
+        let carried = match <[u8; 8]>::try_from(payload) {
+            Ok(bytes) => Some(i64::from_be_bytes(bytes)),
+            Err(_) if payload.is_empty() => None,
+            Err(_) => return false,
+        };
+        let Some(answered) = self
+            .pinged
+            .iter()
+            .position(|sent| *sent == Some(carried))
+        else {
             return false;
-        }
-        self.pinged = None;
-        let Ok(seq) = <[u8; 8]>::try_from(payload).map(i64::from_be_bytes) else {
+        };
+        self.pinged[..=answered].fill(None);
+        let Some(seq) = carried else {
             return true;
         };
         // Never past what is written now: the channel may have been left
