@@ -562,7 +562,7 @@ async fn a_coarser_tick_size_refuses_off_tick_prices_and_keeps_two_decimals(back
         .await;
     assert_eq!(
         too_fine.body["error"]["message"],
-        "price must be at most 1000000 and a multiple of the tick size 5.00"
+        "price must be greater than zero, at most 1000000, and a multiple of the tick size 5.00"
     );
     app.stop().await;
 }

@@ -114,7 +114,8 @@ enum End {
     Pruned,
     /// Events it was owed could not be read from the database after its
     /// `subscribed` had promised them: a refusal then would leave a hole
-    /// between the events it had and the live ones, so it resumes instead.
+    /// between the events it had and the live ones, so it is closed, to
+    /// resume with `since_seq`.
     Unreadable,
 }
 
@@ -675,11 +676,7 @@ impl Connection {
             Err(_) if payload.is_empty() => None,
             Err(_) => return false,
         };
-        let Some(answered) = self
-            .pinged
-            .iter()
-            .position(|sent| *sent == Some(carried))
-        else {
+        let Some(answered) = self.pinged.iter().position(|sent| *sent == Some(carried)) else {
             return false;
         };
         self.pinged[..=answered].fill(None);

@@ -156,9 +156,10 @@ pub fn described(
 /// this does not know (the API's own deserializers' ones) pass as they are.
 fn plain(field: &str, message: &str) -> String {
     let integers = ["i64", "u64", "i32", "u32", "u16", "u8", "usize"];
+    // From the right: the variant sent may hold anything.
     if let Some((_, expected)) = message
         .strip_prefix("unknown variant `")
-        .and_then(|rest| rest.split_once("`, expected "))
+        .and_then(|rest| rest.rsplit_once("`, expected "))
     {
         return format!("{field} must be {}", expected.replace('`', ""));
     }
@@ -170,17 +171,12 @@ fn plain(field: &str, message: &str) -> String {
         };
     }
     match message.rsplit_once(", expected ") {
-        // A JSON number beyond 64 bits reaches serde as a float ("1e+20").
-        Some((given, expected))
-            if integers.contains(&expected)
-                && given.starts_with("invalid type: floating point")
-                && given.contains("e+") =>
-        {
-            format!("{field} is out of range")
-        }
         Some((given, expected)) if integers.contains(&expected) => {
-            if given.starts_with("invalid value: integer") {
+            if given.starts_with("invalid value: integer") || beyond_64_bits(given) {
                 format!("{field} is out of range")
+            } else if given.starts_with("invalid type: floating point") {
+                // `2.0` and `1e3` are whole, but not written as integers.
+                format!("{field} must be a whole number, written without a point or an exponent")
             } else {
                 format!("{field} must be a whole number")
             }
@@ -197,6 +193,18 @@ fn plain(field: &str, message: &str) -> String {
             other => other.to_owned(),
         },
     }
+}
+
+/// Whether serde's "invalid type: floating point `1e20`" is about a
+/// number no 64-bit integer holds: serde_json reads an integer literal
+/// beyond them as a float. The float only chooses the refusal's words;
+/// nothing is taken from it.
+fn beyond_64_bits(given: &str) -> bool {
+    given
+        .strip_prefix("invalid type: floating point `")
+        .and_then(|rest| rest.strip_suffix('`'))
+        .and_then(|number| number.parse::<f64>().ok())
+        .is_some_and(|number| number.abs() >= 9_223_372_036_854_775_808.0)
 }
 
 /// The field of serde's "missing field `price`" or "duplicate field
@@ -340,7 +348,23 @@ mod tests {
             ),
             (
                 body(r#"{"price": "1", "quantity": 1.5}"#),
-                "quantity must be a whole number",
+                "quantity must be a whole number, written without a point or an exponent",
+            ),
+            (
+                body(r#"{"price": "1", "quantity": 2.0}"#),
+                "quantity must be a whole number, written without a point or an exponent",
+            ),
+            (
+                terms(r#"{"id": 1e16}"#),
+                "id must be a whole number, written without a point or an exponent",
+            ),
+            (
+                terms(r#"{"id": -9223372036854775809}"#),
+                "id is out of range",
+            ),
+            (
+                terms(r#"{"speed": "x`, expected nothing"}"#),
+                "speed must be one of gtc, ioc, fok",
             ),
             (
                 body(r#"{"price": "1", "quantity": null}"#),

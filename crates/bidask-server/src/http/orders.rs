@@ -136,7 +136,8 @@ fn price(product: &Product, raw: &RawValue) -> Result<bidask_engine::Price, ApiE
         let message = match unreadable {
             Unreadable::NotANumber => "price must be a decimal such as \"210.00\"".to_owned(),
             Unreadable::TooManyDigits => format!(
-                "price must be at most {MAX_PRICE} and a multiple of the tick size {}",
+                "price must be greater than zero, at most {MAX_PRICE}, and a multiple of the \
+                 tick size {}",
                 product.tick_size()
             ),
         };
