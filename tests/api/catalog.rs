@@ -237,6 +237,7 @@ async fn products_are_listed_newest_first_in_pages_and_searchable(backend: Backe
         "limit=101",
         "limit=x",
         "limit=-1.5",
+        "limit=1e3",
         "limit=99999999999999999999",
         "cursor=abc",
         "limit=1&limit=2",
@@ -255,6 +256,13 @@ async fn products_are_listed_newest_first_in_pages_and_searchable(backend: Backe
             reply.body
         );
         reply.assert_plain_message();
+        // Whatever is wrong with one `limit`, the answer gives the range.
+        if field == "limit" && !bad.contains('&') {
+            assert_eq!(
+                reply.body["error"]["message"], "limit must be from 1 to 100",
+                "{bad}"
+            );
+        }
     }
     app.stop().await;
 }
@@ -427,6 +435,12 @@ async fn unknown_products_and_sizes_are_refused(backend: Backend) {
             reply.body
         );
         reply.assert_plain_message();
+        if field == "depth" {
+            assert_eq!(
+                reply.body["error"]["message"], "depth must be from 1 to 1000",
+                "{query}"
+            );
+        }
     }
     app.stop().await;
 }

@@ -26,7 +26,7 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Deserialize)]
 struct MatchesQuery {
-    limit: Option<i64>,
+    limit: Option<String>,
     cursor: Option<String>,
 }
 
@@ -39,7 +39,7 @@ async fn matches(
     user: User,
     Query(query): Query<MatchesQuery>,
 ) -> Result<Json<Page<MatchView>>, ApiError> {
-    let limit = page_limit(query.limit)?;
+    let limit = page_limit(query.limit.as_deref())?;
     let before = page_cursor(query.cursor.as_deref())?;
     let records = state
         .store
@@ -120,7 +120,7 @@ struct NotificationsQuery {
     /// every list by passing `next_cursor` back as `cursor` would
     /// otherwise get the first page of notifications again and again.
     cursor: Option<String>,
-    limit: Option<i64>,
+    limit: Option<String>,
 }
 
 /// Notifications are the `MATCH_CREATED` messages of the user's channel,
@@ -134,7 +134,7 @@ async fn notifications(
     user: User,
     Query(query): Query<NotificationsQuery>,
 ) -> Result<Json<Page<Box<RawValue>>>, ApiError> {
-    let limit = page_limit(query.limit)?;
+    let limit = page_limit(query.limit.as_deref())?;
     let after = match (query.after, page_cursor(query.cursor.as_deref())?) {
         (Some(after), None) if after < 0 => {
             return Err(ApiError::invalid(

@@ -307,12 +307,18 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// `limit` of list endpoints: at most 100, default 50.
-pub fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+/// `limit` of list endpoints: at most 100, default 50. Read here from
+/// the text, like `cursor`, so that every refusal gives the range (a
+/// typed field would answer `limit=1e3` and `limit=99999999999999999999`
+/// with the parser's words).
+pub fn page_limit(limit: Option<&str>) -> Result<i64, ApiError> {
     match limit {
         None => Ok(50),
-        Some(limit) if (1..=100).contains(&limit) => Ok(limit),
-        Some(_) => Err(ApiError::invalid("limit", "limit must be from 1 to 100")),
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|limit| (1..=100).contains(limit))
+            .ok_or_else(|| ApiError::invalid("limit", "limit must be from 1 to 100")),
     }
 }
 

@@ -504,7 +504,7 @@ impl Drop for KeyGuard {
 struct ListQuery {
     status: Option<String>,
     product_id: Option<i64>,
-    limit: Option<i64>,
+    limit: Option<String>,
     cursor: Option<String>,
 }
 
@@ -526,7 +526,7 @@ async fn list(
             "status must be open, partially_filled, filled, cancelled or expired",
         ));
     }
-    let limit = page_limit(query.limit)?;
+    let limit = page_limit(query.limit.as_deref())?;
     let before = page_cursor(query.cursor.as_deref())?;
     let records = state
         .store

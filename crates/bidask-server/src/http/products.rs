@@ -120,7 +120,7 @@ fn product(state: &AppState, id: &str) -> Result<Arc<Product>, ApiError> {
 #[derive(Deserialize)]
 struct ListQuery {
     q: Option<String>,
-    limit: Option<i64>,
+    limit: Option<String>,
     cursor: Option<String>,
 }
 
@@ -132,7 +132,7 @@ async fn list(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Page<ProductView>>, ApiError> {
-    let limit = page_limit(query.limit)?;
+    let limit = page_limit(query.limit.as_deref())?;
     let before = page_cursor(query.cursor.as_deref())?;
     let products = state.catalog.search(
         query.q.as_deref().filter(|q| !q.is_empty()),
@@ -300,7 +300,7 @@ fn created(state: &AppState, product: &Product) -> Created {
 #[derive(Deserialize)]
 struct BookQuery {
     size: Option<String>,
-    depth: Option<i64>,
+    depth: Option<String>,
 }
 
 /// One price level.
@@ -347,12 +347,15 @@ async fn book(
     let market = product
         .market(&size)
         .ok_or_else(|| ApiError::invalid("size", "the product has no such size"))?;
-    let depth = query
-        .depth
-        .map_or(Ok(50), usize::try_from)
-        .ok()
-        .filter(|depth| (1..=1_000).contains(depth))
-        .ok_or_else(|| ApiError::invalid("depth", "depth must be from 1 to 1000"))?;
+    // Read from the text, as `limit` is (see `page_limit`).
+    let depth = match query.depth.as_deref() {
+        None => 50,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|depth| (1..=1_000).contains(depth))
+            .ok_or_else(|| ApiError::invalid("depth", "depth must be from 1 to 1000"))?,
+    };
     let (seq, bids, asks) = state
         .markets
         .replicas()
@@ -380,7 +383,7 @@ async fn book(
 #[derive(Deserialize)]
 struct MatchesQuery {
     size: Option<String>,
-    limit: Option<i64>,
+    limit: Option<String>,
     cursor: Option<String>,
 }
 
@@ -405,7 +408,7 @@ async fn matches(
                 .ok_or_else(|| ApiError::invalid("size", "the product has no such size"))
         })
         .transpose()?;
-    let limit = page_limit(query.limit)?;
+    let limit = page_limit(query.limit.as_deref())?;
     let before = page_cursor(query.cursor.as_deref())?;
     let records = state
         .store
