@@ -352,7 +352,7 @@ impl Connection {
         socket.feed(Message::Text(text.clone())).await?;
         self.subscriptions[index].seq = seq;
         // Live or replayed by a resume, it is a message sent.
-        self.unsent_count += 1;
+        self.wrote();
         Ok(true)
     }
 
@@ -388,7 +388,7 @@ impl Connection {
             written.map_or_else(Bytes::new, |seq| Bytes::copy_from_slice(&seq.to_be_bytes()));
         socket.feed(Message::Ping(payload)).await?;
         socket.flush().await?;
-        self.unsent_count += 1;
+        self.wrote();
         Ok(())
     }
 
@@ -553,8 +553,15 @@ impl Connection {
             send_fragments(socket, parts).await?;
             self.mid_message = false;
         }
-        self.unsent_count += 1;
+        self.wrote();
         Ok(())
+    }
+
+    /// Counts a message written: for the shared counters, and for
+    /// [`race`] to see that the connection is getting on.
+    fn wrote(&mut self) {
+        self.unsent_count += 1;
+        self.peer.wrote();
     }
 
     fn count_sent(&mut self) {
@@ -716,10 +723,12 @@ impl Connection {
     }
 }
 
-/// Runs `work` unless the connection is marked slow first, or `work` has
-/// not finished after `stuck_after`. Most writes finish at once; only one
-/// that waits (on the client, or for a reply on the database) also waits
-/// on the slow mark (registering with it costs a lock) and on the clock.
+/// Runs `work` unless the connection is marked slow first, or `work`
+/// goes `stuck_after` without finishing or writing a message. Most writes
+/// finish at once; only one that waits (on the client, or for a reply on
+/// the database) also waits on the slow mark (registering with it costs a
+/// lock) and on the clock. A reply that keeps writing (a long replay to a
+/// client that reads) is not stuck, however long it takes.
 ///
 /// The bound matters for a client that stopped reading with its kernel
 /// buffers full but its outbox not: no further event comes to overflow the
@@ -738,6 +747,7 @@ async fn race<F: Future<Output = Result<(), End>>>(
     }
     let mut slowed = std::pin::pin!(peer.slowed());
     let mut stuck = std::pin::pin!(tokio::time::sleep(stuck_after));
+    let mut written = peer.written();
     std::future::poll_fn(|context| {
         if let Poll::Ready(outcome) = work.as_mut().poll(context) {
             return Poll::Ready(outcome);
@@ -745,8 +755,15 @@ async fn race<F: Future<Output = Result<(), End>>>(
         if slowed.as_mut().poll(context).is_ready() {
             return Poll::Ready(Err(End::Slow));
         }
-        if stuck.as_mut().poll(context).is_ready() {
-            return Poll::Ready(Err(End::Stuck));
+        while stuck.as_mut().poll(context).is_ready() {
+            let now = peer.written();
+            if now == written {
+                return Poll::Ready(Err(End::Stuck));
+            }
+            written = now;
+            stuck
+                .as_mut()
+                .reset(tokio::time::Instant::now() + stuck_after);
         }
         Poll::Pending
     })
@@ -780,5 +797,40 @@ fn classify(error: WsError) -> End {
         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => End::Gone,
         WsError::Protocol(_) => End::Protocol,
         _ => End::Gone,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A long reply to a client that reads (a replay of many pages) goes
+    /// on past the bound as long as it writes; one that writes nothing
+    /// for that long is stuck.
+    #[tokio::test]
+    async fn a_reply_is_stuck_only_when_it_stops_writing() {
+        let peer = Peer::default();
+        let stuck_after = Duration::from_millis(100);
+        let writing = async {
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                peer.wrote();
+            }
+            Ok(())
+        };
+        let started = std::time::Instant::now();
+        assert!(matches!(race(&peer, stuck_after, writing).await, Ok(())));
+        assert!(started.elapsed() >= Duration::from_millis(400));
+
+        let stalled = async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok(())
+        };
+        let started = std::time::Instant::now();
+        assert!(matches!(
+            race(&peer, stuck_after, stalled).await,
+            Err(End::Stuck)
+        ));
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 }

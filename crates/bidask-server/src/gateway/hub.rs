@@ -43,9 +43,22 @@ pub type SharedFrame = Arc<Frame>;
 pub struct Peer {
     slow: AtomicBool,
     wake: Notify,
+    /// Messages the connection has written, counted as each goes: a
+    /// long reply that keeps writing is not stuck, however long it takes.
+    written: AtomicU64,
 }
 
 impl Peer {
+    /// Counts one more message written.
+    pub fn wrote(&self) {
+        self.written.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Messages written so far.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
     /// Whether the connection fell too far behind.
     pub fn is_slow(&self) -> bool {
         self.slow.load(Ordering::Acquire)
