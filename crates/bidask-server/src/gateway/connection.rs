@@ -67,7 +67,7 @@ const STRIKE_WINDOW: Duration = Duration::from_secs(5);
 /// The least time a write of queued frames may wait on the client.
 const MIN_STUCK: Duration = Duration::from_secs(1);
 /// The least time a reply (a subscription's snapshot or replay, read from
-/// the database and written) may take.
+/// the database and written) may go without writing a message.
 const MIN_REPLY_STUCK: Duration = Duration::from_secs(60);
 /// Pings whose pongs are still taken as answers (see `Connection::pinged`).
 const PINGS_AWAITED: usize = 4;
@@ -161,8 +161,9 @@ pub struct Connection {
     /// Bounded, so one client that does not read holds at most this many
     /// events of the server's memory.
     outbox: mpsc::Receiver<SharedFrame>,
-    /// What the hub knows of this connection (its slow mark), shared so
-    /// a write blocked on the socket can race it.
+    /// What the hub knows of this connection (its slow mark) and how many
+    /// messages it has written, shared so that a write blocked on the
+    /// socket can race them.
     peer: Arc<Peer>,
     /// `None` when the message rate is off (`BIDASK_WS_MESSAGES_PER_SEC=0`).
     limiter: Option<DefaultDirectRateLimiter>,
