@@ -1374,6 +1374,8 @@ fn a_database_or_secret_others_may_read_is_pointed_out() {
         })
     };
 
+    // A directory others may enter, or the files' modes would not matter.
+    chmod(directory.path(), 0o755);
     let made = migrate();
     assert!(!warned(&made, &database), "made for its owner: {made}");
     std::fs::write(&secret, "k".repeat(64)).expect("a secret");
@@ -1411,6 +1413,18 @@ fn a_database_or_secret_others_may_read_is_pointed_out() {
     for log in [migrate(), serve()] {
         assert!(!warned(&log, &database) && !warned(&log, &secret), "{log}");
     }
+    // A directory only its owner may enter keeps the others out of files
+    // they could read; one the group may enter lets the group in.
+    chmod(&database, 0o644);
+    chmod(directory.path(), 0o700);
+    let log = migrate();
+    assert!(!warned(&log, &database), "{log}");
+    chmod(directory.path(), 0o750);
+    let log = migrate();
+    assert!(warned(&log, &database), "{log}");
+    chmod(directory.path(), 0o701);
+    let log = migrate();
+    assert!(warned(&log, &database), "{log}");
 }
 
 /// A `RUST_LOG` that does not parse is said, and the default levels

@@ -180,15 +180,26 @@ pub async fn migrate(config: &DatabaseConfig) -> Result<(), StartupError> {
 /// it, with which anyone can sign a token. Bidask makes them for their
 /// owner only, but a file that exists keeps the permissions it has (one a
 /// bidask before that made, a copy, a restore), so it is pointed out, not
-/// changed under its owner. A directory others cannot enter would keep
-/// them out anyway; that is not looked at, and the warning then says more
-/// than it needs to.
+/// changed under its owner. A directory others cannot enter keeps them
+/// out whatever the files' modes, so the one holding them is looked at
+/// (not those above it: one of them may keep others out too, and the
+/// warning then says more than it needs to).
 fn warn_if_others_may_read(url: &str) {
     use std::os::unix::fs::PermissionsExt;
 
     let Some(database) = bidask_store::sqlite_file(url) else {
         return;
     };
+    let directory = match database.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => std::path::Path::new("."),
+    };
+    // The file bits that count: the group's if the group may enter the
+    // directory, the others' if they may.
+    let enter = std::fs::metadata(directory)
+        .map_or(0o011, |metadata| metadata.permissions().mode() & 0o011);
+    let exposed =
+        if enter & 0o010 != 0 { 0o060 } else { 0 } | if enter & 0o001 != 0 { 0o006 } else { 0 };
     let journal = |suffix: &str| {
         let mut name = database.clone().into_os_string();
         name.push(suffix);
@@ -211,7 +222,7 @@ fn warn_if_others_may_read(url: &str) {
             continue;
         };
         let mode = metadata.permissions().mode() & 0o777;
-        if mode & 0o066 != 0 {
+        if mode & exposed != 0 {
             tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "{warning}");
         }
     }
