@@ -9,6 +9,7 @@ use bidask_tests::ws::{
 };
 use bidask_tests::{Backend, TestApp, TestDatabase, spawn_app_on};
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::{Bytes, Message};
@@ -325,6 +326,32 @@ async fn a_client_that_keeps_sending_past_its_rate_is_closed() {
     app.stop().await;
 }
 
+/// Every text message `client` gets but heartbeats, and the close frame
+/// that ends them; panics if none comes within 30 s, or the connection
+/// ends without one.
+async fn answers_until_closed(client: &mut WsClient) -> (Vec<Value>, Option<CloseFrame>) {
+    let mut answers = Vec::new();
+    let reading = async {
+        loop {
+            match client.next_frame().await {
+                Some(Message::Text(text)) => {
+                    let message: Value = serde_json::from_str(&text).expect("JSON");
+                    if message["type"] != "heartbeat" {
+                        answers.push(message);
+                    }
+                }
+                Some(Message::Close(frame)) => break frame,
+                Some(_) => {}
+                None => panic!("closed without a close frame"),
+            }
+        }
+    };
+    let close = tokio::time::timeout(Duration::from_secs(30), reading)
+        .await
+        .expect("the close within 30 s");
+    (answers, close)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn floods_and_huge_frames_close_the_connection() {
     let database = TestDatabase::new(Backend::Sqlite).await;
@@ -338,32 +365,20 @@ async fn floods_and_huge_frames_close_the_connection() {
     for n in 0..50 {
         flooder.send(&json!({"type": "ping", "id": n})).await;
     }
-    let mut limited = 0;
-    let reading = async {
-        loop {
-            match flooder.next_frame().await {
-                Some(Message::Text(text)) => {
-                    let message: Value = serde_json::from_str(&text).expect("JSON");
-                    if message["type"] == "error" {
-                        assert_eq!(message["code"], "rate_limited");
-                        assert!(
-                            message["id"].is_u64(),
-                            "the refused message's id: {message}"
-                        );
-                        limited += 1;
-                    }
-                }
-                Some(Message::Close(frame)) => break frame,
-                Some(_) => {}
-                None => panic!("closed without a close frame"),
-            }
-        }
-    };
-    let close = tokio::time::timeout(Duration::from_secs(30), reading)
-        .await
-        .expect("the close within 30 s");
+    let (answers, close) = answers_until_closed(&mut flooder).await;
+    let refused: Vec<&Value> = answers
+        .iter()
+        .filter(|message| message["type"] == "error")
+        .collect();
+    for message in &refused {
+        assert_eq!(message["code"], "rate_limited", "{message}");
+        assert!(
+            message["id"].is_u64(),
+            "the refused message's id: {message}"
+        );
+    }
     assert!(
-        limited > 0,
+        !refused.is_empty(),
         "the flood was answered with rate_limited first"
     );
     assert_eq!(close.map(|frame| frame.code), Some(CloseCode::Policy));
@@ -377,28 +392,12 @@ async fn floods_and_huge_frames_close_the_connection() {
             .send_raw(Message::Pong(Bytes::copy_from_slice(&n.to_be_bytes())))
             .await;
     }
-    let mut limited = 0;
-    let reading = async {
-        loop {
-            match ponger.next_frame().await {
-                Some(Message::Text(text)) => {
-                    let message: Value = serde_json::from_str(&text).expect("JSON");
-                    if message["type"] != "heartbeat" {
-                        assert_eq!(message["code"], "rate_limited", "{message}");
-                        limited += 1;
-                    }
-                }
-                Some(Message::Close(frame)) => break frame,
-                Some(_) => {}
-                None => panic!("closed without a close frame"),
-            }
-        }
-    };
-    let close = tokio::time::timeout(Duration::from_secs(30), reading)
-        .await
-        .expect("the pong flood closed within 30 s");
+    let (answers, close) = answers_until_closed(&mut ponger).await;
+    for message in &answers {
+        assert_eq!(message["code"], "rate_limited", "{message}");
+    }
     assert!(
-        limited > 0,
+        !answers.is_empty(),
         "the pongs were answered with rate_limited first"
     );
     assert_eq!(close.map(|frame| frame.code), Some(CloseCode::Policy));

@@ -307,19 +307,36 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// `limit` of list endpoints: at most 100, default 50. Read here from
-/// the text, like `cursor`, so that every refusal gives the range (a
-/// typed field would answer `limit=1e3` and `limit=99999999999999999999`
-/// with the parser's words).
+/// `limit` of list endpoints: at most 100, default 50.
 pub fn page_limit(limit: Option<&str>) -> Result<i64, ApiError> {
-    match limit {
-        None => Ok(50),
-        Some(text) => text
-            .parse::<i64>()
-            .ok()
-            .filter(|limit| (1..=100).contains(limit))
-            .ok_or_else(|| ApiError::invalid("limit", "limit must be from 1 to 100")),
-    }
+    in_range("limit", limit, 1..=100, 50)
+}
+
+/// A number of the query string, `default` when not given. Read here from
+/// the text, like `cursor`, so that every refusal gives the range: a
+/// typed field would answer `limit=1e3` and `limit=99999999999999999999`
+/// with the parser's words.
+pub fn in_range<T>(
+    field: &'static str,
+    text: Option<&str>,
+    range: std::ops::RangeInclusive<T>,
+    default: T,
+) -> Result<T, ApiError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    text.parse::<T>()
+        .ok()
+        .filter(|value| range.contains(value))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                field,
+                format!("{field} must be from {} to {}", range.start(), range.end()),
+            )
+        })
 }
 
 /// A `cursor` of a newest-first list: the last id of the previous page.

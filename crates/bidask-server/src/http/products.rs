@@ -16,7 +16,7 @@ use super::decimal::{StringOrNumber, Unreadable, decimal, string_or_number};
 use super::error::{ApiError, ErrorBody};
 use super::extract::Admin;
 use super::json::{self, PathId, Query};
-use super::{AppState, Page, page_cursor, page_limit};
+use super::{AppState, Page, in_range, page_cursor, page_limit};
 use crate::catalog::{InvalidTickSize, MIN_SCALE, Product, Size, is_hidden};
 use crate::clock::{format_micros, now_micros};
 use crate::views::MatchView;
@@ -347,15 +347,7 @@ async fn book(
     let market = product
         .market(&size)
         .ok_or_else(|| ApiError::invalid("size", "the product has no such size"))?;
-    // Read from the text, as `limit` is (see `page_limit`).
-    let depth = match query.depth.as_deref() {
-        None => 50,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|depth| (1..=1_000).contains(depth))
-            .ok_or_else(|| ApiError::invalid("depth", "depth must be from 1 to 1000"))?,
-    };
+    let depth = in_range("depth", query.depth.as_deref(), 1..=1_000_usize, 50)?;
     let (seq, bids, asks) = state
         .markets
         .replicas()
