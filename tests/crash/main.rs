@@ -231,6 +231,11 @@ fn assert_storage_unavailable(reply: &bidask_tests::Reply) {
     );
 }
 
+/// A registration's body for a user named `name`.
+fn newcomer(name: &str) -> Value {
+    json!({"username": name, "password": format!("password-of-{name}")})
+}
+
 async fn setup(app: &mut TestApp) -> (i64, Vec<Trader>) {
     let product_id = app.create_product("CRASH-1", &SIZES).await;
     let mut traders = Vec::new();
@@ -2166,10 +2171,10 @@ async fn a_writer_whose_lock_was_taken_is_not_ready_postgres() {
 
 /// The database becomes read-only under the server (a standby promoted
 /// the wrong way round after a failover, an operator's
-/// `default_transaction_read_only`): orders are refused as the storage
-/// being unavailable, not as an internal error, and once it is writable
-/// again the server takes orders by itself: the writer does not keep the
-/// read-only session that failed.
+/// `default_transaction_read_only`): orders and registrations are refused
+/// as the storage being unavailable, not as an internal error, and once it
+/// is writable again the server takes both by itself: neither the writer
+/// nor the pool keeps the read-only sessions opened meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_turned_read_only_refuses_orders_until_it_is_writable_postgres() {
     let mut app = spawn_app_on(TestDatabase::new(Backend::Postgres).await, |_| {}).await;
@@ -2193,16 +2198,64 @@ async fn a_database_turned_read_only_refuses_orders_until_it_is_writable_postgre
         .execute(&mut admin)
         .await
         .expect("the database made read-only");
-    database.terminate_writer().await;
+    // Every session but this one, the pool's too: those it opens next are
+    // read-only.
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .execute(&mut admin)
+    .await
+    .expect("the server's sessions ended");
     for price in ["510.00", "520.00"] {
         let refused = app.order(&traders[1], "ask", product_id, "9", price).await;
         assert_storage_unavailable(&refused);
     }
+    // Reads go on, from the database: each of the pool's ended sessions
+    // fails one and is dropped, then new ones are opened, read-only.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut in_a_row = 0;
+    while in_a_row < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "no reads from a read-only database"
+        );
+        let read = app.get("/api/v1/orders", Some(&traders[0].token)).await;
+        in_a_row = if read.status == 200 { in_a_row + 1 } else { 0 };
+    }
+    // A write on such a session is refused.
+    let refused = app
+        .post("/api/v1/auth/register", None, &newcomer("before"))
+        .await;
+    assert_storage_unavailable(&refused);
 
     sqlx::query(sqlx::AssertSqlSafe(set("off")))
         .execute(&mut admin)
         .await
         .expect("the database writable again");
+
+    // The pool's session from the read-only time is replaced, not kept
+    // until it is recycled (ten minutes idle). (Before any order: the
+    // writer's recovery reads on new sessions.)
+    let mut replies = Vec::new();
+    for attempt in 0..3 {
+        let reply = app
+            .post(
+                "/api/v1/auth/register",
+                None,
+                &newcomer(&format!("after{attempt}")),
+            )
+            .await;
+        replies.push((reply.status, reply.body));
+        if replies.last().is_some_and(|(status, _)| *status == 201) {
+            break;
+        }
+    }
+    assert_eq!(
+        replies.last().map(|(status, _)| *status),
+        Some(201),
+        "registrations after the database is writable: {replies:?}"
+    );
     Retry::within_a_minute(&traders[1], "ask", product_id, "530.00")
         .until_accepted(&app)
         .await;

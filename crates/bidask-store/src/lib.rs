@@ -17,6 +17,7 @@
 //! - [`committer`]: the one connection that commits, with the writer's
 //!   lock and generation that keep every other writer out;
 //! - [`reads`]: what the API and recovery read back;
+//! - `read_only`: the sessions a read-only database leaves read-only;
 //! - [`retention`]: what is forgotten with age (old feed events,
 //!   idempotency keys past their day);
 //! - [`backup`]: a consistent copy of the embedded database, taken while a
@@ -34,6 +35,7 @@ pub mod batch;
 pub mod committer;
 pub mod error;
 pub mod pool;
+mod read_only;
 pub mod reads;
 pub mod records;
 pub mod retention;

@@ -9,6 +9,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{AnyConnection, AnyPool, Executor, PgPool, Row};
 
 use crate::error::StoreError;
+use crate::read_only::ReadOnlySessions;
 
 /// The migration that makes usernames case-insensitive (0003 on both
 /// backends), which names an earlier version took can refuse.
@@ -305,6 +306,9 @@ pub struct Store {
     target: String,
     /// See [`StoreOptions::idle_check`]; the writer's committer reads it.
     pub(crate) idle_check: Duration,
+    /// Sessions a read-only database may have left so; see
+    /// [`crate::read_only`].
+    read_only_sessions: ReadOnlySessions,
 }
 
 /// SQLite's primary result code for a write to a database opened
@@ -351,12 +355,19 @@ impl Store {
         // discards it. Only one idle for a while is tested before use
         // (`idle_check`); SQLite's, in-process, cannot die that way.
         let idle_check = options.idle_check;
+        let read_only_sessions = ReadOnlySessions::new();
+        let suspects = read_only_sessions.clone();
         let pool = AnyPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
             .test_before_acquire(false)
             .before_acquire(move |connection, metadata| {
+                let suspect = suspects.may_hold(metadata.age);
                 Box::pin(async move {
+                    if suspect {
+                        // Closed; the pool opens another.
+                        return Ok(false);
+                    }
                     if backend == Backend::Sqlite || metadata.idle_for < idle_check {
                         return Ok(true);
                     }
@@ -412,7 +423,15 @@ impl Store {
             read_only: SqliteUrl::parse(&url).is_some_and(|parsed| parsed.read_only),
             target,
             idle_check: options.idle_check,
+            read_only_sessions,
         })
+    }
+
+    /// A failed write's error, noting first whether a read-only session
+    /// refused it, so that the pool replaces its sessions of that time.
+    pub(crate) fn write_error(&self, error: sqlx::Error) -> StoreError {
+        self.read_only_sessions.note(&error);
+        error.into()
     }
 
     /// Which database this is.

@@ -127,7 +127,8 @@ impl Store {
         .bind(user.created_at)
         .bind(user.token_key)
         .fetch_one(&self.pool)
-        .await?;
+        .await
+        .map_err(|error| self.write_error(error))?;
         Ok(UserRecord {
             id: row.try_get(0)?,
             username: user.username.clone(),
@@ -153,7 +154,8 @@ impl Store {
         .bind(password_hash.to_owned())
         .bind(token_key)
         .execute(&self.pool)
-        .await?;
+        .await
+        .map_err(|error| self.write_error(error))?;
         Ok(updated.rows_affected() == 1)
     }
 
@@ -176,7 +178,8 @@ impl Store {
         .bind(id)
         .bind(token_key)
         .execute(&self.pool)
-        .await?;
+        .await
+        .map_err(|error| self.write_error(error))?;
         Ok(updated.rows_affected() == 1)
     }
 
@@ -344,7 +347,8 @@ impl Store {
         .bind(user_id)
         .bind(seq)
         .execute(&self.pool)
-        .await?;
+        .await
+        .map_err(|error| self.write_error(error))?;
         Ok(())
     }
 
@@ -515,7 +519,10 @@ impl Store {
             "INSERT INTO idempotency_keys (user_id, key, request_hash, status, response, \
              created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id, key) DO NOTHING",
         );
-        let stored = bind_idempotency(insert, record).execute(&self.pool).await?;
+        let stored = bind_idempotency(insert, record)
+            .execute(&self.pool)
+            .await
+            .map_err(|error| self.write_error(error))?;
         Ok(stored.rows_affected() == 1)
     }
 
@@ -535,7 +542,8 @@ impl Store {
         .bind(key.to_owned())
         .bind(before)
         .execute(&self.pool)
-        .await?;
+        .await
+        .map_err(|error| self.write_error(error))?;
         Ok(())
     }
 }

@@ -54,7 +54,8 @@ impl Store {
             .bind(before)
             .bind(DELETE_CHUNK)
             .execute(&self.pool)
-            .await?
+            .await
+            .map_err(|error| self.write_error(error))?
             .rows_affected();
             removed += chunk;
             if chunk < DELETE_CHUNK.unsigned_abs() {
@@ -131,7 +132,8 @@ impl Store {
             .bind(from)
             .bind(to)
             .execute(&self.pool)
-            .await?
+            .await
+            .map_err(|error| self.write_error(error))?
             .rows_affected();
             from = to;
         }
