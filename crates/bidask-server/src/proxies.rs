@@ -60,22 +60,22 @@ impl TrustedProxies {
         if !self.trusts(peer) {
             return peer;
         }
-        // Several headers make one list, in order. Split as bytes: a proxy
-        // appends its entry to whatever the client sent, which need not be
-        // text, and the entries on the right must still be read.
-        let hops: Vec<Option<IpAddr>> = headers
-            .get_all(FORWARDED_FOR)
-            .iter()
-            .flat_map(|value| value.as_bytes().split(|byte| *byte == b','))
-            .map(|hop| std::str::from_utf8(hop).ok().and_then(hop_address))
-            .collect();
+        // Several headers make one list, in order; it is read from its
+        // end, and only as far as trusted proxies go: a client may send a
+        // header of thousands of entries, which must cost nothing before
+        // the rate limit it is read for. Split as bytes: a proxy appends
+        // its entry to whatever the client sent, which need not be text,
+        // and the entries on the right must still be read.
+        let values: Vec<_> = headers.get_all(FORWARDED_FOR).iter().collect();
+        let mut hops = values
+            .into_iter()
+            .rev()
+            .flat_map(|value| value.as_bytes().rsplit(|byte| *byte == b','))
+            .map(|hop| std::str::from_utf8(hop).ok().and_then(hop_address));
         let mut client = peer;
-        for hop in hops.iter().rev() {
-            // What a trusted proxy says it saw: the hop before it. An entry
-            // that is not a bare address cannot be read past.
-            let Some(address) = hop else {
-                break;
-            };
+        // What a trusted proxy says it saw: the hop before it. An entry
+        // that is not a bare address cannot be read past.
+        while let Some(Some(address)) = hops.next() {
             client = address.to_canonical();
             if !self.trusts(client) {
                 break;
