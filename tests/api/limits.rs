@@ -316,6 +316,142 @@ async fn connections_that_send_no_request_head_are_closed() {
     app.stop().await;
 }
 
+/// A client that asks for responses and never reads them is closed once
+/// a write has made no progress for the request time bound, rather than
+/// holding its file descriptor for as long as TCP keeps probing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_left_unread_closes_its_connection() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const REQUESTS: usize = 64;
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let app = spawn_app_on(database, |config| config.request_timeout_secs = 1).await;
+    let document = app.get("/api/openapi.json", None).await;
+    assert_eq!(document.status, 200);
+    let size = document.body.to_string().len();
+
+    // A small receive window, and requests for megabytes: the server's
+    // writes stall at once.
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.set_recv_buffer_size(4096).expect("a small buffer");
+    let address = app
+        .address
+        .trim_start_matches("http://")
+        .parse()
+        .expect("an address");
+    let mut stream = socket.connect(address).await.expect("a connection");
+    let request = "GET /api/openapi.json HTTP/1.1\r\nHost: bidask\r\n\r\n".repeat(REQUESTS);
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("the requests");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    let mut received = Vec::new();
+    let mut buf = vec![0; 64 * 1024];
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => received.extend_from_slice(&buf[..read]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "still open after 24 s");
+    assert!(
+        received.len() < REQUESTS * size,
+        "{} bytes: every response was written",
+        received.len()
+    );
+    assert_eq!(app.get("/healthz", None).await.status, 200);
+    app.stop().await;
+}
+
+/// One address holds at most `BIDASK_HTTP_MAX_CONNECTIONS_PER_ADDRESS`
+/// connections before their upgrade; one more is closed at once, and a
+/// place is given back when a connection closes or becomes a WebSocket.
+/// A trusted proxy's connections are not counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_holds_so_many_connections_at_once() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// Whether the server keeps `stream` open (it sends nothing unasked).
+    async fn kept(stream: &mut TcpStream) -> bool {
+        let mut byte = [0; 1];
+        tokio::time::timeout(Duration::from_millis(500), stream.read(&mut byte))
+            .await
+            .is_err()
+    }
+    /// `GET path` on a connection of its own, retried while refused.
+    async fn get(authority: &str, path: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut stream = TcpStream::connect(authority).await.expect("a connection");
+            let request =
+                format!("GET {path} HTTP/1.1\r\nHost: bidask\r\nConnection: close\r\n\r\n");
+            let _ = stream.write_all(request.as_bytes()).await;
+            let mut response = Vec::new();
+            let _ = stream.read_to_end(&mut response).await;
+            if !response.is_empty() {
+                return String::from_utf8_lossy(&response).into_owned();
+            }
+            assert!(Instant::now() < deadline, "{path}: refused for 10 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let app = spawn_app_on(database, |config| {
+        config.http_max_connections_per_address = 3
+    })
+    .await;
+    let authority = app.address.trim_start_matches("http://").to_owned();
+    // A WebSocket holds no place once upgraded.
+    let (head, _feed) = bidask_tests::ws::raw_upgrade(&app, &[]).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(&authority).await.expect("a connection");
+        assert!(kept(&mut stream).await, "closed within the bound");
+        held.push(stream);
+    }
+    let mut over = TcpStream::connect(&authority).await.expect("a connection");
+    assert!(!kept(&mut over).await, "a fourth connection was kept");
+
+    drop(held.pop());
+    assert!(
+        get(&authority, "/healthz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    let metrics = get(&authority, "/metrics").await;
+    let refused = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("bidask_http_connections_refused_total "))
+        .and_then(|value| value.trim().parse::<f64>().ok());
+    assert!(refused.is_some_and(|count| count >= 1.0), "{metrics}");
+    app.stop().await;
+
+    let database = TestDatabase::new(Backend::Sqlite).await;
+    let app = spawn_app_on(database, |config| {
+        config.http_max_connections_per_address = 1;
+        config.trusted_proxies = "127.0.0.1".parse().expect("an address");
+    })
+    .await;
+    let authority = app.address.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(&authority).await.expect("a connection");
+        assert!(kept(&mut stream).await, "a proxy's connection was refused");
+        held.push(stream);
+    }
+    app.stop().await;
+}
+
 /// A client whose request body does not all arrive within the request
 /// time bound gets 408 `body_timeout`, not the 503 that blames the
 /// server, and nothing is placed; declared by length or chunked alike.

@@ -780,6 +780,7 @@ async fn a_servers_metrics_start_at_zero_and_count_what_it_does() {
         "bidask_commit_failures_total",
         "bidask_units_refused_stale_total",
         "bidask_requests_rate_limited_total",
+        "bidask_http_connections_refused_total",
         "bidask_ws_connections",
         "bidask_ws_subscriptions",
         "bidask_ws_fanout_backlog",

@@ -193,10 +193,14 @@ async fn a_client_stuck_mid_write_is_dropped_as_silent() {
     // Three heartbeats of silence (3 s) must not pass before the buffers
     // fill, some thirty events in, or the ping timeout closes the client
     // first; at 100 ms that race was lost on a loaded machine.
+    // The request time bound, which also closes an HTTP connection whose
+    // response goes unread, is shorter than the feed's: a WebSocket's
+    // writes are the gateway's to bound, with a close that says why.
     let mut app = spawn_app_on(database, |config| {
         config.ws_heartbeat_ms = 1_000;
         config.ws_queue = 100_000;
         config.send_buffer = Some(4 * 1024);
+        config.request_timeout_secs = 2;
     })
     .await;
     let product = app.create_product("WS-STUCK", &["10"]).await;

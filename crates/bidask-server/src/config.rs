@@ -233,6 +233,17 @@ pub struct ServeConfig {
         value_parser = RangedU64ValueParser::<usize>::new().range(1..=10_000_000)
     )]
     pub ws_max_connections: usize,
+    /// HTTP connections held at once from one client address (an IPv6
+    /// /64 counts as one) before their upgrade to a WebSocket; one more is
+    /// closed as soon as it is accepted, so that one client cannot take
+    /// every file descriptor. Trusted proxies are not counted; 0 for no
+    /// bound. A browser holds six.
+    #[arg(
+        long,
+        env = "BIDASK_HTTP_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 512
+    )]
+    pub http_max_connections_per_address: usize,
     /// WebSocket connections held at once from one client address (an
     /// IPv6 /64 counts as one), so that one client cannot take every
     /// place; 0 for no bound.
@@ -271,9 +282,10 @@ pub struct ServeConfig {
     /// that hangs instead of failing (a frozen host, a lost network path)
     /// must not hold requests, and their connections, for ever. Longer
     /// than the writer's own 10 s bound on a commit, which answers first.
-    /// Also the most a request's body may take to arrive (408), and the
-    /// most a connection may take to send a request's head, or stay idle
-    /// between requests, before it is closed. At most a day.
+    /// Also the most a request's body may take to arrive (408), the most
+    /// a connection may take to send a request's head, or stay idle
+    /// between requests, and the longest a response may go unread,
+    /// before it is closed. At most a day.
     #[arg(
         long,
         env = "BIDASK_REQUEST_TIMEOUT_SECS",

@@ -8,7 +8,7 @@
 //!   the connections;
 //! - [`startup`]: building the application (bind first, run later) and
 //!   shutting it down in order, and [`serve`], the accept loop with
-//!   hyper's timers;
+//!   hyper's timers, with `write_bound`, the bound on a stalled write;
 //! - [`catalog`]: products and their sizes in memory;
 //! - [`market`]: one actor per product, the group-commit writer, the
 //!   committed book replica;
@@ -46,3 +46,4 @@ pub mod serve;
 pub mod startup;
 pub mod views;
 pub mod web;
+mod write_bound;

@@ -137,6 +137,11 @@ fn describe() {
             "since_seq resumes, by where the events came from.",
         ),
         (
+            "bidask_http_connections_refused_total",
+            false,
+            "Connections closed on accept: their address held BIDASK_HTTP_MAX_CONNECTIONS_PER_ADDRESS.",
+        ),
+        (
             "bidask_feed_events_pruned_total",
             false,
             "Feed events pruned past BIDASK_FEED_RETENTION_SECS.",

@@ -15,9 +15,20 @@
 //! bytes, and that read has no timer, so a silent client would never meet
 //! the bound. Browsers use HTTP/2 only over TLS, which a proxy in front
 //! would end.
+//!
+//! Two more bounds keep one client from holding the descriptors: a write
+//! that makes no progress for the same time fails and closes its
+//! connection (see [`crate::write_bound`]: a client that never reads its
+//! response), and one client address (an IPv6 /64 counts as one) holds at
+//! most so many connections before their upgrade to a WebSocket; one over
+//! that is closed as soon as it is accepted. Peers that are trusted
+//! proxies are not counted: every client behind them shares their address.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
@@ -29,19 +40,37 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::add_extension::AddExtension;
 
+use crate::http::limits::client;
+use crate::proxies::TrustedProxies;
+use crate::write_bound::{Bounded, WriteBound};
+
+/// What the accept loop bounds each connection by.
+#[derive(Debug, Clone)]
+pub struct ConnectionBounds {
+    /// Time to send a request's head, from opening or from the last
+    /// response, and the longest a write may make no progress.
+    pub timeout: Duration,
+    /// Connections one client address may hold before their upgrade; 0
+    /// for no bound.
+    pub per_address: usize,
+    /// Peers not counted.
+    pub proxies: TrustedProxies,
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then stops
 /// accepting, lets each connection finish the request it is on, and
 /// returns when they are all closed.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    header_timeout: Duration,
+    bounds: ConnectionBounds,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
+        .header_read_timeout(bounds.timeout);
+    let holders = Arc::new(Holders::default());
     // Connections watch `stop` for the signal and hold `open` until they
     // are closed; shutdown waits for the last `open` to be dropped.
     let (stop, stopping) = watch::channel(());
@@ -58,8 +87,24 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let service =
-            TowerToHyperService::new(AddExtension::new(router.clone(), ConnectInfo(remote)));
+        let held = if bounds.proxies.trusts(remote.ip().to_canonical()) {
+            None
+        } else {
+            match holders.take(client(remote.ip()), bounds.per_address) {
+                Some(held) => Some(held),
+                None => {
+                    metrics::counter!("bidask_http_connections_refused_total").increment(1);
+                    tracing::debug!(%remote, "connection refused: its address holds its share");
+                    continue;
+                }
+            }
+        };
+        let bound = WriteBound::default();
+        let service = TowerToHyperService::new(AddExtension::new(
+            AddExtension::new(router.clone(), ConnectInfo(remote)),
+            bound.clone(),
+        ));
+        let stream = Bounded::new(stream, bounds.timeout, bound);
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();
@@ -76,6 +121,8 @@ pub async fn serve(
             if let Err(error) = result {
                 tracing::trace!(%error, %remote, "connection ended with an error");
             }
+            // Closed, or a WebSocket now, which the gateway counts.
+            drop(held);
             drop(closed);
         });
     }
@@ -83,6 +130,50 @@ pub async fn serve(
     let _ = stop.send(());
     drop(all_closed);
     open.closed().await;
+}
+
+/// The connections each client address holds, before any upgrade.
+#[derive(Debug, Default)]
+struct Holders(Mutex<HashMap<IpAddr, usize>>);
+
+impl Holders {
+    /// A place for one more connection from `address`, unless it holds
+    /// `bound` already (0: no bound).
+    fn take(self: &Arc<Self>, address: IpAddr, bound: usize) -> Option<Held> {
+        let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = counts.entry(address).or_insert(0);
+        if bound > 0 && *count >= bound {
+            return None;
+        }
+        *count += 1;
+        Some(Held {
+            holders: Arc::clone(self),
+            address,
+        })
+    }
+}
+
+/// One connection's place; dropping it gives the place back.
+#[derive(Debug)]
+struct Held {
+    holders: Arc<Holders>,
+    address: IpAddr,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut counts = self
+            .holders
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.address);
+            }
+        }
+    }
 }
 
 /// After a failed `accept`: a connection that went away before it was

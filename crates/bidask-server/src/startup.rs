@@ -33,6 +33,7 @@ use crate::http::limits::RateLimits;
 use crate::http::{ApiSettings, AppContext, AppState};
 use crate::market::replica::Replicas;
 use crate::market::{FencedWriter, Markets, RuntimeOptions, WriterDone};
+use crate::serve::ConnectionBounds;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +94,7 @@ pub struct Application {
     hub: Arc<Hub>,
     housekeeping: Housekeeping,
     shutdown_timeout: Duration,
-    header_timeout: Duration,
+    bounds: ConnectionBounds,
 }
 
 /// Binds the port, to listen on later. With `send_buffer`, every accepted
@@ -437,7 +438,11 @@ impl Application {
             hub,
             housekeeping,
             shutdown_timeout: config.shutdown_timeout(),
-            header_timeout: Duration::from_secs(config.request_timeout_secs),
+            bounds: ConnectionBounds {
+                timeout: Duration::from_secs(config.request_timeout_secs),
+                per_address: config.http_max_connections_per_address,
+                proxies: config.trusted_proxies.clone(),
+            },
         })
     }
 
@@ -461,11 +466,11 @@ impl Application {
             hub,
             housekeeping,
             shutdown_timeout,
-            header_timeout,
+            bounds,
         } = self;
         let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
         let replaced = Arc::clone(&markets);
-        let server = crate::serve::serve(listener, router, header_timeout, async move {
+        let server = crate::serve::serve(listener, router, bounds, async move {
             tokio::select! {
                 () = shutdown => {}
                 () = replaced.replaced() => {}

@@ -25,6 +25,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::http::error::ApiError;
+use crate::write_bound::WriteBound;
 
 /// A WebSocket connection, server side.
 pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
@@ -33,6 +34,9 @@ pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
 pub struct Handshake {
     key: HeaderValue,
     on_upgrade: OnUpgrade,
+    /// The connection's bound on stalled writes, which the gateway's own
+    /// replaces once it is a WebSocket (absent under a test's router).
+    write_bound: Option<WriteBound>,
 }
 
 /// A request that was not upgraded: the contract's 400, or, for a
@@ -98,7 +102,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Handshake {
             .extensions
             .remove::<OnUpgrade>()
             .ok_or_else(|| refuse("this connection cannot be upgraded"))?;
-        Ok(Self { key, on_upgrade })
+        let write_bound = parts.extensions.get::<WriteBound>().cloned();
+        Ok(Self {
+            key,
+            on_upgrade,
+            write_bound,
+        })
     }
 }
 
@@ -111,10 +120,17 @@ impl Handshake {
         F: FnOnce(Socket) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let Self { key, on_upgrade } = self;
+        let Self {
+            key,
+            on_upgrade,
+            write_bound,
+        } = self;
         tokio::spawn(async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
+                    if let Some(bound) = write_bound {
+                        bound.lift();
+                    }
                     let io = TokioIo::new(upgraded);
                     serve(WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await)
                         .await;
