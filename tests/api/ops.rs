@@ -774,6 +774,9 @@ async fn start_up_names_what_is_wrong() {
         config.admin_password = password.map(str::to_owned);
         let refused = start_up_refusal(config).await;
         assert!(refused.contains(named), "{refused}");
+        // Refused before anything was made: no database, no secret.
+        let file = bidask_store::sqlite_file(&database.url).expect("a file");
+        assert!(!file.exists(), "{} made", file.display());
     }
 
     // A database a newer bidask migrated: this one would misread it.

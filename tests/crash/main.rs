@@ -1297,6 +1297,29 @@ fn a_backup_of_what_cannot_be_copied_is_refused() {
         "{stderr}"
     );
     assert!(!target.exists(), "written through the link");
+
+    // Nor into a directory that is not there, which it names (it named
+    // the secret's copy, the first file it tried).
+    std::fs::write(
+        bidask_store::beside(&directory.path().join("bidask.db"), "jwt-secret"),
+        "s".repeat(40) + "t",
+    )
+    .expect("a kept secret");
+    let nowhere = directory.path().join("nowhere");
+    let output = std::process::Command::new(SERVER)
+        .args(["backup", "--database-url", &source])
+        .arg(nowhere.join("copy.db"))
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.code() == Some(1)
+            && stderr.contains(&format!(
+                "there is no directory {} to write the backup into",
+                nowhere.display()
+            )),
+        "{stderr}"
+    );
 }
 
 /// A URL whose path is percent-encoded names the file SQLite opens, for

@@ -15,7 +15,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -175,6 +175,15 @@ pub async fn migrate(config: &DatabaseConfig) -> Result<(), StartupError> {
     Ok(())
 }
 
+/// The directory holding `file`: its parent, or the working directory
+/// for a bare name.
+fn directory_of(file: &Path) -> &Path {
+    match file.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
 /// Says so when users other than its owner may read or write the
 /// embedded database (or its `-wal` and `-shm` files, which hold recent
 /// pages), which holds password hashes, or the token secret kept beside
@@ -191,10 +200,7 @@ fn warn_if_others_may_read(url: &str) {
     let Some(database) = bidask_store::sqlite_file(url) else {
         return;
     };
-    let directory = match database.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => std::path::Path::new("."),
-    };
+    let directory = directory_of(&database);
     // The file bits that count: the group's if the group may enter the
     // directory, the others' if they may.
     let enter = std::fs::metadata(directory)
@@ -274,6 +280,13 @@ pub async fn back_up(config: &BackupConfig) -> Result<(), StartupError> {
         // Another scheme: connecting says which ones there are.
         _ => {}
     }
+    let directory = directory_of(destination);
+    if !directory.is_dir() {
+        return Err(StartupError::Config(format!(
+            "there is no directory {} to write the backup into",
+            directory.display()
+        )));
+    }
     let secret_copy = bidask_store::beside(destination, "jwt-secret");
     for path in [destination, &secret_copy] {
         if path.symlink_metadata().is_ok() {
@@ -327,6 +340,7 @@ impl Application {
     /// claims the database and rebuilds everything.
     pub async fn build(config: ServeConfig) -> Result<Self, StartupError> {
         servable(&config.database.database_url)?;
+        let admin = admin_account(&config)?;
         let store = Store::connect_lazy(
             &config.database.database_url,
             &config.store_options(config.db_connections.max(2)),
@@ -358,7 +372,7 @@ impl Application {
         warn_if_others_may_read(&config.database.database_url);
         let secret = jwt_secret(&config)?;
         let tokens = Tokens::new(&secret, config.token_lifetime_secs);
-        ensure_admin(&store, &config).await?;
+        ensure_admin(&store, admin).await?;
         // After everything that can fail on a setting, since the claim
         // stops an older server even if this one then cannot start; before
         // the state this one continues from is read.
@@ -605,10 +619,13 @@ fn random_secret() -> Result<Vec<u8>, StartupError> {
         .into_bytes())
 }
 
-async fn ensure_admin(store: &Store, config: &ServeConfig) -> Result<(), StartupError> {
+/// The admin account the environment names, if any: read before the
+/// database is touched, so that a setting's mistake stops the server
+/// before it makes a file or a secret.
+fn admin_account(config: &ServeConfig) -> Result<Option<(Username, Password)>, StartupError> {
     let (username, password) = match (&config.admin_username, &config.admin_password) {
         (Some(username), Some(password)) => (username, password),
-        (None, None) => return Ok(()),
+        (None, None) => return Ok(None),
         // Half of an account is a typo, not a wish for none.
         (Some(_), None) => {
             return Err(StartupError::Config(
@@ -625,6 +642,16 @@ async fn ensure_admin(store: &Store, config: &ServeConfig) -> Result<(), Startup
         .map_err(|error| StartupError::Config(format!("BIDASK_ADMIN_USERNAME: {error}")))?;
     let password = Password::parse(password)
         .map_err(|error| StartupError::Config(format!("BIDASK_ADMIN_PASSWORD: {error}")))?;
+    Ok(Some((username, password)))
+}
+
+async fn ensure_admin(
+    store: &Store,
+    account: Option<(Username, Password)>,
+) -> Result<(), StartupError> {
+    let Some((username, password)) = account else {
+        return Ok(());
+    };
     let existing = store.user_by_name(username.as_str()).await?;
     let admin = match existing {
         Some(user)
