@@ -12,8 +12,8 @@
 //! registered it, within the last 30 days is not held to it: only to its
 //! address's own limits. The owner is then refused only from a client it
 //! has not used, and only while the flood lasts; tokens already issued
-//! keep working. These known clients are kept in memory, so a restart
-//! forgets them.
+//! keep working. These known clients are kept in memory, the latest
+//! eight of each account, so a restart forgets them.
 //!
 //! All are token buckets (GCRA, from `governor`): the per-second ones let
 //! a client burst to twice its rate, then one request per 1/rate seconds;
@@ -49,19 +49,44 @@ pub struct RateLimits {
     /// Keyed by the folded username, known or not: a name nobody has is
     /// limited like any other, so the limit does not tell which exist.
     logins_per_account: Option<DefaultKeyedRateLimiter<String>>,
-    /// When each (folded username, client) pair last signed in; those
-    /// within [`KNOWN_FOR`] are not held to the per-account limit.
-    known_clients: Mutex<HashMap<(String, IpAddr), Instant>>,
+    /// The clients that signed in to each account (by folded username)
+    /// lately; those within [`KNOWN_FOR`] are not held to its limit.
+    known_clients: Mutex<HashMap<String, KnownClients>>,
     clock: DefaultClock,
 }
 
 /// How long a client that signed in to an account stays known to it.
 const KNOWN_FOR: Duration = Duration::from_secs(30 * 86_400);
-/// At most this many known pairs (about 100 bytes each); past it, new
-/// ones are not kept until old ones expire. Only a right password or a
-/// registration makes one, each an Argon2 hash within its address's
-/// limit, so guesses cannot fill it.
-const MAX_KNOWN_CLIENTS: usize = 100_000;
+/// The clients one account keeps, the least recent giving way. Per
+/// account, not in all: a bound on the whole would let anyone who
+/// registers accounts enough (each only an Argon2 hash within its
+/// address's limit) fill it, and no owner's client would be kept after.
+/// Memory grows with the accounts signed in to within [`KNOWN_FOR`],
+/// about 100 bytes a client, as the database does with accounts.
+const CLIENTS_PER_ACCOUNT: usize = 8;
+
+/// The clients of one account, each with when it last signed in.
+#[derive(Debug, Default)]
+struct KnownClients(Vec<(IpAddr, Instant)>);
+
+impl KnownClients {
+    fn knows(&self, client: IpAddr) -> bool {
+        self.0
+            .iter()
+            .any(|(known, at)| *known == client && at.elapsed() < KNOWN_FOR)
+    }
+
+    fn signed_in(&mut self, client: IpAddr) {
+        let now = Instant::now();
+        if let Some(entry) = self.0.iter_mut().find(|(known, _)| *known == client) {
+            entry.1 = now;
+        } else if self.0.len() < CLIENTS_PER_ACCOUNT {
+            self.0.push((client, now));
+        } else if let Some(oldest) = self.0.iter_mut().min_by_key(|(_, at)| *at) {
+            *oldest = (client, now);
+        }
+    }
+}
 
 impl RateLimits {
     /// `user_rate` and `address_rate` requests per second,
@@ -107,7 +132,10 @@ impl RateLimits {
                     .known_clients
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .retain(|_, at| at.elapsed() < KNOWN_FOR);
+                    .retain(|_, clients| {
+                        clients.0.retain(|(_, at)| at.elapsed() < KNOWN_FOR);
+                        !clients.0.is_empty()
+                    });
             }
         });
         limits
@@ -129,17 +157,16 @@ impl RateLimits {
         let Some(limiter) = &self.logins_per_account else {
             return Ok(());
         };
-        let key = (folded_username.to_owned(), client(address));
         let known = self
             .known_clients
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-            .is_some_and(|at| at.elapsed() < KNOWN_FOR);
+            .get(folded_username)
+            .is_some_and(|clients| clients.knows(client(address)));
         if known {
             return Ok(());
         }
-        self.check(Some(limiter), &key.0)
+        self.check(Some(limiter), &folded_username.to_owned())
     }
 
     /// Notes that `address` signed in to, or registered, the account named
@@ -149,14 +176,12 @@ impl RateLimits {
         if self.logins_per_account.is_none() {
             return;
         }
-        let key = (folded_username, client(address));
-        let mut known = self
-            .known_clients
+        self.known_clients
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if known.len() < MAX_KNOWN_CLIENTS || known.contains_key(&key) {
-            known.insert(key, Instant::now());
-        }
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(folded_username)
+            .or_default()
+            .signed_in(client(address));
     }
 
     fn check_address(&self, address: IpAddr) -> Result<(), ApiError> {
@@ -240,7 +265,7 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
     use std::time::Duration;
 
-    use super::{client, whole_seconds};
+    use super::{RateLimits, client, whole_seconds};
 
     #[test]
     fn retry_after_rounds_up_to_a_whole_second_of_at_least_one() {
@@ -265,5 +290,40 @@ mod tests {
         assert_ne!(client(host(1)), client(neighbour));
         let mapped = IpAddr::V6(Ipv4Addr::new(192, 0, 2, 7).to_ipv6_mapped());
         assert_eq!(client(mapped), v4);
+    }
+
+    fn v4(last: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))
+    }
+
+    /// Whether `address` may log in to `account` twenty times in a row:
+    /// past the account's ten a minute only if it is known to it.
+    fn known(limits: &RateLimits, account: &str, address: IpAddr) -> bool {
+        (0..20).all(|_| limits.check_login(account, address).is_ok())
+    }
+
+    #[tokio::test]
+    async fn registrations_by_the_hundred_thousand_do_not_crowd_out_an_owner() {
+        let limits = RateLimits::new(0, 0, 0, 10);
+        for index in 0..100_000 {
+            limits.signed_in(format!("sock{index}"), v4(1));
+        }
+        limits.signed_in("owner".to_owned(), v4(2));
+        assert!(
+            known(&limits, "owner", v4(2)),
+            "the owner's client was not kept"
+        );
+        assert!(!known(&limits, "owner", v4(3)), "a stranger passed");
+    }
+
+    #[tokio::test]
+    async fn an_account_keeps_its_latest_clients() {
+        let limits = RateLimits::new(0, 0, 0, 10);
+        for last in 1..=9 {
+            limits.signed_in("owner".to_owned(), v4(last));
+        }
+        // The ninth pushed out the first, the least recent.
+        assert!(!known(&limits, "owner", v4(1)));
+        assert!((2..=9).all(|last| known(&limits, "owner", v4(last))));
     }
 }
