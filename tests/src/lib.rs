@@ -145,31 +145,37 @@ impl TestDatabase {
                     _directory: Some(directory),
                 }
             }
-            Backend::Postgres => {
-                static COUNTER: AtomicU32 = AtomicU32::new(0);
-                let admin_url = postgres_admin_url();
-                let name = format!(
-                    "bidask_test_{}_{}_{}",
-                    std::process::id(),
-                    COUNTER.fetch_add(1, Ordering::Relaxed),
-                    bidask_server::clock::now_micros() % 1_000_000
-                );
-                sqlx::any::install_default_drivers();
-                let mut connection = sqlx::AnyConnection::connect(&admin_url)
-                    .await
-                    .expect("the test PostgreSQL server (BIDASK_TEST_POSTGRES_URL) answers");
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut connection)
-                    .await
-                    .expect("a fresh test database");
-                let base = admin_url
-                    .rsplit_once('/')
-                    .map_or(admin_url.as_str(), |(base, _)| base);
-                Self {
-                    url: format!("{base}/{name}"),
-                    _directory: None,
-                }
-            }
+            Backend::Postgres => Self::postgres_with("").await,
+        }
+    }
+
+    /// A new empty PostgreSQL database made with `options` after `CREATE
+    /// DATABASE name` (a locale, a template).
+    pub async fn postgres_with(options: &str) -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let admin_url = postgres_admin_url();
+        let name = format!(
+            "bidask_test_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            bidask_server::clock::now_micros() % 1_000_000
+        );
+        sqlx::any::install_default_drivers();
+        let mut connection = sqlx::AnyConnection::connect(&admin_url)
+            .await
+            .expect("the test PostgreSQL server (BIDASK_TEST_POSTGRES_URL) answers");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {name} {options}"
+        )))
+        .execute(&mut connection)
+        .await
+        .expect("a fresh test database");
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url.as_str(), |(base, _)| base);
+        Self {
+            url: format!("{base}/{name}"),
+            _directory: None,
         }
     }
 }

@@ -89,7 +89,15 @@ async fn applied(database: &TestDatabase) -> Vec<i64> {
 /// version left it, and a connection to it (foreign keys on, as the
 /// server's SQLite connections have them).
 async fn database_at(backend: Backend, version: i64) -> (TestDatabase, sqlx::AnyConnection) {
-    let database = TestDatabase::new(backend).await;
+    database_at_on(TestDatabase::new(backend).await, backend, version).await
+}
+
+/// [`database_at`] on `database`, a fresh one of `backend`.
+async fn database_at_on(
+    database: TestDatabase,
+    backend: Backend,
+    version: i64,
+) -> (TestDatabase, sqlx::AnyConnection) {
     // A SQLite file is created by the first connection that asks to.
     sqlx::any::install_default_drivers();
     let mut connection = sqlx::AnyConnection::connect(&with_sqlite_mode(&database.url, "rwc"))
@@ -843,7 +851,10 @@ async fn names_differing_only_in_case_stop_the_upgrade_and_leave_the_database_as
         .expect_err("two names for one account");
     let message = refused.to_string();
     assert!(
-        matches!(refused, StoreError::UsernamesDifferOnlyInCase(_)),
+        matches!(
+            refused,
+            StoreError::UsernamesDifferOnlyInCase { migration: 3, .. }
+        ),
         "{refused:?}"
     );
     let named = format!("\"Ann\" (id {ann}) and \"ann\" (id {other})");
@@ -896,6 +907,61 @@ async fn names_differing_only_in_case_stop_the_upgrade_and_leave_the_database_as
     assert_eq!(found, Some(other));
 }
 
+/// A PostgreSQL database whose locale folds as Turkish does: `lower('I')`
+/// is `'ı'` (ICU, which Debian's PostgreSQL is built with).
+const TURKISH: &str = "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'tr-TR' LOCALE 'C.UTF-8'";
+
+/// Until migration 11, PostgreSQL folded usernames by the database's
+/// locale, and under a Turkish one "IVAN" folded to "ıvan": it could
+/// register beside "ivan". The upgrade that folds names as ASCII stops on
+/// such a pair as migration 3 stops on its own, naming them, with the
+/// database left as it was.
+#[tokio::test]
+async fn turkish_names_differing_only_in_case_stop_the_ascii_fold_postgres() {
+    let database = TestDatabase::postgres_with(TURKISH).await;
+    let (database, mut connection) = database_at_on(database, Backend::Postgres, 10).await;
+    let upper = old_user(&mut connection, "IVAN").await;
+    let lower = old_user(&mut connection, "ivan").await;
+
+    let store = Store::connect_lazy(&database.url, &StoreOptions::default()).expect("a store");
+    let refused = store
+        .migrate()
+        .await
+        .expect_err("two names for one account");
+    assert!(
+        matches!(
+            refused,
+            StoreError::UsernamesDifferOnlyInCase { migration: 11, .. }
+        ),
+        "{refused:?}"
+    );
+    let named = format!("\"IVAN\" (id {upper}) and \"ivan\" (id {lower})");
+    assert!(refused.to_string().contains(&named), "{refused}");
+    assert_eq!(applied(&database).await, (1..=10).collect::<Vec<_>>());
+    store.close().await;
+}
+
+/// On a fresh database with a Turkish locale, a name is one account
+/// whatever its case, as anywhere: "ivan" cannot register beside "IVAN",
+/// and signs in as it.
+#[tokio::test]
+async fn a_turkish_database_folds_names_as_ascii_postgres() {
+    let app = spawn_app_on(TestDatabase::postgres_with(TURKISH).await, |_| {}).await;
+    let ivan = app.register("IVAN").await;
+    let again = app
+        .post(
+            "/api/v1/auth/register",
+            None,
+            &json!({"username": "ivan", "password": "another-password"}),
+        )
+        .await;
+    assert_eq!((again.status, again.code()), (409, "username_taken"));
+    let login = app.login("ivan", "password-of-IVAN").await;
+    assert_eq!(login.status, 200, "{:?}", login.body);
+    assert_eq!(login.body["user"]["id"], ivan.id);
+    app.stop().await;
+}
+
 /// A migration that a released server applied is never edited: sqlx
 /// records each one's checksum, and refuses to start a database whose
 /// recorded checksum differs from the embedded file's. The checksums
@@ -914,6 +980,7 @@ async fn released_migrations_are_never_edited() {
         "5dce9a623ab62b73627957433661c2c4677f83b5d54fd9e9710dd47181554b5515679ded70c84c5670b61c09edc3f516",
         "9157b21074a05dc868092c92b3eff10644a9ead1866355c88d6a97032a519be633f5592ba6814927337c7d1b17b79b1e",
         "32ef2305834b82ddd25fe6488bad0969249b534b5a29ffbd7c199b4611a93c6a9b8ca1f62f0a9173eeb69d6bc4eef4a9",
+        "e4d51655ac30fc97ab51c8284d002180e7fbb9e69e799a7483bbd6f8732127a7223d403f2117f4b66b96946002033041",
     ];
     const SQLITE: &[&str] = &[
         "5489ee778911cc37e3a01f6e1fe4b797f3f0dbd92c5d3e0271dc05d81d75a49636f7a6dcd248fffeb86eaa937f3f76d4",

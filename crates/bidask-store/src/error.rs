@@ -82,15 +82,21 @@ pub enum StoreError {
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// Usernames that differ only in case, which versions before migration
-    /// 3 took, stop the upgrade that makes names case-insensitive: which
+    /// 3 took (and, on a PostgreSQL database with a Turkish locale, before
+    /// 11), stop the upgrade that makes names case-insensitive: which
     /// account is meant by a name is not for the server to choose.
     #[error(
-        "migration 3 makes usernames case-insensitive, and these differ only in case: {}; \
-         rename one of each (UPDATE users SET username = '<new name>' WHERE id = <id>) and \
-         start again",
-        .0.join(", ")
+        "migration {migration} makes usernames case-insensitive, and these differ only in \
+         case: {}; rename one of each (UPDATE users SET username = '<new name>' WHERE id = \
+         <id>) and start again",
+        clashes.join(", ")
     )]
-    UsernamesDifferOnlyInCase(Vec<String>),
+    UsernamesDifferOnlyInCase {
+        /// The migration that stopped.
+        migration: i64,
+        /// The names, a group per account they would all name.
+        clashes: Vec<String>,
+    },
     /// [`crate::Store::back_up`] copies the embedded SQLite database only.
     #[error(
         "bidask backup copies the embedded SQLite database; for PostgreSQL use pg_dump, which \

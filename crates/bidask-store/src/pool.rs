@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{AnyConnection, AnyPool, Executor, PgPool, Row};
+use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Executor, PgPool, Row};
 
 use crate::error::StoreError;
 use crate::read_only::ReadOnlySessions;
@@ -14,6 +14,19 @@ use crate::read_only::ReadOnlySessions;
 /// The migration that makes usernames case-insensitive (0003 on both
 /// backends), which names an earlier version took can refuse.
 const USERNAMES_FOLDED: i64 = 3;
+/// PostgreSQL's migration that folds usernames as ASCII whatever the
+/// database's locale, which names a Turkish one took can refuse.
+const USERNAMES_FOLDED_AS_ASCII: i64 = 11;
+
+/// A username folded as the index `users_username_folded` folds it:
+/// ASCII letters only, whatever the database's locale. (SQLite's
+/// `lower()` folds ASCII only, and knows no collation "C".)
+pub(crate) fn folded(backend: Backend, column: &str) -> String {
+    match backend {
+        Backend::Postgres => format!("lower({column} COLLATE \"C\")"),
+        Backend::Sqlite => format!("lower({column})"),
+    }
+}
 
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/postgres");
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -510,16 +523,22 @@ impl Store {
         // The one failure old data is known to cause, named with what to
         // do: the database's own message names only an index. Any other
         // failure is told as it is.
-        let folding_refused = matches!(
-            &error,
-            MigrateError::ExecuteMigration(sqlx::Error::Database(refused), USERNAMES_FOLDED)
+        let folding_refused = match &error {
+            MigrateError::ExecuteMigration(sqlx::Error::Database(refused), version)
                 if refused.is_unique_violation()
-        );
-        if folding_refused
+                    && (*version == USERNAMES_FOLDED
+                        || (*version == USERNAMES_FOLDED_AS_ASCII
+                            && self.backend == Backend::Postgres)) =>
+            {
+                Some(*version)
+            }
+            _ => None,
+        };
+        if let Some(migration) = folding_refused
             && let Ok(clashes) = self.names_differing_only_in_case().await
             && !clashes.is_empty()
         {
-            return Err(StoreError::UsernamesDifferOnlyInCase(clashes));
+            return Err(StoreError::UsernamesDifferOnlyInCase { migration, clashes });
         }
         Err(StoreError::Migrate(error))
     }
@@ -530,12 +549,14 @@ impl Store {
     /// `lower(username)`, and joining every user to every other would be
     /// quadratic on SQLite.
     async fn names_differing_only_in_case(&self) -> Result<Vec<String>, StoreError> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        let fold = folded(self.backend, "username");
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT clash.folded, users.username, users.id FROM users JOIN \
-             (SELECT lower(username) AS folded FROM users GROUP BY lower(username) \
-              HAVING COUNT(*) > 1 ORDER BY lower(username) LIMIT 10) AS clash \
-             ON lower(users.username) = clash.folded ORDER BY clash.folded, users.id",
-        )
+             (SELECT {fold} AS folded FROM users GROUP BY {fold} \
+              HAVING COUNT(*) > 1 ORDER BY {fold} LIMIT 10) AS clash \
+             ON {users_fold} = clash.folded ORDER BY clash.folded, users.id",
+            users_fold = folded(self.backend, "users.username"),
+        )))
         .fetch_all(&self.pool)
         .await?;
         let mut groups: Vec<(String, Vec<String>)> = Vec::new();

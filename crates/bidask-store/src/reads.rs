@@ -1,12 +1,12 @@
 //! What the API and recovery read back, and the few writes that do not go
 //! through the group commit (accounts are not part of any book).
 
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
 
 use crate::batch::bind_idempotency;
 use crate::error::StoreError;
-use crate::pool::Store;
+use crate::pool::{Store, folded};
 use crate::records::{
     IdempotencyRecord, MatchRecord, NewUser, NotificationRecord, OrderRecord, ProductRecord,
     UserRecord,
@@ -183,12 +183,15 @@ impl Store {
         Ok(updated.rows_affected() == 1)
     }
 
-    /// The account with this username, in any case.
+    /// The account with this username, in any case: both folded as the
+    /// index folds them, which then serves the lookup.
     pub async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
-        Ok(sqlx::query_as(
+        Ok(sqlx::query_as(AssertSqlSafe(format!(
             "SELECT id, username, password_hash, role, created_at, token_key FROM users \
-             WHERE lower(username) = lower($1)",
-        )
+             WHERE {} = {}",
+            folded(self.backend(), "username"),
+            folded(self.backend(), "$1"),
+        )))
         .bind(username.to_owned())
         .fetch_optional(&self.pool)
         .await?)
