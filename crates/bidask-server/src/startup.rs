@@ -656,9 +656,13 @@ async fn ensure_admin(
     let admin = match existing {
         Some(user)
             if user.role == Role::Admin.as_str()
-                && password::verify(password.clone(), user.password_hash.clone())
-                    .await
-                    .map_err(|error| StartupError::Config(error.to_string()))? =>
+                && password::verify(
+                    password.clone(),
+                    user.password_hash.clone(),
+                    password::Caller::Anyone,
+                )
+                .await
+                .map_err(|error| StartupError::Config(error.to_string()))? =>
         {
             user.id
         }

@@ -40,6 +40,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::ClientAddress;
+use crate::auth::password::Caller;
 
 /// The limiters; a rate of 0 turns one off.
 pub struct RateLimits {
@@ -152,10 +153,11 @@ impl RateLimits {
     }
 
     /// Counts a login from `address` to the account named
-    /// `folded_username`, unless that client signed in to it lately.
-    pub fn check_login(&self, folded_username: &str, address: IpAddr) -> Result<(), ApiError> {
+    /// `folded_username`, unless that client signed in to it lately; says
+    /// which it was, for the hashing slot the login may take.
+    pub fn check_login(&self, folded_username: &str, address: IpAddr) -> Result<Caller, ApiError> {
         let Some(limiter) = &self.logins_per_account else {
-            return Ok(());
+            return Ok(Caller::Anyone);
         };
         let known = self
             .known_clients
@@ -164,9 +166,10 @@ impl RateLimits {
             .get(folded_username)
             .is_some_and(|clients| clients.knows(client(address)));
         if known {
-            return Ok(());
+            return Ok(Caller::Known);
         }
         self.check(Some(limiter), &folded_username.to_owned())
+            .map(|()| Caller::Anyone)
     }
 
     /// Notes that `address` signed in to, or registered, the account named

@@ -148,14 +148,14 @@ async fn login(
     let Ok((username, password)) = parse_credentials(&body) else {
         return Err(refused);
     };
-    state.limits.check_login(&username.folded(), address)?;
+    let caller = state.limits.check_login(&username.folded(), address)?;
     let user = state.store.user_by_name(username.as_str()).await?;
     // Verify against a real hash even for unknown users, so the response
     // time does not tell which usernames exist.
     let stored = user
         .as_ref()
         .map_or_else(|| DECOY_HASH.to_owned(), |user| user.password_hash.clone());
-    let matches = password::verify(password, stored)
+    let matches = password::verify(password, stored, caller)
         .await
         .map_err(hashing_error)?;
     match user {
