@@ -2,6 +2,7 @@
 //! document, request ids, and what start-up refuses.
 
 use bidask_tests::{Backend, TestDatabase, on_both_backends, spawn_app};
+use serde_json::json;
 
 on_both_backends!(health_metrics_openapi_and_request_ids);
 
@@ -402,6 +403,41 @@ async fn the_openapi_document_lists_every_answer_the_api_gives() {
 /// The page and its files: their types, the page's content security
 /// policy, and a validator, so a browser that has a file gets a 304
 /// rather than the file again.
+/// The API's answers carry tokens and a trader's own data: no cache may
+/// keep them, and none may be read as another type than it says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_answers_are_not_stored_by_caches() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let trader = app.register("ann").await;
+    let credentials = json!({"username": "ann", "password": "password-of-ann"});
+    for request in [
+        app.client
+            .post(format!("{}/api/v1/auth/login", app.address))
+            .json(&credentials),
+        app.client
+            .get(format!("{}/api/v1/me", app.address))
+            .bearer_auth(&trader.token),
+        app.client.get(format!("{}/api/v1/orders", app.address)),
+    ] {
+        let response = request.send().await.expect("an answer");
+        let headers = response.headers();
+        let value = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+        assert_eq!(
+            value("cache-control"),
+            Some("no-store"),
+            "{}",
+            response.url()
+        );
+        assert_eq!(
+            value("x-content-type-options"),
+            Some("nosniff"),
+            "{}",
+            response.url()
+        );
+    }
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_and_its_files_are_served_with_validators() {
     let mut app = spawn_app(Backend::Sqlite).await;
@@ -441,8 +477,14 @@ async fn the_page_and_its_files_are_served_with_validators() {
         );
         if kind == "text/html" {
             assert!(
-                header(&first, "content-security-policy")
-                    .is_some_and(|policy| policy.contains("default-src 'self'")),
+                header(&first, "content-security-policy").is_some_and(|policy| {
+                    policy.contains("default-src 'self'") && policy.contains("form-action 'none'")
+                }),
+                "{path}"
+            );
+            assert_eq!(
+                header(&first, "referrer-policy").as_deref(),
+                Some("no-referrer"),
                 "{path}"
             );
         }

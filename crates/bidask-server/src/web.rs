@@ -20,7 +20,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::header::{
     ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG,
-    IF_NONE_MATCH, LOCATION, VARY,
+    IF_NONE_MATCH, LOCATION, REFERRER_POLICY, VARY,
 };
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -31,9 +31,11 @@ use flate2::write::GzEncoder;
 use crate::http::AppState;
 
 /// Only this origin's scripts, styles and connections: a page that moves
-/// money takes nothing from elsewhere.
+/// money takes nothing from elsewhere. No form is ever submitted (the
+/// script sends what they hold): without the script, the sign-in form
+/// would put the password in the page's address.
 const POLICY: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; \
-    object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+    object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'";
 
 /// A file of the page, plain and gzipped, with a validator made from its
 /// bytes: a browser that has it asks again (`no-cache`, since a new binary
@@ -225,11 +227,12 @@ fn is_digits(text: &str) -> bool {
     !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit())
 }
 
-/// The page's policy on its document.
+/// The page's policy on its document, and no `Referer` from it: its
+/// addresses name what a trader looks at.
 fn page(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(POLICY));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(POLICY));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     response
 }
 

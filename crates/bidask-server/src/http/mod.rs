@@ -29,6 +29,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::auth::Tokens;
@@ -109,6 +110,18 @@ pub fn router(state: AppState, settings: &ApiSettings) -> Router {
         .merge(orders::router())
         .merge(account::router())
         .merge(crate::gateway::api_router());
+    // Answers carry tokens and a trader's own orders: no cache keeps
+    // them (RFC 6749, section 5.1, for the tokens), and none is read as
+    // anything but what it says it is.
+    let api = api
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ));
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .nest("/api/v1", api)
