@@ -281,11 +281,20 @@ pub async fn back_up(config: &BackupConfig) -> Result<(), StartupError> {
         _ => {}
     }
     let directory = directory_of(destination);
-    if !directory.is_dir() {
-        return Err(StartupError::Config(format!(
-            "there is no directory {} to write the backup into",
-            directory.display()
-        )));
+    match std::fs::metadata(directory) {
+        Ok(metadata) if metadata.is_dir() => {}
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            return Err(StartupError::Config(format!(
+                "cannot write the backup into {}: {error}",
+                directory.display()
+            )));
+        }
+        _ => {
+            return Err(StartupError::Config(format!(
+                "there is no directory {} to write the backup into",
+                directory.display()
+            )));
+        }
     }
     let secret_copy = bidask_store::beside(destination, "jwt-secret");
     for path in [destination, &secret_copy] {
