@@ -371,14 +371,21 @@ async fn a_response_left_unread_closes_its_connection() {
         received.len(),
         REQUESTS * size
     );
+    assert!(
+        app.metrics()
+            .await
+            .contains("bidask_http_timeouts_total{waiting_for=\"client_read\"}"),
+        "not counted"
+    );
     assert_eq!(app.get("/healthz", None).await.status, 200);
     app.stop().await;
 }
 
 /// One address holds at most `BIDASK_HTTP_MAX_CONNECTIONS_PER_ADDRESS`
-/// connections before their upgrade; one more is closed at once, and a
-/// place is given back when a connection closes or becomes a WebSocket.
-/// A trusted proxy's connections are not counted.
+/// connections before their upgrade; one more is answered 503
+/// `at_capacity` and closed, and a place is given back when a connection
+/// closes or becomes a WebSocket. A trusted proxy's connections are not
+/// counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_address_holds_so_many_connections_at_once() {
     use std::time::{Duration, Instant};
@@ -427,8 +434,16 @@ async fn an_address_holds_so_many_connections_at_once() {
         assert!(kept(&mut stream).await, "closed within the bound");
         held.push(stream);
     }
+    // A fourth is told why, and closed.
     let mut over = TcpStream::connect(&authority).await.expect("a connection");
-    assert!(!kept(&mut over).await, "a fourth connection was kept");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), over.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "a fourth connection was kept");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 503") && answer.contains("\"code\":\"at_capacity\""),
+        "{answer}"
+    );
 
     drop(held.pop());
     assert!(

@@ -211,7 +211,7 @@ pub fn test_config(database: &TestDatabase) -> ServeConfig {
         ws_heartbeat_ms: 5_000,
         ws_queue: 1_024,
         ws_max_connections: 1_000,
-        http_max_connections_per_address: 512,
+        http_max_connections_per_address: 128,
         ws_max_connections_per_address: 0,
         ws_max_subscriptions: 64,
         ws_messages_per_sec: 0,

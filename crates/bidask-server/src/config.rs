@@ -235,13 +235,16 @@ pub struct ServeConfig {
     pub ws_max_connections: usize,
     /// HTTP connections held at once from one client address (an IPv6
     /// /64 counts as one) before their upgrade to a WebSocket; one more is
-    /// closed as soon as it is accepted, so that one client cannot take
-    /// every file descriptor. Trusted proxies are not counted; 0 for no
-    /// bound. A browser holds six.
+    /// answered 503 and closed. Lowered at start, with a warning, to a
+    /// quarter of what the open-file limit leaves for HTTP (the reserve
+    /// beside the WebSockets, less the process's own files: 872 under a
+    /// limit of 20,000), which all clients together may not pass either.
+    /// Trusted proxies are not counted; 0 for no bound. A browser holds
+    /// six.
     #[arg(
         long,
         env = "BIDASK_HTTP_MAX_CONNECTIONS_PER_ADDRESS",
-        default_value_t = 512
+        default_value_t = 128
     )]
     pub http_max_connections_per_address: usize,
     /// WebSocket connections held at once from one client address (an

@@ -8,7 +8,8 @@
 //!   the connections;
 //! - [`startup`]: building the application (bind first, run later) and
 //!   shutting it down in order, and [`serve`], the accept loop with
-//!   hyper's timers, with `write_bound`, the bound on a stalled write;
+//!   hyper's timers, with [`connections`], the bounds on how many it
+//!   holds, and `write_bound`, the bound on a stalled write;
 //! - [`catalog`]: products and their sizes in memory;
 //! - [`market`]: one actor per product, the group-commit writer, the
 //!   committed book replica;
@@ -32,6 +33,7 @@ pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod demo;
 pub mod feed;
 pub mod gateway;

@@ -68,9 +68,57 @@ pub fn websocket_room(configured: usize, limit: Option<u64>) -> usize {
     room
 }
 
+/// Files the process keeps for itself out of the reserve: the database
+/// pools' connections and SQLite's files, the runtime's (epoll, the
+/// listener), logs.
+const OWN_FILES: u64 = 128;
+
+/// The HTTP connections, before an upgrade, that the reserve leaves room
+/// for (see [`crate::connections`]): what is left once the process's own
+/// files are counted, at least 16; 0, no bound, without a limit.
+pub fn http_room(limit: Option<u64>) -> usize {
+    limit.map_or(0, |limit| {
+        usize::try_from(reserved(limit).saturating_sub(OWN_FILES).max(16)).unwrap_or(usize::MAX)
+    })
+}
+
+/// The share of `room` one client address may hold: `configured`, or a
+/// quarter of the room if that is less (saying so), so that one address
+/// cannot fill it alone; 0 (no share: a benchmark's clients on one
+/// address) stays 0.
+pub fn address_share(configured: usize, room: usize) -> usize {
+    let quarter = room / 4;
+    if room == 0 || configured == 0 || configured <= quarter {
+        return configured;
+    }
+    tracing::warn!(
+        configured,
+        room,
+        share = quarter,
+        "BIDASK_HTTP_MAX_CONNECTIONS_PER_ADDRESS is above a quarter of the HTTP connections \
+         the open-file limit leaves room for; one address holds at most that (raise the hard \
+         limit, `ulimit -Hn` or LimitNOFILE=, to hold more)"
+    );
+    quarter
+}
+
 #[cfg(test)]
 mod tests {
-    use super::websocket_room;
+    use super::{address_share, http_room, websocket_room};
+
+    #[test]
+    fn http_connections_have_the_reserve_less_the_process_s_own_files() {
+        assert_eq!(http_room(Some(20_000)), 872);
+        assert_eq!(http_room(Some(1_024)), 128);
+        assert_eq!(http_room(Some(100)), 16);
+        assert_eq!(http_room(None), 0);
+        assert_eq!(address_share(128, 872), 128);
+        assert_eq!(address_share(512, 872), 218);
+        assert_eq!(address_share(0, 872), 0);
+        assert_eq!(address_share(128, 128), 32);
+        assert_eq!(address_share(0, 0), 0);
+        assert_eq!(address_share(500, 0), 500);
+    }
 
     #[test]
     fn the_websocket_bound_leaves_files_for_the_rest() {

@@ -109,7 +109,7 @@ fn describe() {
         (
             "bidask_http_timeouts_total",
             true,
-            "Requests timed out, waiting for the client's body (408) or for the server (503).",
+            "Requests timed out, waiting for the client's body (408), for the server (503), or for the client to read its answer (closed).",
         ),
         (
             "bidask_ws_messages_sent_total",
@@ -139,7 +139,7 @@ fn describe() {
         (
             "bidask_http_connections_refused_total",
             false,
-            "Connections closed on accept: their address held BIDASK_HTTP_MAX_CONNECTIONS_PER_ADDRESS.",
+            "Connections answered 503 on accept: their address held its share, or all held the HTTP room.",
         ),
         (
             "bidask_feed_events_pruned_total",

@@ -16,19 +16,15 @@
 //! the bound. Browsers use HTTP/2 only over TLS, which a proxy in front
 //! would end.
 //!
-//! Two more bounds keep one client from holding the descriptors: a write
+//! Two more bounds keep clients from holding the descriptors: a write
 //! that makes no progress for the same time fails and closes its
 //! connection (see [`crate::write_bound`]: a client that never reads its
-//! response), and one client address (an IPv6 /64 counts as one) holds at
-//! most so many connections before their upgrade to a WebSocket; one over
-//! that is closed as soon as it is accepted. Peers that are trusted
-//! proxies are not counted: every client behind them shares their address.
+//! response), and the connections before their upgrade to a WebSocket are
+//! bounded in all and per client address (see [`crate::connections`]);
+//! one past either is answered 503 and closed.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
@@ -40,6 +36,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::add_extension::AddExtension;
 
+use crate::connections::Holders;
 use crate::http::limits::client;
 use crate::proxies::TrustedProxies;
 use crate::write_bound::{Bounded, WriteBound};
@@ -53,6 +50,9 @@ pub struct ConnectionBounds {
     /// Connections one client address may hold before their upgrade; 0
     /// for no bound.
     pub per_address: usize,
+    /// Connections all clients may hold before their upgrade; 0 for no
+    /// bound.
+    pub room: usize,
     /// Peers not counted.
     pub proxies: TrustedProxies,
 }
@@ -70,7 +70,7 @@ pub async fn serve(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(bounds.timeout);
-    let holders = Arc::new(Holders::default());
+    let holders = Holders::new(bounds.per_address, bounds.room);
     // Connections watch `stop` for the signal and hold `open` until they
     // are closed; shutdown waits for the last `open` to be dropped.
     let (stop, stopping) = watch::channel(());
@@ -87,16 +87,14 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let held = if bounds.proxies.trusts(remote.ip().to_canonical()) {
-            None
-        } else {
-            match holders.take(client(remote.ip()), bounds.per_address) {
-                Some(held) => Some(held),
-                None => {
-                    metrics::counter!("bidask_http_connections_refused_total").increment(1);
-                    tracing::debug!(%remote, "connection refused: its address holds its share");
-                    continue;
-                }
+        let address =
+            (!bounds.proxies.trusts(remote.ip().to_canonical())).then(|| client(remote.ip()));
+        let held = match holders.take(address) {
+            Ok(held) => held,
+            Err(refusal) => {
+                tracing::debug!(%remote, ?refusal, "connection refused");
+                holders.refuse(stream, refusal);
+                continue;
             }
         };
         let bound = WriteBound::default();
@@ -130,50 +128,6 @@ pub async fn serve(
     let _ = stop.send(());
     drop(all_closed);
     open.closed().await;
-}
-
-/// The connections each client address holds, before any upgrade.
-#[derive(Debug, Default)]
-struct Holders(Mutex<HashMap<IpAddr, usize>>);
-
-impl Holders {
-    /// A place for one more connection from `address`, unless it holds
-    /// `bound` already (0: no bound).
-    fn take(self: &Arc<Self>, address: IpAddr, bound: usize) -> Option<Held> {
-        let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = counts.entry(address).or_insert(0);
-        if bound > 0 && *count >= bound {
-            return None;
-        }
-        *count += 1;
-        Some(Held {
-            holders: Arc::clone(self),
-            address,
-        })
-    }
-}
-
-/// One connection's place; dropping it gives the place back.
-#[derive(Debug)]
-struct Held {
-    holders: Arc<Holders>,
-    address: IpAddr,
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        let mut counts = self
-            .holders
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = counts.get_mut(&self.address) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.address);
-            }
-        }
-    }
 }
 
 /// After a failed `accept`: a connection that went away before it was

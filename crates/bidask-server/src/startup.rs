@@ -397,10 +397,10 @@ impl Application {
         let catalog = Arc::new(Catalog::new(products));
         let replicas = Arc::new(Replicas::default());
         let mut gateway_settings = config.gateway();
-        gateway_settings.max_connections = crate::open_files::websocket_room(
-            gateway_settings.max_connections,
-            crate::open_files::raise(),
-        );
+        let open_file_limit = crate::open_files::raise();
+        gateway_settings.max_connections =
+            crate::open_files::websocket_room(gateway_settings.max_connections, open_file_limit);
+        let http_room = crate::open_files::http_room(open_file_limit);
         let hub = Hub::start(Windows::default(), gateway_settings.heartbeat)?;
         let (markets, writer) = Markets::start(
             store.clone(),
@@ -463,7 +463,11 @@ impl Application {
             shutdown_timeout: config.shutdown_timeout(),
             bounds: ConnectionBounds {
                 timeout: Duration::from_secs(config.request_timeout_secs),
-                per_address: config.http_max_connections_per_address,
+                per_address: crate::open_files::address_share(
+                    config.http_max_connections_per_address,
+                    http_room,
+                ),
+                room: http_room,
                 proxies: config.trusted_proxies.clone(),
             },
         })

@@ -75,6 +75,8 @@ impl<S> Bounded<S> {
             .deadline
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
         ready!(deadline.as_mut().poll(cx));
+        metrics::counter!("bidask_http_timeouts_total", "waiting_for" => "client_read")
+            .increment(1);
         Poll::Ready(Err(io::Error::new(
             io::ErrorKind::TimedOut,
             "the client read nothing of the response for the request time bound",
