@@ -1380,20 +1380,46 @@ fn a_database_or_secret_others_may_read_is_pointed_out() {
         assert!(output.status.success(), "{output:?}");
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
-    // Stops once the secret is read, on a half-given admin account: what
-    // `serve` said before that is all there is to read.
+    // Started with the kept secret, and stopped once it listens: what it
+    // said by then is what there is to read.
     let serve = || {
-        let output = std::process::Command::new(SERVER)
+        use std::io::BufRead;
+
+        let mut child = std::process::Command::new(SERVER)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("DATABASE_URL", &url)
             .env_remove("BIDASK_JWT_SECRET")
-            .env("BIDASK_ADMIN_USERNAME", "admin")
+            .env_remove("BIDASK_ADMIN_USERNAME")
             .env_remove("BIDASK_ADMIN_PASSWORD")
             .env("BIDASK_LOG_FORMAT", "json")
-            .output()
+            .stdout(std::process::Stdio::piped())
+            .spawn()
             .expect("the binary runs");
-        assert_eq!(output.status.code(), Some(1), "{output:?}");
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        let stdout = child.stdout.take().expect("its stdout");
+        let (lines, said) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = lines.send(line);
+            }
+        });
+        let mut log = String::new();
+        loop {
+            let Ok(line) = said.recv_timeout(Duration::from_secs(60)) else {
+                let _ = child.kill();
+                panic!("serve did not listen within 60 s: {log}");
+            };
+            log.push_str(&line);
+            log.push('\n');
+            if line.contains("bidask listening") {
+                break;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        log
     };
     let warned = |log: &str, path: &std::path::Path| {
         log.lines().any(|line| {
