@@ -689,14 +689,20 @@ try {
   const doomed = await rest('POST', '/bids', expiring.token, {
     product_id: product.id, size: '9', price: '1.00', expires_at: expiresAt,
   });
-  // And one of another sneaker, which this page does not list: told by
-  // the product's name, without a price. Later, so that the refresh its
-  // event causes cannot drop the first order from the list before that
-  // one's own event comes.
-  await rest('POST', '/bids', expiring.token, {
-    product_id: runner.id, size: '10', price: '1.00',
-    expires_at: new Date(Date.parse(expiresAt) + 3000).toISOString(),
+  // And three of another sneaker, which this page does not list: told by
+  // the product's name, read once for the three, without a price. Later,
+  // so that the refresh their events cause cannot drop the first order
+  // from the list before that one's own event comes.
+  let runnerReads = 0;
+  expiringPage.on('request', (request) => {
+    if (new URL(request.url()).pathname === `/api/v1/products/${runner.id}`) runnerReads += 1;
   });
+  for (const price of ['1.00', '2.00', '3.00']) {
+    await rest('POST', '/bids', expiring.token, {
+      product_id: runner.id, size: '10', price,
+      expires_at: new Date(Date.parse(expiresAt) + 3000).toISOString(),
+    });
+  }
   await expiringPage.evaluate((user) => new BroadcastChannel('bidask.orders').postMessage({ user }), expiring.id);
   try {
     await expiringPage.locator(`[data-testid=order-${doomed.order.id}]`)
@@ -709,6 +715,8 @@ try {
     .first().waitFor(dueIn);
   await expiringPage.locator('[data-testid=toast]', { hasText: 'Your bid for Storage Runner (size 10) expired.' })
     .first().waitFor(dueIn);
+  await expiringPage.waitForTimeout(1000);
+  if (runnerReads !== 1) throw new Error(`three expiries of one sneaker read its name ${runnerReads} times`);
   await expiringPage.locator(`[data-testid=order-${doomed.order.id}]`).waitFor({ state: 'detached', timeout: WAIT });
   await expiringContext.close();
 

@@ -62,10 +62,12 @@ const session = {
 let current = session.load(); // {token, user: {id, username}} or null
 
 class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, retryAfter = 0) {
     super(message);
     this.status = status;
     this.code = code;
+    // Seconds the server asked to wait (`Retry-After`), or 0.
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -101,10 +103,17 @@ async function api(method, path, body, extraHeaders = {}) {
     // request sent before the user signed in again must not end the
     // new session.
     if (response.status === 401 && current && current.token === token) signOut(SESSION_ENDED);
-    let message = error.message || response.statusText;
+    // A proxy's error page is not the API's JSON, and HTTP/2 has no
+    // status text: say at least what the status was.
+    let message = error.message || response.statusText || `The server answered ${response.status}.`;
     const wait = response.headers.get('Retry-After');
     if (response.status === 429 && wait) message += ` Try again in ${wait} s.`;
-    throw new ApiError(response.status, error.code || 'error', message);
+    throw new ApiError(response.status, error.code || 'error', message, Number(wait) || 0);
+  }
+  // Every answer of the API is JSON; anything else (a captive portal's
+  // page) is not an answer to rely on.
+  if (payload === null) {
+    throw new ApiError(response.status, 'bad_response', 'The server sent an answer this page cannot read. Try again in a moment.');
   }
   return payload;
 }
@@ -483,16 +492,30 @@ function privateEvent(message) {
 async function expiryToast(message) {
   const listed = page && page.orders.find((order) => order.id === message.order_id);
   let name = page && page.product.id === message.product_id ? page.product.name : null;
-  if (!name) {
-    try {
-      name = (await api('GET', `/products/${message.product_id}`)).name;
-    } catch {
-      // Told without the name rather than not at all.
-    }
-  }
+  // Told without the name rather than not at all.
+  if (!name) name = await productName(message.product_id);
   const what = name ? `${message.side} for ${name}` : message.side;
   const at = listed ? ` at ${money(listed.price)}` : '';
   toast(`Your ${what} (size ${message.size})${at} expired.`);
+}
+
+// Product names by id, each read once however many of its orders expire
+// together (a resume after a week away can bring hundreds); a failed read
+// is forgotten, so that a later expiry tries again.
+const productNames = new Map();
+
+function productName(id) {
+  if (!productNames.has(id)) {
+    const name = api('GET', `/products/${id}`).then(
+      (product) => product.name,
+      () => {
+        productNames.delete(id);
+        return null;
+      },
+    );
+    productNames.set(id, name);
+  }
+  return productNames.get(id);
 }
 
 // The last notification (or expiry) toasted per user: in the tab's
@@ -556,11 +579,16 @@ class Market {
     // reckoning from the copy above.
     this.top = { bid: null, ask: null };
     this.lastSale = null;
+    // Each side's levels in order, kept until the side changes: every
+    // event of the product redraws, and a deep book is many levels to
+    // sort for the ten shown.
+    this.sorted = { bid: null, ask: null };
   }
 
   load(levels, side) {
     const book = side === 'bid' ? this.bids : this.asks;
     book.clear();
+    this.sorted[side] = null;
     for (const level of levels) book.set(level.price, level);
     this.top[side] = levels.length ? { price: levels[0].price, quantity: levels[0].quantity } : null;
   }
@@ -568,15 +596,20 @@ class Market {
   /** Applies a BID_UPDATED or ASK_UPDATED. */
   set(side, update) {
     const book = side === 'bid' ? this.bids : this.asks;
+    this.sorted[side] = null;
     if (update.quantity === 0) book.delete(update.price);
     else book.set(update.price, { price: update.price, quantity: update.quantity, orders: update.orders });
     this.top[side] = (side === 'bid' ? update.highest_bid : update.lowest_ask) || null;
   }
 
+  /** The side's levels, best first; not to be changed by the caller. */
   levels(side) {
-    const levels = [...(side === 'bid' ? this.bids : this.asks).values()];
-    levels.sort((a, b) => (side === 'bid' ? Number(b.price) - Number(a.price) : Number(a.price) - Number(b.price)));
-    return levels;
+    if (!this.sorted[side]) {
+      const levels = [...(side === 'bid' ? this.bids : this.asks).values()];
+      levels.sort((a, b) => (side === 'bid' ? Number(b.price) - Number(a.price) : Number(a.price) - Number(b.price)));
+      this.sorted[side] = levels;
+    }
+    return this.sorted[side];
   }
 
   best(side) {
@@ -648,18 +681,20 @@ class ProductPage {
 
   /**
    * Reads the chosen size's recent sales. A read that fails (offline, a
-   * 429, a 503) is tried again 5 s later while that size is still shown,
-   * rather than leave its list empty until the next reload.
+   * 429, a 503) is tried again while that size is still shown, rather
+   * than leave its list empty until the next reload: 5 s later, then
+   * twice as long each time up to a minute, or later if the server says.
    */
-  async loadSales() {
+  async loadSales(wait = 5000) {
     const size = this.selected;
     clearTimeout(this.salesRetry);
     try {
       await this.loadMatches();
-    } catch {
+    } catch (failure) {
+      const told = failure instanceof ApiError ? failure.retryAfter * 1000 : 0;
       this.salesRetry = setTimeout(() => {
-        if (this.selected === size) this.loadSales();
-      }, 5000);
+        if (this.selected === size) this.loadSales(Math.min(wait * 2, 60000));
+      }, Math.max(wait, told));
     }
   }
 
