@@ -18,7 +18,7 @@
 //!
 //! Two more bounds keep clients from holding the descriptors: a write
 //! that makes no progress for the same time fails and closes its
-//! connection (see [`crate::write_bound`]: a client that never reads its
+//! connection (`write_bound.rs`: a client that never reads its
 //! response), and the connections before their upgrade to a WebSocket are
 //! bounded in all and per client address (see [`crate::connections`]);
 //! one past either is answered 503 and closed.
@@ -53,7 +53,8 @@ pub struct ConnectionBounds {
     /// Connections all clients may hold before their upgrade; 0 for no
     /// bound.
     pub room: usize,
-    /// Peers not counted.
+    /// Peers counted in all only, not by address: every client behind a
+    /// proxy shares its address.
     pub proxies: TrustedProxies,
 }
 
